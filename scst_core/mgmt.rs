@@ -73,7 +73,10 @@ impl fmt::Display for MgmtError<'_> {
                 key,
                 value,
                 expected,
-            } => write!(f, "invalid value '{value}' for '{key}': expected {expected}"),
+            } => write!(
+                f,
+                "invalid value '{value}' for '{key}': expected {expected}"
+            ),
             Self::Conflict(a, b) => write!(f, "'{a}' and '{b}' cannot be given together"),
             Self::NoSuchObject(n) => write!(f, "'{n}' does not exist"),
             Self::AlreadyExists(n) => write!(f, "'{n}' already exists"),
@@ -313,4 +316,53 @@ pub fn parse_size<'a>(key: &'a str, value: &'a str) -> MgmtResult<'a, u64> {
     };
     let base = parse_u64(digits).ok_or(bad)?;
     base.checked_mul(1u64 << shift).ok_or(bad)
+}
+
+/// A fixed-capacity text buffer that `write!` fills, silently truncating.
+///
+/// Used for the result of the last `mgmt` command, which must be recorded
+/// without allocating (the failure being recorded may be `ENOMEM`).
+#[derive(Clone)]
+pub struct TextBuf<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> TextBuf<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+
+    /// The text written so far (cut at a character boundary if truncated).
+    pub fn as_str(&self) -> &str {
+        match core::str::from_utf8(&self.bytes[..self.len]) {
+            Ok(s) => s,
+            // Truncation split a character: drop its partial bytes.
+            Err(e) => core::str::from_utf8(&self.bytes[..e.valid_up_to()]).unwrap_or(""),
+        }
+    }
+
+    /// Empties the buffer.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl<const N: usize> Default for TextBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> fmt::Write for TextBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(N - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
 }

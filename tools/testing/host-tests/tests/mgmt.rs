@@ -11,8 +11,14 @@ fn verb_words_and_params() {
     assert_eq!(
         params,
         vec![
-            Param { key: "filename", value: "/srv/a.img" },
-            Param { key: "blocksize", value: "4096" },
+            Param {
+                key: "filename",
+                value: "/srv/a.img"
+            },
+            Param {
+                key: "blocksize",
+                value: "4096"
+            },
         ]
     );
     line.end().unwrap();
@@ -24,7 +30,13 @@ fn whitespace_and_trailing_semicolons_are_tolerated() {
     assert_eq!(line.name("name").unwrap(), "d");
     let params: Vec<_> = line.params().collect::<Result<_, _>>().unwrap();
     assert_eq!(params.len(), 2);
-    assert_eq!(params[1], Param { key: "read_only", value: "1" });
+    assert_eq!(
+        params[1],
+        Param {
+            key: "read_only",
+            value: "1"
+        }
+    );
 }
 
 #[test]
@@ -32,7 +44,10 @@ fn refuses_empty_and_non_text() {
     assert_eq!(Line::parse(b"").unwrap_err(), MgmtError::Empty);
     assert_eq!(Line::parse(b"   \n").unwrap_err(), MgmtError::Empty);
     assert_eq!(Line::parse(b"add\xff").unwrap_err(), MgmtError::NotText);
-    assert_eq!(Line::parse(b"add a\nadd b").unwrap_err(), MgmtError::NotText);
+    assert_eq!(
+        Line::parse(b"add a\nadd b").unwrap_err(),
+        MgmtError::NotText
+    );
     assert_eq!(Line::parse(b"add\0a").unwrap_err(), MgmtError::NotText);
     let long = vec![b'a'; MAX_LINE_LEN + 1];
     assert_eq!(Line::parse(&long).unwrap_err(), MgmtError::NotText);
@@ -41,7 +56,10 @@ fn refuses_empty_and_non_text() {
 #[test]
 fn missing_and_trailing_words() {
     let mut line = Line::parse(b"del_device").unwrap();
-    assert_eq!(line.name("device name").unwrap_err(), MgmtError::Missing("device name"));
+    assert_eq!(
+        line.name("device name").unwrap_err(),
+        MgmtError::Missing("device name")
+    );
     let mut line = Line::parse(b"del_device a b").unwrap();
     line.name("device name").unwrap();
     assert_eq!(line.end().unwrap_err(), MgmtError::Trailing("b"));
@@ -54,7 +72,11 @@ fn names() {
     }
     let long = "n".repeat(MAX_NAME_LEN + 1);
     for bad in ["", ".", "..", "a/b", "a;b", "a=b", "é", long.as_str()] {
-        assert_eq!(check_name(bad).unwrap_err(), MgmtError::BadName(bad), "{bad}");
+        assert_eq!(
+            check_name(bad).unwrap_err(),
+            MgmtError::BadName(bad),
+            "{bad}"
+        );
     }
 }
 
@@ -62,13 +84,22 @@ fn names() {
 fn bad_params() {
     let mut line = Line::parse(b"add_device d size").unwrap();
     line.name("n").unwrap();
-    assert_eq!(line.params().next().unwrap().unwrap_err(), MgmtError::BadParam("size"));
+    assert_eq!(
+        line.params().next().unwrap().unwrap_err(),
+        MgmtError::BadParam("size")
+    );
     let mut line = Line::parse(b"add_device d =5").unwrap();
     line.name("n").unwrap();
-    assert_eq!(line.params().next().unwrap().unwrap_err(), MgmtError::BadParam("=5"));
+    assert_eq!(
+        line.params().next().unwrap().unwrap_err(),
+        MgmtError::BadParam("=5")
+    );
     let mut line = Line::parse(b"add_device d size=").unwrap();
     line.name("n").unwrap();
-    assert_eq!(line.params().next().unwrap().unwrap_err(), MgmtError::BadParam("size="));
+    assert_eq!(
+        line.params().next().unwrap().unwrap_err(),
+        MgmtError::BadParam("size=")
+    );
 }
 
 #[test]
@@ -122,7 +153,17 @@ fn numbers_and_sizes() {
 
 #[test]
 fn errors_explain_themselves() {
-    let e = MgmtError::BadValue { key: "blocksize", value: "7", expected: "512 or 4096" };
-    assert_eq!(e.to_string(), "invalid value '7' for 'blocksize': expected 512 or 4096");
-    assert_eq!(MgmtError::UnknownCommand("frob").to_string(), "unknown command 'frob'");
+    let e = MgmtError::BadValue {
+        key: "blocksize",
+        value: "7",
+        expected: "512 or 4096",
+    };
+    assert_eq!(
+        e.to_string(),
+        "invalid value '7' for 'blocksize': expected 512 or 4096"
+    );
+    assert_eq!(
+        MgmtError::UnknownCommand("frob").to_string(),
+        "unknown command 'frob'"
+    );
 }

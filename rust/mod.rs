@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The abstraction layer of scst.ko: the only place with `unsafe` code.
+//!
+//! It wraps the C interfaces that the `kernel` crate of 6.12 lacks in safe
+//! types, so that the core, the backends and the target drivers are written
+//! in safe Rust (they are compiled with `#![deny(unsafe_code)]`).
+
+pub(crate) mod bindings;
+pub(crate) mod sysfs;

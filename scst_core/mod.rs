@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! scst_core: the registries of handlers, devices and target drivers, and
+//! the `/sys/kernel/scst_tgt` tree through which they are managed.
+//!
+//! # Locking
+//!
+//! `Scst::registry` serializes every management command (SCST's
+//! `scst_mutex`). Management writes run with kernfs active protection broken
+//! (see `kernel_ext::sysfs`), so they may remove any sysfs entry while
+//! holding it. Attribute reads never take it: removing an attribute waits
+//! for its reads, so a read waiting for `registry` could deadlock.
+
+pub(crate) mod device;
+pub(crate) mod mgmt;
+mod slots;
+
+use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, Mode, SysfsBuf, SysfsOps};
+use core::fmt::Write;
+use device::{DevHandler, Device, DeviceAttr, DeviceConfig, DeviceState};
+use kernel::{
+    alloc::{flags::GFP_KERNEL, AllocError},
+    c_str,
+    error::code::*,
+    new_mutex,
+    prelude::*,
+    str::CString,
+    sync::{Arc, Mutex},
+};
+use mgmt::{Line, MgmtError, TextBuf};
+use slots::Slots;
+
+/// The version `version` reports.
+pub(crate) const VERSION: &str = "0.1.0";
+
+/// Why a management command failed.
+pub(crate) enum MgmtFailure<'a> {
+    /// The line itself is wrong: the admin gets the reason.
+    Invalid(MgmtError<'a>),
+    /// The kernel could not carry it out (e.g. `ENOMEM`).
+    System(Error),
+}
+
+impl<'a> From<MgmtError<'a>> for MgmtFailure<'a> {
+    fn from(e: MgmtError<'a>) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+impl From<Error> for MgmtFailure<'_> {
+    fn from(e: Error) -> Self {
+        Self::System(e)
+    }
+}
+
+impl From<AllocError> for MgmtFailure<'_> {
+    fn from(_: AllocError) -> Self {
+        Self::System(ENOMEM)
+    }
+}
+
+impl MgmtFailure<'_> {
+    fn errno(&self) -> Error {
+        match self {
+            Self::Invalid(MgmtError::AlreadyExists(_)) => EEXIST,
+            Self::Invalid(MgmtError::Busy(_)) => EBUSY,
+            Self::Invalid(_) => EINVAL,
+            Self::System(e) => *e,
+        }
+    }
+}
+
+/// Outcome of a management command, in the form of the `mgmt` write result.
+type MgmtOutcome<'a> = core::result::Result<(), MgmtFailure<'a>>;
+
+/// What `last_sysfs_mgmt_res` shows: the errno of the last command (0 on
+/// success) on the first line, as SCST prints it, then the reason.
+struct LastResult {
+    errno: i32,
+    reason: TextBuf<256>,
+}
+
+/// The registries, guarded by `Scst::registry`.
+pub(crate) struct Registry {
+    handlers: Slots<HandlerEntry>,
+    devices: Slots<Device>,
+}
+
+/// The SCST core: one per module instance.
+#[pin_data]
+pub(crate) struct Scst {
+    #[pin]
+    registry: Mutex<Registry>,
+    #[pin]
+    last_result: Mutex<LastResult>,
+    handlers_dir: DirRef,
+    devices_dir: DirRef,
+}
+
+impl Scst {
+    /// Runs one management write under the registry lock and records its
+    /// result in `last_sysfs_mgmt_res` and, on failure, the kernel log.
+    fn run_mgmt<'a>(
+        &self,
+        file: &str,
+        input: &'a [u8],
+        command: impl FnOnce(&mut Registry, Line<'a>) -> MgmtOutcome<'a>,
+    ) -> Result {
+        let outcome = {
+            let mut registry = self.registry.lock();
+            Line::parse(input)
+                .map_err(MgmtFailure::from)
+                .and_then(|line| command(&mut registry, line))
+        };
+        let mut last = self.last_result.lock();
+        last.reason.clear();
+        match outcome {
+            Ok(()) => {
+                last.errno = 0;
+                Ok(())
+            }
+            Err(failure) => {
+                let errno = failure.errno();
+                last.errno = errno.to_errno();
+                match &failure {
+                    MgmtFailure::Invalid(e) => {
+                        let _ = write!(last.reason, "{e}");
+                    }
+                    MgmtFailure::System(e) => {
+                        let _ = write!(last.reason, "{e:?}");
+                    }
+                }
+                let text = core::str::from_utf8(input).unwrap_or("<not text>").trim();
+                pr_err!(
+                    "{}: '{}' failed: {} ({})\n",
+                    file,
+                    text,
+                    last.reason.as_str(),
+                    last.errno
+                );
+                Err(errno)
+            }
+        }
+    }
+
+    /// Registers a device handler: creates `handlers/<name>/` with `mgmt`
+    /// and `type`.
+    pub(crate) fn register_handler(self: &Arc<Self>, handler: Arc<dyn DevHandler>) -> Result {
+        let mut registry = self.registry.lock();
+        if registry
+            .handlers
+            .find(|h| h.handler.name() == handler.name())
+            .is_some()
+        {
+            return Err(EEXIST);
+        }
+        let dir = Dir::new(&self.handlers_dir, handler.name())?;
+        let ops = Arc::new(
+            HandlerOps {
+                scst: self.clone(),
+                handler: handler.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        let mgmt = File::new(
+            &dir,
+            c_str!("mgmt"),
+            Mode::ReadWrite,
+            ops.clone(),
+            HandlerAttr::Mgmt,
+        )?;
+        let type_file = File::new(&dir, c_str!("type"), Mode::ReadOnly, ops, HandlerAttr::Type)?;
+        registry.handlers.insert(HandlerEntry {
+            handler,
+            _mgmt: mgmt,
+            _type: type_file,
+            dir,
+        })
+    }
+
+    /// Removes every device and handler; called once at module unload. This
+    /// also breaks the reference cycle between the registry and the handler
+    /// `mgmt` files, which hold the core.
+    pub(crate) fn shutdown(&self) {
+        let mut registry = self.registry.lock();
+        while let Some(device) = registry.devices.take_any() {
+            pr_info!("removing device {}\n", &*device.state.name);
+        }
+        while registry.handlers.take_any().is_some() {}
+    }
+
+    fn handler_mgmt<'a>(
+        &self,
+        registry: &mut Registry,
+        handler: &dyn DevHandler,
+        mut line: Line<'a>,
+    ) -> MgmtOutcome<'a> {
+        match line.verb() {
+            "add_device" => {
+                let name = line.name("device name")?;
+                let config = handler.parse_add_device(line.params())?;
+                self.add_device(registry, handler, name, config)
+            }
+            "del_device" => {
+                let name = line.name("device name")?;
+                line.end()?;
+                let device = registry
+                    .devices
+                    .remove(|d| d.name_is(name) && d.state.handler_name == handler.name())
+                    .ok_or(MgmtError::NoSuchObject(name))?;
+                pr_info!("removed device {}\n", &*device.state.name);
+                Ok(())
+            }
+            verb => Err(MgmtError::UnknownCommand(verb).into()),
+        }
+    }
+
+    fn add_device<'a>(
+        &self,
+        registry: &mut Registry,
+        handler: &dyn DevHandler,
+        name: &'a str,
+        config: DeviceConfig,
+    ) -> MgmtOutcome<'a> {
+        if registry.devices.find(|d| d.name_is(name)).is_some() {
+            return Err(MgmtError::AlreadyExists(name).into());
+        }
+        let handler_dir = registry
+            .handlers
+            .find(|h| h.handler.name() == handler.name())
+            .map(|h| h.dir.to_ref())
+            .ok_or(ENODEV)?;
+        let state = Arc::new(
+            DeviceState {
+                name: CString::try_from_fmt(fmt!("{name}"))?,
+                handler_name: handler.name(),
+                device_type: handler.device_type(),
+                config,
+            },
+            GFP_KERNEL,
+        )?;
+        let dir = Dir::new(&self.devices_dir, name)?;
+        let mut files = KVec::new();
+        for (file, attr) in [
+            (c_str!("type"), DeviceAttr::Type),
+            (c_str!("size"), DeviceAttr::Size),
+            (c_str!("size_mb"), DeviceAttr::SizeMb),
+            (c_str!("blocksize"), DeviceAttr::BlockSize),
+            (c_str!("read_only"), DeviceAttr::ReadOnly),
+        ] {
+            files.push(
+                File::new(&dir, file, Mode::ReadOnly, state.clone(), attr)?,
+                GFP_KERNEL,
+            )?;
+        }
+        let device = Device {
+            _handler_link: Link::new(&dir, "handler", &handler_dir)?,
+            _link_in_handler: Link::new(&handler_dir, name, &dir)?,
+            _exported: Dir::new(&dir, "exported")?,
+            _files: files,
+            _dir: dir,
+            state,
+        };
+        registry.devices.insert(device)?;
+        pr_info!(
+            "added {} device {}: {} bytes, block size {}{}\n",
+            handler.name(),
+            name,
+            config.size,
+            config.block_size,
+            if config.read_only { ", read-only" } else { "" }
+        );
+        Ok(())
+    }
+}
+
+/// Attributes at the root of the tree.
+#[derive(Clone, Copy)]
+enum RootAttr {
+    Version,
+    LastMgmtResult,
+}
+
+impl SysfsOps for Scst {
+    type Attr = RootAttr;
+
+    fn show(&self, attr: RootAttr, out: &mut SysfsBuf) -> Result {
+        let _ = match attr {
+            RootAttr::Version => writeln!(out, "{VERSION}"),
+            RootAttr::LastMgmtResult => {
+                let last = self.last_result.lock();
+                if last.errno == 0 {
+                    writeln!(out, "0")
+                } else {
+                    writeln!(out, "{}\n{}", last.errno, last.reason.as_str())
+                }
+            }
+        };
+        Ok(())
+    }
+}
+
+struct HandlerEntry {
+    handler: Arc<dyn DevHandler>,
+    _mgmt: File<HandlerOps>,
+    _type: File<HandlerOps>,
+    dir: Dir,
+}
+
+struct HandlerOps {
+    scst: Arc<Scst>,
+    handler: Arc<dyn DevHandler>,
+}
+
+#[derive(Clone, Copy)]
+enum HandlerAttr {
+    Mgmt,
+    Type,
+}
+
+impl SysfsOps for HandlerOps {
+    type Attr = HandlerAttr;
+
+    fn show(&self, attr: HandlerAttr, out: &mut SysfsBuf) -> Result {
+        let _ = match attr {
+            HandlerAttr::Mgmt => out.write_str(self.handler.mgmt_help()),
+            HandlerAttr::Type => {
+                let t = self.handler.device_type();
+                writeln!(out, "{t} - {}", device::device_type_name(t))
+            }
+        };
+        Ok(())
+    }
+
+    fn store(&self, attr: HandlerAttr, input: &[u8]) -> Result {
+        match attr {
+            HandlerAttr::Mgmt => {
+                self.scst
+                    .run_mgmt(self.handler.name(), input, |registry, line| {
+                        self.scst.handler_mgmt(registry, &*self.handler, line)
+                    })
+            }
+            HandlerAttr::Type => Err(EACCES),
+        }
+    }
+}
+
+/// The core as the module owns it: the tree's fixed directories and root
+/// files, and the registries. Fields drop in order, children first.
+pub(crate) struct Core {
+    scst: Arc<Scst>,
+    _root_files: KVec<File<Scst>>,
+    _handlers: Dir,
+    _devices: Dir,
+    _targets: Dir,
+    _root: Dir,
+}
+
+impl Core {
+    /// Creates `/sys/kernel/scst_tgt` and the empty registries.
+    pub(crate) fn new() -> Result<Self> {
+        let root = Dir::new_in_sys_kernel("scst_tgt")?;
+        let handlers = Dir::new(&root, "handlers")?;
+        let devices = Dir::new(&root, "devices")?;
+        let targets = Dir::new(&root, "targets")?;
+        let scst = Arc::pin_init(
+            pin_init!(Scst {
+                registry <- new_mutex!(Registry {
+                    handlers: Slots::new(),
+                    devices: Slots::new(),
+                }),
+                last_result <- new_mutex!(LastResult {
+                    errno: 0,
+                    reason: TextBuf::new(),
+                }),
+                handlers_dir: handlers.to_ref(),
+                devices_dir: devices.to_ref(),
+            }),
+            GFP_KERNEL,
+        )?;
+        let mut root_files = KVec::new();
+        for (name, attr) in [
+            (c_str!("version"), RootAttr::Version),
+            (c_str!("last_sysfs_mgmt_res"), RootAttr::LastMgmtResult),
+        ] {
+            root_files.push(
+                File::new(&root, name, Mode::ReadOnly, scst.clone(), attr)?,
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(Self {
+            scst,
+            _root_files: root_files,
+            _handlers: handlers,
+            _devices: devices,
+            _targets: targets,
+            _root: root,
+        })
+    }
+
+    pub(crate) fn scst(&self) -> &Arc<Scst> {
+        &self.scst
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.scst.shutdown();
+    }
+}

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! scst.ko: the SCST generic SCSI target subsystem, in Rust.
+//!
+//! One module built from one crate: the components below are its modules and
+//! call each other directly. Only `kernel_ext` (the `rust/` folder, the
+//! abstractions over C) may contain `unsafe` code; every other component is
+//! compiled with `deny(unsafe_code)`.
+
+use kernel::prelude::*;
+
+#[path = "rust/mod.rs"]
+mod kernel_ext;
+
+#[deny(unsafe_code)]
+#[path = "scst_core/mod.rs"]
+mod scst_core;
+
+#[deny(unsafe_code)]
+#[path = "scst_vdisk/mod.rs"]
+mod scst_vdisk;
+
+module! {
+    type: ScstModule,
+    name: "scst",
+    author: "scst-rs developers",
+    description: "SCST generic SCSI target subsystem (Rust)",
+    license: "GPL",
+}
+
+struct ScstModule {
+    _core: scst_core::Core,
+}
+
+impl kernel::Module for ScstModule {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let core = scst_core::Core::new()?;
+        scst_vdisk::register(core.scst())?;
+        pr_info!("scst-rs {} loaded\n", scst_core::VERSION);
+        Ok(Self { _core: core })
+    }
+}
+
+impl Drop for ScstModule {
+    fn drop(&mut self) {
+        pr_info!("scst-rs unloading\n");
+    }
+}

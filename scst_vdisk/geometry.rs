@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Validation of a virtual disk's size and block size (plain `core` Rust).
+
+use crate::scst_core::mgmt::{MgmtError, MgmtResult};
+
+/// Logical block sizes a vdisk device accepts.
+pub const BLOCK_SIZES: [u32; 4] = [512, 1024, 2048, 4096];
+
+/// Checks that `block_size` is supported and `size` is a whole, non-zero
+/// number of blocks.
+pub fn check<'a>(size_text: &'a str, size: u64, block_size: u32) -> MgmtResult<'a, ()> {
+    if size == 0 || size % u64::from(block_size) != 0 {
+        return Err(MgmtError::BadValue {
+            key: "size",
+            value: size_text,
+            expected: "a non-zero multiple of the block size",
+        });
+    }
+    Ok(())
+}
