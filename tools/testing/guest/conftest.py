@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Fixtures for the guest tests: they run as root inside the test guest
+(tools/testing/guest-run) and drive a freshly built scst.ko."""
+
+import errno
+import os
+import subprocess
+import time
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+MODULE = os.path.join(REPO, "scst.ko")
+ROOT = "/sys/kernel/scst_tgt"
+KMEMLEAK = "/sys/kernel/debug/kmemleak"
+
+
+def sh(*args, check=True):
+    return subprocess.run(args, check=check, capture_output=True, text=True)
+
+
+def loaded():
+    with open("/proc/modules") as f:
+        return any(line.split()[0] == "scst" for line in f)
+
+
+def load():
+    sh("insmod", MODULE)
+
+
+def unload():
+    sh("rmmod", "scst")
+
+
+def read(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+def write(path, text):
+    """Writes one line to a sysfs file as `echo` would; returns 0 or the errno."""
+    fd = os.open(os.path.join(ROOT, path), os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+        return 0
+    except OSError as e:
+        return e.errno
+    finally:
+        os.close(fd)
+
+
+def kmemleak_report():
+    """Scans for leaks and returns the report (objects older than 5 s)."""
+    time.sleep(6)
+    with open(KMEMLEAK, "w") as f:
+        f.write("scan")
+    with open(KMEMLEAK, "w") as f:
+        f.write("scan")
+    with open(KMEMLEAK) as f:
+        return f.read()
+
+
+def dmesg_since(marker):
+    out = sh("dmesg").stdout
+    return out[out.rfind(marker):] if marker in out else out
+
+
+def mark_dmesg(text):
+    with open("/dev/kmsg", "w") as f:
+        f.write(text + "\n")
+
+
+@pytest.fixture
+def scst():
+    """scst.ko loaded for one test and unloaded after it."""
+    assert os.environ.get("SCST_IN_GUEST") == "1", "guest tests run under tools/testing/guest-run"
+    assert os.path.exists(MODULE), "build scst.ko first (make)"
+    if loaded():
+        unload()
+    load()
+    yield ROOT
+    unload()
+    assert not os.path.exists(ROOT)
+
+
+__all__ = ["errno"]
