@@ -15,6 +15,7 @@
 
 use super::bindings;
 use core::{fmt, ptr::NonNull};
+use kernel::fmt;
 use kernel::{
     alloc::{flags::GFP_KERNEL, KBox},
     error::{code::*, from_err_ptr, to_result},
@@ -159,8 +160,6 @@ pub(crate) enum Mode {
     ReadOnly,
     /// 0644
     ReadWrite,
-    /// 0200
-    WriteOnly,
 }
 
 /// What reads and writes of a group of attribute files do.
@@ -204,6 +203,13 @@ pub(crate) struct File<T: SysfsOps> {
     dir: DirRef,
 }
 
+// SAFETY: The raw pointers in `inner.attr` point into `inner` itself or are
+// lockdep keys; after registration the attribute is only read, by sysfs and
+// by `drop`, so the file may move between and be shared by threads as `T` can.
+unsafe impl<T: SysfsOps> Send for File<T> {}
+// SAFETY: See `Send`: `&File<T>` allows no access to the attribute.
+unsafe impl<T: SysfsOps> Sync for File<T> {}
+
 impl<T: SysfsOps> File<T> {
     /// Creates attribute file `name` in `dir`, served by `ops` as `id`.
     pub(crate) fn new(
@@ -217,7 +223,6 @@ impl<T: SysfsOps> File<T> {
         let (bits, readable, writable) = match mode {
             Mode::ReadOnly => (0o444, true, false),
             Mode::ReadWrite => (0o644, true, true),
-            Mode::WriteOnly => (0o200, false, true),
         };
         let mut inner = KBox::new(
             FileInner {

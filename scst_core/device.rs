@@ -5,7 +5,7 @@
 use super::mgmt::{MgmtResult, Params};
 use crate::kernel_ext::sysfs::{Dir, File, Link, SysfsBuf, SysfsOps};
 use core::fmt::Write;
-use kernel::{prelude::*, str::CString};
+use kernel::{prelude::*, str::CString, sync::Arc};
 
 /// A device handler: a backend kind such as `vdisk_nullio`, listed under
 /// `handlers/` and managed through `handlers/<name>/mgmt`.

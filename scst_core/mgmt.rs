@@ -53,8 +53,6 @@ pub enum MgmtError<'a> {
     NoSuchObject(&'a str),
     /// An object of that name already exists.
     AlreadyExists(&'a str),
-    /// The object is still in use (e.g. a device exported as a LUN).
-    Busy(&'a str),
 }
 
 impl fmt::Display for MgmtError<'_> {
@@ -80,7 +78,6 @@ impl fmt::Display for MgmtError<'_> {
             Self::Conflict(a, b) => write!(f, "'{a}' and '{b}' cannot be given together"),
             Self::NoSuchObject(n) => write!(f, "'{n}' does not exist"),
             Self::AlreadyExists(n) => write!(f, "'{n}' already exists"),
-            Self::Busy(n) => write!(f, "'{n}' is in use"),
         }
     }
 }
@@ -137,23 +134,6 @@ impl<'a> Line<'a> {
         Ok(word)
     }
 
-    /// Takes the next word as an unsigned integer no larger than `max`.
-    pub fn number(&mut self, what: &'static str, max: u64) -> MgmtResult<'a, u64> {
-        let word = self.word(what)?;
-        parse_u64(word)
-            .filter(|v| *v <= max)
-            .ok_or(MgmtError::BadValue {
-                key: what,
-                value: word,
-                expected: "a number in range",
-            })
-    }
-
-    /// The unparsed remainder, for commands whose last field is free text.
-    pub fn rest(&self) -> &'a str {
-        self.rest
-    }
-
     /// Fails unless the whole line has been consumed.
     pub fn end(&self) -> MgmtResult<'a, ()> {
         if self.rest.is_empty() {
@@ -172,8 +152,8 @@ impl<'a> Line<'a> {
 }
 
 fn split_word(text: &str) -> (&str, &str) {
-    match text.find(char::is_whitespace) {
-        Some(i) => (&text[..i], text[i..].trim_start()),
+    match text.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, rest.trim_start()),
         None => (text, ""),
     }
 }
@@ -218,10 +198,7 @@ impl<'a> Iterator for Params<'a> {
             if self.rest.is_empty() {
                 return None;
             }
-            let (item, rest) = match self.rest.find(';') {
-                Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
-                None => (self.rest, ""),
-            };
+            let (item, rest) = self.rest.split_once(';').unwrap_or((self.rest, ""));
             self.rest = rest;
             let item = item.trim();
             if item.is_empty() {
@@ -307,12 +284,16 @@ pub fn parse_size<'a>(key: &'a str, value: &'a str) -> MgmtResult<'a, u64> {
         value,
         expected: "a size in bytes, optionally with K, M, G or T",
     };
-    let (digits, shift) = match value.as_bytes().last() {
-        Some(b'K' | b'k') => (&value[..value.len() - 1], 10),
-        Some(b'M' | b'm') => (&value[..value.len() - 1], 20),
-        Some(b'G' | b'g') => (&value[..value.len() - 1], 30),
-        Some(b'T' | b't') => (&value[..value.len() - 1], 40),
-        _ => (value, 0),
+    let shift = match value.chars().last() {
+        Some('K' | 'k') => 10,
+        Some('M' | 'm') => 20,
+        Some('G' | 'g') => 30,
+        Some('T' | 't') => 40,
+        _ => 0,
+    };
+    let digits = match shift {
+        0 => value,
+        _ => value.get(..value.len() - 1).ok_or(bad)?,
     };
     let base = parse_u64(digits).ok_or(bad)?;
     base.checked_mul(1u64 << shift).ok_or(bad)
@@ -339,10 +320,12 @@ impl<const N: usize> TextBuf<N> {
 
     /// The text written so far (cut at a character boundary if truncated).
     pub fn as_str(&self) -> &str {
-        match core::str::from_utf8(&self.bytes[..self.len]) {
+        let bytes = self.bytes.get(..self.len).unwrap_or_default();
+        match core::str::from_utf8(bytes) {
             Ok(s) => s,
             // Truncation split a character: drop its partial bytes.
-            Err(e) => core::str::from_utf8(&self.bytes[..e.valid_up_to()]).unwrap_or(""),
+            Err(e) => core::str::from_utf8(bytes.get(..e.valid_up_to()).unwrap_or_default())
+                .unwrap_or_default(),
         }
     }
 
@@ -360,8 +343,11 @@ impl<const N: usize> Default for TextBuf<N> {
 
 impl<const N: usize> fmt::Write for TextBuf<N> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(N - self.len);
-        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        let room = self.bytes.get_mut(self.len..).unwrap_or_default();
+        let n = s.len().min(room.len());
+        for (dst, src) in room.iter_mut().zip(s.bytes()) {
+            *dst = src;
+        }
         self.len += n;
         Ok(())
     }

@@ -12,6 +12,8 @@
 //! for its reads, so a read waiting for `registry` could deadlock.
 
 pub(crate) mod device;
+// Shared with the host test crate, where its items are public API.
+#[allow(unreachable_pub)]
 pub(crate) mod mgmt;
 mod slots;
 
@@ -22,13 +24,16 @@ use kernel::{
     alloc::{flags::GFP_KERNEL, AllocError},
     c_str,
     error::code::*,
-    new_mutex,
+    fmt, new_mutex,
     prelude::*,
     str::CString,
     sync::{Arc, Mutex},
 };
 use mgmt::{Line, MgmtError, TextBuf};
 use slots::Slots;
+
+/// How much of a refused `mgmt` line the kernel log repeats.
+const MAX_LOGGED_CHARS: usize = 120;
 
 /// The version `version` reports.
 pub(crate) const VERSION: &str = "0.1.0";
@@ -63,7 +68,6 @@ impl MgmtFailure<'_> {
     fn errno(&self) -> Error {
         match self {
             Self::Invalid(MgmtError::AlreadyExists(_)) => EEXIST,
-            Self::Invalid(MgmtError::Busy(_)) => EBUSY,
             Self::Invalid(_) => EINVAL,
             Self::System(e) => *e,
         }
@@ -130,11 +134,18 @@ impl Scst {
                         let _ = write!(last.reason, "{e:?}");
                     }
                 }
+                // Debug formatting escapes control characters, so a line
+                // cannot forge log lines; long lines are cut.
                 let text = core::str::from_utf8(input).unwrap_or("<not text>").trim();
+                let shown = text
+                    .char_indices()
+                    .nth(MAX_LOGGED_CHARS)
+                    .map_or(text, |(i, _)| text.get(..i).unwrap_or(text));
                 pr_err!(
-                    "{}: '{}' failed: {} ({})\n",
+                    "{}: {:?}{} failed: {} ({})\n",
                     file,
-                    text,
+                    shown,
+                    if shown.len() < text.len() { "..." } else { "" },
                     last.reason.as_str(),
                     last.errno
                 );
@@ -276,7 +287,7 @@ impl Scst {
 
 /// Attributes at the root of the tree.
 #[derive(Clone, Copy)]
-enum RootAttr {
+pub(crate) enum RootAttr {
     Version,
     LastMgmtResult,
 }
@@ -363,6 +374,7 @@ impl Core {
         let handlers = Dir::new(&root, "handlers")?;
         let devices = Dir::new(&root, "devices")?;
         let targets = Dir::new(&root, "targets")?;
+        let (handlers_dir, devices_dir) = (handlers.to_ref(), devices.to_ref());
         let scst = Arc::pin_init(
             pin_init!(Scst {
                 registry <- new_mutex!(Registry {
@@ -373,8 +385,8 @@ impl Core {
                     errno: 0,
                     reason: TextBuf::new(),
                 }),
-                handlers_dir: handlers.to_ref(),
-                devices_dir: devices.to_ref(),
+                handlers_dir,
+                devices_dir,
             }),
             GFP_KERNEL,
         )?;

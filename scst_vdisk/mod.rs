@@ -7,6 +7,8 @@
 //! measuring the rest of the stack. The file and block device backends
 //! (`vdisk_fileio`, `vdisk_blockio`) follow with the SCSI command path.
 
+// Shared with the host test crate, where its items are public API.
+#[allow(unreachable_pub)]
 pub(crate) mod geometry;
 
 use crate::scst_core::{

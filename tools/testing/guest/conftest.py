@@ -38,10 +38,12 @@ def read(path):
 
 
 def write(path, text):
-    """Writes one line to a sysfs file as `echo` would; returns 0 or the errno."""
+    """Writes `text` (str or bytes) to a sysfs file in one write(2), as
+    `echo` does; returns 0 or the errno."""
+    data = text if isinstance(text, bytes) else text.encode()
     fd = os.open(os.path.join(ROOT, path), os.O_WRONLY)
     try:
-        os.write(fd, text.encode())
+        os.write(fd, data)
         return 0
     except OSError as e:
         return e.errno

@@ -64,7 +64,7 @@ def test_add_and_delete_device(scst):
 
 
 BAD_LINES = [
-    ("", "empty command"),
+    ("\n", "empty command"),
     ("   \n", "empty command"),
     ("frobnicate nul9", "unknown command 'frobnicate'"),
     ("add_device", "missing device name"),
@@ -83,7 +83,8 @@ BAD_LINES = [
     ("del_device nosuch", "'nosuch' does not exist"),
     ("del_device existing extra", "unexpected 'extra'"),
     ("add_device nul9\nadd_device nul10", "not a line of text"),
-    ("add_device \xff", "not a line of text"),
+    (b"add_device \xff", "not a line of text"),
+    ("add_device \xe9", "invalid name"),
 ]
 
 
@@ -91,7 +92,7 @@ BAD_LINES = [
 def test_bad_mgmt_line_is_refused_and_changes_nothing(scst, line, reason):
     assert write(f"{NULLIO}/mgmt", "add_device existing size_mb=1") == 0
     before = devices()
-    marker = f"scst-test: bad line {line[:20]!r}"
+    marker = f"scst-test: bad line {line[:20]!r}".replace("\\", "/")
     mark_dmesg(marker)
 
     assert write(f"{NULLIO}/mgmt", line) == errno.EINVAL

@@ -143,12 +143,6 @@ fn numbers_and_sizes() {
     assert!(parse_bool("ro", "yes").is_err());
     assert_eq!(parse_ranged("bs", "4096", 512, 4096), Ok(4096));
     assert!(parse_ranged("bs", "8192", 512, 4096).is_err());
-    let mut line = Line::parse(b"add d 7").unwrap();
-    line.word("dev").unwrap();
-    assert_eq!(line.number("lun", 16383), Ok(7));
-    let mut line = Line::parse(b"add d 16384").unwrap();
-    line.word("dev").unwrap();
-    assert!(line.number("lun", 16383).is_err());
 }
 
 #[test]
