@@ -9,6 +9,9 @@
 #   make rustfmt         format the Rust sources; `make rustfmtcheck` only checks
 #   make clean
 
+# bindgen and the Rust toolchain, also when PATH lacks them (e.g. in CI).
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
 KDIR ?= $(shell $(CURDIR)/tools/testing/build-kernel)
 
 RUST_SOURCES = $(shell find $(CURDIR) -name '*.rs' -not -path '*/target/*' \

@@ -20,6 +20,22 @@ mod scst_core;
 #[path = "scst_vdisk/mod.rs"]
 mod scst_vdisk;
 
+#[deny(unsafe_code)]
+#[path = "scst_iscsi/mod.rs"]
+mod scst_iscsi;
+
+#[deny(unsafe_code)]
+#[path = "srpt/mod.rs"]
+mod srpt;
+
+#[deny(unsafe_code)]
+#[path = "scst_user/mod.rs"]
+mod scst_user;
+
+#[deny(unsafe_code)]
+#[path = "qla2x_tgt/mod.rs"]
+mod qla2x_tgt;
+
 module! {
     type: ScstModule,
     name: "scst",

@@ -10,7 +10,8 @@ pub const BLOCK_SIZES: [u32; 4] = [512, 1024, 2048, 4096];
 /// Checks that `block_size` is supported and `size` is a whole, non-zero
 /// number of blocks.
 pub fn check<'a>(size_text: &'a str, size: u64, block_size: u32) -> MgmtResult<'a, ()> {
-    if size == 0 || size % u64::from(block_size) != 0 {
+    // Block sizes are powers of two.
+    if size == 0 || size & (u64::from(block_size) - 1) != 0 {
         return Err(MgmtError::BadValue {
             key: "size",
             value: size_text,

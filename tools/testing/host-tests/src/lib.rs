@@ -2,6 +2,32 @@
 
 //! Compiles the kernel-independent modules of scst.ko for the host, so that
 //! `cargo test` (and fuzzers) exercise exactly the code the module runs.
+//! They are mounted at the same paths as in the kernel crate
+//! (`crate::scst_core::mgmt`, ...), so their `use` lines resolve unchanged.
 
 #[path = "../../../../scst_core/mgmt.rs"]
-pub mod mgmt;
+#[doc(hidden)]
+pub mod core_mgmt;
+#[path = "../../../../scst_iscsi/pdu.rs"]
+#[doc(hidden)]
+pub mod iscsi_pdu;
+#[path = "../../../../scst_vdisk/geometry.rs"]
+#[doc(hidden)]
+pub mod vdisk_geometry;
+
+/// The modules of `scst_core/` that need no kernel.
+pub mod scst_core {
+    pub use super::core_mgmt as mgmt;
+}
+
+/// The modules of `scst_vdisk/` that need no kernel.
+pub mod scst_vdisk {
+    pub use super::vdisk_geometry as geometry;
+}
+
+/// The modules of `scst_iscsi/` that need no kernel.
+pub mod scst_iscsi {
+    pub use super::iscsi_pdu as pdu;
+}
+
+pub use scst_core::mgmt;
