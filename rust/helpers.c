@@ -49,3 +49,21 @@ void scst_rs_sysfs_attr_init(struct attribute *attr)
 {
 	sysfs_attr_init(attr);
 }
+
+/*
+ * Removing an entry from a directory that kobject_del() already removed
+ * (its kernfs node is gone with it) would WARN in kernfs: skip it, the entry
+ * went with the directory.
+ */
+void scst_rs_sysfs_remove_file(struct kobject *kobj,
+			       const struct attribute *attr)
+{
+	if (kobj->sd)
+		sysfs_remove_file(kobj, attr);
+}
+
+void scst_rs_sysfs_remove_link(struct kobject *kobj, const char *name)
+{
+	if (kobj->sd)
+		sysfs_remove_link(kobj, name);
+}

@@ -13,5 +13,8 @@ struct kobject *scst_rs_kobject_create_and_add(const char *name,
 					       struct kobject *parent);
 struct kobject *scst_rs_kernel_kobj(void);
 void scst_rs_sysfs_attr_init(struct attribute *attr);
+void scst_rs_sysfs_remove_file(struct kobject *kobj,
+			       const struct attribute *attr);
+void scst_rs_sysfs_remove_link(struct kobject *kobj, const char *name);
 
 #endif /* SCST_RS_HELPERS_H */

@@ -262,17 +262,12 @@ impl<T: SysfsOps> File<T> {
 
 impl<T: SysfsOps> Drop for File<T> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant the attribute is registered in `dir`.
-        // Removal waits for reads and unbroken writes in flight; broken
-        // writes do not touch `inner` after breaking (see `store_callback`),
-        // so the box may be freed when this returns.
-        unsafe {
-            bindings::sysfs_remove_file_ns(
-                self.dir.as_ptr(),
-                &self.inner.attr.attr,
-                core::ptr::null(),
-            )
-        };
+        // SAFETY: By the type invariant the attribute is registered in `dir`
+        // (or went with it, if the directory was removed first: the helper
+        // checks). Removal waits for reads and unbroken writes in flight;
+        // broken writes do not touch `inner` after breaking (see
+        // `store_callback`), so the box may be freed when this returns.
+        unsafe { bindings::scst_rs_sysfs_remove_file(self.dir.as_ptr(), &self.inner.attr.attr) };
     }
 }
 
@@ -358,7 +353,8 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        // SAFETY: `dir` is live and the link was created in it by `new`.
-        unsafe { bindings::sysfs_remove_link(self.dir.as_ptr(), self.name.as_char_ptr()) };
+        // SAFETY: `dir` is live (we hold a reference) and the link was
+        // created in it by `new`; the helper skips a removed directory.
+        unsafe { bindings::scst_rs_sysfs_remove_link(self.dir.as_ptr(), self.name.as_char_ptr()) };
     }
 }

@@ -133,3 +133,44 @@ def test_unload_with_devices_leaks_nothing():
     # Leaks anywhere are caught by guest-run; this names ours precisely.
     report = kmemleak_report()
     assert "[scst]" not in report, report
+
+
+def test_mgmt_races_with_reads_of_removed_devices(scst):
+    """Writers add and delete devices while readers read their attributes:
+    every write succeeds or fails with the right errno, reads see whole
+    values or ENOENT, and lockdep (watched by guest-run) stays quiet."""
+    import threading
+    import time
+
+    stop = time.monotonic() + 4
+    errors = []
+
+    def writer(prefix):
+        n = 0
+        while time.monotonic() < stop:
+            name = f"{prefix}{n % 4}"
+            rc = write(f"{NULLIO}/mgmt", f"add_device {name} size_mb=1")
+            if rc not in (0, errno.EEXIST):
+                errors.append(f"add {name}: {rc}")
+            rc = write(f"{NULLIO}/mgmt", f"del_device {name}")
+            if rc not in (0, errno.EINVAL):
+                errors.append(f"del {name}: {rc}")
+            n += 1
+
+    def reader():
+        while time.monotonic() < stop:
+            for name in os.listdir(os.path.join(ROOT, "devices")):
+                try:
+                    value = read(f"devices/{name}/size")
+                except FileNotFoundError:
+                    continue
+                if value != f"{1 << 20}\n":
+                    errors.append(f"read {name}: {value!r}")
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ("a", "b")]
+    threads += [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
