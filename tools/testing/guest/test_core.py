@@ -162,8 +162,11 @@ def test_mgmt_races_with_reads_of_removed_devices(scst):
             for name in os.listdir(os.path.join(ROOT, "devices")):
                 try:
                     value = read(f"devices/{name}/size")
-                except FileNotFoundError:
-                    continue
+                except OSError as e:
+                    # Removed before the open (ENOENT) or after it (ENODEV).
+                    if e.errno in (errno.ENOENT, errno.ENODEV):
+                        continue
+                    raise
                 if value != f"{1 << 20}\n":
                     errors.append(f"read {name}: {value!r}")
 
