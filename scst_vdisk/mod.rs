@@ -51,18 +51,7 @@ impl DevHandler for NullioHandler {
         let mut values = [None; NULLIO_KEYS.len()];
         collect_params(params, &NULLIO_KEYS, &mut values)?;
         let [size, size_mb, block_size, read_only] = values;
-        let block_size = match block_size {
-            Some(v) => parse_ranged("blocksize", v, 512, 4096)
-                .ok()
-                .and_then(|b| u32::try_from(b).ok())
-                .filter(|b| geometry::BLOCK_SIZES.contains(b))
-                .ok_or(MgmtError::BadValue {
-                    key: "blocksize",
-                    value: v,
-                    expected: "512, 1024, 2048 or 4096",
-                })?,
-            None => 512,
-        };
+        let block_size = block_size.map_or(Ok(512), geometry::parse_block_size)?;
         let (size_text, size) = match (size, size_mb) {
             (Some(_), Some(_)) => return Err(MgmtError::Conflict("size", "size_mb")),
             (Some(v), None) => (v, parse_size("size", v)?),

@@ -10,3 +10,13 @@ fn size_must_be_whole_blocks() {
         assert!(check("0", 0, bs).is_err());
     }
 }
+
+#[test]
+fn block_sizes() {
+    for bs in BLOCK_SIZES {
+        assert_eq!(parse_block_size(&bs.to_string()), Ok(bs));
+    }
+    for bad in ["0", "256", "777", "8192", "4294967808", "", "4k", "-512"] {
+        assert!(parse_block_size(bad).is_err(), "{bad}");
+    }
+}
