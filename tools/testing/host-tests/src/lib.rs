@@ -5,24 +5,36 @@
 //! They are mounted at the same paths as in the kernel crate
 //! (`crate::scst_core::mgmt`, ...), so their `use` lines resolve unchanged.
 
+#[path = "../../../../scst_core/cdb.rs"]
+#[doc(hidden)]
+pub mod core_cdb;
 #[path = "../../../../scst_core/mgmt.rs"]
 #[doc(hidden)]
 pub mod core_mgmt;
+#[path = "../../../../scst_core/sense.rs"]
+#[doc(hidden)]
+pub mod core_sense;
 #[path = "../../../../scst_iscsi/pdu.rs"]
 #[doc(hidden)]
 pub mod iscsi_pdu;
 #[path = "../../../../scst_vdisk/geometry.rs"]
 #[doc(hidden)]
 pub mod vdisk_geometry;
+#[path = "../../../../scst_vdisk/sbc.rs"]
+#[doc(hidden)]
+pub mod vdisk_sbc;
 
 /// The modules of `scst_core/` that need no kernel.
 pub mod scst_core {
+    pub use super::core_cdb as cdb;
     pub use super::core_mgmt as mgmt;
+    pub use super::core_sense as sense;
 }
 
 /// The modules of `scst_vdisk/` that need no kernel.
 pub mod scst_vdisk {
     pub use super::vdisk_geometry as geometry;
+    pub use super::vdisk_sbc as sbc;
 }
 
 /// The modules of `scst_iscsi/` that need no kernel.

@@ -1,0 +1,1062 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Direct-access (SBC-3) command decoding and emulation for the vdisk
+//! handlers: the command table, CDB validation, and the data the device
+//! server returns for INQUIRY, MODE SENSE, READ CAPACITY and the like.
+//! Commands that touch storage decode to an [`Action`] that the backend
+//! carries out.
+//!
+//! Plain `core` Rust, shared with the host test crate.
+
+use crate::scst_core::cdb::{Cdb, Out};
+use crate::scst_core::sense::{self, Sense};
+
+/// What a device reports about itself, and its geometry.
+pub struct DiskInfo<'a> {
+    /// T10 vendor identification (8 bytes, space padded).
+    pub vendor: &'a [u8],
+    /// Product identification (16 bytes): the device name.
+    pub product: &'a [u8],
+    /// Product revision level (4 bytes).
+    pub revision: &'a [u8],
+    /// T10 vendor-specific identifier in VPD page 83h.
+    pub t10_dev_id: &'a [u8],
+    /// Unit serial number (VPD page 80h).
+    pub usn: &'a [u8],
+    /// NAA IEEE Registered Extended designator (VPD page 83h).
+    pub naa_id: [u8; 16],
+    /// Relative target port identifier of the port the command came in on.
+    pub rel_tgt_id: u16,
+    /// Number of logical blocks.
+    pub blocks: u64,
+    /// Logical block size in bytes.
+    pub block_size: u32,
+    /// Writes are refused (WRITE PROTECTED).
+    pub read_only: bool,
+    /// UNMAP and WRITE SAME with UNMAP deallocate (logical block
+    /// provisioning management).
+    pub thin: bool,
+    /// Reported as rotating media (VPD page B1h).
+    pub rotational: bool,
+}
+
+/// Mode parameters that MODE SELECT may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeState {
+    /// Write cache enabled (caching page): when clear, every write is
+    /// written through to stable storage.
+    pub wce: bool,
+    /// Descriptor-format sense data (control page D_SENSE).
+    pub d_sense: bool,
+}
+
+/// Most blocks one READ or WRITE may move (block limits VPD page).
+pub const MAX_TRANSFER_BLOCKS: u32 = 1 << 16;
+/// Most blocks one WRITE SAME may cover.
+pub const MAX_WRITE_SAME_BLOCKS: u32 = 1 << 22;
+/// Most LBAs one UNMAP may deallocate.
+pub const MAX_UNMAP_LBAS: u32 = 1 << 22;
+/// Most block descriptors in one UNMAP parameter list.
+pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
+
+/// What the backend has to do after the CDB was validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing more: GOOD status, no data.
+    Done,
+    /// The response is in the output buffer; send at most this many bytes.
+    DataIn(usize),
+    /// Read blocks to the initiator.
+    Read {
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+    },
+    /// Write blocks from the initiator.
+    Write {
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+        /// Force unit access: on stable storage before GOOD.
+        fua: bool,
+    },
+    /// Check that blocks are readable, or (with `compare`) equal to the
+    /// data-out buffer (`same`: one block compared against each).
+    Verify {
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+        /// BYTCHK: compare with data-out.
+        compare: bool,
+        /// BYTCHK 11b: the data-out buffer is one block.
+        same: bool,
+    },
+    /// Write the volatile cache of this range to stable storage.
+    SyncCache {
+        /// First block.
+        lba: u64,
+        /// Number of blocks, 0 for "to the end".
+        blocks: u64,
+    },
+    /// Write one block's data (or zeroes) to a range, or deallocate it.
+    WriteSame {
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+        /// UNMAP: deallocate where the data is zeroes.
+        unmap: bool,
+        /// NDOB: no data-out buffer, the block is zeroes.
+        no_data: bool,
+    },
+    /// Deallocate the ranges of the parameter list (see [`parse_unmap`]).
+    Unmap {
+        /// Parameter list length.
+        param_len: u32,
+    },
+    /// Apply mode parameters (see [`mode_select`]).
+    ModeSelect {
+        /// Parameter list length.
+        param_len: u32,
+        /// MODE SELECT(10) header.
+        ten: bool,
+    },
+    /// Report the provisioning status from `lba` (see [`lba_status`]).
+    GetLbaStatus {
+        /// Starting LBA.
+        lba: u64,
+        /// Allocation length.
+        alloc_len: u32,
+    },
+}
+
+impl Action {
+    /// Bytes the initiator sends for this action (data-out), if any.
+    pub fn data_out_len(&self, block_size: u32) -> usize {
+        let bs = block_size as usize;
+        match *self {
+            Action::Write { blocks, .. } => blocks as usize * bs,
+            Action::Verify {
+                compare: true,
+                same: false,
+                blocks,
+                ..
+            } => blocks as usize * bs,
+            Action::Verify {
+                compare: true,
+                same: true,
+                ..
+            } => bs,
+            Action::WriteSame { no_data: false, .. } => bs,
+            Action::Unmap { param_len } | Action::ModeSelect { param_len, .. } => {
+                param_len as usize
+            }
+            _ => 0,
+        }
+    }
+
+    /// Whether the action changes the medium (refused when read-only).
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Action::Write { .. } | Action::WriteSame { .. } | Action::Unmap { .. }
+        )
+    }
+}
+
+/// One supported command: its operation code, service action and CDB usage
+/// map (SPC-4 6.35.3), which is also its validation mask.
+pub struct OpInfo {
+    /// Operation code.
+    pub opcode: u8,
+    /// Service action, for opcodes that have them.
+    pub service_action: Option<u16>,
+    /// CDB usage data: byte 0 is the opcode, each other byte the bits the
+    /// device server looks at.
+    pub usage: &'static [u8],
+}
+
+const fn op(opcode: u8, usage: &'static [u8]) -> OpInfo {
+    OpInfo {
+        opcode,
+        service_action: None,
+        usage,
+    }
+}
+
+const fn op_sa(opcode: u8, sa: u16, usage: &'static [u8]) -> OpInfo {
+    OpInfo {
+        opcode,
+        service_action: Some(sa),
+        usage,
+    }
+}
+
+/// Operation codes (SBC-3, SPC-4).
+pub mod opcode {
+    #![allow(missing_docs)]
+    pub const TEST_UNIT_READY: u8 = 0x00;
+    pub const REQUEST_SENSE: u8 = 0x03;
+    pub const FORMAT_UNIT: u8 = 0x04;
+    pub const READ_6: u8 = 0x08;
+    pub const WRITE_6: u8 = 0x0a;
+    pub const INQUIRY: u8 = 0x12;
+    pub const MODE_SELECT_6: u8 = 0x15;
+    pub const MODE_SENSE_6: u8 = 0x1a;
+    pub const START_STOP_UNIT: u8 = 0x1b;
+    pub const PREVENT_ALLOW_MEDIUM_REMOVAL: u8 = 0x1e;
+    pub const READ_CAPACITY_10: u8 = 0x25;
+    pub const READ_10: u8 = 0x28;
+    pub const WRITE_10: u8 = 0x2a;
+    pub const WRITE_VERIFY_10: u8 = 0x2e;
+    pub const VERIFY_10: u8 = 0x2f;
+    pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const WRITE_SAME_10: u8 = 0x41;
+    pub const UNMAP: u8 = 0x42;
+    pub const MODE_SELECT_10: u8 = 0x55;
+    pub const MODE_SENSE_10: u8 = 0x5a;
+    pub const READ_16: u8 = 0x88;
+    pub const WRITE_16: u8 = 0x8a;
+    pub const WRITE_VERIFY_16: u8 = 0x8e;
+    pub const VERIFY_16: u8 = 0x8f;
+    pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
+    pub const WRITE_SAME_16: u8 = 0x93;
+    pub const SERVICE_ACTION_IN_16: u8 = 0x9e;
+    pub const REPORT_LUNS: u8 = 0xa0;
+    pub const MAINTENANCE_IN: u8 = 0xa3;
+    pub const READ_12: u8 = 0xa8;
+    pub const WRITE_12: u8 = 0xaa;
+    pub const WRITE_VERIFY_12: u8 = 0xae;
+    pub const VERIFY_12: u8 = 0xaf;
+    pub const SAI_READ_CAPACITY_16: u16 = 0x10;
+    pub const SAI_GET_LBA_STATUS: u16 = 0x12;
+    pub const MI_REPORT_SUPPORTED_OPCODES: u16 = 0x0c;
+    pub const MI_REPORT_SUPPORTED_TMFS: u16 = 0x0d;
+}
+
+use opcode::*;
+
+/// The commands a vdisk device supports, in opcode order.
+pub static OPS: [OpInfo; 35] = [
+    op(TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
+    op(REQUEST_SENSE, &[0x03, 0x01, 0, 0, 0xff, 0]),
+    op(FORMAT_UNIT, &[0x04, 0, 0, 0, 0, 0]),
+    op(READ_6, &[0x08, 0x1f, 0xff, 0xff, 0xff, 0]),
+    op(WRITE_6, &[0x0a, 0x1f, 0xff, 0xff, 0xff, 0]),
+    op(INQUIRY, &[0x12, 0x01, 0xff, 0xff, 0xff, 0]),
+    op(MODE_SELECT_6, &[0x15, 0x11, 0, 0, 0xff, 0]),
+    op(MODE_SENSE_6, &[0x1a, 0x08, 0xff, 0xff, 0xff, 0]),
+    op(START_STOP_UNIT, &[0x1b, 0x01, 0, 0x0f, 0xf7, 0]),
+    op(PREVENT_ALLOW_MEDIUM_REMOVAL, &[0x1e, 0, 0, 0, 0x03, 0]),
+    op(
+        READ_CAPACITY_10,
+        &[0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0],
+    ),
+    op(
+        READ_10,
+        &[0x28, 0x1e, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0],
+    ),
+    op(
+        WRITE_10,
+        &[0x2a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0],
+    ),
+    op(
+        WRITE_VERIFY_10,
+        &[0x2e, 0x12, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0],
+    ),
+    op(
+        VERIFY_10,
+        &[0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0],
+    ),
+    op(
+        SYNCHRONIZE_CACHE_10,
+        &[0x35, 0x02, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0],
+    ),
+    op(
+        WRITE_SAME_10,
+        &[0x41, 0x08, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0],
+    ),
+    op(UNMAP, &[0x42, 0, 0, 0, 0, 0, 0x3f, 0xff, 0xff, 0]),
+    op(MODE_SELECT_10, &[0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0]),
+    op(
+        MODE_SENSE_10,
+        &[0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    op(
+        READ_16,
+        &[
+            0x88, 0x1e, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x3f, 0,
+        ],
+    ),
+    op(
+        WRITE_16,
+        &[
+            0x8a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x3f, 0,
+        ],
+    ),
+    op(
+        WRITE_VERIFY_16,
+        &[
+            0x8e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x3f, 0,
+        ],
+    ),
+    op(
+        VERIFY_16,
+        &[
+            0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x3f, 0,
+        ],
+    ),
+    op(
+        SYNCHRONIZE_CACHE_16,
+        &[
+            0x91, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x3f, 0,
+        ],
+    ),
+    op(
+        WRITE_SAME_16,
+        &[
+            0x93, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x3f, 0,
+        ],
+    ),
+    op_sa(
+        SERVICE_ACTION_IN_16,
+        SAI_READ_CAPACITY_16,
+        &[
+            0x9e, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x01, 0,
+        ],
+    ),
+    op_sa(
+        SERVICE_ACTION_IN_16,
+        SAI_GET_LBA_STATUS,
+        &[
+            0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,
+            0,
+        ],
+    ),
+    op(
+        REPORT_LUNS,
+        &[0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
+    ),
+    op_sa(
+        MAINTENANCE_IN,
+        MI_REPORT_SUPPORTED_OPCODES,
+        &[
+            0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    op_sa(
+        MAINTENANCE_IN,
+        MI_REPORT_SUPPORTED_TMFS,
+        &[0xa3, 0x0d, 0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
+    ),
+    op(
+        READ_12,
+        &[
+            0xa8, 0x1e, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0,
+        ],
+    ),
+    op(
+        WRITE_12,
+        &[
+            0xaa, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0,
+        ],
+    ),
+    op(
+        WRITE_VERIFY_12,
+        &[
+            0xae, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0,
+        ],
+    ),
+    op(
+        VERIFY_12,
+        &[
+            0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0,
+        ],
+    ),
+];
+
+/// Looks up the table entry of a CDB, with INVALID COMMAND OPERATION CODE or
+/// an INVALID FIELD for an unknown service action.
+pub fn lookup(cdb: Cdb<'_>) -> Result<&'static OpInfo, Sense> {
+    let opcode = cdb.opcode();
+    let mut has_sa = false;
+    for info in OPS.iter().filter(|i| i.opcode == opcode) {
+        match info.service_action {
+            None => return Ok(info),
+            Some(sa) => {
+                has_sa = true;
+                if u16::from(cdb.u8(1) & 0x1f) == sa {
+                    return Ok(info);
+                }
+            }
+        }
+    }
+    if has_sa {
+        Err(Sense::invalid_cdb_field(1, Some(4)))
+    } else {
+        Err(sense::INVALID_OPCODE)
+    }
+}
+
+/// Checks that `blocks` blocks from `lba` lie on the medium.
+fn check_range(disk: &DiskInfo<'_>, lba: u64, blocks: u64) -> Result<(), Sense> {
+    match lba.checked_add(blocks) {
+        Some(end) if end <= disk.blocks => Ok(()),
+        _ => Err(sense::LBA_OUT_OF_RANGE),
+    }
+}
+
+/// LBA and transfer length of a READ/WRITE/VERIFY-family CDB.
+fn lba_and_len(cdb: Cdb<'_>) -> (u64, u32) {
+    match cdb.0.len() {
+        6 => {
+            let lba = cdb.be(1, 3) & 0x1f_ffff;
+            let len = match cdb.u8(4) {
+                0 => 256,
+                n => u32::from(n),
+            };
+            (lba, len)
+        }
+        10 => (u64::from(cdb.be32(2)), u32::from(cdb.be16(7))),
+        12 => (u64::from(cdb.be32(2)), cdb.be32(6)),
+        _ => (cdb.be64(2), cdb.be32(10)),
+    }
+}
+
+/// Offset of the transfer length field, for field pointers.
+fn len_field(cdb: Cdb<'_>) -> u16 {
+    match cdb.0.len() {
+        6 => 4,
+        10 => 7,
+        12 => 6,
+        _ => 10,
+    }
+}
+
+/// Validates `cdb` and either emulates the command into `out` or says what
+/// the backend must do. REQUEST SENSE and REPORT LUNS are the core's and
+/// never reach here.
+pub fn parse(
+    cdb: Cdb<'_>,
+    disk: &DiskInfo<'_>,
+    mode: &ModeState,
+    out: &mut Out<'_>,
+) -> Result<Action, Sense> {
+    let info = lookup(cdb)?;
+    // Only the CDB's own length counts: trailing bytes are not part of it.
+    let cdb = Cdb(cdb
+        .0
+        .get(..info.usage.len())
+        .ok_or(Sense::invalid_cdb_field(0, None))?);
+    cdb.check_usage(info.usage)?;
+    let action = match (info.opcode, info.service_action) {
+        (TEST_UNIT_READY, _) | (PREVENT_ALLOW_MEDIUM_REMOVAL, _) => Action::Done,
+        (START_STOP_UNIT, _) => Action::Done,
+        (FORMAT_UNIT, _) => {
+            if disk.read_only {
+                return Err(sense::WRITE_PROTECTED);
+            }
+            Action::Done
+        }
+        (INQUIRY, _) => {
+            inquiry(cdb, disk, mode, out)?;
+            Action::DataIn(usize::from(cdb.be16(3)))
+        }
+        (MODE_SENSE_6, _) | (MODE_SENSE_10, _) => {
+            mode_sense(cdb, disk, mode, out)?;
+            let alloc = if info.opcode == MODE_SENSE_6 {
+                usize::from(cdb.u8(4))
+            } else {
+                usize::from(cdb.be16(7))
+            };
+            Action::DataIn(alloc)
+        }
+        (MODE_SELECT_6, _) | (MODE_SELECT_10, _) => {
+            let ten = info.opcode == MODE_SELECT_10;
+            if cdb.u8(1) & 0x01 != 0 {
+                return Err(Sense::invalid_cdb_field(1, Some(0)));
+            }
+            let param_len = if ten {
+                u32::from(cdb.be16(7))
+            } else {
+                u32::from(cdb.u8(4))
+            };
+            if param_len > 0 && cdb.u8(1) & 0x10 == 0 {
+                return Err(Sense::invalid_cdb_field(1, Some(4)));
+            }
+            if param_len == 0 {
+                Action::Done
+            } else {
+                Action::ModeSelect { param_len, ten }
+            }
+        }
+        (READ_CAPACITY_10, _) => {
+            if cdb.u8(8) & 1 == 0 && cdb.be32(2) != 0 {
+                return Err(Sense::invalid_cdb_field(2, None));
+            }
+            let last = disk.blocks.saturating_sub(1);
+            out.be32(u32::try_from(last).unwrap_or(u32::MAX));
+            out.be32(disk.block_size);
+            Action::DataIn(8)
+        }
+        (SERVICE_ACTION_IN_16, Some(SAI_READ_CAPACITY_16)) => {
+            out.be64(disk.blocks.saturating_sub(1));
+            out.be32(disk.block_size);
+            out.u8(0); // no protection information
+            out.u8(0); // one logical block per physical block
+            let lbp = if disk.thin { 0x80 | 0x40 } else { 0 };
+            out.be16(lbp << 8);
+            out.zeroes(16);
+            Action::DataIn(cdb.be32(10) as usize)
+        }
+        (SERVICE_ACTION_IN_16, _) => {
+            let lba = cdb.be64(2);
+            if lba >= disk.blocks {
+                return Err(sense::LBA_OUT_OF_RANGE);
+            }
+            Action::GetLbaStatus {
+                lba,
+                alloc_len: cdb.be32(10),
+            }
+        }
+        (MAINTENANCE_IN, Some(MI_REPORT_SUPPORTED_OPCODES)) => {
+            report_supported_opcodes(cdb, out)?;
+            Action::DataIn(cdb.be32(6) as usize)
+        }
+        (MAINTENANCE_IN, _) => {
+            let extended = cdb.u8(2) & 0x80 != 0;
+            // ABORT TASK, ABORT TASK SET, CLEAR TASK SET, LUN RESET,
+            // TARGET RESET; I_T NEXUS RESET.
+            out.u8(0x80 | 0x40 | 0x10 | 0x08 | 0x02);
+            out.u8(0x01);
+            if extended {
+                out.u8(0);
+                out.u8(0x0c);
+                out.zeroes(12);
+            } else {
+                out.zeroes(2);
+            }
+            Action::DataIn(cdb.be32(6) as usize)
+        }
+        (READ_6, _) | (READ_10, _) | (READ_12, _) | (READ_16, _) => {
+            let (lba, blocks) = lba_and_len(cdb);
+            check_transfer(cdb, disk, lba, blocks)?;
+            Action::Read { lba, blocks }
+        }
+        (WRITE_6, _) | (WRITE_10, _) | (WRITE_12, _) | (WRITE_16, _) => {
+            let (lba, blocks) = lba_and_len(cdb);
+            check_transfer(cdb, disk, lba, blocks)?;
+            let fua = cdb.0.len() > 6 && cdb.u8(1) & 0x08 != 0;
+            Action::Write {
+                lba,
+                blocks,
+                fua: fua || !mode.wce,
+            }
+        }
+        (WRITE_VERIFY_10, _) | (WRITE_VERIFY_12, _) | (WRITE_VERIFY_16, _) => {
+            let (lba, blocks) = lba_and_len(cdb);
+            check_transfer(cdb, disk, lba, blocks)?;
+            // The data is verified once it is on stable storage.
+            Action::Write {
+                lba,
+                blocks,
+                fua: true,
+            }
+        }
+        (VERIFY_10, _) | (VERIFY_12, _) | (VERIFY_16, _) => {
+            let (lba, blocks) = lba_and_len(cdb);
+            check_transfer(cdb, disk, lba, blocks)?;
+            let (compare, same) = match (cdb.u8(1) >> 1) & 0x3 {
+                0b00 => (false, false),
+                0b01 => (true, false),
+                0b11 => (true, true),
+                _ => return Err(Sense::invalid_cdb_field(1, Some(2))),
+            };
+            Action::Verify {
+                lba,
+                blocks,
+                compare,
+                same,
+            }
+        }
+        (SYNCHRONIZE_CACHE_10, _) | (SYNCHRONIZE_CACHE_16, _) => {
+            let (lba, blocks) = lba_and_len(cdb);
+            check_range(disk, lba, u64::from(blocks))?;
+            Action::SyncCache {
+                lba,
+                blocks: u64::from(blocks),
+            }
+        }
+        (WRITE_SAME_10, _) | (WRITE_SAME_16, _) => {
+            let (lba, blocks) = lba_and_len(cdb);
+            // WSNZ is set in the block limits page: zero blocks is refused.
+            if blocks == 0 || blocks > MAX_WRITE_SAME_BLOCKS {
+                return Err(Sense::invalid_cdb_field(len_field(cdb), None));
+            }
+            check_range(disk, lba, u64::from(blocks))?;
+            let no_data = info.opcode == WRITE_SAME_16 && cdb.u8(1) & 0x01 != 0;
+            Action::WriteSame {
+                lba,
+                blocks,
+                unmap: disk.thin && cdb.u8(1) & 0x08 != 0,
+                no_data,
+            }
+        }
+        (UNMAP, _) => {
+            if !disk.thin {
+                return Err(sense::INVALID_OPCODE);
+            }
+            let param_len = u32::from(cdb.be16(7));
+            match param_len {
+                0 => Action::Done,
+                1..=7 => return Err(sense::PARAMETER_LIST_LENGTH_ERROR),
+                _ => Action::Unmap { param_len },
+            }
+        }
+        _ => return Err(sense::INVALID_OPCODE),
+    };
+    if disk.read_only && action.writes() {
+        return Err(sense::WRITE_PROTECTED);
+    }
+    Ok(action)
+}
+
+fn check_transfer(cdb: Cdb<'_>, disk: &DiskInfo<'_>, lba: u64, blocks: u32) -> Result<(), Sense> {
+    check_range(disk, lba, u64::from(blocks))?;
+    if blocks > MAX_TRANSFER_BLOCKS {
+        return Err(Sense::invalid_cdb_field(len_field(cdb), None));
+    }
+    Ok(())
+}
+
+/// VPD pages in the order page 00h lists them.
+const VPD_PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2];
+
+/// Standard INQUIRY data and the VPD pages (SPC-4 6.6, 7.8; SBC-3 6.5).
+fn inquiry(
+    cdb: Cdb<'_>,
+    disk: &DiskInfo<'_>,
+    mode: &ModeState,
+    out: &mut Out<'_>,
+) -> Result<(), Sense> {
+    let evpd = cdb.u8(1) & 0x01 != 0;
+    let page = cdb.u8(2);
+    if !evpd {
+        if page != 0 {
+            return Err(Sense::invalid_cdb_field(2, None));
+        }
+        out.u8(0x00); // connected direct-access device
+        out.u8(0x00); // not removable
+        out.u8(0x06); // SPC-4
+        out.u8(0x10 | 0x02); // HISUP, response data format 2
+        out.u8(91); // additional length: 96 bytes in all
+        out.u8(0x00);
+        out.u8(0x00);
+        out.u8(0x02); // CMDQUE
+        out.ascii(disk.vendor, 8);
+        out.ascii(disk.product, 16);
+        out.ascii(disk.revision, 4);
+        out.zeroes(22);
+        // Version descriptors: SAM-5, SPC-4, SBC-3.
+        for v in [0x00a0u16, 0x0460, 0x04c0] {
+            out.be16(v);
+        }
+        out.zeroes(96 - 64);
+        return Ok(());
+    }
+    out.u8(0x00);
+    out.u8(page);
+    out.be16(0); // page length, set below
+    match page {
+        0x00 => out.put(&VPD_PAGES),
+        0x80 => out.put(disk.usn),
+        0x83 => {
+            // T10 vendor ID based: vendor + device id (ASCII).
+            out.put(&[0x02, 0x01, 0x00]);
+            out.u8((8 + disk.t10_dev_id.len()) as u8);
+            out.ascii(disk.vendor, 8);
+            out.put(disk.t10_dev_id);
+            // NAA IEEE Registered Extended (binary).
+            out.put(&[0x01, 0x03, 0x00, 0x10]);
+            out.put(&disk.naa_id);
+            // Relative target port identifier, associated with the port.
+            out.put(&[0x01, 0x14, 0x00, 0x04, 0x00, 0x00]);
+            out.be16(disk.rel_tgt_id);
+        }
+        0x86 => {
+            out.u8(0x00);
+            out.u8(0x07); // HEADSUP, ORDSUP, SIMPSUP
+            out.u8(u8::from(mode.wce)); // V_SUP
+            out.zeroes(57);
+        }
+        0xb0 => {
+            out.u8(0x01); // WSNZ
+            out.u8(0x00); // no COMPARE AND WRITE
+            out.be16(1); // optimal transfer length granularity
+            out.be32(MAX_TRANSFER_BLOCKS);
+            out.be32((1 << 20) / disk.block_size.max(1)); // optimal: 1 MiB
+            out.be32(0);
+            if disk.thin {
+                out.be32(MAX_UNMAP_LBAS);
+                out.be32(MAX_UNMAP_DESCRIPTORS);
+            } else {
+                out.be32(0);
+                out.be32(0);
+            }
+            out.be32(1); // optimal unmap granularity
+            out.be32(0);
+            out.be64(u64::from(MAX_WRITE_SAME_BLOCKS));
+            out.zeroes(20);
+        }
+        0xb1 => {
+            out.be16(if disk.rotational { 0 } else { 1 });
+            out.u8(0);
+            out.u8(0);
+            out.zeroes(56);
+        }
+        0xb2 => {
+            out.u8(0); // threshold exponent
+                       // LBPU, LBPWS, LBPWS10, LBPRZ
+            out.u8(if disk.thin {
+                0x80 | 0x40 | 0x20 | 0x04
+            } else {
+                0
+            });
+            out.u8(if disk.thin { 0x02 } else { 0x00 }); // thin provisioned
+            out.u8(0);
+        }
+        _ => return Err(Sense::invalid_cdb_field(2, None)),
+    }
+    let len = out.len() - 4;
+    out.set_be16(2, len as u16);
+    Ok(())
+}
+
+/// Mode pages: code, current bytes of the page after its two-byte header,
+/// and the changeable mask.
+fn mode_page(code: u8, mode: &ModeState, changeable: bool, default: bool) -> Option<[u8; 18]> {
+    let mut p = [0u8; 18];
+    let state = if default {
+        ModeState {
+            wce: true,
+            d_sense: false,
+        }
+    } else {
+        *mode
+    };
+    match code {
+        0x01 | 0x02 | 0x1c => {}
+        0x08 => {
+            if changeable || state.wce {
+                p[0] = 0x04; // WCE
+            }
+        }
+        0x0a => {
+            if changeable || state.d_sense {
+                p[0] = 0x04; // D_SENSE
+            }
+            if !changeable {
+                p[1] = 0x10; // unrestricted reordering allowed
+                p[6] = 0xff; // busy timeout: unlimited
+                p[7] = 0xff;
+            }
+        }
+        _ => return None,
+    }
+    Some(p)
+}
+
+/// Length of a mode page after its two-byte header.
+fn mode_page_len(code: u8) -> usize {
+    match code {
+        0x02 => 0x0e,
+        0x08 => 0x12,
+        _ => 0x0a,
+    }
+}
+
+/// Mode pages returned for page code 3Fh, in ascending order.
+const MODE_PAGES: [u8; 5] = [0x01, 0x02, 0x08, 0x0a, 0x1c];
+
+/// MODE SENSE(6/10) (SPC-4 6.11, 6.12).
+fn mode_sense(
+    cdb: Cdb<'_>,
+    disk: &DiskInfo<'_>,
+    mode: &ModeState,
+    out: &mut Out<'_>,
+) -> Result<(), Sense> {
+    let ten = cdb.opcode() == MODE_SENSE_10;
+    let dbd = cdb.u8(1) & 0x08 != 0;
+    let llbaa = ten && cdb.u8(1) & 0x10 != 0;
+    let pc = cdb.u8(2) >> 6;
+    let page = cdb.u8(2) & 0x3f;
+    let subpage = cdb.u8(3);
+    if pc == 3 {
+        return Err(sense::SAVING_PARAMS_UNSUPPORTED);
+    }
+    let pages: &[u8] = if page == 0x3f {
+        if subpage != 0 && subpage != 0xff {
+            return Err(Sense::invalid_cdb_field(3, None));
+        }
+        &MODE_PAGES
+    } else {
+        if subpage != 0 {
+            return Err(Sense::invalid_cdb_field(3, None));
+        }
+        match MODE_PAGES.iter().position(|&p| p == page) {
+            Some(i) => MODE_PAGES.get(i..=i).unwrap_or(&[]),
+            None => return Err(Sense::invalid_cdb_field(2, Some(5))),
+        }
+    };
+    let device_specific = 0x10 | if disk.read_only { 0x80 } else { 0 }; // DPOFUA, WP
+    let bd_len: usize = if dbd {
+        0
+    } else if llbaa {
+        16
+    } else {
+        8
+    };
+    if ten {
+        out.be16(0);
+        out.u8(0);
+        out.u8(device_specific);
+        out.u8(u8::from(llbaa));
+        out.u8(0);
+        out.be16(bd_len as u16);
+    } else {
+        out.u8(0);
+        out.u8(0);
+        out.u8(device_specific);
+        out.u8(bd_len as u8);
+    }
+    match bd_len {
+        8 => {
+            out.be32(u32::try_from(disk.blocks).unwrap_or(u32::MAX));
+            out.be32(disk.block_size & 0xff_ffff);
+        }
+        16 => {
+            out.be64(disk.blocks);
+            out.be32(0);
+            out.be32(disk.block_size);
+        }
+        _ => {}
+    }
+    for &code in pages {
+        let body = mode_page(code, mode, pc == 1, pc == 2).unwrap_or([0; 18]);
+        let len = mode_page_len(code);
+        out.u8(code);
+        out.u8(len as u8);
+        out.put(body.get(..len).unwrap_or(&[]));
+    }
+    let total = out.len();
+    if ten {
+        out.set_be16(0, (total - 2) as u16);
+    } else {
+        out.set_u8(0, (total - 1).min(255) as u8);
+    }
+    Ok(())
+}
+
+/// Applies MODE SELECT parameter data: only the changeable bits (WCE,
+/// D_SENSE) may differ from the current values; returns the new state.
+pub fn mode_select(
+    params: &[u8],
+    ten: bool,
+    disk: &DiskInfo<'_>,
+    mode: &ModeState,
+) -> Result<ModeState, Sense> {
+    let header = if ten { 8 } else { 4 };
+    let p = Cdb(params);
+    if params.len() < header {
+        return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
+    }
+    let bd_len = if ten {
+        usize::from(p.be16(6))
+    } else {
+        usize::from(p.u8(3))
+    };
+    let long = ten && p.u8(4) & 0x01 != 0;
+    match (bd_len, long) {
+        (0, _) | (8, false) | (16, true) => {}
+        _ => return Err(Sense::invalid_param_field(if ten { 6 } else { 3 }, None)),
+    }
+    if params.len() < header + bd_len {
+        return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
+    }
+    if bd_len > 0 {
+        let (blocks, size_at, size) = if long {
+            (p.be64(header), header + 12, p.be32(header + 12))
+        } else {
+            (
+                u64::from(p.be32(header)),
+                header + 5,
+                p.be32(header + 4) & 0xff_ffff,
+            )
+        };
+        if size != disk.block_size {
+            return Err(Sense::invalid_param_field(size_at as u16, None));
+        }
+        if blocks != 0 && blocks != disk.blocks.min(if long { u64::MAX } else { 0xffff_ffff }) {
+            return Err(Sense::invalid_param_field(header as u16, None));
+        }
+    }
+    let mut new = *mode;
+    let mut at = header + bd_len;
+    while at < params.len() {
+        let code = p.u8(at);
+        if code & 0x40 != 0 {
+            // Subpage format: no subpages are supported.
+            return Err(Sense::invalid_param_field(at as u16, Some(6)));
+        }
+        let code = code & 0x3f;
+        let Some(current) = mode_page(code, mode, false, false) else {
+            return Err(Sense::invalid_param_field(at as u16, Some(5)));
+        };
+        let changeable = mode_page(code, mode, true, false).unwrap_or([0; 18]);
+        let len = mode_page_len(code);
+        if usize::from(p.u8(at + 1)) != len {
+            return Err(Sense::invalid_param_field((at + 1) as u16, None));
+        }
+        let body = params
+            .get(at + 2..at + 2 + len)
+            .ok_or(sense::PARAMETER_LIST_LENGTH_ERROR)?;
+        for (i, ((&given, &cur), &mask)) in body.iter().zip(&current).zip(&changeable).enumerate() {
+            if (given ^ cur) & !mask != 0 {
+                return Err(Sense::invalid_param_field((at + 2 + i) as u16, None));
+            }
+        }
+        match code {
+            0x08 => new.wce = body.first().is_some_and(|b| b & 0x04 != 0),
+            0x0a => new.d_sense = body.first().is_some_and(|b| b & 0x04 != 0),
+            _ => {}
+        }
+        at += 2 + len;
+    }
+    Ok(new)
+}
+
+/// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
+fn report_supported_opcodes(cdb: Cdb<'_>, out: &mut Out<'_>) -> Result<(), Sense> {
+    let rctd = cdb.u8(2) & 0x80 != 0;
+    let options = cdb.u8(2) & 0x07;
+    let opcode = cdb.u8(3);
+    let sa = cdb.be16(4);
+    let timeouts = |out: &mut Out<'_>| {
+        out.be16(0x0a);
+        out.zeroes(10);
+    };
+    if options == 0 {
+        out.be32(0);
+        for info in OPS.iter() {
+            out.u8(info.opcode);
+            out.u8(0);
+            out.be16(info.service_action.unwrap_or(0));
+            out.u8(0);
+            out.u8(if rctd { 0x02 } else { 0 } | u8::from(info.service_action.is_some()));
+            out.be16(info.usage.len() as u16);
+            if rctd {
+                timeouts(out);
+            }
+        }
+        let len = out.len() - 4;
+        out.set_be32(0, len as u32);
+        return Ok(());
+    }
+    let has_sa = OPS
+        .iter()
+        .any(|i| i.opcode == opcode && i.service_action.is_some());
+    let found = match options {
+        1 if has_sa => return Err(Sense::invalid_cdb_field(2, Some(2))),
+        1 => OPS.iter().find(|i| i.opcode == opcode),
+        2 if !has_sa => return Err(Sense::invalid_cdb_field(2, Some(2))),
+        2 => OPS
+            .iter()
+            .find(|i| i.opcode == opcode && i.service_action == Some(sa)),
+        3 => OPS.iter().find(|i| {
+            i.opcode == opcode && (i.service_action.is_none() || i.service_action == Some(sa))
+        }),
+        _ => return Err(Sense::invalid_cdb_field(2, Some(2))),
+    };
+    out.u8(0);
+    match found {
+        Some(info) => {
+            out.u8(if rctd { 0x80 } else { 0 } | 0x03);
+            out.be16(info.usage.len() as u16);
+            out.put(info.usage);
+            if rctd {
+                timeouts(out);
+            }
+        }
+        None => {
+            out.u8(0x01);
+            out.be16(0);
+        }
+    }
+    Ok(())
+}
+
+/// GET LBA STATUS parameter data (SBC-3 5.6) with one descriptor: `blocks`
+/// blocks from `lba`, mapped or deallocated.
+pub fn lba_status(lba: u64, blocks: u32, deallocated: bool, out: &mut Out<'_>) {
+    out.be32(20);
+    out.zeroes(4);
+    out.be64(lba);
+    out.be32(blocks);
+    out.u8(u8::from(deallocated));
+    out.zeroes(3);
+}
+
+/// One range of an UNMAP parameter list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnmapRange {
+    /// First block.
+    pub lba: u64,
+    /// Number of blocks.
+    pub blocks: u32,
+}
+
+/// Validates an UNMAP parameter list (SBC-3 5.28) and returns its block
+/// descriptors, in order.
+pub fn parse_unmap<'p>(
+    params: &'p [u8],
+    disk: &DiskInfo<'_>,
+) -> Result<impl Iterator<Item = UnmapRange> + 'p, Sense> {
+    let p = Cdb(params);
+    if params.len() < 8 {
+        return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
+    }
+    let desc_len = usize::from(p.be16(2));
+    if usize::from(p.be16(0)) < 6 || desc_len % 16 != 0 || 8 + desc_len > params.len() {
+        return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
+    }
+    if desc_len / 16 > MAX_UNMAP_DESCRIPTORS as usize {
+        return Err(sense::INVALID_FIELD_IN_PARAMETER_LIST);
+    }
+    let descs = params.get(8..8 + desc_len).unwrap_or(&[]);
+    let mut total = 0u64;
+    for d in descs.chunks_exact(16) {
+        let d = Cdb(d);
+        check_range(disk, d.be64(0), u64::from(d.be32(8)))?;
+        total += u64::from(d.be32(8));
+    }
+    if total > u64::from(MAX_UNMAP_LBAS) {
+        return Err(sense::INVALID_FIELD_IN_PARAMETER_LIST);
+    }
+    Ok(descs.chunks_exact(16).map(|d| {
+        let d = Cdb(d);
+        UnmapRange {
+            lba: d.be64(0),
+            blocks: d.be32(8),
+        }
+    }))
+}

@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Sense data, CDB access, LUN addressing and the SBC command emulation.
+
+use scst_host_tests::scst_core::cdb::{self, Cdb, Out};
+use scst_host_tests::scst_core::sense::{self, Sense, SenseFormat};
+use scst_host_tests::scst_vdisk::sbc::{self, Action, DiskInfo, ModeState};
+
+fn disk(blocks: u64, block_size: u32) -> DiskInfo<'static> {
+    DiskInfo {
+        vendor: b"SCST_FIO",
+        product: b"disk1",
+        revision: b"0100",
+        t10_dev_id: b"disk1-0001",
+        usn: b"1a2b3c4d",
+        naa_id: [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+        rel_tgt_id: 1,
+        blocks,
+        block_size,
+        read_only: false,
+        thin: true,
+        rotational: false,
+    }
+}
+
+const MODE: ModeState = ModeState {
+    wce: true,
+    d_sense: false,
+};
+
+fn run(cdb: &[u8], d: &DiskInfo<'_>) -> (Result<Action, Sense>, Vec<u8>) {
+    let mut buf = vec![0u8; 4096];
+    let mut out = Out::new(&mut buf);
+    let r = sbc::parse(Cdb(cdb), d, &MODE, &mut out);
+    let n = out.len().min(4096);
+    buf.truncate(n);
+    (r, buf)
+}
+
+#[test]
+fn fixed_sense_with_field_pointer() {
+    let mut b = [0u8; sense::MAX_SENSE_LEN];
+    let n = Sense::invalid_cdb_field(2, Some(5)).encode(SenseFormat::Fixed, &mut b);
+    assert_eq!(n, 18);
+    assert_eq!(b[0], 0x70);
+    assert_eq!(b[2], 0x05);
+    assert_eq!(b[7], 10);
+    assert_eq!((b[12], b[13]), (0x24, 0x00));
+    assert_eq!(&b[15..18], &[0x80 | 0x40 | 0x08 | 5, 0, 2]);
+    assert_eq!(sense::decode(&b[..n]), Some((5, 0x24, 0)));
+}
+
+#[test]
+fn descriptor_sense_with_info() {
+    let mut b = [0u8; sense::MAX_SENSE_LEN];
+    let n = sense::LBA_OUT_OF_RANGE
+        .with_info(0x1_0000_0000)
+        .encode(SenseFormat::Descriptor, &mut b);
+    assert_eq!(n, 20);
+    assert_eq!(&b[..4], &[0x72, 0x05, 0x21, 0x00]);
+    assert_eq!(b[7], 12);
+    assert_eq!(&b[8..12], &[0x00, 0x0a, 0x80, 0x00]);
+    assert_eq!(&b[12..20], &0x1_0000_0000u64.to_be_bytes());
+    // Fixed format cannot hold a 64-bit INFORMATION: VALID stays clear.
+    let n = sense::LBA_OUT_OF_RANGE
+        .with_info(0x1_0000_0000)
+        .encode(SenseFormat::Fixed, &mut b);
+    assert_eq!((n, b[0]), (18, 0x70));
+}
+
+#[test]
+fn sense_truncates_to_short_buffer() {
+    let mut b = [0u8; 8];
+    assert_eq!(sense::INVALID_OPCODE.encode(SenseFormat::Fixed, &mut b), 8);
+}
+
+#[test]
+fn lun_addressing() {
+    assert_eq!(cdb::encode_lun(5), [0, 5, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(cdb::encode_lun(300), [0x41, 0x2c, 0, 0, 0, 0, 0, 0]);
+    for lun in [0, 1, 255, 256, 300, cdb::MAX_LUN] {
+        assert_eq!(cdb::decode_lun(cdb::encode_lun(lun)), Some(lun));
+    }
+    assert_eq!(cdb::lun_from_linux(7), [0, 7, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(cdb::lun_from_linux(0x412c), [0x41, 0x2c, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(cdb::decode_lun(cdb::lun_from_linux(0x412c)), Some(300));
+    // Bus number in peripheral addressing, second level: not ours.
+    assert_eq!(cdb::decode_lun([0x01, 5, 0, 0, 0, 0, 0, 0]), None);
+    assert_eq!(cdb::decode_lun([0, 5, 0, 1, 0, 0, 0, 0]), None);
+    let wlun = cdb::REPORT_LUNS_WLUN.to_be_bytes();
+    assert_eq!(cdb::decode_lun(wlun), Some(cdb::REPORT_LUNS_WLUN));
+}
+
+#[test]
+fn report_luns_selects() {
+    let luns = [0u64, 1, 300];
+    let mut buf = [0u8; 64];
+    let c = [0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0];
+    let mut out = Out::new(&mut buf);
+    cdb::report_luns(Cdb(&c), luns.iter().copied(), &mut out).unwrap();
+    assert_eq!(out.len(), 8 + 24);
+    assert_eq!(&buf[..4], &24u32.to_be_bytes());
+    assert_eq!(&buf[24..26], &[0x41, 0x2c]);
+    let c = [0xa0, 0, 2, 0, 0, 0, 0, 0, 0, 64, 0, 0];
+    let mut out = Out::new(&mut buf);
+    cdb::report_luns(Cdb(&c), luns.iter().copied(), &mut out).unwrap();
+    assert_eq!(out.len(), 8 + 32);
+    assert_eq!(&buf[32..34], &[0xc1, 0x01]);
+    let c = [0xa0, 0, 7, 0, 0, 0, 0, 0, 0, 64, 0, 0];
+    let mut out = Out::new(&mut buf);
+    assert_eq!(
+        cdb::report_luns(Cdb(&c), luns.iter().copied(), &mut out),
+        Err(Sense::invalid_cdb_field(2, None))
+    );
+    let c = [0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 0, 0];
+    let mut out = Out::new(&mut buf);
+    assert!(cdb::report_luns(Cdb(&c), luns.iter().copied(), &mut out).is_err());
+}
+
+#[test]
+fn unknown_opcode_and_service_action() {
+    let d = disk(1000, 512);
+    assert_eq!(
+        run(&[0xc0, 0, 0, 0, 0, 0], &d).0,
+        Err(sense::INVALID_OPCODE)
+    );
+    let r = run(&[0x9e, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], &d).0;
+    assert_eq!(r, Err(Sense::invalid_cdb_field(1, Some(4))));
+}
+
+#[test]
+fn reserved_bits_point_at_the_field() {
+    let d = disk(1000, 512);
+    // READ(10) with RDPROTECT=1: no protection information here.
+    let r = run(&[0x28, 0x20, 0, 0, 0, 0, 0, 0, 1, 0], &d).0;
+    assert_eq!(r, Err(Sense::invalid_cdb_field(1, Some(5))));
+    // TEST UNIT READY with a reserved bit.
+    let r = run(&[0x00, 0, 0, 0x10, 0, 0], &d).0;
+    assert_eq!(r, Err(Sense::invalid_cdb_field(3, Some(4))));
+    // A CDB shorter than its group.
+    assert!(run(&[0x28, 0, 0, 0], &d).0.is_err());
+}
+
+#[test]
+fn read_write_ranges() {
+    let d = disk(1000, 512);
+    assert_eq!(
+        run(&[0x28, 0, 0, 0, 3, 0xe6, 0, 0, 2, 0], &d).0,
+        Ok(Action::Read {
+            lba: 998,
+            blocks: 2
+        })
+    );
+    assert_eq!(
+        run(&[0x28, 0, 0, 0, 3, 0xe7, 0, 0, 2, 0], &d).0,
+        Err(sense::LBA_OUT_OF_RANGE)
+    );
+    // READ(6) length 0 means 256 blocks.
+    assert_eq!(
+        run(&[0x08, 0, 0, 0, 0, 0], &d).0,
+        Ok(Action::Read {
+            lba: 0,
+            blocks: 256
+        })
+    );
+    // READ(16) past 2^64 wraps in no arithmetic.
+    let mut c = [0u8; 16];
+    c[0] = 0x88;
+    c[2..10].copy_from_slice(&u64::MAX.to_be_bytes());
+    c[13] = 1;
+    assert_eq!(run(&c, &d).0, Err(sense::LBA_OUT_OF_RANGE));
+    // WRITE(10) FUA.
+    assert_eq!(
+        run(&[0x2a, 0x08, 0, 0, 0, 0, 0, 0, 1, 0], &d).0,
+        Ok(Action::Write {
+            lba: 0,
+            blocks: 1,
+            fua: true
+        })
+    );
+    let mut ro = disk(1000, 512);
+    ro.read_only = true;
+    assert_eq!(
+        run(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], &ro).0,
+        Err(sense::WRITE_PROTECTED)
+    );
+    assert_eq!(
+        run(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &ro).0,
+        Ok(Action::Read { lba: 0, blocks: 1 })
+    );
+    let w = Action::Write {
+        lba: 0,
+        blocks: 3,
+        fua: false,
+    };
+    assert_eq!(w.data_out_len(4096), 3 * 4096);
+}
+
+#[test]
+fn write_through_when_cache_disabled() {
+    let d = disk(1000, 512);
+    let mut buf = [0u8; 64];
+    let mode = ModeState {
+        wce: false,
+        d_sense: false,
+    };
+    let r = sbc::parse(
+        Cdb(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+        &d,
+        &mode,
+        &mut Out::new(&mut buf),
+    );
+    assert_eq!(
+        r,
+        Ok(Action::Write {
+            lba: 0,
+            blocks: 1,
+            fua: true
+        })
+    );
+}
+
+#[test]
+fn inquiry_standard_and_vpd() {
+    let d = disk(1000, 512);
+    let (r, data) = run(&[0x12, 0, 0, 0, 96, 0], &d);
+    assert_eq!(r, Ok(Action::DataIn(96)));
+    assert_eq!(data.len(), 96);
+    assert_eq!(data[4] as usize + 5, 96);
+    assert_eq!(&data[8..16], b"SCST_FIO");
+    assert_eq!(&data[16..21], b"disk1");
+    assert_eq!(data[7] & 0x02, 0x02);
+    let (_, data) = run(&[0x12, 1, 0, 0, 255, 0], &d);
+    assert_eq!(&data[4..], &[0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2]);
+    for page in [0x80u8, 0x83, 0x86, 0xb0, 0xb1, 0xb2] {
+        let (r, data) = run(&[0x12, 1, page, 0, 255, 0], &d);
+        assert_eq!(r, Ok(Action::DataIn(255)), "page {page:#x}");
+        assert_eq!(data[1], page);
+        assert_eq!(
+            u16::from_be_bytes([data[2], data[3]]) as usize + 4,
+            data.len(),
+            "page {page:#x} length"
+        );
+    }
+    let (_, b0) = run(&[0x12, 1, 0xb0, 0, 255, 0], &d);
+    assert_eq!(b0.len(), 64);
+    let (_, b2) = run(&[0x12, 1, 0xb2, 0, 255, 0], &d);
+    assert_eq!(b2[5] & 0x80, 0x80);
+    assert_eq!(
+        run(&[0x12, 1, 0x99, 0, 255, 0], &d).0,
+        Err(Sense::invalid_cdb_field(2, None))
+    );
+    assert_eq!(
+        run(&[0x12, 0, 0x80, 0, 255, 0], &d).0,
+        Err(Sense::invalid_cdb_field(2, None))
+    );
+    // CMDDT (obsolete) is a reserved bit now.
+    assert_eq!(
+        run(&[0x12, 2, 0, 0, 255, 0], &d).0,
+        Err(Sense::invalid_cdb_field(1, Some(1)))
+    );
+}
+
+#[test]
+fn read_capacity() {
+    let d = disk(0x1_0000_0001, 4096);
+    let (r, data) = run(&[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &d);
+    assert_eq!(r, Ok(Action::DataIn(8)));
+    assert_eq!(&data[..8], &[0xff, 0xff, 0xff, 0xff, 0, 0, 0x10, 0]);
+    let mut c = [0u8; 16];
+    c[0] = 0x9e;
+    c[1] = 0x10;
+    c[13] = 32;
+    let (r, data) = run(&c, &d);
+    assert_eq!(r, Ok(Action::DataIn(32)));
+    assert_eq!(&data[..8], &0x1_0000_0000u64.to_be_bytes());
+    assert_eq!(&data[8..12], &4096u32.to_be_bytes());
+    assert_eq!(data[14] & 0xc0, 0xc0);
+}
+
+#[test]
+fn mode_sense_pages() {
+    let d = disk(1000, 512);
+    let (r, data) = run(&[0x1a, 0, 0x3f, 0, 255, 0], &d);
+    assert_eq!(r, Ok(Action::DataIn(255)));
+    assert_eq!(data[0] as usize + 1, data.len());
+    assert_eq!(data[3], 8);
+    assert_eq!(&data[8..12], &[0, 0, 2, 0]);
+    // Caching page with WCE.
+    let (_, data) = run(&[0x1a, 0x08, 0x08, 0, 255, 0], &d);
+    assert_eq!(&data[4..7], &[0x08, 0x12, 0x04]);
+    // Changeable values of the control page: D_SENSE.
+    let (_, data) = run(&[0x5a, 0x08, 0x4a, 0, 0, 0, 0, 0, 255, 0], &d);
+    assert_eq!(&data[8..11], &[0x0a, 0x0a, 0x04]);
+    assert_eq!(
+        u16::from_be_bytes([data[0], data[1]]) as usize + 2,
+        data.len()
+    );
+    // Long LBA block descriptor.
+    let (_, data) = run(&[0x5a, 0x10, 0x08, 0, 0, 0, 0, 0, 255, 0], &d);
+    assert_eq!(data[4] & 1, 1);
+    assert_eq!(u16::from_be_bytes([data[6], data[7]]), 16);
+    assert_eq!(
+        run(&[0x1a, 0, 0xc8, 0, 255, 0], &d).0,
+        Err(sense::SAVING_PARAMS_UNSUPPORTED)
+    );
+    assert_eq!(
+        run(&[0x1a, 0, 0x05, 0, 255, 0], &d).0,
+        Err(Sense::invalid_cdb_field(2, Some(5)))
+    );
+    assert_eq!(
+        run(&[0x1a, 0, 0x08, 1, 255, 0], &d).0,
+        Err(Sense::invalid_cdb_field(3, None))
+    );
+}
+
+#[test]
+fn mode_select_changes_only_changeable_bits() {
+    let d = disk(1000, 512);
+    let (_, sensed) = run(&[0x1a, 0x08, 0x08, 0, 255, 0], &d);
+    let mut params = sensed.clone();
+    params[0] = 0;
+    params[6] &= !0x04; // clear WCE
+    let new = sbc::mode_select(&params, false, &d, &MODE).unwrap();
+    assert_eq!(
+        new,
+        ModeState {
+            wce: false,
+            d_sense: false
+        }
+    );
+    let mut bad = sensed.clone();
+    bad[0] = 0;
+    bad[7] = 0x01; // a bit that is not changeable
+    assert_eq!(
+        sbc::mode_select(&bad, false, &d, &MODE),
+        Err(Sense::invalid_param_field(7, None))
+    );
+    let mut bad_len = sensed.clone();
+    bad_len[5] = 0x11;
+    assert!(sbc::mode_select(&bad_len, false, &d, &MODE).is_err());
+    assert_eq!(
+        sbc::mode_select(&[0, 0], false, &d, &MODE),
+        Err(sense::PARAMETER_LIST_LENGTH_ERROR)
+    );
+    // Block descriptor with another block size.
+    let bd = [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x10, 0];
+    assert_eq!(
+        sbc::mode_select(&bd, false, &d, &MODE),
+        Err(Sense::invalid_param_field(9, None))
+    );
+    // SP is refused, PF is required with data.
+    assert_eq!(
+        run(&[0x15, 0x11, 0, 0, 12, 0], &d).0,
+        Err(Sense::invalid_cdb_field(1, Some(0)))
+    );
+    assert_eq!(
+        run(&[0x15, 0x00, 0, 0, 12, 0], &d).0,
+        Err(Sense::invalid_cdb_field(1, Some(4)))
+    );
+    assert_eq!(
+        run(&[0x15, 0x10, 0, 0, 12, 0], &d).0,
+        Ok(Action::ModeSelect {
+            param_len: 12,
+            ten: false
+        })
+    );
+}
+
+#[test]
+fn unmap_and_write_same() {
+    let d = disk(1000, 512);
+    assert_eq!(
+        run(&[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &d).0,
+        Ok(Action::Unmap { param_len: 24 })
+    );
+    assert_eq!(
+        run(&[0x42, 0, 0, 0, 0, 0, 0, 0, 4, 0], &d).0,
+        Err(sense::PARAMETER_LIST_LENGTH_ERROR)
+    );
+    let mut p = vec![0, 22, 0, 16, 0, 0, 0, 0];
+    p.extend_from_slice(&10u64.to_be_bytes());
+    p.extend_from_slice(&5u32.to_be_bytes());
+    p.extend_from_slice(&[0; 4]);
+    let ranges: Vec<_> = sbc::parse_unmap(&p, &d).unwrap().collect();
+    assert_eq!(ranges, vec![sbc::UnmapRange { lba: 10, blocks: 5 }]);
+    p[8..16].copy_from_slice(&996u64.to_be_bytes());
+    assert!(matches!(sbc::parse_unmap(&p, &d), Err(e) if e == sense::LBA_OUT_OF_RANGE));
+    let mut thick = disk(1000, 512);
+    thick.thin = false;
+    assert_eq!(
+        run(&[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &thick).0,
+        Err(sense::INVALID_OPCODE)
+    );
+    assert_eq!(
+        run(&[0x41, 0x08, 0, 0, 0, 1, 0, 0, 8, 0], &d).0,
+        Ok(Action::WriteSame {
+            lba: 1,
+            blocks: 8,
+            unmap: true,
+            no_data: false
+        })
+    );
+    assert_eq!(
+        run(&[0x41, 0, 0, 0, 0, 1, 0, 0, 0, 0], &d).0,
+        Err(Sense::invalid_cdb_field(7, None))
+    );
+}
+
+#[test]
+fn supported_opcodes() {
+    let d = disk(1000, 512);
+    let mut c = [0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+    let (r, data) = run(&c, &d);
+    assert_eq!(r, Ok(Action::DataIn(4096)));
+    let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+    assert_eq!(len, sbc::OPS.len() * 8);
+    // One command: READ(10).
+    c[2] = 1;
+    c[3] = 0x28;
+    let (_, data) = run(&c, &d);
+    assert_eq!(data[1] & 0x07, 3);
+    assert_eq!(&data[2..4], &[0, 10]);
+    assert_eq!(data[4], 0x28);
+    // Option 1 on an opcode with service actions is an error.
+    c[3] = 0x9e;
+    assert_eq!(run(&c, &d).0, Err(Sense::invalid_cdb_field(2, Some(2))));
+    c[2] = 2;
+    c[5] = 0x10;
+    let (_, data) = run(&c, &d);
+    assert_eq!(data[1] & 0x07, 3);
+    // Unsupported opcode: SUPPORT = 001b.
+    c[2] = 1;
+    c[3] = 0xc5;
+    let (_, data) = run(&c, &d);
+    assert_eq!(data[1] & 0x07, 1);
+    // Every table entry validates its own usage map as a CDB.
+    for info in sbc::OPS.iter() {
+        let mut cdb = info.usage.to_vec();
+        if let Some(sa) = info.service_action {
+            cdb[1] = sa as u8;
+        }
+        assert!(Cdb(&cdb).check_usage(info.usage).is_ok());
+        assert_eq!(sbc::lookup(Cdb(&cdb)).map(|i| i.opcode), Ok(info.opcode));
+    }
+}
+
+#[test]
+fn out_counts_past_the_buffer() {
+    let mut buf = [0u8; 4];
+    let mut out = Out::new(&mut buf);
+    out.be64(0x0102030405060708);
+    assert_eq!(out.len(), 8);
+    assert_eq!(buf, [1, 2, 3, 4]);
+}
+
+#[test]
+fn request_sense_reports_pending_condition() {
+    let mut buf = [0u8; 64];
+    let mut out = Out::new(&mut buf);
+    cdb::request_sense(
+        Cdb(&[0x03, 0, 0, 0, 252, 0]),
+        Some(sense::POWER_ON_OCCURRED),
+        &mut out,
+    );
+    assert_eq!(out.len(), 18);
+    assert_eq!(sense::decode(&buf[..18]), Some((6, 0x29, 0x01)));
+    let mut out = Out::new(&mut buf);
+    cdb::request_sense(Cdb(&[0x03, 1, 0, 0, 252, 0]), None, &mut out);
+    assert_eq!(buf[0], 0x72);
+    assert!(cdb::passes_unit_attention(0x12));
+    assert!(!cdb::passes_unit_attention(0x00));
+}
