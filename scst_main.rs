@@ -21,6 +21,10 @@ mod scst_core;
 mod scst_vdisk;
 
 #[deny(unsafe_code)]
+#[path = "scst_local/mod.rs"]
+mod scst_local;
+
+#[deny(unsafe_code)]
 #[path = "scst_iscsi/mod.rs"]
 mod scst_iscsi;
 
@@ -52,6 +56,7 @@ impl kernel::Module for ScstModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let core = scst_core::Core::new()?;
         scst_vdisk::register(core.scst())?;
+        scst_local::register(core.scst())?;
         pr_info!("scst-rs {} loaded\n", scst_core::VERSION);
         Ok(Self { _core: core })
     }

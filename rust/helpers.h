@@ -17,4 +17,44 @@ void scst_rs_sysfs_remove_file(struct kobject *kobj,
 			       const struct attribute *attr);
 void scst_rs_sysfs_remove_link(struct kobject *kobj, const char *name);
 
+
+/* Backing files (file_helpers.c). */
+struct file;
+struct scatterlist;
+struct file *scst_rs_file_open(const char *path, int flags);
+void scst_rs_file_close(struct file *file);
+u64 scst_rs_file_size(struct file *file);
+bool scst_rs_file_is_bdev(struct file *file);
+bool scst_rs_file_is_regular(struct file *file);
+ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
+			   unsigned int nents, size_t skip, size_t len,
+			   loff_t pos, bool write, bool dsync);
+ssize_t scst_rs_file_read(struct file *file, void *buf, size_t len, loff_t pos);
+ssize_t scst_rs_file_write(struct file *file, const void *buf, size_t len,
+			   loff_t pos);
+int scst_rs_file_sync(struct file *file, loff_t start, loff_t end);
+int scst_rs_file_punch_hole(struct file *file, loff_t pos, loff_t len);
+loff_t scst_rs_file_seek(struct file *file, loff_t pos, bool hole);
+size_t scst_rs_sg_copy_from_buffer(struct scatterlist *sgl, unsigned int nents,
+				   const void *buf, size_t len, size_t skip);
+size_t scst_rs_sg_copy_to_buffer(struct scatterlist *sgl, unsigned int nents,
+				 void *buf, size_t len, size_t skip);
+
+/* The scst_local SCSI host (scsi_host_helpers.c). */
+struct Scsi_Host;
+struct scsi_cmnd;
+struct Scsi_Host *scst_rs_local_host_add(void *ops, unsigned int max_lun);
+void scst_rs_local_host_scan(struct Scsi_Host *shost);
+void scst_rs_local_host_remove(struct Scsi_Host *shost);
+unsigned int scst_rs_local_host_no(struct Scsi_Host *shost);
+struct kobject *scst_rs_local_host_kobj(struct Scsi_Host *shost);
+const u8 *scst_rs_cmd_cdb(struct scsi_cmnd *cmd, unsigned int *len);
+u64 scst_rs_cmd_lun(struct scsi_cmnd *cmd);
+u32 scst_rs_cmd_tag(struct scsi_cmnd *cmd);
+int scst_rs_cmd_direction(struct scsi_cmnd *cmd);
+struct scatterlist *scst_rs_cmd_sg(struct scsi_cmnd *cmd, unsigned int *nents,
+				   unsigned int *len);
+void scst_rs_cmd_done(struct scsi_cmnd *cmd, u8 status, const u8 *sense,
+		      unsigned int sense_len, unsigned int resid, bool error);
+
 #endif /* SCST_RS_HELPERS_H */

@@ -7,4 +7,8 @@
 //! in safe Rust (they are compiled with `#![deny(unsafe_code)]`).
 
 pub(crate) mod bindings;
+pub(crate) mod file;
+pub(crate) mod kvec_ext;
+pub(crate) mod scsi_host;
+pub(crate) mod sg;
 pub(crate) mod sysfs;

@@ -42,6 +42,19 @@ impl DirRef {
     fn as_ptr(&self) -> *mut bindings::kobject {
         self.kobj.as_ptr()
     }
+
+    /// Takes a reference on a kobject owned by other kernel code (e.g. a
+    /// SCSI host's device), so that links can point at it.
+    ///
+    /// # Safety
+    ///
+    /// `kobj` must point to a live kobject.
+    pub(super) unsafe fn from_foreign(kobj: NonNull<bindings::kobject>) -> Self {
+        // SAFETY: the caller guarantees the kobject is live.
+        unsafe { bindings::kobject_get(kobj.as_ptr()) };
+        // INVARIANT: the reference just taken is ours.
+        Self { kobj }
+    }
 }
 
 impl Clone for DirRef {

@@ -53,6 +53,8 @@ pub enum MgmtError<'a> {
     NoSuchObject(&'a str),
     /// An object of that name already exists.
     AlreadyExists(&'a str),
+    /// The command is valid but the object's state forbids it.
+    Refused(&'static str),
 }
 
 impl fmt::Display for MgmtError<'_> {
@@ -78,6 +80,7 @@ impl fmt::Display for MgmtError<'_> {
             Self::Conflict(a, b) => write!(f, "'{a}' and '{b}' cannot be given together"),
             Self::NoSuchObject(n) => write!(f, "'{n}' does not exist"),
             Self::AlreadyExists(n) => write!(f, "'{n}' already exists"),
+            Self::Refused(why) => f.write_str(why),
         }
     }
 }
@@ -351,4 +354,41 @@ impl<const N: usize> fmt::Write for TextBuf<N> {
         self.len += n;
         Ok(())
     }
+}
+
+/// Matches an initiator name against an SCST-style pattern: `*` matches any
+/// run of characters, `?` one character; a leading `!` negates the pattern.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix('!') {
+        Some(p) => !glob(p.as_bytes(), name.as_bytes()),
+        None => glob(pattern.as_bytes(), name.as_bytes()),
+    }
+}
+
+/// Iterative glob with backtracking to the last `*`: linear in practice,
+/// no recursion on input the admin controls.
+fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }

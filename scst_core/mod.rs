@@ -11,24 +11,33 @@
 //! holding it. Attribute reads never take it: removing an attribute waits
 //! for its reads, so a read waiting for `registry` could deadlock.
 
+// Shared with the host test crate, where its items are public API; some
+// serve only the host tests and drivers still to come.
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod cdb;
 pub(crate) mod device;
-// Shared with the host test crate, where its items are public API.
 #[allow(unreachable_pub)]
 pub(crate) mod mgmt;
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod sense;
+pub(crate) mod session;
 mod slots;
+pub(crate) mod target;
 
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, Mode, SysfsBuf, SysfsOps};
 use core::fmt::Write;
-use device::{DevHandler, Device, DeviceAttr, DeviceConfig, DeviceState};
+use core::sync::atomic::{AtomicU16, AtomicU32};
+use device::{DevHandler, Device, DeviceAttr, DeviceState};
 use kernel::{
     alloc::{flags::GFP_KERNEL, AllocError},
     c_str,
     error::code::*,
-    fmt, new_mutex,
+    fmt, new_mutex, new_spinlock,
     prelude::*,
     str::CString,
     sync::{Arc, Mutex},
 };
+use target::DriverEntry;
 use mgmt::{Line, MgmtError, TextBuf};
 use slots::Slots;
 
@@ -75,7 +84,7 @@ impl MgmtFailure<'_> {
 }
 
 /// Outcome of a management command, in the form of the `mgmt` write result.
-type MgmtOutcome<'a> = core::result::Result<(), MgmtFailure<'a>>;
+pub(crate) type MgmtOutcome<'a> = core::result::Result<(), MgmtFailure<'a>>;
 
 /// What `last_sysfs_mgmt_res` shows: the errno of the last command (0 on
 /// success) on the first line, as SCST prints it, then the reason.
@@ -88,6 +97,7 @@ struct LastResult {
 pub(crate) struct Registry {
     handlers: Slots<HandlerEntry>,
     devices: Slots<Device>,
+    drivers: Slots<DriverEntry>,
 }
 
 /// The SCST core: one per module instance.
@@ -99,12 +109,17 @@ pub(crate) struct Scst {
     last_result: Mutex<LastResult>,
     handlers_dir: DirRef,
     devices_dir: DirRef,
+    targets_dir: DirRef,
+    /// Relative target port identifier of the next target.
+    next_rel_tgt_id: AtomicU16,
+    /// Number of the next `devices/<d>/exported/exportN` link.
+    next_export: AtomicU32,
 }
 
 impl Scst {
     /// Runs one management write under the registry lock and records its
     /// result in `last_sysfs_mgmt_res` and, on failure, the kernel log.
-    fn run_mgmt<'a>(
+    pub(crate) fn run_mgmt<'a>(
         &self,
         file: &str,
         input: &'a [u8],
@@ -194,6 +209,8 @@ impl Scst {
     /// `mgmt` files, which hold the core.
     pub(crate) fn shutdown(&self) {
         let mut registry = self.registry.lock();
+        Self::remove_all_targets(&mut registry);
+        while registry.drivers.take_any().is_some() {}
         while let Some(device) = registry.devices.take_any() {
             pr_info!("removing device {}\n", &*device.state.name);
         }
@@ -209,15 +226,25 @@ impl Scst {
         match line.verb() {
             "add_device" => {
                 let name = line.name("device name")?;
-                let config = handler.parse_add_device(line.params())?;
-                self.add_device(registry, handler, name, config)
+                if registry.devices.find(|d| d.name_is(name)).is_some() {
+                    return Err(MgmtError::AlreadyExists(name).into());
+                }
+                let lu = handler.create(name, line.params())?;
+                self.add_device(registry, handler, name, lu)
             }
             "del_device" => {
                 let name = line.name("device name")?;
                 line.end()?;
+                let state = registry
+                    .devices
+                    .find(|d| d.name_is(name) && d.state.handler_name == handler.name())
+                    .map(|d| d.state.clone())
+                    .ok_or(MgmtError::NoSuchObject(name))?;
+                // As in SCST, the device leaves every LUN table first.
+                Self::unmap_device(registry, &state)?;
                 let device = registry
                     .devices
-                    .remove(|d| d.name_is(name) && d.state.handler_name == handler.name())
+                    .remove(|d| d.name_is(name))
                     .ok_or(MgmtError::NoSuchObject(name))?;
                 pr_info!("removed device {}\n", &*device.state.name);
                 Ok(())
@@ -231,55 +258,56 @@ impl Scst {
         registry: &mut Registry,
         handler: &dyn DevHandler,
         name: &'a str,
-        config: DeviceConfig,
+        lu: Arc<dyn device::LogicalUnit>,
     ) -> MgmtOutcome<'a> {
-        if registry.devices.find(|d| d.name_is(name)).is_some() {
-            return Err(MgmtError::AlreadyExists(name).into());
-        }
         let handler_dir = registry
             .handlers
             .find(|h| h.handler.name() == handler.name())
             .map(|h| h.dir.to_ref())
             .ok_or(ENODEV)?;
-        let state = Arc::new(
-            DeviceState {
-                name: CString::try_from_fmt(fmt!("{name}"))?,
+        let dev_name = CString::try_from_fmt(fmt!("{name}"))?;
+        let lu_for_state = lu.clone();
+        let state = Arc::pin_init(
+            pin_init!(DeviceState {
+                name: dev_name,
                 handler_name: handler.name(),
                 device_type: handler.device_type(),
-                config,
-            },
+                lu: lu_for_state,
+                tgt_devs <- new_spinlock!(KVec::new()),
+            }),
             GFP_KERNEL,
         )?;
         let dir = Dir::new(&self.devices_dir, name)?;
         let mut files = KVec::new();
-        for (file, attr) in [
-            (c_str!("type"), DeviceAttr::Type),
-            (c_str!("size"), DeviceAttr::Size),
-            (c_str!("size_mb"), DeviceAttr::SizeMb),
-            (c_str!("blocksize"), DeviceAttr::BlockSize),
-            (c_str!("read_only"), DeviceAttr::ReadOnly),
-        ] {
+        files.push(
+            File::new(&dir, c_str!("type"), Mode::ReadOnly, state.clone(), DeviceAttr::Type)?,
+            GFP_KERNEL,
+        )?;
+        for (i, attr) in lu.attributes().iter().enumerate() {
+            let mode = if attr.writable {
+                Mode::ReadWrite
+            } else {
+                Mode::ReadOnly
+            };
             files.push(
-                File::new(&dir, file, Mode::ReadOnly, state.clone(), attr)?,
+                File::new(&dir, attr.name, mode, state.clone(), DeviceAttr::Lu(i))?,
                 GFP_KERNEL,
             )?;
         }
         let device = Device {
             _handler_link: Link::new(&dir, "handler", &handler_dir)?,
             _link_in_handler: Link::new(&handler_dir, name, &dir)?,
-            _exported: Dir::new(&dir, "exported")?,
+            exported: Dir::new(&dir, "exported")?,
             _files: files,
             _dir: dir,
             state,
         };
         registry.devices.insert(device)?;
         pr_info!(
-            "added {} device {}: {} bytes, block size {}{}\n",
+            "added {} device {}: {} bytes\n",
             handler.name(),
             name,
-            config.size,
-            config.block_size,
-            if config.read_only { ", read-only" } else { "" }
+            lu.size()
         );
         Ok(())
     }
@@ -374,12 +402,14 @@ impl Core {
         let handlers = Dir::new(&root, "handlers")?;
         let devices = Dir::new(&root, "devices")?;
         let targets = Dir::new(&root, "targets")?;
-        let (handlers_dir, devices_dir) = (handlers.to_ref(), devices.to_ref());
+        let (handlers_dir, devices_dir, targets_dir) =
+            (handlers.to_ref(), devices.to_ref(), targets.to_ref());
         let scst = Arc::pin_init(
             pin_init!(Scst {
                 registry <- new_mutex!(Registry {
                     handlers: Slots::new(),
                     devices: Slots::new(),
+                    drivers: Slots::new(),
                 }),
                 last_result <- new_mutex!(LastResult {
                     errno: 0,
@@ -387,6 +417,9 @@ impl Core {
                 }),
                 handlers_dir,
                 devices_dir,
+                targets_dir,
+                next_rel_tgt_id: AtomicU16::new(1),
+                next_export: AtomicU32::new(0),
             }),
             GFP_KERNEL,
         )?;

@@ -49,4 +49,8 @@ impl<T> Slots<T> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.as_slice().iter().flatten()
     }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.slots.as_mut_slice().iter_mut().flatten()
+    }
 }

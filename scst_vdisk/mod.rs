@@ -2,34 +2,124 @@
 
 //! scst_vdisk: virtual disk device handlers.
 //!
-//! `vdisk_nullio` devices have a size and a block size but no storage: reads
-//! return zeroes and writes are dropped, which makes them the baseline for
-//! measuring the rest of the stack. The file and block device backends
-//! (`vdisk_fileio`, `vdisk_blockio`) follow with the SCSI command path.
+//! - `vdisk_nullio`: a size and a block size, no storage (reads leave the
+//!   buffer as is, writes are dropped): the baseline for the rest of the
+//!   stack.
+//! - `vdisk_fileio`: a file, through the page cache (or `O_DIRECT`); reads
+//!   and writes go between the file and the command's own pages.
+//! - `vdisk_blockio`: a block device opened `O_DIRECT`, so the kernel's
+//!   block-device direct I/O path turns each command into bios on the
+//!   device; FUA writes carry REQ_FUA, SYNCHRONIZE CACHE flushes, UNMAP
+//!   discards.
 
 // Shared with the host test crate, where its items are public API.
 #[allow(unreachable_pub)]
 pub(crate) mod geometry;
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod sbc;
 
+use crate::kernel_ext::file::{BackingFile, OpenOptions};
 use crate::scst_core::{
-    device::{DevHandler, DeviceConfig},
-    mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, MgmtResult, Params},
-    Scst,
+    cdb::{Cdb, Out},
+    device::{AttrChange, Completion, DevHandler, ExecCmd, LogicalUnit, LuAttr},
+    mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, Params},
+    sense::{self, Sense, SenseFormat},
+    MgmtFailure, Scst,
 };
-use kernel::{alloc::flags::GFP_KERNEL, prelude::*, sync::Arc};
+use crate::kernel_ext::sysfs::SysfsBuf;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{
+    alloc::flags::GFP_KERNEL,
+    c_str, fmt, new_spinlock,
+    prelude::*,
+    str::CString,
+    sync::{Arc, SpinLock},
+};
+use sbc::{Action, DiskInfo, ModeState};
 
 /// Size of a nullio device when `add_device` names none: 1 TiB, large enough
 /// for any benchmark, costing nothing.
 const NULLIO_DEFAULT_SIZE: u64 = 1 << 40;
 
-/// The `vdisk_nullio` handler.
-struct NullioHandler;
+/// Which backend a vdisk device uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    File,
+    Block,
+}
 
-const NULLIO_KEYS: [&str; 4] = ["size", "size_mb", "blocksize", "read_only"];
+impl Kind {
+    fn handler_name(self) -> &'static str {
+        match self {
+            Kind::Null => "vdisk_nullio",
+            Kind::File => "vdisk_fileio",
+            Kind::Block => "vdisk_blockio",
+        }
+    }
 
-impl DevHandler for NullioHandler {
+    fn vendor(self) -> &'static [u8] {
+        match self {
+            Kind::Null => b"SCST_NUL",
+            Kind::File => b"SCST_FIO",
+            Kind::Block => b"SCST_BIO",
+        }
+    }
+}
+
+/// A vdisk handler of one kind.
+struct VdiskHandler {
+    kind: Kind,
+}
+
+const KEYS: [&str; 11] = [
+    "filename",
+    "size",
+    "size_mb",
+    "blocksize",
+    "read_only",
+    "nv_cache",
+    "o_direct",
+    "write_through",
+    "rotational",
+    "thin_provisioned",
+    "t10_dev_id",
+];
+
+/// A vdisk logical unit.
+#[pin_data]
+struct Vdisk {
+    kind: Kind,
+    name: CString,
+    filename: Option<CString>,
+    file: Option<BackingFile>,
+    block_size: u32,
+    /// Capacity in bytes; changes on resize.
+    size: AtomicU64,
+    read_only: bool,
+    nv_cache: bool,
+    o_direct: bool,
+    write_through: bool,
+    rotational: bool,
+    thin: bool,
+    t10_dev_id: CString,
+    usn: CString,
+    naa_id: [u8; 8],
+    #[pin]
+    mode: SpinLock<ModeState>,
+}
+
+/// FNV-1a: stable identifiers derived from the device name.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl DevHandler for VdiskHandler {
     fn name(&self) -> &'static str {
-        "vdisk_nullio"
+        self.kind.handler_name()
     }
 
     fn device_type(&self) -> u8 {
@@ -37,41 +127,482 @@ impl DevHandler for NullioHandler {
     }
 
     fn mgmt_help(&self) -> &'static str {
-        "Usage: echo \"add_device device_name [parameters]\" >mgmt\n\
-         \x20      echo \"del_device device_name\" >mgmt\n\
-         \n\
-         The following parameters available: size, size_mb, blocksize, read_only\n\
-         \x20 size=BYTES[K|M|G|T]  capacity (default 1T)\n\
-         \x20 size_mb=MIB          capacity in MiB\n\
-         \x20 blocksize=512|1024|2048|4096 (default 512)\n\
-         \x20 read_only=0|1        (default 0)\n"
+        match self.kind {
+            Kind::Null => {
+                "Usage: echo \"add_device device_name [parameters]\" >mgmt\n\
+                 \x20      echo \"del_device device_name\" >mgmt\n\
+                 \n\
+                 The following parameters available: size, size_mb, blocksize, read_only,\n\
+                 rotational, thin_provisioned, t10_dev_id\n"
+            }
+            _ => {
+                "Usage: echo \"add_device device_name filename=PATH [parameters]\" >mgmt\n\
+                 \x20      echo \"del_device device_name\" >mgmt\n\
+                 \n\
+                 The following parameters available: filename, blocksize, read_only,\n\
+                 nv_cache, o_direct, write_through, rotational, thin_provisioned, t10_dev_id\n"
+            }
+        }
     }
 
-    fn parse_add_device<'a>(&self, params: Params<'a>) -> MgmtResult<'a, DeviceConfig> {
-        let mut values = [None; NULLIO_KEYS.len()];
-        collect_params(params, &NULLIO_KEYS, &mut values)?;
-        let [size, size_mb, block_size, read_only] = values;
+    fn create<'a>(
+        &self,
+        name: &'a str,
+        params: Params<'a>,
+    ) -> Result<Arc<dyn LogicalUnit>, MgmtFailure<'a>> {
+        let mut v = [None; KEYS.len()];
+        collect_params(params, &KEYS, &mut v)?;
+        let [filename, size, size_mb, block_size, read_only, nv_cache, o_direct, write_through, rotational, thin, t10_dev_id] =
+            v;
+        let flag = |key: &'a str, v: Option<&'a str>| v.map_or(Ok(false), |v| parse_bool(key, v));
         let block_size = block_size.map_or(Ok(512), geometry::parse_block_size)?;
-        let (size_text, size) = match (size, size_mb) {
-            (Some(_), Some(_)) => return Err(MgmtError::Conflict("size", "size_mb")),
-            (Some(v), None) => (v, parse_size("size", v)?),
-            (None, Some(v)) => (v, parse_ranged("size_mb", v, 1, u64::MAX >> 20)? << 20),
-            (None, None) => ("", NULLIO_DEFAULT_SIZE),
+        let read_only = flag("read_only", read_only)?;
+        let nv_cache = flag("nv_cache", nv_cache)?;
+        let o_direct = flag("o_direct", o_direct)?;
+        let write_through = flag("write_through", write_through)?;
+        let rotational = flag("rotational", rotational)?;
+        let (file, filename, bytes, thin) = match self.kind {
+            Kind::Null => {
+                if filename.is_some() {
+                    return Err(MgmtError::UnknownParam("filename").into());
+                }
+                let (text, bytes) = match (size, size_mb) {
+                    (Some(_), Some(_)) => return Err(MgmtError::Conflict("size", "size_mb").into()),
+                    (Some(v), None) => (v, parse_size("size", v)?),
+                    (None, Some(v)) => (v, parse_ranged("size_mb", v, 1, u64::MAX >> 20)? << 20),
+                    (None, None) => ("", NULLIO_DEFAULT_SIZE),
+                };
+                geometry::check(text, bytes, block_size)?;
+                (None, None, bytes, flag("thin_provisioned", thin)?)
+            }
+            Kind::File | Kind::Block => {
+                if size.is_some() || size_mb.is_some() {
+                    return Err(MgmtError::UnknownParam(if size.is_some() { "size" } else { "size_mb" }).into());
+                }
+                let path = filename.ok_or(MgmtError::Missing("filename="))?;
+                if !path.starts_with('/') {
+                    return Err(MgmtError::BadValue {
+                        key: "filename",
+                        value: path,
+                        expected: "an absolute path",
+                    }
+                    .into());
+                }
+                let cpath = CString::try_from_fmt(fmt!("{path}"))?;
+                let file = BackingFile::open(
+                    &cpath,
+                    OpenOptions {
+                        read_only,
+                        direct: o_direct || self.kind == Kind::Block,
+                        sync: write_through,
+                    },
+                )
+                .inspect_err(|e| pr_err!("{}: cannot open {}: {:?}\n", name, path, e))?;
+                let ok_type = match self.kind {
+                    Kind::Block => file.is_block_device(),
+                    _ => file.is_regular() || file.is_block_device(),
+                };
+                if !ok_type {
+                    return Err(MgmtError::BadValue {
+                        key: "filename",
+                        value: path,
+                        expected: if self.kind == Kind::Block {
+                            "a block device"
+                        } else {
+                            "a regular file or block device"
+                        },
+                    }
+                    .into());
+                }
+                let bytes = file.size() / u64::from(block_size) * u64::from(block_size);
+                if bytes == 0 {
+                    return Err(MgmtError::BadValue {
+                        key: "filename",
+                        value: path,
+                        expected: "a file of at least one block",
+                    }
+                    .into());
+                }
+                // Thin provisioning needs hole punching (files) or discard.
+                let thin = flag("thin_provisioned", thin)?;
+                (Some(file), Some(cpath), bytes, thin)
+            }
         };
-        geometry::check(size_text, size, block_size)?;
-        let read_only = match read_only {
-            Some(v) => parse_bool("read_only", v)?,
-            None => false,
-        };
-        Ok(DeviceConfig {
-            size,
-            block_size,
-            read_only,
-        })
+        let hash = fnv1a(name.as_bytes());
+        let mut naa_id = hash.to_be_bytes();
+        naa_id[0] = 0x30 | (naa_id[0] & 0x0f); // NAA 3: locally assigned
+        let dev_name = CString::try_from_fmt(fmt!("{name}"))?;
+        let t10_dev_id = CString::try_from_fmt(fmt!("{}", t10_dev_id.unwrap_or(name)))?;
+        let usn = CString::try_from_fmt(fmt!("{:08x}", hash as u32))?;
+        let wce = !write_through;
+        let lu = Arc::pin_init(
+            pin_init!(Vdisk {
+                kind: self.kind,
+                name: dev_name,
+                filename,
+                file,
+                block_size,
+                size: AtomicU64::new(bytes),
+                read_only,
+                nv_cache,
+                o_direct,
+                write_through,
+                rotational,
+                thin,
+                t10_dev_id,
+                usn,
+                naa_id,
+                mode <- new_spinlock!(ModeState {
+                    wce,
+                    d_sense: false,
+                }),
+            }),
+            GFP_KERNEL,
+        )?;
+        Ok(lu)
     }
 }
 
+/// Largest bounce buffer for VERIFY compares and WRITE SAME patterns.
+const CHUNK: usize = 64 * 1024;
+
+impl Vdisk {
+    fn blocks(&self) -> u64 {
+        self.size.load(Ordering::Relaxed) / u64::from(self.block_size)
+    }
+
+    fn info(&self, rel_tgt_id: u16, read_only: bool) -> DiskInfo<'_> {
+        DiskInfo {
+            vendor: self.kind.vendor(),
+            product: self.name.as_bytes(),
+            revision: b"0100",
+            t10_dev_id: self.t10_dev_id.as_bytes(),
+            usn: self.usn.as_bytes(),
+            naa_id: self.naa_id,
+            rel_tgt_id,
+            blocks: self.blocks(),
+            block_size: self.block_size,
+            read_only: self.read_only || read_only,
+            thin: self.thin,
+            rotational: self.rotational,
+        }
+    }
+
+    fn pos(&self, lba: u64) -> u64 {
+        lba * u64::from(self.block_size)
+    }
+
+    fn bytes(&self, blocks: u64) -> Result<usize, Sense> {
+        usize::try_from(blocks * u64::from(self.block_size)).map_err(|_| sense::INVALID_FIELD_IN_CDB)
+    }
+
+    /// Data-out the command needs, checked against what arrived.
+    fn data_out<'b>(&self, cmd: &ExecCmd<'_, 'b>, len: usize) -> Result<(), Sense> {
+        if cmd.data.len() < len {
+            // The initiator sent less than the CDB describes.
+            return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
+        }
+        Ok(())
+    }
+
+    /// Copies the data-out parameter list into a new buffer.
+    fn params(&self, cmd: &ExecCmd<'_, '_>, len: usize) -> Result<KVec<u8>, Sense> {
+        let len = len.min(cmd.data.len());
+        let mut buf = KVec::new();
+        buf.extend_with(len, 0u8, GFP_KERNEL)
+            .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        cmd.data.copy_to_slice(0, &mut buf);
+        Ok(buf)
+    }
+
+    fn read(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32) -> Result<Completion, Sense> {
+        let len = self.bytes(u64::from(blocks))?.min(cmd.data.len());
+        if let Some(file) = &self.file {
+            match file.read_into(cmd.data, 0, len, self.pos(lba)) {
+                Ok(n) if n == len => {}
+                _ => return Err(sense::READ_ERROR.with_info(lba)),
+            }
+        }
+        Ok(Completion {
+            data_in: len,
+            mode_changed: false,
+        })
+    }
+
+    fn write(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32, fua: bool) -> Result<Completion, Sense> {
+        let len = self.bytes(u64::from(blocks))?;
+        self.data_out(cmd, len)?;
+        if let Some(file) = &self.file {
+            let dsync = fua && !self.nv_cache;
+            match file.write_from(cmd.data, 0, len, self.pos(lba), dsync) {
+                Ok(n) if n == len => {}
+                _ => return Err(sense::WRITE_ERROR.with_info(lba)),
+            }
+        }
+        Ok(Completion {
+            data_in: 0,
+            mode_changed: false,
+        })
+    }
+
+    fn verify(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32, compare: bool, same: bool) -> Result<Completion, Sense> {
+        let bs = self.block_size as usize;
+        let total = self.bytes(u64::from(blocks))?;
+        let expect_len = if compare { if same { bs } else { total } } else { 0 };
+        self.data_out(cmd, expect_len)?;
+        let Some(file) = &self.file else {
+            return Ok(Completion { data_in: 0, mode_changed: false });
+        };
+        let mut medium = KVec::new();
+        medium.extend_with(CHUNK.min(total.max(bs)), 0u8, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        let mut given = KVec::new();
+        given.extend_with(medium.len(), 0u8, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        let mut done = 0usize;
+        while done < total {
+            let n = (total - done).min(medium.len());
+            let chunk = medium.get_mut(..n).ok_or(sense::INTERNAL_TARGET_FAILURE)?;
+            match file.read_at(chunk, self.pos(lba) + done as u64) {
+                Ok(r) if r == n => {}
+                _ => return Err(sense::READ_ERROR.with_info(lba + (done / bs) as u64)),
+            }
+            if compare {
+                let g = given.get_mut(..n).ok_or(sense::INTERNAL_TARGET_FAILURE)?;
+                if same {
+                    for block in g.chunks_mut(bs) {
+                        cmd.data.copy_to_slice(0, block);
+                    }
+                } else {
+                    cmd.data.copy_to_slice(done, g);
+                }
+                if let Some(i) = chunk.iter().zip(g.iter()).position(|(a, b)| a != b) {
+                    return Err(sense::MISCOMPARE_DURING_VERIFY.with_info((done + i) as u64));
+                }
+            }
+            done += n;
+        }
+        Ok(Completion { data_in: 0, mode_changed: false })
+    }
+
+    fn write_same(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32, unmap: bool, no_data: bool) -> Result<Completion, Sense> {
+        let bs = self.block_size as usize;
+        let mut pattern = KVec::new();
+        pattern.extend_with(bs, 0u8, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        if !no_data {
+            self.data_out(cmd, bs)?;
+            cmd.data.copy_to_slice(0, &mut pattern);
+        }
+        let Some(file) = &self.file else {
+            return Ok(Completion { data_in: 0, mode_changed: false });
+        };
+        let total = self.bytes(u64::from(blocks))?;
+        if unmap && pattern.iter().all(|&b| b == 0) {
+            file.punch_hole(self.pos(lba), total as u64)
+                .map_err(|_| sense::WRITE_ERROR.with_info(lba))?;
+            return Ok(Completion { data_in: 0, mode_changed: false });
+        }
+        let mut buf = KVec::new();
+        let chunk_blocks = (CHUNK / bs).max(1);
+        for _ in 0..chunk_blocks {
+            buf.extend_from_slice(&pattern, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        }
+        let mut done = 0usize;
+        while done < total {
+            let n = (total - done).min(buf.len());
+            let chunk = buf.get(..n).ok_or(sense::INTERNAL_TARGET_FAILURE)?;
+            match file.write_at(chunk, self.pos(lba) + done as u64) {
+                Ok(w) if w == n => {}
+                _ => return Err(sense::WRITE_ERROR.with_info(lba + (done / bs) as u64)),
+            }
+            done += n;
+        }
+        Ok(Completion { data_in: 0, mode_changed: false })
+    }
+
+    fn unmap(&self, cmd: &mut ExecCmd<'_, '_>, param_len: u32, info: &DiskInfo<'_>) -> Result<Completion, Sense> {
+        let params = self.params(cmd, param_len as usize)?;
+        let ranges = sbc::parse_unmap(&params, info)?;
+        if let Some(file) = &self.file {
+            for r in ranges {
+                if r.blocks == 0 {
+                    continue;
+                }
+                file.punch_hole(self.pos(r.lba), self.pos(u64::from(r.blocks)))
+                    .map_err(|_| sense::WRITE_ERROR.with_info(r.lba))?;
+            }
+        }
+        Ok(Completion { data_in: 0, mode_changed: false })
+    }
+
+    fn lba_status(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, alloc_len: u32) -> Result<Completion, Sense> {
+        let blocks_left = self.blocks() - lba;
+        let bs = u64::from(self.block_size);
+        let (count, deallocated) = match &self.file {
+            Some(f) if self.kind == Kind::File && !f.is_block_device() => {
+                let pos = self.pos(lba);
+                match f.seek(pos, false) {
+                    Ok(data) if data > pos => ((data - pos) / bs, true),
+                    Ok(_) => {
+                        let hole = f.seek(pos, true).unwrap_or(self.size.load(Ordering::Relaxed));
+                        ((hole - pos).div_ceil(bs), false)
+                    }
+                    // ENXIO: no data after pos.
+                    Err(_) => (blocks_left, true),
+                }
+            }
+            _ => (blocks_left, false),
+        };
+        let count = count.clamp(1, blocks_left).min(u64::from(u32::MAX)) as u32;
+        let mut buf = [0u8; 24];
+        let mut out = Out::new(&mut buf);
+        sbc::lba_status(lba, count, deallocated, &mut out);
+        let n = out.len().min(alloc_len as usize);
+        let copied = cmd.data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
+        Ok(Completion { data_in: copied, mode_changed: false })
+    }
+
+    fn sync(&self, lba: u64, blocks: u64) -> Result<Completion, Sense> {
+        if let (Some(file), false) = (&self.file, self.nv_cache) {
+            let start = self.pos(lba);
+            let end = if blocks == 0 { u64::MAX } else { self.pos(lba + blocks) - 1 };
+            file.sync_range(start, end).map_err(|_| sense::WRITE_ERROR)?;
+        }
+        Ok(Completion { data_in: 0, mode_changed: false })
+    }
+}
+
+impl LogicalUnit for Vdisk {
+    fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Completion, Sense> {
+        let mode = *self.mode.lock();
+        let info = self.info(cmd.rel_tgt_id, cmd.read_only);
+        // First pass without a buffer: the I/O commands need none.
+        let action = sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut Out::new(&mut []))?;
+        match action {
+            Action::Done => Ok(Completion { data_in: 0, mode_changed: false }),
+            Action::DataIn(alloc_len) => {
+                let mut buf = KVec::new();
+                buf.extend_with(4096, 0u8, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+                let mut out = Out::new(&mut buf);
+                sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut out)?;
+                let n = out.len().min(alloc_len).min(buf.len());
+                let copied = cmd.data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
+                Ok(Completion { data_in: copied, mode_changed: false })
+            }
+            Action::Read { lba, blocks } => self.read(cmd, lba, blocks),
+            Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
+            Action::Verify { lba, blocks, compare, same } => self.verify(cmd, lba, blocks, compare, same),
+            Action::SyncCache { lba, blocks } => self.sync(lba, blocks),
+            Action::WriteSame { lba, blocks, unmap, no_data } => self.write_same(cmd, lba, blocks, unmap, no_data),
+            Action::Unmap { param_len } => self.unmap(cmd, param_len, &info),
+            Action::ModeSelect { param_len, ten } => {
+                let params = self.params(cmd, param_len as usize)?;
+                if params.len() < param_len as usize {
+                    return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
+                }
+                let new = sbc::mode_select(&params, ten, &info, &mode)?;
+                let mut current = self.mode.lock();
+                let changed = *current != new;
+                *current = new;
+                Ok(Completion { data_in: 0, mode_changed: changed })
+            }
+            Action::GetLbaStatus { lba, alloc_len } => self.lba_status(cmd, lba, alloc_len),
+        }
+    }
+
+    fn sense_format(&self) -> SenseFormat {
+        if self.mode.lock().d_sense {
+            SenseFormat::Descriptor
+        } else {
+            SenseFormat::Fixed
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    fn attributes(&self) -> &'static [LuAttr] {
+        &VDISK_ATTRS
+    }
+
+    fn show(&self, index: usize, out: &mut SysfsBuf) {
+        let b = |v: bool| u8::from(v);
+        let _ = match index {
+            0 => writeln!(out, "{}", self.filename.as_deref().map_or(c_str!(""), |f| f)),
+            1 => writeln!(out, "{}", self.size()),
+            2 => writeln!(out, "{}", self.size() >> 20),
+            3 => writeln!(out, "{}", self.block_size),
+            4 => writeln!(out, "{}", b(self.read_only)),
+            5 => writeln!(out, "{}", b(self.nv_cache)),
+            6 => writeln!(out, "{}", b(self.o_direct)),
+            7 => writeln!(out, "{}", b(self.write_through)),
+            8 => writeln!(out, "{}", b(self.rotational)),
+            9 => writeln!(out, "{}", b(self.thin)),
+            10 => writeln!(out, "{}", &*self.t10_dev_id),
+            11 => writeln!(out, "{}", &*self.usn),
+            12 => {
+                let _ = write!(out, "0x");
+                for byte in self.naa_id {
+                    let _ = write!(out, "{byte:02x}");
+                }
+                writeln!(out)
+            }
+            // Commands run in the initiator's context: no threads of our own.
+            13 => writeln!(out, "0"),
+            _ => Ok(()),
+        };
+    }
+
+    fn store<'a>(&self, index: usize, value: &'a str) -> Result<AttrChange, MgmtFailure<'a>> {
+        let bytes = match index {
+            1 => parse_size("size", value)?,
+            2 => parse_ranged("size_mb", value, 1, u64::MAX >> 20)? << 20,
+            _ => return Err(MgmtError::Refused("read-only attribute").into()),
+        };
+        geometry::check(value, bytes, self.block_size)?;
+        if let Some(file) = &self.file {
+            if file.is_block_device() {
+                if bytes > file.size() {
+                    return Err(MgmtError::BadValue {
+                        key: "size",
+                        value,
+                        expected: "at most the block device's size",
+                    }
+                    .into());
+                }
+            } else if bytes > file.size() {
+                if self.read_only {
+                    return Err(MgmtError::Refused("read-only device cannot grow").into());
+                }
+                // Grow the (sparse) file to the new size.
+                file.write_at(&[0], bytes - 1)?;
+            }
+        }
+        self.size.store(bytes, Ordering::Relaxed);
+        Ok(AttrChange::Capacity)
+    }
+}
+
+static VDISK_ATTRS: [LuAttr; 14] = [
+    LuAttr { name: c_str!("filename"), writable: false },
+    LuAttr { name: c_str!("size"), writable: true },
+    LuAttr { name: c_str!("size_mb"), writable: true },
+    LuAttr { name: c_str!("blocksize"), writable: false },
+    LuAttr { name: c_str!("read_only"), writable: false },
+    LuAttr { name: c_str!("nv_cache"), writable: false },
+    LuAttr { name: c_str!("o_direct"), writable: false },
+    LuAttr { name: c_str!("write_through"), writable: false },
+    LuAttr { name: c_str!("rotational"), writable: false },
+    LuAttr { name: c_str!("thin_provisioned"), writable: false },
+    LuAttr { name: c_str!("t10_dev_id"), writable: false },
+    LuAttr { name: c_str!("usn"), writable: false },
+    LuAttr { name: c_str!("naa_id"), writable: false },
+    LuAttr { name: c_str!("threads_num"), writable: false },
+];
+
 /// Registers the vdisk handlers with the core.
 pub(crate) fn register(scst: &Arc<Scst>) -> Result {
-    scst.register_handler(Arc::new(NullioHandler, GFP_KERNEL)?)
+    for kind in [Kind::Null, Kind::File, Kind::Block] {
+        scst.register_handler(Arc::new(VdiskHandler { kind }, GFP_KERNEL)?)?;
+    }
+    Ok(())
 }

@@ -23,8 +23,8 @@ pub struct DiskInfo<'a> {
     pub t10_dev_id: &'a [u8],
     /// Unit serial number (VPD page 80h).
     pub usn: &'a [u8],
-    /// NAA IEEE Registered Extended designator (VPD page 83h).
-    pub naa_id: [u8; 16],
+    /// NAA designator (VPD page 83h): locally assigned (NAA 3), eight bytes.
+    pub naa_id: [u8; 8],
     /// Relative target port identifier of the port the command came in on.
     pub rel_tgt_id: u16,
     /// Number of logical blocks.
@@ -686,8 +686,8 @@ fn inquiry(
             out.u8((8 + disk.t10_dev_id.len()) as u8);
             out.ascii(disk.vendor, 8);
             out.put(disk.t10_dev_id);
-            // NAA IEEE Registered Extended (binary).
-            out.put(&[0x01, 0x03, 0x00, 0x10]);
+            // NAA (binary).
+            out.put(&[0x01, 0x03, 0x00, 0x08]);
             out.put(&disk.naa_id);
             // Relative target port identifier, associated with the port.
             out.put(&[0x01, 0x14, 0x00, 0x04, 0x00, 0x00]);

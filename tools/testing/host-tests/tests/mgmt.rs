@@ -161,3 +161,21 @@ fn errors_explain_themselves() {
         "unknown command 'frob'"
     );
 }
+
+#[test]
+fn initiator_wildcards() {
+    use scst_host_tests::mgmt::wildcard_match as m;
+    assert!(m("iqn.1994-05.com.redhat:abc", "iqn.1994-05.com.redhat:abc"));
+    assert!(!m("iqn.1994-05.com.redhat:abc", "iqn.1994-05.com.redhat:abd"));
+    assert!(m("iqn.*", "iqn.1994-05.com.redhat:abc"));
+    assert!(m("*:ab?", "iqn.1994-05.com.redhat:abc"));
+    assert!(!m("*:ab?", "iqn.1994-05.com.redhat:abcd"));
+    assert!(m("*", ""));
+    assert!(m("a*b*c", "aXbYbZc"));
+    assert!(!m("a*b*c", "aXbYbZ"));
+    assert!(m("!host1", "host2"));
+    assert!(!m("!host*", "host2"));
+    // Many stars against a long name stays fast.
+    let long = "a".repeat(4000);
+    assert!(!m("*a*a*a*a*a*a*a*a*b", &long));
+}

@@ -13,7 +13,7 @@ fn disk(blocks: u64, block_size: u32) -> DiskInfo<'static> {
         revision: b"0100",
         t10_dev_id: b"disk1-0001",
         usn: b"1a2b3c4d",
-        naa_id: [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+        naa_id: [0x30, 1, 2, 3, 4, 5, 6, 7],
         rel_tgt_id: 1,
         blocks,
         block_size,

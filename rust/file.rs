@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Backing files and block devices of the vdisk handlers, opened in the
+//! kernel, with reads and writes straight from and to a command's
+//! scatterlist.
+
+use super::{bindings, sg::SgList};
+use kernel::{error::from_err_ptr, prelude::*, str::CStr};
+
+/// How to open a backing file.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct OpenOptions {
+    /// Open read-only.
+    pub(crate) read_only: bool,
+    /// Bypass the page cache (`O_DIRECT`).
+    pub(crate) direct: bool,
+    /// Every write reaches stable storage (`O_DSYNC`).
+    pub(crate) sync: bool,
+}
+
+const O_RDONLY: i32 = 0o0;
+const O_RDWR: i32 = 0o2;
+const O_DSYNC: i32 = 0o10000;
+const O_DIRECT: i32 = 0o40000;
+
+/// An open file.
+///
+/// # Invariants
+///
+/// `file` is a file reference this object owns, released on drop.
+pub(crate) struct BackingFile {
+    file: *mut bindings::file,
+}
+
+// SAFETY: a `struct file` reference may be used and released from any thread.
+unsafe impl Send for BackingFile {}
+// SAFETY: the file operations used here may run concurrently.
+unsafe impl Sync for BackingFile {}
+
+fn check_len(ret: isize) -> Result<usize> {
+    if ret < 0 {
+        Err(Error::from_errno(ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+impl BackingFile {
+    /// Opens `path` as the module's own file reference.
+    pub(crate) fn open(path: &CStr, options: OpenOptions) -> Result<Self> {
+        let mut flags = if options.read_only { O_RDONLY } else { O_RDWR };
+        if options.direct {
+            flags |= O_DIRECT;
+        }
+        if options.sync {
+            flags |= O_DSYNC;
+        }
+        // SAFETY: `path` is a NUL-terminated string valid for the call.
+        let file = from_err_ptr(unsafe { bindings::scst_rs_file_open(path.as_char_ptr(), flags) })?;
+        // INVARIANT: filp_open returned a reference we now own.
+        Ok(Self { file })
+    }
+
+    /// Size in bytes (of the file, or of the block device).
+    pub(crate) fn size(&self) -> u64 {
+        // SAFETY: `file` is valid by the type invariants.
+        unsafe { bindings::scst_rs_file_size(self.file) }
+    }
+
+    /// Whether this is a block device.
+    pub(crate) fn is_block_device(&self) -> bool {
+        // SAFETY: `file` is valid by the type invariants.
+        unsafe { bindings::scst_rs_file_is_bdev(self.file) }
+    }
+
+    /// Whether this is a regular file.
+    pub(crate) fn is_regular(&self) -> bool {
+        // SAFETY: `file` is valid by the type invariants.
+        unsafe { bindings::scst_rs_file_is_regular(self.file) }
+    }
+
+    fn rw_sg(&self, sg: &SgList<'_>, skip: usize, len: usize, pos: u64, write: bool, dsync: bool) -> Result<usize> {
+        if skip.checked_add(len).map_or(true, |end| end > sg.len()) {
+            return Err(EINVAL);
+        }
+        let (sgl, nents) = sg.raw();
+        // SAFETY: `file` is valid by the type invariants; `sgl` has `nents`
+        // entries covering `skip + len` bytes, valid while `sg` is borrowed.
+        check_len(unsafe {
+            bindings::scst_rs_file_rw_sg(self.file, sgl, nents, skip, len, pos as i64, write, dsync)
+        })
+    }
+
+    /// Reads `len` bytes at `pos` into `sg` from offset `skip`.
+    pub(crate) fn read_into(&self, sg: &mut SgList<'_>, skip: usize, len: usize, pos: u64) -> Result<usize> {
+        self.rw_sg(sg, skip, len, pos, false, false)
+    }
+
+    /// Writes `len` bytes of `sg` from offset `skip` at `pos`; `dsync`
+    /// returns only once they are on stable storage.
+    pub(crate) fn write_from(&self, sg: &SgList<'_>, skip: usize, len: usize, pos: u64, dsync: bool) -> Result<usize> {
+        self.rw_sg(sg, skip, len, pos, true, dsync)
+    }
+
+    /// Reads into `buf` at `pos`.
+    pub(crate) fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize> {
+        // SAFETY: `file` is valid; `buf` is valid for writes of its length.
+        check_len(unsafe { bindings::scst_rs_file_read(self.file, buf.as_mut_ptr().cast(), buf.len(), pos as i64) })
+    }
+
+    /// Writes `buf` at `pos`.
+    pub(crate) fn write_at(&self, buf: &[u8], pos: u64) -> Result<usize> {
+        // SAFETY: `file` is valid; `buf` is valid for reads of its length.
+        check_len(unsafe { bindings::scst_rs_file_write(self.file, buf.as_ptr().cast(), buf.len(), pos as i64) })
+    }
+
+    /// Writes the byte range `[start, end]` (and the metadata needed to read
+    /// it back) to stable storage.
+    pub(crate) fn sync_range(&self, start: u64, end: u64) -> Result {
+        // SAFETY: `file` is valid by the type invariants.
+        kernel::error::to_result(unsafe { bindings::scst_rs_file_sync(self.file, start as i64, end.min(i64::MAX as u64) as i64) })
+    }
+
+    /// Deallocates `len` bytes at `pos`; they read back as zeroes.
+    pub(crate) fn punch_hole(&self, pos: u64, len: u64) -> Result {
+        // SAFETY: `file` is valid by the type invariants.
+        kernel::error::to_result(unsafe { bindings::scst_rs_file_punch_hole(self.file, pos as i64, len as i64) })
+    }
+
+    /// The next data (or, with `hole`, hole) offset at or after `pos`;
+    /// `ENXIO` past the last data.
+    pub(crate) fn seek(&self, pos: u64, hole: bool) -> Result<u64> {
+        // SAFETY: `file` is valid by the type invariants.
+        let ret = unsafe { bindings::scst_rs_file_seek(self.file, pos as i64, hole) };
+        if ret < 0 {
+            Err(Error::from_errno(ret as i32))
+        } else {
+            Ok(ret as u64)
+        }
+    }
+}
+
+impl Drop for BackingFile {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariants we own this reference; it is not
+        // used again.
+        unsafe { bindings::scst_rs_file_close(self.file) };
+    }
+}

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Backing-file I/O for the vdisk handlers: open/close, size, and reads and
+ * writes straight between a file (or block device) and a scatterlist.
+ */
+#include <linux/blkdev.h>
+#include <linux/bvec.h>
+#include <linux/err.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+#include <linux/uio.h>
+
+#include "helpers.h"
+
+struct file *scst_rs_file_open(const char *path, int flags)
+{
+	return filp_open(path, flags | O_LARGEFILE, 0);
+}
+
+void scst_rs_file_close(struct file *file)
+{
+	filp_close(file, NULL);
+}
+
+u64 scst_rs_file_size(struct file *file)
+{
+	return i_size_read(file_inode(file));
+}
+
+bool scst_rs_file_is_bdev(struct file *file)
+{
+	return S_ISBLK(file_inode(file)->i_mode);
+}
+
+bool scst_rs_file_is_regular(struct file *file)
+{
+	return S_ISREG(file_inode(file)->i_mode);
+}
+
+/*
+ * Reads or writes @len bytes at @pos between @file and the scatterlist
+ * @sgl (@nents entries), starting @skip bytes into it. The pages go to the
+ * file system as a bvec iterator: no bounce buffer. @dsync writes through
+ * to stable storage (FUA on a block device opened O_DIRECT).
+ */
+ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
+			   unsigned int nents, size_t skip, size_t len,
+			   loff_t pos, bool write, bool dsync)
+{
+	struct bio_vec stack_bvecs[16], *bvecs = stack_bvecs;
+	struct scatterlist *sg;
+	struct iov_iter iter;
+	size_t covered = 0;
+	unsigned int n = 0, i;
+	ssize_t ret;
+
+	if (nents > ARRAY_SIZE(stack_bvecs)) {
+		bvecs = kmalloc_array(nents, sizeof(*bvecs), GFP_KERNEL);
+		if (!bvecs)
+			return -ENOMEM;
+	}
+	for_each_sg(sgl, sg, nents, i) {
+		size_t off = sg->offset, l = sg->length;
+
+		if (covered >= skip + len)
+			break;
+		if (skip > covered) {
+			size_t drop = min(skip - covered, l);
+
+			covered += drop;
+			off += drop;
+			l -= drop;
+			if (!l)
+				continue;
+		}
+		l = min(l, skip + len - covered);
+		bvec_set_page(&bvecs[n++], sg_page(sg), l, off);
+		covered += l;
+	}
+	if (covered < skip + len) {
+		ret = -EINVAL;
+		goto out;
+	}
+	iov_iter_bvec(&iter, write ? ITER_SOURCE : ITER_DEST, bvecs, n, len);
+	if (write)
+		ret = vfs_iter_write(file, &iter, &pos, dsync ? RWF_DSYNC : 0);
+	else
+		ret = vfs_iter_read(file, &iter, &pos, 0);
+out:
+	if (bvecs != stack_bvecs)
+		kfree(bvecs);
+	return ret;
+}
+
+ssize_t scst_rs_file_read(struct file *file, void *buf, size_t len, loff_t pos)
+{
+	return kernel_read(file, buf, len, &pos);
+}
+
+ssize_t scst_rs_file_write(struct file *file, const void *buf, size_t len,
+			   loff_t pos)
+{
+	return kernel_write(file, buf, len, &pos);
+}
+
+int scst_rs_file_sync(struct file *file, loff_t start, loff_t end)
+{
+	return vfs_fsync_range(file, start, end, 1);
+}
+
+int scst_rs_file_punch_hole(struct file *file, loff_t pos, loff_t len)
+{
+	return vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			     pos, len);
+}
+
+loff_t scst_rs_file_seek(struct file *file, loff_t pos, bool hole)
+{
+	return vfs_llseek(file, pos, hole ? SEEK_HOLE : SEEK_DATA);
+}
+
+size_t scst_rs_sg_copy_from_buffer(struct scatterlist *sgl, unsigned int nents,
+				   const void *buf, size_t len, size_t skip)
+{
+	return sg_pcopy_from_buffer(sgl, nents, buf, len, skip);
+}
+
+size_t scst_rs_sg_copy_to_buffer(struct scatterlist *sgl, unsigned int nents,
+				 void *buf, size_t len, size_t skip)
+{
+	return sg_pcopy_to_buffer(sgl, nents, buf, len, skip);
+}

@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Sessions (I_T nexuses), their LUN views (I_T_L nexuses, `TgtDev`), unit
+//! attentions, and the life cycle of a SCSI command.
+//!
+//! # The command life cycle
+//!
+//! A target driver hands a received command to [`Session::execute`], in
+//! process context (it may sleep); the steps run in that context, in order:
+//!
+//! 1. INIT: decode the LUN, find the I_T_L nexus, record the command as in
+//!    flight (for task management).
+//! 2. PARSE and unit attention: commands the core answers for every LUN
+//!    (REPORT LUNS, REQUEST SENSE, INQUIRY of an absent LUN); a pending unit
+//!    attention fails any other command (SAM-5 5.14).
+//! 3. PREPARE_SPACE / RDY_TO_XFER: the driver's buffer is the command's
+//!    buffer; for scst_local the data-out is already in it.
+//! 4. EXEC: the logical unit decodes the CDB (its command table) and runs it
+//!    against its backend.
+//! 5. XMIT: the returned [`Response`] (status, sense, data-in length) goes
+//!    back through the driver.
+//! 6. FINISHED: the command leaves the in-flight set; task management
+//!    waiting for it wakes up.
+
+use super::cdb::{self, Cdb, Out};
+use super::device::{DeviceState, ExecCmd};
+use super::sense::{self, Sense, SenseFormat, MAX_SENSE_LEN};
+use crate::kernel_ext::kvec_ext::VecExt;
+use crate::kernel_ext::sg::SgList;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use kernel::{
+    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    fmt, new_condvar, new_spinlock,
+    prelude::*,
+    str::CString,
+    sync::{Arc, CondVar, SpinLock},
+    time::msecs_to_jiffies,
+};
+
+/// SCSI status codes (SAM-5 table 33).
+pub(crate) mod status {
+    /// GOOD.
+    pub(crate) const GOOD: u8 = 0x00;
+    /// CHECK CONDITION.
+    pub(crate) const CHECK_CONDITION: u8 = 0x02;
+}
+
+/// Unit attentions queued on one I_T_L nexus, oldest first.
+pub(crate) struct UaQueue {
+    items: [Option<Sense>; UA_QUEUE_LEN],
+}
+
+/// Unit attentions kept per nexus; further ones of the same kind merge.
+const UA_QUEUE_LEN: usize = 8;
+
+impl UaQueue {
+    const fn new() -> Self {
+        Self {
+            items: [None; UA_QUEUE_LEN],
+        }
+    }
+
+    fn push(&mut self, ua: Sense) {
+        if self
+            .items
+            .iter()
+            .flatten()
+            .any(|s| s.asc == ua.asc && s.ascq == ua.ascq)
+        {
+            return;
+        }
+        if let Some(slot) = self.items.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(ua);
+        } else if let Some(last) = self.items.last_mut() {
+            // Full: a reset-class condition supersedes the newest one.
+            *last = Some(ua);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Sense> {
+        let first = self.items[0].take();
+        self.items.rotate_left(1);
+        first
+    }
+
+    fn clear(&mut self) {
+        self.items = [None; UA_QUEUE_LEN];
+    }
+}
+
+/// An I_T_L nexus: a LUN as one session sees it.
+#[pin_data]
+pub(crate) struct TgtDev {
+    pub(crate) lun: u64,
+    pub(crate) read_only: bool,
+    pub(crate) dev: Arc<DeviceState>,
+    #[pin]
+    ua: SpinLock<UaQueue>,
+}
+
+impl TgtDev {
+    fn new(lun: u64, read_only: bool, dev: Arc<DeviceState>) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                lun,
+                read_only,
+                dev,
+                ua <- new_spinlock!(UaQueue::new()),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Queues a unit attention for this nexus.
+    pub(crate) fn queue_ua(&self, ua: Sense) {
+        self.ua.lock().push(ua);
+    }
+
+    fn take_ua(&self) -> Option<Sense> {
+        self.ua.lock().pop()
+    }
+}
+
+/// The target-wide settings a session reads on every command.
+pub(crate) struct TargetState {
+    pub(crate) rel_tgt_id: AtomicU16,
+    pub(crate) enabled: AtomicBool,
+}
+
+/// One LUN a session is to see: number, device, read-only flag.
+pub(crate) struct LunView {
+    pub(crate) lun: u64,
+    pub(crate) dev: Arc<DeviceState>,
+    pub(crate) read_only: bool,
+}
+
+/// Commands in flight on a session: (block-layer tag, LUN).
+struct InFlight {
+    commands: KVec<(u32, u64)>,
+}
+
+/// The outcome of a command, for the target driver to send.
+pub(crate) struct Response {
+    pub(crate) status: u8,
+    pub(crate) sense: [u8; MAX_SENSE_LEN],
+    pub(crate) sense_len: usize,
+    /// Bytes of data-in at the start of the buffer.
+    pub(crate) data_in: usize,
+}
+
+impl Response {
+    fn good(data_in: usize) -> Self {
+        Self {
+            status: status::GOOD,
+            sense: [0; MAX_SENSE_LEN],
+            sense_len: 0,
+            data_in,
+        }
+    }
+
+    fn check_condition(sense: Sense, format: SenseFormat) -> Self {
+        let mut r = Self::good(0);
+        r.status = status::CHECK_CONDITION;
+        r.sense_len = sense.encode(format, &mut r.sense);
+        r
+    }
+
+    /// The sense bytes.
+    pub(crate) fn sense(&self) -> &[u8] {
+        self.sense.get(..self.sense_len).unwrap_or(&[])
+    }
+}
+
+/// How long task management waits for commands to finish before failing.
+const QUIESCE_TIMEOUT_MS: u32 = 30_000;
+/// How often the wait re-checks (a notification may race with the check).
+const QUIESCE_POLL_MS: u32 = 100;
+
+/// An I_T nexus.
+#[pin_data]
+pub(crate) struct Session {
+    pub(crate) initiator: CString,
+    pub(crate) target: Arc<TargetState>,
+    #[pin]
+    luns: SpinLock<KVec<Arc<TgtDev>>>,
+    #[pin]
+    in_flight: SpinLock<InFlight>,
+    #[pin]
+    quiesced: CondVar,
+    pub(crate) commands: AtomicU64,
+}
+
+impl Session {
+    /// A session of `initiator` on a target, with no LUNs yet.
+    pub(crate) fn new(initiator: &str, target: Arc<TargetState>) -> Result<Arc<Self>> {
+        let mut commands = KVec::new();
+        // The driver's queue depth bounds this; reserve so that the command
+        // path never allocates.
+        commands.reserve(256, GFP_KERNEL)?;
+        let initiator = CString::try_from_fmt(fmt!("{initiator}"))?;
+        Arc::pin_init(
+            pin_init!(Self {
+                initiator,
+                target,
+                luns <- new_spinlock!(KVec::new()),
+                in_flight <- new_spinlock!(InFlight { commands }),
+                quiesced <- new_condvar!(),
+                commands: AtomicU64::new(0),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Replaces the session's LUNs with `views`. Nexuses that stay keep
+    /// their unit attentions; when the set changes, the ones that stay get
+    /// REPORTED LUNS DATA HAS CHANGED. `first` marks a new I_T nexus, whose
+    /// LUNs all get POWER ON, RESET OR BUS DEVICE RESET OCCURRED.
+    pub(crate) fn set_luns(&self, views: &[LunView], first: bool) -> Result {
+        let current = self.snapshot()?;
+        let mut next = KVec::with_capacity(views.len(), GFP_KERNEL)?;
+        let mut created: KVec<Arc<TgtDev>> = KVec::new();
+        for v in views {
+            let kept = current.iter().find(|t| {
+                t.lun == v.lun && t.read_only == v.read_only && Arc::ptr_eq(&t.dev, &v.dev)
+            });
+            match kept {
+                Some(t) => next.push(t.clone(), GFP_KERNEL)?,
+                None => {
+                    let t = TgtDev::new(v.lun, v.read_only, v.dev.clone())?;
+                    if first {
+                        t.queue_ua(sense::RESET_OCCURRED);
+                    }
+                    created.push(t.clone(), GFP_KERNEL)?;
+                    next.push(t, GFP_KERNEL)?;
+                }
+            }
+        }
+        for (i, t) in created.iter().enumerate() {
+            if let Err(e) = t.dev.attach(t.clone()) {
+                for undo in created.iter().take(i) {
+                    undo.dev.detach(undo);
+                }
+                return Err(e);
+            }
+        }
+        let changed = !created.is_empty() || next.len() != current.len();
+        let old = core::mem::replace(&mut *self.luns.lock(), next);
+        drop(old);
+        let now = self.snapshot()?;
+        for o in current.iter() {
+            if !now.iter().any(|t| Arc::ptr_eq(o, t)) {
+                o.dev.detach(o);
+            }
+        }
+        if changed && !first {
+            for t in now.iter() {
+                if !created.iter().any(|c| Arc::ptr_eq(c, t)) {
+                    t.queue_ua(sense::REPORTED_LUNS_DATA_CHANGED);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The session's nexuses, as counted references.
+    fn snapshot(&self) -> Result<KVec<Arc<TgtDev>>> {
+        let luns = self.luns.lock();
+        let mut v = KVec::with_capacity(luns.len(), GFP_ATOMIC)?;
+        for t in luns.iter() {
+            v.push(t.clone(), GFP_ATOMIC)?;
+        }
+        Ok(v)
+    }
+
+    /// Drops every LUN (session teardown).
+    pub(crate) fn clear_luns(&self) {
+        let old = core::mem::replace(&mut *self.luns.lock(), KVec::new());
+        for t in old.iter() {
+            t.dev.detach(t);
+        }
+    }
+
+    /// The LUN numbers the session sees, ascending.
+    pub(crate) fn lun_numbers(&self, out: &mut KVec<u64>) -> Result {
+        out.clear();
+        for t in self.luns.lock().iter() {
+            out.push(t.lun, GFP_ATOMIC)?;
+        }
+        // Insertion sort: a few LUNs, and no panicking library sort in
+        // module code.
+        let v = out.as_mut_slice();
+        for i in 1..v.len() {
+            let mut j = i;
+            while j > 0 && v[j - 1] > v[j] {
+                v.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn find(&self, lun: u64) -> Option<Arc<TgtDev>> {
+        self.luns.lock().iter().find(|t| t.lun == lun).cloned()
+    }
+
+    /// Runs one command (see the module documentation for the steps).
+    pub(crate) fn execute(&self, lun: [u8; 8], tag: u32, cdb: &[u8], data: &mut SgList<'_>) -> Response {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        let lun = cdb::decode_lun(lun);
+        {
+            let mut f = self.in_flight.lock();
+            // Reserved in `new`; past that the command simply is not
+            // tracked for ABORT TASK.
+            let _ = f.commands.push((tag, lun.unwrap_or(u64::MAX)), GFP_ATOMIC);
+        }
+        let response = self.dispatch(lun, cdb, data);
+        {
+            let mut f = self.in_flight.lock();
+            if let Some(i) = f.commands.iter().position(|&(t, _)| t == tag) {
+                f.commands.swap_remove(i);
+            }
+        }
+        self.quiesced.notify_all();
+        response
+    }
+
+    fn dispatch(&self, lun: Option<u64>, cdb_bytes: &[u8], data: &mut SgList<'_>) -> Response {
+        let cdb = Cdb(cdb_bytes);
+        let opcode = cdb.opcode();
+        let tgt_dev = lun.and_then(|l| self.find(l));
+        let format = tgt_dev
+            .as_ref()
+            .map_or(SenseFormat::Fixed, |t| t.dev.lu.sense_format());
+        if cdb_bytes.is_empty() || Cdb::group_len(opcode).is_some_and(|n| cdb_bytes.len() < n) {
+            return Response::check_condition(Sense::invalid_cdb_field(0, None), format);
+        }
+        if opcode == cdb::op::REPORT_LUNS {
+            return self.core_data_in(data, format, |out| {
+                let mut luns = KVec::new();
+                self.lun_numbers(&mut luns).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+                if let Some(t) = &tgt_dev {
+                    // REPORT LUNS clears this nexus' REPORTED LUNS DATA HAS
+                    // CHANGED (SPC-4 6.33).
+                    let mut q = t.ua.lock();
+                    if q.items[0].is_some_and(|s| s == sense::REPORTED_LUNS_DATA_CHANGED) {
+                        q.pop();
+                    }
+                }
+                cdb::report_luns(cdb, luns.iter().copied(), out)
+            }, cdb.be32(6) as usize);
+        }
+        let Some(tgt_dev) = tgt_dev else {
+            return match opcode {
+                cdb::op::INQUIRY => self.core_data_in(data, format, |out| {
+                    if cdb.u8(1) & 1 != 0 {
+                        return Err(sense::LUN_NOT_SUPPORTED);
+                    }
+                    // Peripheral qualifier 011b: no logical unit here.
+                    out.u8(0x7f);
+                    out.put(&[0, 0x06, 0x12, 31, 0, 0, 0]);
+                    out.zeroes(28);
+                    Ok(())
+                }, usize::from(cdb.be16(3))),
+                cdb::op::REQUEST_SENSE => self.core_data_in(data, format, |out| {
+                    cdb::request_sense(cdb, Some(sense::LUN_NOT_SUPPORTED), out);
+                    Ok(())
+                }, usize::from(cdb.u8(4))),
+                _ => Response::check_condition(sense::LUN_NOT_SUPPORTED, format),
+            };
+        };
+        if opcode == cdb::op::REQUEST_SENSE {
+            if cdb.u8(1) & !1 != 0 {
+                return Response::check_condition(Sense::invalid_cdb_field(1, None), format);
+            }
+            let pending = tgt_dev.take_ua();
+            return self.core_data_in(data, format, |out| {
+                cdb::request_sense(cdb, pending, out);
+                Ok(())
+            }, usize::from(cdb.u8(4)));
+        }
+        if !cdb::passes_unit_attention(opcode) {
+            if let Some(ua) = tgt_dev.take_ua() {
+                return Response::check_condition(ua, format);
+            }
+        }
+        let mut cmd = ExecCmd {
+            cdb: cdb_bytes,
+            data,
+            read_only: tgt_dev.read_only,
+            rel_tgt_id: self.target.rel_tgt_id.load(Ordering::Relaxed),
+        };
+        match tgt_dev.dev.lu.execute(&mut cmd) {
+            Ok(done) => {
+                if done.mode_changed {
+                    tgt_dev
+                        .dev
+                        .raise_ua(sense::MODE_PARAMETERS_CHANGED, Some(&tgt_dev));
+                }
+                Response::good(done.data_in)
+            }
+            Err(s) => Response::check_condition(s, tgt_dev.dev.lu.sense_format()),
+        }
+    }
+
+    /// Runs a core-emulated data-in command: `build` writes the full
+    /// response, of which `alloc_len` bytes at most go to the initiator.
+    fn core_data_in(
+        &self,
+        data: &mut SgList<'_>,
+        format: SenseFormat,
+        build: impl FnOnce(&mut Out<'_>) -> core::result::Result<(), Sense>,
+        alloc_len: usize,
+    ) -> Response {
+        let mut buf = KVec::new();
+        if buf.extend_with(4096, 0u8, GFP_KERNEL).is_err() {
+            return Response::check_condition(sense::INTERNAL_TARGET_FAILURE, format);
+        }
+        let mut out = Out::new(&mut buf);
+        if let Err(s) = build(&mut out) {
+            return Response::check_condition(s, format);
+        }
+        let n = out.len().min(alloc_len).min(buf.len());
+        let copied = data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
+        Response::good(copied)
+    }
+
+    /// Waits until no command matching `pred` is in flight, up to the
+    /// quiesce timeout; returns whether they all finished.
+    fn quiesce(&self, pred: impl Fn(u32, u64) -> bool) -> bool {
+        let mut waited = 0u32;
+        let mut f = self.in_flight.lock();
+        while f.commands.iter().any(|&(t, l)| pred(t, l)) {
+            if waited >= QUIESCE_TIMEOUT_MS {
+                return false;
+            }
+            // Task management runs in a kernel thread: no signals to wake it.
+            let _ = self
+                .quiesced
+                .wait_interruptible_timeout(&mut f, msecs_to_jiffies(QUIESCE_POLL_MS));
+            waited += QUIESCE_POLL_MS;
+        }
+        true
+    }
+
+    /// ABORT TASK: the command has finished (or is finished) when this
+    /// returns true.
+    pub(crate) fn abort_task(&self, tag: u32) -> bool {
+        self.quiesce(|t, _| t == tag)
+    }
+
+    /// LUN RESET: waits for the LUN's commands, clears its unit attentions
+    /// on every nexus and raises BUS DEVICE RESET FUNCTION OCCURRED.
+    pub(crate) fn lun_reset(&self, lun: u64) -> bool {
+        if !self.quiesce(|_, l| l == lun) {
+            return false;
+        }
+        if let Some(t) = self.find(lun) {
+            t.dev.raise_ua(sense::DEVICE_RESET_OCCURRED, None);
+        }
+        true
+    }
+
+    /// TARGET RESET as seen from this session: waits for all its commands,
+    /// then every LUN reports the reset.
+    pub(crate) fn target_reset(&self) -> bool {
+        if !self.quiesce(|_, _| true) {
+            return false;
+        }
+        let Ok(luns) = self.snapshot() else {
+            return false;
+        };
+        for t in luns.iter() {
+            t.ua.lock().clear();
+            t.dev.raise_ua(sense::RESET_OCCURRED, None);
+        }
+        true
+    }
+
+    /// Commands currently in flight.
+    pub(crate) fn active_commands(&self) -> usize {
+        self.in_flight.lock().commands.len()
+    }
+}
