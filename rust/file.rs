@@ -79,7 +79,15 @@ impl BackingFile {
         unsafe { bindings::scst_rs_file_is_regular(self.file) }
     }
 
-    fn rw_sg(&self, sg: &SgList<'_>, skip: usize, len: usize, pos: u64, write: bool, dsync: bool) -> Result<usize> {
+    fn rw_sg(
+        &self,
+        sg: &SgList<'_>,
+        skip: usize,
+        len: usize,
+        pos: u64,
+        write: bool,
+        dsync: bool,
+    ) -> Result<usize> {
         if skip.checked_add(len).map_or(true, |end| end > sg.len()) {
             return Err(EINVAL);
         }
@@ -92,39 +100,60 @@ impl BackingFile {
     }
 
     /// Reads `len` bytes at `pos` into `sg` from offset `skip`.
-    pub(crate) fn read_into(&self, sg: &mut SgList<'_>, skip: usize, len: usize, pos: u64) -> Result<usize> {
+    pub(crate) fn read_into(
+        &self,
+        sg: &mut SgList<'_>,
+        skip: usize,
+        len: usize,
+        pos: u64,
+    ) -> Result<usize> {
         self.rw_sg(sg, skip, len, pos, false, false)
     }
 
     /// Writes `len` bytes of `sg` from offset `skip` at `pos`; `dsync`
     /// returns only once they are on stable storage.
-    pub(crate) fn write_from(&self, sg: &SgList<'_>, skip: usize, len: usize, pos: u64, dsync: bool) -> Result<usize> {
+    pub(crate) fn write_from(
+        &self,
+        sg: &SgList<'_>,
+        skip: usize,
+        len: usize,
+        pos: u64,
+        dsync: bool,
+    ) -> Result<usize> {
         self.rw_sg(sg, skip, len, pos, true, dsync)
     }
 
     /// Reads into `buf` at `pos`.
     pub(crate) fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize> {
         // SAFETY: `file` is valid; `buf` is valid for writes of its length.
-        check_len(unsafe { bindings::scst_rs_file_read(self.file, buf.as_mut_ptr().cast(), buf.len(), pos as i64) })
+        check_len(unsafe {
+            bindings::scst_rs_file_read(self.file, buf.as_mut_ptr().cast(), buf.len(), pos as i64)
+        })
     }
 
     /// Writes `buf` at `pos`.
     pub(crate) fn write_at(&self, buf: &[u8], pos: u64) -> Result<usize> {
         // SAFETY: `file` is valid; `buf` is valid for reads of its length.
-        check_len(unsafe { bindings::scst_rs_file_write(self.file, buf.as_ptr().cast(), buf.len(), pos as i64) })
+        check_len(unsafe {
+            bindings::scst_rs_file_write(self.file, buf.as_ptr().cast(), buf.len(), pos as i64)
+        })
     }
 
     /// Writes the byte range `[start, end]` (and the metadata needed to read
     /// it back) to stable storage.
     pub(crate) fn sync_range(&self, start: u64, end: u64) -> Result {
         // SAFETY: `file` is valid by the type invariants.
-        kernel::error::to_result(unsafe { bindings::scst_rs_file_sync(self.file, start as i64, end.min(i64::MAX as u64) as i64) })
+        kernel::error::to_result(unsafe {
+            bindings::scst_rs_file_sync(self.file, start as i64, end.min(i64::MAX as u64) as i64)
+        })
     }
 
     /// Deallocates `len` bytes at `pos`; they read back as zeroes.
     pub(crate) fn punch_hole(&self, pos: u64, len: u64) -> Result {
         // SAFETY: `file` is valid by the type invariants.
-        kernel::error::to_result(unsafe { bindings::scst_rs_file_punch_hole(self.file, pos as i64, len as i64) })
+        kernel::error::to_result(unsafe {
+            bindings::scst_rs_file_punch_hole(self.file, pos as i64, len as i64)
+        })
     }
 
     /// The next data (or, with `hole`, hole) offset at or after `pos`;

@@ -127,7 +127,9 @@ impl Drop for ScsiCmnd<'_> {
     fn drop(&mut self) {
         if !self.completed {
             // SAFETY: `cmd` is live and not yet completed.
-            unsafe { bindings::scst_rs_cmd_done(self.cmd.as_ptr(), 0, core::ptr::null(), 0, 0, true) };
+            unsafe {
+                bindings::scst_rs_cmd_done(self.cmd.as_ptr(), 0, core::ptr::null(), 0, 0, true)
+            };
         }
     }
 }
@@ -155,14 +157,15 @@ impl LocalHost {
     pub(crate) fn new(ops: Arc<dyn LocalHostOps>, max_lun: u32) -> Result<Self> {
         let ops = KBox::into_raw(KBox::new(ops, GFP_KERNEL)?);
         // SAFETY: `ops` is a valid pointer that the host keeps until removal.
-        let shost = match from_err_ptr(unsafe { bindings::scst_rs_local_host_add(ops.cast(), max_lun) }) {
-            Ok(p) => p,
-            Err(e) => {
-                // SAFETY: the host was not created: `ops` is still ours.
-                drop(unsafe { KBox::from_raw(ops) });
-                return Err(e);
-            }
-        };
+        let shost =
+            match from_err_ptr(unsafe { bindings::scst_rs_local_host_add(ops.cast(), max_lun) }) {
+                Ok(p) => p,
+                Err(e) => {
+                    // SAFETY: the host was not created: `ops` is still ours.
+                    drop(unsafe { KBox::from_raw(ops) });
+                    return Err(e);
+                }
+            };
         let shost = NonNull::new(shost).ok_or(ENOMEM)?;
         // INVARIANT: added with `ops`.
         Ok(Self { shost, ops })
@@ -205,7 +208,10 @@ impl Drop for LocalHost {
 /// Called by the host template with the host's private `ops` pointer and a
 /// command the midlayer hands over.
 #[no_mangle]
-unsafe extern "C" fn scst_rs_local_queuecommand(ops: *mut core::ffi::c_void, cmd: *mut bindings::scsi_cmnd) -> i32 {
+unsafe extern "C" fn scst_rs_local_queuecommand(
+    ops: *mut core::ffi::c_void,
+    cmd: *mut bindings::scsi_cmnd,
+) -> i32 {
     let Some(cmd) = NonNull::new(cmd) else {
         return 0;
     };
@@ -229,11 +235,20 @@ const FAILED: i32 = 0x2003;
 /// Called by the host template's error handlers with the host's private
 /// `ops` pointer and the command that triggered error handling.
 #[no_mangle]
-unsafe extern "C" fn scst_rs_local_eh(ops: *mut core::ffi::c_void, cmd: *mut bindings::scsi_cmnd, kind: i32) -> i32 {
+unsafe extern "C" fn scst_rs_local_eh(
+    ops: *mut core::ffi::c_void,
+    cmd: *mut bindings::scsi_cmnd,
+    kind: i32,
+) -> i32 {
     // SAFETY: `ops` is the `Arc` the host was created with and outlives it.
     let ops = unsafe { &*ops.cast::<Arc<dyn LocalHostOps>>() };
     // SAFETY: error handling owns `cmd` for the duration of the call.
-    let (tag, lun) = unsafe { (bindings::scst_rs_cmd_tag(cmd), bindings::scst_rs_cmd_lun(cmd)) };
+    let (tag, lun) = unsafe {
+        (
+            bindings::scst_rs_cmd_tag(cmd),
+            bindings::scst_rs_cmd_lun(cmd),
+        )
+    };
     let request = match kind {
         0 => EhRequest::Abort,
         1 => EhRequest::DeviceReset,

@@ -65,7 +65,13 @@ impl<'a> SgList<'a> {
         // may write for `'a` (and `&mut self` excludes other users of this
         // view); `data` is valid for `n` bytes.
         unsafe {
-            bindings::scst_rs_sg_copy_from_buffer(self.sgl, self.nents, data.as_ptr().cast(), n, offset)
+            bindings::scst_rs_sg_copy_from_buffer(
+                self.sgl,
+                self.nents,
+                data.as_ptr().cast(),
+                n,
+                offset,
+            )
         }
     }
 
@@ -79,7 +85,13 @@ impl<'a> SgList<'a> {
         // SAFETY: by the type invariants `sgl` has `nents` valid entries;
         // `out` is valid for writes of `n` bytes.
         unsafe {
-            bindings::scst_rs_sg_copy_to_buffer(self.sgl, self.nents, out.as_mut_ptr().cast(), n, offset)
+            bindings::scst_rs_sg_copy_to_buffer(
+                self.sgl,
+                self.nents,
+                out.as_mut_ptr().cast(),
+                n,
+                offset,
+            )
         }
     }
 

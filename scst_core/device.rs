@@ -32,8 +32,11 @@ pub(crate) trait DevHandler: Send + Sync + 'static {
 
     /// Creates the logical unit of `add_device NAME params` (opening its
     /// backing storage); the core registers it.
-    fn create<'a>(&self, name: &'a str, params: Params<'a>)
-        -> Result<Arc<dyn LogicalUnit>, MgmtFailure<'a>>;
+    fn create<'a>(
+        &self,
+        name: &'a str,
+        params: Params<'a>,
+    ) -> Result<Arc<dyn LogicalUnit>, MgmtFailure<'a>>;
 }
 
 /// A device attribute a logical unit shows under `devices/<name>/`.

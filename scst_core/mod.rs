@@ -37,9 +37,9 @@ use kernel::{
     str::CString,
     sync::{Arc, Mutex},
 };
-use target::DriverEntry;
 use mgmt::{Line, MgmtError, TextBuf};
 use slots::Slots;
+use target::DriverEntry;
 
 /// How much of a refused `mgmt` line the kernel log repeats.
 const MAX_LOGGED_CHARS: usize = 120;
@@ -280,7 +280,13 @@ impl Scst {
         let dir = Dir::new(&self.devices_dir, name)?;
         let mut files = KVec::new();
         files.push(
-            File::new(&dir, c_str!("type"), Mode::ReadOnly, state.clone(), DeviceAttr::Type)?,
+            File::new(
+                &dir,
+                c_str!("type"),
+                Mode::ReadOnly,
+                state.clone(),
+                DeviceAttr::Type,
+            )?,
             GFP_KERNEL,
         )?;
         for (i, attr) in lu.attributes().iter().enumerate() {

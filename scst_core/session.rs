@@ -304,7 +304,13 @@ impl Session {
     }
 
     /// Runs one command (see the module documentation for the steps).
-    pub(crate) fn execute(&self, lun: [u8; 8], tag: u32, cdb: &[u8], data: &mut SgList<'_>) -> Response {
+    pub(crate) fn execute(
+        &self,
+        lun: [u8; 8],
+        tag: u32,
+        cdb: &[u8],
+        data: &mut SgList<'_>,
+    ) -> Response {
         self.commands.fetch_add(1, Ordering::Relaxed);
         let lun = cdb::decode_lun(lun);
         {
@@ -335,36 +341,52 @@ impl Session {
             return Response::check_condition(Sense::invalid_cdb_field(0, None), format);
         }
         if opcode == cdb::op::REPORT_LUNS {
-            return self.core_data_in(data, format, |out| {
-                let mut luns = KVec::new();
-                self.lun_numbers(&mut luns).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
-                if let Some(t) = &tgt_dev {
-                    // REPORT LUNS clears this nexus' REPORTED LUNS DATA HAS
-                    // CHANGED (SPC-4 6.33).
-                    let mut q = t.ua.lock();
-                    if q.items[0].is_some_and(|s| s == sense::REPORTED_LUNS_DATA_CHANGED) {
-                        q.pop();
+            return self.core_data_in(
+                data,
+                format,
+                |out| {
+                    let mut luns = KVec::new();
+                    self.lun_numbers(&mut luns)
+                        .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+                    if let Some(t) = &tgt_dev {
+                        // REPORT LUNS clears this nexus' REPORTED LUNS DATA HAS
+                        // CHANGED (SPC-4 6.33).
+                        let mut q = t.ua.lock();
+                        if q.items[0].is_some_and(|s| s == sense::REPORTED_LUNS_DATA_CHANGED) {
+                            q.pop();
+                        }
                     }
-                }
-                cdb::report_luns(cdb, luns.iter().copied(), out)
-            }, cdb.be32(6) as usize);
+                    cdb::report_luns(cdb, luns.iter().copied(), out)
+                },
+                cdb.be32(6) as usize,
+            );
         }
         let Some(tgt_dev) = tgt_dev else {
             return match opcode {
-                cdb::op::INQUIRY => self.core_data_in(data, format, |out| {
-                    if cdb.u8(1) & 1 != 0 {
-                        return Err(sense::LUN_NOT_SUPPORTED);
-                    }
-                    // Peripheral qualifier 011b: no logical unit here.
-                    out.u8(0x7f);
-                    out.put(&[0, 0x06, 0x12, 31, 0, 0, 0]);
-                    out.zeroes(28);
-                    Ok(())
-                }, usize::from(cdb.be16(3))),
-                cdb::op::REQUEST_SENSE => self.core_data_in(data, format, |out| {
-                    cdb::request_sense(cdb, Some(sense::LUN_NOT_SUPPORTED), out);
-                    Ok(())
-                }, usize::from(cdb.u8(4))),
+                cdb::op::INQUIRY => self.core_data_in(
+                    data,
+                    format,
+                    |out| {
+                        if cdb.u8(1) & 1 != 0 {
+                            return Err(sense::LUN_NOT_SUPPORTED);
+                        }
+                        // Peripheral qualifier 011b: no logical unit here.
+                        out.u8(0x7f);
+                        out.put(&[0, 0x06, 0x12, 31, 0, 0, 0]);
+                        out.zeroes(28);
+                        Ok(())
+                    },
+                    usize::from(cdb.be16(3)),
+                ),
+                cdb::op::REQUEST_SENSE => self.core_data_in(
+                    data,
+                    format,
+                    |out| {
+                        cdb::request_sense(cdb, Some(sense::LUN_NOT_SUPPORTED), out);
+                        Ok(())
+                    },
+                    usize::from(cdb.u8(4)),
+                ),
                 _ => Response::check_condition(sense::LUN_NOT_SUPPORTED, format),
             };
         };
@@ -373,10 +395,15 @@ impl Session {
                 return Response::check_condition(Sense::invalid_cdb_field(1, None), format);
             }
             let pending = tgt_dev.take_ua();
-            return self.core_data_in(data, format, |out| {
-                cdb::request_sense(cdb, pending, out);
-                Ok(())
-            }, usize::from(cdb.u8(4)));
+            return self.core_data_in(
+                data,
+                format,
+                |out| {
+                    cdb::request_sense(cdb, pending, out);
+                    Ok(())
+                },
+                usize::from(cdb.u8(4)),
+            );
         }
         if !cdb::passes_unit_attention(opcode) {
             if let Some(ua) = tgt_dev.take_ua() {

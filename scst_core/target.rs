@@ -9,21 +9,15 @@
 
 use super::cdb::MAX_LUN;
 use super::device::{Device, DeviceState};
-use super::slots::Slots;
 use super::mgmt::{collect_params, parse_bool, parse_ranged, wildcard_match, Line, MgmtError};
 use super::session::{LunView, Session, TargetState};
+use super::slots::Slots;
 use super::{MgmtOutcome, Registry, Scst};
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, Mode, SysfsBuf, SysfsOps};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use kernel::{
-    alloc::flags::GFP_KERNEL,
-    c_str, fmt,
-    prelude::*,
-    str::CString,
-    sync::Arc,
-};
+use kernel::{alloc::flags::GFP_KERNEL, c_str, fmt, prelude::*, str::CString, sync::Arc};
 
 /// A target driver (scst_local, iscsi, ...): owns `targets/<name>/mgmt`.
 pub(crate) trait TargetDriver: Send + Sync + 'static {
@@ -35,7 +29,12 @@ pub(crate) trait TargetDriver: Send + Sync + 'static {
 
     /// Carries out a line written to `targets/<name>/mgmt`, through the
     /// core's target and session operations.
-    fn mgmt<'a>(&self, scst: &Arc<Scst>, registry: &mut Registry, line: Line<'a>) -> MgmtOutcome<'a>;
+    fn mgmt<'a>(
+        &self,
+        scst: &Arc<Scst>,
+        registry: &mut Registry,
+        line: Line<'a>,
+    ) -> MgmtOutcome<'a>;
 }
 
 /// The driver side of a session, dropped (first) when the session ends.
@@ -123,9 +122,11 @@ impl Target {
         let luns = self
             .groups
             .iter()
-            .find(|g| g.initiators.iter().any(|i| {
-                wildcard_match(core::str::from_utf8(i.name.as_bytes()).unwrap_or(""), name)
-            }))
+            .find(|g| {
+                g.initiators.iter().any(|i| {
+                    wildcard_match(core::str::from_utf8(i.name.as_bytes()).unwrap_or(""), name)
+                })
+            })
             .map_or(&self.luns, |g| &g.luns);
         let mut views = KVec::with_capacity(luns.len(), GFP_KERNEL)?;
         for l in luns.iter() {
@@ -200,8 +201,14 @@ impl SysfsOps for TargetOps {
 
     fn show(&self, attr: TargetAttr, out: &mut SysfsBuf) -> Result {
         let _ = match attr {
-            TargetAttr::Enabled => writeln!(out, "{}", u8::from(self.state.enabled.load(Ordering::Relaxed))),
-            TargetAttr::RelTgtId => writeln!(out, "{}", self.state.rel_tgt_id.load(Ordering::Relaxed)),
+            TargetAttr::Enabled => writeln!(
+                out,
+                "{}",
+                u8::from(self.state.enabled.load(Ordering::Relaxed))
+            ),
+            TargetAttr::RelTgtId => {
+                writeln!(out, "{}", self.state.rel_tgt_id.load(Ordering::Relaxed))
+            }
             TargetAttr::LunsMgmt(_) => out.write_str(LUNS_HELP),
             TargetAttr::GroupsMgmt => out.write_str(GROUPS_HELP),
             TargetAttr::InitiatorsMgmt => out.write_str(INITIATORS_HELP),
@@ -224,7 +231,11 @@ impl SysfsOps for TargetOps {
             let target = drivers
                 .iter_mut()
                 .find(|d| d.driver.name() == self.driver)
-                .and_then(|d| d.targets.iter_mut().find(|t| t.name.as_bytes() == self.target.as_bytes()))
+                .and_then(|d| {
+                    d.targets
+                        .iter_mut()
+                        .find(|t| t.name.as_bytes() == self.target.as_bytes())
+                })
                 .ok_or(MgmtError::Refused("the target is being removed"))?;
             match attr {
                 TargetAttr::Enabled => {
@@ -264,7 +275,7 @@ struct LunAttrs {
 impl SysfsOps for LunAttrs {
     type Attr = ();
 
-    fn show(&self, _: (), out: &mut SysfsBuf) -> Result {
+    fn show(&self, (): (), out: &mut SysfsBuf) -> Result {
         let _ = writeln!(out, "{}", &*self.text);
         Ok(())
     }
@@ -330,7 +341,10 @@ fn luns_mgmt<'a>(
             if verb == "replace" {
                 remove_lun(table, lun);
             }
-            let dir = Dir::new(&luns_dir, core::str::from_utf8(dir_name.as_bytes()).unwrap_or("?"))?;
+            let dir = Dir::new(
+                &luns_dir,
+                core::str::from_utf8(dir_name.as_bytes()).unwrap_or("?"),
+            )?;
             let export = scst.next_export.fetch_add(1, Ordering::Relaxed);
             let export_name = CString::try_from_fmt(fmt!("export{export}"))?;
             let entry = LunEntry {
@@ -379,7 +393,12 @@ fn luns_mgmt<'a>(
     Ok(())
 }
 
-fn groups_mgmt<'a>(scst: &Arc<Scst>, target: &mut Target, driver: &'static str, mut line: Line<'a>) -> MgmtOutcome<'a> {
+fn groups_mgmt<'a>(
+    scst: &Arc<Scst>,
+    target: &mut Target,
+    driver: &'static str,
+    mut line: Line<'a>,
+) -> MgmtOutcome<'a> {
     match line.verb() {
         "create" => {
             let name = line.name("group name")?;
@@ -402,11 +421,23 @@ fn groups_mgmt<'a>(scst: &Arc<Scst>, target: &mut Target, driver: &'static str, 
             )?;
             let mut files = KVec::new();
             files.push(
-                File::new(&luns_dir, c_str!("mgmt"), Mode::ReadWrite, ops.clone(), TargetAttr::LunsMgmt(LunTable::Group))?,
+                File::new(
+                    &luns_dir,
+                    c_str!("mgmt"),
+                    Mode::ReadWrite,
+                    ops.clone(),
+                    TargetAttr::LunsMgmt(LunTable::Group),
+                )?,
                 GFP_KERNEL,
             )?;
             files.push(
-                File::new(&initiators_dir, c_str!("mgmt"), Mode::ReadWrite, ops, TargetAttr::InitiatorsMgmt)?,
+                File::new(
+                    &initiators_dir,
+                    c_str!("mgmt"),
+                    Mode::ReadWrite,
+                    ops,
+                    TargetAttr::InitiatorsMgmt,
+                )?,
                 GFP_KERNEL,
             )?;
             target.groups.push(
@@ -439,7 +470,10 @@ fn groups_mgmt<'a>(scst: &Arc<Scst>, target: &mut Target, driver: &'static str, 
     }
 }
 
-fn group_mut<'t, 'a>(target: &'t mut Target, name: &[u8]) -> core::result::Result<&'t mut Group, MgmtError<'a>> {
+fn group_mut<'t, 'a>(
+    target: &'t mut Target,
+    name: &[u8],
+) -> core::result::Result<&'t mut Group, MgmtError<'a>> {
     target
         .groups
         .iter_mut()
@@ -453,13 +487,25 @@ fn new_initiator(dir: &DirRef, name: &str) -> Result<InitiatorEntry> {
         dir,
         &cname,
         Mode::ReadOnly,
-        Arc::new(LunAttrs { text: cstring(name)? }, GFP_KERNEL)?,
+        Arc::new(
+            LunAttrs {
+                text: cstring(name)?,
+            },
+            GFP_KERNEL,
+        )?,
         (),
     )?;
-    Ok(InitiatorEntry { name: cname, _file: file })
+    Ok(InitiatorEntry {
+        name: cname,
+        _file: file,
+    })
 }
 
-fn initiators_mgmt<'a>(target: &mut Target, group: &CString, mut line: Line<'a>) -> MgmtOutcome<'a> {
+fn initiators_mgmt<'a>(
+    target: &mut Target,
+    group: &CString,
+    mut line: Line<'a>,
+) -> MgmtOutcome<'a> {
     match line.verb() {
         "add" => {
             let name = line.name("initiator name")?;
@@ -505,7 +551,9 @@ fn initiators_mgmt<'a>(target: &mut Target, group: &CString, mut line: Line<'a>)
             let d = group_mut(target, dest.as_bytes())?;
             let entry = new_initiator(&d.initiators_dir, name)?;
             d.initiators.push(entry, GFP_KERNEL)?;
-            group_mut(target, group.as_bytes())?.initiators.swap_remove(i);
+            group_mut(target, group.as_bytes())?
+                .initiators
+                .swap_remove(i);
         }
         "clear" => {
             line.end()?;
@@ -526,15 +574,16 @@ struct DriverOps {
 impl SysfsOps for DriverOps {
     type Attr = ();
 
-    fn show(&self, _: (), out: &mut SysfsBuf) -> Result {
+    fn show(&self, (): (), out: &mut SysfsBuf) -> Result {
         let _ = out.write_str(self.driver.mgmt_help());
         Ok(())
     }
 
-    fn store(&self, _: (), input: &[u8]) -> Result {
-        self.scst.run_mgmt(self.driver.name(), input, |registry, line| {
-            self.driver.mgmt(&self.scst, registry, line)
-        })
+    fn store(&self, (): (), input: &[u8]) -> Result {
+        self.scst
+            .run_mgmt(self.driver.name(), input, |registry, line| {
+                self.driver.mgmt(&self.scst, registry, line)
+            })
     }
 }
 
@@ -561,9 +610,16 @@ impl SysfsOps for Session {
 
 impl Scst {
     /// Registers a target driver: creates `targets/<name>/mgmt`.
-    pub(crate) fn register_target_driver(self: &Arc<Self>, driver: Arc<dyn TargetDriver>) -> Result {
+    pub(crate) fn register_target_driver(
+        self: &Arc<Self>,
+        driver: Arc<dyn TargetDriver>,
+    ) -> Result {
         let mut registry = self.registry.lock();
-        if registry.drivers.iter().any(|d| d.driver.name() == driver.name()) {
+        if registry
+            .drivers
+            .iter()
+            .any(|d| d.driver.name() == driver.name())
+        {
             return Err(EEXIST);
         }
         let dir = Dir::new(&self.targets_dir, driver.name())?;
@@ -636,10 +692,30 @@ impl Scst {
         )?;
         let mut files = KVec::new();
         for (d, file, mode, attr) in [
-            (&dir, c_str!("enabled"), Mode::ReadWrite, TargetAttr::Enabled),
-            (&dir, c_str!("rel_tgt_id"), Mode::ReadWrite, TargetAttr::RelTgtId),
-            (&luns_dir, c_str!("mgmt"), Mode::ReadWrite, TargetAttr::LunsMgmt(LunTable::Default)),
-            (&groups_dir, c_str!("mgmt"), Mode::ReadWrite, TargetAttr::GroupsMgmt),
+            (
+                &dir,
+                c_str!("enabled"),
+                Mode::ReadWrite,
+                TargetAttr::Enabled,
+            ),
+            (
+                &dir,
+                c_str!("rel_tgt_id"),
+                Mode::ReadWrite,
+                TargetAttr::RelTgtId,
+            ),
+            (
+                &luns_dir,
+                c_str!("mgmt"),
+                Mode::ReadWrite,
+                TargetAttr::LunsMgmt(LunTable::Default),
+            ),
+            (
+                &groups_dir,
+                c_str!("mgmt"),
+                Mode::ReadWrite,
+                TargetAttr::GroupsMgmt,
+            ),
         ] {
             files.push(File::new(d, file, mode, ops.clone(), attr)?, GFP_KERNEL)?;
         }
@@ -663,7 +739,12 @@ impl Scst {
     }
 
     /// Removes a target with its sessions, LUNs and groups.
-    pub(crate) fn del_target<'a>(&self, registry: &mut Registry, driver: &str, name: &'a str) -> MgmtOutcome<'a> {
+    pub(crate) fn del_target<'a>(
+        &self,
+        registry: &mut Registry,
+        driver: &str,
+        name: &'a str,
+    ) -> MgmtOutcome<'a> {
         let entry = registry
             .drivers
             .iter_mut()
@@ -690,7 +771,10 @@ impl Scst {
         make: impl FnOnce(Arc<Session>) -> Result<Arc<dyn SessionHandle>>,
     ) -> MgmtOutcome<'a> {
         let t = Self::target_mut(registry, driver, target)?;
-        if t.sessions.iter().any(|s| name_eq(&s.session.initiator, initiator)) {
+        if t.sessions
+            .iter()
+            .any(|s| name_eq(&s.session.initiator, initiator))
+        {
             return Err(MgmtError::AlreadyExists(initiator).into());
         }
         let session = Session::new(initiator, t.state.clone())?;
@@ -701,7 +785,10 @@ impl Scst {
             (c_str!("commands"), SessionAttr::Commands),
             (c_str!("active_commands"), SessionAttr::ActiveCommands),
         ] {
-            files.push(File::new(&dir, file, Mode::ReadOnly, session.clone(), attr)?, GFP_KERNEL)?;
+            files.push(
+                File::new(&dir, file, Mode::ReadOnly, session.clone(), attr)?,
+                GFP_KERNEL,
+            )?;
         }
         let views = t.views_for(&session.initiator)?;
         session.set_luns(&views, true)?;

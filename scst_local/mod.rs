@@ -106,7 +106,12 @@ impl TargetDriver for LocalDriver {
          \x20      echo \"del_session target_name session_name\" >mgmt\n"
     }
 
-    fn mgmt<'a>(&self, scst: &Arc<Scst>, registry: &mut Registry, mut line: Line<'a>) -> MgmtOutcome<'a> {
+    fn mgmt<'a>(
+        &self,
+        scst: &Arc<Scst>,
+        registry: &mut Registry,
+        mut line: Line<'a>,
+    ) -> MgmtOutcome<'a> {
         match line.verb() {
             "add_target" => {
                 let name = line.name("target name")?;

@@ -19,6 +19,7 @@ pub(crate) mod geometry;
 pub(crate) mod sbc;
 
 use crate::kernel_ext::file::{BackingFile, OpenOptions};
+use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::scst_core::{
     cdb::{Cdb, Out},
     device::{AttrChange, Completion, DevHandler, ExecCmd, LogicalUnit, LuAttr},
@@ -26,7 +27,6 @@ use crate::scst_core::{
     sense::{self, Sense, SenseFormat},
     MgmtFailure, Scst,
 };
-use crate::kernel_ext::sysfs::SysfsBuf;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
@@ -177,7 +177,12 @@ impl DevHandler for VdiskHandler {
             }
             Kind::File | Kind::Block => {
                 if size.is_some() || size_mb.is_some() {
-                    return Err(MgmtError::UnknownParam(if size.is_some() { "size" } else { "size_mb" }).into());
+                    return Err(MgmtError::UnknownParam(if size.is_some() {
+                        "size"
+                    } else {
+                        "size_mb"
+                    })
+                    .into());
                 }
                 let path = filename.ok_or(MgmtError::Missing("filename="))?;
                 if !path.starts_with('/') {
@@ -293,7 +298,8 @@ impl Vdisk {
     }
 
     fn bytes(&self, blocks: u64) -> Result<usize, Sense> {
-        usize::try_from(blocks * u64::from(self.block_size)).map_err(|_| sense::INVALID_FIELD_IN_CDB)
+        usize::try_from(blocks * u64::from(self.block_size))
+            .map_err(|_| sense::INVALID_FIELD_IN_CDB)
     }
 
     /// Data-out the command needs, checked against what arrived.
@@ -329,7 +335,13 @@ impl Vdisk {
         })
     }
 
-    fn write(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32, fua: bool) -> Result<Completion, Sense> {
+    fn write(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    ) -> Result<Completion, Sense> {
         let len = self.bytes(u64::from(blocks))?;
         self.data_out(cmd, len)?;
         if let Some(file) = &self.file {
@@ -345,18 +357,40 @@ impl Vdisk {
         })
     }
 
-    fn verify(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32, compare: bool, same: bool) -> Result<Completion, Sense> {
+    fn verify(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        lba: u64,
+        blocks: u32,
+        compare: bool,
+        same: bool,
+    ) -> Result<Completion, Sense> {
         let bs = self.block_size as usize;
         let total = self.bytes(u64::from(blocks))?;
-        let expect_len = if compare { if same { bs } else { total } } else { 0 };
+        let expect_len = if compare {
+            if same {
+                bs
+            } else {
+                total
+            }
+        } else {
+            0
+        };
         self.data_out(cmd, expect_len)?;
         let Some(file) = &self.file else {
-            return Ok(Completion { data_in: 0, mode_changed: false });
+            return Ok(Completion {
+                data_in: 0,
+                mode_changed: false,
+            });
         };
         let mut medium = KVec::new();
-        medium.extend_with(CHUNK.min(total.max(bs)), 0u8, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        medium
+            .extend_with(CHUNK.min(total.max(bs)), 0u8, GFP_KERNEL)
+            .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
         let mut given = KVec::new();
-        given.extend_with(medium.len(), 0u8, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        given
+            .extend_with(medium.len(), 0u8, GFP_KERNEL)
+            .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
         let mut done = 0usize;
         while done < total {
             let n = (total - done).min(medium.len());
@@ -380,30 +414,49 @@ impl Vdisk {
             }
             done += n;
         }
-        Ok(Completion { data_in: 0, mode_changed: false })
+        Ok(Completion {
+            data_in: 0,
+            mode_changed: false,
+        })
     }
 
-    fn write_same(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32, unmap: bool, no_data: bool) -> Result<Completion, Sense> {
+    fn write_same(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        lba: u64,
+        blocks: u32,
+        unmap: bool,
+        no_data: bool,
+    ) -> Result<Completion, Sense> {
         let bs = self.block_size as usize;
         let mut pattern = KVec::new();
-        pattern.extend_with(bs, 0u8, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        pattern
+            .extend_with(bs, 0u8, GFP_KERNEL)
+            .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
         if !no_data {
             self.data_out(cmd, bs)?;
             cmd.data.copy_to_slice(0, &mut pattern);
         }
         let Some(file) = &self.file else {
-            return Ok(Completion { data_in: 0, mode_changed: false });
+            return Ok(Completion {
+                data_in: 0,
+                mode_changed: false,
+            });
         };
         let total = self.bytes(u64::from(blocks))?;
         if unmap && pattern.iter().all(|&b| b == 0) {
             file.punch_hole(self.pos(lba), total as u64)
                 .map_err(|_| sense::WRITE_ERROR.with_info(lba))?;
-            return Ok(Completion { data_in: 0, mode_changed: false });
+            return Ok(Completion {
+                data_in: 0,
+                mode_changed: false,
+            });
         }
         let mut buf = KVec::new();
         let chunk_blocks = (CHUNK / bs).max(1);
         for _ in 0..chunk_blocks {
-            buf.extend_from_slice(&pattern, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+            buf.extend_from_slice(&pattern, GFP_KERNEL)
+                .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
         }
         let mut done = 0usize;
         while done < total {
@@ -415,10 +468,18 @@ impl Vdisk {
             }
             done += n;
         }
-        Ok(Completion { data_in: 0, mode_changed: false })
+        Ok(Completion {
+            data_in: 0,
+            mode_changed: false,
+        })
     }
 
-    fn unmap(&self, cmd: &mut ExecCmd<'_, '_>, param_len: u32, info: &DiskInfo<'_>) -> Result<Completion, Sense> {
+    fn unmap(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        param_len: u32,
+        info: &DiskInfo<'_>,
+    ) -> Result<Completion, Sense> {
         let params = self.params(cmd, param_len as usize)?;
         let ranges = sbc::parse_unmap(&params, info)?;
         if let Some(file) = &self.file {
@@ -430,10 +491,18 @@ impl Vdisk {
                     .map_err(|_| sense::WRITE_ERROR.with_info(r.lba))?;
             }
         }
-        Ok(Completion { data_in: 0, mode_changed: false })
+        Ok(Completion {
+            data_in: 0,
+            mode_changed: false,
+        })
     }
 
-    fn lba_status(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, alloc_len: u32) -> Result<Completion, Sense> {
+    fn lba_status(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        lba: u64,
+        alloc_len: u32,
+    ) -> Result<Completion, Sense> {
         let blocks_left = self.blocks() - lba;
         let bs = u64::from(self.block_size);
         let (count, deallocated) = match &self.file {
@@ -442,7 +511,9 @@ impl Vdisk {
                 match f.seek(pos, false) {
                     Ok(data) if data > pos => ((data - pos) / bs, true),
                     Ok(_) => {
-                        let hole = f.seek(pos, true).unwrap_or(self.size.load(Ordering::Relaxed));
+                        let hole = f
+                            .seek(pos, true)
+                            .unwrap_or(self.size.load(Ordering::Relaxed));
                         ((hole - pos).div_ceil(bs), false)
                     }
                     // ENXIO: no data after pos.
@@ -457,16 +528,27 @@ impl Vdisk {
         sbc::lba_status(lba, count, deallocated, &mut out);
         let n = out.len().min(alloc_len as usize);
         let copied = cmd.data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
-        Ok(Completion { data_in: copied, mode_changed: false })
+        Ok(Completion {
+            data_in: copied,
+            mode_changed: false,
+        })
     }
 
     fn sync(&self, lba: u64, blocks: u64) -> Result<Completion, Sense> {
         if let (Some(file), false) = (&self.file, self.nv_cache) {
             let start = self.pos(lba);
-            let end = if blocks == 0 { u64::MAX } else { self.pos(lba + blocks) - 1 };
-            file.sync_range(start, end).map_err(|_| sense::WRITE_ERROR)?;
+            let end = if blocks == 0 {
+                u64::MAX
+            } else {
+                self.pos(lba + blocks) - 1
+            };
+            file.sync_range(start, end)
+                .map_err(|_| sense::WRITE_ERROR)?;
         }
-        Ok(Completion { data_in: 0, mode_changed: false })
+        Ok(Completion {
+            data_in: 0,
+            mode_changed: false,
+        })
     }
 }
 
@@ -477,21 +559,38 @@ impl LogicalUnit for Vdisk {
         // First pass without a buffer: the I/O commands need none.
         let action = sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut Out::new(&mut []))?;
         match action {
-            Action::Done => Ok(Completion { data_in: 0, mode_changed: false }),
+            Action::Done => Ok(Completion {
+                data_in: 0,
+                mode_changed: false,
+            }),
             Action::DataIn(alloc_len) => {
                 let mut buf = KVec::new();
-                buf.extend_with(4096, 0u8, GFP_KERNEL).map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+                buf.extend_with(4096, 0u8, GFP_KERNEL)
+                    .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
                 let mut out = Out::new(&mut buf);
                 sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut out)?;
                 let n = out.len().min(alloc_len).min(buf.len());
                 let copied = cmd.data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
-                Ok(Completion { data_in: copied, mode_changed: false })
+                Ok(Completion {
+                    data_in: copied,
+                    mode_changed: false,
+                })
             }
             Action::Read { lba, blocks } => self.read(cmd, lba, blocks),
             Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
-            Action::Verify { lba, blocks, compare, same } => self.verify(cmd, lba, blocks, compare, same),
+            Action::Verify {
+                lba,
+                blocks,
+                compare,
+                same,
+            } => self.verify(cmd, lba, blocks, compare, same),
             Action::SyncCache { lba, blocks } => self.sync(lba, blocks),
-            Action::WriteSame { lba, blocks, unmap, no_data } => self.write_same(cmd, lba, blocks, unmap, no_data),
+            Action::WriteSame {
+                lba,
+                blocks,
+                unmap,
+                no_data,
+            } => self.write_same(cmd, lba, blocks, unmap, no_data),
             Action::Unmap { param_len } => self.unmap(cmd, param_len, &info),
             Action::ModeSelect { param_len, ten } => {
                 let params = self.params(cmd, param_len as usize)?;
@@ -502,7 +601,10 @@ impl LogicalUnit for Vdisk {
                 let mut current = self.mode.lock();
                 let changed = *current != new;
                 *current = new;
-                Ok(Completion { data_in: 0, mode_changed: changed })
+                Ok(Completion {
+                    data_in: 0,
+                    mode_changed: changed,
+                })
             }
             Action::GetLbaStatus { lba, alloc_len } => self.lba_status(cmd, lba, alloc_len),
         }
@@ -527,7 +629,11 @@ impl LogicalUnit for Vdisk {
     fn show(&self, index: usize, out: &mut SysfsBuf) {
         let b = |v: bool| u8::from(v);
         let _ = match index {
-            0 => writeln!(out, "{}", self.filename.as_deref().map_or(c_str!(""), |f| f)),
+            0 => writeln!(
+                out,
+                "{}",
+                self.filename.as_deref().map_or(c_str!(""), |f| f)
+            ),
             1 => writeln!(out, "{}", self.size()),
             2 => writeln!(out, "{}", self.size() >> 20),
             3 => writeln!(out, "{}", self.block_size),
@@ -583,20 +689,62 @@ impl LogicalUnit for Vdisk {
 }
 
 static VDISK_ATTRS: [LuAttr; 14] = [
-    LuAttr { name: c_str!("filename"), writable: false },
-    LuAttr { name: c_str!("size"), writable: true },
-    LuAttr { name: c_str!("size_mb"), writable: true },
-    LuAttr { name: c_str!("blocksize"), writable: false },
-    LuAttr { name: c_str!("read_only"), writable: false },
-    LuAttr { name: c_str!("nv_cache"), writable: false },
-    LuAttr { name: c_str!("o_direct"), writable: false },
-    LuAttr { name: c_str!("write_through"), writable: false },
-    LuAttr { name: c_str!("rotational"), writable: false },
-    LuAttr { name: c_str!("thin_provisioned"), writable: false },
-    LuAttr { name: c_str!("t10_dev_id"), writable: false },
-    LuAttr { name: c_str!("usn"), writable: false },
-    LuAttr { name: c_str!("naa_id"), writable: false },
-    LuAttr { name: c_str!("threads_num"), writable: false },
+    LuAttr {
+        name: c_str!("filename"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("size"),
+        writable: true,
+    },
+    LuAttr {
+        name: c_str!("size_mb"),
+        writable: true,
+    },
+    LuAttr {
+        name: c_str!("blocksize"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("read_only"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("nv_cache"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("o_direct"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("write_through"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("rotational"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("thin_provisioned"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("t10_dev_id"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("usn"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("naa_id"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("threads_num"),
+        writable: false,
+    },
 ];
 
 /// Registers the vdisk handlers with the core.

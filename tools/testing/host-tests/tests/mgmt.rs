@@ -165,8 +165,14 @@ fn errors_explain_themselves() {
 #[test]
 fn initiator_wildcards() {
     use scst_host_tests::mgmt::wildcard_match as m;
-    assert!(m("iqn.1994-05.com.redhat:abc", "iqn.1994-05.com.redhat:abc"));
-    assert!(!m("iqn.1994-05.com.redhat:abc", "iqn.1994-05.com.redhat:abd"));
+    assert!(m(
+        "iqn.1994-05.com.redhat:abc",
+        "iqn.1994-05.com.redhat:abc"
+    ));
+    assert!(!m(
+        "iqn.1994-05.com.redhat:abc",
+        "iqn.1994-05.com.redhat:abd"
+    ));
     assert!(m("iqn.*", "iqn.1994-05.com.redhat:abc"));
     assert!(m("*:ab?", "iqn.1994-05.com.redhat:abc"));
     assert!(!m("*:ab?", "iqn.1994-05.com.redhat:abcd"));

@@ -1,0 +1,331 @@
+# SPDX-License-Identifier: GPL-2.0
+"""scst_local end to end: LUNs served from files, block devices and nullio
+to Linux's own SCSI stack, driven with dd, sg3_utils, fio, mkfs/fsck and
+libiscsi's iscsi-test-cu."""
+
+import glob
+import hashlib
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, dmesg_since, mark_dmesg, read, sh, write
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+SCRATCH = os.environ.get("SCST_SCRATCH", "/tmp")
+
+
+def mgmt(path, line):
+    """Writes a mgmt line that must succeed."""
+    rc = write(path, line)
+    assert rc == 0, f"{path}: {line!r}: errno {rc}: {read('last_sysfs_mgmt_res')}"
+
+
+def backing_file(name, size):
+    path = f"/tmp/{name}.img"
+    if os.path.exists(path):
+        os.unlink(path)
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def host_of(target, session):
+    link = os.path.join(ROOT, "targets/scst_local", target, "sessions", session, "host")
+    return os.path.basename(os.path.realpath(link))
+
+
+def rescan(host):
+    with open(f"/sys/class/scsi_host/{host}/scan", "w") as f:
+        f.write("- - -")
+    sh("udevadm", "settle", check=False)
+
+
+def devices(host, lun=0):
+    """(sdX, sgN) of a LUN of a scst_local host, waiting for them to appear."""
+    base = f"/sys/class/scsi_host/{host}/device/target*:0:0/*:0:0:{lun}"
+    for _ in range(50):
+        sd = glob.glob(base + "/block/*")
+        sg = glob.glob(base + "/scsi_generic/*")
+        if sd and sg:
+            return "/dev/" + os.path.basename(sd[0]), "/dev/" + os.path.basename(sg[0])
+        time.sleep(0.2)
+    raise AssertionError(f"no sd/sg for {host} LUN {lun}")
+
+
+def lun_disk(handler, dev, params, target="t1", session="s1", lun=0):
+    mgmt(f"handlers/{handler}/mgmt", f"add_device {dev} {params}")
+    mgmt("targets/scst_local/mgmt", f"add_target {target}")
+    mgmt(f"targets/scst_local/{target}/luns/mgmt", f"add {dev} {lun}")
+    mgmt("targets/scst_local/mgmt", f"add_session {target} {session}")
+    return devices(host_of(target, session), lun)
+
+
+def sense_of(out):
+    return out.lower()
+
+
+def test_fileio_round_trip(scst):
+    path = backing_file("rt", 64 << 20)
+    sd, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}")
+    inq = sh("sg_inq", sg).stdout
+    assert "SCST_FIO" in inq and "disk1" in inq
+    data = os.urandom(4 << 20)
+    with open("/tmp/pattern", "wb") as f:
+        f.write(data)
+    sh("dd", "if=/tmp/pattern", f"of={sd}", "bs=64k", "oflag=direct")
+    sh("dd", f"if={sd}", "of=/tmp/back", "bs=64k", "count=64", "iflag=direct")
+    with open("/tmp/back", "rb") as f:
+        assert f.read() == data
+    with open(path, "rb") as f:
+        assert f.read(len(data)) == data
+    sessions = os.path.join(ROOT, "targets/scst_local/t1/sessions/s1")
+    assert int(open(os.path.join(sessions, "commands")).read()) > 64
+    assert read("devices/disk1/filename").strip() == path
+    assert os.path.islink(os.path.join(ROOT, "targets/scst_local/t1/luns/0/device"))
+    assert glob.glob(os.path.join(ROOT, "devices/disk1/exported/export*"))
+
+
+def test_sg3_utils(scst):
+    path = backing_file("sg", 32 << 20)
+    sd, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}; thin_provisioned=1")
+    pages = sh("sg_vpd", "-p", "0", sg).stdout
+    for page in ["0x80", "0x83", "0x86", "0xb0", "0xb1", "0xb2"]:
+        assert page[2:] in pages.lower()
+        r = sh("sg_vpd", "-p", page, sg, check=False)
+        assert r.returncode == 0, f"VPD {page}: {r.stderr}"
+    assert "Unit serial number" in sh("sg_vpd", "-p", "sn", sg).stdout
+    cap = sh("sg_readcap", "-l", sg).stdout
+    assert "Number of logical blocks=65536" in cap and "lbpme=1" in cap
+    assert "0000000000000000" in sh("sg_luns", sg).stdout
+    ops = sh("sg_opcodes", sg).stdout
+    assert "Read(16)" in ops and "Unmap" in ops
+    assert sh("sg_opcodes", "--tmf", sg).returncode == 0
+    # Mode pages, current and changeable.
+    assert "Caching" in sh("sg_modes", "-a", sg).stdout
+    # WRITE SAME with data, then read it back.
+    sh("sg_write_same", "--ff", "--lba=100", "--num=8", sg)
+    with open(path, "rb") as f:
+        f.seek(100 * 512)
+        assert f.read(8 * 512) == b"\xff" * 8 * 512
+    # UNMAP punches holes: the sparse file shrinks.
+    sh("dd", "if=/dev/urandom", f"of={sd}", "bs=1M", "count=8", "oflag=direct")
+    before = os.stat(path).st_blocks
+    sh("sg_unmap", "--force", "--lba=0", "--num=16384", sg)
+    after = os.stat(path).st_blocks
+    assert after < before - 8000, (before, after)
+    # GET LBA STATUS sees the hole.
+    assert "deallocated" in sh("sg_get_lba_status", "--lba=0", sg).stdout.lower()
+
+
+def test_invalid_commands_get_sense(scst):
+    path = backing_file("bad", 8 << 20)
+    sd, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}")
+    # Unknown opcode: INVALID COMMAND OPERATION CODE.
+    r = sh("sg_raw", "-v", sg, "c5", "00", "00", "00", "00", "00", check=False)
+    assert r.returncode != 0 and "invalid command operation code" in sense_of(r.stderr + r.stdout)
+    # READ(10) past the end: LBA OUT OF RANGE.
+    r = sh("sg_raw", "-r", "512", sg, "28", "00", "00", "ff", "ff", "ff", "00", "00", "01", "00", check=False)
+    assert "logical block address out of range" in sense_of(r.stderr + r.stdout)
+    # A reserved bit: INVALID FIELD IN CDB with the field pointer.
+    r = sh("sg_raw", "-v", sg, "00", "00", "00", "10", "00", "00", check=False)
+    text = sense_of(r.stderr + r.stdout)
+    assert "invalid field in cdb" in text and "byte 3" in text
+
+
+def test_read_only_lun(scst):
+    path = backing_file("ro", 8 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device disk1 filename={path}")
+    mgmt("targets/scst_local/mgmt", "add_target t1")
+    mgmt("targets/scst_local/t1/luns/mgmt", "add disk1 0 read_only=1")
+    mgmt("targets/scst_local/mgmt", "add_session t1 s1")
+    sd, sg = devices(host_of("t1", "s1"))
+    r = sh("sg_raw", sg, "-s", "512", "-i", "/dev/zero", "2a", "00", "00", "00", "00", "00", "00", "00", "01", "00", check=False)
+    assert "write protected" in sense_of(r.stderr + r.stdout)
+    assert read("targets/scst_local/t1/luns/0/read_only").strip() == "1"
+
+
+def test_acl_groups(scst):
+    a = backing_file("a", 8 << 20)
+    b = backing_file("b", 8 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device diskA filename={a}")
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device diskB filename={b}")
+    mgmt("targets/scst_local/mgmt", "add_target t1")
+    mgmt("targets/scst_local/t1/luns/mgmt", "add diskA 0")
+    mgmt("targets/scst_local/t1/ini_groups/mgmt", "create g1")
+    mgmt("targets/scst_local/t1/ini_groups/g1/luns/mgmt", "add diskB 0")
+    mgmt("targets/scst_local/t1/ini_groups/g1/initiators/mgmt", "add special*")
+    assert os.path.exists(os.path.join(ROOT, "targets/scst_local/t1/ini_groups/g1/initiators/special*"))
+    mgmt("targets/scst_local/mgmt", "add_session t1 plain1")
+    mgmt("targets/scst_local/mgmt", "add_session t1 special1")
+    _, sg_plain = devices(host_of("t1", "plain1"))
+    _, sg_special = devices(host_of("t1", "special1"))
+    assert "diskA" in sh("sg_inq", sg_plain).stdout
+    assert "diskB" in sh("sg_inq", sg_special).stdout
+    # Moving the initiator out of the group takes diskB away from it.
+    mgmt("targets/scst_local/t1/ini_groups/g1/initiators/mgmt", "del special*")
+    r = sh("sg_turs", sg_special, check=False)
+    assert "reported luns data has changed" in sense_of(r.stdout + r.stderr)
+    assert "diskA" in sh("sg_inq", sg_special).stdout
+
+
+def test_unit_attentions(scst):
+    a = backing_file("ua", 16 << 20)
+    sd, sg = lun_disk("vdisk_fileio", "disk1", f"filename={a}")
+    sh("sg_turs", sg, check=False)  # consume anything pending
+    # Resize: CAPACITY DATA HAS CHANGED, then the new capacity.
+    with open(os.path.join(ROOT, "devices/disk1/size"), "w") as f:
+        f.write("33554432")
+    r = sh("sg_turs", sg, check=False)
+    assert "capacity data has changed" in sense_of(r.stdout + r.stderr)
+    assert "Number of logical blocks=65536" in sh("sg_readcap", sg).stdout
+    # A new LUN: REPORTED LUNS DATA HAS CHANGED on the existing one.
+    b = backing_file("ua2", 8 << 20)
+    mgmt("handlers/vdisk_nullio/mgmt", "add_device null1 size_mb=8")
+    mgmt("targets/scst_local/t1/luns/mgmt", "add null1 1")
+    r = sh("sg_turs", sg, check=False)
+    assert "reported luns data has changed" in sense_of(r.stdout + r.stderr)
+    assert "0001000000000000" in sh("sg_luns", sg).stdout
+    del b
+    # MODE SELECT from one nexus: MODE PARAMETERS CHANGED for the others.
+    mgmt("targets/scst_local/mgmt", "add_session t1 s2")
+    _, sg2 = devices(host_of("t1", "s2"))
+    sh("sg_turs", sg2, check=False)
+    sh("sg_wr_mode", "--page=8", "--set=2:5:1=0", sg)
+    r = sh("sg_turs", sg2, check=False)
+    assert "mode parameters changed" in sense_of(r.stdout + r.stderr)
+
+
+def test_bad_mgmt_lines(scst):
+    a = backing_file("m", 8 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device disk1 filename={a}")
+    mgmt("targets/scst_local/mgmt", "add_target t1")
+    cases = [
+        ("targets/scst_local/mgmt", "add_session nosuch s1", "'nosuch' does not exist"),
+        ("targets/scst_local/mgmt", "bogus t1", "unknown command"),
+        ("targets/scst_local/t1/luns/mgmt", "add nodev 0", "'nodev' does not exist"),
+        ("targets/scst_local/t1/luns/mgmt", "add disk1 99999", "invalid value"),
+        ("targets/scst_local/t1/luns/mgmt", "add disk1 0 read_only=2", "invalid value"),
+        ("targets/scst_local/t1/luns/mgmt", "add disk1 0 colour=red", "unknown parameter"),
+        ("targets/scst_local/t1/luns/mgmt", "del 7", "'7' does not exist"),
+        ("targets/scst_local/t1/ini_groups/mgmt", "create", "missing group name"),
+        ("targets/scst_local/t1/ini_groups/mgmt", "del nog", "'nog' does not exist"),
+        ("handlers/vdisk_fileio/mgmt", "add_device d2 filename=/nonexistent", "ENOENT"),
+        ("handlers/vdisk_fileio/mgmt", "add_device d2 filename=relative", "absolute path"),
+        ("handlers/vdisk_blockio/mgmt", f"add_device d2 filename={a}", "a block device"),
+        ("handlers/vdisk_fileio/mgmt", "add_device d2", "missing filename="),
+    ]
+    for path, line, reason in cases:
+        mark_dmesg(f"scst-test: {line}")
+        rc = write(path, line)
+        expected = 2 if "ENOENT" in reason else 22
+        assert rc == expected, (line, rc)
+        res = read("last_sysfs_mgmt_res")
+        assert res.startswith(f"-{expected}"), (line, res)
+        assert reason in res, (line, res)
+        assert "failed" in dmesg_since(f"scst-test: {line}")
+    mgmt("targets/scst_local/t1/luns/mgmt", "add disk1 0")
+    assert write("targets/scst_local/t1/luns/mgmt", "add disk1 0") == 17
+    assert sorted(os.listdir(os.path.join(ROOT, "targets/scst_local/t1/luns"))) == ["0", "mgmt"]
+
+
+def fio(dev, bs, size="16M", verify=True, extra=()):
+    args = ["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+            "--iodepth=8", f"--bs={bs}", f"--size={size}", "--rw=randwrite",
+            "--randrepeat=0", "--output-format=terse"]
+    if verify:
+        args += ["--verify=crc32c", "--verify_fatal=1", "--do_verify=1"]
+    r = subprocess.run(args + list(extra), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+@pytest.mark.parametrize("block_size", [512, 4096])
+def test_fio_verify_fileio(scst, block_size):
+    path = backing_file(f"fio{block_size}", 32 << 20)
+    sd, _ = lun_disk("vdisk_fileio", "disk1", f"filename={path}; blocksize={block_size}")
+    fio(sd, block_size)
+
+
+@pytest.fixture
+def loopdev():
+    path = backing_file("loop", 64 << 20)
+    dev = sh("losetup", "--find", "--show", path).stdout.strip()
+    yield dev
+    sh("losetup", "-d", dev, check=False)
+
+
+@pytest.mark.parametrize("block_size", [512, 4096])
+def test_fio_verify_blockio(scst, loopdev, block_size):
+    sd, _ = lun_disk("vdisk_blockio", "disk1", f"filename={loopdev}; blocksize={block_size}")
+    fio(sd, block_size)
+    mgmt("targets/scst_local/mgmt", "del_target t1")
+    mgmt("handlers/vdisk_blockio/mgmt", "del_device disk1")
+
+
+@pytest.mark.parametrize("block_size", [512, 4096])
+def test_fio_nullio(scst, block_size):
+    # nullio keeps no data: fio checks the I/O completes, not its contents.
+    sd, _ = lun_disk("vdisk_nullio", "null1", f"size_mb=64; blocksize={block_size}")
+    fio(sd, block_size, verify=False)
+
+
+def test_mkfs_fsck_blockio(scst, loopdev):
+    sd, _ = lun_disk("vdisk_blockio", "disk1", f"filename={loopdev}")
+    sh("mkfs.ext4", "-q", "-F", sd)
+    os.makedirs("/mnt/scst", exist_ok=True)
+    sh("mount", sd, "/mnt/scst")
+    sums = {}
+    try:
+        for i in range(8):
+            data = os.urandom(1 << 20)
+            with open(f"/mnt/scst/f{i}", "wb") as f:
+                f.write(data)
+            sums[i] = hashlib.sha256(data).hexdigest()
+    finally:
+        sh("umount", "/mnt/scst")
+    sh("sh", "-c", "echo 3 > /proc/sys/vm/drop_caches")
+    sh("fsck.ext4", "-f", "-n", sd)
+    sh("mount", sd, "/mnt/scst")
+    try:
+        for i, s in sums.items():
+            with open(f"/mnt/scst/f{i}", "rb") as f:
+                assert hashlib.sha256(f.read()).hexdigest() == s
+    finally:
+        sh("umount", "/mnt/scst")
+    mgmt("targets/scst_local/mgmt", "del_target t1")
+    mgmt("handlers/vdisk_blockio/mgmt", "del_device disk1")
+
+
+def test_resets_during_io(scst):
+    path = backing_file("rst", 32 << 20)
+    sd, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}")
+    job = subprocess.Popen(
+        ["fio", "--name=t", f"--filename={sd}", "--direct=1", "--ioengine=libaio",
+         "--iodepth=16", "--bs=4k", "--size=16M", "--rw=randwrite", "--randrepeat=0",
+         "--verify=crc32c", "--verify_fatal=1", "--do_verify=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)
+    for kind in ["--device", "--target", "--device"]:
+        sh("sg_reset", "--no-esc", kind, sg, check=False)
+        time.sleep(1)
+    out, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, out
+    session = os.path.join(ROOT, "targets/scst_local/t1/sessions/s1")
+    assert open(os.path.join(session, "active_commands")).read().strip() == "0"
+
+
+def test_iscsi_test_cu(scst):
+    """libiscsi's conformance suites over SG_IO, table kept in the results."""
+    path = backing_file("cu", 256 << 20)
+    _, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}; thin_provisioned=1")
+    table = os.path.join(SCRATCH, "iscsi-test-cu-scst_local.txt")
+    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), sg, table],
+                       capture_output=True, text=True, timeout=3000)
+    print(r.stdout)
+    results = [line.split() for line in open(table) if line.strip()]
+    assert len(results) > 100, "too few tests ran"
+    failed = [name for name, verdict in results if verdict != "passed"]
+    assert not failed, f"iscsi-test-cu failures: {failed}"
