@@ -55,7 +55,7 @@ pub const MAX_TRANSFER_BLOCKS: u32 = 1 << 16;
 /// Most blocks one WRITE SAME may cover.
 pub const MAX_WRITE_SAME_BLOCKS: u32 = 1 << 22;
 /// Most LBAs one UNMAP may deallocate.
-pub const MAX_UNMAP_LBAS: u32 = 1 << 22;
+pub const MAX_UNMAP_LBAS: u32 = 1 << 20;
 /// Most block descriptors in one UNMAP parameter list.
 pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
 
