@@ -126,7 +126,15 @@ u64 scst_rs_cmd_lun(struct scsi_cmnd *cmd)
 
 u32 scst_rs_cmd_tag(struct scsi_cmnd *cmd)
 {
-	return blk_mq_unique_tag(scsi_cmd_to_rq(cmd));
+	struct request *rq = scsi_cmd_to_rq(cmd);
+
+	/*
+	 * scsi_ioctl_reset() (sg_reset) hands the error handler a request no
+	 * queue allocated: it has no tag.
+	 */
+	if (!rq->mq_hctx)
+		return U32_MAX;
+	return blk_mq_unique_tag(rq);
 }
 
 /* 0: none, 1: to device (data-out), 2: from device (data-in). */
