@@ -14,20 +14,8 @@ pub(crate) trait VecExt<T> {
     /// kept); `None` if out of range.
     fn swap_remove(&mut self, index: usize) -> Option<T>;
 
-    /// Drops the elements from `len` on, last first.
-    fn truncate(&mut self, len: usize) {
-        while self.len_of() > len {
-            drop(self.pop());
-        }
-    }
-
     /// Drops every element, last first.
-    fn clear(&mut self) {
-        self.truncate(0);
-    }
-
-    /// The length (to keep the default methods generic).
-    fn len_of(&self) -> usize;
+    fn clear(&mut self);
 }
 
 impl<T, A: Allocator> VecExt<T> for Vec<T, A> {
@@ -54,7 +42,7 @@ impl<T, A: Allocator> VecExt<T> for Vec<T, A> {
         self.pop()
     }
 
-    fn len_of(&self) -> usize {
-        self.len()
+    fn clear(&mut self) {
+        while self.pop().is_some() {}
     }
 }

@@ -41,6 +41,12 @@ use mgmt::{Line, MgmtError, TextBuf};
 use slots::Slots;
 use target::DriverEntry;
 
+/// An owned, NUL-terminated copy of `s` (for names kept in objects and
+/// handed to C).
+pub(crate) fn cstring(s: &str) -> Result<CString> {
+    CString::try_from_fmt(fmt!("{s}"))
+}
+
 /// How much of a refused `mgmt` line the kernel log repeats.
 const MAX_LOGGED_CHARS: usize = 120;
 
@@ -265,7 +271,7 @@ impl Scst {
             .find(|h| h.handler.name() == handler.name())
             .map(|h| h.dir.to_ref())
             .ok_or(ENODEV)?;
-        let dev_name = CString::try_from_fmt(fmt!("{name}"))?;
+        let dev_name = cstring(name)?;
         let lu_for_state = lu.clone();
         let state = Arc::pin_init(
             pin_init!(DeviceState {

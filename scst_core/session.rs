@@ -30,7 +30,7 @@ use crate::kernel_ext::sg::SgList;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
-    fmt, new_condvar, new_spinlock,
+    new_condvar, new_spinlock,
     prelude::*,
     str::CString,
     sync::{Arc, CondVar, SpinLock},
@@ -197,7 +197,7 @@ impl Session {
         // The driver's queue depth bounds this; reserve so that the command
         // path never allocates.
         commands.reserve(256, GFP_KERNEL)?;
-        let initiator = CString::try_from_fmt(fmt!("{initiator}"))?;
+        let initiator = super::cstring(initiator)?;
         Arc::pin_init(
             pin_init!(Self {
                 initiator,
@@ -334,16 +334,22 @@ impl Session {
         let cdb = Cdb(cdb_bytes);
         let opcode = cdb.opcode();
         let tgt_dev = lun.and_then(|l| self.find(l));
-        let format = tgt_dev
-            .as_ref()
-            .map_or(SenseFormat::Fixed, |t| t.dev.lu.sense_format());
+        // The sense format is looked up only where a command fails: the
+        // logical unit's mode lock stays off the good path.
+        let format_of = |t: &Option<Arc<TgtDev>>| {
+            t.as_ref()
+                .map_or(SenseFormat::Fixed, |t| t.dev.lu.sense_format())
+        };
         if cdb_bytes.is_empty() || Cdb::group_len(opcode).is_some_and(|n| cdb_bytes.len() < n) {
-            return Response::check_condition(Sense::invalid_cdb_field(0, None), format);
+            return Response::check_condition(
+                Sense::invalid_cdb_field(0, None),
+                format_of(&tgt_dev),
+            );
         }
         if opcode == cdb::op::REPORT_LUNS {
             return self.core_data_in(
                 data,
-                format,
+                format_of(&tgt_dev),
                 |out| {
                     let mut luns = KVec::new();
                     self.lun_numbers(&mut luns)
@@ -365,7 +371,7 @@ impl Session {
             return match opcode {
                 cdb::op::INQUIRY => self.core_data_in(
                     data,
-                    format,
+                    SenseFormat::Fixed,
                     |out| {
                         if cdb.u8(1) & 1 != 0 {
                             return Err(sense::LUN_NOT_SUPPORTED);
@@ -380,24 +386,27 @@ impl Session {
                 ),
                 cdb::op::REQUEST_SENSE => self.core_data_in(
                     data,
-                    format,
+                    SenseFormat::Fixed,
                     |out| {
                         cdb::request_sense(cdb, Some(sense::LUN_NOT_SUPPORTED), out);
                         Ok(())
                     },
                     usize::from(cdb.u8(4)),
                 ),
-                _ => Response::check_condition(sense::LUN_NOT_SUPPORTED, format),
+                _ => Response::check_condition(sense::LUN_NOT_SUPPORTED, SenseFormat::Fixed),
             };
         };
         if opcode == cdb::op::REQUEST_SENSE {
             if cdb.u8(1) & !1 != 0 {
-                return Response::check_condition(Sense::invalid_cdb_field(1, None), format);
+                return Response::check_condition(
+                    Sense::invalid_cdb_field(1, None),
+                    tgt_dev.dev.lu.sense_format(),
+                );
             }
             let pending = tgt_dev.take_ua();
             return self.core_data_in(
                 data,
-                format,
+                tgt_dev.dev.lu.sense_format(),
                 |out| {
                     cdb::request_sense(cdb, pending, out);
                     Ok(())
@@ -407,7 +416,7 @@ impl Session {
         }
         if !cdb::passes_unit_attention(opcode) {
             if let Some(ua) = tgt_dev.take_ua() {
-                return Response::check_condition(ua, format);
+                return Response::check_condition(ua, tgt_dev.dev.lu.sense_format());
             }
         }
         let mut cmd = ExecCmd {

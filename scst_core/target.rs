@@ -9,15 +9,17 @@
 
 use super::cdb::MAX_LUN;
 use super::device::{Device, DeviceState};
-use super::mgmt::{collect_params, parse_bool, parse_ranged, wildcard_match, Line, MgmtError};
+use super::mgmt::{
+    collect_params, parse_bool, parse_ranged, wildcard_match, Line, MgmtError, TextBuf,
+};
 use super::session::{LunView, Session, TargetState};
 use super::slots::Slots;
-use super::{MgmtOutcome, Registry, Scst};
+use super::{cstring, MgmtOutcome, Registry, Scst};
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, Mode, SysfsBuf, SysfsOps};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use kernel::{alloc::flags::GFP_KERNEL, c_str, fmt, prelude::*, str::CString, sync::Arc};
+use kernel::{alloc::flags::GFP_KERNEL, c_str, prelude::*, str::CString, sync::Arc};
 
 /// A target driver (scst_local, iscsi, ...): owns `targets/<name>/mgmt`.
 pub(crate) trait TargetDriver: Send + Sync + 'static {
@@ -58,13 +60,13 @@ struct LunEntry {
     read_only: bool,
     _export_link: Link,
     _device_link: Link,
-    _read_only_file: File<LunAttrs>,
+    _read_only_file: File<TextAttr>,
     _dir: Dir,
 }
 
 struct InitiatorEntry {
     name: CString,
-    _file: File<LunAttrs>,
+    _file: File<TextAttr>,
 }
 
 struct Group {
@@ -107,25 +109,41 @@ pub(crate) struct Target {
     _dir: Dir,
 }
 
-fn name_eq(c: &CString, s: &str) -> bool {
-    c.as_bytes() == s.as_bytes()
+/// The entry of target driver `driver`.
+fn driver_mut<'r>(
+    drivers: &'r mut Slots<DriverEntry>,
+    driver: &str,
+) -> Option<&'r mut DriverEntry> {
+    drivers.iter_mut().find(|d| d.driver.name() == driver)
 }
 
-fn cstring(s: &str) -> Result<CString> {
-    CString::try_from_fmt(fmt!("{s}"))
+/// Target `name` of `driver`.
+fn target_mut<'r>(
+    drivers: &'r mut Slots<DriverEntry>,
+    driver: &str,
+    name: &[u8],
+) -> Option<&'r mut Target> {
+    driver_mut(drivers, driver)?
+        .targets
+        .iter_mut()
+        .find(|t| t.name.as_bytes() == name)
+}
+
+fn name_eq(c: &CString, s: &str) -> bool {
+    c.as_bytes() == s.as_bytes()
 }
 
 impl Target {
     /// The LUNs `initiator` sees: its group's, or the target's default set.
     fn views_for(&self, initiator: &CString) -> Result<KVec<LunView>> {
-        let name = core::str::from_utf8(initiator.as_bytes()).unwrap_or("");
+        let name = initiator.to_str().unwrap_or("");
         let luns = self
             .groups
             .iter()
             .find(|g| {
-                g.initiators.iter().any(|i| {
-                    wildcard_match(core::str::from_utf8(i.name.as_bytes()).unwrap_or(""), name)
-                })
+                g.initiators
+                    .iter()
+                    .any(|i| wildcard_match(i.name.to_str().unwrap_or(""), name))
             })
             .map_or(&self.luns, |g| &g.luns);
         let mut views = KVec::with_capacity(luns.len(), GFP_KERNEL)?;
@@ -228,14 +246,7 @@ impl SysfsOps for TargetOps {
             let Registry {
                 devices, drivers, ..
             } = registry;
-            let target = drivers
-                .iter_mut()
-                .find(|d| d.driver.name() == self.driver)
-                .and_then(|d| {
-                    d.targets
-                        .iter_mut()
-                        .find(|t| t.name.as_bytes() == self.target.as_bytes())
-                })
+            let target = target_mut(drivers, self.driver, self.target.as_bytes())
                 .ok_or(MgmtError::Refused("the target is being removed"))?;
             match attr {
                 TargetAttr::Enabled => {
@@ -267,12 +278,13 @@ impl SysfsOps for TargetOps {
     }
 }
 
-/// Read-only attributes of a LUN (`read_only`) or an initiator entry.
-struct LunAttrs {
+/// A read-only file showing fixed text: a LUN's `read_only`, an initiator
+/// entry's name.
+struct TextAttr {
     text: CString,
 }
 
-impl SysfsOps for LunAttrs {
+impl SysfsOps for TextAttr {
     type Attr = ();
 
     fn show(&self, (): (), out: &mut SysfsBuf) -> Result {
@@ -337,33 +349,31 @@ fn luns_mgmt<'a>(
             if verb == "replace" && !exists {
                 return Err(MgmtError::NoSuchObject(lun_text).into());
             }
-            let dir_name = CString::try_from_fmt(fmt!("{lun}"))?;
             if verb == "replace" {
                 remove_lun(table, lun);
             }
-            let dir = Dir::new(
-                &luns_dir,
-                core::str::from_utf8(dir_name.as_bytes()).unwrap_or("?"),
-            )?;
-            let export = scst.next_export.fetch_add(1, Ordering::Relaxed);
-            let export_name = CString::try_from_fmt(fmt!("export{export}"))?;
+            let mut dir_name = TextBuf::<24>::new();
+            let _ = write!(dir_name, "{lun}");
+            let dir = Dir::new(&luns_dir, dir_name.as_str())?;
+            let mut export_name = TextBuf::<24>::new();
+            let _ = write!(
+                export_name,
+                "export{}",
+                scst.next_export.fetch_add(1, Ordering::Relaxed)
+            );
             let entry = LunEntry {
                 lun,
                 dev: device.state.clone(),
                 read_only,
-                _export_link: Link::new(
-                    &device.exported_dir(),
-                    core::str::from_utf8(export_name.as_bytes()).unwrap_or("export"),
-                    &dir,
-                )?,
+                _export_link: Link::new(&device.exported_dir(), export_name.as_str(), &dir)?,
                 _device_link: Link::new(&dir, "device", &device.dir_ref())?,
                 _read_only_file: File::new(
                     &dir,
                     c_str!("read_only"),
                     Mode::ReadOnly,
                     Arc::new(
-                        LunAttrs {
-                            text: CString::try_from_fmt(fmt!("{}", u8::from(read_only)))?,
+                        TextAttr {
+                            text: cstring(if read_only { "1" } else { "0" })?,
                         },
                         GFP_KERNEL,
                     )?,
@@ -488,7 +498,7 @@ fn new_initiator(dir: &DirRef, name: &str) -> Result<InitiatorEntry> {
         &cname,
         Mode::ReadOnly,
         Arc::new(
-            LunAttrs {
+            TextAttr {
                 text: cstring(name)?,
             },
             GFP_KERNEL,
@@ -639,19 +649,6 @@ impl Scst {
         })
     }
 
-    fn target_mut<'r, 'a>(
-        registry: &'r mut Registry,
-        driver: &str,
-        name: &'a str,
-    ) -> core::result::Result<&'r mut Target, MgmtError<'a>> {
-        registry
-            .drivers
-            .iter_mut()
-            .find(|d| d.driver.name() == driver)
-            .and_then(|d| d.targets.iter_mut().find(|t| name_eq(&t.name, name)))
-            .ok_or(MgmtError::NoSuchObject(name))
-    }
-
     /// Creates target `name` of `driver`, with its `luns/`, `ini_groups/`
     /// and `sessions/` directories.
     pub(crate) fn add_target<'a>(
@@ -660,11 +657,7 @@ impl Scst {
         driver: &'static str,
         name: &'a str,
     ) -> MgmtOutcome<'a> {
-        let entry = registry
-            .drivers
-            .iter_mut()
-            .find(|d| d.driver.name() == driver)
-            .ok_or(ENODEV)?;
+        let entry = driver_mut(&mut registry.drivers, driver).ok_or(ENODEV)?;
         if entry.targets.iter().any(|t| name_eq(&t.name, name)) {
             return Err(MgmtError::AlreadyExists(name).into());
         }
@@ -745,11 +738,7 @@ impl Scst {
         driver: &str,
         name: &'a str,
     ) -> MgmtOutcome<'a> {
-        let entry = registry
-            .drivers
-            .iter_mut()
-            .find(|d| d.driver.name() == driver)
-            .ok_or(ENODEV)?;
+        let entry = driver_mut(&mut registry.drivers, driver).ok_or(ENODEV)?;
         let i = entry
             .targets
             .iter()
@@ -770,7 +759,8 @@ impl Scst {
         initiator: &'a str,
         make: impl FnOnce(Arc<Session>) -> Result<Arc<dyn SessionHandle>>,
     ) -> MgmtOutcome<'a> {
-        let t = Self::target_mut(registry, driver, target)?;
+        let t = target_mut(&mut registry.drivers, driver, target.as_bytes())
+            .ok_or(MgmtError::NoSuchObject(target))?;
         if t.sessions
             .iter()
             .any(|s| name_eq(&s.session.initiator, initiator))
@@ -817,7 +807,8 @@ impl Scst {
         target: &'a str,
         initiator: &'a str,
     ) -> MgmtOutcome<'a> {
-        let t = Self::target_mut(registry, driver, target)?;
+        let t = target_mut(&mut registry.drivers, driver, target.as_bytes())
+            .ok_or(MgmtError::NoSuchObject(target))?;
         let i = t
             .sessions
             .iter()

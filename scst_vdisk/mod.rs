@@ -22,6 +22,7 @@ use crate::kernel_ext::file::{BackingFile, OpenOptions};
 use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::scst_core::{
     cdb::{Cdb, Out},
+    cstring,
     device::{AttrChange, Completion, DevHandler, ExecCmd, LogicalUnit, LuAttr},
     mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, Params},
     sense::{self, Sense, SenseFormat},
@@ -193,7 +194,7 @@ impl DevHandler for VdiskHandler {
                     }
                     .into());
                 }
-                let cpath = CString::try_from_fmt(fmt!("{path}"))?;
+                let cpath = cstring(path)?;
                 let file = BackingFile::open(
                     &cpath,
                     OpenOptions {
@@ -236,7 +237,7 @@ impl DevHandler for VdiskHandler {
         let hash = fnv1a(name.as_bytes());
         let mut naa_id = hash.to_be_bytes();
         naa_id[0] = 0x30 | (naa_id[0] & 0x0f); // NAA 3: locally assigned
-        let dev_name = CString::try_from_fmt(fmt!("{name}"))?;
+        let dev_name = cstring(name)?;
         let t10_dev_id = CString::try_from_fmt(fmt!("{}", t10_dev_id.unwrap_or(name)))?;
         let usn = CString::try_from_fmt(fmt!("{:08x}", hash as u32))?;
         let wce = !write_through;
