@@ -26,7 +26,12 @@ void scst_rs_file_close(struct file *file)
 
 u64 scst_rs_file_size(struct file *file)
 {
-	return i_size_read(file_inode(file));
+	/*
+	 * The mapping's host: the file's own inode, or for a device node the
+	 * block device's inode, which holds the device size (the node's
+	 * inode on devtmpfs has size 0).
+	 */
+	return i_size_read(file->f_mapping->host);
 }
 
 bool scst_rs_file_is_bdev(struct file *file)

@@ -394,3 +394,30 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
         .get(p..)
         .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
+
+/// The symbolic name of an errno (positive or negative) that a management
+/// command can meet, for `last_sysfs_mgmt_res` (the kernel's own table,
+/// CONFIG_SYMBOLIC_ERRNAME, may be configured out).
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno.unsigned_abs() {
+        1 => "EPERM",
+        2 => "ENOENT",
+        5 => "EIO",
+        6 => "ENXIO",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        19 => "ENODEV",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        27 => "EFBIG",
+        28 => "ENOSPC",
+        30 => "EROFS",
+        36 => "ENAMETOOLONG",
+        40 => "ELOOP",
+        95 => "EOPNOTSUPP",
+        _ => return None,
+    })
+}

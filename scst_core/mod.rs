@@ -152,7 +152,10 @@ impl Scst {
                         let _ = write!(last.reason, "{e}");
                     }
                     MgmtFailure::System(e) => {
-                        let _ = write!(last.reason, "{e:?}");
+                        let _ = match mgmt::errno_name(e.to_errno()) {
+                            Some(name) => write!(last.reason, "{name}"),
+                            None => write!(last.reason, "error {}", e.to_errno()),
+                        };
                     }
                 }
                 // Debug formatting escapes control characters, so a line

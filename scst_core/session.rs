@@ -212,8 +212,9 @@ impl Session {
     }
 
     /// Replaces the session's LUNs with `views`. Nexuses that stay keep
-    /// their unit attentions; when the set changes, the ones that stay get
-    /// REPORTED LUNS DATA HAS CHANGED. `first` marks a new I_T nexus, whose
+    /// their unit attentions; when the set changes, every nexus gets
+    /// REPORTED LUNS DATA HAS CHANGED (a LUN number may now name another
+    /// device). `first` marks a new I_T nexus, whose
     /// LUNs all get POWER ON, RESET OR BUS DEVICE RESET OCCURRED.
     pub(crate) fn set_luns(&self, views: &[LunView], first: bool) -> Result {
         let current = self.snapshot()?;
@@ -254,9 +255,7 @@ impl Session {
         }
         if changed && !first {
             for t in now.iter() {
-                if !created.iter().any(|c| Arc::ptr_eq(c, t)) {
-                    t.queue_ua(sense::REPORTED_LUNS_DATA_CHANGED);
-                }
+                t.queue_ua(sense::REPORTED_LUNS_DATA_CHANGED);
             }
         }
         Ok(())

@@ -29,6 +29,9 @@ def load():
 
 
 def unload():
+    # udev may still be probing a disk the test created (an open /dev/sdX
+    # holds the module): let it finish first.
+    sh("udevadm", "settle", check=False)
     sh("rmmod", "scst")
 
 

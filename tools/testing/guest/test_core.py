@@ -33,7 +33,8 @@ def test_tree(scst):
         assert os.path.isdir(os.path.join(ROOT, d)), d
     assert read("version").strip() != ""
     assert read("last_sysfs_mgmt_res") == "0\n"
-    assert os.listdir(os.path.join(ROOT, "handlers")) == ["vdisk_nullio"]
+    assert sorted(os.listdir(os.path.join(ROOT, "handlers"))) == [
+        "vdisk_blockio", "vdisk_fileio", "vdisk_nullio"]
     assert read(f"{NULLIO}/type") == "0 - Direct-access device (e.g., magnetic disk)\n"
     assert "add_device" in read(f"{NULLIO}/mgmt")
     assert devices() == []

@@ -183,6 +183,9 @@ def test_unit_attentions(scst):
     r = sh("sg_turs", sg, check=False)
     assert "capacity data has changed" in sense_of(r.stdout + r.stderr)
     assert "Number of logical blocks=65536" in sh("sg_readcap", sg).stdout
+    # udev rescans the device on the capacity change (sending its own TEST
+    # UNIT READY): let it finish before raising the next attention.
+    sh("udevadm", "settle", check=False)
     # A new LUN: REPORTED LUNS DATA HAS CHANGED on the existing one.
     b = backing_file("ua2", 8 << 20)
     mgmt("handlers/vdisk_nullio/mgmt", "add_device null1 size_mb=8")

@@ -185,3 +185,11 @@ fn initiator_wildcards() {
     let long = "a".repeat(4000);
     assert!(!m("*a*a*a*a*a*a*a*a*b", &long));
 }
+
+#[test]
+fn errno_names() {
+    use scst_host_tests::mgmt::errno_name;
+    assert_eq!(errno_name(-2), Some("ENOENT"));
+    assert_eq!(errno_name(16), Some("EBUSY"));
+    assert_eq!(errno_name(-4095), None);
+}
