@@ -46,6 +46,7 @@ struct scsi_cmnd;
 struct Scsi_Host *scst_rs_local_host_add(void *ops, unsigned int max_lun);
 void scst_rs_local_host_scan(struct Scsi_Host *shost);
 void scst_rs_local_host_remove(struct Scsi_Host *shost);
+bool scst_rs_in_bio_submission(void);
 unsigned int scst_rs_local_host_no(struct Scsi_Host *shost);
 struct kobject *scst_rs_local_host_kobj(struct Scsi_Host *shost);
 const u8 *scst_rs_cmd_cdb(struct scsi_cmnd *cmd, unsigned int *len);

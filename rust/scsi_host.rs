@@ -4,10 +4,12 @@
 //! handling go to a [`LocalHostOps`] implementation.
 //!
 //! The host template (`scsi_host_helpers.c`) sets `queuecommand_may_block`,
-//! so commands arrive in process context and may be executed right there.
+//! so commands arrive in process context. They may be executed right there
+//! unless [`ScsiCmnd::in_bio_submission`] says the caller is inside
+//! `submit_bio()`; such commands must move to a worker.
 
 use super::{bindings, sg::SgList, sysfs::DirRef};
-use core::{marker::PhantomData, ptr::NonNull};
+use core::ptr::NonNull;
 use kernel::{error::from_err_ptr, prelude::*, sync::Arc};
 
 /// Direction of a command's data transfer.
@@ -38,7 +40,7 @@ pub(crate) enum EhRequest {
 pub(crate) trait LocalHostOps: Send + Sync + 'static {
     /// Executes a command; it is completed when `cmd` is (or, if dropped
     /// without completion, failed with `DID_ERROR`).
-    fn queue_command(&self, cmd: ScsiCmnd<'_>);
+    fn queue_command(&self, cmd: ScsiCmnd);
 
     /// Carries out an error-handling request for the command with `tag` on
     /// the LUN (Linux's integer LUN); returns whether it succeeded.
@@ -50,14 +52,25 @@ pub(crate) trait LocalHostOps: Send + Sync + 'static {
 /// # Invariants
 ///
 /// `cmd` is a live `scsi_cmnd` owned by this driver until completed, which
-/// happens at most once (in `complete` or `drop`), and not after `'a`.
-pub(crate) struct ScsiCmnd<'a> {
+/// happens exactly once (in `complete` or `drop`). The midlayer does not
+/// free it before: error handling waits for the driver (see
+/// `LocalHostOps::error_handler`).
+pub(crate) struct ScsiCmnd {
     cmd: NonNull<bindings::scsi_cmnd>,
     completed: bool,
-    _callback: PhantomData<&'a ()>,
 }
 
-impl ScsiCmnd<'_> {
+// SAFETY: a command may be executed and completed from any thread.
+unsafe impl Send for ScsiCmnd {}
+
+impl ScsiCmnd {
+    /// Whether `queuecommand` was called inside `submit_bio()`, where the
+    /// command must not wait for block I/O of its own.
+    pub(crate) fn in_bio_submission(&self) -> bool {
+        // SAFETY: reads a field of the current task only.
+        unsafe { bindings::scst_rs_in_bio_submission() }
+    }
+
     /// The CDB.
     pub(crate) fn cdb(&self) -> &[u8] {
         let mut len = 0u32;
@@ -67,7 +80,7 @@ impl ScsiCmnd<'_> {
             return &[];
         }
         // SAFETY: the midlayer's CDB buffer holds `cmd_len` bytes and lives
-        // as long as the command, which outlives `&self`.
+        // until completion, which cannot happen while `&self` is borrowed.
         unsafe { core::slice::from_raw_parts(p, len as usize) }
     }
 
@@ -123,7 +136,7 @@ impl ScsiCmnd<'_> {
     }
 }
 
-impl Drop for ScsiCmnd<'_> {
+impl Drop for ScsiCmnd {
     fn drop(&mut self) {
         if !self.completed {
             // SAFETY: `cmd` is live and not yet completed.
@@ -222,7 +235,6 @@ unsafe extern "C" fn scst_rs_local_queuecommand(
     ops.queue_command(ScsiCmnd {
         cmd,
         completed: false,
-        _callback: PhantomData,
     });
     0
 }

@@ -5,6 +5,7 @@
  */
 #include <linux/err.h>
 #include <linux/module.h>
+#include <linux/sched.h>
 #include <scsi/scsi.h>
 #include <scsi/scsi_cmnd.h>
 #include <scsi/scsi_device.h>
@@ -101,6 +102,16 @@ void scst_rs_local_host_remove(struct Scsi_Host *shost)
 {
 	scsi_remove_host(shost);
 	scsi_host_put(shost);
+}
+
+/*
+ * Whether the caller is inside submit_bio(): a bio submitted now is only
+ * queued on current->bio_list until that outer submission returns, so
+ * waiting for it here would deadlock.
+ */
+bool scst_rs_in_bio_submission(void)
+{
+	return current->bio_list != NULL;
 }
 
 unsigned int scst_rs_local_host_no(struct Scsi_Host *shost)

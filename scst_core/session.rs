@@ -5,8 +5,9 @@
 //!
 //! # The command life cycle
 //!
-//! A target driver hands a received command to [`Session::execute`], in
-//! process context (it may sleep); the steps run in that context, in order:
+//! A target driver records a received command with [`Session::begin`] and
+//! runs it with [`Command::execute`], in process context (it may sleep),
+//! right away or from a worker; the steps are, in order:
 //!
 //! 1. INIT: decode the LUN, find the I_T_L nexus, record the command as in
 //!    flight (for task management).
@@ -171,6 +172,34 @@ impl Response {
     }
 }
 
+/// A command between INIT and FINISHED (see the module documentation).
+pub(crate) struct Command {
+    session: Arc<Session>,
+    tag: u32,
+    lun: Option<u64>,
+}
+
+impl Command {
+    /// PARSE to XMIT: runs the command and returns what to send.
+    pub(crate) fn execute(&self, cdb: &[u8], data: &mut SgList<'_>) -> Response {
+        self.session.dispatch(self.lun, cdb, data)
+    }
+}
+
+impl Drop for Command {
+    /// FINISHED: out of the in-flight set; task management waiting wakes.
+    fn drop(&mut self) {
+        {
+            let mut f = self.session.in_flight.lock();
+            let lun = self.lun.unwrap_or(u64::MAX);
+            if let Some(i) = f.commands.iter().position(|&e| e == (self.tag, lun)) {
+                f.commands.swap_remove(i);
+            }
+        }
+        self.session.quiesced.notify_all();
+    }
+}
+
 /// How long task management waits for commands to finish before failing.
 const QUIESCE_TIMEOUT_MS: u32 = 30_000;
 /// How often the wait re-checks (a notification may race with the check).
@@ -302,31 +331,22 @@ impl Session {
         self.luns.lock().iter().find(|t| t.lun == lun).cloned()
     }
 
-    /// Runs one command (see the module documentation for the steps).
-    pub(crate) fn execute(
-        &self,
-        lun: [u8; 8],
-        tag: u32,
-        cdb: &[u8],
-        data: &mut SgList<'_>,
-    ) -> Response {
+    /// INIT: records a received command as in flight, from now until the
+    /// returned [`Command`] is dropped (after XMIT), so that task
+    /// management waits for it even while it is queued for execution.
+    pub(crate) fn begin(self: &Arc<Self>, lun: [u8; 8], tag: u32) -> Command {
         self.commands.fetch_add(1, Ordering::Relaxed);
         let lun = cdb::decode_lun(lun);
         {
             let mut f = self.in_flight.lock();
-            // Reserved in `new`; past that the command simply is not
-            // tracked for ABORT TASK.
+            // Reserved in `new` beyond the drivers' queue depths.
             let _ = f.commands.push((tag, lun.unwrap_or(u64::MAX)), GFP_ATOMIC);
         }
-        let response = self.dispatch(lun, cdb, data);
-        {
-            let mut f = self.in_flight.lock();
-            if let Some(i) = f.commands.iter().position(|&(t, _)| t == tag) {
-                f.commands.swap_remove(i);
-            }
+        Command {
+            session: self.clone(),
+            tag,
+            lun,
         }
-        self.quiesced.notify_all();
-        response
     }
 
     fn dispatch(&self, lun: Option<u64>, cdb_bytes: &[u8], data: &mut SgList<'_>) -> Response {

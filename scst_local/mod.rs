@@ -4,8 +4,9 @@
 //!
 //! Every session is a Linux SCSI host: its LUNs appear as `/dev/sdX` and
 //! `/dev/sgN`, with no network in between. The host's `queuecommand` runs
-//! the command through the core right there (it may block), and the SCSI
-//! error handler's aborts and resets become task management.
+//! the command through the core right there (it may block), or, when it is
+//! called inside `submit_bio()`, on a worker of the system workqueue; the
+//! SCSI error handler's aborts and resets become task management.
 //!
 //! `targets/scst_local/mgmt` takes SCST's lines:
 //! `add_target NAME [session_name=SESS]`, `del_target NAME`,
@@ -16,11 +17,16 @@ use crate::kernel_ext::sysfs::DirRef;
 use crate::scst_core::{
     cdb::{decode_lun, lun_from_linux, MAX_LUN},
     mgmt::{collect_params, Line, MgmtError},
-    session::Session,
+    session::{Command, Session},
     target::{SessionHandle, TargetDriver},
     MgmtOutcome, Registry, Scst,
 };
-use kernel::{alloc::flags::GFP_KERNEL, prelude::*, sync::Arc};
+use kernel::{
+    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    prelude::*,
+    sync::Arc,
+    workqueue,
+};
 
 const DRIVER: &str = "scst_local";
 
@@ -45,24 +51,40 @@ struct LocalOps {
     session: Arc<Session>,
 }
 
+/// Runs a recorded command and completes it.
+fn run(command: Command, mut cmd: ScsiCmnd) {
+    let mut cdb = [0u8; MAX_CDB_LEN];
+    let len = cmd.cdb().len().min(MAX_CDB_LEN);
+    cdb[..len].copy_from_slice(&cmd.cdb()[..len]);
+    let direction = cmd.direction();
+    let (response, buffer_len) = {
+        let mut data = cmd.data();
+        let r = command.execute(&cdb[..len], &mut data);
+        (r, data.len())
+    };
+    let resid = match direction {
+        DataDirection::FromDevice => buffer_len.saturating_sub(response.data_in),
+        _ => 0,
+    };
+    cmd.complete(response.status, response.sense(), resid);
+    // FINISHED only after completion: `command` drops here.
+    drop(command);
+}
+
 impl LocalHostOps for LocalOps {
-    fn queue_command(&self, mut cmd: ScsiCmnd<'_>) {
-        let mut cdb = [0u8; MAX_CDB_LEN];
-        let len = cmd.cdb().len().min(MAX_CDB_LEN);
-        cdb[..len].copy_from_slice(&cmd.cdb()[..len]);
-        let lun = lun_from_linux(cmd.lun());
-        let tag = cmd.tag();
-        let direction = cmd.direction();
-        let (response, buffer_len) = {
-            let mut data = cmd.data();
-            let r = self.session.execute(lun, tag, &cdb[..len], &mut data);
-            (r, data.len())
-        };
-        let resid = match direction {
-            DataDirection::FromDevice => buffer_len.saturating_sub(response.data_in),
-            _ => 0,
-        };
-        cmd.complete(response.status, response.sense(), resid);
+    fn queue_command(&self, cmd: ScsiCmnd) {
+        let command = self.session.begin(lun_from_linux(cmd.lun()), cmd.tag());
+        if !cmd.in_bio_submission() {
+            // The usual case (kblockd, SG_IO, plug flush): execute in the
+            // caller's context, no switch.
+            run(command, cmd);
+            return;
+        }
+        // Inside submit_bio() the backend's own bios would wait behind the
+        // caller's: hand the command to a worker. If that fails, dropping
+        // the closure fails the command (DID_ERROR, retried by the
+        // midlayer) and ends its in-flight record.
+        let _ = workqueue::system().try_spawn(GFP_ATOMIC, move || run(command, cmd));
     }
 
     fn error_handler(&self, request: EhRequest, tag: u32, lun: u64) -> bool {
