@@ -198,7 +198,10 @@ def test_unit_attentions(scst):
     mgmt("targets/scst_local/mgmt", "add_session t1 s2")
     _, sg2 = devices(host_of("t1", "s2"))
     sh("sg_turs", sg2, check=False)
-    sh("sg_wr_mode", "--page=8", "--set=2:5:1=0", sg)
+    sh("udevadm", "settle", check=False)
+    # Clear WCE (byte 2, bit 2 of the caching page); the mask keeps the
+    # other bits as MODE SENSE reports them.
+    sh("sg_wr_mode", "-p", "8", "-c", "08,12,00", "-m", "ff,ff,04", sg)
     r = sh("sg_turs", sg2, check=False)
     assert "mode parameters changed" in sense_of(r.stdout + r.stderr)
 
@@ -277,29 +280,33 @@ def test_fio_nullio(scst, block_size):
     fio(sd, block_size, verify=False)
 
 
+# The guest's root is read-only; /tmp is writable.
+MNT = "/tmp/scst-mnt"
+
+
 def test_mkfs_fsck_blockio(scst, loopdev):
     sd, _ = lun_disk("vdisk_blockio", "disk1", f"filename={loopdev}")
     sh("mkfs.ext4", "-q", "-F", sd)
-    os.makedirs("/mnt/scst", exist_ok=True)
-    sh("mount", sd, "/mnt/scst")
+    os.makedirs(MNT, exist_ok=True)
+    sh("mount", sd, MNT)
     sums = {}
     try:
         for i in range(8):
             data = os.urandom(1 << 20)
-            with open(f"/mnt/scst/f{i}", "wb") as f:
+            with open(f"{MNT}/f{i}", "wb") as f:
                 f.write(data)
             sums[i] = hashlib.sha256(data).hexdigest()
     finally:
-        sh("umount", "/mnt/scst")
+        sh("umount", MNT)
     sh("sh", "-c", "echo 3 > /proc/sys/vm/drop_caches")
     sh("fsck.ext4", "-f", "-n", sd)
-    sh("mount", sd, "/mnt/scst")
+    sh("mount", sd, MNT)
     try:
         for i, s in sums.items():
-            with open(f"/mnt/scst/f{i}", "rb") as f:
+            with open(f"{MNT}/f{i}", "rb") as f:
                 assert hashlib.sha256(f.read()).hexdigest() == s
     finally:
-        sh("umount", "/mnt/scst")
+        sh("umount", MNT)
     mgmt("targets/scst_local/mgmt", "del_target t1")
     mgmt("handlers/vdisk_blockio/mgmt", "del_device disk1")
 
