@@ -50,6 +50,10 @@ def devices(host, lun=0):
         sd = glob.glob(base + "/block/*")
         sg = glob.glob(base + "/scsi_generic/*")
         if sd and sg:
+            # udev probes a new disk through sd, on the same I_T_L nexus as
+            # sg: let it finish, or its reads take the unit attentions a
+            # test raises next.
+            sh("udevadm", "settle", check=False)
             return "/dev/" + os.path.basename(sd[0]), "/dev/" + os.path.basename(sg[0])
         time.sleep(0.2)
     raise AssertionError(f"no sd/sg for {host} LUN {lun}")
