@@ -6,16 +6,19 @@
 use super::mgmt::{MgmtError, Params};
 use super::sense::{Sense, SenseFormat};
 use super::session::TgtDev;
+use super::task_set::{Refusal, Slot, TaskAttr, TaskSet, Ticket};
 use super::MgmtFailure;
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::sg::SgList;
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, SysfsBuf, SysfsOps};
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
-    alloc::flags::GFP_ATOMIC,
+    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    new_condvar, new_spinlock,
     prelude::*,
     str::{CStr, CString},
-    sync::{Arc, SpinLock},
+    sync::{Arc, CondVar, SpinLock},
 };
 
 /// A device handler: a backend kind such as `vdisk_fileio`, listed under
@@ -111,6 +114,14 @@ pub(crate) fn device_type_name(device_type: u8) -> &'static str {
     }
 }
 
+/// Commands a device accepts in its task set from all nexuses together
+/// (SCST's per-device limit).
+pub(crate) const MAX_DEV_COMMANDS: u32 = 256;
+
+/// Default commands one I_T_L nexus may have in the task set
+/// (`max_tgt_dev_commands`), as SCST's.
+pub(crate) const DEFAULT_TGT_DEV_COMMANDS: u32 = 64;
+
 /// A device as the core and its sessions share it. Attribute reads never
 /// touch the registry lock.
 #[pin_data]
@@ -122,9 +133,76 @@ pub(crate) struct DeviceState {
     /// Every I_T_L nexus of this device, for unit attentions.
     #[pin]
     pub(crate) tgt_devs: SpinLock<KVec<Arc<TgtDev>>>,
+    /// The commands accepted and not ended, by arrival (ordering and
+    /// queue depth).
+    #[pin]
+    task_set: SpinLock<TaskSet<KVec<Slot>>>,
+    /// Commands waiting for older ones (by task attribute) sleep here.
+    #[pin]
+    task_set_changed: CondVar,
+    /// Commands one nexus may have in the task set.
+    pub(crate) max_tgt_dev_commands: AtomicU32,
 }
 
 impl DeviceState {
+    /// A device's shared state around its logical unit.
+    pub(crate) fn new(
+        name: CString,
+        handler_name: &'static str,
+        device_type: u8,
+        lu: Arc<dyn LogicalUnit>,
+    ) -> Result<Arc<Self>> {
+        let mut slots = KVec::new();
+        slots.extend_with(MAX_DEV_COMMANDS as usize, Slot::FREE, GFP_KERNEL)?;
+        let task_set = TaskSet::new(slots);
+        Arc::pin_init(
+            pin_init!(Self {
+                name,
+                handler_name,
+                device_type,
+                lu,
+                tgt_devs <- new_spinlock!(KVec::new()),
+                task_set <- new_spinlock!(task_set),
+                task_set_changed <- new_condvar!(),
+                max_tgt_dev_commands: AtomicU32::new(DEFAULT_TGT_DEV_COMMANDS),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Accepts a received command of `tgt_dev` into the task set (INIT),
+    /// or says which status refuses it.
+    pub(crate) fn admit(&self, tgt_dev: &TgtDev, attr: TaskAttr) -> Result<Ticket, Refusal> {
+        let limit = self.max_tgt_dev_commands.load(Ordering::Relaxed);
+        let mut ts = self.task_set.lock();
+        let ticket = ts.admit(attr, tgt_dev.active.load(Ordering::Relaxed), limit)?;
+        // Under the task set's lock: the count and the set agree.
+        tgt_dev.active.fetch_add(1, Ordering::Relaxed);
+        Ok(ticket)
+    }
+
+    /// Sleeps until the task attributes of older commands let `ticket`'s
+    /// command start. Older commands run in other contexts and end on
+    /// their own, so the wait is bounded by their execution.
+    pub(crate) fn wait_to_start(&self, ticket: Ticket) {
+        let mut ts = self.task_set.lock();
+        while !ts.may_start(ticket) {
+            self.task_set_changed.wait(&mut ts);
+        }
+    }
+
+    /// Ends `ticket`'s command (FINISHED); waiters re-check.
+    pub(crate) fn end(&self, tgt_dev: &TgtDev, ticket: Ticket) {
+        let wake = {
+            let mut ts = self.task_set.lock();
+            tgt_dev.active.fetch_sub(1, Ordering::Relaxed);
+            ts.end(ticket)
+        };
+        if wake {
+            self.task_set_changed.notify_all();
+        }
+    }
+
     /// Queues a unit attention on every I_T_L nexus of the device but
     /// `except`.
     pub(crate) fn raise_ua(&self, sense: Sense, except: Option<&TgtDev>) {
@@ -152,10 +230,12 @@ impl DeviceState {
     }
 }
 
-/// The attribute files of `devices/<name>/`: `type` and the logical unit's.
+/// The attribute files of `devices/<name>/`: the core's and the logical
+/// unit's.
 #[derive(Clone, Copy)]
 pub(crate) enum DeviceAttr {
     Type,
+    MaxTgtDevCommands,
     Lu(usize),
 }
 
@@ -172,16 +252,36 @@ impl SysfsOps for DeviceState {
                     device_type_name(self.device_type)
                 );
             }
+            DeviceAttr::MaxTgtDevCommands => {
+                let _ = writeln!(out, "{}", self.max_tgt_dev_commands.load(Ordering::Relaxed));
+            }
             DeviceAttr::Lu(i) => self.lu.show(i, out),
         }
         Ok(())
     }
 
     fn store(&self, attr: DeviceAttr, input: &[u8]) -> Result {
-        let DeviceAttr::Lu(i) = attr else {
-            return Err(EACCES);
-        };
         let text = core::str::from_utf8(input).map_err(|_| EINVAL)?.trim();
+        let i = match attr {
+            DeviceAttr::Lu(i) => i,
+            DeviceAttr::MaxTgtDevCommands => {
+                let n = super::mgmt::parse_u64(text)
+                    .filter(|n| (1..=u64::from(MAX_DEV_COMMANDS)).contains(n))
+                    .ok_or_else(|| {
+                        pr_err!(
+                            "device {}: max_tgt_dev_commands {:?}: not a number from 1 to {}\n",
+                            &*self.name,
+                            text,
+                            MAX_DEV_COMMANDS
+                        );
+                        EINVAL
+                    })?;
+                // Commands already accepted stay; new ones see the limit.
+                self.max_tgt_dev_commands.store(n as u32, Ordering::Relaxed);
+                return Ok(());
+            }
+            DeviceAttr::Type => return Err(EACCES),
+        };
         match self.lu.store(i, text) {
             Ok(AttrChange::Capacity) => {
                 pr_info!(

@@ -23,6 +23,10 @@ pub(crate) mod sense;
 pub(crate) mod session;
 mod slots;
 pub(crate) mod target;
+// Pure logic shared with the host tests; iSCSI and SRP decode the other
+// attributes.
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod task_set;
 
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, Mode, SysfsBuf, SysfsOps};
 use core::fmt::Write;
@@ -32,7 +36,7 @@ use kernel::{
     alloc::{flags::GFP_KERNEL, AllocError},
     c_str,
     error::code::*,
-    fmt, new_mutex, new_spinlock,
+    fmt, new_mutex,
     prelude::*,
     str::CString,
     sync::{Arc, Mutex},
@@ -275,17 +279,7 @@ impl Scst {
             .map(|h| h.dir.to_ref())
             .ok_or(ENODEV)?;
         let dev_name = cstring(name)?;
-        let lu_for_state = lu.clone();
-        let state = Arc::pin_init(
-            pin_init!(DeviceState {
-                name: dev_name,
-                handler_name: handler.name(),
-                device_type: handler.device_type(),
-                lu: lu_for_state,
-                tgt_devs <- new_spinlock!(KVec::new()),
-            }),
-            GFP_KERNEL,
-        )?;
+        let state = DeviceState::new(dev_name, handler.name(), handler.device_type(), lu.clone())?;
         let dir = Dir::new(&self.devices_dir, name)?;
         let mut files = KVec::new();
         files.push(
@@ -295,6 +289,16 @@ impl Scst {
                 Mode::ReadOnly,
                 state.clone(),
                 DeviceAttr::Type,
+            )?,
+            GFP_KERNEL,
+        )?;
+        files.push(
+            File::new(
+                &dir,
+                c_str!("max_tgt_dev_commands"),
+                Mode::ReadWrite,
+                state.clone(),
+                DeviceAttr::MaxTgtDevCommands,
             )?,
             GFP_KERNEL,
         )?;

@@ -26,9 +26,10 @@
 use super::cdb::{self, Cdb, Out};
 use super::device::{DeviceState, ExecCmd};
 use super::sense::{self, Sense, SenseFormat, MAX_SENSE_LEN};
+use super::task_set::{Refusal, TaskAttr, Ticket};
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::sg::SgList;
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
     new_condvar, new_spinlock,
@@ -44,6 +45,10 @@ pub(crate) mod status {
     pub(crate) const GOOD: u8 = 0x00;
     /// CHECK CONDITION.
     pub(crate) const CHECK_CONDITION: u8 = 0x02;
+    /// BUSY.
+    pub(crate) const BUSY: u8 = 0x08;
+    /// TASK SET FULL.
+    pub(crate) const TASK_SET_FULL: u8 = 0x28;
 }
 
 /// Unit attentions queued on one I_T_L nexus, oldest first.
@@ -97,6 +102,9 @@ pub(crate) struct TgtDev {
     pub(crate) dev: Arc<DeviceState>,
     #[pin]
     ua: SpinLock<UaQueue>,
+    /// Commands of this nexus in the device's task set (changed under
+    /// the task set's lock).
+    pub(crate) active: AtomicU32,
 }
 
 impl TgtDev {
@@ -107,6 +115,7 @@ impl TgtDev {
                 read_only,
                 dev,
                 ua <- new_spinlock!(UaQueue::new()),
+                active: AtomicU32::new(0),
             }),
             GFP_KERNEL,
         )
@@ -159,6 +168,12 @@ impl Response {
         }
     }
 
+    fn status(status: u8) -> Self {
+        let mut r = Self::good(0);
+        r.status = status;
+        r
+    }
+
     fn check_condition(sense: Sense, format: SenseFormat) -> Self {
         let mut r = Self::good(0);
         r.status = status::CHECK_CONDITION;
@@ -177,18 +192,33 @@ pub(crate) struct Command {
     session: Arc<Session>,
     tag: u32,
     lun: Option<u64>,
+    /// The I_T_L nexus, when the LUN exists.
+    tgt_dev: Option<Arc<TgtDev>>,
+    /// The command's place in the device's task set, or why it got none.
+    admission: Option<core::result::Result<Ticket, Refusal>>,
 }
 
 impl Command {
-    /// PARSE to XMIT: runs the command and returns what to send.
+    /// PARSE to XMIT: runs the command and returns what to send. Sleeps
+    /// first while its task attribute holds it behind older commands.
     pub(crate) fn execute(&self, cdb: &[u8], data: &mut SgList<'_>) -> Response {
-        self.session.dispatch(self.lun, cdb, data)
+        match (&self.tgt_dev, self.admission) {
+            (_, Some(Err(Refusal::TaskSetFull))) => return Response::status(status::TASK_SET_FULL),
+            (_, Some(Err(Refusal::Busy))) => return Response::status(status::BUSY),
+            (Some(t), Some(Ok(ticket))) => t.dev.wait_to_start(ticket),
+            _ => {}
+        }
+        self.session.dispatch(self.tgt_dev.as_ref(), cdb, data)
     }
 }
 
 impl Drop for Command {
-    /// FINISHED: out of the in-flight set; task management waiting wakes.
+    /// FINISHED: out of the task set and the in-flight set; commands and
+    /// task management waiting for it wake.
     fn drop(&mut self) {
+        if let (Some(t), Some(Ok(ticket))) = (&self.tgt_dev, self.admission) {
+            t.dev.end(t, ticket);
+        }
         {
             let mut f = self.session.in_flight.lock();
             let lun = self.lun.unwrap_or(u64::MAX);
@@ -217,6 +247,10 @@ pub(crate) struct Session {
     #[pin]
     quiesced: CondVar,
     pub(crate) commands: AtomicU64,
+    /// Commands refused with TASK SET FULL.
+    pub(crate) task_set_full: AtomicU64,
+    /// Commands refused with BUSY.
+    pub(crate) busy: AtomicU64,
 }
 
 impl Session {
@@ -235,6 +269,8 @@ impl Session {
                 in_flight <- new_spinlock!(InFlight { commands }),
                 quiesced <- new_condvar!(),
                 commands: AtomicU64::new(0),
+                task_set_full: AtomicU64::new(0),
+                busy: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )
@@ -333,8 +369,10 @@ impl Session {
 
     /// INIT: records a received command as in flight, from now until the
     /// returned [`Command`] is dropped (after XMIT), so that task
-    /// management waits for it even while it is queued for execution.
-    pub(crate) fn begin(self: &Arc<Self>, lun: [u8; 8], tag: u32) -> Command {
+    /// management waits for it even while it is queued for execution, and
+    /// places it in its device's task set in arrival order (`attr` decides
+    /// what it waits for; a full task set refuses it).
+    pub(crate) fn begin(self: &Arc<Self>, lun: [u8; 8], tag: u32, attr: TaskAttr) -> Command {
         self.commands.fetch_add(1, Ordering::Relaxed);
         let lun = cdb::decode_lun(lun);
         {
@@ -342,38 +380,54 @@ impl Session {
             // Reserved in `new` beyond the drivers' queue depths.
             let _ = f.commands.push((tag, lun.unwrap_or(u64::MAX)), GFP_ATOMIC);
         }
+        let tgt_dev = lun.and_then(|l| self.find(l));
+        let admission = tgt_dev.as_ref().map(|t| t.dev.admit(t, attr));
+        match admission {
+            Some(Err(Refusal::TaskSetFull)) => {
+                self.task_set_full.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Err(Refusal::Busy)) => {
+                self.busy.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
         Command {
             session: self.clone(),
             tag,
             lun,
+            tgt_dev,
+            admission,
         }
     }
 
-    fn dispatch(&self, lun: Option<u64>, cdb_bytes: &[u8], data: &mut SgList<'_>) -> Response {
+    fn dispatch(
+        &self,
+        tgt_dev: Option<&Arc<TgtDev>>,
+        cdb_bytes: &[u8],
+        data: &mut SgList<'_>,
+    ) -> Response {
         let cdb = Cdb(cdb_bytes);
         let opcode = cdb.opcode();
-        let tgt_dev = lun.and_then(|l| self.find(l));
+
         // The sense format is looked up only where a command fails: the
         // logical unit's mode lock stays off the good path.
-        let format_of = |t: &Option<Arc<TgtDev>>| {
-            t.as_ref()
-                .map_or(SenseFormat::Fixed, |t| t.dev.lu.sense_format())
-        };
+        let format_of =
+            |t: Option<&Arc<TgtDev>>| t.map_or(SenseFormat::Fixed, |t| t.dev.lu.sense_format());
         if cdb_bytes.is_empty() || Cdb::group_len(opcode).is_some_and(|n| cdb_bytes.len() < n) {
             return Response::check_condition(
                 Sense::invalid_cdb_field(0, None),
-                format_of(&tgt_dev),
+                format_of(tgt_dev),
             );
         }
         if opcode == cdb::op::REPORT_LUNS {
             return self.core_data_in(
                 data,
-                format_of(&tgt_dev),
+                format_of(tgt_dev),
                 |out| {
                     let mut luns = KVec::new();
                     self.lun_numbers(&mut luns)
                         .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
-                    if let Some(t) = &tgt_dev {
+                    if let Some(t) = tgt_dev {
                         // REPORT LUNS clears this nexus' REPORTED LUNS DATA HAS
                         // CHANGED (SPC-4 6.33).
                         let mut q = t.ua.lock();
@@ -449,7 +503,7 @@ impl Session {
                 if done.mode_changed {
                     tgt_dev
                         .dev
-                        .raise_ua(sense::MODE_PARAMETERS_CHANGED, Some(&tgt_dev));
+                        .raise_ua(sense::MODE_PARAMETERS_CHANGED, Some(tgt_dev));
                 }
                 Response::good(done.data_in)
             }

@@ -603,6 +603,8 @@ pub(crate) enum SessionAttr {
     InitiatorName,
     Commands,
     ActiveCommands,
+    TaskSetFull,
+    Busy,
 }
 
 impl SysfsOps for Session {
@@ -613,6 +615,10 @@ impl SysfsOps for Session {
             SessionAttr::InitiatorName => writeln!(out, "{}", &*self.initiator),
             SessionAttr::Commands => writeln!(out, "{}", self.commands.load(Ordering::Relaxed)),
             SessionAttr::ActiveCommands => writeln!(out, "{}", self.active_commands()),
+            SessionAttr::TaskSetFull => {
+                writeln!(out, "{}", self.task_set_full.load(Ordering::Relaxed))
+            }
+            SessionAttr::Busy => writeln!(out, "{}", self.busy.load(Ordering::Relaxed)),
         };
         Ok(())
     }
@@ -774,6 +780,8 @@ impl Scst {
             (c_str!("initiator_name"), SessionAttr::InitiatorName),
             (c_str!("commands"), SessionAttr::Commands),
             (c_str!("active_commands"), SessionAttr::ActiveCommands),
+            (c_str!("task_set_full"), SessionAttr::TaskSetFull),
+            (c_str!("busy"), SessionAttr::Busy),
         ] {
             files.push(
                 File::new(&dir, file, Mode::ReadOnly, session.clone(), attr)?,

@@ -19,6 +19,7 @@ use crate::scst_core::{
     mgmt::{collect_params, Line, MgmtError},
     session::{Command, Session},
     target::{SessionHandle, TargetDriver},
+    task_set::TaskAttr,
     MgmtOutcome, Registry, Scst,
 };
 use kernel::{
@@ -73,7 +74,12 @@ fn run(command: Command, mut cmd: ScsiCmnd) {
 
 impl LocalHostOps for LocalOps {
     fn queue_command(&self, cmd: ScsiCmnd) {
-        let command = self.session.begin(lun_from_linux(cmd.lun()), cmd.tag());
+        let command = self.session.begin(
+            lun_from_linux(cmd.lun()),
+            cmd.tag(),
+            // The midlayer sends every command SIMPLE.
+            TaskAttr::Simple,
+        );
         if !cmd.in_bio_submission() {
             // The usual case (kblockd, SG_IO, plug flush): execute in the
             // caller's context, no switch.

@@ -261,6 +261,32 @@ def test_fio_verify_fileio(scst, block_size):
     fio(sd, block_size)
 
 
+def test_queue_depth_task_set_full(scst):
+    """Past max_tgt_dev_commands a nexus gets TASK SET FULL; the midlayer
+    retries those commands and no write is lost."""
+    path = backing_file("qd", 32 << 20)
+    sd, _ = lun_disk("vdisk_fileio", "disk1", f"filename={path}")
+    attr = "devices/disk1/max_tgt_dev_commands"
+    assert read(attr).strip() == "64"
+    for bad in ["0", "257", "x", "-1"]:
+        assert write(attr, bad) == 22, bad
+    assert read(attr).strip() == "64"
+    assert write(attr, "1") == 0
+    session = "targets/scst_local/t1/sessions/s1"
+    # Eight jobs, each verifying its own 2 MiB: they overlap in the target
+    # (two CPUs run their commands at once), one command may be in the set.
+    fio(sd, 4096, size="2M", extra=["--numjobs=8", "--offset_increment=2M"])
+    full = int(read(f"{session}/task_set_full"))
+    assert full > 0, "no command was refused with TASK SET FULL"
+    # One nexus alone never meets the device-wide limit: no BUSY.
+    assert read(f"{session}/busy").strip() == "0"
+    assert read(f"{session}/active_commands").strip() == "0"
+    assert write(attr, "64") == 0
+    before = int(read(f"{session}/task_set_full"))
+    fio(sd, 4096, size="2M", extra=["--numjobs=8", "--offset_increment=2M"])
+    assert int(read(f"{session}/task_set_full")) == before
+
+
 @pytest.fixture
 def loopdev():
     path = backing_file("loop", 64 << 20)

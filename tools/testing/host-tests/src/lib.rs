@@ -14,6 +14,9 @@ pub mod core_mgmt;
 #[path = "../../../../scst_core/sense.rs"]
 #[doc(hidden)]
 pub mod core_sense;
+#[path = "../../../../scst_core/task_set.rs"]
+#[doc(hidden)]
+pub mod core_task_set;
 #[path = "../../../../scst_iscsi/pdu.rs"]
 #[doc(hidden)]
 pub mod iscsi_pdu;
@@ -29,6 +32,7 @@ pub mod scst_core {
     pub use super::core_cdb as cdb;
     pub use super::core_mgmt as mgmt;
     pub use super::core_sense as sense;
+    pub use super::core_task_set as task_set;
 }
 
 /// The modules of `scst_vdisk/` that need no kernel.
