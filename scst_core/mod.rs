@@ -127,6 +127,12 @@ pub(crate) struct Scst {
 }
 
 impl Scst {
+    /// Runs `f` under the registry lock, for a driver's own lookups (an
+    /// iSCSI login finding its target); never from a sysfs read.
+    pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
+        f(&mut self.registry.lock())
+    }
+
     /// Runs one management write under the registry lock and records its
     /// result in `last_sysfs_mgmt_res` and, on failure, the kernel log.
     pub(crate) fn run_mgmt<'a>(

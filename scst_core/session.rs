@@ -557,6 +557,13 @@ impl Session {
         self.quiesce(|t, _| t == tag)
     }
 
+    /// ABORT TASK SET / CLEAR TASK SET from this nexus: waits for this
+    /// session's commands to the LUN (they run to completion; the driver
+    /// drops those it had not started).
+    pub(crate) fn abort_task_set(&self, lun: u64) -> bool {
+        self.quiesce(|_, l| l == lun)
+    }
+
     /// LUN RESET: waits for the LUN's commands, clears its unit attentions
     /// on every nexus and raises BUS DEVICE RESET FUNCTION OCCURRED.
     pub(crate) fn lun_reset(&self, lun: u64) -> bool {

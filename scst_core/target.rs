@@ -19,7 +19,13 @@ use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, Mode, SysfsBuf, SysfsOps};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use kernel::{alloc::flags::GFP_KERNEL, c_str, prelude::*, str::CString, sync::Arc};
+use kernel::{
+    alloc::flags::GFP_KERNEL,
+    c_str, fmt,
+    prelude::*,
+    str::{CStr, CString},
+    sync::Arc,
+};
 
 /// A target driver (scst_local, iscsi, ...): owns `targets/<name>/mgmt`.
 pub(crate) trait TargetDriver: Send + Sync + 'static {
@@ -37,6 +43,20 @@ pub(crate) trait TargetDriver: Send + Sync + 'static {
         registry: &mut Registry,
         line: Line<'a>,
     ) -> MgmtOutcome<'a>;
+
+    /// Attribute files of `targets/<name>/` besides `mgmt` (e.g. iSCSI's
+    /// `enabled`).
+    fn attributes(&self) -> &'static [&'static CStr] {
+        &[]
+    }
+
+    /// Shows attribute `index` of [`Self::attributes`].
+    fn show_attribute(&self, _index: usize, _out: &mut SysfsBuf) {}
+
+    /// Writes attribute `index` of [`Self::attributes`].
+    fn store_attribute(&self, _scst: &Arc<Scst>, _index: usize, _value: &str) -> Result {
+        Err(EACCES)
+    }
 }
 
 /// The driver side of a session, dropped (first) when the session ends.
@@ -50,7 +70,7 @@ pub(crate) trait SessionHandle: Send + Sync {
 pub(crate) struct DriverEntry {
     pub(crate) driver: Arc<dyn TargetDriver>,
     targets: KVec<Target>,
-    _mgmt: File<DriverOps>,
+    _files: KVec<File<DriverOps>>,
     dir: Dir,
 }
 
@@ -81,6 +101,8 @@ struct Group {
 
 struct SessionEntry {
     session: Arc<Session>,
+    /// The directory's name under `sessions/`.
+    dir_name: CString,
     /// Dropped first: the driver stops submitting before the LUNs go.
     handle: Option<Arc<dyn SessionHandle>>,
     _link: Option<Link>,
@@ -131,6 +153,52 @@ fn target_mut<'r>(
 
 fn name_eq(c: &CString, s: &str) -> bool {
     c.as_bytes() == s.as_bytes()
+}
+
+impl Target {
+    /// Creates session `dir_name` (under `sessions/`) of `initiator`.
+    fn open_session(
+        &mut self,
+        initiator: &str,
+        dir_name: &str,
+        target: &str,
+        make: impl FnOnce(Arc<Session>) -> Result<Arc<dyn SessionHandle>>,
+    ) -> Result<Arc<Session>> {
+        let session = Session::new(initiator, self.state.clone())?;
+        let dir = Dir::new(&self.sessions_dir, dir_name)?;
+        let mut files = KVec::new();
+        for (file, attr) in [
+            (c_str!("initiator_name"), SessionAttr::InitiatorName),
+            (c_str!("commands"), SessionAttr::Commands),
+            (c_str!("active_commands"), SessionAttr::ActiveCommands),
+            (c_str!("task_set_full"), SessionAttr::TaskSetFull),
+            (c_str!("busy"), SessionAttr::Busy),
+        ] {
+            files.push(
+                File::new(&dir, file, Mode::ReadOnly, session.clone(), attr)?,
+                GFP_KERNEL,
+            )?;
+        }
+        let views = self.views_for(&session.initiator)?;
+        session.set_luns(&views, true)?;
+        let mut entry = SessionEntry {
+            session: session.clone(),
+            handle: None,
+            _link: None,
+            _files: files,
+            dir_name: cstring(dir_name)?,
+            _dir: dir,
+        };
+        let session_ret = session.clone();
+        let handle = make(session)?;
+        if let Some((link_name, to)) = handle.sysfs_link() {
+            entry._link = Some(Link::new(&entry._dir, link_name, &to)?);
+        }
+        entry.handle = Some(handle);
+        self.sessions.push(entry, GFP_KERNEL)?;
+        pr_info!("added session {} to target {}\n", dir_name, target);
+        Ok(session_ret)
+    }
 }
 
 impl Target {
@@ -581,19 +649,38 @@ struct DriverOps {
     driver: Arc<dyn TargetDriver>,
 }
 
-impl SysfsOps for DriverOps {
-    type Attr = ();
+/// The files of `targets/<driver>/`.
+#[derive(Clone, Copy)]
+enum DriverAttr {
+    Mgmt,
+    Other(usize),
+}
 
-    fn show(&self, (): (), out: &mut SysfsBuf) -> Result {
-        let _ = out.write_str(self.driver.mgmt_help());
+impl SysfsOps for DriverOps {
+    type Attr = DriverAttr;
+
+    fn show(&self, attr: DriverAttr, out: &mut SysfsBuf) -> Result {
+        match attr {
+            DriverAttr::Mgmt => {
+                let _ = out.write_str(self.driver.mgmt_help());
+            }
+            DriverAttr::Other(i) => self.driver.show_attribute(i, out),
+        }
         Ok(())
     }
 
-    fn store(&self, (): (), input: &[u8]) -> Result {
-        self.scst
-            .run_mgmt(self.driver.name(), input, |registry, line| {
-                self.driver.mgmt(&self.scst, registry, line)
-            })
+    fn store(&self, attr: DriverAttr, input: &[u8]) -> Result {
+        match attr {
+            DriverAttr::Mgmt => self
+                .scst
+                .run_mgmt(self.driver.name(), input, |registry, line| {
+                    self.driver.mgmt(&self.scst, registry, line)
+                }),
+            DriverAttr::Other(i) => {
+                let text = core::str::from_utf8(input).map_err(|_| EINVAL)?.trim();
+                self.driver.store_attribute(&self.scst, i, text)
+            }
+        }
     }
 }
 
@@ -646,11 +733,33 @@ impl Scst {
             },
             GFP_KERNEL,
         )?;
-        let mgmt = File::new(&dir, c_str!("mgmt"), Mode::ReadWrite, ops, ())?;
+        let mut files = KVec::new();
+        files.push(
+            File::new(
+                &dir,
+                c_str!("mgmt"),
+                Mode::ReadWrite,
+                ops.clone(),
+                DriverAttr::Mgmt,
+            )?,
+            GFP_KERNEL,
+        )?;
+        for (i, name) in driver.attributes().iter().enumerate() {
+            files.push(
+                File::new(
+                    &dir,
+                    name,
+                    Mode::ReadWrite,
+                    ops.clone(),
+                    DriverAttr::Other(i),
+                )?,
+                GFP_KERNEL,
+            )?;
+        }
         registry.drivers.insert(DriverEntry {
             driver,
             targets: KVec::new(),
-            _mgmt: mgmt,
+            _files: files,
             dir,
         })
     }
@@ -773,38 +882,82 @@ impl Scst {
         {
             return Err(MgmtError::AlreadyExists(initiator).into());
         }
-        let session = Session::new(initiator, t.state.clone())?;
-        let dir = Dir::new(&t.sessions_dir, initiator)?;
-        let mut files = KVec::new();
-        for (file, attr) in [
-            (c_str!("initiator_name"), SessionAttr::InitiatorName),
-            (c_str!("commands"), SessionAttr::Commands),
-            (c_str!("active_commands"), SessionAttr::ActiveCommands),
-            (c_str!("task_set_full"), SessionAttr::TaskSetFull),
-            (c_str!("busy"), SessionAttr::Busy),
-        ] {
-            files.push(
-                File::new(&dir, file, Mode::ReadOnly, session.clone(), attr)?,
-                GFP_KERNEL,
-            )?;
-        }
-        let views = t.views_for(&session.initiator)?;
-        session.set_luns(&views, true)?;
-        let mut entry = SessionEntry {
-            session: session.clone(),
-            handle: None,
-            _link: None,
-            _files: files,
-            _dir: dir,
-        };
-        let handle = make(session)?;
-        if let Some((link_name, to)) = handle.sysfs_link() {
-            entry._link = Some(Link::new(&entry._dir, link_name, &to)?);
-        }
-        entry.handle = Some(handle);
-        t.sessions.push(entry, GFP_KERNEL)?;
-        pr_info!("added session {} to target {}\n", initiator, target);
+        t.open_session(initiator, initiator, target, make)?;
         Ok(())
+    }
+
+    /// Opens a session for a network initiator, which may hold several
+    /// sessions on one target: the directory is `sessions/<initiator>`,
+    /// or `<initiator>_N` for the N-th further one.
+    pub(crate) fn add_network_session(
+        self: &Arc<Self>,
+        registry: &mut Registry,
+        driver: &str,
+        target: &str,
+        initiator: &str,
+        make: impl FnOnce(Arc<Session>) -> Result<Arc<dyn SessionHandle>>,
+    ) -> Result<Arc<Session>> {
+        let t = target_mut(&mut registry.drivers, driver, target.as_bytes()).ok_or(ENOENT)?;
+        let mut dir_name = CString::try_from_fmt(fmt!("{}", initiator))?;
+        let mut n = 1u32;
+        while t
+            .sessions
+            .iter()
+            .any(|s| s.dir_name.as_bytes() == dir_name.as_bytes())
+        {
+            dir_name = CString::try_from_fmt(fmt!("{}_{}", initiator, n))?;
+            n += 1;
+        }
+        let name = dir_name.to_str().map_err(|_| EINVAL)?;
+        t.open_session(initiator, name, target, make)
+    }
+
+    /// Closes `session` if it is still open (a network session ending on
+    /// its own; a racing `del_target` may have closed it already).
+    pub(crate) fn remove_session(registry: &mut Registry, driver: &str, session: &Arc<Session>) {
+        let Some(entry) = driver_mut(&mut registry.drivers, driver) else {
+            return;
+        };
+        for t in entry.targets.iter_mut() {
+            if let Some(i) = t
+                .sessions
+                .iter()
+                .position(|s| Arc::ptr_eq(&s.session, session))
+            {
+                if let Some(gone) = t.sessions.swap_remove(i) {
+                    pr_info!(
+                        "{}: session {} of target {} closed\n",
+                        driver,
+                        &*gone.dir_name,
+                        &*t.name
+                    );
+                    drop(gone);
+                }
+                return;
+            }
+        }
+    }
+
+    /// The shared state of target `name` of `driver`.
+    pub(crate) fn target_state(
+        registry: &mut Registry,
+        driver: &str,
+        name: &[u8],
+    ) -> Option<Arc<TargetState>> {
+        target_mut(&mut registry.drivers, driver, name).map(|t| t.state.clone())
+    }
+
+    /// Calls `f` with the name and state of each target of `driver`.
+    pub(crate) fn for_each_target(
+        registry: &Registry,
+        driver: &str,
+        mut f: impl FnMut(&CStr, &Arc<TargetState>),
+    ) {
+        if let Some(d) = registry.drivers.iter().find(|d| d.driver.name() == driver) {
+            for t in d.targets.iter() {
+                f(&t.name, &t.state);
+            }
+        }
     }
 
     /// Closes a session: the driver side first, then its LUN nexuses.
