@@ -58,4 +58,34 @@ struct scatterlist *scst_rs_cmd_sg(struct scsi_cmnd *cmd, unsigned int *nents,
 void scst_rs_cmd_done(struct scsi_cmnd *cmd, u8 status, const u8 *sense,
 		      unsigned int sense_len, unsigned int resid, bool error);
 
+/* Kernel TCP sockets, page buffers, owned workqueues (net_helpers.c). */
+struct socket;
+struct scst_rs_pages;
+struct workqueue_struct;
+int scst_rs_tcp_listen(bool ipv6, const u8 *addr, u16 port, int backlog,
+		       struct socket **out);
+int scst_rs_sock_accept(struct socket *listener, struct socket **out);
+void scst_rs_sock_shutdown(struct socket *sock);
+void scst_rs_sock_release(struct socket *sock);
+int scst_rs_sock_addr(struct socket *sock, bool peer, char *buf, size_t len);
+int scst_rs_sock_local_ip(struct socket *sock, char *buf, size_t len);
+int scst_rs_sock_recv(struct socket *sock, void *buf, size_t len);
+int scst_rs_sock_recv_sg(struct socket *sock, struct scatterlist *sgl,
+			 unsigned int nents, size_t skip, size_t len);
+int scst_rs_sock_send(struct socket *sock, const void *const *bufs,
+		      const size_t *lens, size_t nr, bool more);
+int scst_rs_sock_send_sg(struct socket *sock, const void *head, size_t head_len,
+			 struct scatterlist *sgl, unsigned int nents,
+			 size_t skip, size_t len, const void *tail,
+			 size_t tail_len, bool more);
+struct scst_rs_pages *scst_rs_pages_alloc(size_t len);
+void scst_rs_pages_free(struct scst_rs_pages *p);
+struct scatterlist *scst_rs_pages_sg(struct scst_rs_pages *p,
+				     unsigned int *nents);
+struct workqueue_struct *scst_rs_alloc_workqueue(const char *name);
+void scst_rs_destroy_workqueue(struct workqueue_struct *wq);
+int scst_rs_shash_digest(const char *alg, const void *const *bufs,
+			 const size_t *lens, size_t nr, u8 *out, size_t out_len);
+void scst_rs_random_bytes(void *buf, size_t len);
+
 #endif /* SCST_RS_HELPERS_H */

@@ -7,8 +7,12 @@
 //! in safe Rust (they are compiled with `#![deny(unsafe_code)]`).
 
 pub(crate) mod bindings;
+pub(crate) mod crypto;
 pub(crate) mod file;
 pub(crate) mod kvec_ext;
+pub(crate) mod net;
+pub(crate) mod pages;
 pub(crate) mod scsi_host;
 pub(crate) mod sg;
 pub(crate) mod sysfs;
+pub(crate) mod wq;
