@@ -17,9 +17,18 @@ pub mod core_sense;
 #[path = "../../../../scst_core/task_set.rs"]
 #[doc(hidden)]
 pub mod core_task_set;
+#[path = "../../../../scst_iscsi/chap.rs"]
+#[doc(hidden)]
+pub mod iscsi_chap;
+#[path = "../../../../scst_iscsi/login.rs"]
+#[doc(hidden)]
+pub mod iscsi_login;
 #[path = "../../../../scst_iscsi/pdu.rs"]
 #[doc(hidden)]
 pub mod iscsi_pdu;
+#[path = "../../../../scst_iscsi/text.rs"]
+#[doc(hidden)]
+pub mod iscsi_text;
 #[path = "../../../../scst_vdisk/geometry.rs"]
 #[doc(hidden)]
 pub mod vdisk_geometry;
@@ -43,7 +52,10 @@ pub mod scst_vdisk {
 
 /// The modules of `scst_iscsi/` that need no kernel.
 pub mod scst_iscsi {
+    pub use super::iscsi_chap as chap;
+    pub use super::iscsi_login as login;
     pub use super::iscsi_pdu as pdu;
+    pub use super::iscsi_text as text;
 }
 
 pub use scst_core::mgmt;
