@@ -49,6 +49,8 @@ module! {
 }
 
 struct ScstModule {
+    // Dropped first: closes every iSCSI connection while the core stands.
+    _iscsi: scst_iscsi::Iscsi,
     _core: scst_core::Core,
 }
 
@@ -57,8 +59,12 @@ impl kernel::Module for ScstModule {
         let core = scst_core::Core::new()?;
         scst_vdisk::register(core.scst())?;
         scst_local::register(core.scst())?;
+        let iscsi = scst_iscsi::register(core.scst())?;
         pr_info!("scst-rs {} loaded\n", scst_core::VERSION);
-        Ok(Self { _core: core })
+        Ok(Self {
+            _iscsi: iscsi,
+            _core: core,
+        })
     }
 }
 
