@@ -289,18 +289,21 @@ impl ChapTarget {
         }
         let mut got = [0u8; MAX_DIGEST_LEN];
         let got_len = decode_binary(chap_r, &mut got).ok_or(ChapError::Malformed)?;
-        let secret = secret
-            .filter(|s| !s.is_empty())
-            .ok_or(ChapError::UnknownUser)?;
+        let secret = secret.filter(|s| !s.is_empty());
+        // An unknown name costs a digest too, so timing does not tell
+        // which names exist.
         let mut want = [0u8; MAX_DIGEST_LEN];
         let want_len = response(
             crypto,
             self.alg,
             self.id,
-            secret,
+            secret.unwrap_or(b"-"),
             self.own_challenge(),
             &mut want,
         )?;
+        if secret.is_none() {
+            return Err(ChapError::UnknownUser);
+        }
         let got = got.get(..got_len).unwrap_or(&[]);
         let want = want.get(..want_len).unwrap_or(&[]);
         if constant_time_eq(got, want) {

@@ -50,7 +50,8 @@
 //!   when they differ from the defaults. An answer that breaks the result
 //!   function (e.g. a larger `MaxBurstLength` than offered) fails the
 //!   login; `Reject` or `NotUnderstood` leave the default, which fails the
-//!   login only when the target cannot work with it.
+//!   login only when the target cannot work with it. Likewise a digest
+//!   list without CRC32C fails the login when the target requires CRC32C.
 //! - `TargetName` in a discovery session is accepted and ignored.
 //!
 //! Text spanning PDUs: a request with C=1 is stored and answered with an
@@ -58,12 +59,22 @@
 //! arrives. A response longer than 8192 bytes (the most a login response
 //! may carry) is sent in pieces with C=1, each fetched by an empty request.
 //! The storage the caller provides bounds both: its first half holds the
-//! request text, its second half the response.
+//! request text (more fails the login with an initiator error), its second
+//! half the response (more fails it with "out of resources", 0x0302).
 //!
-//! [`TextNegotiation`] runs the Text Requests of the full feature phase:
-//! `SendTargets` (through a [`TargetCatalog`]), and `MaxRecvDataSegmentLength`
-//! redeclared; every other known key is answered `Reject` (login-only
-//! keys), unknown keys `NotUnderstood`.
+//! [`TextNegotiation`] runs the Text Requests of the full feature phase,
+//! with the same C-bit gathering and a response split into pieces of the
+//! initiator's MaxRecvDataSegmentLength, each continued through a Target
+//! Transfer Tag:
+//! - `SendTargets` (through a [`TargetCatalog`]): in a discovery session
+//!   `All` lists every target the initiator may see, a name that target,
+//!   and an empty value is answered `Reject` (it asks for the session's
+//!   own target, which a discovery session has not); in a normal session
+//!   every query reports the session's own target only.
+//! - `MaxRecvDataSegmentLength` may be declared anew (RFC 7143 13.12).
+//! - Other known keys belong to login and are answered `Reject`; unknown
+//!   keys `NotUnderstood`. A malformed text, or a known key twice, earns a
+//!   Reject PDU (protocol error).
 
 use core::ops::DerefMut;
 
@@ -107,6 +118,9 @@ const DEFAULT_TIME2WAIT: u32 = 2;
 const DEFAULT_TIME2RETAIN: u32 = 20;
 const DEFAULT_MAX_BURST: u32 = 262_144;
 const DEFAULT_FIRST_BURST: u32 = 65_536;
+
+/// The default cap on the data segments the target sends.
+const DEFAULT_MAX_XMIT: u32 = 262_144;
 
 /// A Login Response's Status-Class and Status-Detail (RFC 7143, 11.13.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +228,7 @@ impl Default for TargetSettings {
             header_digest: DigestPolicy::Off,
             data_digest: DigestPolicy::Off,
             max_recv_data_segment_length: DEFAULT_MAX_RECV_DATA_SEGMENT_LENGTH,
-            max_xmit_data_segment_length: DEFAULT_MAX_BURST,
+            max_xmit_data_segment_length: DEFAULT_MAX_XMIT,
             max_burst_length: DEFAULT_MAX_BURST,
             first_burst_length: DEFAULT_FIRST_BURST,
             initial_r2t: true,
@@ -271,8 +285,10 @@ pub trait LoginTargets {
     /// Looks up target `target` for `initiator`.
     fn lookup(&self, target: &[u8], initiator: &[u8]) -> TargetLookup;
 
-    /// The settings of discovery sessions for `initiator` (`NotFound` and
-    /// `Disabled` both answer 0x0301).
+    /// The settings of discovery sessions for `initiator`: only the
+    /// digests, `max_recv_data_segment_length`,
+    /// `max_xmit_data_segment_length` and `chap_required` matter there.
+    /// `NotFound` and `Disabled` both answer 0x0301.
     fn discovery(&self, initiator: &[u8]) -> TargetLookup;
 
     /// The secret of the incoming CHAP user `user`, if configured.
