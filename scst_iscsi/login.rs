@@ -79,7 +79,7 @@
 use core::ops::DerefMut;
 
 use crate::scst_iscsi::chap::{ChapCrypto, ChapTarget, MAX_DIGEST_LEN};
-use crate::scst_iscsi::pdu::{RejectReason, BHS_LEN};
+use crate::scst_iscsi::pdu::{LoginPdu, RejectReason, TextPdu, BHS_LEN};
 use crate::scst_iscsi::text::{
     list_items, names_equal, pairs, parse_bool, parse_in_range, IscsiName, SendTargetsQuery,
     SendTargetsWriter, TargetCatalog, TextWriter, WriteError, IRRELEVANT, MAX_VALUE_LEN,
@@ -333,32 +333,23 @@ pub struct LoginRequest {
     pub exp_stat_sn: u32,
 }
 
-/// `N` bytes of a header from offset `at`.
-fn field<const N: usize>(bhs: &[u8; BHS_LEN], at: usize) -> [u8; N] {
-    let mut out = [0; N];
-    if let Some(src) = bhs.get(at..at + N) {
-        out.copy_from_slice(src);
-    }
-    out
-}
-
 impl LoginRequest {
     /// Decodes a Login Request's Basic Header Segment (RFC 7143, 11.12).
     pub fn from_bhs(bhs: &[u8; BHS_LEN]) -> Self {
-        let [_, flags, version_max, version_min] = field(bhs, 0);
+        let p = LoginPdu::parse(bhs);
         Self {
-            transit: flags & 0x80 != 0,
-            cont: flags & 0x40 != 0,
-            csg: (flags >> 2) & 3,
-            nsg: flags & 3,
-            version_max,
-            version_min,
-            isid: field(bhs, 8),
-            tsih: u16::from_be_bytes(field(bhs, 14)),
-            itt: u32::from_be_bytes(field(bhs, 16)),
-            cid: u16::from_be_bytes(field(bhs, 20)),
-            cmd_sn: u32::from_be_bytes(field(bhs, 24)),
-            exp_stat_sn: u32::from_be_bytes(field(bhs, 28)),
+            transit: p.transit,
+            cont: p.cont,
+            csg: p.csg,
+            nsg: p.nsg,
+            version_max: p.version_max,
+            version_min: p.version_min,
+            isid: p.isid,
+            tsih: p.tsih,
+            itt: p.itt,
+            cid: p.cid,
+            cmd_sn: p.cmd_sn,
+            exp_stat_sn: p.exp_stat_sn,
         }
     }
 }
@@ -1581,12 +1572,12 @@ pub struct TextRequest {
 impl TextRequest {
     /// Decodes a Text Request's Basic Header Segment (RFC 7143, 11.10).
     pub fn from_bhs(bhs: &[u8; BHS_LEN]) -> Self {
-        let [_, flags] = field(bhs, 0);
+        let p = TextPdu::parse(bhs);
         Self {
-            final_pdu: flags & 0x80 != 0,
-            cont: flags & 0x40 != 0,
-            itt: u32::from_be_bytes(field(bhs, 16)),
-            ttt: u32::from_be_bytes(field(bhs, 20)),
+            final_pdu: p.final_pdu,
+            cont: p.cont,
+            itt: p.itt,
+            ttt: p.ttt,
         }
     }
 }
