@@ -16,7 +16,7 @@
 use super::login::{Negotiated, TextNegotiation, TextOutcome, TextRequest};
 use super::login_phase::Catalog;
 use super::pdu::{self, *};
-use super::{DriverState, TargetParams};
+use super::{DriverState, QUEUED_COMMANDS};
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::TcpStream;
 use crate::kernel_ext::pages::Pages;
@@ -104,7 +104,8 @@ pub(crate) struct Ffp<'a> {
     pub(crate) drv: &'a Arc<DriverState>,
     /// `None` in a discovery session.
     pub(crate) session: Option<Arc<Session>>,
-    pub(crate) params: TargetParams,
+    /// The session's negotiated parameters.
+    pub(crate) params: Negotiated,
     /// Text Request negotiation (SendTargets), with its own buffers.
     text: TextNegotiation<KVec<u8>>,
     window: Window,
@@ -173,24 +174,18 @@ impl<'a> Ffp<'a> {
         conn: &'a Arc<Conn>,
         drv: &'a Arc<DriverState>,
         session: Option<Arc<Session>>,
-        negotiated: &Negotiated,
-        params: TargetParams,
+        params: Negotiated,
         exp_cmd_sn: u32,
     ) -> Result<Self> {
         let mut text_storage = KVec::new();
         text_storage.extend_with(TEXT_STORAGE, 0u8, GFP_KERNEL)?;
-        let text = TextNegotiation::new(
-            text_storage,
-            negotiated,
-            params.max_xmit_data_segment_length,
-        );
+        let text = TextNegotiation::new(text_storage, &params, params.max_xmit_data_segment_length);
         let mut scratch = KVec::new();
         scratch.extend_with(
             pdu::padded(params.max_recv_data_segment_length as usize),
             0u8,
             GFP_KERNEL,
         )?;
-        let queued_commands = params.queued_commands;
         Ok(Self {
             conn,
             drv,
@@ -199,7 +194,7 @@ impl<'a> Ffp<'a> {
             text,
             window: Window {
                 exp_cmd_sn,
-                queued_commands,
+                queued_commands: QUEUED_COMMANDS,
             },
             pending: KVec::new(),
             next_ttt: 1,
@@ -792,14 +787,7 @@ pub(crate) fn serve(drv: &Arc<DriverState>, conn: &Arc<Conn>) {
     };
     conn.set_stat_sn(login.stat_sn);
     let session = login.session.clone();
-    match Ffp::new(
-        conn,
-        drv,
-        login.session,
-        &login.negotiated,
-        login.params,
-        login.exp_cmd_sn,
-    ) {
+    match Ffp::new(conn, drv, login.session, login.negotiated, login.exp_cmd_sn) {
         Ok(mut ffp) => {
             if let Ending::Failed(e) = ffp.run() {
                 if !conn.closing.load(Ordering::Relaxed) {

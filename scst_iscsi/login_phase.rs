@@ -12,7 +12,7 @@ use super::login::{
 };
 use super::pdu::{padded, Bhs, InitiatorOpcode, LoginResponse, BHS_LEN};
 use super::text::{SendTargetsWriter, TargetCatalog};
-use super::{DriverState, IscsiSession, TargetParams, DRIVER};
+use super::{DriverState, IscsiSession, DRIVER, QUEUED_COMMANDS};
 use crate::kernel_ext::crypto;
 use crate::scst_core::{session::Session, target::SessionHandle, Scst};
 use core::sync::atomic::Ordering;
@@ -29,7 +29,6 @@ pub(crate) struct LoggedIn {
     /// `None` for a discovery session.
     pub(crate) session: Option<Arc<Session>>,
     pub(crate) negotiated: Negotiated,
-    pub(crate) params: TargetParams,
     pub(crate) exp_cmd_sn: u32,
     pub(crate) stat_sn: u32,
 }
@@ -60,16 +59,18 @@ impl ChapCrypto for KernelCrypto {
     }
 }
 
-/// The target's negotiation settings from its parameters.
-pub(crate) fn settings(p: &TargetParams) -> TargetSettings {
+/// What every target offers and limits (per-target attributes follow):
+/// SCST's defaults but for the segment sizes.
+fn target_settings() -> TargetSettings {
     TargetSettings {
-        max_recv_data_segment_length: p.max_recv_data_segment_length,
-        max_xmit_data_segment_length: p.max_xmit_data_segment_length,
-        max_burst_length: p.max_burst_length,
-        first_burst_length: p.first_burst_length,
-        initial_r2t: p.initial_r2t,
-        immediate_data: p.immediate_data,
-        max_outstanding_r2t: p.max_outstanding_r2t,
+        max_recv_data_segment_length: 256 << 10,
+        max_xmit_data_segment_length: 256 << 10,
+        max_burst_length: 1 << 20,
+        first_burst_length: 65536,
+        initial_r2t: false,
+        immediate_data: true,
+        // One R2T at a time is what the receive loop issues.
+        max_outstanding_r2t: 1,
         ..TargetSettings::default()
     }
 }
@@ -90,12 +91,12 @@ impl LoginTargets for CoreTargets<'_> {
             Some(s) if !s.enabled.load(Ordering::Relaxed) => TargetLookup::Disabled,
             // Access control is by LUN mapping (ini_groups), as in SCST: an
             // initiator outside every group sees the default LUNs.
-            Some(_) => TargetLookup::Found(settings(&TargetParams::DEFAULT)),
+            Some(_) => TargetLookup::Found(target_settings()),
         }
     }
 
     fn discovery(&self, _initiator: &[u8]) -> TargetLookup {
-        TargetLookup::Found(settings(&TargetParams::DEFAULT))
+        TargetLookup::Found(target_settings())
     }
 
     fn chap_secret(&self, _target: Option<&[u8]>, _user: &[u8]) -> Option<&[u8]> {
@@ -205,7 +206,7 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
             itt: req.itt,
             stat_sn,
             exp_cmd_sn,
-            max_cmd_sn: exp_cmd_sn.wrapping_add(TargetParams::DEFAULT.queued_commands - 1),
+            max_cmd_sn: exp_cmd_sn.wrapping_add(QUEUED_COMMANDS - 1),
             status_class: status.class,
             status_detail: status.detail,
             data_segment_len: data_len as u32,
@@ -225,18 +226,9 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
             return Err(EACCES);
         }
         if let Some(n) = negotiated {
-            let mut params = TargetParams::DEFAULT;
-            params.max_recv_data_segment_length = n.max_recv_data_segment_length;
-            params.max_xmit_data_segment_length = n.max_xmit_data_segment_length;
-            params.max_burst_length = n.max_burst_length;
-            params.first_burst_length = n.first_burst_length;
-            params.initial_r2t = n.initial_r2t;
-            params.immediate_data = n.immediate_data;
-            params.max_outstanding_r2t = n.max_outstanding_r2t;
             return Ok(LoggedIn {
                 session,
                 negotiated: n,
-                params,
                 exp_cmd_sn,
                 stat_sn: stat_sn.wrapping_add(1),
             });

@@ -47,34 +47,8 @@ const DRIVER: &str = "iscsi";
 /// The well-known iSCSI port.
 const ISCSI_PORT: u16 = 3260;
 
-/// Per-target iSCSI parameters (RFC 7143 section 13), as the target offers
-/// and limits them.
-#[derive(Clone, Copy)]
-pub(crate) struct TargetParams {
-    pub(crate) max_recv_data_segment_length: u32,
-    pub(crate) max_xmit_data_segment_length: u32,
-    pub(crate) max_burst_length: u32,
-    pub(crate) first_burst_length: u32,
-    pub(crate) initial_r2t: bool,
-    pub(crate) immediate_data: bool,
-    pub(crate) max_outstanding_r2t: u32,
-    pub(crate) queued_commands: u32,
-}
-
-impl TargetParams {
-    /// The defaults (SCST's, but for the segment sizes).
-    const DEFAULT: Self = Self {
-        max_recv_data_segment_length: 256 << 10,
-        max_xmit_data_segment_length: 256 << 10,
-        max_burst_length: 1 << 20,
-        first_burst_length: 65536,
-        initial_r2t: false,
-        immediate_data: true,
-        // One R2T at a time is what the receive loop issues.
-        max_outstanding_r2t: 1,
-        queued_commands: 32,
-    };
-}
+/// The command window each session gets (ExpCmdSN to MaxCmdSN).
+const QUEUED_COMMANDS: u32 = 32;
 
 /// The driver: its portals, its connections, its workqueue.
 #[pin_data]
