@@ -13,6 +13,7 @@
 #include <linux/uio.h>
 
 #include "helpers.h"
+#include "sg_iter.h"
 
 struct file *scst_rs_file_open(const char *path, int flags)
 {
@@ -45,27 +46,34 @@ bool scst_rs_file_is_regular(struct file *file)
 }
 
 /*
- * Reads or writes @len bytes at @pos between @file and the scatterlist
- * @sgl (@nents entries), starting @skip bytes into it. The pages go to the
- * file system as a bvec iterator: no bounce buffer. @dsync writes through
- * to stable storage (FUA on a block device opened O_DIRECT).
+ * Sets @iter over @len bytes of the scatterlist @sgl (@nents entries) from
+ * @skip bytes in, with the pages themselves: no bounce buffer. Release @b
+ * with scst_rs_bvecs_release() once the iterator is used.
  */
-ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
-			   unsigned int nents, size_t skip, size_t len,
-			   loff_t pos, bool write, bool dsync)
+int scst_rs_sg_iter(struct scst_rs_bvecs *b, struct iov_iter *iter,
+		    unsigned int direction, struct scatterlist *sgl,
+		    unsigned int nents, size_t skip, size_t len)
 {
-	struct bio_vec stack_bvecs[16], *bvecs = stack_bvecs;
 	struct scatterlist *sg;
-	struct iov_iter iter;
 	size_t covered = 0;
 	unsigned int n = 0, i;
-	ssize_t ret;
 
-	if (nents > ARRAY_SIZE(stack_bvecs)) {
-		bvecs = kmalloc_array(nents, sizeof(*bvecs), GFP_KERNEL);
-		if (!bvecs)
+	b->v = b->stack;
+	/* Size the array by the entries the range touches, not the list. */
+	for_each_sg(sgl, sg, nents, i) {
+		if (covered >= skip + len)
+			break;
+		if (covered + sg->length > skip)
+			n++;
+		covered += sg->length;
+	}
+	if (n > ARRAY_SIZE(b->stack)) {
+		b->v = kmalloc_array(n, sizeof(*b->v), GFP_KERNEL);
+		if (!b->v)
 			return -ENOMEM;
 	}
+	covered = 0;
+	n = 0;
 	for_each_sg(sgl, sg, nents, i) {
 		size_t off = sg->offset, l = sg->length;
 
@@ -81,21 +89,46 @@ ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
 				continue;
 		}
 		l = min(l, skip + len - covered);
-		bvec_set_page(&bvecs[n++], sg_page(sg), l, off);
+		bvec_set_page(&b->v[n++], sg_page(sg), l, off);
 		covered += l;
 	}
 	if (covered < skip + len) {
-		ret = -EINVAL;
-		goto out;
+		scst_rs_bvecs_release(b);
+		return -EINVAL;
 	}
-	iov_iter_bvec(&iter, write ? ITER_SOURCE : ITER_DEST, bvecs, n, len);
+	iov_iter_bvec(iter, direction, b->v, n, len);
+	return 0;
+}
+
+void scst_rs_bvecs_release(struct scst_rs_bvecs *b)
+{
+	if (b->v != b->stack)
+		kfree(b->v);
+	b->v = b->stack;
+}
+
+/*
+ * Reads or writes @len bytes at @pos between @file and the scatterlist
+ * @sgl (@nents entries), starting @skip bytes into it. @dsync writes
+ * through to stable storage (FUA on a block device opened O_DIRECT).
+ */
+ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
+			   unsigned int nents, size_t skip, size_t len,
+			   loff_t pos, bool write, bool dsync)
+{
+	struct scst_rs_bvecs b;
+	struct iov_iter iter;
+	ssize_t ret;
+
+	ret = scst_rs_sg_iter(&b, &iter, write ? ITER_SOURCE : ITER_DEST, sgl,
+			      nents, skip, len);
+	if (ret)
+		return ret;
 	if (write)
 		ret = vfs_iter_write(file, &iter, &pos, dsync ? RWF_DSYNC : 0);
 	else
 		ret = vfs_iter_read(file, &iter, &pos, 0);
-out:
-	if (bvecs != stack_bvecs)
-		kfree(bvecs);
+	scst_rs_bvecs_release(&b);
 	return ret;
 }
 

@@ -22,6 +22,7 @@
 #include <net/tcp.h>
 
 #include "helpers.h"
+#include "sg_iter.h"
 
 int scst_rs_tcp_listen(bool ipv6, const u8 *addr, u16 port, int backlog,
 		       struct socket **out)
@@ -139,65 +140,23 @@ int scst_rs_sock_recv(struct socket *sock, void *buf, size_t len)
 	return recv_iter(sock, &iter);
 }
 
-static int sg_to_bvecs(struct scatterlist *sgl, unsigned int nents,
-		       size_t skip, size_t len, struct bio_vec *bvecs,
-		       unsigned int max)
-{
-	struct scatterlist *sg;
-	size_t covered = 0;
-	unsigned int n = 0, i;
-
-	for_each_sg(sgl, sg, nents, i) {
-		size_t off = sg->offset, l = sg->length;
-
-		if (covered >= skip + len)
-			break;
-		if (skip > covered) {
-			size_t drop = min(skip - covered, l);
-
-			covered += drop;
-			off += drop;
-			l -= drop;
-			if (!l)
-				continue;
-		}
-		if (n == max)
-			return -E2BIG;
-		l = min(l, skip + len - covered);
-		bvec_set_page(&bvecs[n++], sg_page(sg), l, off);
-		covered += l;
-	}
-	return covered < skip + len ? -EINVAL : n;
-}
-
-#define SCST_RS_STACK_BVECS 16
 #define SCST_RS_MAX_SEND_BUFS 4
 
 /* Receives @len bytes into the scatterlist, @skip bytes in: no copy. */
 int scst_rs_sock_recv_sg(struct socket *sock, struct scatterlist *sgl,
 			 unsigned int nents, size_t skip, size_t len)
 {
-	struct bio_vec stack[SCST_RS_STACK_BVECS], *bvecs = stack;
+	struct scst_rs_bvecs b;
 	struct iov_iter iter;
-	int n, err;
+	int err;
 
 	if (!len)
 		return 0;
-	if (nents > SCST_RS_STACK_BVECS) {
-		bvecs = kmalloc_array(nents, sizeof(*bvecs), GFP_KERNEL);
-		if (!bvecs)
-			return -ENOMEM;
-	}
-	n = sg_to_bvecs(sgl, nents, skip, len, bvecs, max(nents, 1u));
-	if (n < 0) {
-		err = n;
-		goto out;
-	}
-	iov_iter_bvec(&iter, ITER_DEST, bvecs, n, len);
+	err = scst_rs_sg_iter(&b, &iter, ITER_DEST, sgl, nents, skip, len);
+	if (err)
+		return err;
 	err = recv_iter(sock, &iter);
-out:
-	if (bvecs != stack)
-		kfree(bvecs);
+	scst_rs_bvecs_release(&b);
 	return err;
 }
 
@@ -247,32 +206,25 @@ int scst_rs_sock_send_sg(struct socket *sock, const void *head, size_t head_len,
 			 size_t skip, size_t len, const void *tail,
 			 size_t tail_len, bool more)
 {
-	struct bio_vec stack[SCST_RS_STACK_BVECS], *bvecs = stack;
 	struct msghdr msg = { .msg_flags = MSG_NOSIGNAL | MSG_MORE };
+	struct scst_rs_bvecs b;
 	struct kvec kv;
-	int n, err;
+	int err;
 
 	kv.iov_base = (void *)head;
 	kv.iov_len = head_len;
 	iov_iter_kvec(&msg.msg_iter, ITER_SOURCE, &kv, 1, head_len);
 	err = send_iter(sock, &msg);
-	if (err || !len)
-		goto tail;
-	if (nents > SCST_RS_STACK_BVECS) {
-		bvecs = kmalloc_array(nents, sizeof(*bvecs), GFP_KERNEL);
-		if (!bvecs)
-			return -ENOMEM;
+	if (!err && len) {
+		err = scst_rs_sg_iter(&b, &msg.msg_iter, ITER_SOURCE, sgl,
+				      nents, skip, len);
+		if (err)
+			return err;
+		msg.msg_flags = MSG_NOSIGNAL | MSG_SPLICE_PAGES |
+				((tail_len || more) ? MSG_MORE : 0);
+		err = send_iter(sock, &msg);
+		scst_rs_bvecs_release(&b);
 	}
-	n = sg_to_bvecs(sgl, nents, skip, len, bvecs, max(nents, 1u));
-	if (n < 0) {
-		err = n;
-		goto out;
-	}
-	msg.msg_flags = MSG_NOSIGNAL | MSG_SPLICE_PAGES |
-			((tail_len || more) ? MSG_MORE : 0);
-	iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, bvecs, n, len);
-	err = send_iter(sock, &msg);
-tail:
 	if (!err && tail_len) {
 		msg.msg_flags = MSG_NOSIGNAL | (more ? MSG_MORE : 0);
 		kv.iov_base = (void *)tail;
@@ -280,9 +232,6 @@ tail:
 		iov_iter_kvec(&msg.msg_iter, ITER_SOURCE, &kv, 1, tail_len);
 		err = send_iter(sock, &msg);
 	}
-out:
-	if (bvecs != stack)
-		kfree(bvecs);
 	return err;
 }
 
