@@ -54,6 +54,22 @@ def write(path, text):
         os.close(fd)
 
 
+def mgmt(path, line):
+    """Writes a mgmt line that must succeed."""
+    rc = write(path, line)
+    assert rc == 0, f"{path}: {line!r}: errno {rc}: {read('last_sysfs_mgmt_res')}"
+
+
+def backing_file(name, size):
+    """A sparse backing file of `size` bytes under /tmp, new each time."""
+    path = f"/tmp/{name}.img"
+    if os.path.exists(path):
+        os.unlink(path)
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
 def kmemleak_report():
     """Scans for leaks and returns the report (objects older than 5 s)."""
     time.sleep(6)

@@ -7,26 +7,12 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, read, sh, write
+from conftest import ROOT, backing_file, mgmt, read, sh, write
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 SCRATCH = os.environ.get("SCST_SCRATCH", "/tmp")
 IQN = "iqn.2026-11.org.scst-rs:t1"
 PORTAL = "iscsi://127.0.0.1"
-
-
-def mgmt(path, line):
-    rc = write(path, line)
-    assert rc == 0, f"{path}: {line!r}: errno {rc}: {read('last_sysfs_mgmt_res')}"
-
-
-def backing_file(name, size):
-    path = f"/tmp/{name}.img"
-    if os.path.exists(path):
-        os.unlink(path)
-    with open(path, "wb") as f:
-        f.truncate(size)
-    return path
 
 
 @pytest.fixture

@@ -11,25 +11,10 @@ import time
 
 import pytest
 
-from conftest import ROOT, dmesg_since, mark_dmesg, read, sh, write
+from conftest import ROOT, backing_file, dmesg_since, mark_dmesg, mgmt, read, sh, write
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 SCRATCH = os.environ.get("SCST_SCRATCH", "/tmp")
-
-
-def mgmt(path, line):
-    """Writes a mgmt line that must succeed."""
-    rc = write(path, line)
-    assert rc == 0, f"{path}: {line!r}: errno {rc}: {read('last_sysfs_mgmt_res')}"
-
-
-def backing_file(name, size):
-    path = f"/tmp/{name}.img"
-    if os.path.exists(path):
-        os.unlink(path)
-    with open(path, "wb") as f:
-        f.truncate(size)
-    return path
 
 
 def host_of(target, session):
