@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Message digests through the kernel crypto API, and random bytes, for
-//! CHAP.
+//! Message digests through the kernel crypto API and random bytes (CHAP),
+//! and the kernel's CRC32C (iSCSI header and data digests).
 
 use super::bindings;
+use super::sg::SgList;
 use core::ptr;
 use kernel::{prelude::*, str::CStr};
 
@@ -41,4 +42,22 @@ pub(crate) fn digest(alg: &CStr, parts: &[&[u8]], out: &mut [u8]) -> Result<usiz
 pub(crate) fn random_bytes(out: &mut [u8]) {
     // SAFETY: `out` is writable for its length.
     unsafe { bindings::scst_rs_random_bytes(out.as_mut_ptr().cast(), out.len()) };
+}
+
+/// Continues a CRC32C over `data` from `seed` (no inversion on entry or
+/// exit), with the kernel's implementation (accelerated where the CPU can).
+pub(crate) fn crc32c(seed: u32, data: &[u8]) -> u32 {
+    // SAFETY: `data` is readable for its length.
+    unsafe { bindings::scst_rs_crc32c(seed, data.as_ptr().cast(), data.len()) }
+}
+
+/// Continues a CRC32C over `len` bytes of `sg` from offset `skip`.
+pub(crate) fn crc32c_sg(seed: u32, sg: &SgList<'_>, skip: usize, len: usize) -> Result<u32> {
+    if skip.checked_add(len).map_or(true, |end| end > sg.len()) {
+        return Err(EINVAL);
+    }
+    let (sgl, nents) = sg.raw();
+    // SAFETY: `sgl` has `nents` entries covering `skip + len` bytes, valid
+    // while `sg` is borrowed; the helper only reads them.
+    Ok(unsafe { bindings::scst_rs_crc32c_sg(seed, sgl, nents, skip, len) })
 }

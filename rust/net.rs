@@ -123,6 +123,20 @@ impl TcpStream {
         })
     }
 
+    /// Fills `buf` like [`Self::read_exact`], but fails with `EAGAIN` if
+    /// nothing at all arrives within `idle_ms` milliseconds (0: no limit).
+    pub(crate) fn read_idle(&self, buf: &mut [u8], idle_ms: u32) -> Result {
+        // SAFETY: the socket is valid; `buf` is writable for its length.
+        to_result(unsafe {
+            bindings::scst_rs_sock_recv_idle(
+                self.socket.sock,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                idle_ms,
+            )
+        })
+    }
+
     /// Receives `len` bytes straight into `sg` from offset `skip`.
     pub(crate) fn read_into(&self, sg: &mut SgList<'_>, skip: usize, len: usize) -> Result {
         if skip.checked_add(len).map_or(true, |end| end > sg.len()) {
@@ -139,7 +153,7 @@ impl TcpStream {
     /// Sends the buffers in order, as one message; `more` when another
     /// PDU follows at once (TCP may hold this one back to coalesce).
     pub(crate) fn write_all(&self, bufs: &[&[u8]], more: bool) -> Result {
-        const MAX_BUFS: usize = 4;
+        const MAX_BUFS: usize = 6;
         let mut ptrs = [ptr::null::<core::ffi::c_void>(); MAX_BUFS];
         let mut lens = [0usize; MAX_BUFS];
         if bufs.len() > MAX_BUFS {
@@ -207,6 +221,12 @@ impl TcpStream {
     /// returns its length.
     pub(crate) fn peer_addr(&self, out: &mut [u8; 64]) -> Result<usize> {
         self.socket.address(true, out)
+    }
+
+    /// Writes the local address ("a.b.c.d:port", "[v6]:port") into `out`;
+    /// returns its length.
+    pub(crate) fn local_addr(&self, out: &mut [u8; 64]) -> Result<usize> {
+        self.socket.address(false, out)
     }
 
     /// Writes the local IP address without port ("a.b.c.d", "[v6]") into

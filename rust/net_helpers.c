@@ -5,6 +5,8 @@
  * owns, so that unloading waits for its long-running works.
  */
 #include <crypto/hash.h>
+#include <linux/crc32c.h>
+#include <linux/highmem.h>
 #include <linux/bvec.h>
 #include <linux/random.h>
 #include <linux/err.h>
@@ -111,23 +113,88 @@ int scst_rs_sock_local_ip(struct socket *sock, char *buf, size_t len)
 	return snprintf(buf, len, "%pI4", &((struct sockaddr_in *)&ss)->sin_addr);
 }
 
-static int recv_iter(struct socket *sock, struct iov_iter *iter)
+/*
+ * Receives until @iter is full. With @idle_ms, gives up with -EAGAIN if
+ * nothing at all arrives for that long (the caller pings); once the first
+ * byte is in, waits as long as it takes.
+ */
+static int recv_iter_idle(struct socket *sock, struct iov_iter *iter,
+			  unsigned int idle_ms)
 {
 	struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
+	size_t want = iov_iter_count(iter);
+	int err = 0;
 
+	if (idle_ms)
+		WRITE_ONCE(sock->sk->sk_rcvtimeo, msecs_to_jiffies(idle_ms));
 	msg.msg_iter = *iter;
 	while (msg_data_left(&msg)) {
 		int n = sock_recvmsg(sock, &msg, MSG_WAITALL | MSG_NOSIGNAL);
 
-		if (n == 0)
-			return -ECONNRESET;
+		if (n == 0) {
+			err = -ECONNRESET;
+			break;
+		}
 		if (n < 0) {
+			if (n == -EAGAIN && idle_ms && msg_data_left(&msg) == want) {
+				err = -EAGAIN;
+				break;
+			}
 			if (n == -EINTR || n == -ERESTARTSYS || n == -EAGAIN)
 				continue;
-			return n;
+			err = n;
+			break;
 		}
 	}
-	return 0;
+	if (idle_ms)
+		WRITE_ONCE(sock->sk->sk_rcvtimeo, MAX_SCHEDULE_TIMEOUT);
+	return err;
+}
+
+static int recv_iter(struct socket *sock, struct iov_iter *iter)
+{
+	return recv_iter_idle(sock, iter, 0);
+}
+
+/*
+ * Receives exactly @len bytes into @buf, or -EAGAIN if none arrives within
+ * @idle_ms (0: wait for ever).
+ */
+int scst_rs_sock_recv_idle(struct socket *sock, void *buf, size_t len,
+			   unsigned int idle_ms)
+{
+	struct kvec vec = { .iov_base = buf, .iov_len = len };
+	struct iov_iter iter;
+
+	iov_iter_kvec(&iter, ITER_DEST, &vec, 1, len);
+	return recv_iter_idle(sock, &iter, idle_ms);
+}
+
+/* CRC32C (no inversion) of a buffer, with the kernel's implementation. */
+u32 scst_rs_crc32c(u32 crc, const void *buf, size_t len)
+{
+	return crc32c(crc, buf, len);
+}
+
+/* CRC32C (no inversion) of @len bytes of a scatterlist from @skip. */
+u32 scst_rs_crc32c_sg(u32 crc, struct scatterlist *sgl, unsigned int nents,
+		      size_t skip, size_t len)
+{
+	struct sg_mapping_iter miter;
+
+	sg_miter_start(&miter, sgl, nents, SG_MITER_FROM_SG);
+	if (!sg_miter_skip(&miter, skip)) {
+		sg_miter_stop(&miter);
+		return crc;
+	}
+	while (len && sg_miter_next(&miter)) {
+		size_t n = min(len, miter.length);
+
+		crc = crc32c(crc, miter.addr, n);
+		len -= n;
+	}
+	sg_miter_stop(&miter);
+	return crc;
 }
 
 /* Receives exactly @len bytes into @buf; -ECONNRESET when the peer closed. */
@@ -140,7 +207,7 @@ int scst_rs_sock_recv(struct socket *sock, void *buf, size_t len)
 	return recv_iter(sock, &iter);
 }
 
-#define SCST_RS_MAX_SEND_BUFS 4
+#define SCST_RS_MAX_SEND_BUFS 6
 
 /* Receives @len bytes into the scatterlist, @skip bytes in: no copy. */
 int scst_rs_sock_recv_sg(struct socket *sock, struct scatterlist *sgl,

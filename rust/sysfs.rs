@@ -173,6 +173,8 @@ pub(crate) enum Mode {
     ReadOnly,
     /// 0644
     ReadWrite,
+    /// 0600: secrets (CHAP credentials).
+    Private,
 }
 
 /// What reads and writes of a group of attribute files do.
@@ -236,6 +238,7 @@ impl<T: SysfsOps> File<T> {
         let (bits, readable, writable) = match mode {
             Mode::ReadOnly => (0o444, true, false),
             Mode::ReadWrite => (0o644, true, true),
+            Mode::Private => (0o600, true, true),
         };
         let mut inner = KBox::new(
             FileInner {

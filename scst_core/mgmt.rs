@@ -137,6 +137,13 @@ impl<'a> Line<'a> {
         Ok(word)
     }
 
+    /// Takes the rest of the line as one value (e.g. a CHAP `name secret`).
+    pub fn rest(&mut self) -> &'a str {
+        let rest = self.rest;
+        self.rest = "";
+        rest
+    }
+
     /// Fails unless the whole line has been consumed.
     pub fn end(&self) -> MgmtResult<'a, ()> {
         if self.rest.is_empty() {

@@ -57,12 +57,67 @@ pub(crate) trait TargetDriver: Send + Sync + 'static {
     fn store_attribute(&self, _scst: &Arc<Scst>, _index: usize, _value: &str) -> Result {
         Err(EACCES)
     }
+
+    /// Whether attribute file `name` (of the driver or of a target) holds
+    /// secrets: only root may read it.
+    fn attribute_is_private(&self, _name: &CStr) -> bool {
+        false
+    }
+
+    /// Attribute files the driver adds to each of its targets'
+    /// directories (e.g. iSCSI's negotiation parameters).
+    fn target_attributes(&self) -> &'static [&'static CStr] {
+        &[]
+    }
+
+    /// Shows attribute `index` of [`Self::target_attributes`] of `target`.
+    fn show_target_attribute(&self, _target: &CStr, _index: usize, _out: &mut SysfsBuf) {}
+
+    /// Writes attribute `index` of [`Self::target_attributes`] of `target`;
+    /// runs as a management command (its failure lands in
+    /// `last_sysfs_mgmt_res`).
+    fn store_target_attribute<'a>(
+        &self,
+        _target: &CStr,
+        _index: usize,
+        _value: &'a str,
+    ) -> MgmtOutcome<'a> {
+        Err(EACCES.into())
+    }
+}
+
+/// Read-only attributes a driver adds to a session's directory (e.g. the
+/// negotiated iSCSI parameters). Kept apart from [`SessionHandle`] so that
+/// an open file never delays the handle's drop.
+pub(crate) trait SessionAttributes: Send + Sync {
+    /// The files' names.
+    fn names(&self) -> &'static [&'static CStr];
+
+    /// Shows file `index` of [`Self::names`].
+    fn show(&self, index: usize, out: &mut SysfsBuf);
+}
+
+/// Serves the files of a [`SessionAttributes`].
+struct SessionAttributesOps(Arc<dyn SessionAttributes>);
+
+impl SysfsOps for SessionAttributesOps {
+    type Attr = usize;
+
+    fn show(&self, index: usize, out: &mut SysfsBuf) -> Result {
+        self.0.show(index, out);
+        Ok(())
+    }
 }
 
 /// The driver side of a session, dropped (first) when the session ends.
 pub(crate) trait SessionHandle: Send + Sync {
     /// A sysfs directory `sessions/<S>/` links to, with the link's name.
     fn sysfs_link(&self) -> Option<(&'static str, DirRef)> {
+        None
+    }
+
+    /// Files to add to the session's directory.
+    fn attributes(&self) -> Option<Arc<dyn SessionAttributes>> {
         None
     }
 }
@@ -106,6 +161,7 @@ struct SessionEntry {
     /// Dropped first: the driver stops submitting before the LUNs go.
     handle: Option<Arc<dyn SessionHandle>>,
     _link: Option<Link>,
+    _driver_files: KVec<File<SessionAttributesOps>>,
     _files: KVec<File<Session>>,
     _dir: Dir,
 }
@@ -129,6 +185,15 @@ pub(crate) struct Target {
     groups_dir: Dir,
     sessions_dir: Dir,
     _dir: Dir,
+}
+
+/// The mode of a driver's attribute file.
+fn mode_of(driver: &dyn TargetDriver, name: &CStr) -> Mode {
+    if driver.attribute_is_private(name) {
+        Mode::Private
+    } else {
+        Mode::ReadWrite
+    }
 }
 
 /// The entry of target driver `driver`.
@@ -185,6 +250,7 @@ impl Target {
             session: session.clone(),
             handle: None,
             _link: None,
+            _driver_files: KVec::new(),
             _files: files,
             dir_name: cstring(dir_name)?,
             _dir: dir,
@@ -193,6 +259,15 @@ impl Target {
         let handle = make(session)?;
         if let Some((link_name, to)) = handle.sysfs_link() {
             entry._link = Some(Link::new(&entry._dir, link_name, &to)?);
+        }
+        if let Some(attrs) = handle.attributes() {
+            let ops = Arc::new(SessionAttributesOps(attrs.clone()), GFP_KERNEL)?;
+            for (i, name) in attrs.names().iter().enumerate() {
+                entry._driver_files.push(
+                    File::new(&entry._dir, name, Mode::ReadOnly, ops.clone(), i)?,
+                    GFP_KERNEL,
+                )?;
+            }
         }
         entry.handle = Some(handle);
         self.sessions.push(entry, GFP_KERNEL)?;
@@ -252,12 +327,16 @@ enum TargetAttr {
     LunsMgmt(LunTable),
     GroupsMgmt,
     InitiatorsMgmt,
+    /// One of the driver's [`TargetDriver::target_attributes`].
+    Driver(usize),
 }
 
 /// Serves the files of a target (and, with `group`, of one of its groups).
 struct TargetOps {
     scst: Arc<Scst>,
     driver: &'static str,
+    /// The driver, for its own target attributes.
+    driver_ops: Option<Arc<dyn TargetDriver>>,
     target: CString,
     group: Option<CString>,
     state: Arc<TargetState>,
@@ -298,17 +377,38 @@ impl SysfsOps for TargetOps {
             TargetAttr::LunsMgmt(_) => out.write_str(LUNS_HELP),
             TargetAttr::GroupsMgmt => out.write_str(GROUPS_HELP),
             TargetAttr::InitiatorsMgmt => out.write_str(INITIATORS_HELP),
+            TargetAttr::Driver(i) => {
+                if let Some(d) = &self.driver_ops {
+                    d.show_target_attribute(&self.target, i, out);
+                }
+                Ok(())
+            }
         };
         Ok(())
     }
 
     fn store(&self, attr: TargetAttr, input: &[u8]) -> Result {
+        if let (TargetAttr::Driver(i), Some(d)) = (attr, &self.driver_ops) {
+            let name = d
+                .target_attributes()
+                .get(i)
+                .map_or("?", |n| n.to_str().unwrap_or("?"));
+            return self.scst.run_mgmt(name, input, |registry, _line| {
+                // The target must still exist; the value is the whole text
+                // (it may hold spaces, e.g. `CRC32C, None`).
+                target_mut(&mut registry.drivers, self.driver, self.target.as_bytes())
+                    .ok_or(MgmtError::Refused("the target is being removed"))?;
+                let value = core::str::from_utf8(input).map_err(|_| MgmtError::NotText)?;
+                d.store_target_attribute(&self.target, i, value.trim())
+            });
+        }
         let file = match attr {
             TargetAttr::Enabled => "enabled",
             TargetAttr::RelTgtId => "rel_tgt_id",
             TargetAttr::LunsMgmt(_) => "luns/mgmt",
             TargetAttr::GroupsMgmt => "ini_groups/mgmt",
             TargetAttr::InitiatorsMgmt => "initiators/mgmt",
+            TargetAttr::Driver(_) => return Err(EACCES),
         };
         self.scst.run_mgmt(file, input, |registry, line| {
             let Registry {
@@ -341,6 +441,7 @@ impl SysfsOps for TargetOps {
                     let group = self.group.as_ref().ok_or(MgmtError::Refused("no group"))?;
                     initiators_mgmt(target, group, line)
                 }
+                TargetAttr::Driver(_) => Err(EACCES.into()),
             }
         })
     }
@@ -491,6 +592,7 @@ fn groups_mgmt<'a>(
                 TargetOps {
                     scst: scst.clone(),
                     driver,
+                    driver_ops: None,
                     target: CString::try_from(&*target.name)?,
                     group: Some(cstring(name)?),
                     state: target.state.clone(),
@@ -749,7 +851,7 @@ impl Scst {
                 File::new(
                     &dir,
                     name,
-                    Mode::ReadWrite,
+                    mode_of(&*driver, name),
                     ops.clone(),
                     DriverAttr::Other(i),
                 )?,
@@ -792,6 +894,7 @@ impl Scst {
             TargetOps {
                 scst: self.clone(),
                 driver,
+                driver_ops: Some(entry.driver.clone()),
                 target: cstring(name)?,
                 group: None,
                 state: state.clone(),
@@ -826,6 +929,18 @@ impl Scst {
             ),
         ] {
             files.push(File::new(d, file, mode, ops.clone(), attr)?, GFP_KERNEL)?;
+        }
+        for (i, file) in entry.driver.target_attributes().iter().enumerate() {
+            files.push(
+                File::new(
+                    &dir,
+                    file,
+                    mode_of(&*entry.driver, file),
+                    ops.clone(),
+                    TargetAttr::Driver(i),
+                )?,
+                GFP_KERNEL,
+            )?;
         }
         entry.targets.push(
             Target {
@@ -945,6 +1060,11 @@ impl Scst {
         name: &[u8],
     ) -> Option<Arc<TargetState>> {
         target_mut(&mut registry.drivers, driver, name).map(|t| t.state.clone())
+    }
+
+    /// The number of open sessions of target `name` of `driver`.
+    pub(crate) fn session_count(registry: &mut Registry, driver: &str, name: &[u8]) -> usize {
+        target_mut(&mut registry.drivers, driver, name).map_or(0, |t| t.sessions.len())
     }
 
     /// Calls `f` with the name and state of each target of `driver`.

@@ -15,15 +15,26 @@
 
 use super::login::{Negotiated, TextNegotiation, TextOutcome, TextRequest};
 use super::login_phase::Catalog;
+use super::params::TargetParams;
 use super::pdu::{self, *};
-use super::{DriverState, QUEUED_COMMANDS};
+use super::text::IscsiName;
+use super::DriverState;
+use crate::kernel_ext::crypto;
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::TcpStream;
 use crate::kernel_ext::pages::Pages;
+use crate::kernel_ext::sg::SgList;
 use crate::scst_core::session::{Command, Session};
 use crate::scst_core::task_set::TaskAttr;
 use core::sync::atomic::{AtomicBool, Ordering};
-use kernel::{alloc::flags::GFP_KERNEL, new_mutex, prelude::*, sync::Arc, sync::Mutex};
+use kernel::{
+    alloc::flags::GFP_KERNEL,
+    new_mutex,
+    prelude::*,
+    sync::Arc,
+    sync::Mutex,
+    time::{ktime_ms_delta, Ktime},
+};
 
 /// Text negotiation buffers (request and response halves).
 const TEXT_STORAGE: usize = 2 * 65536;
@@ -38,11 +49,25 @@ pub(crate) struct Conn {
     /// Serialises PDUs on the wire and numbers the responses.
     #[pin]
     tx: Mutex<TxState>,
-    closing: AtomicBool,
+    /// Who the connection's session is for (set once it has one).
+    #[pin]
+    identity: Mutex<Option<Identity>>,
+    pub(crate) closing: AtomicBool,
 }
 
 struct TxState {
     stat_sn: u32,
+    header_digest: bool,
+    data_digest: bool,
+}
+
+/// The I_T nexus of a normal session, for reinstatement by ISID.
+#[derive(Clone, Copy)]
+pub(crate) struct Identity {
+    pub(crate) tsih: u16,
+    pub(crate) target: IscsiName,
+    pub(crate) initiator: IscsiName,
+    pub(crate) isid: [u8; 6],
 }
 
 impl Conn {
@@ -50,11 +75,39 @@ impl Conn {
         Arc::pin_init(
             pin_init!(Self {
                 stream,
-                tx <- new_mutex!(TxState { stat_sn: 0 }),
+                tx <- new_mutex!(TxState {
+                    stat_sn: 0,
+                    header_digest: false,
+                    data_digest: false,
+                }),
+                identity <- new_mutex!(None),
                 closing: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Records who the connection's session is for.
+    pub(crate) fn set_identity(&self, identity: Identity) {
+        *self.identity.lock() = Some(identity);
+    }
+
+    /// Whether the connection carries the session with `tsih`.
+    pub(crate) fn has_tsih(&self, tsih: u16) -> bool {
+        self.identity
+            .lock()
+            .as_ref()
+            .is_some_and(|i| i.tsih == tsih)
+    }
+
+    /// Whether the connection carries the session of `initiator` with
+    /// `isid` on `target`.
+    pub(crate) fn is_session_of(&self, target: &[u8], initiator: &[u8], isid: [u8; 6]) -> bool {
+        self.identity.lock().as_ref().is_some_and(|i| {
+            i.isid == isid
+                && i.target.as_bytes() == target
+                && i.initiator.as_bytes().eq_ignore_ascii_case(initiator)
+        })
     }
 
     /// Closes the connection; the receive loop ends and cleans up.
@@ -81,6 +134,10 @@ impl Window {
 
 /// A write command waiting for its Data-Out.
 struct PendingWrite {
+    /// When it arrived or last received data (RspTimeout).
+    since: Ktime,
+    /// DataSN the next Data-Out of the current sequence carries.
+    data_sn: u32,
     pdu: ScsiCommandPdu,
     command: Command,
     pages: Pages,
@@ -113,6 +170,12 @@ pub(crate) struct Ffp<'a> {
     next_ttt: u32,
     /// Data segments of non-SCSI PDUs.
     scratch: KVec<u8>,
+    /// NopInInterval, NopInTimeout and RspTimeout, in milliseconds.
+    nop_in_interval_ms: u32,
+    nop_in_timeout_ms: u32,
+    rsp_timeout_ms: u32,
+    /// When the outstanding NOP-In ping went out.
+    ping_sent: Option<Ktime>,
 }
 
 /// Why the receive loop ends.
@@ -122,6 +185,8 @@ pub(crate) enum Ending {
     Logout,
     /// The connection failed or a protocol error closed it.
     Failed(Error),
+    /// The initiator went silent (NopInTimeout, RspTimeout).
+    TimedOut,
 }
 
 impl From<Error> for Ending {
@@ -139,12 +204,48 @@ impl From<kernel::alloc::AllocError> for Ending {
 /// Pads a data segment to 4 bytes.
 const PAD: [u8; 3] = [0; 3];
 
+/// The iSCSI digest (wire order) of `data` followed by `pad`.
+fn digest_of(data: &[u8], pad: &[u8]) -> [u8; DIGEST_LEN] {
+    (!crypto::crc32c(crypto::crc32c(!0, data), pad)).to_le_bytes()
+}
+
+/// The iSCSI digest of `len` bytes of `sg` from `skip`, then `pad`.
+fn digest_of_sg(sg: &SgList<'_>, skip: usize, len: usize, pad: &[u8]) -> Result<[u8; DIGEST_LEN]> {
+    let crc = crypto::crc32c_sg(!0, sg, skip, len)?;
+    Ok((!crypto::crc32c(crc, pad)).to_le_bytes())
+}
+
 impl Conn {
-    /// Sends one PDU with a data segment from `data`.
-    pub(crate) fn send(&self, bhs: &mut [u8; BHS_LEN], data: &[u8], more: bool) -> Result {
+    /// Sends one PDU with a data segment from `data`, digests as
+    /// negotiated, under the send lock the caller holds.
+    fn send_locked(
+        &self,
+        tx: &TxState,
+        bhs: &mut [u8; BHS_LEN],
+        data: &[u8],
+        more: bool,
+    ) -> Result {
         let _ = set_data_segment_len(bhs, data.len() as u32);
         let pad = PAD.get(..padded(data.len()) - data.len()).unwrap_or(&[]);
-        self.stream.write_all(&[&bhs[..], data, pad], more)
+        let header_digest = digest_of(&bhs[..], &[]);
+        let data_digest = digest_of(data, pad);
+        let hd: &[u8] = if tx.header_digest {
+            &header_digest
+        } else {
+            &[]
+        };
+        let dd: &[u8] = if tx.data_digest && !data.is_empty() {
+            &data_digest
+        } else {
+            &[]
+        };
+        self.stream.write_all(&[&bhs[..], hd, data, pad, dd], more)
+    }
+
+    /// Sends one PDU (login phase: no digests yet).
+    pub(crate) fn send(&self, bhs: &mut [u8; BHS_LEN], data: &[u8], more: bool) -> Result {
+        let tx = self.tx.lock();
+        self.send_locked(&tx, bhs, data, more)
     }
 
     /// Numbers a response (StatSN) under the send lock and sends it.
@@ -160,12 +261,16 @@ impl Conn {
         if advance {
             tx.stat_sn = tx.stat_sn.wrapping_add(1);
         }
-        self.send(&mut bhs, data, false)
+        self.send_locked(&tx, &mut bhs, data, false)
     }
 
-    /// Sets the StatSN the full feature phase continues from.
-    pub(crate) fn set_stat_sn(&self, stat_sn: u32) {
-        self.tx.lock().stat_sn = stat_sn;
+    /// Enters the full feature phase: the StatSN it continues from and the
+    /// digests every later PDU carries.
+    pub(crate) fn start_full_feature(&self, stat_sn: u32, n: &Negotiated) {
+        let mut tx = self.tx.lock();
+        tx.stat_sn = stat_sn;
+        tx.header_digest = n.header_digest;
+        tx.data_digest = n.data_digest;
     }
 }
 
@@ -175,6 +280,7 @@ impl<'a> Ffp<'a> {
         drv: &'a Arc<DriverState>,
         session: Option<Arc<Session>>,
         params: Negotiated,
+        target: &TargetParams,
         exp_cmd_sn: u32,
     ) -> Result<Self> {
         let mut text_storage = KVec::new();
@@ -194,11 +300,15 @@ impl<'a> Ffp<'a> {
             text,
             window: Window {
                 exp_cmd_sn,
-                queued_commands: QUEUED_COMMANDS,
+                queued_commands: target.queued_commands.max(1),
             },
             pending: KVec::new(),
             next_ttt: 1,
             scratch,
+            nop_in_interval_ms: target.nop_in_interval.saturating_mul(1000),
+            nop_in_timeout_ms: target.nop_in_timeout.saturating_mul(1000),
+            rsp_timeout_ms: target.rsp_timeout.saturating_mul(1000),
+            ping_sent: None,
         })
     }
 
@@ -211,9 +321,139 @@ impl<'a> Ffp<'a> {
         }
     }
 
+    /// Waits for the next PDU's header, pinging an idle initiator with
+    /// NOP-In and closing the connection when a ping or a write's Data-Out
+    /// is overdue.
+    fn read_header(&mut self, hdr: &mut [u8; BHS_LEN]) -> core::result::Result<(), Ending> {
+        loop {
+            let mut idle_ms = match self.ping_sent {
+                Some(_) => self.nop_in_timeout_ms,
+                None => self.nop_in_interval_ms,
+            };
+            if !self.pending.is_empty() && self.rsp_timeout_ms > 0 {
+                idle_ms = match idle_ms {
+                    0 => self.rsp_timeout_ms,
+                    ms => ms.min(self.rsp_timeout_ms),
+                };
+            }
+            match self.conn.stream.read_idle(hdr, idle_ms) {
+                Ok(()) => {
+                    self.ping_sent = None;
+                    return Ok(());
+                }
+                Err(e) if e == EAGAIN => self.on_idle()?,
+                Err(e) => return Err(Ending::Failed(e)),
+            }
+        }
+    }
+
+    /// Nothing arrived for a while: ping, or give up on the connection.
+    fn on_idle(&mut self) -> core::result::Result<(), Ending> {
+        let now = Ktime::ktime_get();
+        let overdue = |since: Ktime, ms: u32| ms > 0 && ktime_ms_delta(now, since) >= i64::from(ms);
+        if self
+            .pending
+            .iter()
+            .any(|w| overdue(w.since, self.rsp_timeout_ms))
+        {
+            pr_warn!("iscsi: no Data-Out within RspTimeout: closing the connection\n");
+            return Err(Ending::TimedOut);
+        }
+        match self.ping_sent {
+            Some(sent) if overdue(sent, self.nop_in_timeout_ms) => {
+                pr_warn!(
+                    "iscsi: no answer to NOP-In within NopInTimeout: closing the connection\n"
+                );
+                Err(Ending::TimedOut)
+            }
+            Some(_) => Ok(()),
+            None if self.nop_in_interval_ms > 0 => {
+                let ttt = self.new_ttt();
+                let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
+                // A ping: StatSN is the next one, not advanced.
+                self.conn.send_numbered(
+                    |stat_sn, b| {
+                        NopIn {
+                            lun: [0; 8],
+                            itt: RESERVED_TAG,
+                            ttt,
+                            stat_sn,
+                            exp_cmd_sn: exp,
+                            max_cmd_sn: max,
+                            data_segment_len: 0,
+                        }
+                        .encode(b)
+                    },
+                    &[],
+                    false,
+                )?;
+                self.ping_sent = Some(now);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A new Target Transfer Tag (never the reserved one).
+    fn new_ttt(&mut self) -> u32 {
+        let ttt = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1);
+        if self.next_ttt == RESERVED_TAG {
+            self.next_ttt = 1;
+        }
+        ttt
+    }
+
+    /// Bytes of data digest after a data segment of `len` bytes.
+    fn data_digest_len(&self, len: usize) -> usize {
+        if self.params.data_digest && len > 0 {
+            DIGEST_LEN
+        } else {
+            0
+        }
+    }
+
+    /// Reads and checks the data digest of a segment whose CRC (without
+    /// the final inversion) is `crc`.
+    fn check_data_digest(
+        &mut self,
+        crc: u32,
+        hdr: &[u8; BHS_LEN],
+    ) -> core::result::Result<(), Ending> {
+        let mut got = [0u8; DIGEST_LEN];
+        self.conn.stream.read_exact(&mut got)?;
+        if got != (!crc).to_le_bytes() {
+            // ERL 0: the PDU is rejected and the session ends.
+            pr_warn!("iscsi: data digest error: closing the connection\n");
+            let _ = self.reject(RejectReason::DataDigestError, hdr);
+            return Err(Ending::Failed(EIO));
+        }
+        Ok(())
+    }
+
+    /// Skips a data segment of `len` bytes with its padding and digest.
+    fn skip_segment(&mut self, len: u32) -> Result {
+        let len = len as usize;
+        self.skip(padded(len) + self.data_digest_len(len))
+    }
+
     fn one_pdu(&mut self) -> core::result::Result<(), Ending> {
         let mut hdr = [0u8; BHS_LEN];
-        self.conn.stream.read_exact(&mut hdr)?;
+        self.read_header(&mut hdr)?;
+        let ahs_len = usize::from(hdr[4]) * 4;
+        let mut ahs = [0u8; 255 * 4];
+        let ahs = ahs.get_mut(..ahs_len).ok_or(Ending::Failed(EINVAL))?;
+        self.conn.stream.read_exact(ahs)?;
+        if self.params.header_digest {
+            let mut got = [0u8; DIGEST_LEN];
+            self.conn.stream.read_exact(&mut got)?;
+            if got != digest_of(&hdr, ahs) {
+                // The header cannot be trusted, not even its length: ERL 0
+                // ends the connection.
+                pr_warn!("iscsi: header digest error: closing the connection\n");
+                return Err(Ending::Failed(EIO));
+            }
+        }
         let bhs = match Bhs::parse(&hdr, self.params.max_recv_data_segment_length) {
             Ok(b) => b,
             Err(e) => {
@@ -221,9 +461,8 @@ impl<'a> Ffp<'a> {
                 // PDU, so skip it and answer with a Reject.
                 if let BhsError::UnknownOpcode(_) = e {
                     let len = u32::from_be_bytes([0, hdr[5], hdr[6], hdr[7]]);
-                    let ahs = usize::from(hdr[4]) * 4;
                     if len <= self.params.max_recv_data_segment_length {
-                        self.skip(ahs + padded(len as usize))?;
+                        self.skip_segment(len)?;
                         self.reject(e.reject_reason(), &hdr)?;
                         return Ok(());
                     }
@@ -234,7 +473,7 @@ impl<'a> Ffp<'a> {
         };
         if bhs.ahs_len > 0 {
             // No AHS is supported (no extended CDBs, no bidirectional).
-            self.skip(bhs.ahs_len + padded(bhs.data_segment_len as usize))?;
+            self.skip_segment(bhs.data_segment_len)?;
             self.reject(RejectReason::CommandNotSupported, &hdr)?;
             return Ok(());
         }
@@ -248,7 +487,7 @@ impl<'a> Ffp<'a> {
             InitiatorOpcode::LoginRequest | InitiatorOpcode::SnackRequest => {
                 // A login in full feature phase is a protocol error; SNACK
                 // needs ErrorRecoveryLevel > 0.
-                self.skip(padded(bhs.data_segment_len as usize))?;
+                self.skip_segment(bhs.data_segment_len)?;
                 let reason = if bhs.opcode == InitiatorOpcode::LoginRequest {
                     RejectReason::ProtocolError
                 } else {
@@ -271,12 +510,39 @@ impl<'a> Ffp<'a> {
         Ok(())
     }
 
-    /// Reads a data segment (with its padding) into the scratch buffer.
-    fn read_data(&mut self, len: u32) -> Result<usize> {
+    /// Reads a data segment (with its padding, and checks its digest)
+    /// into the scratch buffer.
+    fn read_data(&mut self, len: u32, hdr: &[u8; BHS_LEN]) -> core::result::Result<usize, Ending> {
         let len = len as usize;
+        let digest = self.data_digest_len(len) > 0;
         let buf = self.scratch.get_mut(..padded(len)).ok_or(EINVAL)?;
         self.conn.stream.read_exact(buf)?;
+        if digest {
+            let crc = crypto::crc32c(!0, buf);
+            self.check_data_digest(crc, hdr)?;
+        }
         Ok(len)
+    }
+
+    /// Receives `len` bytes of a data segment straight into `sg` at
+    /// `offset`, then its padding and digest.
+    fn read_segment_into(
+        &mut self,
+        sg: &mut SgList<'_>,
+        offset: u32,
+        len: u32,
+        hdr: &[u8; BHS_LEN],
+    ) -> core::result::Result<(), Ending> {
+        let (offset, len) = (offset as usize, len as usize);
+        self.conn.stream.read_into(sg, offset, len)?;
+        let mut pad = [0u8; 3];
+        let pad = pad.get_mut(..padded(len) - len).unwrap_or(&mut []);
+        self.conn.stream.read_exact(pad)?;
+        if self.data_digest_len(len) > 0 {
+            let crc = crypto::crc32c(crypto::crc32c_sg(!0, sg, offset, len)?, pad);
+            self.check_data_digest(crc, hdr)?;
+        }
+        Ok(())
     }
 
     fn reject(&self, reason: RejectReason, hdr: &[u8; BHS_LEN]) -> Result {
@@ -323,12 +589,12 @@ impl<'a> Ffp<'a> {
         let cmd = ScsiCommandPdu::parse(hdr);
         let Some(session) = self.session.clone() else {
             // Discovery sessions carry no SCSI commands.
-            self.skip(padded(bhs.data_segment_len as usize))?;
+            self.skip_segment(bhs.data_segment_len)?;
             self.reject(RejectReason::ProtocolError, hdr)?;
             return Err(Ending::Failed(EINVAL));
         };
         if !self.accept_cmd_sn(cmd.cmd_sn, cmd.immediate) {
-            self.skip(padded(bhs.data_segment_len as usize))?;
+            self.skip_segment(bhs.data_segment_len)?;
             return Ok(());
         }
         let edtl = cmd.expected_data_transfer_length;
@@ -339,7 +605,7 @@ impl<'a> Ffp<'a> {
                 || immediate_len > edtl
                 || immediate_len > self.params.first_burst_length);
         if edtl > MAX_COMMAND_DATA || bad_data || (cmd.read && cmd.write) {
-            self.skip(padded(immediate_len as usize))?;
+            self.skip_segment(immediate_len)?;
             self.reject(RejectReason::ProtocolError, hdr)?;
             return Err(Ending::Failed(EINVAL));
         }
@@ -348,16 +614,14 @@ impl<'a> Ffp<'a> {
         let mut pages = Pages::alloc(edtl as usize)?;
         if immediate_len > 0 {
             let mut sg = pages.sg();
-            self.conn
-                .stream
-                .read_into(&mut sg, 0, immediate_len as usize)?;
-            let pad = padded(immediate_len as usize) - immediate_len as usize;
-            self.skip(pad)?;
+            self.read_segment_into(&mut sg, 0, immediate_len, hdr)?;
         }
         if !cmd.write || immediate_len >= edtl {
             return Ok(self.execute(cmd, command, pages)?);
         }
         let mut w = PendingWrite {
+            since: Ktime::ktime_get(),
+            data_sn: 0,
             pdu: cmd,
             command,
             pages,
@@ -383,11 +647,7 @@ impl<'a> Ffp<'a> {
     fn send_r2t(&mut self, w: &mut PendingWrite) -> Result {
         let edtl = w.pdu.expected_data_transfer_length;
         let len = (edtl - w.next_offset).min(self.params.max_burst_length);
-        let ttt = self.next_ttt;
-        self.next_ttt = self.next_ttt.wrapping_add(1);
-        if self.next_ttt == RESERVED_TAG {
-            self.next_ttt = 1;
-        }
+        let ttt = self.new_ttt();
         let r2t = R2t {
             lun: w.pdu.lun,
             itt: w.pdu.itt,
@@ -400,6 +660,8 @@ impl<'a> Ffp<'a> {
             desired_data_transfer_length: len,
         };
         w.ttt = Some(ttt);
+        // Each R2T's sequence numbers its Data-Out from 0.
+        w.data_sn = 0;
         w.r2t_sn = w.r2t_sn.wrapping_add(1);
         w.r2t_end = w.next_offset + len;
         w.next_offset += len;
@@ -415,7 +677,7 @@ impl<'a> Ffp<'a> {
         let len = bhs.data_segment_len;
         let Some(i) = self.pending.iter().position(|w| w.pdu.itt == d.itt) else {
             // Data for a task that ended (e.g. aborted): discard it.
-            self.skip(padded(len as usize))?;
+            self.skip_segment(len)?;
             return Ok(());
         };
         let ok = {
@@ -429,19 +691,34 @@ impl<'a> Ffp<'a> {
             matches_ttt && end.is_some_and(|e| e <= w.pdu.expected_data_transfer_length)
         };
         if !ok {
-            self.skip(padded(len as usize))?;
+            self.skip_segment(len)?;
+            self.reject(RejectReason::ProtocolError, hdr)?;
+            return Err(Ending::Failed(EINVAL));
+        }
+        if self.pending[i].data_sn != d.data_sn {
+            // ERL 0 cannot recover a lost or reordered Data-Out.
+            pr_warn!(
+                "iscsi: Data-Out DataSN {} where {} was due\n",
+                d.data_sn,
+                self.pending[i].data_sn
+            );
+            self.skip_segment(len)?;
             self.reject(RejectReason::ProtocolError, hdr)?;
             return Err(Ending::Failed(EINVAL));
         }
         {
-            let w = &mut self.pending[i];
-            let mut sg = w.pages.sg();
-            self.conn
-                .stream
-                .read_into(&mut sg, d.buffer_offset as usize, len as usize)?;
+            let mut w = self.pending.swap_remove(i).ok_or(Ending::Failed(EINVAL))?;
+            let received = {
+                let mut sg = w.pages.sg();
+                self.read_segment_into(&mut sg, d.buffer_offset, len, hdr)
+            };
             w.received += len;
+            w.data_sn = w.data_sn.wrapping_add(1);
+            w.since = Ktime::ktime_get();
+            self.pending.push(w, GFP_KERNEL)?;
+            received?;
         }
-        self.skip(padded(len as usize) - len as usize)?;
+        let i = self.pending.len() - 1;
         if !d.final_pdu {
             return Ok(());
         }
@@ -509,12 +786,32 @@ impl<'a> Ffp<'a> {
                 if last {
                     tx.stat_sn = tx.stat_sn.wrapping_add(1);
                 }
+                // BHS and header digest; padding and data digest.
+                let mut head = [0u8; BHS_LEN + DIGEST_LEN];
+                head[..BHS_LEN].copy_from_slice(&bhs);
+                let mut head_len = BHS_LEN;
+                if tx.header_digest {
+                    head[BHS_LEN..].copy_from_slice(&digest_of(&bhs, &[]));
+                    head_len += DIGEST_LEN;
+                }
+                let mut tail = [0u8; 3 + DIGEST_LEN];
+                let mut tail_len = pad;
+                if tx.data_digest {
+                    let d = digest_of_sg(
+                        &sg,
+                        offset as usize,
+                        len as usize,
+                        PAD.get(..pad).unwrap_or(&[]),
+                    )?;
+                    tail[pad..pad + DIGEST_LEN].copy_from_slice(&d);
+                    tail_len += DIGEST_LEN;
+                }
                 self.conn.stream.write_pages(
-                    &bhs,
+                    &head[..head_len],
                     &sg,
                     offset as usize,
                     len as usize,
-                    PAD.get(..pad).unwrap_or(&[]),
+                    &tail[..tail_len],
                     false,
                 )?;
                 drop(tx);
@@ -573,7 +870,7 @@ impl<'a> Ffp<'a> {
 
     fn nop_out(&mut self, hdr: &[u8; BHS_LEN], bhs: &Bhs) -> core::result::Result<(), Ending> {
         let n = NopOutPdu::parse(hdr);
-        let len = self.read_data(bhs.data_segment_len)?;
+        let len = self.read_data(bhs.data_segment_len, hdr)?;
         if n.itt == RESERVED_TAG {
             // The answer to a NOP-In ping of ours, or a no-op: no reply.
             return Ok(());
@@ -604,7 +901,7 @@ impl<'a> Ffp<'a> {
 
     fn logout(&mut self, hdr: &[u8; BHS_LEN], bhs: &Bhs) -> core::result::Result<(), Ending> {
         let l = LogoutPdu::parse(hdr);
-        self.skip(padded(bhs.data_segment_len as usize))?;
+        self.skip_segment(bhs.data_segment_len)?;
         let _ = self.accept_cmd_sn(l.cmd_sn, l.immediate);
         // Reasons: 0 close the session, 1 close this connection (the only
         // one), 2 remove the connection for recovery (ERL 2: not supported).
@@ -634,7 +931,7 @@ impl<'a> Ffp<'a> {
 
     fn text(&mut self, hdr: &[u8; BHS_LEN], bhs: &Bhs) -> core::result::Result<(), Ending> {
         let t = TextPdu::parse(hdr);
-        let len = self.read_data(bhs.data_segment_len)?;
+        let len = self.read_data(bhs.data_segment_len, hdr)?;
         if !self.accept_cmd_sn(t.cmd_sn, t.immediate) {
             return Ok(());
         }
@@ -685,7 +982,7 @@ impl<'a> Ffp<'a> {
 
     fn task_mgmt(&mut self, hdr: &[u8; BHS_LEN], bhs: &Bhs) -> core::result::Result<(), Ending> {
         let t = TaskMgmtPdu::parse(hdr);
-        self.skip(padded(bhs.data_segment_len as usize))?;
+        self.skip_segment(bhs.data_segment_len)?;
         let _ = self.accept_cmd_sn(t.cmd_sn, t.immediate);
         let lun = crate::scst_core::cdb::decode_lun(t.lun);
         let session = self.session.clone();
@@ -785,9 +1082,16 @@ pub(crate) fn serve(drv: &Arc<DriverState>, conn: &Arc<Conn>) {
             return;
         }
     };
-    conn.set_stat_sn(login.stat_sn);
+    conn.start_full_feature(login.stat_sn, &login.negotiated);
     let session = login.session.clone();
-    match Ffp::new(conn, drv, login.session, login.negotiated, login.exp_cmd_sn) {
+    match Ffp::new(
+        conn,
+        drv,
+        login.session,
+        login.negotiated,
+        &login.params,
+        login.exp_cmd_sn,
+    ) {
         Ok(mut ffp) => {
             if let Ending::Failed(e) = ffp.run() {
                 if !conn.closing.load(Ordering::Relaxed) {

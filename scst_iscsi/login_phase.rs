@@ -5,16 +5,19 @@
 //! core and opens the session when the login completes.
 
 use super::chap::{ChapAlgorithm, ChapCrypto, CryptoError};
-use super::conn::Conn;
+use super::config::Chap;
+use super::conn::{Conn, Identity};
 use super::login::{
     ChapCredentials, Login, LoginRequest, LoginTargets, Negotiated, Outcome, SessionType, Status,
     TargetLookup, TargetSettings, LOGIN_DATA_MAX,
 };
+use super::params::TargetParams;
 use super::pdu::{padded, Bhs, InitiatorOpcode, LoginResponse, BHS_LEN};
 use super::text::{SendTargetsWriter, TargetCatalog};
-use super::{DriverState, IscsiSession, DRIVER, QUEUED_COMMANDS};
+use super::{DriverState, IscsiSession, SessionInfo, DRIVER};
 use crate::kernel_ext::crypto;
 use crate::scst_core::{session::Session, target::SessionHandle, Scst};
+use core::cell::OnceCell;
 use core::sync::atomic::Ordering;
 use kernel::{alloc::flags::GFP_KERNEL, c_str, prelude::*, sync::Arc};
 
@@ -29,6 +32,8 @@ pub(crate) struct LoggedIn {
     /// `None` for a discovery session.
     pub(crate) session: Option<Arc<Session>>,
     pub(crate) negotiated: Negotiated,
+    /// The target's parameters at login (for discovery: the defaults).
+    pub(crate) params: TargetParams,
     pub(crate) exp_cmd_sn: u32,
     pub(crate) stat_sn: u32,
 }
@@ -59,25 +64,25 @@ impl ChapCrypto for KernelCrypto {
     }
 }
 
-/// What every target offers and limits (per-target attributes follow):
-/// SCST's defaults but for the segment sizes.
-fn target_settings() -> TargetSettings {
-    TargetSettings {
-        max_recv_data_segment_length: 256 << 10,
-        max_xmit_data_segment_length: 256 << 10,
-        max_burst_length: 1 << 20,
-        first_burst_length: 65536,
-        initial_r2t: false,
-        immediate_data: true,
-        // One R2T at a time is what the receive loop issues.
-        max_outstanding_r2t: 1,
-        ..TargetSettings::default()
-    }
-}
-
-/// Targets as the core has them.
+/// Targets as the core and the driver's configuration have them.
 struct CoreTargets<'a> {
     drv: &'a DriverState,
+    /// The parameters of the target the login names (set by `lookup`).
+    params: OnceCell<TargetParams>,
+    /// The CHAP users of that target, or of discovery.
+    chap: OnceCell<Arc<Chap>>,
+}
+
+impl CoreTargets<'_> {
+    fn settings(&self, params: TargetParams, chap: Arc<Chap>) -> TargetLookup {
+        let required = chap.required();
+        let _ = self.params.set(params);
+        let _ = self.chap.set(chap);
+        TargetLookup::Found(TargetSettings {
+            chap_required: required,
+            ..params.settings
+        })
+    }
 }
 
 impl LoginTargets for CoreTargets<'_> {
@@ -86,25 +91,32 @@ impl LoginTargets for CoreTargets<'_> {
             .drv
             .scst
             .with_registry(|r| Scst::target_state(r, DRIVER, target));
-        match state {
-            None => TargetLookup::NotFound,
-            Some(s) if !s.enabled.load(Ordering::Relaxed) => TargetLookup::Disabled,
+        let found = self
+            .drv
+            .config
+            .lock()
+            .target(target)
+            .map(|t| (t.params, t.chap.clone()));
+        match (state, found) {
+            (None, _) | (_, None) => TargetLookup::NotFound,
+            (Some(s), _) if !s.enabled.load(Ordering::Relaxed) => TargetLookup::Disabled,
             // Access control is by LUN mapping (ini_groups), as in SCST: an
             // initiator outside every group sees the default LUNs.
-            Some(_) => TargetLookup::Found(target_settings()),
+            (Some(_), Some((params, chap))) => self.settings(params, chap),
         }
     }
 
     fn discovery(&self, _initiator: &[u8]) -> TargetLookup {
-        TargetLookup::Found(target_settings())
+        let chap = self.drv.config.lock().discovery_chap.clone();
+        self.settings(TargetParams::default(), chap)
     }
 
-    fn chap_secret(&self, _target: Option<&[u8]>, _user: &[u8]) -> Option<&[u8]> {
-        None
+    fn chap_secret(&self, _target: Option<&[u8]>, user: &[u8]) -> Option<&[u8]> {
+        self.chap.get()?.secret(user)
     }
 
     fn chap_target_credentials(&self, _target: Option<&[u8]>) -> Option<ChapCredentials<'_>> {
-        None
+        self.chap.get()?.target_credentials()
     }
 }
 
@@ -142,7 +154,11 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
     data.extend_with(padded(LOGIN_DATA_MAX), 0u8, GFP_KERNEL)?;
     let mut out = KVec::new();
     out.extend_with(LOGIN_DATA_MAX, 0u8, GFP_KERNEL)?;
-    let targets = CoreTargets { drv };
+    let targets = CoreTargets {
+        drv,
+        params: OnceCell::new(),
+        chap: OnceCell::new(),
+    };
     let mut crypto = KernelCrypto;
     loop {
         let mut hdr = [0u8; BHS_LEN];
@@ -166,9 +182,23 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
         // Login responses carry the StatSN the initiator expects; the full
         // feature phase continues after the last one.
         let stat_sn = req.exp_stat_sn;
+        let params = targets.params.get().copied().unwrap_or_default();
+        let queued_commands = params.queued_commands.max(1);
         let exp_cmd_sn = req.cmd_sn;
         let mut status = step.status;
         let mut tsih = req.tsih;
+        if tsih != 0 && status.class == 0 {
+            // Adding or reinstating a connection of a session: with one
+            // connection per session and ErrorRecoveryLevel 0 a session
+            // never outlives its connection, so there is none to join (an
+            // old one still open is closed; its tasks end).
+            drv.close_session_tsih(tsih);
+            pr_info!("iscsi: login to session TSIH {}: no such session\n", tsih);
+            status = Status {
+                class: 2,
+                detail: 0x0a,
+            };
+        }
         let mut session = None;
         let mut negotiated = None;
         if step.outcome == Outcome::FullFeature {
@@ -176,11 +206,14 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
             if tsih == 0 {
                 tsih = drv.new_tsih();
             }
+            let n = Negotiated { tsih, ..n };
             if n.session_type == SessionType::Normal {
-                match open_session(drv, conn, &n) {
+                match open_session(drv, conn, &n, &params) {
                     Ok(s) => session = Some(s),
                     Err(e) => {
-                        pr_err!("iscsi: cannot open a session: {:?}\n", e);
+                        if e != EBUSY {
+                            pr_err!("iscsi: cannot open a session: {:?}\n", e);
+                        }
                         // Target error: out of resources.
                         status = Status {
                             class: 3,
@@ -189,7 +222,7 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
                     }
                 }
             }
-            negotiated = Some(Negotiated { tsih, ..n });
+            negotiated = Some(n);
         }
         let failed = status.class != 0;
         let data_len = if failed { 0 } else { step.data_len };
@@ -206,7 +239,7 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
             itt: req.itt,
             stat_sn,
             exp_cmd_sn,
-            max_cmd_sn: exp_cmd_sn.wrapping_add(QUEUED_COMMANDS - 1),
+            max_cmd_sn: exp_cmd_sn.wrapping_add(queued_commands - 1),
             status_class: status.class,
             status_detail: status.detail,
             data_segment_len: data_len as u32,
@@ -229,6 +262,7 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
             return Ok(LoggedIn {
                 session,
                 negotiated: n,
+                params,
                 exp_cmd_sn,
                 stat_sn: stat_sn.wrapping_add(1),
             });
@@ -237,15 +271,44 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
 }
 
 /// Opens the core session of a completed normal login.
-fn open_session(drv: &Arc<DriverState>, conn: &Arc<Conn>, n: &Negotiated) -> Result<Arc<Session>> {
+fn open_session(
+    drv: &Arc<DriverState>,
+    conn: &Arc<Conn>,
+    n: &Negotiated,
+    params: &TargetParams,
+) -> Result<Arc<Session>> {
     let target = core::str::from_utf8(n.target_name.as_bytes()).map_err(|_| EINVAL)?;
     let initiator = core::str::from_utf8(n.initiator_name.as_bytes()).map_err(|_| EINVAL)?;
+    // Session reinstatement (RFC 7143 6.3.5): a new session with the ISID
+    // of an open one replaces it; its connection closes and its tasks end.
+    drv.close_sessions_of(
+        n.target_name.as_bytes(),
+        n.initiator_name.as_bytes(),
+        n.isid,
+    );
     let c = conn.clone();
     drv.scst.clone().with_registry(|r| {
+        let open = Scst::session_count(r, DRIVER, target.as_bytes());
+        if params.max_sessions != 0 && open >= params.max_sessions as usize {
+            pr_info!(
+                "iscsi: {} refused: target {} has MaxSessions {} open\n",
+                initiator,
+                target,
+                params.max_sessions
+            );
+            return Err(EBUSY);
+        }
         drv.scst
             .add_network_session(r, DRIVER, target, initiator, move |_| {
+                let info = Arc::new(SessionInfo::new(&c, *n), GFP_KERNEL)?;
+                c.set_identity(Identity {
+                    tsih: n.tsih,
+                    target: n.target_name,
+                    initiator: n.initiator_name,
+                    isid: n.isid,
+                });
                 let handle: Arc<dyn SessionHandle> =
-                    Arc::new(IscsiSession { conn: c }, GFP_KERNEL)?;
+                    Arc::new(IscsiSession { conn: c, info }, GFP_KERNEL)?;
                 Ok(handle)
             })
     })

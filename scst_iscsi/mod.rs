@@ -13,10 +13,13 @@
 // The protocol logic is plain `core` Rust shared with the host tests.
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod chap;
+mod config;
 mod conn;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod login;
 mod login_phase;
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod params;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod pdu;
 #[allow(unreachable_pub, dead_code)]
@@ -28,27 +31,27 @@ use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::kernel_ext::wq::OwnedQueue;
 use crate::scst_core::{
     mgmt::{Line, MgmtError},
-    target::{SessionHandle, TargetDriver},
+    target::{SessionAttributes, SessionHandle, TargetDriver},
     MgmtOutcome, Registry, Scst,
 };
+use config::Config;
 use conn::Conn;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    c_str, new_mutex,
+    c_str, new_condvar, new_mutex,
     prelude::*,
     str::CStr,
-    sync::{Arc, Mutex},
+    sync::{Arc, CondVar, Mutex},
+    time::msecs_to_jiffies,
 };
+use params::{parse_user, Param, UserKind};
 
 const DRIVER: &str = "iscsi";
 
 /// The well-known iSCSI port.
 const ISCSI_PORT: u16 = 3260;
-
-/// The command window each session gets (ExpCmdSN to MaxCmdSN).
-const QUEUED_COMMANDS: u32 = 32;
 
 /// The driver: its portals, its connections, its workqueue.
 #[pin_data]
@@ -56,6 +59,12 @@ pub(crate) struct DriverState {
     scst: Arc<Scst>,
     #[pin]
     inner: Mutex<Inner>,
+    /// Signalled when a connection leaves `inner.conns`.
+    #[pin]
+    conn_gone: CondVar,
+    /// Targets' parameters and CHAP users.
+    #[pin]
+    config: Mutex<Config>,
     enabled: AtomicBool,
     next_tsih: AtomicU16,
 }
@@ -141,6 +150,43 @@ impl DriverState {
         if let Some(i) = inner.conns.iter().position(|c| Arc::ptr_eq(c, &conn)) {
             inner.conns.swap_remove(i);
         }
+        self.conn_gone.notify_all();
+    }
+
+    /// Closes the session with `tsih`, if it is open.
+    fn close_session_tsih(&self, tsih: u16) {
+        for c in self.inner.lock().conns.iter() {
+            if c.has_tsih(tsih) {
+                c.close();
+            }
+        }
+    }
+
+    /// Closes the sessions of `initiator` with `isid` on `target` (session
+    /// reinstatement) and waits until they are gone, their tasks ended.
+    fn close_sessions_of(&self, target: &[u8], initiator: &[u8], isid: [u8; 6]) {
+        /// How long the old session may take to end.
+        const WAIT_ROUNDS: u32 = 30;
+        let mut inner = self.inner.lock();
+        for round in 0..=WAIT_ROUNDS {
+            let mut open = false;
+            for c in inner.conns.iter() {
+                if c.is_session_of(target, initiator, isid) {
+                    c.close();
+                    open = true;
+                }
+            }
+            if !open {
+                return;
+            }
+            if round == WAIT_ROUNDS {
+                pr_warn!("iscsi: a reinstated session is still ending\n");
+                return;
+            }
+            let _ = self
+                .conn_gone
+                .wait_interruptible_timeout(&mut inner, msecs_to_jiffies(1000));
+        }
     }
 
     /// A new session's TSIH (never 0).
@@ -171,9 +217,91 @@ impl DriverState {
 /// A session's driver side: closing it closes the connection.
 struct IscsiSession {
     conn: Arc<Conn>,
+    info: Arc<SessionInfo>,
 }
 
-impl SessionHandle for IscsiSession {}
+impl SessionHandle for IscsiSession {
+    fn attributes(&self) -> Option<Arc<dyn SessionAttributes>> {
+        let info: Arc<dyn SessionAttributes> = self.info.clone();
+        Some(info)
+    }
+}
+
+/// What `sessions/<initiator>/` shows of an iSCSI session: the negotiated
+/// parameters and the connection's addresses.
+pub(crate) struct SessionInfo {
+    negotiated: login::Negotiated,
+    initiator_address: ([u8; 64], usize),
+    target_address: ([u8; 64], usize),
+}
+
+const SESSION_ATTRS: &[&CStr] = &[
+    c_str!("sid"),
+    c_str!("cid"),
+    c_str!("initiator_address"),
+    c_str!("target_address"),
+    c_str!("HeaderDigest"),
+    c_str!("DataDigest"),
+    c_str!("MaxRecvDataSegmentLength"),
+    c_str!("MaxXmitDataSegmentLength"),
+    c_str!("MaxBurstLength"),
+    c_str!("FirstBurstLength"),
+    c_str!("InitialR2T"),
+    c_str!("ImmediateData"),
+    c_str!("MaxOutstandingR2T"),
+];
+
+impl SessionInfo {
+    fn new(conn: &Conn, negotiated: login::Negotiated) -> Self {
+        let mut peer = [0u8; 64];
+        let mut local = [0u8; 64];
+        let peer_len = conn.stream.peer_addr(&mut peer).unwrap_or(0);
+        let local_len = conn.stream.local_addr(&mut local).unwrap_or(0);
+        Self {
+            negotiated,
+            initiator_address: (peer, peer_len),
+            target_address: (local, local_len),
+        }
+    }
+}
+
+impl SessionAttributes for SessionInfo {
+    fn names(&self) -> &'static [&'static CStr] {
+        SESSION_ATTRS
+    }
+
+    fn show(&self, index: usize, out: &mut SysfsBuf) {
+        let n = &self.negotiated;
+        let digest = |on: bool| if on { "CRC32C" } else { "None" };
+        let yes_no = |on: bool| if on { "Yes" } else { "No" };
+        fn address((a, len): &([u8; 64], usize)) -> &str {
+            core::str::from_utf8(a.get(..*len).unwrap_or(&[])).unwrap_or("?")
+        }
+        let _ = match index {
+            0 => {
+                // SCST's session id: the ISID, then the TSIH.
+                let mut sid = 0u64;
+                for b in n.isid {
+                    sid = (sid << 8) | u64::from(b);
+                }
+                writeln!(out, "{:#x}", (sid << 16) | u64::from(n.tsih))
+            }
+            1 => writeln!(out, "{}", n.cid),
+            2 => writeln!(out, "{}", address(&self.initiator_address)),
+            3 => writeln!(out, "{}", address(&self.target_address)),
+            4 => writeln!(out, "{}", digest(n.header_digest)),
+            5 => writeln!(out, "{}", digest(n.data_digest)),
+            6 => writeln!(out, "{}", n.max_recv_data_segment_length),
+            7 => writeln!(out, "{}", n.max_xmit_data_segment_length),
+            8 => writeln!(out, "{}", n.max_burst_length),
+            9 => writeln!(out, "{}", n.first_burst_length),
+            10 => writeln!(out, "{}", yes_no(n.initial_r2t)),
+            11 => writeln!(out, "{}", yes_no(n.immediate_data)),
+            12 => writeln!(out, "{}", n.max_outstanding_r2t),
+            _ => Ok(()),
+        };
+    }
+}
 
 impl Drop for IscsiSession {
     fn drop(&mut self) {
@@ -187,7 +315,86 @@ struct IscsiDriver {
     state: Arc<DriverState>,
 }
 
-const ATTRS: &[&CStr] = &[c_str!("enabled")];
+/// Files of `targets/iscsi/`: `enabled` and the discovery CHAP users.
+const ATTRS: &[&CStr] = &[
+    c_str!("enabled"),
+    c_str!("IncomingUser"),
+    c_str!("OutgoingUser"),
+];
+
+/// Files of each target: its parameters ([`Param::ALL`], in that order),
+/// then its CHAP users.
+const TARGET_ATTRS: &[&CStr] = &[
+    c_str!("HeaderDigest"),
+    c_str!("DataDigest"),
+    c_str!("MaxRecvDataSegmentLength"),
+    c_str!("MaxXmitDataSegmentLength"),
+    c_str!("MaxBurstLength"),
+    c_str!("FirstBurstLength"),
+    c_str!("InitialR2T"),
+    c_str!("ImmediateData"),
+    c_str!("MaxOutstandingR2T"),
+    c_str!("QueuedCommands"),
+    c_str!("NopInInterval"),
+    c_str!("NopInTimeout"),
+    c_str!("RspTimeout"),
+    c_str!("MaxSessions"),
+    c_str!("IncomingUser"),
+    c_str!("OutgoingUser"),
+];
+
+/// The CHAP user kind shown by attribute file `name`, if it is one.
+fn user_file(name: &CStr) -> Option<UserKind> {
+    UserKind::from_name(name.to_str().ok()?)
+}
+
+impl IscsiDriver {
+    /// `add_target_attribute`/`del_target_attribute`: a target's CHAP users.
+    fn target_user<'a>(&self, mut line: Line<'a>, add: bool) -> MgmtOutcome<'a> {
+        let target = line.name("target name")?;
+        let attr = line.word("attribute name")?;
+        let kind = UserKind::from_name(attr).ok_or(MgmtError::UnknownParam(attr))?;
+        let value = line.rest();
+        let mut config = self.state.config.lock();
+        let t = config
+            .target_mut(target.as_bytes())
+            .ok_or(MgmtError::NoSuchObject(target))?;
+        t.chap = Arc::new(change_users(&t.chap, kind, attr, value, add)?, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// `add_attribute`/`del_attribute`: the discovery sessions' CHAP users.
+    fn discovery_user<'a>(&self, mut line: Line<'a>, add: bool) -> MgmtOutcome<'a> {
+        let attr = line.word("attribute name")?;
+        let kind = UserKind::from_name(attr).ok_or(MgmtError::UnknownParam(attr))?;
+        let value = line.rest();
+        let mut config = self.state.config.lock();
+        let next = change_users(&config.discovery_chap, kind, attr, value, add)?;
+        config.discovery_chap = Arc::new(next, GFP_KERNEL)?;
+        Ok(())
+    }
+}
+
+/// `chap` with a user added or removed, as a management line asked.
+fn change_users<'a>(
+    chap: &config::Chap,
+    kind: UserKind,
+    attr: &'a str,
+    value: &'a str,
+    add: bool,
+) -> core::result::Result<config::Chap, crate::scst_core::MgmtFailure<'a>> {
+    let (name, secret) = parse_user(value, !add).map_err(|_| MgmtError::BadValue {
+        key: attr,
+        value,
+        expected: "a CHAP name and secret (at most 255 bytes each)",
+    })?;
+    if add {
+        Ok(chap.with_user(kind, name, secret)?)
+    } else {
+        chap.without_user(kind, name)?
+            .ok_or_else(|| MgmtError::NoSuchObject(value).into())
+    }
+}
 
 impl TargetDriver for IscsiDriver {
     fn name(&self) -> &'static str {
@@ -196,7 +403,11 @@ impl TargetDriver for IscsiDriver {
 
     fn mgmt_help(&self) -> &'static str {
         "Usage: echo \"add_target target_name\" >mgmt\n\
-         \x20      echo \"del_target target_name\" >mgmt\n"
+         \x20      echo \"del_target target_name\" >mgmt\n\
+         \x20      echo \"add_target_attribute target_name <IncomingUser|OutgoingUser> name secret\" >mgmt\n\
+         \x20      echo \"del_target_attribute target_name <IncomingUser|OutgoingUser> name\" >mgmt\n\
+         \x20      echo \"add_attribute <IncomingUser|OutgoingUser> name secret\" >mgmt\n\
+         \x20      echo \"del_attribute <IncomingUser|OutgoingUser> name\" >mgmt\n"
     }
 
     fn mgmt<'a>(
@@ -214,13 +425,25 @@ impl TargetDriver for IscsiDriver {
                 if let Some(t) = Scst::target_state(registry, DRIVER, name.as_bytes()) {
                     t.enabled.store(false, Ordering::Relaxed);
                 }
+                let added = crate::scst_core::cstring(name)
+                    .and_then(|n| self.state.config.lock().add_target(&n));
+                if let Err(e) = added {
+                    let _ = scst.del_target(registry, DRIVER, name);
+                    return Err(e.into());
+                }
                 Ok(())
             }
             "del_target" => {
                 let name = line.name("target name")?;
                 line.end()?;
-                scst.del_target(registry, DRIVER, name)
+                scst.del_target(registry, DRIVER, name)?;
+                self.state.config.lock().del_target(name.as_bytes());
+                Ok(())
             }
+            "add_target_attribute" => self.target_user(line, true),
+            "del_target_attribute" => self.target_user(line, false),
+            "add_attribute" => self.discovery_user(line, true),
+            "del_attribute" => self.discovery_user(line, false),
             verb => Err(MgmtError::UnknownCommand(verb).into()),
         }
     }
@@ -229,15 +452,28 @@ impl TargetDriver for IscsiDriver {
         ATTRS
     }
 
-    fn show_attribute(&self, _index: usize, out: &mut SysfsBuf) {
-        let _ = writeln!(
-            out,
-            "{}",
-            u8::from(self.state.enabled.load(Ordering::Relaxed))
-        );
+    fn attribute_is_private(&self, name: &CStr) -> bool {
+        user_file(name).is_some()
     }
 
-    fn store_attribute(&self, _scst: &Arc<Scst>, _index: usize, value: &str) -> Result {
+    fn show_attribute(&self, index: usize, out: &mut SysfsBuf) {
+        match ATTRS.get(index).and_then(|n| user_file(n)) {
+            Some(kind) => self.state.config.lock().discovery_chap.show(kind, out),
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    u8::from(self.state.enabled.load(Ordering::Relaxed))
+                );
+            }
+        }
+    }
+
+    fn store_attribute(&self, _scst: &Arc<Scst>, index: usize, value: &str) -> Result {
+        if index != 0 {
+            // CHAP users change through `mgmt`.
+            return Err(EACCES);
+        }
         match value {
             "1" => {
                 self.state.enable()?;
@@ -252,6 +488,57 @@ impl TargetDriver for IscsiDriver {
                 return Err(EINVAL);
             }
         }
+        Ok(())
+    }
+
+    fn target_attributes(&self) -> &'static [&'static CStr] {
+        TARGET_ATTRS
+    }
+
+    fn show_target_attribute(&self, target: &CStr, index: usize, out: &mut SysfsBuf) {
+        let config = self.state.config.lock();
+        let Some(t) = config.target(target.as_bytes()) else {
+            return;
+        };
+        match (
+            Param::ALL.get(index),
+            TARGET_ATTRS.get(index).and_then(|n| user_file(n)),
+        ) {
+            (Some(&p), _) => {
+                let _ = t.params.show(p, out);
+                let _ = out.write_str("\n");
+            }
+            (None, Some(kind)) => t.chap.show(kind, out),
+            (None, None) => {}
+        }
+    }
+
+    fn store_target_attribute<'a>(
+        &self,
+        target: &CStr,
+        index: usize,
+        value: &'a str,
+    ) -> MgmtOutcome<'a> {
+        let Some(&param) = Param::ALL.get(index) else {
+            return Err(MgmtError::Refused(
+                "CHAP users change through add_target_attribute and del_target_attribute",
+            )
+            .into());
+        };
+        let mut config = self.state.config.lock();
+        let t = config
+            .target_mut(target.as_bytes())
+            .ok_or(MgmtError::Refused("the target is being removed"))?;
+        t.params.set(param, value).map_err(|e| match e {
+            params::ParamError::BadValue(expected) => MgmtError::BadValue {
+                key: param.name(),
+                value,
+                expected,
+            },
+            params::ParamError::FirstBurstAboveMaxBurst => {
+                MgmtError::Refused("FirstBurstLength may not exceed MaxBurstLength")
+            }
+        })?;
         Ok(())
     }
 }
@@ -271,6 +558,7 @@ impl Drop for Iscsi {
 /// Registers the iSCSI target driver with the core.
 pub(crate) fn register(scst: &Arc<Scst>) -> Result<Iscsi> {
     let wq = OwnedQueue::new(c_str!("scst_iscsi"))?;
+    let config = Config::new()?;
     let core = scst.clone();
     let state = Arc::pin_init(
         pin_init!(DriverState {
@@ -280,6 +568,8 @@ pub(crate) fn register(scst: &Arc<Scst>) -> Result<Iscsi> {
                 portals: KVec::new(),
                 conns: KVec::new(),
             }),
+            conn_gone <- new_condvar!(),
+            config <- new_mutex!(config),
             enabled: AtomicBool::new(false),
             next_tsih: AtomicU16::new(1),
         }),

@@ -23,6 +23,9 @@ pub mod iscsi_chap;
 #[path = "../../../../scst_iscsi/login.rs"]
 #[doc(hidden)]
 pub mod iscsi_login;
+#[path = "../../../../scst_iscsi/params.rs"]
+#[doc(hidden)]
+pub mod iscsi_params;
 #[path = "../../../../scst_iscsi/pdu.rs"]
 #[doc(hidden)]
 pub mod iscsi_pdu;
@@ -54,6 +57,7 @@ pub mod scst_vdisk {
 pub mod scst_iscsi {
     pub use super::iscsi_chap as chap;
     pub use super::iscsi_login as login;
+    pub use super::iscsi_params as params;
     pub use super::iscsi_pdu as pdu;
     pub use super::iscsi_text as text;
 }
