@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Hand-made bad PDUs against the iSCSI target: each gets a Reject or a
+closed connection, and leaves no session behind (guest-run fails the run on
+any oops, warning or kmemleak report)."""
+
+import os
+import socket
+import struct
+import time
+
+import pytest
+
+from conftest import ROOT, backing_file, mgmt, read, sh
+
+IQN = "iqn.2026-11.org.scst-rs:bad"
+INITIATOR = "iqn.2026-11.org.scst-rs:raw-client"
+RESERVED = 0xFFFFFFFF
+
+
+def bhs(opcode, flags=0, dlen=0, itt=0, word20=0, cmd_sn=0, exp_stat_sn=0, rest=b"", lun=0,
+        immediate=True, ahs_words=0):
+    """A 48-byte Basic Header Segment."""
+    b0 = opcode | (0x40 if immediate else 0)
+    hdr = struct.pack(">BBxxB", b0, flags, ahs_words) + dlen.to_bytes(3, "big")
+    hdr += struct.pack(">QIIII", lun, itt, word20, cmd_sn, exp_stat_sn)
+    hdr += rest.ljust(16, b"\0")
+    assert len(hdr) == 48
+    return hdr
+
+
+def padded(data):
+    return data + b"\0" * (-len(data) % 4)
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError(f"closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def recv_pdu(s):
+    hdr = recv_exact(s, 48)
+    dlen = int.from_bytes(hdr[5:8], "big")
+    data = recv_exact(s, dlen + (-dlen % 4))[:dlen]
+    return hdr, data
+
+
+def closed(s, timeout=20):
+    """Whether the target closes the connection (reading what it still sends)."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def connect():
+    s = socket.create_connection(("127.0.0.1", 3260), timeout=20)
+    return s
+
+
+def login_request(keys, isid=b"\x80\x00\x00\x00\x00\x01"):
+    """A Login Request from the operational stage to full feature phase."""
+    text = b"".join(k + b"\0" for k in keys)
+    hdr = bytearray(48)
+    hdr[0] = 0x43
+    hdr[1] = 0x80 | (1 << 2) | 3  # T, CSG operational, NSG full feature
+    hdr[5:8] = len(text).to_bytes(3, "big")
+    hdr[8:14] = isid
+    hdr[16:20] = (1).to_bytes(4, "big")  # ITT
+    hdr[24:28] = (1).to_bytes(4, "big")  # CmdSN
+    return bytes(hdr) + padded(text)
+
+
+def login():
+    """Logs in (no security stage), proposing every operational key, until
+    the target moves to full feature phase."""
+    s = connect()
+    keys = [f"InitiatorName={INITIATOR}".encode(), f"TargetName={IQN}".encode(),
+            b"SessionType=Normal", b"HeaderDigest=None", b"DataDigest=None",
+            b"InitialR2T=No", b"ImmediateData=Yes", b"MaxBurstLength=1048576",
+            b"FirstBurstLength=65536", b"MaxRecvDataSegmentLength=262144",
+            b"MaxOutstandingR2T=1", b"ErrorRecoveryLevel=0", b"MaxConnections=1",
+            b"DefaultTime2Wait=2", b"DefaultTime2Retain=0", b"DataPDUInOrder=Yes",
+            b"DataSequenceInOrder=Yes", b"IFMarker=No", b"OFMarker=No"]
+    for _ in range(4):
+        s.sendall(login_request(keys))
+        rsp, data = recv_pdu(s)
+        assert rsp[0] & 0x3F == 0x23, rsp[0]
+        if rsp[36] != 0 or (rsp[1] & 0x80 and rsp[1] & 0x03 == 3):
+            return s, rsp
+        # Every key is settled: ask again to move on.
+        keys = []
+    raise AssertionError("the target never moved to full feature phase")
+
+
+def full_feature():
+    s, rsp = login()
+    assert rsp[36] == 0, f"login status {rsp[36]:#x}/{rsp[37]:#x}"
+    assert rsp[1] & 0x03 == 3, "not in full feature phase"
+    exp_cmd_sn = int.from_bytes(rsp[28:32], "big")
+    stat_sn = int.from_bytes(rsp[24:28], "big")
+    return s, exp_cmd_sn, stat_sn
+
+
+def ping(s, itt, cmd_sn):
+    s.sendall(bhs(0x00, 0x80, itt=itt, word20=RESERVED, cmd_sn=cmd_sn))
+    hdr, _ = recv_pdu(s)
+    return hdr
+
+
+def sessions():
+    return os.listdir(os.path.join(ROOT, "targets/iscsi", IQN, "sessions"))
+
+
+def no_sessions_left():
+    for _ in range(100):
+        if not sessions():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def target(scst):
+    sh("ip", "link", "set", "lo", "up")
+    path = backing_file("bad-pdu", 16 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device bad1 filename={path}")
+    mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
+    mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add bad1 0")
+    mgmt(f"targets/iscsi/{IQN}/MaxRecvDataSegmentLength", "8192")
+    mgmt(f"targets/iscsi/{IQN}/enabled", "1")
+    mgmt("targets/iscsi/enabled", "1")
+    yield
+    assert no_sessions_left(), "a session stayed after its connection closed"
+    # The target still serves a clean login afterwards.
+    s, exp, _ = full_feature()
+    assert ping(s, 0x77, exp)[0] & 0x3F == 0x20
+    s.close()
+    assert no_sessions_left()
+    mgmt("targets/iscsi/enabled", "0")
+
+
+def test_raw_login_and_ping(target):
+    s, exp, _ = full_feature()
+    assert sessions() == [INITIATOR]
+    rsp = ping(s, 5, exp)
+    assert rsp[0] & 0x3F == 0x20 and int.from_bytes(rsp[16:20], "big") == 5
+    s.close()
+
+
+def test_unknown_opcode_is_rejected(target):
+    s, exp, _ = full_feature()
+    s.sendall(bhs(0x0F, 0x80, dlen=5, itt=9) + padded(b"hello"))
+    hdr, data = recv_pdu(s)
+    assert hdr[0] & 0x3F == 0x3F, f"expected a Reject, got opcode {hdr[0]:#x}"
+    assert hdr[2] == 0x05, f"reason {hdr[2]:#x}: expected Command not supported"
+    assert data[:1] == b"\x4f", "the Reject carries the offending header"
+    # The connection goes on.
+    assert ping(s, 6, exp)[0] & 0x3F == 0x20
+    s.close()
+
+
+def test_data_segment_beyond_max_recv(target):
+    s, exp, _ = full_feature()
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0]).ljust(16, b"\0")
+    s.sendall(bhs(0x01, 0x80 | 0x20, dlen=65536, itt=3, word20=512, cmd_sn=exp, rest=cdb))
+    s.sendall(b"\0" * 1024)
+    assert closed(s), "a data segment beyond MaxRecvDataSegmentLength left the connection open"
+    s.close()
+
+
+def test_cmd_sn_outside_window_is_dropped(target):
+    s, exp, _ = full_feature()
+    # Non-immediate NOP-Out far beyond MaxCmdSN: dropped, unanswered.
+    s.sendall(bhs(0x00, 0x80, itt=0x100, word20=RESERVED, cmd_sn=exp + 1000, immediate=False))
+    rsp = ping(s, 0x101, exp)
+    assert int.from_bytes(rsp[16:20], "big") == 0x101, "the out-of-window command was answered"
+    s.close()
+
+
+def test_garbage_login_keys(target):
+    s = connect()
+    s.sendall(login_request([b"\xff\xfe=", b"no-equals-sign", b"InitiatorName=", b"x" * 300],
+                            isid=b"\x80\x00\x00\x00\x00\x02"))
+    rsp, _ = recv_pdu(s)
+    assert rsp[0] & 0x3F == 0x23 and rsp[36] == 0x02, f"status {rsp[36]:#x}/{rsp[37]:#x}"
+    assert closed(s)
+    s.close()
+
+
+def test_truncated_header_and_close(target):
+    s = connect()
+    s.sendall(bytes([0x43, 0x87]) + b"\0" * 18)
+    s.close()
+    s, exp, _ = full_feature()
+    s.sendall(bhs(0x00, 0x80, itt=1, word20=RESERVED, cmd_sn=exp)[:30])
+    s.close()
+
+
+def test_connection_closed_mid_data(target):
+    s, exp, _ = full_feature()
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 8, 0]).ljust(16, b"\0")
+    # WRITE(10) of 8 blocks with 4 KiB of immediate data, cut short.
+    s.sendall(bhs(0x01, 0x80 | 0x20, dlen=4096, itt=4, word20=4096, cmd_sn=exp, rest=cdb))
+    s.sendall(b"\xab" * 100)
+    s.close()
+
+
+def test_data_out_for_unknown_task_and_bad_offset(target):
+    s, exp, _ = full_feature()
+    # Data-Out for a task that does not exist: discarded silently.
+    s.sendall(bhs(0x05, 0x80, dlen=512, itt=0x999, word20=RESERVED, immediate=False) + b"\0" * 512)
+    assert ping(s, 0x10, exp)[0] & 0x3F == 0x20
+    # A write waiting for data, then Data-Out past its length: Reject, close.
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0]).ljust(16, b"\0")
+    s.sendall(bhs(0x01, 0x80 | 0x20, dlen=0, itt=0x20, word20=512, cmd_sn=exp, rest=cdb))
+    r2t, _ = recv_pdu(s)
+    assert r2t[0] & 0x3F == 0x31, f"expected R2T, got {r2t[0]:#x}"
+    ttt = int.from_bytes(r2t[20:24], "big")
+    data_out = bytearray(bhs(0x05, 0x80, dlen=512, itt=0x20, word20=ttt, immediate=False))
+    data_out[40:44] = (4096).to_bytes(4, "big")  # BufferOffset beyond 512
+    s.sendall(bytes(data_out) + b"\0" * 512)
+    hdr, _ = recv_pdu(s)
+    assert hdr[0] & 0x3F == 0x3F, f"expected a Reject, got {hdr[0]:#x}"
+    assert closed(s)
+    s.close()
