@@ -60,7 +60,15 @@ fn numbers_are_checked_against_their_ranges() {
     let mut p = TargetParams::default();
     p.set(Param::MaxRecvDataSegmentLength, "8192").unwrap();
     assert_eq!(p.settings.max_recv_data_segment_length, 8192);
-    for bad in ["511", "16777216", "-1", "0x2000", "1e3", "", "99999999999999"] {
+    for bad in [
+        "511",
+        "16777216",
+        "-1",
+        "0x2000",
+        "1e3",
+        "",
+        "99999999999999",
+    ] {
         assert_eq!(
             p.set(Param::MaxRecvDataSegmentLength, bad),
             Err(ParamError::BadValue("a number in the parameter's range")),
@@ -104,8 +112,14 @@ fn yes_no_values() {
 
 #[test]
 fn chap_user_lines() {
-    assert_eq!(parse_user("joe secret12345", false), Ok(("joe", "secret12345")));
-    assert_eq!(parse_user("\"joe secret12345\"", false), Ok(("joe", "secret12345")));
+    assert_eq!(
+        parse_user("joe secret12345", false),
+        Ok(("joe", "secret12345"))
+    );
+    assert_eq!(
+        parse_user("\"joe secret12345\"", false),
+        Ok(("joe", "secret12345"))
+    );
     assert_eq!(parse_user("  joe   s  ", false), Ok(("joe", "s")));
     assert_eq!(parse_user("joe", true), Ok(("joe", "")));
     for bad in ["", "joe", "joe a b", "\"joe\" \"x\"", "\"\""] {
@@ -114,7 +128,13 @@ fn chap_user_lines() {
     let long = "x".repeat(256);
     assert!(parse_user(&format!("{long} s"), false).is_err());
     assert!(parse_user(&format!("joe {long}"), false).is_err());
-    assert_eq!(UserKind::from_name("IncomingUser"), Some(UserKind::Incoming));
-    assert_eq!(UserKind::from_name("OutgoingUser"), Some(UserKind::Outgoing));
+    assert_eq!(
+        UserKind::from_name("IncomingUser"),
+        Some(UserKind::Incoming)
+    );
+    assert_eq!(
+        UserKind::from_name("OutgoingUser"),
+        Some(UserKind::Outgoing)
+    );
     assert_eq!(UserKind::from_name("incominguser"), None);
 }
