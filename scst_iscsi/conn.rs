@@ -227,18 +227,11 @@ impl Conn {
     ) -> Result {
         let _ = set_data_segment_len(bhs, data.len() as u32);
         let pad = PAD.get(..padded(data.len()) - data.len()).unwrap_or(&[]);
-        let header_digest = digest_of(&bhs[..], &[]);
-        let data_digest = digest_of(data, pad);
-        let hd: &[u8] = if tx.header_digest {
-            &header_digest
-        } else {
-            &[]
-        };
-        let dd: &[u8] = if tx.data_digest && !data.is_empty() {
-            &data_digest
-        } else {
-            &[]
-        };
+        // Each digest is a CRC pass: only when negotiated.
+        let header_digest = tx.header_digest.then(|| digest_of(&bhs[..], &[]));
+        let data_digest = (tx.data_digest && !data.is_empty()).then(|| digest_of(data, pad));
+        let hd = header_digest.as_ref().map_or(&[][..], |d| &d[..]);
+        let dd = data_digest.as_ref().map_or(&[][..], |d| &d[..]);
         self.stream.write_all(&[&bhs[..], hd, data, pad, dd], more)
     }
 
