@@ -215,6 +215,36 @@ fn digest_of_sg(sg: &SgList<'_>, skip: usize, len: usize, pad: &[u8]) -> Result<
     Ok((!crypto::crc32c(crc, pad)).to_le_bytes())
 }
 
+/// Reads a data digest and compares it with `crc` (the segment's CRC32C
+/// before the final inversion).
+fn digest_matches(conn: &Conn, crc: u32) -> Result<bool> {
+    let mut got = [0u8; DIGEST_LEN];
+    conn.stream.read_exact(&mut got)?;
+    Ok(got == (!crc).to_le_bytes())
+}
+
+/// Receives `len` bytes of a data segment straight into `sg` at `offset`,
+/// then its padding and, with `data_digest`, its digest; `false` when the
+/// digest does not match.
+fn receive_segment(
+    conn: &Conn,
+    data_digest: bool,
+    sg: &mut SgList<'_>,
+    offset: u32,
+    len: u32,
+) -> Result<bool> {
+    let (offset, len) = (offset as usize, len as usize);
+    conn.stream.read_into(sg, offset, len)?;
+    let mut pad = [0u8; 3];
+    let pad = pad.get_mut(..padded(len) - len).unwrap_or(&mut []);
+    conn.stream.read_exact(pad)?;
+    if !data_digest || len == 0 {
+        return Ok(true);
+    }
+    let crc = crypto::crc32c(crypto::crc32c_sg(!0, sg, offset, len)?, pad);
+    digest_matches(conn, crc)
+}
+
 impl Conn {
     /// Sends one PDU with a data segment from `data`, digests as
     /// negotiated, under the send lock the caller holds.
@@ -406,22 +436,12 @@ impl<'a> Ffp<'a> {
         }
     }
 
-    /// Reads and checks the data digest of a segment whose CRC (without
-    /// the final inversion) is `crc`.
-    fn check_data_digest(
-        &mut self,
-        crc: u32,
-        hdr: &[u8; BHS_LEN],
-    ) -> core::result::Result<(), Ending> {
-        let mut got = [0u8; DIGEST_LEN];
-        self.conn.stream.read_exact(&mut got)?;
-        if got != (!crc).to_le_bytes() {
-            // ERL 0: the PDU is rejected and the session ends.
-            pr_warn!("iscsi: data digest error: closing the connection\n");
-            let _ = self.reject(RejectReason::DataDigestError, hdr);
-            return Err(Ending::Failed(EIO));
-        }
-        Ok(())
+    /// Answers a data digest error: ERL 0 rejects the PDU and ends the
+    /// session.
+    fn data_digest_error(&self, hdr: &[u8; BHS_LEN]) -> Ending {
+        pr_warn!("iscsi: data digest error: closing the connection\n");
+        let _ = self.reject(RejectReason::DataDigestError, hdr);
+        Ending::Failed(EIO)
     }
 
     /// Skips a data segment of `len` bytes with its padding and digest.
@@ -512,7 +532,9 @@ impl<'a> Ffp<'a> {
         self.conn.stream.read_exact(buf)?;
         if digest {
             let crc = crypto::crc32c(!0, buf);
-            self.check_data_digest(crc, hdr)?;
+            if !digest_matches(self.conn, crc)? {
+                return Err(self.data_digest_error(hdr));
+            }
         }
         Ok(len)
     }
@@ -526,16 +548,11 @@ impl<'a> Ffp<'a> {
         len: u32,
         hdr: &[u8; BHS_LEN],
     ) -> core::result::Result<(), Ending> {
-        let (offset, len) = (offset as usize, len as usize);
-        self.conn.stream.read_into(sg, offset, len)?;
-        let mut pad = [0u8; 3];
-        let pad = pad.get_mut(..padded(len) - len).unwrap_or(&mut []);
-        self.conn.stream.read_exact(pad)?;
-        if self.data_digest_len(len) > 0 {
-            let crc = crypto::crc32c(crypto::crc32c_sg(!0, sg, offset, len)?, pad);
-            self.check_data_digest(crc, hdr)?;
+        if receive_segment(self.conn, self.params.data_digest, sg, offset, len)? {
+            Ok(())
+        } else {
+            Err(self.data_digest_error(hdr))
         }
-        Ok(())
     }
 
     fn reject(&self, reason: RejectReason, hdr: &[u8; BHS_LEN]) -> Result {
@@ -699,19 +716,18 @@ impl<'a> Ffp<'a> {
             self.reject(RejectReason::ProtocolError, hdr)?;
             return Err(Ending::Failed(EINVAL));
         }
-        {
-            let mut w = self.pending.swap_remove(i).ok_or(Ending::Failed(EINVAL))?;
-            let received = {
-                let mut sg = w.pages.sg();
-                self.read_segment_into(&mut sg, d.buffer_offset, len, hdr)
-            };
-            w.received += len;
-            w.data_sn = w.data_sn.wrapping_add(1);
-            w.since = Ktime::ktime_get();
-            self.pending.push(w, GFP_KERNEL)?;
-            received?;
+        let (conn, data_digest) = (self.conn, self.params.data_digest);
+        let w = &mut self.pending[i];
+        let digest_ok = {
+            let mut sg = w.pages.sg();
+            receive_segment(conn, data_digest, &mut sg, d.buffer_offset, len)?
+        };
+        w.received += len;
+        w.data_sn = w.data_sn.wrapping_add(1);
+        w.since = Ktime::ktime_get();
+        if !digest_ok {
+            return Err(self.data_digest_error(hdr));
         }
-        let i = self.pending.len() - 1;
         if !d.final_pdu {
             return Ok(());
         }
