@@ -772,6 +772,12 @@ struct State {
     /// Keys the target offered and awaits answers to.
     pending: u64,
     offers_made: bool,
+    /// The target's own MaxRecvDataSegmentLength is still to be declared:
+    /// it waits one response when that response rejects the initiator's
+    /// value, so that no response carries the key twice (RFC 7143 6.1).
+    mrdsl_to_declare: bool,
+    /// This response rejected the initiator's MaxRecvDataSegmentLength.
+    mrdsl_rejected: bool,
     params: Params,
     decision: Decision,
     negotiated: Option<Negotiated>,
@@ -814,6 +820,8 @@ impl<S: DerefMut<Target = [u8]>> Login<S> {
                 sent: 0,
                 pending: 0,
                 offers_made: false,
+                mrdsl_to_declare: false,
+                mrdsl_rejected: false,
                 params: Params::DEFAULT,
                 decision: Decision {
                     transit: false,
@@ -1210,6 +1218,7 @@ impl State {
             }
             self.auth = Auth::Done;
         }
+        self.mrdsl_rejected = false;
         for (key, value) in found.keys() {
             if key.place() != Place::Operational {
                 continue;
@@ -1224,11 +1233,19 @@ impl State {
             }
         }
         if !self.offers_made {
+            self.mrdsl_to_declare = self.declares_mrdsl();
             self.make_offers(w)?;
             self.offers_made = true;
         }
+        if self.mrdsl_to_declare && !self.mrdsl_rejected {
+            w.pair_number(
+                b"MaxRecvDataSegmentLength",
+                u64::from(self.settings.max_recv_data_segment_length),
+            )?;
+            self.mrdsl_to_declare = false;
+        }
         Ok(Decision {
-            transit: req.transit && self.pending == 0,
+            transit: req.transit && self.pending == 0 && !self.mrdsl_to_declare,
             nsg: STAGE_FULL_FEATURE,
         })
     }
@@ -1275,12 +1292,6 @@ impl State {
     }
 
     fn make_offers(&mut self, w: &mut TextWriter<'_>) -> Result<(), Status> {
-        if self.declares_mrdsl() {
-            w.pair_number(
-                b"MaxRecvDataSegmentLength",
-                u64::from(self.settings.max_recv_data_segment_length),
-            )?;
-        }
         let offers = self.offers();
         for key in KEYS {
             if offers & key.bit() == 0 {
@@ -1386,7 +1397,10 @@ impl State {
             Key::MaxRecvDataSegmentLength => match number(value, SEGMENT_MIN, SEGMENT_MAX) {
                 // A declaration: nothing to answer.
                 Some(v) => p.initiator_mrdsl = v,
-                None => w.pair(name, REJECT)?,
+                None => {
+                    w.pair(name, REJECT)?;
+                    self.mrdsl_rejected = true;
+                }
             },
             Key::MaxConnections => {
                 // The target runs one connection per session.

@@ -768,6 +768,31 @@ fn max_recv_data_segment_length_is_declared() {
 }
 
 #[test]
+fn rejected_max_recv_data_segment_length_is_never_answered_twice() {
+    // The target declares its own value; rejecting the initiator's in the
+    // same response would carry the key twice, so the declaration waits
+    // one response and the stage does not end before it.
+    let targets = settings(|s| s.max_recv_data_segment_length = 65_536);
+    let (mut conn, r) = one_pdu(targets, &[("MaxRecvDataSegmentLength", "lots")]);
+    r.assert_status(Status::SUCCESS);
+    assert_eq!(r.get("MaxRecvDataSegmentLength").as_deref(), Some("Reject"));
+    let times = r
+        .keys
+        .iter()
+        .filter(|(k, _)| k == "MaxRecvDataSegmentLength")
+        .count();
+    assert_eq!(times, 1, "{:?}", r.keys);
+    assert_eq!(r.step.outcome, Outcome::Continue);
+    assert!(!r.step.transit);
+    let r = conn.send(&request(OP, FFP, true), &[]);
+    assert_eq!(r.get("MaxRecvDataSegmentLength").as_deref(), Some("65536"));
+    assert_eq!(r.step.outcome, Outcome::FullFeature);
+    let n = negotiated(&conn);
+    assert_eq!(n.max_recv_data_segment_length, 65_536);
+    assert_eq!(n.max_xmit_data_segment_length, 8192);
+}
+
+#[test]
 fn boolean_keys_follow_or_and_and() {
     for (target, offer, want) in [
         (true, "No", "Yes"),
