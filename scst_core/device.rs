@@ -72,8 +72,30 @@ pub(crate) struct ExecCmd<'a, 'b> {
 pub(crate) struct Completion {
     /// Bytes of data-in placed at the start of the buffer.
     pub(crate) data_in: usize,
+    /// Bytes the CDB asked to move (the data-in the command had, or the
+    /// data-out it takes), whatever the buffer held: a transport whose
+    /// expected length differs reports the residual from it.
+    pub(crate) transfer_len: usize,
     /// MODE SELECT changed parameters: other nexuses get a unit attention.
     pub(crate) mode_changed: bool,
+}
+
+impl Completion {
+    /// A command that moved no data.
+    pub(crate) const NO_DATA: Self = Self {
+        data_in: 0,
+        transfer_len: 0,
+        mode_changed: false,
+    };
+
+    /// `placed` bytes of data-in out of the `wanted` the command had.
+    pub(crate) fn data_in(placed: usize, wanted: usize) -> Self {
+        Self {
+            data_in: placed,
+            transfer_len: wanted,
+            mode_changed: false,
+        }
+    }
 }
 
 /// A logical unit: the device server of one device.

@@ -156,26 +156,31 @@ pub(crate) struct Response {
     pub(crate) sense_len: usize,
     /// Bytes of data-in at the start of the buffer.
     pub(crate) data_in: usize,
+    /// Bytes the CDB asked to move, when the command got that far (see
+    /// [`Completion::transfer_len`]).
+    pub(crate) transfer_len: Option<usize>,
 }
 
 impl Response {
-    fn good(data_in: usize) -> Self {
+    fn good(data_in: usize, transfer_len: usize) -> Self {
         Self {
             status: status::GOOD,
             sense: [0; MAX_SENSE_LEN],
             sense_len: 0,
             data_in,
+            transfer_len: Some(transfer_len),
         }
     }
 
     fn status(status: u8) -> Self {
-        let mut r = Self::good(0);
+        let mut r = Self::good(0, 0);
+        r.transfer_len = None;
         r.status = status;
         r
     }
 
     fn check_condition(sense: Sense, format: SenseFormat) -> Self {
-        let mut r = Self::good(0);
+        let mut r = Self::status(status::GOOD);
         r.status = status::CHECK_CONDITION;
         r.sense_len = sense.encode(format, &mut r.sense);
         r
@@ -505,7 +510,7 @@ impl Session {
                         .dev
                         .raise_ua(sense::MODE_PARAMETERS_CHANGED, Some(tgt_dev));
                 }
-                Response::good(done.data_in)
+                Response::good(done.data_in, done.transfer_len)
             }
             Err(s) => Response::check_condition(s, tgt_dev.dev.lu.sense_format()),
         }
@@ -530,7 +535,7 @@ impl Session {
         }
         let n = out.len().min(alloc_len).min(buf.len());
         let copied = data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
-        Response::good(copied)
+        Response::good(copied, n)
     }
 
     /// Waits until no command matching `pred` is in flight, up to the

@@ -760,9 +760,9 @@ impl<'a> Ffp<'a> {
         let exp = self.window.exp_cmd_sn;
         let max = self.window.max_cmd_sn();
         let good = response.status == 0;
+        let residual = Residual::of(edtl, response.transfer_len);
         if cmd.read && good && response.data_in > 0 {
             let total = (response.data_in as u32).min(edtl);
-            let residual = edtl - total;
             let chunk = self.params.max_xmit_data_segment_length.max(512);
             let sg = pages.sg();
             let mut offset = 0u32;
@@ -776,8 +776,8 @@ impl<'a> Ffp<'a> {
                 DataIn {
                     final_pdu: last,
                     ack: false,
-                    overflow: false,
-                    underflow: last && residual > 0,
+                    overflow: last && residual.overflow,
+                    underflow: last && residual.underflow,
                     status_present: last,
                     status: response.status,
                     lun: cmd.lun,
@@ -788,7 +788,7 @@ impl<'a> Ffp<'a> {
                     max_cmd_sn: max,
                     data_sn,
                     buffer_offset: offset,
-                    residual_count: residual,
+                    residual_count: if last { residual.count } else { 0 },
                     data_segment_len: len,
                 }
                 .encode(&mut bhs);
@@ -843,19 +843,14 @@ impl<'a> Ffp<'a> {
             }
             2 + sense.len()
         };
-        let (underflow, residual) = if cmd.read && good {
-            (edtl > 0, edtl)
-        } else {
-            (false, 0)
-        };
         let status = response.status;
         self.conn.send_numbered(
             |stat_sn, bhs| {
                 ScsiResponse {
                     bidi_overflow: false,
                     bidi_underflow: false,
-                    overflow: false,
-                    underflow,
+                    overflow: residual.overflow,
+                    underflow: residual.underflow,
                     response: 0,
                     status,
                     itt: cmd.itt,
@@ -864,7 +859,7 @@ impl<'a> Ffp<'a> {
                     exp_cmd_sn: exp,
                     max_cmd_sn: max,
                     bidi_residual_count: 0,
-                    residual_count: residual,
+                    residual_count: residual.count,
                     data_segment_len: data_len as u32,
                 }
                 .encode(bhs)

@@ -684,6 +684,45 @@ impl SnackPdu {
 // MaxRecvDataSegmentLength bounds it far below); only its low 24 bits are
 // written.
 
+/// The residual of a command (RFC 7143, 11.4.5): the O/U bits and the
+/// count in its SCSI Response or final Data-In.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Residual {
+    /// The command wanted to move more than the expected length.
+    pub overflow: bool,
+    /// Less than the expected length moved.
+    pub underflow: bool,
+    /// Bytes not transferred (underflow) or that did not fit (overflow).
+    pub count: u32,
+}
+
+impl Residual {
+    /// For an initiator's expected length `edtl` and the bytes the CDB
+    /// asked to move (`None` when the command failed before moving data):
+    /// the transfer is the smaller of the two, the residual the difference.
+    pub fn of(edtl: u32, transfer_len: Option<usize>) -> Self {
+        let Some(wanted) = transfer_len else {
+            return Self::default();
+        };
+        let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
+        if wanted > edtl {
+            Self {
+                overflow: true,
+                underflow: false,
+                count: wanted - edtl,
+            }
+        } else if wanted < edtl {
+            Self {
+                overflow: false,
+                underflow: true,
+                count: edtl - wanted,
+            }
+        } else {
+            Self::default()
+        }
+    }
+}
+
 /// SCSI Response (RFC 7143, 11.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScsiResponse {

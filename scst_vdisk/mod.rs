@@ -322,18 +322,35 @@ impl Vdisk {
         Ok(buf)
     }
 
+    /// Reads what the buffer holds of the range: a transport whose
+    /// expected length is shorter than the CDB's gets that much (overflow).
     fn read(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32) -> Result<Completion, Sense> {
-        let len = self.bytes(u64::from(blocks))?.min(cmd.data.len());
+        let wanted = self.bytes(u64::from(blocks))?;
+        let len = wanted.min(cmd.data.len());
         if let Some(file) = &self.file {
-            match file.read_into(cmd.data, 0, len, self.pos(lba)) {
-                Ok(n) if n == len => {}
+            // Whole blocks straight into the buffer (O_DIRECT needs them);
+            // a partial last block through a bounce buffer.
+            let bs = self.block_size as usize;
+            let whole = len - len % bs;
+            match file.read_into(cmd.data, 0, whole, self.pos(lba)) {
+                Ok(n) if n == whole => {}
                 _ => return Err(sense::READ_ERROR.with_info(lba)),
             }
+            if whole < len {
+                let mut block = KVec::new();
+                block
+                    .extend_with(bs, 0u8, GFP_KERNEL)
+                    .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+                let at = lba + (whole / bs) as u64;
+                match file.read_at(&mut block, self.pos(at)) {
+                    Ok(n) if n == bs => {}
+                    _ => return Err(sense::READ_ERROR.with_info(at)),
+                }
+                cmd.data
+                    .copy_from_slice(whole, block.get(..len - whole).unwrap_or(&[]));
+            }
         }
-        Ok(Completion {
-            data_in: len,
-            mode_changed: false,
-        })
+        Ok(Completion::data_in(len, wanted))
     }
 
     fn write(
@@ -343,8 +360,13 @@ impl Vdisk {
         blocks: u32,
         fua: bool,
     ) -> Result<Completion, Sense> {
-        let len = self.bytes(u64::from(blocks))?;
-        self.data_out(cmd, len)?;
+        // A transport whose expected length is shorter than the CDB's
+        // (overflow) delivered less: only the whole blocks it sent are
+        // written, never stale buffer contents.
+        let bs = self.block_size as usize;
+        let len = self
+            .bytes(u64::from(blocks))?
+            .min(cmd.data.len() - cmd.data.len() % bs);
         if let Some(file) = &self.file {
             let dsync = fua && !self.nv_cache;
             match file.write_from(cmd.data, 0, len, self.pos(lba), dsync) {
@@ -352,10 +374,7 @@ impl Vdisk {
                 _ => return Err(sense::WRITE_ERROR.with_info(lba)),
             }
         }
-        Ok(Completion {
-            data_in: 0,
-            mode_changed: false,
-        })
+        Ok(Completion::NO_DATA)
     }
 
     fn verify(
@@ -379,10 +398,7 @@ impl Vdisk {
         };
         self.data_out(cmd, expect_len)?;
         let Some(file) = &self.file else {
-            return Ok(Completion {
-                data_in: 0,
-                mode_changed: false,
-            });
+            return Ok(Completion::NO_DATA);
         };
         let mut medium = KVec::new();
         medium
@@ -415,10 +431,7 @@ impl Vdisk {
             }
             done += n;
         }
-        Ok(Completion {
-            data_in: 0,
-            mode_changed: false,
-        })
+        Ok(Completion::NO_DATA)
     }
 
     fn write_same(
@@ -439,19 +452,13 @@ impl Vdisk {
             cmd.data.copy_to_slice(0, &mut pattern);
         }
         let Some(file) = &self.file else {
-            return Ok(Completion {
-                data_in: 0,
-                mode_changed: false,
-            });
+            return Ok(Completion::NO_DATA);
         };
         let total = self.bytes(u64::from(blocks))?;
         if unmap && pattern.iter().all(|&b| b == 0) {
             file.punch_hole(self.pos(lba), total as u64)
                 .map_err(|_| sense::WRITE_ERROR.with_info(lba))?;
-            return Ok(Completion {
-                data_in: 0,
-                mode_changed: false,
-            });
+            return Ok(Completion::NO_DATA);
         }
         let mut buf = KVec::new();
         let chunk_blocks = (CHUNK / bs).max(1);
@@ -469,10 +476,7 @@ impl Vdisk {
             }
             done += n;
         }
-        Ok(Completion {
-            data_in: 0,
-            mode_changed: false,
-        })
+        Ok(Completion::NO_DATA)
     }
 
     fn unmap(
@@ -492,10 +496,7 @@ impl Vdisk {
                     .map_err(|_| sense::WRITE_ERROR.with_info(r.lba))?;
             }
         }
-        Ok(Completion {
-            data_in: 0,
-            mode_changed: false,
-        })
+        Ok(Completion::NO_DATA)
     }
 
     fn lba_status(
@@ -529,10 +530,7 @@ impl Vdisk {
         sbc::lba_status(lba, count, deallocated, &mut out);
         let n = out.len().min(alloc_len as usize);
         let copied = cmd.data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
-        Ok(Completion {
-            data_in: copied,
-            mode_changed: false,
-        })
+        Ok(Completion::data_in(copied, n))
     }
 
     fn sync(&self, lba: u64, blocks: u64) -> Result<Completion, Sense> {
@@ -546,10 +544,7 @@ impl Vdisk {
             file.sync_range(start, end)
                 .map_err(|_| sense::WRITE_ERROR)?;
         }
-        Ok(Completion {
-            data_in: 0,
-            mode_changed: false,
-        })
+        Ok(Completion::NO_DATA)
     }
 }
 
@@ -559,11 +554,9 @@ impl LogicalUnit for Vdisk {
         let info = self.info(cmd.rel_tgt_id, cmd.read_only);
         // First pass without a buffer: the I/O commands need none.
         let action = sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut Out::new(&mut []))?;
-        match action {
-            Action::Done => Ok(Completion {
-                data_in: 0,
-                mode_changed: false,
-            }),
+        let data_out = action.data_out_len(self.block_size);
+        let mut done = match action {
+            Action::Done => Ok(Completion::NO_DATA),
             Action::DataIn(alloc_len) => {
                 let mut buf = KVec::new();
                 buf.extend_with(4096, 0u8, GFP_KERNEL)
@@ -572,10 +565,7 @@ impl LogicalUnit for Vdisk {
                 sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut out)?;
                 let n = out.len().min(alloc_len).min(buf.len());
                 let copied = cmd.data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
-                Ok(Completion {
-                    data_in: copied,
-                    mode_changed: false,
-                })
+                Ok(Completion::data_in(copied, n))
             }
             Action::Read { lba, blocks } => self.read(cmd, lba, blocks),
             Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
@@ -603,12 +593,16 @@ impl LogicalUnit for Vdisk {
                 let changed = *current != new;
                 *current = new;
                 Ok(Completion {
-                    data_in: 0,
                     mode_changed: changed,
+                    ..Completion::NO_DATA
                 })
             }
             Action::GetLbaStatus { lba, alloc_len } => self.lba_status(cmd, lba, alloc_len),
+        }?;
+        if data_out > 0 {
+            done.transfer_len = data_out;
         }
+        Ok(done)
     }
 
     fn sense_format(&self) -> SenseFormat {

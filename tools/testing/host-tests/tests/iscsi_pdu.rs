@@ -1017,3 +1017,31 @@ fn header_digest_of_an_encoded_header() {
     b[47] ^= 1;
     assert_ne!(iscsi_digest(&[&b]), digest);
 }
+
+#[test]
+fn residuals_follow_the_cdb_against_the_expected_length() {
+    let none = Residual::default();
+    // Read of one 512-byte block with EDTL 0, 200, 512, 10000 (libiscsi's
+    // Read10Residuals cases), and two blocks with EDTL of one.
+    let over = |count| Residual {
+        overflow: true,
+        underflow: false,
+        count,
+    };
+    let under = |count| Residual {
+        overflow: false,
+        underflow: true,
+        count,
+    };
+    assert_eq!(Residual::of(0, Some(512)), over(512));
+    assert_eq!(Residual::of(200, Some(512)), over(312));
+    assert_eq!(Residual::of(512, Some(512)), none);
+    assert_eq!(Residual::of(10000, Some(512)), under(9488));
+    assert_eq!(Residual::of(512, Some(1024)), over(512));
+    // INQUIRY returning 36 bytes of an allocation length of 255.
+    assert_eq!(Residual::of(255, Some(36)), under(219));
+    // A command that failed before moving data reports none.
+    assert_eq!(Residual::of(4096, None), none);
+    // A CDB length beyond 32 bits saturates rather than wraps.
+    assert_eq!(Residual::of(1, Some(usize::MAX)), over(u32::MAX - 1));
+}
