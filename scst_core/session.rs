@@ -285,8 +285,9 @@ impl Session {
     /// their unit attentions; when the set changes, every nexus gets
     /// REPORTED LUNS DATA HAS CHANGED (a LUN number may now name another
     /// device). `first` marks a new I_T nexus, whose
-    /// LUNs all get POWER ON, RESET OR BUS DEVICE RESET OCCURRED.
-    pub(crate) fn set_luns(&self, views: &[LunView], first: bool) -> Result {
+    /// LUNs all get POWER ON, RESET OR BUS DEVICE RESET OCCURRED. Returns
+    /// one of the LUNs that got REPORTED LUNS DATA HAS CHANGED, if any did.
+    pub(crate) fn set_luns(&self, views: &[LunView], first: bool) -> Result<Option<u64>> {
         let current = self.snapshot()?;
         let mut next = KVec::with_capacity(views.len(), GFP_KERNEL)?;
         let mut created: KVec<Arc<TgtDev>> = KVec::new();
@@ -327,8 +328,9 @@ impl Session {
             for t in now.iter() {
                 t.queue_ua(sense::REPORTED_LUNS_DATA_CHANGED);
             }
+            return Ok(now.first().map(|t| t.lun));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The session's nexuses, as counted references.

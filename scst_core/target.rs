@@ -120,6 +120,13 @@ pub(crate) trait SessionHandle: Send + Sync {
     fn attributes(&self) -> Option<Arc<dyn SessionAttributes>> {
         None
     }
+
+    /// The session's LUN inventory changed; every LUN of it now has a
+    /// REPORTED LUNS DATA HAS CHANGED unit attention, `lun` is one of them.
+    /// A transport with asynchronous event reporting (iSCSI's Async
+    /// Message) tells the initiator at once. Called under the registry
+    /// lock: must not block.
+    fn luns_changed(&self, _lun: u64) {}
 }
 
 pub(crate) struct DriverEntry {
@@ -307,7 +314,11 @@ impl Target {
     fn update_sessions(&self) -> Result {
         for s in self.sessions.iter() {
             let views = self.views_for(&s.session.initiator)?;
-            s.session.set_luns(&views, false)?;
+            if let Some(lun) = s.session.set_luns(&views, false)? {
+                if let Some(h) = &s.handle {
+                    h.luns_changed(lun);
+                }
+            }
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What an administrator set for the iSCSI targets: each target's
-//! parameters and CHAP users, and the discovery sessions' CHAP users.
+//! What an administrator set for the iSCSI targets: the portals, each
+//! target's parameters, CHAP users and allowed portals, and the discovery
+//! sessions' CHAP users.
 //!
 //! A login takes a reference to the CHAP users it needs ([`Chap`] is never
 //! changed in place: a change builds a new one), so a login in progress
@@ -9,6 +10,7 @@
 
 use super::login::ChapCredentials;
 use super::params::{TargetParams, UserKind};
+use super::portal::{portal_allowed, Portal};
 use crate::kernel_ext::kvec_ext::VecExt;
 use core::fmt::Write;
 use kernel::{alloc::flags::GFP_KERNEL, prelude::*, str::CStr, str::CString, sync::Arc};
@@ -19,7 +21,7 @@ pub(crate) struct Credential {
     secret: KVec<u8>,
 }
 
-fn bytes(s: &[u8]) -> Result<KVec<u8>> {
+pub(crate) fn bytes(s: &[u8]) -> Result<KVec<u8>> {
     let mut v = KVec::with_capacity(s.len(), GFP_KERNEL)?;
     v.extend_from_slice(s, GFP_KERNEL)?;
     Ok(v)
@@ -149,19 +151,33 @@ pub(crate) struct TargetConfig {
     pub(crate) name: CString,
     pub(crate) params: TargetParams,
     pub(crate) chap: Arc<Chap>,
+    /// `allowed_portal` patterns; none: reachable through every portal.
+    pub(crate) allowed_portals: KVec<KVec<u8>>,
+}
+
+impl TargetConfig {
+    /// Whether the target may be reached at local address `ip`.
+    pub(crate) fn reachable_at(&self, ip: &[u8]) -> bool {
+        portal_allowed(self.allowed_portals.iter().map(|p| &p[..]), ip)
+    }
 }
 
 /// The whole configuration.
 pub(crate) struct Config {
     pub(crate) targets: KVec<TargetConfig>,
     pub(crate) discovery_chap: Arc<Chap>,
+    /// The addresses to listen on while the driver is enabled.
+    pub(crate) portals: KVec<Portal>,
 }
 
 impl Config {
     pub(crate) fn new() -> Result<Self> {
+        let mut portals = KVec::new();
+        portals.extend_from_slice(&Portal::DEFAULTS, GFP_KERNEL)?;
         Ok(Self {
             targets: KVec::new(),
             discovery_chap: Arc::new(Chap::default(), GFP_KERNEL)?,
+            portals,
         })
     }
 
@@ -180,6 +196,7 @@ impl Config {
             name: CString::try_from(name)?,
             params: TargetParams::default(),
             chap: Arc::new(Chap::default(), GFP_KERNEL)?,
+            allowed_portals: KVec::new(),
         };
         self.targets.push(entry, GFP_KERNEL)?;
         Ok(())

@@ -26,7 +26,7 @@ use crate::kernel_ext::pages::Pages;
 use crate::kernel_ext::sg::SgList;
 use crate::scst_core::session::{Command, Session};
 use crate::scst_core::task_set::TaskAttr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     new_mutex,
@@ -53,12 +53,18 @@ pub(crate) struct Conn {
     #[pin]
     identity: Mutex<Option<Identity>>,
     pub(crate) closing: AtomicBool,
+    /// ExpCmdSN as the receive loop last advanced it, and the window size:
+    /// for PDUs sent from elsewhere (Async Messages).
+    exp_cmd_sn: AtomicU32,
+    queued_commands: AtomicU32,
 }
 
 struct TxState {
     stat_sn: u32,
     header_digest: bool,
     data_digest: bool,
+    /// StatSN and digests are those of the full feature phase.
+    full_feature: bool,
 }
 
 /// The I_T nexus of a normal session, for reinstatement by ISID.
@@ -79,9 +85,12 @@ impl Conn {
                     stat_sn: 0,
                     header_digest: false,
                     data_digest: false,
+                    full_feature: false,
                 }),
                 identity <- new_mutex!(None),
                 closing: AtomicBool::new(false),
+                exp_cmd_sn: AtomicU32::new(0),
+                queued_commands: AtomicU32::new(1),
             }),
             GFP_KERNEL,
         )
@@ -108,6 +117,45 @@ impl Conn {
                 && i.target.as_bytes() == target
                 && i.initiator.as_bytes().eq_ignore_ascii_case(initiator)
         })
+    }
+
+    /// Sends a SCSI asynchronous event (Async Message, AsyncEvent 0) for
+    /// `lun` carrying `sense`; nothing before the full feature phase or
+    /// once the connection is closing (the unit attention still waits).
+    pub(crate) fn send_scsi_event(&self, lun: [u8; 8], sense: &[u8]) -> Result {
+        if self.closing.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut data = [0u8; 2 + crate::scst_core::sense::MAX_SENSE_LEN];
+        let len = 2 + sense.len();
+        data.get_mut(..2)
+            .ok_or(EINVAL)?
+            .copy_from_slice(&(sense.len() as u16).to_be_bytes());
+        data.get_mut(2..len).ok_or(EINVAL)?.copy_from_slice(sense);
+        let exp = self.exp_cmd_sn.load(Ordering::Relaxed);
+        let max = exp
+            .wrapping_add(self.queued_commands.load(Ordering::Relaxed))
+            .wrapping_sub(1);
+        let mut tx = self.tx.lock();
+        if !tx.full_feature {
+            return Ok(());
+        }
+        let mut bhs = [0u8; BHS_LEN];
+        AsyncMessage {
+            lun,
+            stat_sn: tx.stat_sn,
+            exp_cmd_sn: exp,
+            max_cmd_sn: max,
+            async_event: ASYNC_EVENT_SCSI,
+            async_vcode: 0,
+            parameter1: 0,
+            parameter2: 0,
+            parameter3: 0,
+            data_segment_len: len as u32,
+        }
+        .encode(&mut bhs);
+        tx.stat_sn = tx.stat_sn.wrapping_add(1);
+        self.send_locked(&tx, &mut bhs, data.get(..len).unwrap_or(&[]), false)
     }
 
     /// Closes the connection; the receive loop ends and cleans up.
@@ -294,6 +342,7 @@ impl Conn {
         tx.stat_sn = stat_sn;
         tx.header_digest = n.header_digest;
         tx.data_digest = n.data_digest;
+        tx.full_feature = true;
     }
 }
 
@@ -315,6 +364,10 @@ impl<'a> Ffp<'a> {
             0u8,
             GFP_KERNEL,
         )?;
+        let queued_commands = target.queued_commands.max(1);
+        conn.exp_cmd_sn.store(exp_cmd_sn, Ordering::Relaxed);
+        conn.queued_commands
+            .store(queued_commands, Ordering::Relaxed);
         Ok(Self {
             conn,
             drv,
@@ -323,7 +376,7 @@ impl<'a> Ffp<'a> {
             text,
             window: Window {
                 exp_cmd_sn,
-                queued_commands: target.queued_commands.max(1),
+                queued_commands,
             },
             pending: KVec::new(),
             next_ttt: 1,
@@ -591,6 +644,9 @@ impl<'a> Ffp<'a> {
         }
         if cmd_sn == self.window.exp_cmd_sn {
             self.window.exp_cmd_sn = self.window.exp_cmd_sn.wrapping_add(1);
+            self.conn
+                .exp_cmd_sn
+                .store(self.window.exp_cmd_sn, Ordering::Relaxed);
         }
         true
     }
@@ -947,9 +1003,12 @@ impl<'a> Ffp<'a> {
         )?;
         let mut ip = [0u8; 64];
         let ip_len = self.conn.stream.local_ip(&mut ip)?;
+        let mut addr = [0u8; 64];
+        let addr_len = self.conn.stream.local_addr(&mut addr)?;
         let catalog = Catalog {
             drv: self.drv,
             local_ip: ip.get(..ip_len).unwrap_or(&[]),
+            local_addr: addr.get(..addr_len).unwrap_or(&[]),
         };
         let request = self.scratch.get(..len).unwrap_or(&[]);
         let step = self
@@ -999,9 +1058,15 @@ impl<'a> Ffp<'a> {
                     drop(self.pending.swap_remove(i));
                     TmfResponse::Complete
                 } else if s.abort_task(tag) {
-                    // Executed inline, so it has completed already, or it
-                    // never arrived.
-                    if sn_lt(t.ref_cmd_sn, self.window.exp_cmd_sn) {
+                    // Executed inline, so it has completed and been
+                    // answered already, or it never arrived (RFC 7143
+                    // 11.5.1): a RefCmdSN still in the window and before
+                    // this request's counts as received, and aborted; one
+                    // outside it names no task.
+                    let window_end = self.window.max_cmd_sn();
+                    if cmd_sn_in_window(t.ref_cmd_sn, self.window.exp_cmd_sn, window_end)
+                        && sn_lt(t.ref_cmd_sn, t.cmd_sn)
+                    {
                         TmfResponse::Complete
                     } else {
                         TmfResponse::TaskDoesNotExist

@@ -67,6 +67,8 @@ impl ChapCrypto for KernelCrypto {
 /// Targets as the core and the driver's configuration have them.
 struct CoreTargets<'a> {
     drv: &'a DriverState,
+    /// The address the initiator reached ("a.b.c.d", "[v6]").
+    local_ip: &'a [u8],
     /// The parameters of the target the login names (set by `lookup`).
     params: OnceCell<TargetParams>,
     /// The CHAP users of that target, or of discovery.
@@ -96,8 +98,11 @@ impl LoginTargets for CoreTargets<'_> {
             .config
             .lock()
             .target(target)
+            .filter(|t| t.reachable_at(self.local_ip))
             .map(|t| (t.params, t.chap.clone()));
         match (state, found) {
+            // A target not allowed on this portal is not there (SCST's
+            // allowed_portal).
             (None, _) | (_, None) => TargetLookup::NotFound,
             (Some(s), _) if !s.enabled.load(Ordering::Relaxed) => TargetLookup::Disabled,
             // Access control is by LUN mapping (ini_groups), as in SCST: an
@@ -120,25 +125,28 @@ impl LoginTargets for CoreTargets<'_> {
     }
 }
 
-/// SendTargets: the enabled targets, at the address the initiator reached.
+/// SendTargets: the enabled targets allowed on the portal the initiator
+/// reached, at that portal's address.
 pub(crate) struct Catalog<'a> {
     pub(crate) drv: &'a DriverState,
+    /// The address the initiator reached ("a.b.c.d", "[v6]").
     pub(crate) local_ip: &'a [u8],
+    /// The same with its port ("a.b.c.d:port", "[v6]:port").
+    pub(crate) local_addr: &'a [u8],
 }
 
 impl TargetCatalog for Catalog<'_> {
     fn send_targets(&self, _initiator: &[u8], w: &mut SendTargetsWriter<'_, '_>) {
-        let ip = core::str::from_utf8(self.local_ip).unwrap_or("");
+        let addr = core::str::from_utf8(self.local_addr).unwrap_or("");
         self.drv.scst.with_registry(|r| {
+            let config = self.drv.config.lock();
             Scst::for_each_target(r, DRIVER, |name, state| {
-                if state.enabled.load(Ordering::Relaxed) {
+                let reachable = config
+                    .target(name.as_bytes())
+                    .is_some_and(|t| t.reachable_at(self.local_ip));
+                if reachable && state.enabled.load(Ordering::Relaxed) {
                     w.target(name.as_bytes());
-                    w.address_fmt(format_args!(
-                        "{}:{},{}",
-                        ip,
-                        super::ISCSI_PORT,
-                        PORTAL_GROUP_TAG
-                    ));
+                    w.address_fmt(format_args!("{},{}", addr, PORTAL_GROUP_TAG));
                 }
             })
         });
@@ -154,8 +162,11 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
     data.extend_with(padded(LOGIN_DATA_MAX), 0u8, GFP_KERNEL)?;
     let mut out = KVec::new();
     out.extend_with(LOGIN_DATA_MAX, 0u8, GFP_KERNEL)?;
+    let mut local_ip = [0u8; 64];
+    let local_ip_len = conn.stream.local_ip(&mut local_ip)?;
     let targets = CoreTargets {
         drv,
+        local_ip: local_ip.get(..local_ip_len).unwrap_or(&[]),
         params: OnceCell::new(),
         chap: OnceCell::new(),
     };
@@ -307,8 +318,14 @@ fn open_session(
                     initiator: n.initiator_name,
                     isid: n.isid,
                 });
-                let handle: Arc<dyn SessionHandle> =
-                    Arc::new(IscsiSession { conn: c, info }, GFP_KERNEL)?;
+                let handle: Arc<dyn SessionHandle> = Arc::new(
+                    IscsiSession {
+                        drv: drv.clone(),
+                        conn: c,
+                        info,
+                    },
+                    GFP_KERNEL,
+                )?;
                 Ok(handle)
             })
     })

@@ -4,9 +4,10 @@
 //! and negotiation, discovery, the full feature phase.
 //!
 //! `targets/iscsi/mgmt` takes SCST's lines (`add_target IQN`,
-//! `del_target IQN`); `targets/iscsi/enabled` starts and stops the portals
-//! (0.0.0.0:3260 and [::]:3260). A target serves logins once its own
-//! `enabled` is 1. Each connection has a receive loop on the driver's
+//! `del_target IQN`, CHAP users and `allowed_portal` through
+//! `add_target_attribute`); `targets/iscsi/enabled` starts and stops the
+//! portals (`add_attribute portal ADDR[:PORT]`; by default 0.0.0.0:3260
+//! and [::]:3260). A target serves logins once its own `enabled` is 1. Each connection has a receive loop on the driver's
 //! workqueue (see `conn.rs`); module unload closes every connection and
 //! waits for the loops.
 
@@ -23,6 +24,8 @@ pub(crate) mod params;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod pdu;
 #[allow(unreachable_pub, dead_code)]
+pub(crate) mod portal;
+#[allow(unreachable_pub, dead_code)]
 pub(crate) mod text;
 
 use crate::kernel_ext::kvec_ext::VecExt;
@@ -30,7 +33,9 @@ use crate::kernel_ext::net::{SocketAddr, TcpListener, TcpStream};
 use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::kernel_ext::wq::OwnedQueue;
 use crate::scst_core::{
+    cdb::encode_lun,
     mgmt::{Line, MgmtError},
+    sense::{SenseFormat, MAX_SENSE_LEN, REPORTED_LUNS_DATA_CHANGED},
     target::{SessionAttributes, SessionHandle, TargetDriver},
     MgmtOutcome, Registry, Scst,
 };
@@ -47,11 +52,9 @@ use kernel::{
     time::msecs_to_jiffies,
 };
 use params::{parse_user, Param, UserKind};
+use portal::{Ip, Portal};
 
 const DRIVER: &str = "iscsi";
-
-/// The well-known iSCSI port.
-const ISCSI_PORT: u16 = 3260;
 
 /// The driver: its portals, its connections, its workqueue.
 #[pin_data]
@@ -72,49 +75,99 @@ pub(crate) struct DriverState {
 struct Inner {
     /// `None` once the module is going away.
     wq: Option<OwnedQueue>,
-    portals: KVec<Arc<TcpListener>>,
+    /// The portals listening now, while the driver is enabled.
+    portals: KVec<(Portal, Arc<TcpListener>)>,
     conns: KVec<Arc<Conn>>,
 }
 
+/// Connections a portal may have waiting to be accepted.
+const LISTEN_BACKLOG: i32 = 128;
+
 impl DriverState {
-    /// Starts the portals.
+    /// Starts listening on the configured portals. One that cannot listen
+    /// is reported and skipped (an IPv6 portal in a kernel without IPv6);
+    /// none at all fails.
     fn enable(self: &Arc<Self>) -> Result {
+        // Lock order: config, then inner.
+        let config = self.config.lock();
         let mut inner = self.inner.lock();
         if !inner.portals.is_empty() {
             return Ok(());
         }
-        let addrs = [
-            SocketAddr::V4([0; 4], ISCSI_PORT),
-            SocketAddr::V6([0; 16], ISCSI_PORT),
-        ];
-        for addr in addrs {
-            let listener = match TcpListener::bind(addr, 128) {
-                Ok(l) => Arc::new(l, GFP_KERNEL)?,
-                Err(e) => {
-                    pr_err!("iscsi: cannot listen on a portal: {:?}\n", e);
-                    if matches!(addr, SocketAddr::V6(..)) {
-                        // No IPv6 in this kernel: IPv4 serves alone.
-                        continue;
-                    }
-                    return Err(e);
-                }
-            };
-            let wq = inner.wq.as_ref().ok_or(ENODEV)?;
-            let drv = self.clone();
-            let l = listener.clone();
-            wq.queue()
-                .try_spawn(GFP_KERNEL, move || drv.accept_loop(&l))?;
-            inner.portals.push(listener, GFP_KERNEL)?;
+        let mut first_error = None;
+        for &portal in config.portals.iter() {
+            if let Err(e) = self.listen(&mut inner, portal) {
+                pr_err!("iscsi: cannot listen on portal {}: {:?}\n", portal, e);
+                first_error.get_or_insert(e);
+            }
         }
-        pr_info!("iscsi: portals on port {} enabled\n", ISCSI_PORT);
+        match first_error {
+            Some(e) if inner.portals.is_empty() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Listens on `portal` and starts its accept loop.
+    fn listen(self: &Arc<Self>, inner: &mut Inner, portal: Portal) -> Result {
+        let addr = match portal.ip {
+            Ip::V4(a) => SocketAddr::V4(a, portal.port),
+            Ip::V6(a) => SocketAddr::V6(a, portal.port),
+        };
+        let listener = Arc::new(TcpListener::bind(addr, LISTEN_BACKLOG)?, GFP_KERNEL)?;
+        inner.portals.reserve(1, GFP_KERNEL)?;
+        let wq = inner.wq.as_ref().ok_or(ENODEV)?;
+        let drv = self.clone();
+        let l = listener.clone();
+        wq.queue()
+            .try_spawn(GFP_KERNEL, move || drv.accept_loop(&l))?;
+        inner.portals.push((portal, listener), GFP_KERNEL)?;
+        pr_info!("iscsi: listening on {}\n", portal);
         Ok(())
     }
 
     /// Stops the portals (connections stay).
     fn disable(&self) {
         let mut inner = self.inner.lock();
-        while let Some(l) = inner.portals.pop() {
+        while let Some((_, l)) = inner.portals.pop() {
             l.shutdown();
+        }
+    }
+
+    /// `add_attribute portal`/`del_attribute portal`: changes the portal
+    /// list, and the listening sockets at once while enabled.
+    fn change_portal<'a>(self: &Arc<Self>, value: &'a str, add: bool) -> MgmtOutcome<'a> {
+        let portal = Portal::parse(value).map_err(|e| MgmtError::BadValue {
+            key: "portal",
+            value,
+            expected: e.expected(),
+        })?;
+        let mut config = self.config.lock();
+        let mut inner = self.inner.lock();
+        let listening = self.enabled.load(Ordering::Relaxed);
+        let known = config.portals.iter().position(|&p| p == portal);
+        match (add, known) {
+            (true, Some(_)) => Err(MgmtError::AlreadyExists(value).into()),
+            (false, None) => Err(MgmtError::NoSuchObject(value).into()),
+            (true, None) => {
+                config.portals.reserve(1, GFP_KERNEL)?;
+                if listening {
+                    self.listen(&mut inner, portal).map_err(|e| {
+                        pr_err!("iscsi: cannot listen on portal {}: {:?}\n", portal, e);
+                        MgmtError::Refused("cannot listen on that address")
+                    })?;
+                }
+                config.portals.push(portal, GFP_KERNEL)?;
+                Ok(())
+            }
+            (false, Some(i)) => {
+                config.portals.swap_remove(i);
+                if let Some(j) = inner.portals.iter().position(|(p, _)| *p == portal) {
+                    if let Some((_, l)) = inner.portals.swap_remove(j) {
+                        l.shutdown();
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -216,6 +269,7 @@ impl DriverState {
 
 /// A session's driver side: closing it closes the connection.
 struct IscsiSession {
+    drv: Arc<DriverState>,
     conn: Arc<Conn>,
     info: Arc<SessionInfo>,
 }
@@ -224,6 +278,28 @@ impl SessionHandle for IscsiSession {
     fn attributes(&self) -> Option<Arc<dyn SessionAttributes>> {
         let info: Arc<dyn SessionAttributes> = self.info.clone();
         Some(info)
+    }
+
+    /// Sends REPORTED LUNS DATA HAS CHANGED in an Async Message, from the
+    /// driver's workqueue (the socket may block; the caller must not).
+    fn luns_changed(&self, lun: u64) {
+        let mut sense = [0u8; MAX_SENSE_LEN];
+        let len = REPORTED_LUNS_DATA_CHANGED.encode(SenseFormat::Fixed, &mut sense);
+        let conn = self.conn.clone();
+        let inner = self.drv.inner.lock();
+        let Some(wq) = inner.wq.as_ref() else {
+            return;
+        };
+        let sent = wq.queue().try_spawn(GFP_KERNEL, move || {
+            let data = sense.get(..len).unwrap_or(&[]);
+            if let Err(e) = conn.send_scsi_event(encode_lun(lun), data) {
+                pr_info!("iscsi: cannot send an Async Message: {:?}\n", e);
+            }
+        });
+        if sent.is_err() {
+            // The unit attention still reaches the initiator.
+            pr_warn!("iscsi: no memory for an Async Message\n");
+        }
     }
 }
 
@@ -315,11 +391,20 @@ struct IscsiDriver {
     state: Arc<DriverState>,
 }
 
-/// Files of `targets/iscsi/`: `enabled` and the discovery CHAP users.
+/// The driver attribute naming a listening address.
+const PORTAL: &str = "portal";
+/// The target attribute naming the portals it may be reached through.
+const ALLOWED_PORTAL: &str = "allowed_portal";
+/// Longest `allowed_portal` pattern.
+const MAX_PORTAL_PATTERN: usize = 64;
+
+/// Files of `targets/iscsi/`: `enabled`, the discovery CHAP users, the
+/// portals.
 const ATTRS: &[&CStr] = &[
     c_str!("enabled"),
     c_str!("IncomingUser"),
     c_str!("OutgoingUser"),
+    c_str!("portal"),
 ];
 
 /// Files of each target: its parameters ([`Param::ALL`], in that order),
@@ -341,6 +426,7 @@ const TARGET_ATTRS: &[&CStr] = &[
     c_str!("MaxSessions"),
     c_str!("IncomingUser"),
     c_str!("OutgoingUser"),
+    c_str!("allowed_portal"),
 ];
 
 /// The CHAP user kind shown by attribute file `name`, if it is one.
@@ -349,10 +435,16 @@ fn user_file(name: &CStr) -> Option<UserKind> {
 }
 
 impl IscsiDriver {
-    /// `add_target_attribute`/`del_target_attribute`: a target's CHAP users.
-    fn target_user<'a>(&self, mut line: Line<'a>, add: bool) -> MgmtOutcome<'a> {
+    /// `add_target_attribute`/`del_target_attribute`: a target's CHAP users
+    /// and allowed portals.
+    fn target_attribute<'a>(&self, mut line: Line<'a>, add: bool) -> MgmtOutcome<'a> {
         let target = line.name("target name")?;
         let attr = line.word("attribute name")?;
+        if attr == ALLOWED_PORTAL {
+            let pattern = line.word("portal pattern")?;
+            line.end()?;
+            return self.allowed_portal(target, pattern, add);
+        }
         let kind = UserKind::from_name(attr).ok_or(MgmtError::UnknownParam(attr))?;
         let value = line.rest();
         let mut config = self.state.config.lock();
@@ -363,9 +455,48 @@ impl IscsiDriver {
         Ok(())
     }
 
-    /// `add_attribute`/`del_attribute`: the discovery sessions' CHAP users.
-    fn discovery_user<'a>(&self, mut line: Line<'a>, add: bool) -> MgmtOutcome<'a> {
+    /// Adds or removes one of a target's `allowed_portal` patterns.
+    fn allowed_portal<'a>(&self, target: &'a str, pattern: &'a str, add: bool) -> MgmtOutcome<'a> {
+        if pattern.len() > MAX_PORTAL_PATTERN || !pattern.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(MgmtError::BadValue {
+                key: ALLOWED_PORTAL,
+                value: pattern,
+                expected: "an address pattern with * and ? (at most 64 characters)",
+            }
+            .into());
+        }
+        let mut config = self.state.config.lock();
+        let t = config
+            .target_mut(target.as_bytes())
+            .ok_or(MgmtError::NoSuchObject(target))?;
+        let known = t
+            .allowed_portals
+            .iter()
+            .position(|p| &p[..] == pattern.as_bytes());
+        match (add, known) {
+            (true, Some(_)) => Err(MgmtError::AlreadyExists(pattern).into()),
+            (false, None) => Err(MgmtError::NoSuchObject(pattern).into()),
+            (true, None) => {
+                let p = config::bytes(pattern.as_bytes())?;
+                t.allowed_portals.push(p, GFP_KERNEL)?;
+                Ok(())
+            }
+            (false, Some(i)) => {
+                t.allowed_portals.swap_remove(i);
+                Ok(())
+            }
+        }
+    }
+
+    /// `add_attribute`/`del_attribute`: the portals, and the discovery
+    /// sessions' CHAP users.
+    fn driver_attribute<'a>(&self, mut line: Line<'a>, add: bool) -> MgmtOutcome<'a> {
         let attr = line.word("attribute name")?;
+        if attr == PORTAL {
+            let value = line.word("portal address")?;
+            line.end()?;
+            return self.state.change_portal(value, add);
+        }
         let kind = UserKind::from_name(attr).ok_or(MgmtError::UnknownParam(attr))?;
         let value = line.rest();
         let mut config = self.state.config.lock();
@@ -406,8 +537,12 @@ impl TargetDriver for IscsiDriver {
          \x20      echo \"del_target target_name\" >mgmt\n\
          \x20      echo \"add_target_attribute target_name <IncomingUser|OutgoingUser> name secret\" >mgmt\n\
          \x20      echo \"del_target_attribute target_name <IncomingUser|OutgoingUser> name\" >mgmt\n\
+         \x20      echo \"add_target_attribute target_name allowed_portal pattern\" >mgmt\n\
+         \x20      echo \"del_target_attribute target_name allowed_portal pattern\" >mgmt\n\
          \x20      echo \"add_attribute <IncomingUser|OutgoingUser> name secret\" >mgmt\n\
-         \x20      echo \"del_attribute <IncomingUser|OutgoingUser> name\" >mgmt\n"
+         \x20      echo \"del_attribute <IncomingUser|OutgoingUser> name\" >mgmt\n\
+         \x20      echo \"add_attribute portal address[:port]\" >mgmt\n\
+         \x20      echo \"del_attribute portal address[:port]\" >mgmt\n"
     }
 
     fn mgmt<'a>(
@@ -440,10 +575,10 @@ impl TargetDriver for IscsiDriver {
                 self.state.config.lock().del_target(name.as_bytes());
                 Ok(())
             }
-            "add_target_attribute" => self.target_user(line, true),
-            "del_target_attribute" => self.target_user(line, false),
-            "add_attribute" => self.discovery_user(line, true),
-            "del_attribute" => self.discovery_user(line, false),
+            "add_target_attribute" => self.target_attribute(line, true),
+            "del_target_attribute" => self.target_attribute(line, false),
+            "add_attribute" => self.driver_attribute(line, true),
+            "del_attribute" => self.driver_attribute(line, false),
             verb => Err(MgmtError::UnknownCommand(verb).into()),
         }
     }
@@ -457,6 +592,12 @@ impl TargetDriver for IscsiDriver {
     }
 
     fn show_attribute(&self, index: usize, out: &mut SysfsBuf) {
+        if ATTRS.get(index).is_some_and(|n| n.to_str() == Ok(PORTAL)) {
+            for p in self.state.config.lock().portals.iter() {
+                let _ = writeln!(out, "{}", p);
+            }
+            return;
+        }
         match ATTRS.get(index).and_then(|n| user_file(n)) {
             Some(kind) => self.state.config.lock().discovery_chap.show(kind, out),
             None => {
@@ -471,7 +612,7 @@ impl TargetDriver for IscsiDriver {
 
     fn store_attribute(&self, _scst: &Arc<Scst>, index: usize, value: &str) -> Result {
         if index != 0 {
-            // CHAP users change through `mgmt`.
+            // CHAP users and portals change through `mgmt`.
             return Err(EACCES);
         }
         match value {
@@ -509,7 +650,11 @@ impl TargetDriver for IscsiDriver {
                 let _ = out.write_str("\n");
             }
             (None, Some(kind)) => t.chap.show(kind, out),
-            (None, None) => {}
+            (None, None) => {
+                for p in t.allowed_portals.iter() {
+                    let _ = writeln!(out, "{}", core::str::from_utf8(p).unwrap_or("?"));
+                }
+            }
         }
     }
 
@@ -521,7 +666,7 @@ impl TargetDriver for IscsiDriver {
     ) -> MgmtOutcome<'a> {
         let Some(&param) = Param::ALL.get(index) else {
             return Err(MgmtError::Refused(
-                "CHAP users change through add_target_attribute and del_target_attribute",
+                "CHAP users and allowed portals change through add_target_attribute and del_target_attribute",
             )
             .into());
         };

@@ -1105,6 +1105,10 @@ impl Reject {
     }
 }
 
+/// AsyncEvent 0: a SCSI asynchronous event; the data segment holds
+/// SenseLength and sense data (RFC 7143, 11.9.1).
+pub const ASYNC_EVENT_SCSI: u8 = 0;
+
 /// Asynchronous Message (RFC 7143, 11.9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AsyncMessage {

@@ -29,6 +29,9 @@ pub mod iscsi_params;
 #[path = "../../../../scst_iscsi/pdu.rs"]
 #[doc(hidden)]
 pub mod iscsi_pdu;
+#[path = "../../../../scst_iscsi/portal.rs"]
+#[doc(hidden)]
+pub mod iscsi_portal;
 #[path = "../../../../scst_iscsi/text.rs"]
 #[doc(hidden)]
 pub mod iscsi_text;
@@ -59,6 +62,7 @@ pub mod scst_iscsi {
     pub use super::iscsi_login as login;
     pub use super::iscsi_params as params;
     pub use super::iscsi_pdu as pdu;
+    pub use super::iscsi_portal as portal;
     pub use super::iscsi_text as text;
 }
 
