@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
-"""Hand-made bad PDUs against the iSCSI target: each gets a Reject or a
-closed connection, and leaves no session behind (guest-run fails the run on
+"""Hand-made PDUs against the iSCSI target. Bad ones each get a Reject or
+a closed connection, and leave no session behind (guest-run fails the run on
 any oops, warning or kmemleak report)."""
 
 import os
@@ -233,3 +233,71 @@ def test_data_out_for_unknown_task_and_bad_offset(target):
     assert hdr[0] & 0x3F == 0x3F, f"expected a Reject, got {hdr[0]:#x}"
     assert closed(s)
     s.close()
+
+
+def test_async_message_when_luns_change(target):
+    """A LUN added to the target reaches a logged-in initiator at once as an
+    Async Message (SCSI event, REPORTED LUNS DATA HAS CHANGED); the unit
+    attention still waits for its next command."""
+    s, exp, _ = full_feature()
+    path = backing_file("async", 8 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device async1 filename={path}")
+    try:
+        mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add async1 1")
+        s.settimeout(20)
+        hdr, data = recv_pdu(s)
+        assert hdr[0] & 0x3F == 0x32, f"expected an Async Message, got opcode {hdr[0]:#x}"
+        assert hdr[16:20] == b"\xff" * 4 and hdr[36] == 0, hdr.hex()
+        sense = data[2:2 + int.from_bytes(data[:2], "big")]
+        assert sense[2] & 0x0F == 0x06 and sense[12:14] == b"\x3f\x0e", sense.hex()
+        # TEST UNIT READY on LUN 0 until GOOD: the unit attentions of the
+        # new nexus (power on/reset first), among them the same sense.
+        seen = []
+        for i in range(4):
+            s.sendall(bhs(0x01, 0x81, itt=8 + i, cmd_sn=exp + i, rest=bytes(16),
+                          immediate=False))
+            hdr, data = recv_pdu(s)
+            assert hdr[0] & 0x3F == 0x21, hdr.hex()
+            if hdr[3] == 0:
+                break
+            assert hdr[3] == 0x02, hdr.hex()
+            seen.append(data[2:][12:14])
+        assert b"\x3f\x0e" in seen, [x.hex() for x in seen]
+        s.close()
+        assert no_sessions_left()
+    finally:
+        s.close()
+        mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "del 1")
+        mgmt("handlers/vdisk_fileio/mgmt", "del_device async1")
+
+
+def abort_task(s, itt, ref_itt, ref_cmd_sn, cmd_sn):
+    """ABORT TASK (immediate); returns the TMF response code."""
+    rest = struct.pack(">II", ref_cmd_sn, 0)
+    s.sendall(bhs(0x02, 0x80 | 0x01, itt=itt, word20=ref_itt, cmd_sn=cmd_sn, rest=rest))
+    hdr, _ = recv_pdu(s)
+    assert hdr[0] & 0x3F == 0x22, f"expected a TMF response, got opcode {hdr[0]:#x}"
+    return hdr[2]
+
+
+def test_abort_task(target):
+    """ABORT TASK of a command already answered: "task does not exist";
+    of a write still waiting for its data: "function complete", and the
+    write is never answered."""
+    s, exp, _ = full_feature()
+    try:
+        s.sendall(bhs(0x01, 0x81, itt=0x10, cmd_sn=exp, rest=bytes(16), immediate=False))
+        hdr, _ = recv_pdu(s)
+        assert hdr[0] & 0x3F == 0x21
+        assert abort_task(s, 0x11, 0x10, exp, exp + 1) == 1
+        # WRITE(10) of 8 blocks without data: the target asks for it with R2T.
+        cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 8, 0]).ljust(16, b"\0")
+        s.sendall(bhs(0x01, 0x80 | 0x20 | 0x01, itt=0x12, word20=4096, cmd_sn=exp + 1,
+                      rest=cdb, immediate=False))
+        hdr, _ = recv_pdu(s)
+        assert hdr[0] & 0x3F == 0x31, f"expected an R2T, got opcode {hdr[0]:#x}"
+        assert abort_task(s, 0x13, 0x12, exp + 1, exp + 2) == 0
+        # The next PDU answers this ping, not the write.
+        assert ping(s, 0x14, exp + 2)[0] & 0x3F == 0x20
+    finally:
+        s.close()

@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: GPL-2.0
+"""libiscsi's conformance suites against scst-rs, LIO and tgt in the same
+guest run, the per-test tables side by side. The bar: scst-rs fails no test
+that both peers pass, and passes the whole iSCSI family."""
+
+import os
+import subprocess
+import time
+
+from conftest import backing_file, mgmt, read, sh
+from peers import lio_target, tgt_target
+from test_iscsi import IQN, KNOWN_ISCSI_FAILURES, PORTAL
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+SCRATCH = os.environ.get("SCST_SCRATCH", "/tmp")
+BACKING_SIZE = 256 << 20
+
+
+def conformance(url, name):
+    """Runs the suites against `url`; returns {test: verdict}."""
+    table = os.path.join(SCRATCH, f"iscsi-test-cu-{name}.txt")
+    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), url, table,
+                        "iSCSI"], capture_output=True, text=True, timeout=3000)
+    print(name, r.stdout)
+    return read_table(table)
+
+
+def read_table(path):
+    with open(path) as f:
+        return dict(line.split()[:2] for line in f if line.strip())
+
+
+def fresh(path):
+    """Whether `path` was written since this guest booted."""
+    with open("/proc/uptime") as f:
+        booted = time.time() - float(f.read().split()[0])
+    return os.path.exists(path) and os.path.getmtime(path) > booted
+
+
+def scst_rs_conformance():
+    """scst-rs' table: test_iscsi.py's from this run, or a run of its own."""
+    table = os.path.join(SCRATCH, "iscsi-test-cu-iscsi.txt")
+    if fresh(table):
+        return read_table(table)
+    sh("ip", "link", "set", "lo", "up")
+    path = backing_file("iscsi", BACKING_SIZE)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device disk1 filename={path}; thin_provisioned=1")
+    mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
+    mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add disk1 0")
+    mgmt(f"targets/iscsi/{IQN}/enabled", "1")
+    mgmt("targets/iscsi/enabled", "1")
+    try:
+        return conformance(f"{PORTAL}/{IQN}/0", "iscsi")
+    finally:
+        mgmt("targets/iscsi/enabled", "0")
+        mgmt("targets/iscsi/mgmt", f"del_target {IQN}")
+        mgmt("handlers/vdisk_fileio/mgmt", "del_device disk1")
+
+
+def write_side_by_side(ours, lio, tgt):
+    path = os.path.join(SCRATCH, "iscsi-test-cu-peers.md")
+    names = sorted(set(ours) | set(lio) | set(tgt))
+    cell = lambda table, name: table.get(name, "-")
+    with open(path, "w") as f:
+        f.write("# iscsi-test-cu --dataloss: scst-rs, LIO and tgt in one guest run\n\n")
+        f.write(f"kernel {os.uname().release}; each suite under a 300 s timeout\n\n")
+        for label, table in [("scst-rs", ours), ("LIO", lio), ("tgt", tgt)]:
+            passed = sum(1 for v in table.values() if v == "passed")
+            f.write(f"- {label}: {passed} passed of {len(table)}\n")
+        f.write("\n| test | scst-rs | LIO | tgt |\n|---|---|---|---|\n")
+        for name in names:
+            f.write(f"| {name} | {cell(ours, name)} | {cell(lio, name)} | {cell(tgt, name)} |\n")
+    print(open(path).read())
+    return path
+
+
+def test_conformance_beside_lio_and_tgt(scst):
+    ours = scst_rs_conformance()
+    # The peers on their own ports; scst-rs' portals are off meanwhile.
+    with lio_target(backing_file("peer-lio", BACKING_SIZE)) as url:
+        lio = conformance(url, "lio")
+    with tgt_target(backing_file("peer-tgt", BACKING_SIZE)) as url:
+        tgt = conformance(url, "tgt")
+    write_side_by_side(ours, lio, tgt)
+    assert len(lio) > 100 and len(tgt) > 100, "a peer's run was cut short"
+    both_pass = {n for n in lio if lio[n] == "passed" and tgt.get(n) == "passed"}
+    behind = sorted(n for n in both_pass if ours.get(n) != "passed")
+    assert not behind, f"scst-rs fails what LIO and tgt both pass: {behind}"
+    iscsi = {n for n in ours if n.startswith("iSCSI.")}
+    assert len(iscsi) >= 10, "iSCSI suite missing"
+    failing = sorted(n for n in iscsi if ours[n] != "passed" and n not in KNOWN_ISCSI_FAILURES)
+    assert not failing, f"iSCSI-family failures: {failing}"
+    assert read("targets/iscsi/enabled").strip() == "0"
