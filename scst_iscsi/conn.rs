@@ -24,7 +24,8 @@ use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::TcpStream;
 use crate::kernel_ext::pages::Pages;
 use crate::kernel_ext::sg::SgList;
-use crate::scst_core::session::{Command, Session};
+use crate::scst_core::sense::{self, Sense, SenseFormat};
+use crate::scst_core::session::{status, Command, Session};
 use crate::scst_core::task_set::TaskAttr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kernel::{
@@ -126,7 +127,7 @@ impl Conn {
         if self.closing.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut data = [0u8; 2 + crate::scst_core::sense::MAX_SENSE_LEN];
+        let mut data = [0u8; 2 + sense::MAX_SENSE_LEN];
         let len = 2 + sense.len();
         data.get_mut(..2)
             .ok_or(EINVAL)?
@@ -762,15 +763,20 @@ impl<'a> Ffp<'a> {
             return Err(Ending::Failed(EINVAL));
         }
         if self.pending[i].data_sn != d.data_sn {
-            // ERL 0 cannot recover a lost or reordered Data-Out.
+            // ERL 0 cannot recover a lost or reordered Data-Out: the task
+            // ends with CHECK CONDITION, the rest of its data is discarded
+            // as any ended task's, and the connection goes on.
             pr_warn!(
                 "iscsi: Data-Out DataSN {} where {} was due\n",
                 d.data_sn,
                 self.pending[i].data_sn
             );
             self.skip_segment(len)?;
-            self.reject(RejectReason::ProtocolError, hdr)?;
-            return Err(Ending::Failed(EINVAL));
+            let w = self.pending.swap_remove(i).ok_or(Ending::Failed(EINVAL))?;
+            self.send_check_condition(w.pdu.itt, sense::DATA_PHASE_ERROR)?;
+            // FINISHED once the status is out.
+            drop(w);
+            return Ok(());
         }
         let (conn, data_digest) = (self.conn, self.params.data_digest);
         let w = &mut self.pending[i];
@@ -887,7 +893,7 @@ impl<'a> Ffp<'a> {
             return Ok(());
         }
         let sense = response.sense();
-        let mut data = [0u8; 2 + crate::scst_core::sense::MAX_SENSE_LEN];
+        let mut data = [0u8; 2 + sense::MAX_SENSE_LEN];
         let data_len = if sense.is_empty() {
             0
         } else {
@@ -926,6 +932,37 @@ impl<'a> Ffp<'a> {
         // FINISHED only once the status is out.
         drop(command);
         Ok(())
+    }
+
+    /// Ends task `itt` with CHECK CONDITION and `sense` (fixed format).
+    fn send_check_condition(&mut self, itt: u32, sense: Sense) -> Result {
+        let mut data = [0u8; 2 + sense::MAX_SENSE_LEN];
+        let len = sense.encode(SenseFormat::Fixed, data.get_mut(2..).unwrap_or(&mut []));
+        data[..2].copy_from_slice(&(len as u16).to_be_bytes());
+        let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
+        self.conn.send_numbered(
+            |stat_sn, bhs| {
+                ScsiResponse {
+                    bidi_overflow: false,
+                    bidi_underflow: false,
+                    overflow: false,
+                    underflow: false,
+                    response: 0,
+                    status: status::CHECK_CONDITION,
+                    itt,
+                    exp_data_sn: 0,
+                    stat_sn,
+                    exp_cmd_sn: exp,
+                    max_cmd_sn: max,
+                    bidi_residual_count: 0,
+                    residual_count: 0,
+                    data_segment_len: (2 + len) as u32,
+                }
+                .encode(bhs)
+            },
+            data.get(..2 + len).unwrap_or(&[]),
+            true,
+        )
     }
 
     fn nop_out(&mut self, hdr: &[u8; BHS_LEN], bhs: &Bhs) -> core::result::Result<(), Ending> {
