@@ -24,7 +24,7 @@ use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::TcpStream;
 use crate::kernel_ext::pages::Pages;
 use crate::kernel_ext::sg::SgList;
-use crate::scst_core::sense::{self, Sense, SenseFormat};
+use crate::scst_core::sense::{self, SenseFormat};
 use crate::scst_core::session::{status, Command, Session};
 use crate::scst_core::task_set::TaskAttr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -77,6 +77,32 @@ pub(crate) struct Identity {
     pub(crate) isid: [u8; 6],
 }
 
+/// The data segment that carries sense data in a SCSI Response or an
+/// Async Message: SenseLength, then the sense bytes (RFC 7143 11.4.7);
+/// empty when there is no sense.
+struct SenseSegment {
+    bytes: [u8; 2 + sense::MAX_SENSE_LEN],
+    len: usize,
+}
+
+impl SenseSegment {
+    fn new(sense: &[u8]) -> Self {
+        let mut bytes = [0u8; 2 + sense::MAX_SENSE_LEN];
+        let n = sense.len().min(sense::MAX_SENSE_LEN);
+        let len = if n == 0 { 0 } else { 2 + n };
+        let (head, body) = bytes.split_at_mut(2);
+        head.copy_from_slice(&(n as u16).to_be_bytes());
+        if let (Some(to), Some(from)) = (body.get_mut(..n), sense.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        Self { bytes, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
 impl Conn {
     pub(crate) fn new(stream: TcpStream) -> Result<Arc<Self>> {
         Arc::pin_init(
@@ -127,12 +153,7 @@ impl Conn {
         if self.closing.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut data = [0u8; 2 + sense::MAX_SENSE_LEN];
-        let len = 2 + sense.len();
-        data.get_mut(..2)
-            .ok_or(EINVAL)?
-            .copy_from_slice(&(sense.len() as u16).to_be_bytes());
-        data.get_mut(2..len).ok_or(EINVAL)?.copy_from_slice(sense);
+        let segment = SenseSegment::new(sense);
         let exp = self.exp_cmd_sn.load(Ordering::Relaxed);
         let max = exp
             .wrapping_add(self.queued_commands.load(Ordering::Relaxed))
@@ -152,11 +173,11 @@ impl Conn {
             parameter1: 0,
             parameter2: 0,
             parameter3: 0,
-            data_segment_len: len as u32,
+            data_segment_len: segment.bytes().len() as u32,
         }
         .encode(&mut bhs);
         tx.stat_sn = tx.stat_sn.wrapping_add(1);
-        self.send_locked(&tx, &mut bhs, data.get(..len).unwrap_or(&[]), false)
+        self.send_locked(&tx, &mut bhs, segment.bytes(), false)
     }
 
     /// Closes the connection; the receive loop ends and cleans up.
@@ -773,7 +794,15 @@ impl<'a> Ffp<'a> {
             );
             self.skip_segment(len)?;
             let w = self.pending.swap_remove(i).ok_or(Ending::Failed(EINVAL))?;
-            self.send_check_condition(w.pdu.itt, sense::DATA_PHASE_ERROR)?;
+            let mut data = [0u8; sense::MAX_SENSE_LEN];
+            let len = sense::DATA_PHASE_ERROR.encode(SenseFormat::Fixed, &mut data);
+            let failed = data.get(..len).unwrap_or(&[]);
+            self.send_status(
+                w.pdu.itt,
+                status::CHECK_CONDITION,
+                failed,
+                Residual::default(),
+            )?;
             // FINISHED once the status is out.
             drop(w);
             return Ok(());
@@ -892,20 +921,17 @@ impl<'a> Ffp<'a> {
             drop(command);
             return Ok(());
         }
-        let sense = response.sense();
-        let mut data = [0u8; 2 + sense::MAX_SENSE_LEN];
-        let data_len = if sense.is_empty() {
-            0
-        } else {
-            let [hi, lo] = (sense.len() as u16).to_be_bytes();
-            data[0] = hi;
-            data[1] = lo;
-            if let Some(d) = data.get_mut(2..2 + sense.len()) {
-                d.copy_from_slice(sense);
-            }
-            2 + sense.len()
-        };
-        let status = response.status;
+        self.send_status(cmd.itt, response.status, response.sense(), residual)?;
+        // FINISHED only once the status is out.
+        drop(command);
+        Ok(())
+    }
+
+    /// Sends the SCSI Response of task `itt`: `status`, the sense data
+    /// (if any) as its data segment, and the residual.
+    fn send_status(&self, itt: u32, status: u8, sense: &[u8], residual: Residual) -> Result {
+        let segment = SenseSegment::new(sense);
+        let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
         self.conn.send_numbered(
             |stat_sn, bhs| {
                 ScsiResponse {
@@ -915,52 +941,18 @@ impl<'a> Ffp<'a> {
                     underflow: residual.underflow,
                     response: 0,
                     status,
-                    itt: cmd.itt,
-                    exp_data_sn: 0,
-                    stat_sn,
-                    exp_cmd_sn: exp,
-                    max_cmd_sn: max,
-                    bidi_residual_count: 0,
-                    residual_count: residual.count,
-                    data_segment_len: data_len as u32,
-                }
-                .encode(bhs)
-            },
-            data.get(..data_len).unwrap_or(&[]),
-            true,
-        )?;
-        // FINISHED only once the status is out.
-        drop(command);
-        Ok(())
-    }
-
-    /// Ends task `itt` with CHECK CONDITION and `sense` (fixed format).
-    fn send_check_condition(&mut self, itt: u32, sense: Sense) -> Result {
-        let mut data = [0u8; 2 + sense::MAX_SENSE_LEN];
-        let len = sense.encode(SenseFormat::Fixed, data.get_mut(2..).unwrap_or(&mut []));
-        data[..2].copy_from_slice(&(len as u16).to_be_bytes());
-        let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
-        self.conn.send_numbered(
-            |stat_sn, bhs| {
-                ScsiResponse {
-                    bidi_overflow: false,
-                    bidi_underflow: false,
-                    overflow: false,
-                    underflow: false,
-                    response: 0,
-                    status: status::CHECK_CONDITION,
                     itt,
                     exp_data_sn: 0,
                     stat_sn,
                     exp_cmd_sn: exp,
                     max_cmd_sn: max,
                     bidi_residual_count: 0,
-                    residual_count: 0,
-                    data_segment_len: (2 + len) as u32,
+                    residual_count: residual.count,
+                    data_segment_len: segment.bytes().len() as u32,
                 }
                 .encode(bhs)
             },
-            data.get(..2 + len).unwrap_or(&[]),
+            segment.bytes(),
             true,
         )
     }
