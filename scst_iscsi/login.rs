@@ -304,55 +304,8 @@ pub trait LoginTargets {
     }
 }
 
-/// The fields of a Login Request header the login needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LoginRequest {
-    /// T: the initiator wants to move to `nsg`.
-    pub transit: bool,
-    /// C: the text continues in the next request.
-    pub cont: bool,
-    /// Current stage.
-    pub csg: u8,
-    /// Next stage (valid with T).
-    pub nsg: u8,
-    /// Version-max.
-    pub version_max: u8,
-    /// Version-min.
-    pub version_min: u8,
-    /// ISID.
-    pub isid: [u8; 6],
-    /// TSIH: 0 for a new session.
-    pub tsih: u16,
-    /// Initiator Task Tag.
-    pub itt: u32,
-    /// Connection ID.
-    pub cid: u16,
-    /// CmdSN.
-    pub cmd_sn: u32,
-    /// ExpStatSN.
-    pub exp_stat_sn: u32,
-}
-
-impl LoginRequest {
-    /// Decodes a Login Request's Basic Header Segment (RFC 7143, 11.12).
-    pub fn from_bhs(bhs: &[u8; BHS_LEN]) -> Self {
-        let p = LoginPdu::parse(bhs);
-        Self {
-            transit: p.transit,
-            cont: p.cont,
-            csg: p.csg,
-            nsg: p.nsg,
-            version_max: p.version_max,
-            version_min: p.version_min,
-            isid: p.isid,
-            tsih: p.tsih,
-            itt: p.itt,
-            cid: p.cid,
-            cmd_sn: p.cmd_sn,
-            exp_stat_sn: p.exp_stat_sn,
-        }
-    }
-}
+/// The Login Request header the login reads: the PDU codec's own.
+pub type LoginRequest = LoginPdu;
 
 /// How the login goes on after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

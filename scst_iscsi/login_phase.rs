@@ -182,7 +182,7 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
         let len = bhs.data_segment_len as usize;
         let buf = data.get_mut(..padded(len)).ok_or(EINVAL)?;
         conn.stream.read_exact(buf)?;
-        let req = LoginRequest::from_bhs(&hdr);
+        let req = LoginRequest::parse(&hdr);
         let step = login.step(
             &req,
             data.get(..len).unwrap_or(&[]),

@@ -593,7 +593,7 @@ impl TextPdu {
 }
 
 /// Login Request (RFC 7143, 11.12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoginPdu {
     /// I bit (RFC 7143 requires it set).
     pub immediate: bool,

@@ -225,7 +225,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             login_header(inp.u8())
         };
-        let req = LoginRequest::from_bhs(&header);
+        let req = LoginRequest::parse(&header);
         let text = chap.substitute(inp.segment(), !gathering && !req.cont);
         // A dirty buffer: only data_len bytes of it are the response.
         out.fill(0xee);

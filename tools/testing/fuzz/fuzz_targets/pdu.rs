@@ -227,7 +227,7 @@ fn initiator_pdus(h: &Header, inp: &mut Input<'_>) {
     // Login Request <-> Login Response.
     let p = LoginPdu::parse(h);
     assert!(p.csg <= 3 && p.nsg <= 3);
-    let r = LoginRequest::from_bhs(h);
+    let r = LoginRequest::parse(h);
     assert_eq!(
         (
             r.transit,

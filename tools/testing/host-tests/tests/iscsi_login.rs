@@ -108,7 +108,7 @@ fn login_request_and_text_request_headers_decode() {
     b[20..22].copy_from_slice(&9u16.to_be_bytes());
     b[24..28].copy_from_slice(&5u32.to_be_bytes());
     b[28..32].copy_from_slice(&6u32.to_be_bytes());
-    let r = LoginRequest::from_bhs(&b);
+    let r = LoginRequest::parse(&b);
     assert!(r.transit && !r.cont);
     assert_eq!((r.csg, r.nsg), (1, 3));
     assert_eq!(r.isid, [0x40, 1, 2, 3, 4, 5]);
@@ -1721,7 +1721,7 @@ fn pseudo_random_logins_never_panic() {
             }
             let mut bhs = [0u8; BHS_LEN];
             rng.fill(&mut bhs);
-            let mut req = LoginRequest::from_bhs(&bhs);
+            let mut req = LoginRequest::parse(&bhs);
             // Most requests plausible, so that later stages are reached.
             if rng.below(8) != 0 {
                 req = LoginRequest {

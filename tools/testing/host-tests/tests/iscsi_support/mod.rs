@@ -301,6 +301,7 @@ pub fn value(resp: &[(String, String)], key: &str) -> Option<String> {
 
 pub fn request(csg: u8, nsg: u8, transit: bool) -> LoginRequest {
     LoginRequest {
+        immediate: true,
         transit,
         cont: false,
         csg,
