@@ -2,10 +2,10 @@
 
 //! Shared by the fuzz targets and the seed generator: a byte reader over the
 //! fuzz input, the input formats of the `login` and `text` targets, a CHAP
-//! crypto provider over the `md-5`/`sha1`/`sha2` crates and a target
+//! crypto provider (the host tests' own, over the `md-5`/`sha1`/`sha2`
+//! crates) and a target
 //! registry (after `host-tests/tests/iscsi_support`).
 
-use scst_host_tests::scst_iscsi::chap::{ChapAlgorithm, ChapCrypto, CryptoError};
 use scst_host_tests::scst_iscsi::login::{
     ChapCredentials, DigestPolicy, LoginTargets, TargetLookup, TargetSettings,
 };
@@ -81,14 +81,6 @@ pub fn text(entries: &[(&str, &str)]) -> Vec<u8> {
     t
 }
 
-pub fn to_hex(bytes: &[u8]) -> String {
-    let mut s = String::from("0x");
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
 pub fn to_base64(bytes: &[u8], pad: bool) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::from("0b");
@@ -110,78 +102,11 @@ pub fn to_base64(bytes: &[u8], pad: bool) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// CHAP crypto.
+// CHAP crypto: the host tests' (real digests, reproducible "random" bytes).
 
-/// A deterministic xorshift64 generator: runs reproduce.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
-
-/// CHAP crypto: real digests, reproducible "random" bytes.
-pub struct Crypto {
-    pub rng: XorShift,
-}
-
-impl Crypto {
-    pub fn new() -> Self {
-        Self {
-            rng: XorShift(0x9e37_79b9_7f4a_7c15),
-        }
-    }
-}
-
-impl Default for Crypto {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The digest of the concatenated parts.
-pub fn digest(alg: ChapAlgorithm, parts: &[&[u8]]) -> Vec<u8> {
-    fn run<D: sha2::Digest>(parts: &[&[u8]]) -> Vec<u8> {
-        let mut d = D::new();
-        for p in parts {
-            d.update(p);
-        }
-        d.finalize().to_vec()
-    }
-    match alg {
-        ChapAlgorithm::Md5 => run::<md5::Md5>(parts),
-        ChapAlgorithm::Sha1 => run::<sha1::Sha1>(parts),
-        ChapAlgorithm::Sha256 => run::<sha2::Sha256>(parts),
-    }
-}
-
-impl ChapCrypto for Crypto {
-    fn digest(
-        &mut self,
-        alg: ChapAlgorithm,
-        parts: &[&[u8]],
-        out: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        let d = digest(alg, parts);
-        if d.len() != out.len() {
-            return Err(CryptoError);
-        }
-        out.copy_from_slice(&d);
-        Ok(())
-    }
-
-    fn random(&mut self, out: &mut [u8]) {
-        for b in out {
-            *b = self.rng.next_u64() as u8;
-        }
-    }
-}
+#[path = "../../host-tests/tests/iscsi_support/mod.rs"]
+mod iscsi_support;
+pub use iscsi_support::{digest, to_hex, Crypto, XorShift};
 
 // ---------------------------------------------------------------------------
 // Targets.

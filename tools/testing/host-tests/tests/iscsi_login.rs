@@ -1779,7 +1779,7 @@ fn pseudo_random_text_requests_never_panic() {
                 ttt: if rng.below(2) == 0 {
                     last_ttt
                 } else {
-                    rng.next() as u32
+                    rng.next_u64() as u32
                 },
             };
             let step = neg.step(&req, &data, &targets, &mut out);

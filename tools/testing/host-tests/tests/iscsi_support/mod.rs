@@ -14,7 +14,7 @@ use scst_host_tests::scst_iscsi::text::{pairs, SendTargetsWriter, TargetCatalog}
 pub struct XorShift(pub u64);
 
 impl XorShift {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -24,12 +24,12 @@ impl XorShift {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     pub fn fill(&mut self, out: &mut [u8]) {
         for b in out {
-            *b = self.next() as u8;
+            *b = self.next_u64() as u8;
         }
     }
 }
@@ -60,6 +60,12 @@ pub fn digest(alg: ChapAlgorithm, parts: &[&[u8]]) -> Vec<u8> {
         ChapAlgorithm::Md5 => run::<md5::Md5>(parts),
         ChapAlgorithm::Sha1 => run::<sha1::Sha1>(parts),
         ChapAlgorithm::Sha256 => run::<sha2::Sha256>(parts),
+    }
+}
+
+impl Default for Crypto {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
