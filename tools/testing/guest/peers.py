@@ -25,56 +25,140 @@ def _write(path, text):
         f.write(text)
 
 
-@contextlib.contextmanager
-def lio_target(backing, port=LIO_PORT, iqn=PEER_IQN):
-    """LIO serving `backing` (a file) as LUN 0 of `iqn` on 127.0.0.1:port,
-    open to every initiator without authentication; yields the LUN's URL."""
+# A backing with no storage: LIO's rd_mcp with rd_nullio, tgt's null store.
+NULL = None
+NULL_SIZE = 256 << 20
+
+
+def _lio_modules():
     for m in ["target_core_mod", "target_core_file", "iscsi_target_mod"]:
         _sh("modprobe", m)
     if not os.path.ismount(CONFIGFS):
         _sh("mount", "-t", "configfs", "none", CONFIGFS)
-    core = f"{CONFIGFS}/target/core/fileio_0/peer"
-    tpg = f"{CONFIGFS}/target/iscsi/{iqn}/tpgt_1"
-    size = os.path.getsize(backing)
+
+
+def _quietly(f, *a):
+    with contextlib.suppress(OSError):
+        f(*a)
+
+
+@contextlib.contextmanager
+def lio_backstores(*backings, name="peer"):
+    """One LIO backstore per backing (a file, or NULL for an rd_mcp nullio
+    store of NULL_SIZE); yields their configfs paths, for fabrics to link."""
+    _lio_modules()
+    cores = []
     try:
-        os.makedirs(core)
-        _write(f"{core}/control", f"fd_dev_name={backing},fd_dev_size={size}")
-        _write(f"{core}/enable", "1")
-        # UNMAP and WRITE SAME with UNMAP, as the scst-rs LUN offers them.
-        _write(f"{core}/attrib/emulate_tpu", "1")
-        _write(f"{core}/attrib/emulate_tpws", "1")
-        os.makedirs(f"{tpg}/lun/lun_0")
-        os.symlink(core, f"{tpg}/lun/lun_0/peer")
+        for i, backing in enumerate(backings):
+            if backing is NULL:
+                core = f"{CONFIGFS}/target/core/rd_mcp_{i}/{name}{i}"
+                control = f"rd_pages={NULL_SIZE >> 12},rd_nullio=1"
+            else:
+                core = f"{CONFIGFS}/target/core/fileio_{i}/{name}{i}"
+                control = f"fd_dev_name={backing},fd_dev_size={os.path.getsize(backing)}"
+            os.makedirs(core)
+            cores.append(core)
+            _write(f"{core}/control", control)
+            _write(f"{core}/enable", "1")
+            if backing is not NULL:
+                # UNMAP and WRITE SAME with UNMAP, as the scst-rs LUN offers them.
+                _write(f"{core}/attrib/emulate_tpu", "1")
+                _write(f"{core}/attrib/emulate_tpws", "1")
+        yield cores
+    finally:
+        for core in cores:
+            _quietly(os.rmdir, core)
+            _quietly(os.rmdir, os.path.dirname(core))
+
+
+@contextlib.contextmanager
+def lio_iscsi(cores, port=LIO_PORT, iqn=PEER_IQN):
+    """LIO's iSCSI fabric serving `cores` as LUNs 0, 1, ... of `iqn` on
+    127.0.0.1:port, open to every initiator without authentication; yields
+    the LUNs' URLs."""
+    tpg = f"{CONFIGFS}/target/iscsi/{iqn}/tpgt_1"
+    luns = []
+    try:
         os.makedirs(f"{tpg}/np/127.0.0.1:{port}")
+        for i, core in enumerate(cores):
+            os.makedirs(f"{tpg}/lun/lun_{i}")
+            luns.append(f"{tpg}/lun/lun_{i}")
+            os.symlink(core, f"{tpg}/lun/lun_{i}/{os.path.basename(core)}")
         _write(f"{tpg}/attrib/authentication", "0")
         _write(f"{tpg}/attrib/generate_node_acls", "1")
         _write(f"{tpg}/attrib/demo_mode_write_protect", "0")
         _write(f"{tpg}/attrib/cache_dynamic_acls", "1")
         _write(f"{tpg}/enable", "1")
-        yield f"iscsi://127.0.0.1:{port}/{iqn}/0"
+        yield [f"iscsi://127.0.0.1:{port}/{iqn}/{i}" for i in range(len(cores))]
     finally:
-        _lio_teardown(core, tpg, iqn, port)
+        if os.path.exists(f"{tpg}/enable"):
+            _quietly(_write, f"{tpg}/enable", "0")
+        _unlink_luns(luns)
+        _quietly(os.rmdir, f"{tpg}/np/127.0.0.1:{port}")
+        _quietly(os.rmdir, tpg)
+        _quietly(os.rmdir, f"{CONFIGFS}/target/iscsi/{iqn}")
 
 
-def _lio_teardown(core, tpg, iqn, port):
-    def quietly(f, *a):
-        with contextlib.suppress(OSError):
-            f(*a)
-    if os.path.exists(f"{tpg}/enable"):
-        quietly(_write, f"{tpg}/enable", "0")
-    quietly(os.unlink, f"{tpg}/lun/lun_0/peer")
-    quietly(os.rmdir, f"{tpg}/lun/lun_0")
-    quietly(os.rmdir, f"{tpg}/np/127.0.0.1:{port}")
-    quietly(os.rmdir, tpg)
-    quietly(os.rmdir, f"{CONFIGFS}/target/iscsi/{iqn}")
-    quietly(os.rmdir, core)
-    quietly(os.rmdir, os.path.dirname(core))
+def _unlink_luns(luns):
+    for lun in luns:
+        for link in os.listdir(lun) if os.path.isdir(lun) else []:
+            if os.path.islink(f"{lun}/{link}"):
+                _quietly(os.unlink, f"{lun}/{link}")
+        _quietly(os.rmdir, lun)
 
 
 @contextlib.contextmanager
-def tgt_target(backing, port=TGT_PORT, iqn=PEER_IQN):
-    """tgtd serving `backing` as LUN 1 of `iqn` on 127.0.0.1:port (tgt's
-    LUN 0 is its controller); yields the disk LUN's URL."""
+def lio_target(backing, port=LIO_PORT, iqn=PEER_IQN):
+    """LIO serving `backing` (a file) as LUN 0 of `iqn` on 127.0.0.1:port;
+    yields the LUN's URL."""
+    with lio_backstores(backing) as cores, lio_iscsi(cores, port, iqn) as urls:
+        yield urls[0]
+
+
+TCM_LOOP_WWN = "naa.5001405000000b01"
+TCM_LOOP_NEXUS = "naa.5001405000000b02"
+
+
+@contextlib.contextmanager
+def tcm_loop(cores):
+    """LIO's loopback fabric (tcm_loop): `cores` as LUNs 0, 1, ... of a
+    local SCSI host; yields that host's name (hostN)."""
+    _sh("modprobe", "tcm_loop")
+    tpg = f"{CONFIGFS}/target/loopback/{TCM_LOOP_WWN}/tpgt_1"
+    luns = []
+    try:
+        # The nexus first: a LUN added without one is scanned and lost.
+        os.makedirs(tpg)
+        _write(f"{tpg}/nexus", TCM_LOOP_NEXUS)
+        for i, core in enumerate(cores):
+            os.makedirs(f"{tpg}/lun/lun_{i}")
+            luns.append(f"{tpg}/lun/lun_{i}")
+            os.symlink(core, f"{tpg}/lun/lun_{i}/{os.path.basename(core)}")
+        yield _tcm_loop_host()
+    finally:
+        # The LUNs first: the nexus cannot go while they hold the port.
+        _unlink_luns(luns)
+        if os.path.exists(f"{tpg}/nexus"):
+            _quietly(_write, f"{tpg}/nexus", "NULL")
+        _quietly(os.rmdir, tpg)
+        _quietly(os.rmdir, f"{CONFIGFS}/target/loopback/{TCM_LOOP_WWN}")
+
+
+def _tcm_loop_host():
+    for _ in range(100):
+        for host in sorted(os.listdir("/sys/class/scsi_host")):
+            with open(f"/sys/class/scsi_host/{host}/proc_name") as f:
+                if f.read().strip() == "tcm_loopback":
+                    return host
+        time.sleep(0.1)
+    raise AssertionError("tcm_loop created no SCSI host")
+
+
+@contextlib.contextmanager
+def tgt_luns(*backings, port=TGT_PORT, iqn=PEER_IQN):
+    """tgtd serving each of `backings` (a file, or NULL for tgt's null
+    store) as LUNs 1, 2, ... of `iqn` on 127.0.0.1:port (tgt's LUN 0 is its
+    controller); yields the LUNs' URLs."""
     assert shutil.which("tgtd"), "tgt is not installed (tools/testing/setup installs it)"
     os.makedirs("/run/tgtd", exist_ok=True)
     # -f: stays in the foreground, so it is this test's child to stop.
@@ -87,10 +171,11 @@ def tgt_target(backing, port=TGT_PORT, iqn=PEER_IQN):
                 break
             time.sleep(0.1)
         _sh(*adm, "--op", "new", "--mode", "target", "--tid", "1", "-T", iqn)
-        _sh(*adm, "--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
-            "-b", backing)
+        for lun, backing in enumerate(backings, start=1):
+            store = ["--bstype", "null", "-b", "/dev/null"] if backing is NULL else ["-b", backing]
+            _sh(*adm, "--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", str(lun), *store)
         _sh(*adm, "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
-        yield f"iscsi://127.0.0.1:{port}/{iqn}/1"
+        yield [f"iscsi://127.0.0.1:{port}/{iqn}/{lun}" for lun in range(1, len(backings) + 1)]
     finally:
         _sh("tgtadm", "--op", "delete", "--mode", "system", "--force", check=False)
         try:
@@ -98,3 +183,10 @@ def tgt_target(backing, port=TGT_PORT, iqn=PEER_IQN):
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
+
+
+@contextlib.contextmanager
+def tgt_target(backing, port=TGT_PORT, iqn=PEER_IQN):
+    """tgtd serving `backing` as LUN 1 of `iqn`; yields the LUN's URL."""
+    with tgt_luns(backing, port=port, iqn=iqn) as urls:
+        yield urls[0]
