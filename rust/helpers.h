@@ -70,6 +70,8 @@ void scst_rs_sock_release(struct socket *sock);
 int scst_rs_sock_addr(struct socket *sock, bool peer, char *buf, size_t len);
 int scst_rs_sock_local_ip(struct socket *sock, char *buf, size_t len);
 int scst_rs_sock_recv(struct socket *sock, void *buf, size_t len);
+bool scst_rs_sock_rx_pending(struct socket *sock);
+void scst_rs_sock_set_cork(struct socket *sock, bool on);
 int scst_rs_sock_recv_idle(struct socket *sock, void *buf, size_t len,
 			   unsigned int idle_ms);
 u32 scst_rs_crc32c(u32 crc, const void *buf, size_t len);

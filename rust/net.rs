@@ -137,6 +137,19 @@ impl TcpStream {
         })
     }
 
+    /// Whether received bytes are waiting to be read.
+    pub(crate) fn rx_pending(&self) -> bool {
+        // SAFETY: the socket is valid.
+        unsafe { bindings::scst_rs_sock_rx_pending(self.socket.sock) }
+    }
+
+    /// Corks (`on`) or uncorks the stream: corked, TCP coalesces the
+    /// PDUs sent in a row into full segments; uncorking sends the rest.
+    pub(crate) fn set_cork(&self, on: bool) {
+        // SAFETY: the socket is valid.
+        unsafe { bindings::scst_rs_sock_set_cork(self.socket.sock, on) }
+    }
+
     /// Receives `len` bytes straight into `sg` from offset `skip`.
     pub(crate) fn read_into(&self, sg: &mut SgList<'_>, skip: usize, len: usize) -> Result {
         if skip.checked_add(len).map_or(true, |end| end > sg.len()) {

@@ -207,6 +207,22 @@ int scst_rs_sock_recv(struct socket *sock, void *buf, size_t len)
 	return recv_iter(sock, &iter);
 }
 
+/* Received bytes nobody has read yet: more requests are already waiting. */
+bool scst_rs_sock_rx_pending(struct socket *sock)
+{
+	return !skb_queue_empty_lockless(&sock->sk->sk_receive_queue) ||
+	       READ_ONCE(sock->sk->sk_backlog.tail);
+}
+
+/*
+ * Corked, TCP holds partial segments back (for at most 200 ms) so that
+ * responses sent in a row share segments; uncorking sends what it holds.
+ */
+void scst_rs_sock_set_cork(struct socket *sock, bool on)
+{
+	tcp_sock_set_cork(sock->sk, on);
+}
+
 #define SCST_RS_MAX_SEND_BUFS 6
 
 /* Receives @len bytes into the scatterlist, @skip bytes in: no copy. */

@@ -246,6 +246,9 @@ pub(crate) struct Ffp<'a> {
     rsp_timeout_ms: u32,
     /// When the outstanding NOP-In ping went out.
     ping_sent: Option<Ktime>,
+    /// The stream is corked: requests were waiting when the last one was
+    /// read, so their responses go out together.
+    corked: bool,
 }
 
 /// Why the receive loop ends.
@@ -407,6 +410,7 @@ impl<'a> Ffp<'a> {
             nop_in_timeout_ms: target.nop_in_timeout.saturating_mul(1000),
             rsp_timeout_ms: target.rsp_timeout.saturating_mul(1000),
             ping_sent: None,
+            corked: false,
         })
     }
 
@@ -423,6 +427,12 @@ impl<'a> Ffp<'a> {
     /// NOP-In and closing the connection when a ping or a write's Data-Out
     /// is overdue.
     fn read_header(&mut self, hdr: &mut [u8; BHS_LEN]) -> core::result::Result<(), Ending> {
+        let stream = &self.conn.stream;
+        // Nothing waiting: send what the cork holds before blocking.
+        if self.corked && !stream.rx_pending() {
+            stream.set_cork(false);
+            self.corked = false;
+        }
         loop {
             let mut idle_ms = match self.ping_sent {
                 Some(_) => self.nop_in_timeout_ms,
@@ -437,6 +447,11 @@ impl<'a> Ffp<'a> {
             match self.conn.stream.read_idle(hdr, idle_ms) {
                 Ok(()) => {
                     self.ping_sent = None;
+                    // More requests behind this one: batch the responses.
+                    if !self.corked && self.conn.stream.rx_pending() {
+                        self.conn.stream.set_cork(true);
+                        self.corked = true;
+                    }
                     return Ok(());
                 }
                 Err(e) if e == EAGAIN => self.on_idle()?,
