@@ -140,8 +140,9 @@ def login(target_iqn, port):
     sh("timeout", "120", "iscsiadm", "-m", "node", "-T", target_iqn, "-p", portal, "--login")
 
 
-def session_disks(target_iqn):
-    """{LUN: /dev/sdX} of the kernel initiator's session with `target_iqn`."""
+def session_disks(target_iqn, luns):
+    """{LUN: /dev/sdX} of the kernel initiator's session with `target_iqn`,
+    once all of `luns` have appeared (the scan adds them one by one)."""
     for _ in range(300):
         for session in glob.glob("/sys/class/iscsi_session/session*"):
             with open(f"{session}/targetname") as f:
@@ -151,10 +152,10 @@ def session_disks(target_iqn):
             for block in glob.glob(f"{session}/device/target*/*:*:*:*/block/*"):
                 lun = int(block.split("/")[-3].split(":")[-1])
                 disks[lun] = "/dev/" + os.path.basename(block)
-            if disks:
+            if all(lun in disks for lun in luns):
                 return disks
         time.sleep(0.1)
-    raise AssertionError(f"no disk of {target_iqn} appeared after login")
+    raise AssertionError(f"LUNs {luns} of {target_iqn} did not appear after login")
 
 
 def host_disks(host, luns):
@@ -377,8 +378,8 @@ def main():
         endpoints[("iscsi-perf", "ceiling", "none")] = ceiling_urls[0]
         for target, first_lun in [("scst-rs", 0), ("LIO", 0), ("tgt", 1), ("ceiling", 0)]:
             login(iqn(target), PORTS[target])
-            disks = session_disks(iqn(target))
             slots = ["none"] if target == "ceiling" else BACKINGS
+            disks = session_disks(iqn(target), [first_lun + i for i in range(len(slots))])
             for i, b in enumerate(slots):
                 endpoints[("fio-iscsi", target, b)] = disks[first_lun + i]
         for target, host in [("scst_local", scst_host), ("tcm_loop", loop_host)]:
