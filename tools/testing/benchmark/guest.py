@@ -27,8 +27,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tools", "testing", "guest"))
 
 import peers  # noqa: E402
-
-SCST = "/sys/kernel/scst_tgt"
+from conftest import ROOT, mgmt, sh, write  # noqa: E402
 SIZE = 256 << 20
 BASE_IQN = "iqn.2026-11.org.scst-rs:bench"
 PORTS = {"scst-rs": 3260, "LIO": 3262, "tgt": 3263, "ceiling": 3264}
@@ -50,21 +49,8 @@ FIO = {
 }
 
 
-def sh(*args, check=True, timeout=None):
-    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout)
-
-
 def log(text):
     print(f"bench: {text}", flush=True)
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def mgmt(path, line):
-    write(os.path.join(SCST, path), line)
 
 
 def iqn(target):
@@ -92,14 +78,13 @@ def scst_rs(module, null_size, backing):
         mgmt("targets/scst_local/bench/luns/mgmt", "add bfile 1")
         mgmt("targets/scst_local/mgmt", "add_session bench bench_initiator")
         host = os.path.basename(os.path.realpath(
-            f"{SCST}/targets/scst_local/bench/sessions/bench_initiator/host"))
+            f"{ROOT}/targets/scst_local/bench/sessions/bench_initiator/host"))
         yield [f"iscsi://127.0.0.1:{PORTS['scst-rs']}/{name}/{lun}" for lun in (0, 1)], host
     finally:
         sh("udevadm", "settle", check=False)
-        with contextlib.suppress(OSError):
-            mgmt("targets/iscsi/enabled", "0")
-        with contextlib.suppress(OSError):
-            mgmt("targets/scst_local/mgmt", "del_target bench")
+        # Best effort: rmmod below removes whatever is left.
+        write("targets/iscsi/enabled", "0")
+        write("targets/scst_local/mgmt", "del_target bench")
         sh("rmmod", "scst", check=False)
 
 
@@ -172,8 +157,9 @@ def host_disks(host, luns):
 
 def no_scheduler(disk):
     """Every disk gets the same block layer: no I/O scheduler."""
-    with contextlib.suppress(OSError):
-        write(f"/sys/block/{os.path.basename(disk)}/queue/scheduler", "none")
+    with contextlib.suppress(OSError), \
+            open(f"/sys/block/{os.path.basename(disk)}/queue/scheduler", "w") as f:
+        f.write("none")
 
 
 # --- measuring -----------------------------------------------------------
@@ -333,9 +319,10 @@ def profile(out_dir, url, seconds):
     proc.wait(timeout=120)
     for name, args in [("perf-symbols.txt", ["--no-children", "--sort", "symbol"]),
                        ("perf-comm.txt", ["--no-children", "--sort", "comm,dso"])]:
-        report = sh(perf, "report", "-i", data, "--stdio", "-g", "none", "--percent-limit", "0.5",
-                    *args, check=False, timeout=600).stdout
-        write(os.path.join(out_dir, name), report)
+        report = sh("timeout", "600", perf, "report", "-i", data, "--stdio", "-g", "none",
+                    "--percent-limit", "0.5", *args, check=False).stdout
+        with open(os.path.join(out_dir, name), "w") as f:
+            f.write(report)
     os.unlink(data)
 
 

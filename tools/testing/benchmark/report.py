@@ -50,11 +50,7 @@ def summarize(record):
                                 e["workload"], e["backing"], e["target"]))
 
     def find(tool, workload, backing, target):
-        for e in medians:
-            if (e["tool"], e["workload"], e["target"]) == (tool, workload, target) and \
-                    (e["backing"] == backing or target == "ceiling"):
-                return e
-        return None
+        return lookup(medians, tool, workload, backing, target)
 
     ratios = []
     for e in medians:
@@ -75,6 +71,16 @@ def summarize(record):
                 ratio["lat_p99"] = _ratio(e["lat_p99_us"], other["lat_p99_us"])
             ratios.append(ratio)
     return {"medians": medians, "ratios": ratios, "goals": goals(find)}
+
+
+def lookup(medians, tool, workload, backing, target):
+    """The median entry of a target for a tool, workload and backing; the
+    ceiling's (it has no backing) for either backing."""
+    for e in medians:
+        if (e["tool"], e["workload"], e["target"]) == (tool, workload, target) and \
+                (e["backing"] == backing or target == "ceiling"):
+            return e
+    return None
 
 
 def _ratio(a, b):
@@ -153,11 +159,7 @@ def markdown(record, summary):
         lines.append("| --- | --- |" + " ---: |" * (len(head) - 2))
         for workload in sorted({e["workload"] for e in rows}):
             for backing in ["null", "file"]:
-                cells = {}
-                for t in targets:
-                    e = next((e for e in rows if e["workload"] == workload and e["target"] == t
-                              and (e["backing"] == backing or t == "ceiling")), None)
-                    cells[t] = e
+                cells = {t: lookup(rows, tool, workload, backing, t) for t in targets}
                 if not cells.get(ours):
                     continue
                 unit = "MiB/s" if "1m" in workload else ""
@@ -175,9 +177,7 @@ def markdown(record, summary):
                 for backing in ["null", "file"]:
                     cells = []
                     for t in targets:
-                        e = next((e for e in lat_rows if e["workload"] == workload and
-                                  e["target"] == t and (e["backing"] == backing or
-                                                         t == "ceiling")), None)
+                        e = lookup(lat_rows, tool, workload, backing, t)
                         cells.append(f"{_fmt(e['lat_mean_us'])} / {_fmt(e['lat_p99_us'])}"
                                      if e else "n/a")
                     lines.append(f"| {workload} | {backing} | " + " | ".join(cells) + " |")
@@ -223,9 +223,7 @@ def chart(summary, path):
             for t in targets:
                 if t == "ceiling" and backing == "file":
                     continue
-                e = next((e for e in summary["medians"] if (e["tool"], e["workload"], e["target"])
-                          == (tool, workload, t) and (e["backing"] == backing or t == "ceiling")),
-                         None)
+                e = lookup(summary["medians"], tool, workload, backing, t)
                 if e is None:
                     continue
                 v = e["bw_bytes"] if mib else e["iops"]

@@ -10,6 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import guest  # noqa: E402
 import report  # noqa: E402
 
 MACHINE = {"kernel": "6.12", "cpus": 2, "cpu_model": "x", "memory_kib": 3 << 20,
@@ -73,8 +74,6 @@ class Summaries(unittest.TestCase):
 
 class Parsing(unittest.TestCase):
     def test_iscsi_perf_final_average(self):
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import guest
         out = ("00:00:01 - lba 1, iops current 110803 (432 MB/s), iops average 110777 (432 MB/s)"
                "\riops average 110125 (430 MB/s)      \n\nfinished.\n")
         self.assertEqual(guest.parse_iscsi_perf(out, 4096), (110125, 110125 * 4096))
@@ -101,8 +100,6 @@ class Ceiling(unittest.TestCase):
             url = f"iscsi://127.0.0.1:3299/{iqn}/0"
             out = subprocess.run(["iscsi-perf", "-t", "1", "-r", "-m", "8", url],
                                  capture_output=True, text=True, timeout=60).stdout
-            sys.path.insert(0, here)
-            import guest
             iops, _ = guest.parse_iscsi_perf(out, 4096)
             self.assertGreater(iops, 0)
             # READ CAPACITY, INQUIRY, reads and writes, as the kernel's initiator

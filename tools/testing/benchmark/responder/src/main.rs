@@ -119,6 +119,11 @@ fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
 
+/// The zeros that pad a data segment of `len` bytes to a multiple of 4.
+fn padding(len: usize) -> &'static [u8] {
+    &[0u8; 3][..(4 - len % 4) % 4]
+}
+
 fn be_n(b: &[u8]) -> u64 {
     b.iter().fold(0, |acc, &x| (acc << 8) | u64::from(x))
 }
@@ -220,14 +225,14 @@ impl Session {
     fn emit(&mut self, bhs: [u8; BHS_LEN], data: &[u8], stat: bool) {
         self.emit_header(bhs, data.len(), stat);
         self.out.push(data);
-        self.out.push(&[0u8; 3][..(4 - data.len() % 4) % 4]);
+        self.out.push(padding(data.len()));
     }
 
     /// Like `emit`, with `len` zeros as the data segment.
     fn emit_zeros(&mut self, bhs: [u8; BHS_LEN], len: usize, stat: bool) {
         self.emit_header(bhs, len, stat);
         self.out.push_zeros(len);
-        self.out.push(&[0u8; 3][..(4 - len % 4) % 4]);
+        self.out.push(padding(len));
     }
 
     fn emit_header(&mut self, mut bhs: [u8; BHS_LEN], len: usize, stat: bool) {
