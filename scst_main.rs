@@ -49,6 +49,8 @@ module! {
 }
 
 struct ScstModule {
+    // Dropped first: removes /dev/scst_user (no file is open at unload).
+    _user: scst_user::ScstUser,
     // Dropped first: closes every iSCSI connection while the core stands.
     _iscsi: scst_iscsi::Iscsi,
     _core: scst_core::Core,
@@ -60,8 +62,10 @@ impl kernel::Module for ScstModule {
         scst_vdisk::register(core.scst())?;
         scst_local::register(core.scst())?;
         let iscsi = scst_iscsi::register(core.scst())?;
+        let user = scst_user::register(core.scst())?;
         pr_info!("scst-rs {} loaded\n", scst_core::VERSION);
         Ok(Self {
+            _user: user,
             _iscsi: iscsi,
             _core: core,
         })

@@ -8,6 +8,7 @@
 
 #include <linux/kobject.h>
 #include <linux/sysfs.h>
+#include <linux/wait.h>
 
 struct kobject *scst_rs_kobject_create_and_add(const char *name,
 					       struct kobject *parent);
@@ -94,5 +95,33 @@ void scst_rs_destroy_workqueue(struct workqueue_struct *wq);
 int scst_rs_shash_digest(const char *alg, const void *const *bufs,
 			 const size_t *lens, size_t nr, u8 *out, size_t out_len);
 void scst_rs_random_bytes(void *buf, size_t len);
+
+/* /dev/scst_user (user_helpers.c). */
+struct scst_rs_pollq {
+	wait_queue_head_t head;
+};
+struct scst_rs_ubuf;
+int scst_rs_misc_register(const char *name, void *ctx);
+void scst_rs_misc_deregister(void);
+struct scst_rs_pollq *scst_rs_pollq_alloc(void);
+void scst_rs_pollq_wake(struct scst_rs_pollq *q);
+void scst_rs_pollq_free(struct scst_rs_pollq *q);
+struct scst_rs_ubuf *scst_rs_ubuf_pin(unsigned long addr, size_t len,
+				      int *err);
+void scst_rs_ubuf_unpin(struct scst_rs_ubuf *b);
+struct scatterlist *scst_rs_ubuf_sg(struct scst_rs_ubuf *b,
+				    unsigned int *nents);
+size_t scst_rs_sg_copy_sg(struct scatterlist *dst, unsigned int dst_nents,
+			  struct scatterlist *src, unsigned int src_nents,
+			  size_t len);
+void scst_rs_msleep(unsigned int ms);
+#ifndef __BINDGEN__
+/* Implemented in Rust (rust/misc.rs). */
+int scst_rs_misc_cb_open(void *ctx, void **private);
+void scst_rs_misc_cb_release(void *private);
+long scst_rs_misc_cb_ioctl(void *private, unsigned int cmd, unsigned long arg,
+			   bool nonblock);
+unsigned int scst_rs_misc_cb_poll(void *private, struct scst_rs_pollq **q);
+#endif
 
 #endif /* SCST_RS_HELPERS_H */

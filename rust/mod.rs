@@ -10,6 +10,7 @@ pub(crate) mod bindings;
 pub(crate) mod crypto;
 pub(crate) mod file;
 pub(crate) mod kvec_ext;
+pub(crate) mod misc;
 pub(crate) mod net;
 pub(crate) mod pages;
 pub(crate) mod scsi_host;

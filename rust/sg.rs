@@ -95,6 +95,18 @@ impl<'a> SgList<'a> {
         }
     }
 
+    /// Copies `len` bytes from the start of `src` to the start of this
+    /// buffer (as many as both hold); returns the bytes copied.
+    pub(crate) fn copy_from_sg(&mut self, src: &SgList<'_>, len: usize) -> usize {
+        let n = len.min(self.len).min(src.len);
+        if n == 0 {
+            return 0;
+        }
+        // SAFETY: by the type invariants both lists are valid for their
+        // lengths; `&mut self` excludes other users of the destination.
+        unsafe { bindings::scst_rs_sg_copy_sg(self.sgl, self.nents, src.sgl, src.nents, n) }
+    }
+
     /// The raw scatterlist, for the file I/O of this layer.
     pub(super) fn raw(&self) -> (*mut bindings::scatterlist, u32) {
         (self.sgl, self.nents)

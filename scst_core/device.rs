@@ -25,7 +25,7 @@ use kernel::{
 /// `handlers/` and managed through `handlers/<name>/mgmt`.
 pub(crate) trait DevHandler: Send + Sync + 'static {
     /// The handler's name, its directory under `handlers/`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     /// SCSI peripheral device type of its devices (SPC-4 table 49).
     fn device_type(&self) -> u8;
@@ -54,6 +54,41 @@ pub(crate) struct LuAttr {
 pub(crate) enum AttrChange {
     /// The capacity changed: CAPACITY DATA HAS CHANGED.
     Capacity,
+    /// Nothing initiators need to learn of.
+    Nothing,
+}
+
+/// Which way a command's data goes, as its transport received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DataDirection {
+    /// No data.
+    None,
+    /// Data-out: initiator to target.
+    Write,
+    /// Data-in: target to initiator.
+    Read,
+    /// Both.
+    Bidi,
+}
+
+/// An I_T_L nexus as a logical unit learns of it (SCST's "session" of a
+/// user-space handler).
+pub(crate) struct NexusInfo<'a> {
+    /// Unique for the module's lifetime.
+    pub(crate) id: u64,
+    pub(crate) lun: u64,
+    pub(crate) read_only: bool,
+    pub(crate) initiator: &'a CStr,
+    pub(crate) target: &'a CStr,
+}
+
+/// A status and sense a logical unit built itself (a user-space handler's
+/// reply), instead of GOOD or a [`Sense`] the core encodes.
+#[derive(Clone, Copy)]
+pub(crate) struct RawStatus {
+    pub(crate) status: u8,
+    pub(crate) sense: [u8; super::sense::MAX_RAW_SENSE_LEN],
+    pub(crate) sense_len: usize,
 }
 
 /// A command as a logical unit executes it.
@@ -66,6 +101,10 @@ pub(crate) struct ExecCmd<'a, 'b> {
     pub(crate) read_only: bool,
     /// Relative target port identifier of the target the command came to.
     pub(crate) rel_tgt_id: u16,
+    /// The data direction the transport has.
+    pub(crate) direction: DataDirection,
+    /// [`NexusInfo::id`] of the command's I_T_L nexus.
+    pub(crate) nexus: u64,
 }
 
 /// How a command the logical unit executed ended.
@@ -78,6 +117,9 @@ pub(crate) struct Completion {
     pub(crate) transfer_len: usize,
     /// MODE SELECT changed parameters: other nexuses get a unit attention.
     pub(crate) mode_changed: bool,
+    /// A status other than GOOD, with its sense as built by the logical
+    /// unit.
+    pub(crate) raw: Option<RawStatus>,
 }
 
 impl Completion {
@@ -86,6 +128,7 @@ impl Completion {
         data_in: 0,
         transfer_len: 0,
         mode_changed: false,
+        raw: None,
     };
 
     /// `placed` bytes of data-in out of the `wanted` the command had.
@@ -94,6 +137,7 @@ impl Completion {
             data_in: placed,
             transfer_len: wanted,
             mode_changed: false,
+            raw: None,
         }
     }
 }
@@ -119,6 +163,12 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
 
     /// Writes attribute `index`.
     fn store<'a>(&self, index: usize, value: &'a str) -> Result<AttrChange, MgmtFailure<'a>>;
+
+    /// A nexus to this logical unit was created (before its first command).
+    fn nexus_attached(&self, _nexus: &NexusInfo<'_>) {}
+
+    /// The nexus `id` is gone (after its last command).
+    fn nexus_detached(&self, _id: u64) {}
 }
 
 /// The human-readable name of a peripheral device type, as SCST's `type`
@@ -149,7 +199,7 @@ pub(crate) const DEFAULT_TGT_DEV_COMMANDS: u32 = 64;
 #[pin_data]
 pub(crate) struct DeviceState {
     pub(crate) name: CString,
-    pub(crate) handler_name: &'static str,
+    pub(crate) handler_name: CString,
     pub(crate) device_type: u8,
     pub(crate) lu: Arc<dyn LogicalUnit>,
     /// Every I_T_L nexus of this device, for unit attentions.
@@ -170,7 +220,7 @@ impl DeviceState {
     /// A device's shared state around its logical unit.
     pub(crate) fn new(
         name: CString,
-        handler_name: &'static str,
+        handler_name: CString,
         device_type: u8,
         lu: Arc<dyn LogicalUnit>,
     ) -> Result<Arc<Self>> {
@@ -314,6 +364,7 @@ impl SysfsOps for DeviceState {
                 self.raise_ua(super::sense::CAPACITY_DATA_CHANGED, None);
                 Ok(())
             }
+            Ok(AttrChange::Nothing) => Ok(()),
             Err(MgmtFailure::Invalid(e)) => {
                 pr_err!("device {}: {:?}: {}\n", &*self.name, text, e);
                 Err(match e {

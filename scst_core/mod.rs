@@ -223,6 +223,58 @@ impl Scst {
         })
     }
 
+    /// Registers a handler that has exactly one device of its own name, the
+    /// logical unit `lu` (a user-space handler's device, which appears as
+    /// `handlers/<name>/<name>` and `devices/<name>`).
+    pub(crate) fn add_handler_device(
+        self: &Arc<Self>,
+        handler: Arc<dyn DevHandler>,
+        lu: Arc<dyn device::LogicalUnit>,
+    ) -> Result {
+        self.register_handler(handler.clone())?;
+        let mut registry = self.registry.lock();
+        let name = handler.name();
+        let outcome = if registry.devices.find(|d| d.name_is(name)).is_some() {
+            Err(EEXIST)
+        } else {
+            self.add_device(&mut registry, &*handler, name, lu)
+                .map_err(|f| f.errno())
+        };
+        if outcome.is_err() {
+            registry
+                .handlers
+                .remove(|h| h.handler.name() == handler.name());
+        }
+        outcome
+    }
+
+    /// Queues unit attention `sense` on every nexus of device `name`.
+    pub(crate) fn raise_device_ua(&self, name: &str, sense: sense::Sense) {
+        let registry = self.registry.lock();
+        if let Some(d) = registry.devices.find(|d| d.name_is(name)) {
+            d.state.raise_ua(sense, None);
+        }
+    }
+
+    /// Removes what [`Self::add_handler_device`] added: the device leaves
+    /// every LUN table, then goes with its handler.
+    pub(crate) fn remove_handler_device(&self, name: &str) {
+        let mut registry = self.registry.lock();
+        let state = registry
+            .devices
+            .find(|d| d.name_is(name) && d.state.handler_name.as_bytes() == name.as_bytes())
+            .map(|d| d.state.clone());
+        if let Some(state) = state {
+            if Self::unmap_device(&mut registry, &state).is_err() {
+                pr_warn!("device {}: not every LUN could be told\n", name);
+            }
+            if registry.devices.remove(|d| d.name_is(name)).is_some() {
+                pr_info!("removed device {}\n", name);
+            }
+        }
+        registry.handlers.remove(|h| h.handler.name() == name);
+    }
+
     /// Removes every device and handler; called once at module unload. This
     /// also breaks the reference cycle between the registry and the handler
     /// `mgmt` files, which hold the core.
@@ -256,7 +308,10 @@ impl Scst {
                 line.end()?;
                 let state = registry
                     .devices
-                    .find(|d| d.name_is(name) && d.state.handler_name == handler.name())
+                    .find(|d| {
+                        d.name_is(name)
+                            && d.state.handler_name.as_bytes() == handler.name().as_bytes()
+                    })
                     .map(|d| d.state.clone())
                     .ok_or(MgmtError::NoSuchObject(name))?;
                 // As in SCST, the device leaves every LUN table first.
@@ -285,7 +340,12 @@ impl Scst {
             .map(|h| h.dir.to_ref())
             .ok_or(ENODEV)?;
         let dev_name = cstring(name)?;
-        let state = DeviceState::new(dev_name, handler.name(), handler.device_type(), lu.clone())?;
+        let state = DeviceState::new(
+            dev_name,
+            cstring(handler.name())?,
+            handler.device_type(),
+            lu.clone(),
+        )?;
         let dir = Dir::new(&self.devices_dir, name)?;
         let mut files = KVec::new();
         files.push(

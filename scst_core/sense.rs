@@ -67,6 +67,9 @@ pub struct Sense {
 /// sense-key specific descriptors.
 pub const MAX_SENSE_LEN: usize = 8 + 12 + 8;
 
+/// Longest sense a logical unit may build itself (SCSI_SENSE_BUFFERSIZE).
+pub const MAX_RAW_SENSE_LEN: usize = 96;
+
 /// Length of fixed-format sense as built here (additional length 10).
 pub const FIXED_SENSE_LEN: usize = 18;
 

@@ -24,8 +24,8 @@
 //!    waiting for it wakes up.
 
 use super::cdb::{self, Cdb, Out};
-use super::device::{DeviceState, ExecCmd};
-use super::sense::{self, Sense, SenseFormat, MAX_SENSE_LEN};
+use super::device::{DataDirection, DeviceState, ExecCmd, NexusInfo};
+use super::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
 use super::task_set::{Refusal, TaskAttr, Ticket};
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::sg::SgList;
@@ -100,6 +100,9 @@ pub(crate) struct TgtDev {
     pub(crate) lun: u64,
     pub(crate) read_only: bool,
     pub(crate) dev: Arc<DeviceState>,
+    /// [`NexusInfo::id`]; the logical unit hears of the nexus' end when
+    /// this drops.
+    attached: Attached,
     #[pin]
     ua: SpinLock<UaQueue>,
     /// Commands of this nexus in the device's task set (changed under
@@ -107,13 +110,46 @@ pub(crate) struct TgtDev {
     pub(crate) active: AtomicU32,
 }
 
+/// Numbers the I_T_L nexuses of the module's lifetime.
+static NEXT_NEXUS_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Tells a logical unit that one of its nexuses ended.
+struct Attached {
+    id: u64,
+    dev: Arc<DeviceState>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.dev.lu.nexus_detached(self.id);
+    }
+}
+
 impl TgtDev {
-    fn new(lun: u64, read_only: bool, dev: Arc<DeviceState>) -> Result<Arc<Self>> {
+    fn new(
+        lun: u64,
+        read_only: bool,
+        dev: Arc<DeviceState>,
+        session: &Session,
+    ) -> Result<Arc<Self>> {
+        let id = NEXT_NEXUS_ID.fetch_add(1, Ordering::Relaxed);
+        dev.lu.nexus_attached(&NexusInfo {
+            id,
+            lun,
+            read_only,
+            initiator: &session.initiator,
+            target: &session.target.name,
+        });
+        let attached = Attached {
+            id,
+            dev: dev.clone(),
+        };
         Arc::pin_init(
             pin_init!(Self {
                 lun,
                 read_only,
                 dev,
+                attached,
                 ua <- new_spinlock!(UaQueue::new()),
                 active: AtomicU32::new(0),
             }),
@@ -133,6 +169,8 @@ impl TgtDev {
 
 /// The target-wide settings a session reads on every command.
 pub(crate) struct TargetState {
+    /// The target's name, for handlers that want to know the I_T nexus.
+    pub(crate) name: CString,
     pub(crate) rel_tgt_id: AtomicU16,
     pub(crate) enabled: AtomicBool,
 }
@@ -152,7 +190,7 @@ struct InFlight {
 /// The outcome of a command, for the target driver to send.
 pub(crate) struct Response {
     pub(crate) status: u8,
-    pub(crate) sense: [u8; MAX_SENSE_LEN],
+    pub(crate) sense: [u8; MAX_RAW_SENSE_LEN],
     pub(crate) sense_len: usize,
     /// Bytes of data-in at the start of the buffer.
     pub(crate) data_in: usize,
@@ -165,7 +203,7 @@ impl Response {
     fn good(data_in: usize, transfer_len: usize) -> Self {
         Self {
             status: status::GOOD,
-            sense: [0; MAX_SENSE_LEN],
+            sense: [0; MAX_RAW_SENSE_LEN],
             sense_len: 0,
             data_in,
             transfer_len: Some(transfer_len),
@@ -206,14 +244,20 @@ pub(crate) struct Command {
 impl Command {
     /// PARSE to XMIT: runs the command and returns what to send. Sleeps
     /// first while its task attribute holds it behind older commands.
-    pub(crate) fn execute(&self, cdb: &[u8], data: &mut SgList<'_>) -> Response {
+    pub(crate) fn execute(
+        &self,
+        cdb: &[u8],
+        data: &mut SgList<'_>,
+        direction: DataDirection,
+    ) -> Response {
         match (&self.tgt_dev, self.admission) {
             (_, Some(Err(Refusal::TaskSetFull))) => return Response::status(status::TASK_SET_FULL),
             (_, Some(Err(Refusal::Busy))) => return Response::status(status::BUSY),
             (Some(t), Some(Ok(ticket))) => t.dev.wait_to_start(ticket),
             _ => {}
         }
-        self.session.dispatch(self.tgt_dev.as_ref(), cdb, data)
+        self.session
+            .dispatch(self.tgt_dev.as_ref(), cdb, data, direction)
     }
 }
 
@@ -298,7 +342,7 @@ impl Session {
             match kept {
                 Some(t) => next.push(t.clone(), GFP_KERNEL)?,
                 None => {
-                    let t = TgtDev::new(v.lun, v.read_only, v.dev.clone())?;
+                    let t = TgtDev::new(v.lun, v.read_only, v.dev.clone(), self)?;
                     if first {
                         t.queue_ua(sense::RESET_OCCURRED);
                     }
@@ -412,6 +456,7 @@ impl Session {
         tgt_dev: Option<&Arc<TgtDev>>,
         cdb_bytes: &[u8],
         data: &mut SgList<'_>,
+        direction: DataDirection,
     ) -> Response {
         let cdb = Cdb(cdb_bytes);
         let opcode = cdb.opcode();
@@ -504,6 +549,8 @@ impl Session {
             data,
             read_only: tgt_dev.read_only,
             rel_tgt_id: self.target.rel_tgt_id.load(Ordering::Relaxed),
+            direction,
+            nexus: tgt_dev.attached.id,
         };
         match tgt_dev.dev.lu.execute(&mut cmd) {
             Ok(done) => {
@@ -512,7 +559,13 @@ impl Session {
                         .dev
                         .raise_ua(sense::MODE_PARAMETERS_CHANGED, Some(tgt_dev));
                 }
-                Response::good(done.data_in, done.transfer_len)
+                let mut r = Response::good(done.data_in, done.transfer_len);
+                if let Some(raw) = done.raw {
+                    r.status = raw.status;
+                    r.sense_len = raw.sense_len.min(r.sense.len());
+                    r.sense[..r.sense_len].copy_from_slice(&raw.sense[..r.sense_len]);
+                }
+                r
             }
             Err(s) => Response::check_condition(s, tgt_dev.dev.lu.sense_format()),
         }

@@ -892,6 +892,7 @@ impl Scst {
         let rel_tgt_id = self.next_rel_tgt_id.fetch_add(1, Ordering::Relaxed).max(1);
         let state = Arc::new(
             TargetState {
+                name: super::cstring(name)?,
                 rel_tgt_id: AtomicU16::new(rel_tgt_id),
                 enabled: AtomicBool::new(true),
             },

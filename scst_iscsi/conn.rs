@@ -24,6 +24,7 @@ use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::TcpStream;
 use crate::kernel_ext::pages::Pages;
 use crate::kernel_ext::sg::SgList;
+use crate::scst_core::device::DataDirection;
 use crate::scst_core::sense::{self, SenseFormat};
 use crate::scst_core::session::{status, Command, Session};
 use crate::scst_core::task_set::TaskAttr;
@@ -861,7 +862,13 @@ impl<'a> Ffp<'a> {
         let edtl = cmd.expected_data_transfer_length;
         let response = {
             let mut sg = pages.sg();
-            command.execute(&cmd.cdb, &mut sg)
+            let direction = match (cmd.read, cmd.write) {
+                (false, false) => DataDirection::None,
+                (false, true) => DataDirection::Write,
+                (true, false) => DataDirection::Read,
+                (true, true) => DataDirection::Bidi,
+            };
+            command.execute(&cmd.cdb, &mut sg, direction)
         };
         let exp = self.window.exp_cmd_sn;
         let max = self.window.max_cmd_sn();

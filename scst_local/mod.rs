@@ -14,6 +14,7 @@
 
 use crate::kernel_ext::scsi_host::{DataDirection, EhRequest, LocalHost, LocalHostOps, ScsiCmnd};
 use crate::kernel_ext::sysfs::DirRef;
+use crate::scst_core::device::DataDirection as CoreDirection;
 use crate::scst_core::{
     cdb::{decode_lun, lun_from_linux, MAX_LUN},
     mgmt::{collect_params, Line, MgmtError},
@@ -60,7 +61,12 @@ fn run(command: Command, mut cmd: ScsiCmnd) {
     let direction = cmd.direction();
     let (response, buffer_len) = {
         let mut data = cmd.data();
-        let r = command.execute(&cdb[..len], &mut data);
+        let core_direction = match direction {
+            DataDirection::None => CoreDirection::None,
+            DataDirection::ToDevice => CoreDirection::Write,
+            DataDirection::FromDevice => CoreDirection::Read,
+        };
+        let r = command.execute(&cdb[..len], &mut data, core_direction);
         (r, data.len())
     };
     let resid = match direction {

@@ -1,5 +1,1234 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! scst_user: `/dev/scst_user`, the user-space device gateway with the ABI
-//! of SCST's `scst_user.h` (zero copy, one kernel/user switch per command,
-//! the kernel as master). Status: not started.
+//! scst_user: `/dev/scst_user`, the gateway through which a user-space
+//! process serves a SCSI device, with the ioctl ABI of SCST's
+//! `scst_user.h` (see `abi` and `Documentation/scst_user.rst`).
+//!
+//! A process opens the device and registers one SCSI device on the file
+//! (REGISTER_DEVICE); it appears as `handlers/<name>/<name>` and
+//! `devices/<name>` and is exported like any other. Its commands run in the
+//! core's context as usual: `UserDev::execute` posts them to the file's
+//! queue and sleeps until the process replies, so in steady state the
+//! process makes one system call per command (REPLY_AND_GET_CMD carries the
+//! previous reply and fetches the next command).
+//!
+//! Data moves through the process's own buffers, pinned in the kernel: the
+//! process allocates one on ALLOC_MEM, and with `memory_reuse_type` the
+//! kernel keeps it pinned for later commands (returning it with
+//! ON_CACHED_MEM_FREE). Data-out is copied from the transport's buffer into
+//! the pinned pages before EXEC, data-in back after the reply.
+//!
+//! The kernel is master: a reply is checked before anything uses it, a
+//! command waits for at most `timeout` seconds, and closing the file (a
+//! process that exits or is killed) fails every waiting command, unpins
+//! every buffer and removes the device.
+
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod abi;
+
+use crate::kernel_ext::kvec_ext::VecExt;
+use crate::kernel_ext::misc::{
+    sleep_ms, MiscDevice, MiscFile, MiscOpen, PinnedUserBuf, PollQueue, POLL_ERR, POLL_IN,
+};
+use crate::kernel_ext::sysfs::SysfsBuf;
+use crate::scst_core::device::{
+    AttrChange, Completion, DataDirection, DevHandler, ExecCmd, LogicalUnit, LuAttr, NexusInfo,
+    RawStatus,
+};
+use crate::scst_core::mgmt::{MgmtError, Params};
+use crate::scst_core::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
+use crate::scst_core::session::status;
+use crate::scst_core::{cstring, MgmtFailure, Scst};
+use abi::{DevDesc, Options, Reply, ToUser};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, Ordering};
+use kernel::{
+    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    c_str, new_condvar, new_mutex, new_spinlock,
+    prelude::*,
+    str::CString,
+    sync::{Arc, CondVar, Mutex, SpinLock},
+    time::{ktime_ms_delta, msecs_to_jiffies, Ktime},
+    uaccess::UserSlice,
+};
+
+/// Page size of the buffers the kernel asks for.
+const PAGE_SIZE: usize = 4096;
+
+/// Commands and notifications a device may have outstanding at once;
+/// beyond it commands get BUSY.
+const MAX_UCMDS: usize = 1024;
+
+/// Buffers the kernel keeps pinned for reuse, per device.
+const MAX_CACHED_BUFFERS: usize = 128;
+
+/// Default of `devices/<name>/timeout`: how long a command waits for the
+/// process before it fails.
+const DEFAULT_TIMEOUT_S: u32 = 60;
+
+/// Longest CDB kept for a command (GET_EXTENDED_CDB returns its tail).
+const MAX_CDB_LEN: usize = 260;
+
+/// The misc device; dropping it removes `/dev/scst_user`.
+pub(crate) struct ScstUser {
+    _misc: MiscDevice,
+}
+
+/// Creates `/dev/scst_user`.
+pub(crate) fn register(scst: &Arc<Scst>) -> Result<ScstUser> {
+    let opener = Arc::new(Opener { scst: scst.clone() }, GFP_KERNEL)?;
+    Ok(ScstUser {
+        _misc: MiscDevice::register(c_str!("scst_user"), opener)?,
+    })
+}
+
+struct Opener {
+    scst: Arc<Scst>,
+}
+
+impl MiscOpen for Opener {
+    fn open(&self) -> Result<Arc<dyn MiscFile>> {
+        let pollq = Arc::new(PollQueue::new()?, GFP_KERNEL)?;
+        let file = Arc::pin_init(
+            pin_init!(UserFile {
+                scst: self.scst.clone(),
+                pollq,
+                dev <- new_mutex!(None),
+            }),
+            GFP_KERNEL,
+        )?;
+        Ok(file)
+    }
+}
+
+/// One open file: at most one registered device.
+#[pin_data]
+struct UserFile {
+    scst: Arc<Scst>,
+    pollq: Arc<PollQueue>,
+    #[pin]
+    dev: Mutex<Option<Arc<UserDev>>>,
+}
+
+/// A message as queued: what [`ToUser`] encodes, with owned data.
+enum Msg {
+    Sess {
+        detach: bool,
+        sess_h: u64,
+        lun: u64,
+        read_only: bool,
+        initiator: CString,
+        target: CString,
+    },
+    AllocMem {
+        sess_h: u64,
+        cdb: KVec<u8>,
+        alloc_len: usize,
+        direction: u8,
+    },
+    Exec {
+        sess_h: u64,
+        cdb: KVec<u8>,
+        bufflen: usize,
+        alloc_len: usize,
+        pbuf: u64,
+        direction: u8,
+        timeout_s: u32,
+    },
+    OnFree {
+        pbuf: u64,
+        resp_data_len: usize,
+        buffer_cached: bool,
+        status: u8,
+    },
+    OnCachedMemFree {
+        pbuf: u64,
+    },
+}
+
+impl Msg {
+    fn to_user(&self) -> ToUser<'_> {
+        match self {
+            Self::Sess {
+                detach,
+                sess_h,
+                lun,
+                read_only,
+                initiator,
+                target,
+            } => ToUser::Sess {
+                detach: *detach,
+                sess_h: *sess_h,
+                lun: *lun,
+                read_only: *read_only,
+                initiator: initiator.as_bytes(),
+                target: target.as_bytes(),
+            },
+            Self::AllocMem {
+                sess_h,
+                cdb,
+                alloc_len,
+                direction,
+            } => ToUser::AllocMem {
+                sess_h: *sess_h,
+                cdb,
+                alloc_len: *alloc_len as i32,
+                queue_type: abi::queue::SIMPLE,
+                data_direction: *direction,
+                sn: 0,
+            },
+            Self::Exec {
+                sess_h,
+                cdb,
+                bufflen,
+                alloc_len,
+                pbuf,
+                direction,
+                timeout_s,
+            } => ToUser::Exec(abi::Exec {
+                sess_h: *sess_h,
+                cdb,
+                lba: abi::disk_lba(cdb),
+                data_len: *bufflen as i64,
+                bufflen: *bufflen as i32,
+                alloc_len: *alloc_len as i32,
+                pbuf: *pbuf,
+                queue_type: abi::queue::SIMPLE,
+                data_direction: *direction,
+                timeout: *timeout_s as i32,
+                sn: 0,
+            }),
+            Self::OnFree {
+                pbuf,
+                resp_data_len,
+                buffer_cached,
+                status,
+            } => ToUser::OnFree {
+                pbuf: *pbuf,
+                resp_data_len: *resp_data_len as i32,
+                buffer_cached: *buffer_cached,
+                aborted: false,
+                status: *status,
+            },
+            Self::OnCachedMemFree { pbuf } => ToUser::OnCachedMemFree { pbuf: *pbuf },
+        }
+    }
+
+    /// Whether a command sleeps until the reply (the others are
+    /// notifications whose replies only release them).
+    fn has_waiter(&self) -> bool {
+        matches!(self, Self::AllocMem { .. } | Self::Exec { .. })
+    }
+
+    fn cdb(&self) -> Option<&[u8]> {
+        match self {
+            Self::AllocMem { cdb, .. } | Self::Exec { cdb, .. } => Some(cdb),
+            _ => None,
+        }
+    }
+}
+
+/// What a checked reply gives the waiting command.
+enum Answer {
+    /// ALLOC_MEM: the process's buffer, pinned.
+    Buffer(PinnedUserBuf),
+    /// ALLOC_MEM with a null buffer: the process has no memory now.
+    NoMemory,
+    /// EXEC.
+    Exec {
+        status: u8,
+        resp_data_len: usize,
+        sense: [u8; MAX_RAW_SENSE_LEN],
+        sense_len: usize,
+    },
+}
+
+enum State {
+    /// Waiting for a process to fetch it.
+    Queued,
+    /// Fetched; the reply is due.
+    Delivered,
+    /// A reply is being checked (outside the lock: pinning sleeps).
+    Replying,
+    /// Replied; the waiter takes the answer.
+    Answered(Answer),
+    /// The reply was malformed.
+    Refused,
+}
+
+struct UCmd {
+    h: u32,
+    msg: Msg,
+    state: State,
+}
+
+/// Why a command got no answer.
+enum Failure {
+    /// The process closed the device.
+    Gone,
+    /// No reply within the timeout.
+    Timeout,
+    /// Too many commands outstanding, or no memory for one.
+    Busy,
+    /// The reply was malformed.
+    Refused,
+}
+
+struct Inner {
+    /// False once the file is closed or the device unregistered.
+    alive: bool,
+    opts: Options,
+    next_h: u32,
+    /// Handles to deliver, oldest first.
+    queue: KVec<u32>,
+    ucmds: KVec<UCmd>,
+    /// Buffers kept pinned for reuse.
+    cache: KVec<PinnedUserBuf>,
+}
+
+impl Inner {
+    fn find(&mut self, h: u32) -> Option<&mut UCmd> {
+        self.ucmds.iter_mut().find(|u| u.h == h)
+    }
+
+    fn remove(&mut self, h: u32) -> Option<UCmd> {
+        let i = self.ucmds.iter().position(|u| u.h == h)?;
+        if let Some(q) = self.queue.iter().position(|&x| x == h) {
+            self.queue.as_mut_slice()[q..].rotate_left(1);
+            self.queue.pop();
+        }
+        self.ucmds.swap_remove(i)
+    }
+}
+
+/// A device served by a process: its handler and logical unit.
+#[pin_data]
+struct UserDev {
+    name: CString,
+    dev_type: u8,
+    block_size: u32,
+    timeout_s: AtomicU32,
+    pollq: Arc<PollQueue>,
+    #[pin]
+    inner: SpinLock<Inner>,
+    /// Commands waiting for replies sleep here.
+    #[pin]
+    replied: CondVar,
+    /// Processes waiting for commands sleep here.
+    #[pin]
+    ready: CondVar,
+}
+
+static USER_ATTRS: [LuAttr; 2] = [
+    LuAttr {
+        name: c_str!("timeout"),
+        writable: true,
+    },
+    LuAttr {
+        name: c_str!("block_size"),
+        writable: false,
+    },
+];
+
+impl UserDev {
+    fn name_str(&self) -> &str {
+        self.name.to_str().unwrap_or("?")
+    }
+
+    /// Queues `msg` for the process; returns its handle.
+    fn post(&self, msg: Msg) -> core::result::Result<u32, Failure> {
+        let h = {
+            let mut inner = self.inner.lock();
+            if !inner.alive {
+                return Err(Failure::Gone);
+            }
+            if inner.ucmds.len() >= MAX_UCMDS {
+                return Err(Failure::Busy);
+            }
+            inner.next_h = inner.next_h.wrapping_add(1).max(1);
+            let h = inner.next_h;
+            inner.queue.push(h, GFP_ATOMIC).map_err(|_| Failure::Busy)?;
+            if inner
+                .ucmds
+                .push(
+                    UCmd {
+                        h,
+                        msg,
+                        state: State::Queued,
+                    },
+                    GFP_ATOMIC,
+                )
+                .is_err()
+            {
+                inner.queue.pop();
+                return Err(Failure::Busy);
+            }
+            h
+        };
+        self.ready.notify_one();
+        self.pollq.wake();
+        Ok(h)
+    }
+
+    /// Posts a notification that nothing waits for.
+    fn notify(&self, msg: Msg) {
+        if self.post(msg).is_err() {
+            pr_warn!(
+                "{}: a notification to the handler was lost\n",
+                self.name_str()
+            );
+        }
+    }
+
+    /// Posts `msg` and sleeps until the process answers it, the timeout
+    /// passes or the process goes away.
+    fn call(&self, msg: Msg) -> core::result::Result<Answer, Failure> {
+        let h = self.post(msg)?;
+        let start = Ktime::ktime_get();
+        let limit_ms = i64::from(self.timeout_s.load(Ordering::Relaxed)) * 1000;
+        let mut inner = self.inner.lock();
+        loop {
+            let done = matches!(
+                inner.find(h).map(|u| &u.state),
+                Some(State::Answered(_) | State::Refused) | None
+            );
+            if done {
+                return match inner.remove(h).map(|u| u.state) {
+                    Some(State::Answered(a)) => Ok(a),
+                    Some(_) => Err(Failure::Refused),
+                    None => Err(Failure::Gone),
+                };
+            }
+            if !inner.alive {
+                inner.remove(h);
+                return Err(Failure::Gone);
+            }
+            let left = limit_ms - ktime_ms_delta(Ktime::ktime_get(), start);
+            if left <= 0 {
+                inner.remove(h);
+                drop(inner);
+                pr_err!(
+                    "{}: no reply within {} s: command failed\n",
+                    self.name_str(),
+                    limit_ms / 1000
+                );
+                return Err(Failure::Timeout);
+            }
+            let slice = msecs_to_jiffies(left.min(1000) as u32);
+            if let kernel::sync::CondVarTimeoutResult::Signal { .. } =
+                self.replied.wait_interruptible_timeout(&mut inner, slice)
+            {
+                // The submitter (e.g. a process doing SG_IO) has a signal
+                // pending: the command still runs to its end, so wait
+                // without sleeping interruptibly.
+                drop(inner);
+                sleep_ms(5);
+                inner = self.inner.lock();
+            }
+        }
+    }
+
+    /// A cached buffer of at least `len` bytes that `direction` may reuse.
+    fn cached_buffer(&self, len: usize, direction: DataDirection) -> Option<PinnedUserBuf> {
+        let mut inner = self.inner.lock();
+        if !reuse_allowed(inner.opts.memory_reuse_type, direction) {
+            return None;
+        }
+        let i = inner.cache.iter().position(|b| b.len() >= len)?;
+        inner.cache.swap_remove(i)
+    }
+
+    /// Keeps `buf` for reuse when the options allow; says whether it did.
+    fn recycle(&self, buf: PinnedUserBuf, direction: DataDirection) -> bool {
+        let mut inner = self.inner.lock();
+        // The cache's capacity is reserved: pushing never allocates (nor
+        // drops the buffer under the lock).
+        if inner.alive
+            && reuse_allowed(inner.opts.memory_reuse_type, direction)
+            && inner.cache.len() < MAX_CACHED_BUFFERS.min(inner.cache.capacity())
+        {
+            return inner.cache.push(buf, GFP_ATOMIC).is_ok();
+        }
+        drop(inner);
+        // Unpinning sleeps: outside the lock.
+        drop(buf);
+        false
+    }
+
+    /// Unpins every cached buffer and tells the process.
+    fn flush_cache(&self) {
+        loop {
+            let buf = self.inner.lock().cache.pop();
+            let Some(buf) = buf else { break };
+            let pbuf = buf.addr() as u64;
+            drop(buf);
+            self.notify(Msg::OnCachedMemFree { pbuf });
+        }
+    }
+
+    /// The process is gone: fail what waits, forget what is queued.
+    fn kill(&self) {
+        let cache = {
+            let mut inner = self.inner.lock();
+            inner.alive = false;
+            inner.queue.clear();
+            let mut i = 0;
+            while i < inner.ucmds.len() {
+                if inner.ucmds[i].msg.has_waiter() {
+                    i += 1;
+                } else {
+                    inner.ucmds.swap_remove(i);
+                }
+            }
+            core::mem::replace(&mut inner.cache, KVec::new())
+        };
+        drop(cache);
+        self.replied.notify_all();
+        self.ready.notify_all();
+        self.pollq.wake();
+    }
+
+    /// Hands the oldest queued message to the process, encoded in `out`.
+    fn next(&self, out: &mut [u8; abi::GET_CMD_SIZE], nonblock: bool) -> Result<u32> {
+        let mut inner = self.inner.lock();
+        loop {
+            if !inner.alive {
+                return Err(ENODEV);
+            }
+            if !inner.queue.is_empty() {
+                inner.queue.as_mut_slice().rotate_left(1);
+                let Some(h) = inner.queue.pop() else {
+                    continue;
+                };
+                let Some(u) = inner.find(h) else { continue };
+                u.state = State::Delivered;
+                u.msg.to_user().encode(h, out);
+                return Ok(h);
+            }
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            if self.ready.wait_interruptible(&mut inner) {
+                return Err(ERESTARTSYS);
+            }
+        }
+    }
+
+    /// Puts back a message the process could not receive (a bad address).
+    fn requeue(&self, h: u32) {
+        let mut inner = self.inner.lock();
+        if let Some(u) = inner.find(h) {
+            u.state = State::Queued;
+            if inner.queue.push(h, GFP_ATOMIC).is_ok() {
+                inner.queue.as_mut_slice().rotate_right(1);
+            }
+        }
+    }
+
+    /// Checks and applies one reply from the process.
+    fn reply(&self, r: &Reply) -> Result {
+        // What the reply is to, claimed so that no other thread takes it.
+        enum Due {
+            Alloc(usize),
+            Exec { buffer: usize, reads: bool },
+        }
+        let due = {
+            let mut inner = self.inner.lock();
+            let u = inner.find(r.cmd_h).ok_or_else(|| {
+                pr_err!(
+                    "{}: reply to unknown command {}\n",
+                    self.name_str(),
+                    r.cmd_h
+                );
+                EINVAL
+            })?;
+            if !matches!(u.state, State::Delivered) || u.msg.to_user().subcode() != r.subcode {
+                let waits = u.msg.has_waiter() && matches!(u.state, State::Delivered);
+                if waits {
+                    u.state = State::Refused;
+                }
+                drop(inner);
+                if waits {
+                    self.replied.notify_all();
+                }
+                pr_err!(
+                    "{}: reply to command {} has subcode {:#x}, not the one sent\n",
+                    self.name_str(),
+                    r.cmd_h,
+                    r.subcode
+                );
+                return Err(EINVAL);
+            }
+            match &u.msg {
+                Msg::AllocMem { alloc_len, .. } => {
+                    let n = *alloc_len;
+                    u.state = State::Replying;
+                    Due::Alloc(n)
+                }
+                Msg::Exec {
+                    bufflen, direction, ..
+                } => {
+                    let due = Due::Exec {
+                        buffer: *bufflen,
+                        reads: *direction & abi::dir::READ != 0 && *direction != abi::dir::NONE,
+                    };
+                    u.state = State::Replying;
+                    due
+                }
+                Msg::Sess { detach: false, .. } if r.result() != 0 => {
+                    pr_warn!(
+                        "{}: handler refused a session ({})\n",
+                        self.name_str(),
+                        r.result()
+                    );
+                    inner.remove(r.cmd_h);
+                    return Ok(());
+                }
+                _ => {
+                    inner.remove(r.cmd_h);
+                    return Ok(());
+                }
+            }
+        };
+        let answer = match due {
+            Due::Alloc(len) => self.check_alloc(r, len),
+            Due::Exec { buffer, reads } => self.check_exec(r, buffer, reads),
+        };
+        let ok = answer.is_ok();
+        let unclaimed = {
+            let mut inner = self.inner.lock();
+            match inner.find(r.cmd_h) {
+                Some(u) => {
+                    u.state = match answer {
+                        Ok(a) => State::Answered(a),
+                        Err(()) => State::Refused,
+                    };
+                    None
+                }
+                // The command timed out meanwhile.
+                None => Some(answer),
+            }
+        };
+        // A pinned buffer nobody took unpins here, outside the lock.
+        drop(unclaimed);
+        self.replied.notify_all();
+        if ok {
+            Ok(())
+        } else {
+            Err(EINVAL)
+        }
+    }
+
+    fn check_alloc(&self, r: &Reply, len: usize) -> core::result::Result<Answer, ()> {
+        let pbuf = r.alloc_pbuf();
+        if pbuf == 0 {
+            return Ok(Answer::NoMemory);
+        }
+        if pbuf as usize % PAGE_SIZE != 0 {
+            pr_err!(
+                "{}: ALLOC_MEM reply: buffer {:#x} is not page aligned\n",
+                self.name_str(),
+                pbuf
+            );
+            return Err(());
+        }
+        PinnedUserBuf::pin(pbuf as usize, len)
+            .map(Answer::Buffer)
+            .map_err(|e| {
+                pr_err!(
+                    "{}: ALLOC_MEM reply: cannot pin {} bytes at {:#x} ({})\n",
+                    self.name_str(),
+                    len,
+                    pbuf,
+                    e.to_errno()
+                );
+            })
+    }
+
+    fn check_exec(
+        &self,
+        r: &Reply,
+        buffer: usize,
+        reads: bool,
+    ) -> core::result::Result<Answer, ()> {
+        let e = r.exec();
+        let name = self.name_str();
+        if e.reply_type != abi::reply_type::COMPLETED && e.reply_type != abi::reply_type::BACKGROUND
+        {
+            pr_err!("{}: EXEC reply type {} not supported\n", name, e.reply_type);
+            return Err(());
+        }
+        if !abi::valid_status(e.status) {
+            pr_err!("{}: EXEC reply: invalid status {:#x}\n", name, e.status);
+            return Err(());
+        }
+        let resp = usize::try_from(e.resp_data_len).map_err(|_| ())?;
+        if resp > 0 && (!reads || resp > buffer) {
+            pr_err!(
+                "{}: EXEC reply: {} bytes of data-in for a buffer of {}{}\n",
+                name,
+                resp,
+                buffer,
+                if reads { "" } else { " with no data-in" }
+            );
+            return Err(());
+        }
+        let mut sense = [0u8; MAX_RAW_SENSE_LEN];
+        let sense_len = usize::from(e.sense_len).min(MAX_RAW_SENSE_LEN);
+        if e.status == status::CHECK_CONDITION && sense_len > 0 {
+            UserSlice::new(e.psense_buffer as usize, sense_len)
+                .reader()
+                .read_slice(&mut sense[..sense_len])
+                .map_err(|_| {
+                    pr_err!("{}: EXEC reply: sense buffer not readable\n", name);
+                })?;
+        }
+        Ok(Answer::Exec {
+            status: e.status,
+            resp_data_len: resp,
+            sense,
+            sense_len: if e.status == status::CHECK_CONDITION {
+                sense_len
+            } else {
+                0
+            },
+        })
+    }
+}
+
+fn reuse_allowed(reuse: u8, direction: DataDirection) -> bool {
+    match reuse {
+        abi::mem_reuse::ALL => true,
+        abi::mem_reuse::READ => direction == DataDirection::Read,
+        abi::mem_reuse::WRITE => direction == DataDirection::Write,
+        _ => false,
+    }
+}
+
+fn abi_direction(d: DataDirection) -> u8 {
+    match d {
+        DataDirection::None => abi::dir::NONE,
+        DataDirection::Write => abi::dir::WRITE,
+        DataDirection::Read => abi::dir::READ,
+        DataDirection::Bidi => abi::dir::BIDI,
+    }
+}
+
+fn raw_status(status: u8, sense: &[u8]) -> RawStatus {
+    let mut raw = RawStatus {
+        status,
+        sense: [0; MAX_RAW_SENSE_LEN],
+        sense_len: sense.len().min(MAX_RAW_SENSE_LEN),
+    };
+    raw.sense[..raw.sense_len].copy_from_slice(&sense[..raw.sense_len]);
+    raw
+}
+
+impl DevHandler for UserDev {
+    fn name(&self) -> &str {
+        self.name_str()
+    }
+
+    fn device_type(&self) -> u8 {
+        self.dev_type
+    }
+
+    fn mgmt_help(&self) -> &'static str {
+        "This handler's device is registered and removed by its process through /dev/scst_user.\n"
+    }
+
+    fn create<'a>(
+        &self,
+        _name: &'a str,
+        _params: Params<'a>,
+    ) -> Result<Arc<dyn LogicalUnit>, MgmtFailure<'a>> {
+        Err(MgmtError::Refused(
+            "devices of a user-space handler are registered through /dev/scst_user",
+        )
+        .into())
+    }
+}
+
+impl LogicalUnit for UserDev {
+    fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Completion, Sense> {
+        let len = cmd.data.len();
+        let direction = cmd.direction;
+        let moves_data = len > 0 && direction != DataDirection::None;
+        let mut cdb = KVec::new();
+        let cdb_part = cmd.cdb.get(..cmd.cdb.len().min(MAX_CDB_LEN)).unwrap_or(&[]);
+        if cdb.extend_from_slice(cdb_part, GFP_KERNEL).is_err() {
+            return Ok(busy());
+        }
+        let fail = |f: Failure| -> Result<Completion, Sense> {
+            match f {
+                Failure::Busy => Ok(busy()),
+                Failure::Gone | Failure::Timeout | Failure::Refused => {
+                    Err(sense::INTERNAL_TARGET_FAILURE)
+                }
+            }
+        };
+
+        let mut buf = None;
+        if moves_data {
+            buf = self.cached_buffer(len, direction);
+            if buf.is_none() {
+                let mut alloc_cdb = KVec::new();
+                if alloc_cdb.extend_from_slice(&cdb, GFP_KERNEL).is_err() {
+                    return Ok(busy());
+                }
+                let answer = self.call(Msg::AllocMem {
+                    sess_h: cmd.nexus,
+                    cdb: alloc_cdb,
+                    alloc_len: len.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+                    direction: abi_direction(direction),
+                });
+                match answer {
+                    Ok(Answer::Buffer(b)) => buf = Some(b),
+                    Ok(Answer::NoMemory) => return Ok(busy()),
+                    Ok(Answer::Exec { .. }) => return Err(sense::INTERNAL_TARGET_FAILURE),
+                    Err(f) => return fail(f),
+                }
+            }
+        }
+        if let (Some(b), DataDirection::Write | DataDirection::Bidi) = (buf.as_mut(), direction) {
+            b.sg().copy_from_sg(cmd.data, len);
+        }
+        let pbuf = buf.as_ref().map_or(0, |b| b.addr() as u64);
+        let answer = self.call(Msg::Exec {
+            sess_h: cmd.nexus,
+            cdb,
+            bufflen: if moves_data { len } else { 0 },
+            alloc_len: buf.as_ref().map_or(0, |b| b.len()),
+            pbuf,
+            direction: abi_direction(direction),
+            timeout_s: self.timeout_s.load(Ordering::Relaxed),
+        });
+        let result = match answer {
+            Ok(Answer::Exec {
+                status: st,
+                resp_data_len,
+                sense,
+                sense_len,
+            }) => {
+                let mut placed = 0;
+                if let (Some(b), true) = (buf.as_mut(), resp_data_len > 0) {
+                    placed = cmd.data.copy_from_sg(&b.sg(), resp_data_len);
+                }
+                let transfer_len = match direction {
+                    DataDirection::Read | DataDirection::Bidi => resp_data_len,
+                    _ => len,
+                };
+                let mut done = Completion::data_in(placed, transfer_len);
+                if st != status::GOOD {
+                    done.raw = Some(raw_status(st, &sense[..sense_len]));
+                }
+                Ok(done)
+            }
+            Ok(_) => Err(sense::INTERNAL_TARGET_FAILURE),
+            Err(f) => fail(f),
+        };
+        let (resp, st) = match &result {
+            Ok(c) => (c.data_in, c.raw.map_or(status::GOOD, |r| r.status)),
+            Err(_) => (0, status::CHECK_CONDITION),
+        };
+        let cached = match buf {
+            Some(b) => self.recycle(b, direction),
+            None => false,
+        };
+        let on_free = self.inner.lock().opts.on_free_cmd_type == abi::on_free::CALL;
+        if on_free {
+            self.notify(Msg::OnFree {
+                pbuf,
+                resp_data_len: resp,
+                buffer_cached: cached,
+                status: st,
+            });
+        }
+        result
+    }
+
+    fn sense_format(&self) -> SenseFormat {
+        if self.inner.lock().opts.d_sense != 0 {
+            SenseFormat::Descriptor
+        } else {
+            SenseFormat::Fixed
+        }
+    }
+
+    fn size(&self) -> u64 {
+        // Only the process knows its capacity.
+        0
+    }
+
+    fn attributes(&self) -> &'static [LuAttr] {
+        &USER_ATTRS
+    }
+
+    fn show(&self, index: usize, out: &mut SysfsBuf) {
+        let _ = match index {
+            0 => writeln!(out, "{}", self.timeout_s.load(Ordering::Relaxed)),
+            _ => writeln!(out, "{}", self.block_size),
+        };
+    }
+
+    fn store<'a>(&self, index: usize, value: &'a str) -> Result<AttrChange, MgmtFailure<'a>> {
+        if index != 0 {
+            return Err(MgmtError::Refused("read-only attribute").into());
+        }
+        let secs = crate::scst_core::mgmt::parse_u64(value)
+            .filter(|s| (1..=3600).contains(s))
+            .ok_or(MgmtError::BadValue {
+                key: "timeout",
+                value,
+                expected: "seconds from 1 to 3600",
+            })?;
+        self.timeout_s.store(secs as u32, Ordering::Relaxed);
+        Ok(AttrChange::Nothing)
+    }
+
+    fn nexus_attached(&self, nexus: &NexusInfo<'_>) {
+        let (Ok(initiator), Ok(target)) = (
+            CString::try_from(nexus.initiator),
+            CString::try_from(nexus.target),
+        ) else {
+            return;
+        };
+        self.notify(Msg::Sess {
+            detach: false,
+            sess_h: nexus.id,
+            lun: nexus.lun,
+            read_only: nexus.read_only,
+            initiator,
+            target,
+        });
+    }
+
+    fn nexus_detached(&self, id: u64) {
+        if !self.inner.lock().alive {
+            return;
+        }
+        let (Ok(initiator), Ok(target)) = (cstring(""), cstring("")) else {
+            return;
+        };
+        self.notify(Msg::Sess {
+            detach: true,
+            sess_h: id,
+            lun: 0,
+            read_only: false,
+            initiator,
+            target,
+        });
+    }
+}
+
+fn busy() -> Completion {
+    let mut c = Completion::NO_DATA;
+    c.raw = Some(raw_status(status::BUSY, &[]));
+    c
+}
+
+impl UserFile {
+    fn device(&self) -> Result<Arc<UserDev>> {
+        self.dev.lock().clone().ok_or(ENODEV)
+    }
+
+    fn read_user<const N: usize>(addr: usize) -> Result<[u8; N]> {
+        let mut b = [0u8; N];
+        UserSlice::new(addr, N).reader().read_slice(&mut b)?;
+        Ok(b)
+    }
+
+    fn write_user(addr: usize, data: &[u8]) -> Result {
+        UserSlice::new(addr, data.len()).writer().write_slice(data)
+    }
+
+    /// A NUL-terminated string of at most 63 characters at `addr`.
+    fn read_user_str(addr: usize) -> Result<KVec<u8>> {
+        let raw: [u8; 64] = Self::read_user(addr)?;
+        let len = raw.iter().position(|&c| c == 0).ok_or(EINVAL)?;
+        let mut v = KVec::new();
+        v.extend_from_slice(&raw[..len], GFP_KERNEL)?;
+        Ok(v)
+    }
+
+    fn register_device(&self, arg: usize) -> Result<i64> {
+        let raw: [u8; abi::DEV_DESC_SIZE] = Self::read_user(arg)?;
+        let desc = DevDesc::decode(&raw);
+        let mut slot = self.dev.lock();
+        if slot.is_some() {
+            pr_err!("scst_user: this file already has a device\n");
+            return Err(EBUSY);
+        }
+        let version = Self::read_user_str(desc.version_str as usize)?;
+        if !version.starts_with(abi::VERSION_PREFIX) {
+            pr_err!(
+                "scst_user: handler interface version {:?} is not SCST 3's\n",
+                core::str::from_utf8(&version).unwrap_or("<binary>")
+            );
+            return Err(EINVAL);
+        }
+        let license = Self::read_user_str(desc.license_str as usize)?;
+        if !abi::LICENSES.iter().any(|l| **l == *license) {
+            pr_err!("scst_user: handler license is not GPL-compatible\n");
+            return Err(EPERM);
+        }
+        let name = desc.name().ok_or_else(|| {
+            pr_err!("scst_user: invalid device name\n");
+            EINVAL
+        })?;
+        if let Err(field) = desc.opt.validate() {
+            pr_err!("scst_user: {}: invalid option {}\n", name, field);
+            return Err(EINVAL);
+        }
+        let disk_like = matches!(desc.dev_type, 0x00 | 0x05 | 0x07 | 0x0e);
+        if disk_like
+            && !(desc.block_size.is_power_of_two() && (512..=1 << 20).contains(&desc.block_size))
+        {
+            pr_err!(
+                "scst_user: {}: block size {} is not a power of two from 512\n",
+                name,
+                desc.block_size
+            );
+            return Err(EINVAL);
+        }
+        let mut queue = KVec::new();
+        queue.reserve(256, GFP_KERNEL)?;
+        let mut ucmds = KVec::new();
+        ucmds.reserve(256, GFP_KERNEL)?;
+        let mut cache = KVec::new();
+        cache.reserve(MAX_CACHED_BUFFERS, GFP_KERNEL)?;
+        let dev_name = cstring(name)?;
+        let dev = Arc::pin_init(
+            pin_init!(UserDev {
+                name: dev_name,
+                dev_type: desc.dev_type,
+                block_size: desc.block_size,
+                timeout_s: AtomicU32::new(DEFAULT_TIMEOUT_S),
+                pollq: self.pollq.clone(),
+                inner <- new_spinlock!(Inner {
+                    alive: true,
+                    opts: desc.opt,
+                    next_h: 0,
+                    queue,
+                    ucmds,
+                    cache,
+                }),
+                replied <- new_condvar!(),
+                ready <- new_condvar!(),
+            }),
+            GFP_KERNEL,
+        )?;
+        self.scst
+            .add_handler_device(dev.clone(), dev.clone())
+            .inspect_err(|e| {
+                pr_err!(
+                    "scst_user: cannot register device {} ({})\n",
+                    name,
+                    e.to_errno()
+                )
+            })?;
+        pr_info!(
+            "scst_user: device {} (type {}) registered by its handler\n",
+            name,
+            desc.dev_type
+        );
+        *slot = Some(dev);
+        Ok(0)
+    }
+
+    fn unregister(&self, dev: Arc<UserDev>) {
+        dev.kill();
+        self.scst.remove_handler_device(dev.name_str());
+        pr_info!("scst_user: device {} unregistered\n", dev.name_str());
+    }
+
+    fn reply_and_get(&self, arg: usize, nonblock: bool) -> Result<i64> {
+        let dev = self.device()?;
+        let head: [u8; 16] = Self::read_user(arg)?;
+        let preply = abi::u64_at(&head, abi::UNION_OFFSET);
+        if preply != 0 {
+            let raw: [u8; abi::REPLY_CMD_SIZE] = Self::read_user(preply as usize)?;
+            dev.reply(&Reply::decode(&raw))?;
+        }
+        let mut out = [0u8; abi::GET_CMD_SIZE];
+        let h = dev.next(&mut out, nonblock)?;
+        if let Err(e) = Self::write_user(arg, &out) {
+            dev.requeue(h);
+            return Err(e);
+        }
+        Ok(0)
+    }
+
+    fn reply_and_get_multi(&self, arg: usize, nonblock: bool) -> Result<i64> {
+        let dev = self.device()?;
+        let raw: [u8; abi::GET_MULTI_SIZE] = Self::read_user(arg)?;
+        let mut head = abi::GetMulti::decode(&raw);
+        let mut outcome = Ok(0);
+        head.replies_done = 0;
+        for i in 0..head.replies_cnt.max(0) as usize {
+            let at = head.preplies as usize + i * abi::REPLY_CMD_SIZE;
+            let r = Self::read_user::<{ abi::REPLY_CMD_SIZE }>(at)
+                .and_then(|raw| dev.reply(&Reply::decode(&raw)));
+            if let Err(e) = r {
+                outcome = Err(e);
+                break;
+            }
+            head.replies_done += 1;
+        }
+        let wanted = if outcome.is_ok() {
+            head.cmds_cnt.max(0) as usize
+        } else {
+            0
+        };
+        let mut got = 0usize;
+        let mut out = [0u8; abi::GET_CMD_SIZE];
+        while got < wanted {
+            // Only the first fetch may sleep.
+            let h = match dev.next(&mut out, nonblock || got > 0) {
+                Ok(h) => h,
+                Err(e) => {
+                    if got == 0 {
+                        outcome = Err(e);
+                    }
+                    break;
+                }
+            };
+            let at = arg + abi::GET_MULTI_SIZE + got * abi::GET_CMD_SIZE;
+            if let Err(e) = Self::write_user(at, &out) {
+                dev.requeue(h);
+                if got == 0 {
+                    outcome = Err(e);
+                }
+                break;
+            }
+            got += 1;
+        }
+        head.cmds_cnt = got as i16;
+        let mut raw = [0u8; abi::GET_MULTI_SIZE];
+        head.encode(&mut raw);
+        Self::write_user(arg, &raw)?;
+        outcome
+    }
+
+    fn get_extended_cdb(&self, arg: usize) -> Result<i64> {
+        let dev = self.device()?;
+        let raw: [u8; abi::GET_EXT_CDB_SIZE] = Self::read_user(arg)?;
+        let h = abi::u32_at(&raw, 0);
+        let to = abi::u64_at(&raw, 8) as usize;
+        let mut tail = [0u8; MAX_CDB_LEN - abi::MAX_CDB_SIZE];
+        let n = {
+            let mut inner = dev.inner.lock();
+            let u = inner.find(h).ok_or(EINVAL)?;
+            let cdb = u.msg.cdb().ok_or(EINVAL)?;
+            let rest = cdb.get(abi::MAX_CDB_SIZE..).ok_or(EINVAL)?;
+            tail[..rest.len()].copy_from_slice(rest);
+            rest.len()
+        };
+        Self::write_user(to, &tail[..n])?;
+        Ok(0)
+    }
+
+    fn prealloc_buffer(&self, arg: usize) -> Result<i64> {
+        let dev = self.device()?;
+        let raw: [u8; abi::PREALLOC_SIZE] = Self::read_user(arg)?;
+        let pbuf = abi::u64_at(&raw, 0) as usize;
+        let len = abi::u32_at(&raw, 8) as usize;
+        if pbuf == 0 || pbuf % PAGE_SIZE != 0 || len == 0 {
+            return Err(EINVAL);
+        }
+        let buf = PinnedUserBuf::pin(pbuf, len)?;
+        let h = {
+            let mut inner = dev.inner.lock();
+            if inner.cache.len() >= MAX_CACHED_BUFFERS.min(inner.cache.capacity()) {
+                drop(inner);
+                drop(buf);
+                return Err(EBUSY);
+            }
+            inner.cache.push(buf, GFP_ATOMIC)?;
+            inner.next_h = inner.next_h.wrapping_add(1).max(1);
+            inner.next_h
+        };
+        let mut out = [0u8; abi::PREALLOC_SIZE];
+        out[..4].copy_from_slice(&h.to_ne_bytes());
+        Self::write_user(arg, &out)?;
+        Ok(0)
+    }
+}
+
+impl MiscFile for UserFile {
+    fn ioctl(&self, cmd: u32, arg: usize, nonblock: bool) -> Result<i64> {
+        use abi::ioctl::*;
+        match cmd {
+            REGISTER_DEVICE => self.register_device(arg),
+            UNREGISTER_DEVICE => {
+                let dev = self.dev.lock().take().ok_or(ENODEV)?;
+                self.unregister(dev);
+                Ok(0)
+            }
+            SET_OPTIONS => {
+                let raw: [u8; abi::OPT_SIZE] = Self::read_user(arg)?;
+                let opts = Options::decode(&raw);
+                let dev = self.device()?;
+                opts.validate().map_err(|field| {
+                    pr_err!("{}: invalid option {}\n", dev.name_str(), field);
+                    EINVAL
+                })?;
+                dev.inner.lock().opts = opts;
+                Ok(0)
+            }
+            GET_OPTIONS => {
+                let dev = self.device()?;
+                let mut raw = [0u8; abi::OPT_SIZE];
+                let opts = dev.inner.lock().opts;
+                opts.encode(&mut raw);
+                Self::write_user(arg, &raw)?;
+                Ok(0)
+            }
+            REPLY_AND_GET_CMD => self.reply_and_get(arg, nonblock),
+            REPLY_AND_GET_MULTI => self.reply_and_get_multi(arg, nonblock),
+            REPLY_CMD => {
+                let dev = self.device()?;
+                let raw: [u8; abi::REPLY_CMD_SIZE] = Self::read_user(arg)?;
+                dev.reply(&Reply::decode(&raw))?;
+                Ok(0)
+            }
+            FLUSH_CACHE => {
+                self.device()?.flush_cache();
+                Ok(0)
+            }
+            DEVICE_CAPACITY_CHANGED => {
+                let dev = self.device()?;
+                self.scst
+                    .raise_device_ua(dev.name_str(), sense::CAPACITY_DATA_CHANGED);
+                Ok(0)
+            }
+            GET_EXTENDED_CDB => self.get_extended_cdb(arg),
+            PREALLOC_BUFFER => self.prealloc_buffer(arg),
+            _ => Err(ENOTTY),
+        }
+    }
+
+    fn poll(&self) -> (u32, Option<&PollQueue>) {
+        let mask = match self.dev.lock().as_ref() {
+            None => POLL_ERR,
+            Some(dev) => {
+                let inner = dev.inner.lock();
+                if !inner.alive {
+                    POLL_ERR
+                } else if inner.queue.is_empty() {
+                    0
+                } else {
+                    POLL_IN
+                }
+            }
+        };
+        (mask, Some(&*self.pollq))
+    }
+
+    fn release(&self) {
+        let dev = self.dev.lock().take();
+        if let Some(dev) = dev {
+            self.unregister(dev);
+        }
+    }
+}

@@ -594,6 +594,7 @@ impl LogicalUnit for Vdisk {
                 *current = new;
                 Ok(Completion {
                     mode_changed: changed,
+                    raw: None,
                     ..Completion::NO_DATA
                 })
             }
