@@ -836,6 +836,11 @@ impl LogicalUnit for UserDev {
             None => false,
         };
         let on_free = self.inner.lock().opts.on_free_cmd_type == abi::on_free::CALL;
+        if !on_free && pbuf != 0 && !cached {
+            // The process hears of no ON_FREE_CMD: tell it that the kernel
+            // let go of its buffer, or the buffer would leak.
+            self.notify(Msg::OnCachedMemFree { pbuf });
+        }
         if on_free {
             self.notify(Msg::OnFree {
                 pbuf,
@@ -918,6 +923,17 @@ impl LogicalUnit for UserDev {
             initiator,
             target,
         });
+    }
+}
+
+/// A wait interrupted after replies were applied must not restart: the
+/// call would apply them again. It fails with `EINTR` instead, and the
+/// process calls again without them.
+fn replied_once(e: Error, replied: bool) -> Error {
+    if replied && e == ERESTARTSYS {
+        EINTR
+    } else {
+        e
     }
 }
 
@@ -1051,7 +1067,9 @@ impl UserFile {
             dev.reply(&Reply::decode(&raw))?;
         }
         let mut out = [0u8; abi::GET_CMD_SIZE];
-        let h = dev.next(&mut out, nonblock)?;
+        let h = dev
+            .next(&mut out, nonblock)
+            .map_err(|e| replied_once(e, preply != 0))?;
         if let Err(e) = Self::write_user(arg, &out) {
             dev.requeue(h);
             return Err(e);
@@ -1088,7 +1106,7 @@ impl UserFile {
                 Ok(h) => h,
                 Err(e) => {
                     if got == 0 {
-                        outcome = Err(e);
+                        outcome = Err(replied_once(e, head.replies_done > 0));
                     }
                     break;
                 }

@@ -35,6 +35,9 @@ pub mod iscsi_portal;
 #[path = "../../../../scst_iscsi/text.rs"]
 #[doc(hidden)]
 pub mod iscsi_text;
+#[path = "../../../../scst_user/abi.rs"]
+#[doc(hidden)]
+pub mod user_abi;
 #[path = "../../../../scst_vdisk/geometry.rs"]
 #[doc(hidden)]
 pub mod vdisk_geometry;
@@ -64,6 +67,11 @@ pub mod scst_iscsi {
     pub use super::iscsi_pdu as pdu;
     pub use super::iscsi_portal as portal;
     pub use super::iscsi_text as text;
+}
+
+/// The modules of `scst_user/` that need no kernel.
+pub mod scst_user {
+    pub use super::user_abi as abi;
 }
 
 pub use scst_core::mgmt;

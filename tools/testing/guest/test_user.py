@@ -1,0 +1,194 @@
+# SPDX-License-Identifier: GPL-2.0
+"""scst_user end to end: the reference file handler (tools/scst_user) serves
+a disk through /dev/scst_user to Linux's SCSI stack via scst_local; the
+kernel stays master when the handler dies or replies with garbage."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, backing_file, dmesg_since, mark_dmesg, mgmt, read, sh, write
+from test_local import devices, host_of
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
+KERNEL_TROUBLE = ("BUG:", "Oops", "WARNING:", "hung_task", "blocked for more than",
+                  "general protection", "kernel BUG")
+
+
+class Handler:
+    """A reference handler process serving device `name`."""
+
+    def __init__(self, name, path, *args):
+        assert os.path.exists(FILEIO), "build tools/scst_user first (cargo build --release)"
+        self.name = name
+        self.proc = subprocess.Popen([FILEIO, *args, name, path], stderr=subprocess.PIPE, text=True)
+        for _ in range(100):
+            if os.path.exists(os.path.join(ROOT, "devices", name)):
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"handler exited: {self.proc.stderr.read()}")
+            time.sleep(0.1)
+        raise AssertionError("device did not appear")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=60)
+        return self.proc.stderr.read()
+
+
+@pytest.fixture
+def handlers(scst):
+    started = []
+
+    def start(name, path, *args):
+        h = Handler(name, path, *args)
+        started.append(h)
+        return h
+
+    yield start
+    for h in started:
+        h.kill()
+
+
+def export(dev, target, session="s1"):
+    mgmt("targets/scst_local/mgmt", f"add_target {target}")
+    mgmt(f"targets/scst_local/{target}/luns/mgmt", f"add {dev} 0")
+    mgmt("targets/scst_local/mgmt", f"add_session {target} {session}")
+    return devices(host_of(target, session))
+
+
+def no_kernel_trouble(marker):
+    log = dmesg_since(marker)
+    bad = [line for line in log.splitlines() if any(k in line for k in KERNEL_TROUBLE)]
+    assert not bad, "\n".join(bad)
+
+
+def test_register_and_unregister(handlers):
+    path = backing_file("u1", 16 << 20)
+    h = handlers("udisk", path)
+    assert os.path.islink(os.path.join(ROOT, "handlers/udisk/udisk"))
+    assert read("devices/udisk/type").startswith("0 - Direct-access")
+    assert read("handlers/udisk/type").startswith("0 - ")
+    assert read("devices/udisk/timeout").strip() == "60"
+    # The same name twice is refused; the first device keeps serving.
+    dup = subprocess.run([FILEIO, "udisk", path], capture_output=True, text=True, timeout=30)
+    assert dup.returncode == 1 and "File exists" in dup.stderr, dup.stderr
+    # Devices of a user handler are not made through mgmt.
+    assert write("handlers/udisk/mgmt", "add_device other filename=/dev/null") == 22
+    assert "/dev/scst_user" in read("last_sysfs_mgmt_res")
+    h.kill()
+    assert not os.path.exists(os.path.join(ROOT, "handlers/udisk"))
+    assert not os.path.exists(os.path.join(ROOT, "devices/udisk"))
+
+
+def test_round_trip_and_inquiry(handlers):
+    path = backing_file("u2", 16 << 20)
+    handlers("udisk", path)
+    sd, sg = export("udisk", "t1")
+    inq = sh("sg_inq", sg).stdout
+    assert "SCST_RS" in inq and "USER HANDLER" in inq, inq
+    cap = sh("sg_readcap", sg).stdout
+    assert "Last LBA=32767" in cap and "512 bytes" in cap, cap
+    data = os.urandom(4 << 20)
+    with open("/tmp/u2.src", "wb") as f:
+        f.write(data)
+    sh("dd", "if=/tmp/u2.src", f"of={sd}", "bs=64k", "oflag=direct", "seek=3")
+    out = subprocess.run(["dd", f"if={sd}", "bs=64k", "iflag=direct", "skip=3", "count=64",
+                          "status=none"], capture_output=True, timeout=120).stdout
+    assert hashlib.sha256(out).digest() == hashlib.sha256(data).digest()
+    # The handler wrote the file itself.
+    with open(path, "rb") as f:
+        f.seek(3 * 65536)
+        assert f.read(len(data)) == data
+
+
+@pytest.mark.parametrize("mode", [[], ["--on-free-call", "--no-reuse"]])
+def test_fio_verify(handlers, mode):
+    path = backing_file("u3", 32 << 20)
+    handlers("udisk", path, *mode)
+    sd, _ = export("udisk", "t1")
+    r = subprocess.run(["fio", "--name=t", f"--filename={sd}", "--direct=1",
+                        "--ioengine=libaio", "--iodepth=8", "--bs=4k", "--size=16M",
+                        "--rw=randwrite", "--randrepeat=0", "--verify=crc32c",
+                        "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_kill_during_fio_then_serve_again(handlers):
+    marker = f"scst-test: kill {time.time()}"
+    mark_dmesg(marker)
+    path = backing_file("u4", 32 << 20)
+    h = handlers("udisk", path)
+    sd, _ = export("udisk", "t1")
+    fio = subprocess.Popen(["fio", "--name=t", f"--filename={sd}", "--direct=1",
+                            "--ioengine=libaio", "--iodepth=16", "--bs=4k", "--size=16M",
+                            "--rw=randrw", "--time_based", "--runtime=120",
+                            "--output-format=terse"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    assert fio.poll() is None, fio.communicate()
+    h.kill()
+    out, err = fio.communicate(timeout=120)
+    assert fio.returncode != 0, "fio saw no I/O error when its device's handler died"
+    assert not os.path.exists(os.path.join(ROOT, "devices/udisk"))
+    assert read("targets/scst_local/t1/luns/mgmt")  # the target stands
+    # A new process registers the same name and serves again.
+    handlers("udisk", path)
+    sd2, _ = export("udisk", "t2", "s2")
+    out = subprocess.run(["dd", f"if={sd2}", "bs=4k", "iflag=direct", "count=256",
+                          "status=none"], capture_output=True, timeout=120)
+    assert out.returncode == 0 and len(out.stdout) == 256 * 4096
+    no_kernel_trouble(marker)
+
+
+@pytest.mark.parametrize("garbage", ["handle", "subcode", "status", "length"])
+def test_malformed_replies_fail_commands(handlers, garbage):
+    marker = f"scst-test: garbage {garbage} {time.time()}"
+    mark_dmesg(marker)
+    path = backing_file("u5", 8 << 20)
+    h = handlers("udisk", path, "--garbage", garbage)
+    # Replies that never match wait out the timeout.
+    mgmt("devices/udisk/timeout", "3")
+    sd, _ = export("udisk", "t1")
+    r = subprocess.run(["dd", f"if={sd}", "bs=4k", "iflag=direct", "count=1", "skip=7",
+                        "status=none"], capture_output=True, timeout=300)
+    assert r.returncode != 0, "a read with a malformed reply succeeded"
+    # Writes (whose replies are sound) still work: the device lives on.
+    w = subprocess.run(["dd", "if=/dev/zero", f"of={sd}", "bs=4k", "oflag=direct", "count=1",
+                        "seek=9", "status=none"], capture_output=True, timeout=300)
+    assert w.returncode == 0, w.stderr
+    log = dmesg_since(marker)
+    assert "udisk" in log and ("reply" in log), log
+    h.kill()
+    no_kernel_trouble(marker)
+
+
+def test_one_syscall_per_command(handlers):
+    path = backing_file("u6", 16 << 20)
+    h = handlers("udisk", path, "-t", "1")
+    sd, _ = export("udisk", "t1")
+    # Warm the buffer cache of the kernel: the first commands allocate.
+    sh("dd", f"if={sd}", "of=/dev/null", "bs=4k", "iflag=direct", "count=16")
+    n = 2000
+    trace = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=ioctl", "-o", "/tmp/u6.strace",
+                              "-p", str(h.proc.pid)], stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    sh("dd", f"if={sd}", "of=/dev/null", "bs=4k", "iflag=direct", f"count={n}")
+    time.sleep(1)
+    trace.send_signal(signal.SIGINT)
+    trace.wait(timeout=60)
+    with open("/tmp/u6.strace") as f:
+        summary = f.read()
+    calls = [int(line.split()[3]) for line in summary.splitlines()
+             if line.strip().endswith("ioctl") and len(line.split()) >= 5]
+    assert calls, summary
+    print(f"{n} READ commands, {calls[0]} ioctl calls by the handler:\n{summary}")
+    # One ioctl per command, plus the few that strace's attach interrupted.
+    assert n <= calls[0] <= n + 20, summary
