@@ -38,10 +38,10 @@ pub(crate) const POLL_ERR: u32 = 0x0008;
 ///
 /// # Invariants
 ///
-/// The device is registered with `ops` (boxed so that its address, given to
+/// The device is registered with `_ops` (boxed so that its address, given to
 /// C, is stable) as its context until this value drops.
 pub(crate) struct MiscDevice {
-    ops: KBox<Arc<dyn MiscOpen>>,
+    _ops: KBox<Arc<dyn MiscOpen>>,
 }
 
 impl MiscDevice {
@@ -54,8 +54,8 @@ impl MiscDevice {
         to_result(unsafe {
             bindings::scst_rs_misc_register(name.as_char_ptr(), ctx.cast_mut().cast())
         })?;
-        // INVARIANT: registered with `ops`.
-        Ok(Self { ops })
+        // INVARIANT: registered with `_ops`.
+        Ok(Self { _ops: ops })
     }
 }
 
@@ -65,7 +65,7 @@ impl Drop for MiscDevice {
         // the module (the fops owner), so none is left when it unloads,
         // and misc_deregister waits for opens in progress.
         unsafe { bindings::scst_rs_misc_deregister() };
-        let _ = &self.ops;
+        // `_ops` drops after this, once C no longer uses it.
     }
 }
 

@@ -191,7 +191,14 @@ impl Scst {
     /// Registers a device handler: creates `handlers/<name>/` with `mgmt`
     /// and `type`.
     pub(crate) fn register_handler(self: &Arc<Self>, handler: Arc<dyn DevHandler>) -> Result {
-        let mut registry = self.registry.lock();
+        self.insert_handler(&mut self.registry.lock(), handler)
+    }
+
+    fn insert_handler(
+        self: &Arc<Self>,
+        registry: &mut Registry,
+        handler: Arc<dyn DevHandler>,
+    ) -> Result {
         if registry
             .handlers
             .find(|h| h.handler.name() == handler.name())
@@ -231,15 +238,15 @@ impl Scst {
         handler: Arc<dyn DevHandler>,
         lu: Arc<dyn device::LogicalUnit>,
     ) -> Result {
-        self.register_handler(handler.clone())?;
         let mut registry = self.registry.lock();
         let name = handler.name();
-        let outcome = if registry.devices.find(|d| d.name_is(name)).is_some() {
-            Err(EEXIST)
-        } else {
-            self.add_device(&mut registry, &*handler, name, lu)
-                .map_err(|f| f.errno())
-        };
+        if registry.devices.find(|d| d.name_is(name)).is_some() {
+            return Err(EEXIST);
+        }
+        self.insert_handler(&mut registry, handler.clone())?;
+        let outcome = self
+            .add_device(&mut registry, &*handler, name, lu)
+            .map_err(|f| f.errno());
         if outcome.is_err() {
             registry
                 .handlers

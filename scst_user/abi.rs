@@ -61,17 +61,6 @@ pub mod reply_type {
     pub const COMPLETED: u8 = 1;
     pub const DO_WRITE_SAME: u8 = 2;
 }
-/// Task management functions (`fn` of `scst_user_tm`).
-pub mod tmf {
-    pub const ABORT_TASK: u32 = 0;
-    pub const ABORT_TASK_SET: u32 = 1;
-    pub const CLEAR_ACA: u32 = 2;
-    pub const CLEAR_TASK_SET: u32 = 3;
-    pub const LUN_RESET: u32 = 4;
-    pub const TARGET_RESET: u32 = 5;
-    pub const NEXUS_LOSS_SESS: u32 = 6;
-}
-
 const IOC_WRITE: u32 = 1;
 const IOC_READ: u32 = 2;
 
@@ -371,13 +360,6 @@ pub enum ToUser<'a> {
     },
     /// A cached buffer is no longer used.
     OnCachedMemFree { pbuf: u64 },
-    /// Task management: before (`done == false`) and after.
-    TaskMgmt {
-        done: bool,
-        sess_h: u64,
-        function: u32,
-        cmd_h_to_abort: u32,
-    },
 }
 
 /// `struct scst_user_scsi_cmd_exec`.
@@ -418,8 +400,6 @@ impl ToUser<'_> {
             Self::Exec(_) => subcode::EXEC,
             Self::OnFree { .. } => subcode::ON_FREE_CMD,
             Self::OnCachedMemFree { .. } => subcode::ON_CACHED_MEM_FREE,
-            Self::TaskMgmt { done: false, .. } => subcode::TASK_MGMT_RECEIVED,
-            Self::TaskMgmt { done: true, .. } => subcode::TASK_MGMT_DONE,
         }
     }
 
@@ -489,16 +469,6 @@ impl ToUser<'_> {
                 );
             }
             Self::OnCachedMemFree { pbuf } => put(b, u, &pbuf.to_ne_bytes()),
-            Self::TaskMgmt {
-                sess_h,
-                function,
-                cmd_h_to_abort,
-                ..
-            } => {
-                put(b, u, &sess_h.to_ne_bytes());
-                put(b, u + 8, &function.to_ne_bytes());
-                put(b, u + 12, &cmd_h_to_abort.to_ne_bytes());
-            }
         }
     }
 }

@@ -69,6 +69,42 @@ const DEFAULT_TIMEOUT_S: u32 = 60;
 /// Longest CDB kept for a command (GET_EXTENDED_CDB returns its tail).
 const MAX_CDB_LEN: usize = 260;
 
+/// A command's CDB: inline up to [`abi::MAX_CDB_SIZE`] bytes, so that the
+/// usual command allocates nothing for it; longer ones (up to
+/// [`MAX_CDB_LEN`]) go to the heap.
+struct Cdb {
+    inline: [u8; abi::MAX_CDB_SIZE],
+    len: usize,
+    long: Option<KVec<u8>>,
+}
+
+impl Cdb {
+    fn new(cdb: &[u8]) -> Result<Self> {
+        let cdb = cdb.get(..cdb.len().min(MAX_CDB_LEN)).unwrap_or(&[]);
+        let mut this = Self {
+            inline: [0; abi::MAX_CDB_SIZE],
+            len: cdb.len(),
+            long: None,
+        };
+        match this.inline.get_mut(..cdb.len()) {
+            Some(dst) => dst.copy_from_slice(cdb),
+            None => {
+                let mut v = KVec::new();
+                v.extend_from_slice(cdb, GFP_KERNEL)?;
+                this.long = Some(v);
+            }
+        }
+        Ok(this)
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match &self.long {
+            Some(v) => v,
+            None => self.inline.get(..self.len).unwrap_or(&[]),
+        }
+    }
+}
+
 /// The misc device; dropping it removes `/dev/scst_user`.
 pub(crate) struct ScstUser {
     _misc: MiscDevice,
@@ -112,23 +148,25 @@ struct UserFile {
 
 /// A message as queued: what [`ToUser`] encodes, with owned data.
 enum Msg {
-    Sess {
-        detach: bool,
+    Attach {
         sess_h: u64,
         lun: u64,
         read_only: bool,
         initiator: CString,
         target: CString,
     },
+    Detach {
+        sess_h: u64,
+    },
     AllocMem {
         sess_h: u64,
-        cdb: KVec<u8>,
+        cdb: Cdb,
         alloc_len: usize,
         direction: u8,
     },
     Exec {
         sess_h: u64,
-        cdb: KVec<u8>,
+        cdb: Cdb,
         bufflen: usize,
         alloc_len: usize,
         pbuf: u64,
@@ -149,20 +187,27 @@ enum Msg {
 impl Msg {
     fn to_user(&self) -> ToUser<'_> {
         match self {
-            Self::Sess {
-                detach,
+            Self::Attach {
                 sess_h,
                 lun,
                 read_only,
                 initiator,
                 target,
             } => ToUser::Sess {
-                detach: *detach,
+                detach: false,
                 sess_h: *sess_h,
                 lun: *lun,
                 read_only: *read_only,
                 initiator: initiator.as_bytes(),
                 target: target.as_bytes(),
+            },
+            Self::Detach { sess_h } => ToUser::Sess {
+                detach: true,
+                sess_h: *sess_h,
+                lun: 0,
+                read_only: false,
+                initiator: &[],
+                target: &[],
             },
             Self::AllocMem {
                 sess_h,
@@ -171,7 +216,7 @@ impl Msg {
                 direction,
             } => ToUser::AllocMem {
                 sess_h: *sess_h,
-                cdb,
+                cdb: cdb.as_slice(),
                 alloc_len: *alloc_len as i32,
                 queue_type: abi::queue::SIMPLE,
                 data_direction: *direction,
@@ -187,8 +232,8 @@ impl Msg {
                 timeout_s,
             } => ToUser::Exec(abi::Exec {
                 sess_h: *sess_h,
-                cdb,
-                lba: abi::disk_lba(cdb),
+                cdb: cdb.as_slice(),
+                lba: abi::disk_lba(cdb.as_slice()),
                 data_len: *bufflen as i64,
                 bufflen: *bufflen as i32,
                 alloc_len: *alloc_len as i32,
@@ -222,7 +267,7 @@ impl Msg {
 
     fn cdb(&self) -> Option<&[u8]> {
         match self {
-            Self::AllocMem { cdb, .. } | Self::Exec { cdb, .. } => Some(cdb),
+            Self::AllocMem { cdb, .. } | Self::Exec { cdb, .. } => Some(cdb.as_slice()),
             _ => None,
         }
     }
@@ -291,11 +336,19 @@ impl Inner {
         self.ucmds.iter_mut().find(|u| u.h == h)
     }
 
+    /// Takes entry `i` of the queue, keeping the others in order.
+    fn dequeue_at(&mut self, i: usize) -> Option<u32> {
+        if i >= self.queue.len() {
+            return None;
+        }
+        self.queue.as_mut_slice().get_mut(i..)?.rotate_left(1);
+        self.queue.pop()
+    }
+
     fn remove(&mut self, h: u32) -> Option<UCmd> {
         let i = self.ucmds.iter().position(|u| u.h == h)?;
         if let Some(q) = self.queue.iter().position(|&x| x == h) {
-            self.queue.as_mut_slice()[q..].rotate_left(1);
-            self.queue.pop();
+            self.dequeue_at(q);
         }
         self.ucmds.swap_remove(i)
     }
@@ -438,21 +491,27 @@ impl UserDev {
         inner.cache.swap_remove(i)
     }
 
-    /// Keeps `buf` for reuse when the options allow; says whether it did.
-    fn recycle(&self, buf: PinnedUserBuf, direction: DataDirection) -> bool {
+    /// Ends a command's use of `buf`: keeps it for reuse when the options
+    /// allow. Returns whether it did, and whether the process wants
+    /// ON_FREE_CMD (one lock for both).
+    fn release_buffer(&self, buf: Option<PinnedUserBuf>, direction: DataDirection) -> (bool, bool) {
         let mut inner = self.inner.lock();
+        let on_free = inner.opts.on_free_cmd_type == abi::on_free::CALL;
+        let Some(buf) = buf else {
+            return (false, on_free);
+        };
         // The cache's capacity is reserved: pushing never allocates (nor
         // drops the buffer under the lock).
         if inner.alive
             && reuse_allowed(inner.opts.memory_reuse_type, direction)
             && inner.cache.len() < MAX_CACHED_BUFFERS.min(inner.cache.capacity())
         {
-            return inner.cache.push(buf, GFP_ATOMIC).is_ok();
+            return (inner.cache.push(buf, GFP_ATOMIC).is_ok(), on_free);
         }
         drop(inner);
         // Unpinning sleeps: outside the lock.
         drop(buf);
-        false
+        (false, on_free)
     }
 
     /// Unpins every cached buffer and tells the process.
@@ -495,11 +554,7 @@ impl UserDev {
             if !inner.alive {
                 return Err(ENODEV);
             }
-            if !inner.queue.is_empty() {
-                inner.queue.as_mut_slice().rotate_left(1);
-                let Some(h) = inner.queue.pop() else {
-                    continue;
-                };
+            if let Some(h) = inner.dequeue_at(0) {
                 let Some(u) = inner.find(h) else { continue };
                 u.state = State::Delivered;
                 u.msg.to_user().encode(h, out);
@@ -570,12 +625,12 @@ impl UserDev {
                 } => {
                     let due = Due::Exec {
                         buffer: *bufflen,
-                        reads: *direction & abi::dir::READ != 0 && *direction != abi::dir::NONE,
+                        reads: *direction & abi::dir::READ != 0,
                     };
                     u.state = State::Replying;
                     due
                 }
-                Msg::Sess { detach: false, .. } if r.result() != 0 => {
+                Msg::Attach { .. } if r.result() != 0 => {
                     pr_warn!(
                         "{}: handler refused a session ({})\n",
                         self.name_str(),
@@ -754,11 +809,9 @@ impl LogicalUnit for UserDev {
         let len = cmd.data.len();
         let direction = cmd.direction;
         let moves_data = len > 0 && direction != DataDirection::None;
-        let mut cdb = KVec::new();
-        let cdb_part = cmd.cdb.get(..cmd.cdb.len().min(MAX_CDB_LEN)).unwrap_or(&[]);
-        if cdb.extend_from_slice(cdb_part, GFP_KERNEL).is_err() {
+        let Ok(cdb) = Cdb::new(cmd.cdb) else {
             return Ok(busy());
-        }
+        };
         let fail = |f: Failure| -> Result<Completion, Sense> {
             match f {
                 Failure::Busy => Ok(busy()),
@@ -772,10 +825,9 @@ impl LogicalUnit for UserDev {
         if moves_data {
             buf = self.cached_buffer(len, direction);
             if buf.is_none() {
-                let mut alloc_cdb = KVec::new();
-                if alloc_cdb.extend_from_slice(&cdb, GFP_KERNEL).is_err() {
+                let Ok(alloc_cdb) = Cdb::new(cdb.as_slice()) else {
                     return Ok(busy());
-                }
+                };
                 let answer = self.call(Msg::AllocMem {
                     sess_h: cmd.nexus,
                     cdb: alloc_cdb,
@@ -831,11 +883,7 @@ impl LogicalUnit for UserDev {
             Ok(c) => (c.data_in, c.raw.map_or(status::GOOD, |r| r.status)),
             Err(_) => (0, status::CHECK_CONDITION),
         };
-        let cached = match buf {
-            Some(b) => self.recycle(b, direction),
-            None => false,
-        };
-        let on_free = self.inner.lock().opts.on_free_cmd_type == abi::on_free::CALL;
+        let (cached, on_free) = self.release_buffer(buf, direction);
         if !on_free && pbuf != 0 && !cached {
             // The process hears of no ON_FREE_CMD: tell it that the kernel
             // let go of its buffer, or the buffer would leak.
@@ -898,8 +946,7 @@ impl LogicalUnit for UserDev {
         ) else {
             return;
         };
-        self.notify(Msg::Sess {
-            detach: false,
+        self.notify(Msg::Attach {
             sess_h: nexus.id,
             lun: nexus.lun,
             read_only: nexus.read_only,
@@ -912,17 +959,7 @@ impl LogicalUnit for UserDev {
         if !self.inner.lock().alive {
             return;
         }
-        let (Ok(initiator), Ok(target)) = (cstring(""), cstring("")) else {
-            return;
-        };
-        self.notify(Msg::Sess {
-            detach: true,
-            sess_h: id,
-            lun: 0,
-            read_only: false,
-            initiator,
-            target,
-        });
+        self.notify(Msg::Detach { sess_h: id });
     }
 }
 
