@@ -6,6 +6,7 @@
 //! the next in a single system call. Only the standard library is used.
 
 pub mod scsi;
+pub mod tape;
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;

@@ -56,6 +56,11 @@ pub fn fixed_sense(key: u8, asc: u8, ascq: u8, info: Option<u32>, flags: u8) -> 
 
 pub const ILLEGAL_REQUEST: u8 = 0x5;
 pub const MEDIUM_ERROR: u8 = 0x3;
+pub const NO_SENSE: u8 = 0x0;
+pub const NOT_READY: u8 = 0x2;
+pub const UNIT_ATTENTION: u8 = 0x6;
+pub const BLANK_CHECK: u8 = 0x8;
+pub const VOLUME_OVERFLOW: u8 = 0xd;
 
 pub fn invalid_opcode() -> Outcome {
     Outcome::check(ILLEGAL_REQUEST, 0x20, 0x00)
@@ -74,13 +79,13 @@ pub fn put(data: &mut [u8], src: &[u8], alloc: usize) -> usize {
     n
 }
 
-fn be16(b: &[u8], i: usize) -> u64 {
+pub fn be16(b: &[u8], i: usize) -> u64 {
     u64::from(u16::from_be_bytes([b[i], b[i + 1]]))
 }
-fn be32(b: &[u8], i: usize) -> u64 {
+pub fn be32(b: &[u8], i: usize) -> u64 {
     u64::from(u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]))
 }
-fn be64(b: &[u8], i: usize) -> u64 {
+pub fn be64(b: &[u8], i: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[i..i + 8]);
     u64::from_be_bytes(a)
@@ -92,6 +97,7 @@ pub fn inquiry(
     data: &mut [u8],
     dev_type: u8,
     removable: bool,
+    product: &str,
     serial: &str,
 ) -> Outcome {
     if cdb.len() < 6 {
@@ -111,7 +117,7 @@ pub fn inquiry(
         d[4] = 31;
         d[7] = 0x02; // CMDQUE
         d[8..16].copy_from_slice(b"SCST_RS ");
-        let product = format!("{:<16}", "USER HANDLER");
+        let product = format!("{product:<16}");
         d[16..32].copy_from_slice(&product.as_bytes()[..16]);
         d[32..36].copy_from_slice(b"0100");
         return Outcome::good(put(data, &d, alloc));
@@ -158,7 +164,7 @@ impl Disk {
         }
         match op {
             0x00 => Outcome::good(0), // TEST UNIT READY
-            0x12 => inquiry(cdb, data, 0x00, false, &self.serial),
+            0x12 => inquiry(cdb, data, 0x00, false, "USER DISK", &self.serial),
             0x25 => {
                 // READ CAPACITY(10)
                 let last = (self.blocks - 1).min(0xffff_ffff) as u32;

@@ -16,6 +16,7 @@ from test_local import devices, host_of
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
+TAPE = os.path.join(REPO, "tools/scst_user/target/release/scst-user-tape")
 KERNEL_TROUBLE = ("BUG:", "Oops", "WARNING:", "hung_task", "blocked for more than",
                   "general protection", "kernel BUG")
 
@@ -23,10 +24,10 @@ KERNEL_TROUBLE = ("BUG:", "Oops", "WARNING:", "hung_task", "blocked for more tha
 class Handler:
     """A reference handler process serving device `name`."""
 
-    def __init__(self, name, path, *args):
-        assert os.path.exists(FILEIO), "build tools/scst_user first (cargo build --release)"
+    def __init__(self, name, path, *args, binary=FILEIO):
+        assert os.path.exists(binary), "build tools/scst_user first (cargo build --release)"
         self.name = name
-        self.proc = subprocess.Popen([FILEIO, *args, name, path], stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([binary, *args, name, path], stderr=subprocess.PIPE, text=True)
         for _ in range(100):
             if os.path.exists(os.path.join(ROOT, "devices", name)):
                 return
@@ -46,8 +47,8 @@ class Handler:
 def handlers(scst):
     started = []
 
-    def start(name, path, *args):
-        h = Handler(name, path, *args)
+    def start(name, path, *args, binary=FILEIO):
+        h = Handler(name, path, *args, binary=binary)
         started.append(h)
         return h
 
@@ -92,7 +93,7 @@ def test_round_trip_and_inquiry(handlers):
     handlers("udisk", path)
     sd, sg = export("udisk", "t1")
     inq = sh("sg_inq", sg).stdout
-    assert "SCST_RS" in inq and "USER HANDLER" in inq, inq
+    assert "SCST_RS" in inq and "USER DISK" in inq, inq
     cap = sh("sg_readcap", sg).stdout
     assert "Last LBA=32767" in cap and "512 bytes" in cap, cap
     data = os.urandom(4 << 20)
