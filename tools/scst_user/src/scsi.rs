@@ -61,6 +61,7 @@ pub const NOT_READY: u8 = 0x2;
 pub const UNIT_ATTENTION: u8 = 0x6;
 pub const BLANK_CHECK: u8 = 0x8;
 pub const VOLUME_OVERFLOW: u8 = 0xd;
+pub const MISCOMPARE: u8 = 0xe;
 
 pub fn invalid_opcode() -> Outcome {
     Outcome::check(ILLEGAL_REQUEST, 0x20, 0x00)
@@ -91,15 +92,27 @@ pub fn be64(b: &[u8], i: usize) -> u64 {
     u64::from_be_bytes(a)
 }
 
-/// Standard INQUIRY data of `dev_type`, and the VPD pages every device has.
-pub fn inquiry(
-    cdb: &[u8],
-    data: &mut [u8],
-    dev_type: u8,
-    removable: bool,
-    product: &str,
-    serial: &str,
-) -> Outcome {
+/// Version descriptors (SPC-4 7.7.3.2).
+pub const SAM_5: u16 = 0x00a0;
+pub const SPC_4: u16 = 0x0460;
+pub const SBC_3: u16 = 0x04c0;
+pub const SSC_3: u16 = 0x0400;
+
+/// What INQUIRY reports of a device.
+pub struct Identity<'a> {
+    pub dev_type: u8,
+    pub removable: bool,
+    pub product: &'a str,
+    pub serial: &'a str,
+    /// Up to eight version descriptors.
+    pub versions: &'a [u16],
+    /// Device-specific VPD pages: (page code, page body).
+    pub vpd: &'a [(u8, &'a [u8])],
+}
+
+/// Standard INQUIRY data, and the VPD pages every device has (00h, 80h,
+/// 83h) plus the device's own.
+pub fn inquiry(cdb: &[u8], data: &mut [u8], id: &Identity<'_>) -> Outcome {
     if cdb.len() < 6 {
         return invalid_field();
     }
@@ -109,37 +122,51 @@ pub fn inquiry(
         if cdb[2] != 0 {
             return invalid_field();
         }
-        let mut d = vec![0u8; 36];
-        d[0] = dev_type;
-        d[1] = if removable { 0x80 } else { 0 };
+        let mut d = vec![0u8; 74];
+        d[0] = id.dev_type;
+        d[1] = if id.removable { 0x80 } else { 0 };
         d[2] = 0x06; // SPC-4
         d[3] = 0x02;
-        d[4] = 31;
+        d[4] = 74 - 5;
         d[7] = 0x02; // CMDQUE
         d[8..16].copy_from_slice(b"SCST_RS ");
-        let product = format!("{product:<16}");
+        let product = format!("{:<16}", id.product);
         d[16..32].copy_from_slice(&product.as_bytes()[..16]);
         d[32..36].copy_from_slice(b"0100");
+        for (i, v) in id.versions.iter().take(8).enumerate() {
+            d[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
+        }
         return Outcome::good(put(data, &d, alloc));
     }
     let page = cdb[2];
     let body: Vec<u8> = match page {
-        0x00 => vec![0x00, 0x80, 0x83],
-        0x80 => serial.as_bytes().to_vec(),
-        0x83 => {
-            // One T10 vendor ID designator made of the serial.
-            let mut id = b"SCST_RS ".to_vec();
-            id.extend_from_slice(serial.as_bytes());
-            let mut v = vec![0x02, 0x01, 0x00, id.len() as u8];
-            v.extend_from_slice(&id);
+        0x00 => {
+            let mut v = vec![0x00, 0x80, 0x83];
+            v.extend(id.vpd.iter().map(|(code, _)| *code));
             v
         }
-        _ => return invalid_field(),
+        0x80 => id.serial.as_bytes().to_vec(),
+        0x83 => {
+            // One T10 vendor ID designator made of the serial.
+            let mut ident = b"SCST_RS ".to_vec();
+            ident.extend_from_slice(id.serial.as_bytes());
+            let mut v = vec![0x02, 0x01, 0x00, ident.len() as u8];
+            v.extend_from_slice(&ident);
+            v
+        }
+        _ => match id.vpd.iter().find(|(code, _)| *code == page) {
+            Some((_, body)) => body.to_vec(),
+            None => return invalid_field(),
+        },
     };
-    let mut d = vec![dev_type, page, 0, body.len() as u8];
+    let mut d = vec![id.dev_type, page];
+    d.extend_from_slice(&(body.len() as u16).to_be_bytes());
     d.extend_from_slice(&body);
     Outcome::good(put(data, &d, alloc))
 }
+
+/// MODE SENSE device-specific parameter: DPO and FUA are supported.
+const DPOFUA: u8 = 0x10;
 
 /// A disk kept in a file.
 pub struct Disk {
@@ -164,7 +191,22 @@ impl Disk {
         }
         match op {
             0x00 => Outcome::good(0), // TEST UNIT READY
-            0x12 => inquiry(cdb, data, 0x00, false, "USER DISK", &self.serial),
+            0x12 => {
+                // Block Limits (SBC-3 6.6.4): nothing limited, no UNMAP.
+                let block_limits = [0u8; 0x3c];
+                inquiry(
+                    cdb,
+                    data,
+                    &Identity {
+                        dev_type: 0x00,
+                        removable: false,
+                        product: "USER DISK",
+                        serial: &self.serial,
+                        versions: &[SAM_5, SPC_4, SBC_3],
+                        vpd: &[(0xb0, &block_limits)],
+                    },
+                )
+            }
             0x25 => {
                 // READ CAPACITY(10)
                 let last = (self.blocks - 1).min(0xffff_ffff) as u32;
@@ -181,13 +223,14 @@ impl Disk {
                 Outcome::good(put(data, &d, be32(cdb, 10) as usize))
             }
             0x1a | 0x5a => self.mode_sense(cdb, data),
-            0x1b | 0x35 | 0x91 | 0x2f | 0xaf | 0x8f => {
-                // START STOP UNIT, SYNCHRONIZE CACHE, VERIFY (no data check)
+            0x1b | 0x35 | 0x91 => {
+                // START STOP UNIT, SYNCHRONIZE CACHE
                 if matches!(op, 0x35 | 0x91) && self.file.sync_data().is_err() {
                     return Outcome::check(MEDIUM_ERROR, 0x0c, 0x00);
                 }
                 Outcome::good(0)
             }
+            0x2f | 0xaf | 0x8f => self.verify(cdb, data),
             0x08 | 0x0a | 0x28 | 0x2a | 0x88 | 0x8a | 0xa8 | 0xaa => self.rw(cdb, data),
             _ => invalid_opcode(),
         }
@@ -195,6 +238,12 @@ impl Disk {
 
     fn rw(&self, cdb: &[u8], data: &mut [u8]) -> Outcome {
         let op = cdb[0];
+        // RDPROTECT/WRPROTECT: the disk has no protection information.
+        if !matches!(op, 0x08 | 0x0a) && cdb[1] >> 5 != 0 {
+            return invalid_field();
+        }
+        // FUA on a write: on the file before GOOD (DPO is only a hint).
+        let fua = !matches!(op, 0x08 | 0x0a) && cdb[1] & 0x08 != 0;
         let (lba, blocks) = match op {
             0x08 | 0x0a => {
                 let n = u64::from(cdb[4]);
@@ -221,11 +270,72 @@ impl Disk {
         } else {
             self.file.read_exact_at(&mut data[..len], pos)
         };
+        let r = match r {
+            Ok(()) if write && fua => self.file.sync_data(),
+            r => r,
+        };
         match r {
             Ok(()) => Outcome::good(if write { 0 } else { len }),
             Err(_) if write => Outcome::check(MEDIUM_ERROR, 0x0c, 0x00),
             Err(_) => Outcome::check(MEDIUM_ERROR, 0x11, 0x00),
         }
+    }
+
+    /// VERIFY(10/12/16): BYTCHK 0 reads the blocks, 1 compares them with
+    /// the data-out, 3 compares each with the one block sent.
+    fn verify(&self, cdb: &[u8], data: &[u8]) -> Outcome {
+        let (lba, blocks) = match cdb[0] {
+            0x2f => (be32(cdb, 2), be16(cdb, 7)),
+            0xaf => (be32(cdb, 2), be32(cdb, 6)),
+            _ => (be64(cdb, 2), be32(cdb, 10)),
+        };
+        if cdb[1] >> 5 != 0 {
+            // VRPROTECT: no protection information.
+            return invalid_field();
+        }
+        let bytchk = (cdb[1] >> 1) & 3;
+        if bytchk == 2 {
+            return invalid_field();
+        }
+        if lba.checked_add(blocks).is_none_or(|end| end > self.blocks) {
+            return lba_out_of_range();
+        }
+        let bs = self.block_size as usize;
+        let sent = match bytchk {
+            0 => 0,
+            1 => blocks as usize * bs,
+            _ => bs,
+        };
+        if blocks > 0 && sent > data.len() {
+            return invalid_field();
+        }
+        let mut block = vec![0u8; bs];
+        for i in 0..blocks {
+            if self
+                .file
+                .read_exact_at(&mut block, (lba + i) * self.block_size)
+                .is_err()
+            {
+                return Outcome::check(MEDIUM_ERROR, 0x11, 0x00);
+            }
+            let expect = match bytchk {
+                0 => continue,
+                1 => &data[i as usize * bs..(i as usize + 1) * bs],
+                _ => &data[..bs],
+            };
+            if let Some(at) = block.iter().zip(expect).position(|(a, b)| a != b) {
+                // MISCOMPARE DURING VERIFY OPERATION, at this byte offset.
+                let offset = i as usize * bs + at;
+                return Outcome::check_with(fixed_sense(
+                    MISCOMPARE,
+                    0x1d,
+                    0x00,
+                    Some(offset as u32),
+                    0,
+                ));
+            }
+        }
+        Outcome::good(0)
     }
 
     fn mode_sense(&self, cdb: &[u8], data: &mut [u8]) -> Outcome {
@@ -264,13 +374,103 @@ impl Disk {
         if ten {
             let len = 6 + bd.len() + pages.len();
             d.extend_from_slice(&(len as u16).to_be_bytes());
-            d.extend_from_slice(&[0, 0, 0, 0]);
+            d.extend_from_slice(&[0, DPOFUA, 0, 0]);
             d.extend_from_slice(&(bd.len() as u16).to_be_bytes());
         } else {
-            d.extend_from_slice(&[(3 + bd.len() + pages.len()) as u8, 0, 0, bd.len() as u8]);
+            d.extend_from_slice(&[
+                (3 + bd.len() + pages.len()) as u8,
+                0,
+                DPOFUA,
+                bd.len() as u8,
+            ]);
         }
         d.extend_from_slice(&bd);
         d.extend_from_slice(&pages);
         Outcome::good(put(data, &d, alloc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+
+    fn disk(name: &str) -> (Disk, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("scst-rs-disk-{}-{name}", std::process::id()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(64 * 512).unwrap();
+        let d = Disk {
+            file,
+            block_size: 512,
+            blocks: 64,
+            serial: "D1".into(),
+        };
+        (d, path)
+    }
+
+    #[test]
+    fn verify_compares_and_reports_the_first_mismatching_byte() {
+        let (d, path) = disk("verify");
+        let mut block: Vec<u8> = (0..1024u32).map(|i| i as u8).collect();
+        let write10 = [0x2a, 0, 0, 0, 0, 4, 0, 0, 2, 0];
+        assert_eq!(d.exec(&write10, &mut block).status, GOOD);
+        // BYTCHK 1: equal.
+        let verify10 = [0x2f, 0x02, 0, 0, 0, 4, 0, 0, 2, 0];
+        assert_eq!(d.exec(&verify10, &mut block.clone()).status, GOOD);
+        let mut bad = block.clone();
+        bad[700] ^= 1;
+        let o = d.exec(&verify10, &mut bad);
+        assert_eq!((o.sense[2], o.sense[12]), (MISCOMPARE, 0x1d));
+        assert_eq!(
+            u32::from_be_bytes([o.sense[3], o.sense[4], o.sense[5], o.sense[6]]),
+            700
+        );
+        // Zero blocks past the end, VRPROTECT, BYTCHK 10b.
+        let o = d.exec(&[0x2f, 0, 0, 0, 0, 65, 0, 0, 0, 0], &mut []);
+        assert_eq!(o.sense[12], 0x21);
+        let o = d.exec(&[0x2f, 0x20, 0, 0, 0, 0, 0, 0, 1, 0], &mut []);
+        assert_eq!(o.sense[12], 0x24);
+        let o = d.exec(&[0x2f, 0x04, 0, 0, 0, 0, 0, 0, 1, 0], &mut [0; 512]);
+        assert_eq!(o.sense[12], 0x24);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn protection_fields_are_refused_and_fua_is_accepted() {
+        let (d, path) = disk("protect");
+        let mut buf = vec![0u8; 512];
+        for op in [0x28u8, 0x2a] {
+            let o = d.exec(&[op, 0x20, 0, 0, 0, 0, 0, 0, 1, 0], &mut buf);
+            assert_eq!((o.status, o.sense[12]), (CHECK_CONDITION, 0x24));
+            let o = d.exec(&[op, 0x18, 0, 0, 0, 0, 0, 0, 1, 0], &mut buf);
+            assert_eq!(o.status, GOOD);
+        }
+        // MODE SENSE says DPO and FUA are supported.
+        let mut ms = [0u8; 64];
+        d.exec(&[0x1a, 0, 0x3f, 0, 64, 0], &mut ms);
+        assert_eq!(ms[2] & 0x10, 0x10);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn inquiry_claims_sbc3_and_has_block_limits() {
+        let (d, path) = disk("inq");
+        let mut inq = [0u8; 96];
+        let o = d.exec(&[0x12, 0, 0, 0, 96, 0], &mut inq);
+        assert_eq!(o.data_in, 74);
+        assert!(inq[58..74].chunks(2).any(|v| v == SBC_3.to_be_bytes()));
+        let mut pages = [0u8; 16];
+        d.exec(&[0x12, 1, 0, 0, 16, 0], &mut pages);
+        assert_eq!(&pages[4..8], &[0x00, 0x80, 0x83, 0xb0]);
+        let mut bl = [0u8; 255];
+        let o = d.exec(&[0x12, 1, 0xb0, 0, 255, 0], &mut bl);
+        assert_eq!((o.data_in, bl[1], bl[3]), (64, 0xb0, 0x3c));
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -11,8 +11,9 @@
 //! its last `early_warning` bytes.
 
 use crate::scsi::{
-    be16, be32, fixed_sense, inquiry, invalid_field, invalid_opcode, put, Outcome, BLANK_CHECK,
-    ILLEGAL_REQUEST, MEDIUM_ERROR, NOT_READY, NO_SENSE, UNIT_ATTENTION, VOLUME_OVERFLOW,
+    be16, be32, fixed_sense, inquiry, invalid_field, invalid_opcode, put, Identity, Outcome,
+    BLANK_CHECK, ILLEGAL_REQUEST, MEDIUM_ERROR, NOT_READY, NO_SENSE, SAM_5, SPC_4, SSC_3,
+    UNIT_ATTENTION, VOLUME_OVERFLOW,
 };
 use std::fs::File;
 use std::io;
@@ -168,7 +169,18 @@ impl Tape {
             return Outcome::check(MEDIUM_ERROR, 0x44, 0x00);
         };
         if op == 0x12 {
-            return inquiry(cdb, data, 0x01, true, "VIRTUAL TAPE", &self.serial);
+            return inquiry(
+                cdb,
+                data,
+                &Identity {
+                    dev_type: 0x01,
+                    removable: true,
+                    product: "VIRTUAL TAPE",
+                    serial: &self.serial,
+                    versions: &[SAM_5, SPC_4, SSC_3],
+                    vpd: &[],
+                },
+            );
         }
         if st.medium_changed {
             st.medium_changed = false;

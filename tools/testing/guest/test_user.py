@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT, backing_file, dmesg_since, mark_dmesg, mgmt, read, sh, write
-from test_local import devices, host_of
+from test_local import SCRATCH, SG_IO_LIMITED, devices, host_of
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
@@ -193,3 +193,45 @@ def test_one_syscall_per_command(handlers):
     print(f"{n} READ commands, {calls[0]} ioctl calls by the handler:\n{summary}")
     # One ioctl per command, plus the few that strace's attach interrupted.
     assert n <= calls[0] <= n + 20, summary
+
+
+def test_iscsi_test_cu_local(handlers):
+    """The file handler's LUN through scst_local passes the SCSI suites that
+    vdisk_fileio passes (tools/testing/iscsi-test-cu-local)."""
+    path = backing_file("ucu", 256 << 20)
+    handlers("udisk", path)
+    _, sg = export("udisk", "t1")
+    table = os.path.join(SCRATCH, "iscsi-test-cu-scst_user-local.txt")
+    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), sg, table],
+                       capture_output=True, text=True, timeout=3000)
+    print(r.stdout)
+    results = [line.split() for line in open(table) if line.strip()]
+    assert len(results) > 100, "too few tests ran"
+    failed = {name for name, verdict in results if verdict != "passed"}
+    unexpected = failed - set(SG_IO_LIMITED)
+    assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"
+
+
+def test_iscsi_test_cu_over_iscsi(handlers):
+    """The same SCSI suites on the file handler's LUN through the iSCSI
+    target (libiscsi's initiator over loopback)."""
+    iqn = "iqn.2026-11.org.scst-rs:user"
+    sh("ip", "link", "set", "lo", "up")
+    path = backing_file("ucu-iscsi", 256 << 20)
+    handlers("udisk", path)
+    mgmt("targets/iscsi/mgmt", f"add_target {iqn}")
+    mgmt(f"targets/iscsi/{iqn}/luns/mgmt", "add udisk 0")
+    mgmt(f"targets/iscsi/{iqn}/enabled", "1")
+    mgmt("targets/iscsi/enabled", "1")
+    try:
+        table = os.path.join(SCRATCH, "iscsi-test-cu-scst_user-iscsi.txt")
+        r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"),
+                            f"iscsi://127.0.0.1/{iqn}/0", table],
+                           capture_output=True, text=True, timeout=3000)
+        print(r.stdout)
+        results = [line.split() for line in open(table) if line.strip()]
+        assert len(results) > 100, "too few tests ran"
+        failed = {name for name, verdict in results if verdict != "passed"}
+        assert not failed, f"iscsi-test-cu failures: {sorted(failed)}"
+    finally:
+        mgmt("targets/iscsi/enabled", "0")
