@@ -818,6 +818,7 @@ impl<'a> Ffp<'a> {
                 status::CHECK_CONDITION,
                 failed,
                 Residual::default(),
+                0,
             )?;
             // FINISHED once the status is out.
             drop(w);
@@ -874,7 +875,11 @@ impl<'a> Ffp<'a> {
         let max = self.window.max_cmd_sn();
         let good = response.status == 0;
         let residual = Residual::of(edtl, response.transfer_len);
-        if cmd.read && good && response.data_in > 0 {
+        let mut data_in_pdus = 0u32;
+        // Data-In carries the status only when it is GOOD: sense data (a
+        // tape's FILEMARK or ILI with a partial block) follows in a SCSI
+        // Response after the data.
+        if cmd.read && response.data_in > 0 {
             let total = (response.data_in as u32).min(edtl);
             let chunk = self.params.max_xmit_data_segment_length.max(512);
             let sg = pages.sg();
@@ -889,9 +894,9 @@ impl<'a> Ffp<'a> {
                 DataIn {
                     final_pdu: last,
                     ack: false,
-                    overflow: last && residual.overflow,
-                    underflow: last && residual.underflow,
-                    status_present: last,
+                    overflow: last && good && residual.overflow,
+                    underflow: last && good && residual.underflow,
+                    status_present: last && good,
                     status: response.status,
                     lun: cmd.lun,
                     itt: cmd.itt,
@@ -901,11 +906,11 @@ impl<'a> Ffp<'a> {
                     max_cmd_sn: max,
                     data_sn,
                     buffer_offset: offset,
-                    residual_count: if last { residual.count } else { 0 },
+                    residual_count: if last && good { residual.count } else { 0 },
                     data_segment_len: len,
                 }
                 .encode(&mut bhs);
-                if last {
+                if last && good {
                     tx.stat_sn = tx.stat_sn.wrapping_add(1);
                 }
                 // BHS and header digest; padding and data digest.
@@ -940,10 +945,19 @@ impl<'a> Ffp<'a> {
                 offset += len;
                 data_sn += 1;
             }
-            drop(command);
-            return Ok(());
+            if good {
+                drop(command);
+                return Ok(());
+            }
+            data_in_pdus = data_sn;
         }
-        self.send_status(cmd.itt, response.status, response.sense(), residual)?;
+        self.send_status(
+            cmd.itt,
+            response.status,
+            response.sense(),
+            residual,
+            data_in_pdus,
+        )?;
         // FINISHED only once the status is out.
         drop(command);
         Ok(())
@@ -951,7 +965,15 @@ impl<'a> Ffp<'a> {
 
     /// Sends the SCSI Response of task `itt`: `status`, the sense data
     /// (if any) as its data segment, and the residual.
-    fn send_status(&self, itt: u32, status: u8, sense: &[u8], residual: Residual) -> Result {
+    /// `data_in_pdus` is how many Data-In PDUs went before it (ExpDataSN).
+    fn send_status(
+        &self,
+        itt: u32,
+        status: u8,
+        sense: &[u8],
+        residual: Residual,
+        data_in_pdus: u32,
+    ) -> Result {
         let segment = SenseSegment::new(sense);
         let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
         self.conn.send_numbered(
@@ -964,7 +986,7 @@ impl<'a> Ffp<'a> {
                     response: 0,
                     status,
                     itt,
-                    exp_data_sn: 0,
+                    exp_data_sn: data_in_pdus,
                     stat_sn,
                     exp_cmd_sn: exp,
                     max_cmd_sn: max,

@@ -235,3 +235,55 @@ def test_load_unload_and_read_position(drive):
     assert sh("sg_turs", sg, check=False).returncode == 0
     pos = raw_in(sg, 20, *read_position)
     assert pos[0] & 0x80 and struct.unpack(">II", pos[4:12]) == (0, 0), pos
+
+
+def test_short_blocks_over_iscsi(handlers):  # noqa: F811 (the fixture imported above)
+    """The tape through the iSCSI target and the kernel's initiator: a read
+    larger than the block ends in CHECK CONDITION with ILI *and* the block's
+    data, which must both reach st (Data-In, then a SCSI Response with the
+    sense)."""
+    iqn = "iqn.2026-11.org.scst-rs:tape"
+    sh("ip", "link", "set", "lo", "up")
+    sh("modprobe", "iscsi_tcp")
+    sh("modprobe", "st")
+    os.makedirs("/run/lock/iscsi", exist_ok=True)
+    daemon = subprocess.Popen(["iscsid", "-f"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(1)
+    handlers("vtape", fresh("/tmp/vtape-iscsi.cart"), binary=TAPE)
+    mgmt("targets/iscsi/mgmt", f"add_target {iqn}")
+    mgmt(f"targets/iscsi/{iqn}/luns/mgmt", "add vtape 0")
+    mgmt(f"targets/iscsi/{iqn}/enabled", "1")
+    mgmt("targets/iscsi/enabled", "1")
+    adm = ["timeout", "120", "iscsiadm"]
+    try:
+        sh(*adm, "-m", "discovery", "-t", "sendtargets", "-p", "127.0.0.1")
+        sh(*adm, "-m", "node", "-T", iqn, "-p", "127.0.0.1", "--login")
+        nst = None
+        for _ in range(200):
+            found = [p for p in glob.glob("/sys/class/iscsi_session/session*/device/target*/"
+                                          "*:0:0:0/scsi_tape/nst*")
+                     if os.path.basename(p)[-1].isdigit()]
+            if found and os.path.exists("/dev/" + os.path.basename(found[0])):
+                nst = "/dev/" + os.path.basename(found[0])
+                break
+            time.sleep(0.1)
+        assert nst, "no st device after login"
+        blocks = [os.urandom(1000), os.urandom(3000), os.urandom(70000)]
+        fd = os.open(nst, os.O_WRONLY)
+        for b in blocks:
+            assert os.write(fd, b) == len(b)
+        os.close(fd)
+        mt(nst, "rewind")
+        # One 128 KiB read per block, until the filemark st wrote on close
+        # (end of file): three short reads.
+        r = subprocess.run(["dd", f"if={nst}", "bs=128k"], capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert b"0+3 records in" in r.stderr, r.stderr
+        assert r.stdout == b"".join(blocks)
+    finally:
+        sh(*adm, "-m", "node", "--logout", check=False)
+        sh(*adm, "-m", "node", "-o", "delete", check=False)
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        mgmt("targets/iscsi/enabled", "0")
