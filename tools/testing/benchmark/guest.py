@@ -59,14 +59,26 @@ def iqn(target):
 
 # --- the targets ---------------------------------------------------------
 
+USER_FILEIO = os.path.join(REPO, "tools", "scst_user", "target", "release", "scst-user-fileio")
+
+
 @contextlib.contextmanager
 def scst_rs(module, null_size, backing):
     """scst.ko: nullio as LUN 0 and fileio as LUN 1, over iSCSI (port 3260)
-    and through a scst_local session; yields (URLs, local SCSI host)."""
+    and through a scst_local session, where LUN 2 is the same file served by
+    the scst_user file handler; yields (URLs, local SCSI host)."""
     sh("insmod", module)
+    user = None
     try:
         mgmt("handlers/vdisk_nullio/mgmt", f"add_device bnull size={null_size}")
         mgmt("handlers/vdisk_fileio/mgmt", f"add_device bfile filename={backing}")
+        user = subprocess.Popen([USER_FILEIO, "-t", "4", "buser", backing],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(f"{ROOT}/devices/buser") or user.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert os.path.exists(f"{ROOT}/devices/buser"), "the scst_user handler did not register"
         name = iqn("scst-rs")
         mgmt("targets/iscsi/mgmt", f"add_target {name}")
         mgmt(f"targets/iscsi/{name}/luns/mgmt", "add bnull 0")
@@ -76,6 +88,7 @@ def scst_rs(module, null_size, backing):
         mgmt("targets/scst_local/mgmt", "add_target bench")
         mgmt("targets/scst_local/bench/luns/mgmt", "add bnull 0")
         mgmt("targets/scst_local/bench/luns/mgmt", "add bfile 1")
+        mgmt("targets/scst_local/bench/luns/mgmt", "add buser 2")
         mgmt("targets/scst_local/mgmt", "add_session bench bench_initiator")
         host = os.path.basename(os.path.realpath(
             f"{ROOT}/targets/scst_local/bench/sessions/bench_initiator/host"))
@@ -85,6 +98,10 @@ def scst_rs(module, null_size, backing):
         # Best effort: rmmod below removes whatever is left.
         write("targets/iscsi/enabled", "0")
         write("targets/scst_local/mgmt", "del_target bench")
+        if user is not None:
+            # Its open /dev/scst_user holds the module.
+            user.kill()
+            user.wait(timeout=60)
         sh("rmmod", "scst", check=False)
 
 
@@ -252,6 +269,7 @@ def plan(endpoints, only=None):
         ("iscsi-perf", ISCSI_PERF, ["scst-rs", "LIO", "tgt", "ceiling"]),
         ("fio-iscsi", FIO, ["scst-rs", "LIO", "tgt", "ceiling"]),
         ("fio-local", FIO, ["scst_local", "tcm_loop"]),
+        ("fio-user", FIO, ["scst_user", "vdisk_fileio"]),
     ]:
         for workload in workloads:
             for backing in BACKINGS:
@@ -373,6 +391,10 @@ def main():
             disks = host_disks(host, [0, 1])
             for i, b in enumerate(BACKINGS):
                 endpoints[("fio-local", target, b)] = disks[i]
+        # The same file through the user-space handler and through vdisk_fileio.
+        disks = host_disks(scst_host, [1, 2])
+        endpoints[("fio-user", "scst_user", "file")] = disks[2]
+        endpoints[("fio-user", "vdisk_fileio", "file")] = disks[1]
         for key, endpoint in sorted(endpoints.items()):
             if endpoint.startswith("/dev/"):
                 no_scheduler(endpoint)

@@ -16,9 +16,16 @@ TOOLS = {
     "iscsi-perf": "libiscsi iscsi-perf (user-space initiator, reads only)",
     "fio-iscsi": "fio (libaio, O_DIRECT) through the kernel's iSCSI initiator (open-iscsi)",
     "fio-local": "fio (libaio, O_DIRECT) through a local SCSI host: scst_local against tcm_loop",
+    "fio-user": "fio (libaio, O_DIRECT) through scst_local: the scst_user file handler "
+                "(user space) against vdisk_fileio (kernel) on the same file",
 }
-ISCSI_TARGETS = ["scst-rs", "LIO", "tgt", "ceiling"]
-LOCAL_TARGETS = ["scst_local", "tcm_loop"]
+# Per tool: ours first, then the peers it is compared with.
+TARGETS = {
+    "iscsi-perf": ["scst-rs", "LIO", "tgt", "ceiling"],
+    "fio-iscsi": ["scst-rs", "LIO", "tgt", "ceiling"],
+    "fio-local": ["scst_local", "tcm_loop"],
+    "fio-user": ["scst_user", "vdisk_fileio"],
+}
 FIGURES = ["iops", "bw_bytes", "lat_mean_us", "lat_p99_us", "ctxt_per_io", "cpu_us_per_io"]
 
 
@@ -54,10 +61,9 @@ def summarize(record):
 
     ratios = []
     for e in medians:
-        ours = "scst_local" if e["tool"] == "fio-local" else "scst-rs"
+        ours, *peers = TARGETS.get(e["tool"], [None])
         if e["target"] != ours:
             continue
-        peers = ["tcm_loop"] if e["tool"] == "fio-local" else ["LIO", "tgt", "ceiling"]
         for peer in peers:
             other = find(e["tool"], e["workload"], e["backing"], peer)
             if not other:
@@ -147,12 +153,12 @@ def markdown(record, summary):
         rows = [e for e in medians if e["tool"] == tool]
         if not rows:
             continue
-        targets = LOCAL_TARGETS if tool == "fio-local" else ISCSI_TARGETS
+        targets = TARGETS[tool]
         ours = targets[0]
         peers = targets[1:]
         lines += ["", f"## {tool}: {title}", "",
                   "IOPS (MiB/s for 1 MiB transfers); the ceiling has no backing and "
-                  "appears beside both." if tool != "fio-local" else
+                  "appears beside both." if "ceiling" in targets else
                   "IOPS (MiB/s for 1 MiB transfers).", ""]
         head = ["workload", "backing", *targets, *(f"{ours}/{p}" for p in peers)]
         lines.append("| " + " | ".join(head) + " |")
@@ -214,9 +220,10 @@ def chart(summary, path):
     rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     colors = {"scst-rs": "#1f77b4", "scst_local": "#1f77b4", "LIO": "#ff7f0e",
-              "tcm_loop": "#ff7f0e", "tgt": "#2ca02c", "ceiling": "#7f7f7f"}
+              "tcm_loop": "#ff7f0e", "tgt": "#2ca02c", "ceiling": "#7f7f7f",
+              "scst_user": "#9467bd", "vdisk_fileio": "#1f77b4"}
     for ax, (tool, workload) in zip(axes.flat, panels):
-        targets = LOCAL_TARGETS if tool == "fio-local" else ISCSI_TARGETS
+        targets = TARGETS[tool]
         mib = "1m" in workload
         labels, values, bar_colors = [], [], []
         for backing in ["null", "file"]:

@@ -53,6 +53,19 @@ class Summaries(unittest.TestCase):
         self.assertAlmostEqual(ratios[("file", "tgt")], 120 / 35)
         self.assertAlmostEqual(ratios[("file", "ceiling")], 120 / 200)
 
+    def test_user_handler_against_vdisk_fileio(self):
+        record = self.record()
+        record["runs"] += [run(0, "fio-user", "randread-4k-qd32", "file", "scst_user", 600,
+                               ctxt_per_io=3.0),
+                           run(0, "fio-user", "randread-4k-qd32", "file", "vdisk_fileio", 1000,
+                               ctxt_per_io=1.0)]
+        summary = report.summarize(record)
+        ratio = next(r for r in summary["ratios"] if r["tool"] == "fio-user")
+        self.assertEqual((ratio["ours"], ratio["peer"]), ("scst_user", "vdisk_fileio"))
+        self.assertAlmostEqual(ratio["iops"], 0.6)
+        text = report.markdown(record, summary)
+        self.assertIn("| randread-4k-qd32 | file | 600 | 1000 | 0.60 |", text)
+
     def test_failed_runs_are_counted_not_averaged(self):
         summary = report.summarize(self.record())
         failed = next(e for e in summary["medians"] if e["backing"] == "null")
