@@ -165,6 +165,32 @@ pub fn inquiry(cdb: &[u8], data: &mut [u8], id: &Identity<'_>) -> Outcome {
     Outcome::good(put(data, &d, alloc))
 }
 
+/// MODE SENSE(6) or (10) data: the header, the block descriptor and the
+/// pages.
+pub fn mode_data(ten: bool, device_specific: u8, bd: &[u8], pages: &[u8]) -> Vec<u8> {
+    let mut d = Vec::new();
+    if ten {
+        let len = 6 + bd.len() + pages.len();
+        d.extend_from_slice(&(len as u16).to_be_bytes());
+        d.extend_from_slice(&[0, device_specific, 0, 0]);
+        d.extend_from_slice(&(bd.len() as u16).to_be_bytes());
+    } else {
+        let len = 3 + bd.len() + pages.len();
+        d.extend_from_slice(&[len as u8, 0, device_specific, bd.len() as u8]);
+    }
+    d.extend_from_slice(bd);
+    d.extend_from_slice(pages);
+    d
+}
+
+/// A serial number made of a device name (the same name, the same serial).
+pub fn serial_of(name: &str) -> String {
+    let hash = name
+        .bytes()
+        .fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(u32::from(c)));
+    format!("{hash:08x}")
+}
+
 /// MODE SENSE device-specific parameter: DPO and FUA are supported.
 const DPOFUA: u8 = 0x10;
 
@@ -370,22 +396,7 @@ impl Disk {
             bd[..4].copy_from_slice(&(self.blocks.min(0xffff_ffff) as u32).to_be_bytes());
             bd[5..8].copy_from_slice(&(self.block_size as u32).to_be_bytes()[1..]);
         }
-        let mut d = Vec::new();
-        if ten {
-            let len = 6 + bd.len() + pages.len();
-            d.extend_from_slice(&(len as u16).to_be_bytes());
-            d.extend_from_slice(&[0, DPOFUA, 0, 0]);
-            d.extend_from_slice(&(bd.len() as u16).to_be_bytes());
-        } else {
-            d.extend_from_slice(&[
-                (3 + bd.len() + pages.len()) as u8,
-                0,
-                DPOFUA,
-                bd.len() as u8,
-            ]);
-        }
-        d.extend_from_slice(&bd);
-        d.extend_from_slice(&pages);
+        let d = mode_data(ten, DPOFUA, &bd, &pages);
         Outcome::good(put(data, &d, alloc))
     }
 }

@@ -11,8 +11,8 @@
 //! its last `early_warning` bytes.
 
 use crate::scsi::{
-    be16, be32, fixed_sense, inquiry, invalid_field, invalid_opcode, put, Identity, Outcome,
-    BLANK_CHECK, ILLEGAL_REQUEST, MEDIUM_ERROR, NOT_READY, NO_SENSE, SAM_5, SPC_4, SSC_3,
+    be16, be32, fixed_sense, inquiry, invalid_field, invalid_opcode, mode_data, put, Identity,
+    Outcome, BLANK_CHECK, ILLEGAL_REQUEST, MEDIUM_ERROR, NOT_READY, NO_SENSE, SAM_5, SPC_4, SSC_3,
     UNIT_ATTENTION, VOLUME_OVERFLOW,
 };
 use std::fs::File;
@@ -518,32 +518,9 @@ impl Tape {
             bd[5..8].copy_from_slice(&bs.to_be_bytes()[1..]);
         }
         // Buffered mode 1: WRITE completes once the data is in the page cache.
+        // Both pages are all zeros: as changeable masks, nothing changes.
         let device_specific = if changeable { 0 } else { 0x10 };
-        let mut d = Vec::new();
-        if ten {
-            let len = 6 + bd.len() + pages.len();
-            d.extend_from_slice(&(len as u16).to_be_bytes());
-            d.extend_from_slice(&[0, device_specific, 0, 0]);
-            d.extend_from_slice(&(bd.len() as u16).to_be_bytes());
-        } else {
-            d.extend_from_slice(&[
-                (3 + bd.len() + pages.len()) as u8,
-                0,
-                device_specific,
-                bd.len() as u8,
-            ]);
-        }
-        d.extend_from_slice(&bd);
-        if !changeable {
-            d.extend_from_slice(&pages);
-        } else {
-            // No field of the pages can be changed.
-            let mut zero = pages;
-            for p in zero.chunks_mut(16) {
-                p[2..].fill(0);
-            }
-            d.extend_from_slice(&zero);
-        }
+        let d = mode_data(ten, device_specific, &bd, &pages);
         Outcome::good(put(data, &d, alloc))
     }
 
@@ -853,6 +830,12 @@ mod tests {
         let mut ms = [0u8; 12];
         t.exec(&[0x1a, 0, 0, 0, 12, 0], &mut ms);
         assert_eq!((ms[3], ms[10], ms[11]), (8, 2, 0));
+        // MODE SENSE(10), all pages: 8 + 8 + two 16-byte pages.
+        let mut ms10 = [0u8; 255];
+        let o = t.exec(&[0x5a, 0, 0x3f, 0, 0, 0, 0, 0, 255, 0], &mut ms10);
+        assert_eq!(o.data_in, 48);
+        assert_eq!((ms10[1], ms10[3], ms10[7], ms10[14]), (46, 0x10, 8, 2));
+        assert_eq!((ms10[16], ms10[32]), (0x0f, 0x10));
         let mut data: Vec<u8> = (0..1536u32).map(|i| i as u8).collect();
         assert_eq!(t.exec(&cmd6(0x0a, 1, 3), &mut data).status, GOOD);
         t.exec(&cmd6(0x10, 0, 1), &mut []);

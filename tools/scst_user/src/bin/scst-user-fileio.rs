@@ -86,11 +86,7 @@ fn main() {
         file,
         block_size: u64::from(block_size),
         blocks,
-        serial: format!(
-            "{:08x}",
-            name.bytes()
-                .fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(u32::from(c)))
-        ),
+        serial: scsi::serial_of(name),
     }));
     let dev = Arc::new(
         Device::register(name, 0x00, block_size, opt).unwrap_or_else(|e| {

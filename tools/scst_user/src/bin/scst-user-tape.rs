@@ -66,11 +66,7 @@ fn main() {
             eprintln!("{path}: {e}");
             exit(1)
         });
-    let serial = format!(
-        "{:08x}",
-        name.bytes()
-            .fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(u32::from(c)))
-    );
+    let serial = scsi::serial_of(name);
     let tape = Tape::open(file, capacity, early_warning, serial).unwrap_or_else(|e| {
         eprintln!("{path}: {e}");
         exit(1)
