@@ -4,6 +4,7 @@ kernel's st driver sees it through scst_local: mt-st, tar and dd on
 /dev/nstN, checked against the data and against the cartridge file, which
 the tests parse themselves."""
 
+import errno
 import glob
 import hashlib
 import os
@@ -68,8 +69,28 @@ def raw_in(sg, n, *cdb):
     return r.stdout
 
 
+def not_busy(attempt):
+    """`attempt()` again while the tape is busy: st lets one process open
+    it, and udev's probe of a new tape may hold it for a moment."""
+    for _ in range(20):
+        try:
+            r = attempt()
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.5)
+            continue
+        busy = getattr(r, "returncode", 0) != 0 and \
+            "resource busy" in str(getattr(r, "stderr", "")).lower()
+        if not busy:
+            return r
+        time.sleep(0.5)
+    raise AssertionError("the tape stayed busy")
+
+
 def mt(tape, *args, check=True):
-    r = subprocess.run(["mt-st", "-f", tape, *args], capture_output=True, text=True, timeout=300)
+    r = not_busy(lambda: subprocess.run(["mt-st", "-f", tape, *args], capture_output=True,
+                                        text=True, timeout=300))
     if check:
         assert r.returncode == 0, f"mt {' '.join(args)}: {r.stdout}{r.stderr}"
     return r
@@ -269,15 +290,18 @@ def test_short_blocks_over_iscsi(handlers):  # noqa: F811 (the fixture imported 
                 break
             time.sleep(0.1)
         assert nst, "no st device after login"
+        # udev probes a new tape by opening it; st allows one opener.
+        sh("udevadm", "settle", check=False)
         blocks = [os.urandom(1000), os.urandom(3000), os.urandom(70000)]
-        fd = os.open(nst, os.O_WRONLY)
+        fd = not_busy(lambda: os.open(nst, os.O_WRONLY))
         for b in blocks:
             assert os.write(fd, b) == len(b)
         os.close(fd)
         mt(nst, "rewind")
         # One 128 KiB read per block, until the filemark st wrote on close
         # (end of file): three short reads.
-        r = subprocess.run(["dd", f"if={nst}", "bs=128k"], capture_output=True, timeout=300)
+        r = not_busy(lambda: subprocess.run(["dd", f"if={nst}", "bs=128k"],
+                                            capture_output=True, timeout=300))
         assert r.returncode == 0, r.stderr
         assert b"0+3 records in" in r.stderr, r.stderr
         assert r.stdout == b"".join(blocks)

@@ -28,8 +28,11 @@ class Handler:
         assert os.path.exists(binary), "build tools/scst_user first (cargo build --release)"
         self.name = name
         self.proc = subprocess.Popen([binary, *args, name, path], stderr=subprocess.PIPE, text=True)
+        # REGISTER_DEVICE has returned once both are there (the device's
+        # directory appears first).
+        made = [os.path.join(ROOT, "devices", name), os.path.join(ROOT, "handlers", name, name)]
         for _ in range(100):
-            if os.path.exists(os.path.join(ROOT, "devices", name)):
+            if all(os.path.exists(p) for p in made):
                 return
             if self.proc.poll() is not None:
                 raise AssertionError(f"handler exited: {self.proc.stderr.read()}")
