@@ -73,6 +73,16 @@ pub fn lba_out_of_range() -> Outcome {
     Outcome::check(ILLEGAL_REQUEST, 0x21, 0x00)
 }
 
+/// The length of a CDB by its opcode's group (6 for the reserved groups).
+pub fn cdb_len_of(op: u8) -> usize {
+    match op >> 5 {
+        1 | 2 => 10,
+        4 => 16,
+        5 => 12,
+        _ => 6,
+    }
+}
+
 /// Copies `src` to the start of `data`, at most `alloc` bytes; the count.
 pub fn put(data: &mut [u8], src: &[u8], alloc: usize) -> usize {
     let n = src.len().min(alloc).min(data.len());
@@ -205,14 +215,7 @@ pub struct Disk {
 impl Disk {
     pub fn exec(&self, cdb: &[u8], data: &mut [u8]) -> Outcome {
         let op = cdb.first().copied().unwrap_or(0);
-        let need = match op >> 5 {
-            0 => 6,
-            1 | 2 => 10,
-            4 => 16,
-            5 => 12,
-            _ => 6,
-        };
-        if cdb.len() < need {
+        if cdb.len() < cdb_len_of(op) {
             return invalid_field();
         }
         match op {

@@ -11,9 +11,9 @@
 //! its last `early_warning` bytes.
 
 use crate::scsi::{
-    be16, be32, fixed_sense, inquiry, invalid_field, invalid_opcode, mode_data, put, Identity,
-    Outcome, BLANK_CHECK, ILLEGAL_REQUEST, MEDIUM_ERROR, NOT_READY, NO_SENSE, SAM_5, SPC_4, SSC_3,
-    UNIT_ATTENTION, VOLUME_OVERFLOW,
+    be16, be32, cdb_len_of, fixed_sense, inquiry, invalid_field, invalid_opcode, mode_data, put,
+    Identity, Outcome, BLANK_CHECK, ILLEGAL_REQUEST, MEDIUM_ERROR, NOT_READY, NO_SENSE, SAM_5,
+    SPC_4, SSC_3, UNIT_ATTENTION, VOLUME_OVERFLOW,
 };
 use std::fs::File;
 use std::io;
@@ -155,14 +155,7 @@ impl Tape {
     /// Executes one command.
     pub fn exec(&self, cdb: &[u8], data: &mut [u8]) -> Outcome {
         let op = cdb.first().copied().unwrap_or(0);
-        let need = match op >> 5 {
-            0 => 6,
-            1 | 2 => 10,
-            4 => 16,
-            5 => 12,
-            _ => 6,
-        };
-        if cdb.len() < need {
+        if cdb.len() < cdb_len_of(op) {
             return invalid_field();
         }
         let Ok(mut st) = self.state.lock() else {
