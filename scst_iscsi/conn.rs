@@ -888,15 +888,17 @@ impl<'a> Ffp<'a> {
             while offset < total {
                 let len = (total - offset).min(chunk);
                 let last = offset + len == total;
+                // The last Data-In carries a GOOD status and the residual.
+                let with_status = last && good;
                 let pad = padded(len as usize) - len as usize;
                 let mut tx = self.conn.tx.lock();
                 let mut bhs = [0u8; BHS_LEN];
                 DataIn {
                     final_pdu: last,
                     ack: false,
-                    overflow: last && good && residual.overflow,
-                    underflow: last && good && residual.underflow,
-                    status_present: last && good,
+                    overflow: with_status && residual.overflow,
+                    underflow: with_status && residual.underflow,
+                    status_present: with_status,
                     status: response.status,
                     lun: cmd.lun,
                     itt: cmd.itt,
@@ -906,11 +908,11 @@ impl<'a> Ffp<'a> {
                     max_cmd_sn: max,
                     data_sn,
                     buffer_offset: offset,
-                    residual_count: if last && good { residual.count } else { 0 },
+                    residual_count: if with_status { residual.count } else { 0 },
                     data_segment_len: len,
                 }
                 .encode(&mut bhs);
-                if last && good {
+                if with_status {
                     tx.stat_sn = tx.stat_sn.wrapping_add(1);
                 }
                 // BHS and header digest; padding and data digest.

@@ -588,12 +588,13 @@ impl State {
     /// Appends a record at end of data (which must be the position).
     fn append(&mut self, kind: u32, payload: &[u8]) -> io::Result<()> {
         let offset = self.records.last().map_or(FILE_HEADER, |r| r.end());
-        let mut rec = Vec::with_capacity(RECORD_HEADER as usize + payload.len());
-        rec.extend_from_slice(&kind.to_le_bytes());
-        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&[0u8; 8]);
-        rec.extend_from_slice(payload);
-        self.file.write_all_at(&rec, offset)?;
+        let mut header = [0u8; RECORD_HEADER as usize];
+        header[..4].copy_from_slice(&kind.to_le_bytes());
+        header[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        // The payload goes straight from the command's buffer; a crash
+        // between the two writes leaves a torn record, dropped on open.
+        self.file.write_all_at(&header, offset)?;
+        self.file.write_all_at(payload, offset + RECORD_HEADER)?;
         self.records.push(Record {
             offset,
             len: payload.len() as u32,
