@@ -105,3 +105,17 @@ def scst():
 
 
 __all__ = ["errno"]
+
+
+def iscsi_test_cu(target, table, *extra):
+    """Runs libiscsi's suites (tools/testing/iscsi-test-cu-local) on `target`
+    (/dev/sgN or an iscsi:// URL), keeping the table as `table` in the
+    scratch directory; the names of the tests that did not pass, and every
+    (name, verdict)."""
+    path = os.path.join(os.environ.get("SCST_SCRATCH", "/tmp"), table)
+    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), target, path,
+                        *extra], capture_output=True, text=True, timeout=3000)
+    print(r.stdout)
+    results = [line.split() for line in open(path) if line.strip()]
+    assert len(results) > 100, "too few tests ran"
+    return {name for name, verdict in results if verdict != "passed"}, results

@@ -9,10 +9,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, backing_file, mgmt, read, sh, write
+from conftest import ROOT, backing_file, iscsi_test_cu, mgmt, read, sh, write
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-SCRATCH = os.environ.get("SCST_SCRATCH", "/tmp")
 IQN = "iqn.2026-11.org.scst-rs:t1"
 PORTAL = "iscsi://127.0.0.1"
 
@@ -267,14 +265,7 @@ KNOWN_ISCSI_FAILURES = {}
 
 def test_iscsi_test_cu(target):
     """libiscsi's SCSI suites over the iSCSI target; table kept in the results."""
-    table = os.path.join(SCRATCH, "iscsi-test-cu-iscsi.txt")
-    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), target, table,
-                        "iSCSI"],
-                       capture_output=True, text=True, timeout=3000)
-    print(r.stdout)
-    results = [line.split() for line in open(table) if line.strip()]
-    assert len(results) > 100, "too few tests ran"
+    failed, results = iscsi_test_cu(target, "iscsi-test-cu-iscsi.txt", "iSCSI")
     assert sum(1 for name, _ in results if name.startswith("iSCSI.")) >= 10, "iSCSI suite missing"
-    failed = {name for name, verdict in results if verdict != "passed"}
     unexpected = failed - set(KNOWN_ISCSI_FAILURES)
     assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"

@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, backing_file, dmesg_since, mark_dmesg, mgmt, read, sh, write
+from conftest import (ROOT, backing_file, dmesg_since, iscsi_test_cu, mark_dmesg, mgmt, read,
+                      sh, write)
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-SCRATCH = os.environ.get("SCST_SCRATCH", "/tmp")
 
 
 def host_of(target, session):
@@ -359,13 +358,7 @@ def test_iscsi_test_cu(scst):
     """libiscsi's conformance suites over SG_IO, table kept in the results."""
     path = backing_file("cu", 256 << 20)
     _, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}; thin_provisioned=1")
-    table = os.path.join(SCRATCH, "iscsi-test-cu-scst_local.txt")
-    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), sg, table],
-                       capture_output=True, text=True, timeout=3000)
-    print(r.stdout)
-    results = [line.split() for line in open(table) if line.strip()]
-    assert len(results) > 100, "too few tests ran"
-    failed = {name for name, verdict in results if verdict != "passed"}
+    failed, _ = iscsi_test_cu(sg, "iscsi-test-cu-scst_local.txt")
     unexpected = failed - set(SG_IO_LIMITED)
     assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"
 

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, backing_file, dmesg_since, mark_dmesg, mgmt, read, sh, write
-from test_local import SCRATCH, SG_IO_LIMITED, devices, host_of
+from conftest import (ROOT, backing_file, dmesg_since, iscsi_test_cu, mark_dmesg, mgmt, read,
+                      sh, write)
+from test_local import SG_IO_LIMITED, devices, host_of
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
@@ -204,13 +205,7 @@ def test_iscsi_test_cu_local(handlers):
     path = backing_file("ucu", 256 << 20)
     handlers("udisk", path)
     _, sg = export("udisk", "t1")
-    table = os.path.join(SCRATCH, "iscsi-test-cu-scst_user-local.txt")
-    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), sg, table],
-                       capture_output=True, text=True, timeout=3000)
-    print(r.stdout)
-    results = [line.split() for line in open(table) if line.strip()]
-    assert len(results) > 100, "too few tests ran"
-    failed = {name for name, verdict in results if verdict != "passed"}
+    failed, _ = iscsi_test_cu(sg, "iscsi-test-cu-scst_user-local.txt")
     unexpected = failed - set(SG_IO_LIMITED)
     assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"
 
@@ -227,14 +222,8 @@ def test_iscsi_test_cu_over_iscsi(handlers):
     mgmt(f"targets/iscsi/{iqn}/enabled", "1")
     mgmt("targets/iscsi/enabled", "1")
     try:
-        table = os.path.join(SCRATCH, "iscsi-test-cu-scst_user-iscsi.txt")
-        r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"),
-                            f"iscsi://127.0.0.1/{iqn}/0", table],
-                           capture_output=True, text=True, timeout=3000)
-        print(r.stdout)
-        results = [line.split() for line in open(table) if line.strip()]
-        assert len(results) > 100, "too few tests ran"
-        failed = {name for name, verdict in results if verdict != "passed"}
+        failed, _ = iscsi_test_cu(f"iscsi://127.0.0.1/{iqn}/0",
+                                  "iscsi-test-cu-scst_user-iscsi.txt")
         assert not failed, f"iscsi-test-cu failures: {sorted(failed)}"
     finally:
         mgmt("targets/iscsi/enabled", "0")
