@@ -85,7 +85,7 @@ int scst_rs_sock_send(struct socket *sock, const void *const *bufs,
 int scst_rs_sock_send_sg(struct socket *sock, const void *head, size_t head_len,
 			 struct scatterlist *sgl, unsigned int nents,
 			 size_t skip, size_t len, const void *tail,
-			 size_t tail_len, bool more);
+			 size_t tail_len, bool more, bool by_ref);
 struct scst_rs_pages *scst_rs_pages_alloc(size_t len);
 void scst_rs_pages_free(struct scst_rs_pages *p);
 struct scatterlist *scst_rs_pages_sg(struct scst_rs_pages *p,

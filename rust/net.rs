@@ -189,8 +189,7 @@ impl TcpStream {
         })
     }
 
-    /// Sends `head`, `len` bytes of `sg` from `skip` (the pages by
-    /// reference, no copy) and `tail`.
+    /// Sends `head`, `len` bytes of `sg` from `skip` and `tail`.
     pub(crate) fn write_pages(
         &self,
         head: &[u8],
@@ -198,7 +197,7 @@ impl TcpStream {
         skip: usize,
         len: usize,
         tail: &[u8],
-        more: bool,
+        how: PageSend,
     ) -> Result {
         if skip.checked_add(len).map_or(true, |end| end > sg.len()) {
             return Err(EINVAL);
@@ -207,7 +206,7 @@ impl TcpStream {
         // SAFETY: the socket is valid; `head` and `tail` are readable for
         // their lengths; `sgl` has `nents` entries covering `skip + len`
         // bytes, valid while `sg` is borrowed. TCP takes its own page
-        // references for what it keeps.
+        // references for what it keeps by reference, or copies.
         to_result(unsafe {
             bindings::scst_rs_sock_send_sg(
                 self.socket.sock,
@@ -219,7 +218,8 @@ impl TcpStream {
                 len,
                 tail.as_ptr().cast(),
                 tail.len(),
-                more,
+                how.more,
+                how.by_reference,
             )
         })
     }
@@ -252,4 +252,16 @@ impl TcpStream {
         to_result(n)?;
         Ok((n as usize).min(out.len() - 1))
     }
+}
+
+/// How [`Stream::write_pages`] hands its pages to TCP.
+#[derive(Clone, Copy)]
+pub(crate) struct PageSend {
+    /// Another PDU follows at once (TCP may hold this one back to
+    /// coalesce).
+    pub(crate) more: bool,
+    /// TCP keeps references to the pages (no copy) until they are
+    /// acknowledged: only for pages whose content stays as it is while
+    /// referenced. Otherwise TCP copies them.
+    pub(crate) by_reference: bool,
 }

@@ -280,14 +280,15 @@ int scst_rs_sock_send(struct socket *sock, const void *const *bufs,
 
 /*
  * Sends @head, then @len bytes of the scatterlist from @skip, then @tail
- * (padding, digest). The pages go to TCP by reference (MSG_SPLICE_PAGES):
- * TCP holds them until acknowledged, so the caller may drop its own
- * references right after.
+ * (padding, digest). With @by_ref the pages go to TCP by reference
+ * (MSG_SPLICE_PAGES): TCP holds them until acknowledged, so the caller may
+ * drop its own references right after but must not change their content.
+ * Without, TCP copies them.
  */
 int scst_rs_sock_send_sg(struct socket *sock, const void *head, size_t head_len,
 			 struct scatterlist *sgl, unsigned int nents,
 			 size_t skip, size_t len, const void *tail,
-			 size_t tail_len, bool more)
+			 size_t tail_len, bool more, bool by_ref)
 {
 	struct msghdr msg = { .msg_flags = MSG_NOSIGNAL | MSG_MORE };
 	struct scst_rs_bvecs b;
@@ -303,7 +304,7 @@ int scst_rs_sock_send_sg(struct socket *sock, const void *head, size_t head_len,
 				      nents, skip, len);
 		if (err)
 			return err;
-		msg.msg_flags = MSG_NOSIGNAL | MSG_SPLICE_PAGES |
+		msg.msg_flags = MSG_NOSIGNAL | (by_ref ? MSG_SPLICE_PAGES : 0) |
 				((tail_len || more) ? MSG_MORE : 0);
 		err = send_iter(sock, &msg);
 		scst_rs_bvecs_release(&b);

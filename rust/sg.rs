@@ -55,6 +55,13 @@ impl<'a> SgList<'a> {
         self.len
     }
 
+    /// The first `len` bytes of the buffer (all of it if it is shorter).
+    pub(crate) fn limited(mut self, len: usize) -> Self {
+        // INVARIANT: a list that covers `self.len` bytes covers fewer.
+        self.len = self.len.min(len);
+        self
+    }
+
     /// Copies `data` into the buffer at `offset`; returns the bytes copied.
     pub(crate) fn copy_from_slice(&mut self, offset: usize, data: &[u8]) -> usize {
         if self.sgl.is_null() || offset >= self.len {

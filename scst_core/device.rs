@@ -3,6 +3,7 @@
 //! Device handlers, the logical units they create, and the devices of the
 //! core (`handlers/`, `devices/`).
 
+use super::buffer::{BufferRequest, LentBuffer, LentId};
 use super::mgmt::{MgmtError, Params};
 use super::sense::{Sense, SenseFormat};
 use super::session::TgtDev;
@@ -105,6 +106,8 @@ pub(crate) struct ExecCmd<'a, 'b> {
     pub(crate) direction: DataDirection,
     /// [`NexusInfo::id`] of the command's I_T_L nexus.
     pub(crate) nexus: u64,
+    /// `data` is the buffer this logical unit lent the command.
+    pub(crate) lent: Option<LentId>,
 }
 
 /// How a command the logical unit executed ended.
@@ -169,6 +172,15 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
 
     /// The nexus `id` is gone (after its last command).
     fn nexus_detached(&self, _id: u64) {}
+
+    /// Memory of its own for a command's data, which the transport then
+    /// receives data-out into and sends data-in from (a user-space
+    /// handler's buffer: no copy between the wire and the process). `None`
+    /// lets the transport use pages of its own; `Err` ends the command
+    /// with that sense.
+    fn lend_buffer(self: Arc<Self>, _req: &BufferRequest<'_>) -> Result<Option<LentBuffer>, Sense> {
+        Ok(None)
+    }
 }
 
 /// The human-readable name of a peripheral device type, as SCST's `type`

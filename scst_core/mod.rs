@@ -11,6 +11,7 @@
 //! holding it. Attribute reads never take it: removing an attribute waits
 //! for its reads, so a read waiting for `registry` could deadlock.
 
+pub(crate) mod buffer;
 // Shared with the host test crate, where its items are public API; some
 // serve only the host tests and drivers still to come.
 #[allow(unreachable_pub, dead_code)]

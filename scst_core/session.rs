@@ -6,7 +6,8 @@
 //! # The command life cycle
 //!
 //! A target driver records a received command with [`Session::begin`] and
-//! runs it with [`Command::execute`], in process context (it may sleep),
+//! runs it with [`Command::execute`] (or [`Command::execute_buffer`]), in
+//! process context (it may sleep),
 //! right away or from a worker; the steps are, in order:
 //!
 //! 1. INIT: decode the LUN, find the I_T_L nexus, record the command as in
@@ -14,8 +15,12 @@
 //! 2. PARSE and unit attention: commands the core answers for every LUN
 //!    (REPORT LUNS, REQUEST SENSE, INQUIRY of an absent LUN); a pending unit
 //!    attention fails any other command (SAM-5 5.14).
-//! 3. PREPARE_SPACE / RDY_TO_XFER: the driver's buffer is the command's
-//!    buffer; for scst_local the data-out is already in it.
+//! 3. PREPARE_SPACE / RDY_TO_XFER: a driver that owns its buffers (iSCSI)
+//!    gets the command's from [`Command::data_buffer`] before any data
+//!    arrives (memory the logical unit lends, such as a user-space
+//!    handler's, or new pages) and receives the data-out into it; for
+//!    scst_local the buffer is the initiator's and the data-out is already
+//!    in it.
 //! 4. EXEC: the logical unit decodes the CDB (its command table) and runs it
 //!    against its backend.
 //! 5. XMIT: the returned [`Response`] (status, sense, data-in length) goes
@@ -23,6 +28,7 @@
 //! 6. FINISHED: the command leaves the in-flight set; task management
 //!    waiting for it wakes up.
 
+use super::buffer::{BufferRequest, CmdBuffer, LentId};
 use super::cdb::{self, Cdb, Out};
 use super::device::{DataDirection, DeviceState, ExecCmd, NexusInfo};
 use super::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
@@ -250,6 +256,69 @@ impl Command {
         data: &mut SgList<'_>,
         direction: DataDirection,
     ) -> Response {
+        self.run(cdb, data, direction, None)
+    }
+
+    /// The buffer for the command's `len` bytes of data, for a target
+    /// driver that receives data-out into it and sends data-in from it:
+    /// memory the logical unit lends (no copy to and from its backend), or
+    /// new pages. May sleep.
+    pub(crate) fn data_buffer(
+        &self,
+        cdb: &[u8],
+        len: usize,
+        direction: DataDirection,
+    ) -> Result<CmdBuffer> {
+        let lender = match (&self.tgt_dev, self.admission) {
+            (Some(t), Some(Ok(_))) if len > 0 && direction != DataDirection::None => t,
+            _ => return CmdBuffer::own(len),
+        };
+        let req = BufferRequest {
+            cdb,
+            len,
+            direction,
+            nexus: lender.attached.id,
+        };
+        match lender.dev.lu.clone().lend_buffer(&req) {
+            Ok(Some(buf)) => match CmdBuffer::lent(buf, len) {
+                Some(lent) => Ok(lent),
+                None => CmdBuffer::own(len),
+            },
+            Ok(None) => CmdBuffer::own(len),
+            Err(s) => {
+                let mut own = CmdBuffer::own(len)?;
+                own.refused = Some(s);
+                Ok(own)
+            }
+        }
+    }
+
+    /// [`Self::execute`] on a buffer from [`Self::data_buffer`].
+    pub(crate) fn execute_buffer(
+        &self,
+        cdb: &[u8],
+        buf: &mut CmdBuffer,
+        direction: DataDirection,
+    ) -> Response {
+        let response = match (buf.refused, &self.tgt_dev) {
+            (Some(s), Some(t)) => Response::check_condition(s, t.dev.lu.sense_format()),
+            _ => {
+                let lent = buf.lent_id();
+                let mut sg = buf.sg();
+                self.run(cdb, &mut sg, direction, lent)
+            }
+        };
+        buf.executed(response.data_in, response.status);
+        response
+    }
+
+    fn run(
+        &self,
+        cdb: &[u8],
+        data: &mut SgList<'_>,
+        direction: DataDirection,
+        lent: Option<LentId>,
+    ) -> Response {
         match (&self.tgt_dev, self.admission) {
             (_, Some(Err(Refusal::TaskSetFull))) => return Response::status(status::TASK_SET_FULL),
             (_, Some(Err(Refusal::Busy))) => return Response::status(status::BUSY),
@@ -257,7 +326,7 @@ impl Command {
             _ => {}
         }
         self.session
-            .dispatch(self.tgt_dev.as_ref(), cdb, data, direction)
+            .dispatch(self.tgt_dev.as_ref(), cdb, data, direction, lent)
     }
 }
 
@@ -457,6 +526,7 @@ impl Session {
         cdb_bytes: &[u8],
         data: &mut SgList<'_>,
         direction: DataDirection,
+        lent: Option<LentId>,
     ) -> Response {
         let cdb = Cdb(cdb_bytes);
         let opcode = cdb.opcode();
@@ -551,6 +621,7 @@ impl Session {
             rel_tgt_id: self.target.rel_tgt_id.load(Ordering::Relaxed),
             direction,
             nexus: tgt_dev.attached.id,
+            lent,
         };
         match tgt_dev.dev.lu.execute(&mut cmd) {
             Ok(done) => {

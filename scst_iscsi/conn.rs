@@ -21,9 +21,9 @@ use super::text::IscsiName;
 use super::DriverState;
 use crate::kernel_ext::crypto;
 use crate::kernel_ext::kvec_ext::VecExt;
-use crate::kernel_ext::net::TcpStream;
-use crate::kernel_ext::pages::Pages;
+use crate::kernel_ext::net::{PageSend, TcpStream};
 use crate::kernel_ext::sg::SgList;
+use crate::scst_core::buffer::CmdBuffer;
 use crate::scst_core::device::DataDirection;
 use crate::scst_core::sense::{self, SenseFormat};
 use crate::scst_core::session::{status, Command, Session};
@@ -211,7 +211,7 @@ struct PendingWrite {
     data_sn: u32,
     pdu: ScsiCommandPdu,
     command: Command,
-    pages: Pages,
+    buf: CmdBuffer,
     /// Bytes received so far (the initiator sends each offset once).
     received: u32,
     /// Unsolicited Data-Out still to come (the command's F bit was 0).
@@ -715,20 +715,23 @@ impl<'a> Ffp<'a> {
         }
         let attr = TaskAttr::from_wire(cmd.attr).unwrap_or(TaskAttr::Simple);
         let command = session.begin(cmd.lun, cmd.itt, attr);
-        let mut pages = Pages::alloc(edtl as usize)?;
+        let direction = direction_of(&cmd);
+        // The data's own buffer before any of it arrives: a user-space
+        // handler's memory receives data-out straight from the socket.
+        let mut buf = command.data_buffer(&cmd.cdb, edtl as usize, direction)?;
         if immediate_len > 0 {
-            let mut sg = pages.sg();
+            let mut sg = buf.sg();
             self.read_segment_into(&mut sg, 0, immediate_len, hdr)?;
         }
         if !cmd.write || immediate_len >= edtl {
-            return Ok(self.execute(cmd, command, pages)?);
+            return Ok(self.execute(cmd, command, buf)?);
         }
         let mut w = PendingWrite {
             since: Ktime::ktime_get(),
             data_sn: 0,
             pdu: cmd,
             command,
-            pages,
+            buf,
             received: immediate_len,
             unsolicited: !cmd.final_pdu,
             ttt: None,
@@ -827,7 +830,7 @@ impl<'a> Ffp<'a> {
         let (conn, data_digest) = (self.conn, self.params.data_digest);
         let w = &mut self.pending[i];
         let digest_ok = {
-            let mut sg = w.pages.sg();
+            let mut sg = w.buf.sg();
             receive_segment(conn, data_digest, &mut sg, d.buffer_offset, len)?
         };
         w.received += len;
@@ -855,22 +858,13 @@ impl<'a> Ffp<'a> {
             self.pending.push(w, GFP_KERNEL)?;
             return Ok(());
         }
-        Ok(self.execute(w.pdu, w.command, w.pages)?)
+        Ok(self.execute(w.pdu, w.command, w.buf)?)
     }
 
-    /// EXEC to XMIT: runs the command on its pages and sends the result.
-    fn execute(&mut self, cmd: ScsiCommandPdu, command: Command, mut pages: Pages) -> Result {
+    /// EXEC to XMIT: runs the command on its buffer and sends the result.
+    fn execute(&mut self, cmd: ScsiCommandPdu, command: Command, mut buf: CmdBuffer) -> Result {
         let edtl = cmd.expected_data_transfer_length;
-        let response = {
-            let mut sg = pages.sg();
-            let direction = match (cmd.read, cmd.write) {
-                (false, false) => DataDirection::None,
-                (false, true) => DataDirection::Write,
-                (true, false) => DataDirection::Read,
-                (true, true) => DataDirection::Bidi,
-            };
-            command.execute(&cmd.cdb, &mut sg, direction)
-        };
+        let response = command.execute_buffer(&cmd.cdb, &mut buf, direction_of(&cmd));
         let exp = self.window.exp_cmd_sn;
         let max = self.window.max_cmd_sn();
         let good = response.status == 0;
@@ -882,7 +876,11 @@ impl<'a> Ffp<'a> {
         if cmd.read && response.data_in > 0 {
             let total = (response.data_in as u32).min(edtl);
             let chunk = self.params.max_xmit_data_segment_length.max(512);
-            let sg = pages.sg();
+            let how = PageSend {
+                more: false,
+                by_reference: buf.stable(),
+            };
+            let sg = buf.sg();
             let mut offset = 0u32;
             let mut data_sn = 0u32;
             while offset < total {
@@ -941,7 +939,7 @@ impl<'a> Ffp<'a> {
                     offset as usize,
                     len as usize,
                     &tail[..tail_len],
-                    false,
+                    how,
                 )?;
                 drop(tx);
                 offset += len;
@@ -1248,5 +1246,15 @@ pub(crate) fn serve(drv: &Arc<DriverState>, conn: &Arc<Conn>) {
     if let Some(s) = session {
         drv.scst
             .with_registry(|r| crate::scst_core::Scst::remove_session(r, super::DRIVER, &s));
+    }
+}
+
+/// The data direction of a SCSI Command's R and W bits.
+fn direction_of(cmd: &ScsiCommandPdu) -> DataDirection {
+    match (cmd.read, cmd.write) {
+        (false, false) => DataDirection::None,
+        (false, true) => DataDirection::Write,
+        (true, false) => DataDirection::Read,
+        (true, true) => DataDirection::Bidi,
     }
 }

@@ -31,6 +31,7 @@ use crate::kernel_ext::misc::{
     sleep_ms, MiscDevice, MiscFile, MiscOpen, PinnedUserBuf, PollQueue, POLL_ERR, POLL_IN,
 };
 use crate::kernel_ext::sysfs::SysfsBuf;
+use crate::scst_core::buffer::{BufferRequest, Lender, LentBuffer};
 use crate::scst_core::device::{
     AttrChange, Completion, DataDirection, DevHandler, ExecCmd, LogicalUnit, LuAttr, NexusInfo,
     RawStatus,
@@ -41,7 +42,7 @@ use crate::scst_core::session::status;
 use crate::scst_core::{cstring, MgmtFailure, Scst};
 use abi::{DevDesc, Options, Reply, ToUser};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
     c_str, new_condvar, new_mutex, new_spinlock,
@@ -177,6 +178,7 @@ enum Msg {
         pbuf: u64,
         resp_data_len: usize,
         buffer_cached: bool,
+        aborted: bool,
         status: u8,
     },
     OnCachedMemFree {
@@ -247,12 +249,13 @@ impl Msg {
                 pbuf,
                 resp_data_len,
                 buffer_cached,
+                aborted,
                 status,
             } => ToUser::OnFree {
                 pbuf: *pbuf,
                 resp_data_len: *resp_data_len as i32,
                 buffer_cached: *buffer_cached,
-                aborted: false,
+                aborted: *aborted,
                 status: *status,
             },
             Self::OnCachedMemFree { pbuf } => ToUser::OnCachedMemFree { pbuf: *pbuf },
@@ -370,15 +373,28 @@ struct UserDev {
     /// Processes waiting for commands sleep here.
     #[pin]
     ready: CondVar,
+    /// Commands whose data the transport moved in the process's buffer.
+    zero_copy_commands: AtomicU64,
+    /// Commands whose data was copied between the transport's buffer and
+    /// the process's (scst_local: the initiator's pages are the transport's).
+    copied_commands: AtomicU64,
 }
 
-static USER_ATTRS: [LuAttr; 2] = [
+static USER_ATTRS: [LuAttr; 4] = [
     LuAttr {
         name: c_str!("timeout"),
         writable: true,
     },
     LuAttr {
         name: c_str!("block_size"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("zero_copy_commands"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("copied_commands"),
         writable: false,
     },
 ];
@@ -425,7 +441,8 @@ impl UserDev {
 
     /// Posts a notification that nothing waits for.
     fn notify(&self, msg: Msg) {
-        if self.post(msg).is_err() {
+        // A closed file needs no notification: its buffers are unpinned.
+        if let Err(Failure::Busy) = self.post(msg) {
             pr_warn!(
                 "{}: a notification to the handler was lost\n",
                 self.name_str()
@@ -478,6 +495,110 @@ impl UserDev {
                 sleep_ms(5);
                 inner = self.inner.lock();
             }
+        }
+    }
+
+    /// A pinned buffer of at least `len` bytes for a command: a cached
+    /// one, or the one the process allocates on ALLOC_MEM. `Busy` when the
+    /// process has none to give now.
+    fn buffer_for(
+        &self,
+        nexus: u64,
+        cdb: &Cdb,
+        len: usize,
+        direction: DataDirection,
+    ) -> core::result::Result<PinnedUserBuf, Failure> {
+        if let Some(b) = self.cached_buffer(len, direction) {
+            return Ok(b);
+        }
+        let cdb = Cdb::new(cdb.as_slice()).map_err(|_| Failure::Busy)?;
+        match self.call(Msg::AllocMem {
+            sess_h: nexus,
+            cdb,
+            alloc_len: len.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+            direction: abi_direction(direction),
+        })? {
+            Answer::Buffer(b) => Ok(b),
+            Answer::NoMemory => Err(Failure::Busy),
+            Answer::Exec { .. } => Err(Failure::Refused),
+        }
+    }
+
+    /// EXEC: hands the command to the process and waits for its reply.
+    /// With `copy_back`, the data-in is copied from that buffer into the
+    /// command's; otherwise the command's buffer is the process's.
+    fn exec(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        cdb: Cdb,
+        pbuf: u64,
+        alloc_len: usize,
+        copy_back: Option<&mut PinnedUserBuf>,
+    ) -> Result<Completion, Sense> {
+        let len = cmd.data.len();
+        let direction = cmd.direction;
+        let moves_data = len > 0 && direction != DataDirection::None;
+        let answer = self.call(Msg::Exec {
+            sess_h: cmd.nexus,
+            cdb,
+            bufflen: if moves_data { len } else { 0 },
+            alloc_len,
+            pbuf,
+            direction: abi_direction(direction),
+            timeout_s: self.timeout_s.load(Ordering::Relaxed),
+        });
+        match answer {
+            Ok(Answer::Exec {
+                status: st,
+                resp_data_len,
+                sense,
+                sense_len,
+            }) => {
+                let placed = match copy_back {
+                    Some(b) if resp_data_len > 0 => cmd.data.copy_from_sg(&b.sg(), resp_data_len),
+                    Some(_) => 0,
+                    None => resp_data_len.min(len),
+                };
+                let transfer_len = match direction {
+                    DataDirection::Read | DataDirection::Bidi => resp_data_len,
+                    _ => len,
+                };
+                let mut done = Completion::data_in(placed, transfer_len);
+                if st != status::GOOD {
+                    done.raw = Some(raw_status(st, &sense[..sense_len]));
+                }
+                Ok(done)
+            }
+            Ok(_) => Err(sense::INTERNAL_TARGET_FAILURE),
+            Err(Failure::Busy) => Ok(busy()),
+            Err(_) => Err(sense::INTERNAL_TARGET_FAILURE),
+        }
+    }
+
+    /// The command is over: keeps or unpins its buffer and tells the
+    /// process (ON_FREE_CMD, or ON_CACHED_MEM_FREE when it hears of no
+    /// ON_FREE_CMD and would otherwise leak the buffer). `ended` is the
+    /// data-in length and status, `None` for a command that never ran.
+    fn free_cmd(
+        &self,
+        buf: Option<PinnedUserBuf>,
+        pbuf: u64,
+        direction: DataDirection,
+        ended: Option<(usize, u8)>,
+    ) {
+        let (cached, on_free) = self.release_buffer(buf, direction);
+        if !on_free && pbuf != 0 && !cached {
+            self.notify(Msg::OnCachedMemFree { pbuf });
+        }
+        if on_free {
+            let (resp_data_len, status) = ended.unwrap_or((0, status::GOOD));
+            self.notify(Msg::OnFree {
+                pbuf,
+                resp_data_len,
+                buffer_cached: cached,
+                aborted: ended.is_none(),
+                status,
+            });
         }
     }
 
@@ -804,100 +925,63 @@ impl DevHandler for UserDev {
     }
 }
 
+impl Lender for UserDev {
+    fn give_back(&self, buf: PinnedUserBuf, direction: DataDirection, ended: Option<(usize, u8)>) {
+        let pbuf = buf.addr() as u64;
+        self.free_cmd(Some(buf), pbuf, direction, ended);
+    }
+}
+
 impl LogicalUnit for UserDev {
     fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Completion, Sense> {
         let len = cmd.data.len();
         let direction = cmd.direction;
-        let moves_data = len > 0 && direction != DataDirection::None;
         let Ok(cdb) = Cdb::new(cmd.cdb) else {
             return Ok(busy());
         };
-        let fail = |f: Failure| -> Result<Completion, Sense> {
-            match f {
-                Failure::Busy => Ok(busy()),
-                Failure::Gone | Failure::Timeout | Failure::Refused => {
-                    Err(sense::INTERNAL_TARGET_FAILURE)
-                }
-            }
-        };
-
+        if let Some(id) = cmd.lent {
+            // The data-out is in the process's buffer already and the
+            // data-in goes out from it: it returns to the process when the
+            // transport is done (`Lender::give_back`).
+            self.zero_copy_commands.fetch_add(1, Ordering::Relaxed);
+            return self.exec(cmd, cdb, id.addr, id.capacity, None);
+        }
         let mut buf = None;
-        if moves_data {
-            buf = self.cached_buffer(len, direction);
-            if buf.is_none() {
-                let Ok(alloc_cdb) = Cdb::new(cdb.as_slice()) else {
-                    return Ok(busy());
-                };
-                let answer = self.call(Msg::AllocMem {
-                    sess_h: cmd.nexus,
-                    cdb: alloc_cdb,
-                    alloc_len: len.div_ceil(PAGE_SIZE) * PAGE_SIZE,
-                    direction: abi_direction(direction),
-                });
-                match answer {
-                    Ok(Answer::Buffer(b)) => buf = Some(b),
-                    Ok(Answer::NoMemory) => return Ok(busy()),
-                    Ok(Answer::Exec { .. }) => return Err(sense::INTERNAL_TARGET_FAILURE),
-                    Err(f) => return fail(f),
-                }
+        if len > 0 && direction != DataDirection::None {
+            match self.buffer_for(cmd.nexus, &cdb, len, direction) {
+                Ok(b) => buf = Some(b),
+                Err(Failure::Busy) => return Ok(busy()),
+                Err(_) => return Err(sense::INTERNAL_TARGET_FAILURE),
             }
+        }
+        if buf.is_some() {
+            self.copied_commands.fetch_add(1, Ordering::Relaxed);
         }
         if let (Some(b), DataDirection::Write | DataDirection::Bidi) = (buf.as_mut(), direction) {
             b.sg().copy_from_sg(cmd.data, len);
         }
-        let pbuf = buf.as_ref().map_or(0, |b| b.addr() as u64);
-        let answer = self.call(Msg::Exec {
-            sess_h: cmd.nexus,
-            cdb,
-            bufflen: if moves_data { len } else { 0 },
-            alloc_len: buf.as_ref().map_or(0, |b| b.len()),
-            pbuf,
-            direction: abi_direction(direction),
-            timeout_s: self.timeout_s.load(Ordering::Relaxed),
-        });
-        let result = match answer {
-            Ok(Answer::Exec {
-                status: st,
-                resp_data_len,
-                sense,
-                sense_len,
-            }) => {
-                let mut placed = 0;
-                if let (Some(b), true) = (buf.as_mut(), resp_data_len > 0) {
-                    placed = cmd.data.copy_from_sg(&b.sg(), resp_data_len);
-                }
-                let transfer_len = match direction {
-                    DataDirection::Read | DataDirection::Bidi => resp_data_len,
-                    _ => len,
-                };
-                let mut done = Completion::data_in(placed, transfer_len);
-                if st != status::GOOD {
-                    done.raw = Some(raw_status(st, &sense[..sense_len]));
-                }
-                Ok(done)
-            }
-            Ok(_) => Err(sense::INTERNAL_TARGET_FAILURE),
-            Err(f) => fail(f),
-        };
-        let (resp, st) = match &result {
+        let (pbuf, alloc_len) = buf.as_ref().map_or((0, 0), |b| (b.addr() as u64, b.len()));
+        let result = self.exec(cmd, cdb, pbuf, alloc_len, buf.as_mut());
+        let ended = match &result {
             Ok(c) => (c.data_in, c.raw.map_or(status::GOOD, |r| r.status)),
             Err(_) => (0, status::CHECK_CONDITION),
         };
-        let (cached, on_free) = self.release_buffer(buf, direction);
-        if !on_free && pbuf != 0 && !cached {
-            // The process hears of no ON_FREE_CMD: tell it that the kernel
-            // let go of its buffer, or the buffer would leak.
-            self.notify(Msg::OnCachedMemFree { pbuf });
-        }
-        if on_free {
-            self.notify(Msg::OnFree {
-                pbuf,
-                resp_data_len: resp,
-                buffer_cached: cached,
-                status: st,
-            });
-        }
+        self.free_cmd(buf, pbuf, direction, Some(ended));
         result
+    }
+
+    fn lend_buffer(self: Arc<Self>, req: &BufferRequest<'_>) -> Result<Option<LentBuffer>, Sense> {
+        let Ok(cdb) = Cdb::new(req.cdb) else {
+            return Ok(None);
+        };
+        let buf = match self.buffer_for(req.nexus, &cdb, req.len, req.direction) {
+            Ok(b) => b,
+            // EXEC answers BUSY (or the process frees memory meanwhile).
+            Err(Failure::Busy) => return Ok(None),
+            Err(_) => return Err(sense::INTERNAL_TARGET_FAILURE),
+        };
+        let lender: Arc<dyn Lender> = self;
+        Ok(Some(LentBuffer::new(buf, lender, req.direction)))
     }
 
     fn sense_format(&self) -> SenseFormat {
@@ -920,7 +1004,9 @@ impl LogicalUnit for UserDev {
     fn show(&self, index: usize, out: &mut SysfsBuf) {
         let _ = match index {
             0 => writeln!(out, "{}", self.timeout_s.load(Ordering::Relaxed)),
-            _ => writeln!(out, "{}", self.block_size),
+            1 => writeln!(out, "{}", self.block_size),
+            2 => writeln!(out, "{}", self.zero_copy_commands.load(Ordering::Relaxed)),
+            _ => writeln!(out, "{}", self.copied_commands.load(Ordering::Relaxed)),
         };
     }
 
@@ -1057,6 +1143,8 @@ impl UserFile {
                 dev_type: desc.dev_type,
                 block_size: desc.block_size,
                 timeout_s: AtomicU32::new(DEFAULT_TIMEOUT_S),
+                zero_copy_commands: AtomicU64::new(0),
+                copied_commands: AtomicU64::new(0),
                 pollq: self.pollq.clone(),
                 inner <- new_spinlock!(Inner {
                     alive: true,

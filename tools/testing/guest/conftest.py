@@ -2,7 +2,9 @@
 """Fixtures for the guest tests: they run as root inside the test guest
 (tools/testing/guest-run) and drive a freshly built scst.ko."""
 
+import contextlib
 import errno
+import glob
 import os
 import subprocess
 import time
@@ -119,3 +121,26 @@ def iscsi_test_cu(target, table, *extra):
     results = [line.split() for line in open(path) if line.strip()]
     assert len(results) > 100, "too few tests ran"
     return {name for name, verdict in results if verdict != "passed"}, results
+
+
+@contextlib.contextmanager
+def open_iscsi_login(iqn, portal="127.0.0.1"):
+    """The kernel's initiator (open-iscsi's iscsid) logged in to `iqn`, an
+    enabled target of scst_iscsi; yields the sysfs directories of the
+    session's SCSI devices, and logs out after."""
+    sh("ip", "link", "set", "lo", "up")
+    sh("modprobe", "iscsi_tcp")
+    os.makedirs("/run/lock/iscsi", exist_ok=True)
+    daemon = subprocess.Popen(["iscsid", "-f"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(1)
+    adm = ["timeout", "120", "iscsiadm"]
+    try:
+        sh(*adm, "-m", "discovery", "-t", "sendtargets", "-p", portal)
+        sh(*adm, "-m", "node", "-T", iqn, "-p", portal, "--login")
+        yield lambda: glob.glob("/sys/class/iscsi_session/session*/device/target*/*:0:0:*")
+    finally:
+        sh(*adm, "-m", "node", "--logout", check=False)
+        sh(*adm, "-m", "node", "-o", "delete", check=False)
+        daemon.terminate()
+        daemon.wait(timeout=30)

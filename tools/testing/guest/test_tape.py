@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, mgmt, sh
+from conftest import ROOT, mgmt, open_iscsi_login, sh
 from test_local import host_of
 from test_user import TAPE, handlers  # noqa: F401 (fixture)
 
@@ -264,50 +264,37 @@ def test_short_blocks_over_iscsi(handlers):  # noqa: F811 (the fixture imported 
     data, which must both reach st (Data-In, then a SCSI Response with the
     sense)."""
     iqn = "iqn.2026-11.org.scst-rs:tape"
-    sh("ip", "link", "set", "lo", "up")
-    sh("modprobe", "iscsi_tcp")
     sh("modprobe", "st")
-    os.makedirs("/run/lock/iscsi", exist_ok=True)
-    daemon = subprocess.Popen(["iscsid", "-f"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(1)
     handlers("vtape", fresh("/tmp/vtape-iscsi.cart"), binary=TAPE)
     mgmt("targets/iscsi/mgmt", f"add_target {iqn}")
     mgmt(f"targets/iscsi/{iqn}/luns/mgmt", "add vtape 0")
     mgmt(f"targets/iscsi/{iqn}/enabled", "1")
     mgmt("targets/iscsi/enabled", "1")
-    adm = ["timeout", "120", "iscsiadm"]
     try:
-        sh(*adm, "-m", "discovery", "-t", "sendtargets", "-p", "127.0.0.1")
-        sh(*adm, "-m", "node", "-T", iqn, "-p", "127.0.0.1", "--login")
-        nst = None
-        for _ in range(200):
-            found = [p for p in glob.glob("/sys/class/iscsi_session/session*/device/target*/"
-                                          "*:0:0:0/scsi_tape/nst*")
-                     if os.path.basename(p)[-1].isdigit()]
-            if found and os.path.exists("/dev/" + os.path.basename(found[0])):
-                nst = "/dev/" + os.path.basename(found[0])
-                break
-            time.sleep(0.1)
-        assert nst, "no st device after login"
-        # udev probes a new tape by opening it; st allows one opener.
-        sh("udevadm", "settle", check=False)
-        blocks = [os.urandom(1000), os.urandom(3000), os.urandom(70000)]
-        fd = not_busy(lambda: os.open(nst, os.O_WRONLY))
-        for b in blocks:
-            assert os.write(fd, b) == len(b)
-        os.close(fd)
-        mt(nst, "rewind")
-        # One 128 KiB read per block, until the filemark st wrote on close
-        # (end of file): three short reads.
-        r = not_busy(lambda: subprocess.run(["dd", f"if={nst}", "bs=128k"],
-                                            capture_output=True, timeout=300))
-        assert r.returncode == 0, r.stderr
-        assert b"0+3 records in" in r.stderr, r.stderr
-        assert r.stdout == b"".join(blocks)
+        with open_iscsi_login(iqn) as scsi_devices:
+            nst = None
+            for _ in range(200):
+                found = [p for d in scsi_devices() for p in glob.glob(d + "/scsi_tape/nst*")
+                         if os.path.basename(p)[-1].isdigit()]
+                if found and os.path.exists("/dev/" + os.path.basename(found[0])):
+                    nst = "/dev/" + os.path.basename(found[0])
+                    break
+                time.sleep(0.1)
+            assert nst, "no st device after login"
+            # udev probes a new tape by opening it; st allows one opener.
+            sh("udevadm", "settle", check=False)
+            blocks = [os.urandom(1000), os.urandom(3000), os.urandom(70000)]
+            fd = not_busy(lambda: os.open(nst, os.O_WRONLY))
+            for b in blocks:
+                assert os.write(fd, b) == len(b)
+            os.close(fd)
+            mt(nst, "rewind")
+            # One 128 KiB read per block, until the filemark st wrote on
+            # close (end of file): three short reads.
+            r = not_busy(lambda: subprocess.run(["dd", f"if={nst}", "bs=128k"],
+                                                capture_output=True, timeout=300))
+            assert r.returncode == 0, r.stderr
+            assert b"0+3 records in" in r.stderr, r.stderr
+            assert r.stdout == b"".join(blocks)
     finally:
-        sh(*adm, "-m", "node", "--logout", check=False)
-        sh(*adm, "-m", "node", "-o", "delete", check=False)
-        daemon.terminate()
-        daemon.wait(timeout=30)
         mgmt("targets/iscsi/enabled", "0")
