@@ -181,11 +181,11 @@ def markdown(record, summary):
                       "| --- | --- |" + " ---: |" * len(targets)]
             for workload in sorted({e["workload"] for e in lat_rows if "qd1" in e["workload"]}):
                 for backing in ["null", "file"]:
-                    cells = []
-                    for t in targets:
-                        e = lookup(lat_rows, tool, workload, backing, t)
-                        cells.append(f"{_fmt(e['lat_mean_us'])} / {_fmt(e['lat_p99_us'])}"
-                                     if e else "n/a")
+                    found = [lookup(lat_rows, tool, workload, backing, t) for t in targets]
+                    if not any(found):
+                        continue
+                    cells = [f"{_fmt(e['lat_mean_us'])} / {_fmt(e['lat_p99_us'])}" if e else "n/a"
+                             for e in found]
                     lines.append(f"| {workload} | {backing} | " + " | ".join(cells) + " |")
     cost = [e for e in medians if e["workload"] == "randread-4k-qd32" and e.get("ctxt_per_io")]
     if cost:
