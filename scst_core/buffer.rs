@@ -20,6 +20,8 @@ pub(crate) struct BufferRequest<'a> {
     pub(crate) direction: DataDirection,
     /// [`super::device::NexusInfo::id`] of the command's I_T_L nexus.
     pub(crate) nexus: u64,
+    /// The command's tag on that nexus.
+    pub(crate) tag: u32,
 }
 
 /// How a logical unit recognises its own lent buffer when it executes the

@@ -108,6 +108,26 @@ pub(crate) struct ExecCmd<'a, 'b> {
     pub(crate) nexus: u64,
     /// `data` is the buffer this logical unit lent the command.
     pub(crate) lent: Option<LentId>,
+    /// The command's tag on its nexus (what ABORT TASK names).
+    pub(crate) tag: u32,
+}
+
+/// A task management function, as the logical units it affects hear of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TmFunction {
+    /// ABORT TASK of the command with this tag.
+    AbortTask(u32),
+    /// ABORT TASK SET or CLEAR TASK SET.
+    AbortTaskSet,
+    LunReset,
+    TargetReset,
+}
+
+/// Task management on one I_T_L nexus.
+pub(crate) struct TaskMgmt {
+    pub(crate) function: TmFunction,
+    /// [`NexusInfo::id`].
+    pub(crate) nexus: u64,
 }
 
 /// How a command the logical unit executed ended.
@@ -172,6 +192,15 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
 
     /// The nexus `id` is gone (after its last command).
     fn nexus_detached(&self, _id: u64) {}
+
+    /// Task management is about to wait for the commands it affects: a
+    /// logical unit that runs them elsewhere (a user-space handler) can
+    /// end them sooner.
+    fn task_mgmt_received(&self, _tm: &TaskMgmt) {}
+
+    /// That task management is over; `done` when every command it waited
+    /// for had finished.
+    fn task_mgmt_done(&self, _tm: &TaskMgmt, _done: bool) {}
 
     /// Memory of its own for a command's data, which the transport then
     /// receives data-out into and sends data-in from (a user-space

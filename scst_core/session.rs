@@ -30,7 +30,7 @@
 
 use super::buffer::{BufferRequest, CmdBuffer, LentId};
 use super::cdb::{self, Cdb, Out};
-use super::device::{DataDirection, DeviceState, ExecCmd, NexusInfo};
+use super::device::{DataDirection, DeviceState, ExecCmd, NexusInfo, TaskMgmt, TmFunction};
 use super::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
 use super::task_set::{Refusal, TaskAttr, Ticket};
 use crate::kernel_ext::kvec_ext::VecExt;
@@ -278,6 +278,7 @@ impl Command {
             len,
             direction,
             nexus: lender.attached.id,
+            tag: self.tag,
         };
         match lender.dev.lu.clone().lend_buffer(&req) {
             Ok(Some(buf)) => match CmdBuffer::lent(buf, len) {
@@ -326,7 +327,7 @@ impl Command {
             _ => {}
         }
         self.session
-            .dispatch(self.tgt_dev.as_ref(), cdb, data, direction, lent)
+            .dispatch(self.tgt_dev.as_ref(), self.tag, cdb, data, direction, lent)
     }
 }
 
@@ -523,6 +524,7 @@ impl Session {
     fn dispatch(
         &self,
         tgt_dev: Option<&Arc<TgtDev>>,
+        tag: u32,
         cdb_bytes: &[u8],
         data: &mut SgList<'_>,
         direction: DataDirection,
@@ -622,6 +624,7 @@ impl Session {
             direction,
             nexus: tgt_dev.attached.id,
             lent,
+            tag,
         };
         match tgt_dev.dev.lu.execute(&mut cmd) {
             Ok(done) => {
@@ -682,23 +685,63 @@ impl Session {
         true
     }
 
+    /// Task management `function` on the nexuses `affected`: their logical
+    /// units hear of it before `wait` (which waits for its commands) and
+    /// after.
+    fn manage(
+        &self,
+        affected: &[Arc<TgtDev>],
+        function: TmFunction,
+        wait: impl FnOnce() -> bool,
+    ) -> bool {
+        for t in affected {
+            let tm = TaskMgmt {
+                function,
+                nexus: t.attached.id,
+            };
+            t.dev.lu.task_mgmt_received(&tm);
+        }
+        let done = wait();
+        for t in affected {
+            let tm = TaskMgmt {
+                function,
+                nexus: t.attached.id,
+            };
+            t.dev.lu.task_mgmt_done(&tm, done);
+        }
+        done
+    }
+
     /// ABORT TASK: the command has finished (or is finished) when this
     /// returns true.
     pub(crate) fn abort_task(&self, tag: u32) -> bool {
-        self.quiesce(|t, _| t == tag)
+        let lun = {
+            let f = self.in_flight.lock();
+            f.commands.iter().find(|&&(t, _)| t == tag).map(|&(_, l)| l)
+        };
+        let affected = lun.and_then(|l| self.find(l));
+        self.manage(affected.as_slice(), TmFunction::AbortTask(tag), || {
+            self.quiesce(|t, _| t == tag)
+        })
     }
 
     /// ABORT TASK SET / CLEAR TASK SET from this nexus: waits for this
     /// session's commands to the LUN (they run to completion; the driver
     /// drops those it had not started).
     pub(crate) fn abort_task_set(&self, lun: u64) -> bool {
-        self.quiesce(|_, l| l == lun)
+        let affected = self.find(lun);
+        self.manage(affected.as_slice(), TmFunction::AbortTaskSet, || {
+            self.quiesce(|_, l| l == lun)
+        })
     }
 
     /// LUN RESET: waits for the LUN's commands, clears its unit attentions
     /// on every nexus and raises BUS DEVICE RESET FUNCTION OCCURRED.
     pub(crate) fn lun_reset(&self, lun: u64) -> bool {
-        if !self.quiesce(|_, l| l == lun) {
+        let affected = self.find(lun);
+        if !self.manage(affected.as_slice(), TmFunction::LunReset, || {
+            self.quiesce(|_, l| l == lun)
+        }) {
             return false;
         }
         if let Some(t) = self.find(lun) {
@@ -710,12 +753,12 @@ impl Session {
     /// TARGET RESET as seen from this session: waits for all its commands,
     /// then every LUN reports the reset.
     pub(crate) fn target_reset(&self) -> bool {
-        if !self.quiesce(|_, _| true) {
-            return false;
-        }
         let Ok(luns) = self.snapshot() else {
             return false;
         };
+        if !self.manage(&luns, TmFunction::TargetReset, || self.quiesce(|_, _| true)) {
+            return false;
+        }
         for t in luns.iter() {
             t.ua.lock().clear();
             t.dev.raise_ua(sense::RESET_OCCURRED, None);

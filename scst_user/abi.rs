@@ -119,6 +119,16 @@ pub mod ioctl {
 }
 
 /// The `subcode`s of the commands the kernel hands out.
+/// Task management functions (`fn` of `struct scst_user_tm`, SCST's
+/// `scst_const.h`).
+pub mod tm_fn {
+    pub const ABORT_TASK: u32 = 0;
+    pub const ABORT_TASK_SET: u32 = 1;
+    pub const CLEAR_TASK_SET: u32 = 3;
+    pub const LUN_RESET: u32 = 4;
+    pub const TARGET_RESET: u32 = 5;
+}
+
 pub mod subcode {
     use super::*;
     pub const ATTACH_SESS: u32 = ioc(IOC_READ, b's', 0x20, SESS_SIZE);
@@ -360,6 +370,15 @@ pub enum ToUser<'a> {
     },
     /// A cached buffer is no longer used.
     OnCachedMemFree { pbuf: u64 },
+    /// Task management of a nexus: RECEIVED before the core waits for the
+    /// commands it affects, DONE after. `cmd_h_to_abort` is the handle of
+    /// the command an ABORT TASK names (0 if the process never saw it).
+    TaskMgmt {
+        done: bool,
+        sess_h: u64,
+        function: u32,
+        cmd_h_to_abort: u32,
+    },
 }
 
 /// `struct scst_user_scsi_cmd_exec`.
@@ -400,6 +419,8 @@ impl ToUser<'_> {
             Self::Exec(_) => subcode::EXEC,
             Self::OnFree { .. } => subcode::ON_FREE_CMD,
             Self::OnCachedMemFree { .. } => subcode::ON_CACHED_MEM_FREE,
+            Self::TaskMgmt { done: false, .. } => subcode::TASK_MGMT_RECEIVED,
+            Self::TaskMgmt { done: true, .. } => subcode::TASK_MGMT_DONE,
         }
     }
 
@@ -469,6 +490,18 @@ impl ToUser<'_> {
                 );
             }
             Self::OnCachedMemFree { pbuf } => put(b, u, &pbuf.to_ne_bytes()),
+            Self::TaskMgmt {
+                sess_h,
+                function,
+                cmd_h_to_abort,
+                ..
+            } => {
+                // cmd_sn and cmd_sn_set stay 0: the core does not order
+                // task management by CmdSN.
+                put(b, u, &sess_h.to_ne_bytes());
+                put(b, u + 8, &function.to_ne_bytes());
+                put(b, u + 12, &cmd_h_to_abort.to_ne_bytes());
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::scst_core::buffer::{BufferRequest, Lender, LentBuffer};
 use crate::scst_core::device::{
     AttrChange, Completion, DataDirection, DevHandler, ExecCmd, LogicalUnit, LuAttr, NexusInfo,
-    RawStatus,
+    RawStatus, TaskMgmt, TmFunction,
 };
 use crate::scst_core::mgmt::{MgmtError, Params};
 use crate::scst_core::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
@@ -161,12 +161,15 @@ enum Msg {
     },
     AllocMem {
         sess_h: u64,
+        /// The command's tag on its nexus (for ABORT TASK).
+        tag: u32,
         cdb: Cdb,
         alloc_len: usize,
         direction: u8,
     },
     Exec {
         sess_h: u64,
+        tag: u32,
         cdb: Cdb,
         bufflen: usize,
         alloc_len: usize,
@@ -183,6 +186,12 @@ enum Msg {
     },
     OnCachedMemFree {
         pbuf: u64,
+    },
+    TaskMgmt {
+        done: bool,
+        sess_h: u64,
+        function: u32,
+        cmd_h_to_abort: u32,
     },
 }
 
@@ -216,6 +225,7 @@ impl Msg {
                 cdb,
                 alloc_len,
                 direction,
+                ..
             } => ToUser::AllocMem {
                 sess_h: *sess_h,
                 cdb: cdb.as_slice(),
@@ -232,6 +242,7 @@ impl Msg {
                 pbuf,
                 direction,
                 timeout_s,
+                ..
             } => ToUser::Exec(abi::Exec {
                 sess_h: *sess_h,
                 cdb: cdb.as_slice(),
@@ -259,6 +270,17 @@ impl Msg {
                 status: *status,
             },
             Self::OnCachedMemFree { pbuf } => ToUser::OnCachedMemFree { pbuf: *pbuf },
+            Self::TaskMgmt {
+                done,
+                sess_h,
+                function,
+                cmd_h_to_abort,
+            } => ToUser::TaskMgmt {
+                done: *done,
+                sess_h: *sess_h,
+                function: *function,
+                cmd_h_to_abort: *cmd_h_to_abort,
+            },
         }
     }
 
@@ -302,6 +324,8 @@ enum State {
     Answered(Answer),
     /// The reply was malformed.
     Refused,
+    /// Task management aborted it before the process fetched it.
+    Aborted,
 }
 
 struct UCmd {
@@ -320,6 +344,19 @@ enum Failure {
     Busy,
     /// The reply was malformed.
     Refused,
+    /// Task management aborted it before the process saw it.
+    Aborted,
+}
+
+impl Failure {
+    /// How a command that got no answer ends.
+    fn completion(self) -> Result<Completion, Sense> {
+        match self {
+            Self::Busy => Ok(busy()),
+            Self::Aborted => Err(sense::COMMAND_ABORTED),
+            Self::Gone | Self::Timeout | Self::Refused => Err(sense::INTERNAL_TARGET_FAILURE),
+        }
+    }
 }
 
 struct Inner {
@@ -460,11 +497,12 @@ impl UserDev {
         loop {
             let done = matches!(
                 inner.find(h).map(|u| &u.state),
-                Some(State::Answered(_) | State::Refused) | None
+                Some(State::Answered(_) | State::Refused | State::Aborted) | None
             );
             if done {
                 return match inner.remove(h).map(|u| u.state) {
                     Some(State::Answered(a)) => Ok(a),
+                    Some(State::Aborted) => Err(Failure::Aborted),
                     Some(_) => Err(Failure::Refused),
                     None => Err(Failure::Gone),
                 };
@@ -504,6 +542,7 @@ impl UserDev {
     fn buffer_for(
         &self,
         nexus: u64,
+        tag: u32,
         cdb: &Cdb,
         len: usize,
         direction: DataDirection,
@@ -514,6 +553,7 @@ impl UserDev {
         let cdb = Cdb::new(cdb.as_slice()).map_err(|_| Failure::Busy)?;
         match self.call(Msg::AllocMem {
             sess_h: nexus,
+            tag,
             cdb,
             alloc_len: len.div_ceil(PAGE_SIZE) * PAGE_SIZE,
             direction: abi_direction(direction),
@@ -540,6 +580,7 @@ impl UserDev {
         let moves_data = len > 0 && direction != DataDirection::None;
         let answer = self.call(Msg::Exec {
             sess_h: cmd.nexus,
+            tag: cmd.tag,
             cdb,
             bufflen: if moves_data { len } else { 0 },
             alloc_len,
@@ -570,8 +611,7 @@ impl UserDev {
                 Ok(done)
             }
             Ok(_) => Err(sense::INTERNAL_TARGET_FAILURE),
-            Err(Failure::Busy) => Ok(busy()),
-            Err(_) => Err(sense::INTERNAL_TARGET_FAILURE),
+            Err(f) => f.completion(),
         }
     }
 
@@ -677,6 +717,10 @@ impl UserDev {
             }
             if let Some(h) = inner.dequeue_at(0) {
                 let Some(u) = inner.find(h) else { continue };
+                if !matches!(u.state, State::Queued) {
+                    // Aborted: its waiter removes it.
+                    continue;
+                }
                 u.state = State::Delivered;
                 u.msg.to_user().encode(h, out);
                 return Ok(h);
@@ -872,6 +916,17 @@ impl UserDev {
     }
 }
 
+/// The ABI's code of a task management function, and the tag an ABORT
+/// TASK names.
+fn tm_function(f: TmFunction) -> (u32, Option<u32>) {
+    match f {
+        TmFunction::AbortTask(tag) => (abi::tm_fn::ABORT_TASK, Some(tag)),
+        TmFunction::AbortTaskSet => (abi::tm_fn::ABORT_TASK_SET, None),
+        TmFunction::LunReset => (abi::tm_fn::LUN_RESET, None),
+        TmFunction::TargetReset => (abi::tm_fn::TARGET_RESET, None),
+    }
+}
+
 fn reuse_allowed(reuse: u8, direction: DataDirection) -> bool {
     match reuse {
         abi::mem_reuse::ALL => true,
@@ -948,10 +1003,9 @@ impl LogicalUnit for UserDev {
         }
         let mut buf = None;
         if len > 0 && direction != DataDirection::None {
-            match self.buffer_for(cmd.nexus, &cdb, len, direction) {
+            match self.buffer_for(cmd.nexus, cmd.tag, &cdb, len, direction) {
                 Ok(b) => buf = Some(b),
-                Err(Failure::Busy) => return Ok(busy()),
-                Err(_) => return Err(sense::INTERNAL_TARGET_FAILURE),
+                Err(f) => return f.completion(),
             }
         }
         if buf.is_some() {
@@ -970,15 +1024,64 @@ impl LogicalUnit for UserDev {
         result
     }
 
+    fn task_mgmt_received(&self, tm: &TaskMgmt) {
+        let (function, tag) = tm_function(tm.function);
+        let mut cmd_h_to_abort = 0;
+        let mut aborted = false;
+        {
+            let mut inner = self.inner.lock();
+            for u in inner.ucmds.iter_mut() {
+                let (Msg::AllocMem { sess_h, tag: t, .. } | Msg::Exec { sess_h, tag: t, .. }) =
+                    &u.msg
+                else {
+                    continue;
+                };
+                if *sess_h != tm.nexus || tag.is_some_and(|tag| tag != *t) {
+                    continue;
+                }
+                match u.state {
+                    // The process never sees it.
+                    State::Queued => {
+                        u.state = State::Aborted;
+                        aborted = true;
+                    }
+                    State::Delivered | State::Replying if tag.is_some() => cmd_h_to_abort = u.h,
+                    _ => {}
+                }
+            }
+        }
+        if aborted {
+            self.replied.notify_all();
+        }
+        // The process may end the command it has sooner; the core waits for
+        // its reply (or its timeout) either way.
+        self.notify(Msg::TaskMgmt {
+            done: false,
+            sess_h: tm.nexus,
+            function,
+            cmd_h_to_abort,
+        });
+    }
+
+    fn task_mgmt_done(&self, tm: &TaskMgmt, _done: bool) {
+        let (function, _) = tm_function(tm.function);
+        self.notify(Msg::TaskMgmt {
+            done: true,
+            sess_h: tm.nexus,
+            function,
+            cmd_h_to_abort: 0,
+        });
+    }
+
     fn lend_buffer(self: Arc<Self>, req: &BufferRequest<'_>) -> Result<Option<LentBuffer>, Sense> {
         let Ok(cdb) = Cdb::new(req.cdb) else {
             return Ok(None);
         };
-        let buf = match self.buffer_for(req.nexus, &cdb, req.len, req.direction) {
+        let buf = match self.buffer_for(req.nexus, req.tag, &cdb, req.len, req.direction) {
             Ok(b) => b,
             // EXEC answers BUSY (or the process frees memory meanwhile).
             Err(Failure::Busy) => return Ok(None),
-            Err(_) => return Err(sense::INTERNAL_TARGET_FAILURE),
+            Err(f) => return f.completion().map(|_| None),
         };
         let lender: Arc<dyn Lender> = self;
         Ok(Some(LentBuffer::new(buf, lender, req.direction)))

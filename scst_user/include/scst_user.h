@@ -38,6 +38,15 @@
 #define SCST_DATA_BIDI			3
 #define SCST_DATA_NONE			4
 
+/* Task management functions (tm_cmd.fn); those scst-rs sends */
+#ifndef SCST_ABORT_TASK
+#define SCST_ABORT_TASK			0
+#define SCST_ABORT_TASK_SET		1
+#define SCST_CLEAR_TASK_SET		3
+#define SCST_LUN_RESET			4
+#define SCST_TARGET_RESET		5
+#endif
+
 /* scst_cmd_queue_type */
 #define SCST_CMD_QUEUE_UNTAGGED		0
 #define SCST_CMD_QUEUE_SIMPLE		1

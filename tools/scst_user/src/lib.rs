@@ -126,6 +126,16 @@ pub struct OnFree {
 
 #[repr(C)]
 #[derive(Clone, Copy)]
+pub struct TaskMgmt {
+    pub sess_h: u64,
+    pub fn_: u32,
+    pub cmd_h_to_abort: u32,
+    pub cmd_sn: u32,
+    pub cmd_sn_set: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub union GetCmdBody {
     pub preply: u64,
     pub sess: Sess,
@@ -133,6 +143,7 @@ pub union GetCmdBody {
     pub exec_cmd: Exec,
     pub on_free_cmd: OnFree,
     pub on_cached_mem_free_pbuf: u64,
+    pub tm_cmd: TaskMgmt,
 }
 
 #[repr(C)]
@@ -205,6 +216,8 @@ pub const SUB_ALLOC_MEM: u32 = ioc(R | W, b's', 2, std::mem::size_of::<AllocMem>
 pub const SUB_EXEC: u32 = ioc(R | W, b's', 3, std::mem::size_of::<Exec>()) as u32;
 pub const SUB_ON_FREE_CMD: u32 = ioc(R, b's', 4, std::mem::size_of::<OnFree>()) as u32;
 pub const SUB_ON_CACHED_MEM_FREE: u32 = ioc(R, b's', 5, 8) as u32;
+pub const SUB_TASK_MGMT_RECEIVED: u32 = ioc(R | W, b's', 8, std::mem::size_of::<TaskMgmt>()) as u32;
+pub const SUB_TASK_MGMT_DONE: u32 = ioc(R | W, b's', 9, std::mem::size_of::<TaskMgmt>()) as u32;
 
 extern "C" {
     fn ioctl(fd: i32, request: u64, ...) -> i32;
@@ -273,6 +286,11 @@ impl Buffers {
 pub struct Device {
     pub file: File,
     pub buffers: Buffers,
+    /// For tests: the first READ or WRITE at this LBA gets no reply until
+    /// a TASK_MGMT_RECEIVED names it.
+    pub hold_lba: Mutex<Option<i64>>,
+    /// The replies so held, by command handle, with their sense.
+    held: Mutex<Vec<(ReplyCmd, Box<[u8; 252]>)>>,
 }
 
 /// What a handler does with each command.
@@ -312,6 +330,8 @@ impl Device {
         Ok(Self {
             file,
             buffers: Buffers::default(),
+            hold_lba: Mutex::new(None),
+            held: Mutex::new(Vec::new()),
         })
     }
 
@@ -380,8 +400,18 @@ impl Device {
                     };
                     let data = data.unwrap_or(&mut empty);
                     let out = handler.exec(&e.cdb[..len], data, e.data_direction);
-                    let sense_len = out.sense.len().min(sense.len());
-                    sense[..sense_len].copy_from_slice(&out.sense[..sense_len]);
+                    let hold = {
+                        let mut h = self.hold_lba.lock().unwrap();
+                        let due = e.bufflen > 0 && *h == Some(e.lba);
+                        if due {
+                            *h = None;
+                        }
+                        due
+                    };
+                    let mut held_sense = Box::new([0u8; 252]);
+                    let keep: &mut [u8; 252] = if hold { &mut held_sense } else { &mut sense };
+                    let sense_len = out.sense.len().min(keep.len());
+                    keep[..sense_len].copy_from_slice(&out.sense[..sense_len]);
                     reply.u.exec_reply = ReplyExec {
                         resp_data_len: out.data_in as i32,
                         pbuf: 0,
@@ -389,9 +419,46 @@ impl Device {
                         status: out.status,
                         sense: SenseRef {
                             sense_len: sense_len as u8,
-                            psense_buffer: sense.as_ptr() as u64,
+                            psense_buffer: keep.as_ptr() as u64,
                         },
                     };
+                    if hold {
+                        eprintln!("holding command {} (LBA {})", get.cmd_h, e.lba);
+                        let copy = ReplyCmd {
+                            cmd_h: reply.cmd_h,
+                            subcode: reply.subcode,
+                            u: reply.u,
+                        };
+                        self.held.lock().unwrap().push((copy, held_sense));
+                        have_reply = false;
+                    }
+                }
+                SUB_TASK_MGMT_RECEIVED | SUB_TASK_MGMT_DONE => {
+                    // SAFETY: as above.
+                    let tm = unsafe { get.u.tm_cmd };
+                    let done = get.subcode == SUB_TASK_MGMT_DONE;
+                    eprintln!(
+                        "task management {}: fn {} session {:#x} command {}",
+                        if done { "done" } else { "received" },
+                        tm.fn_,
+                        tm.sess_h,
+                        tm.cmd_h_to_abort
+                    );
+                    let released = {
+                        let mut held = self.held.lock().unwrap();
+                        let i = held.iter().position(|(r, _)| r.cmd_h == tm.cmd_h_to_abort);
+                        i.map(|i| held.swap_remove(i))
+                    };
+                    if let (Some((mut r, _sense)), false) = (released, done) {
+                        // The held command ends now, as the abort asks.
+                        // SAFETY: REPLY_CMD takes a reply_cmd; its sense
+                        // buffer (`_sense`) lives until the call returns.
+                        match unsafe { do_ioctl(&self.file, REPLY_CMD, &mut r) } {
+                            Ok(()) => eprintln!("replied to held command {}", r.cmd_h),
+                            Err(e) => eprintln!("reply to held command {}: {e}", r.cmd_h),
+                        }
+                    }
+                    reply.u.result = 0;
                 }
                 SUB_ON_FREE_CMD => {
                     // SAFETY: as above.

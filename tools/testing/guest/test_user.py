@@ -6,6 +6,7 @@ kernel stays master when the handler dies or replies with garbage."""
 import glob
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -206,6 +207,42 @@ def test_kill_during_fio_then_serve_again(handlers):
     out = subprocess.run(["dd", f"if={sd2}", "bs=4k", "iflag=direct", "count=256",
                           "status=none"], capture_output=True, timeout=120)
     assert out.returncode == 0 and len(out.stdout) == 256 * 4096
+    no_kernel_trouble(marker)
+
+
+def test_abort_reaches_the_handler(handlers):
+    """A command the handler holds times out at the initiator; the SCSI error
+    handler's ABORT TASK reaches the handler as TASK_MGMT_RECEIVED naming
+    that command, the handler ends it, the abort succeeds and the retried
+    READ returns the data; TASK_MGMT_DONE follows. Without the notification
+    the command would end only at the handler's 60 s timeout."""
+    marker = f"scst-test: abort {time.time()}"
+    mark_dmesg(marker)
+    path = backing_file("uab", 16 << 20)
+    lba = 5000
+    with open(path, "r+b") as f:
+        f.seek(lba * 512)
+        f.write(b"held block".ljust(512, b"."))
+    h = handlers("udisk", path, "-t", "2", "--hold-lba", str(lba))
+    sd, _ = export("udisk", "t1")
+    write(f"/sys/block/{os.path.basename(sd)}/device/timeout", "5")
+    start = time.monotonic()
+    r = subprocess.run(["dd", f"if={sd}", "bs=512", f"skip={lba}", "count=1", "iflag=direct",
+                        "status=none"], capture_output=True, timeout=300)
+    elapsed = time.monotonic() - start
+    print(f"the held READ returned after {elapsed:.1f} s")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"held block".ljust(512, b".")
+    assert elapsed < 55, "the command ended only at the handler's timeout"
+    log = h.kill()
+    print(log)
+    held = [line.split()[2] for line in log.splitlines() if line.startswith("holding command")]
+    assert len(held) == 1, log
+    # fn 0 is ABORT TASK; it names the held command.
+    assert re.search(rf"^task management received: fn 0 session \S+ command {held[0]}$", log,
+                     re.M), log
+    assert f"replied to held command {held[0]}" in log, log
+    assert "task management done: fn 0 " in log, log
     no_kernel_trouble(marker)
 
 

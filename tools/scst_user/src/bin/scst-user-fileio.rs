@@ -4,11 +4,13 @@
 //! (the role of SCST's fileio_tgt).
 //!
 //! Usage: scst-user-fileio [-b BLOCK_SIZE] [-t THREADS] [--on-free-call]
-//!        [--no-reuse] [--garbage MODE] NAME FILE
+//!        [--no-reuse] [--garbage MODE] [--hold-lba LBA] NAME FILE
 //!
 //! `--garbage` makes every reply malformed, for tests of the kernel's
 //! checks: `handle` (unknown cmd_h), `status` (an invalid SCSI status),
 //! `length` (more data-in than the buffer), `subcode` (a wrong subcode).
+//! `--hold-lba` keeps the reply to the first READ or WRITE at LBA until
+//! task management aborts that command, for tests of TASK_MGMT_RECEIVED.
 
 use scst_user_handlers::{scsi, Device, Handler, Opt, ReplyCmd, SUB_EXEC};
 use std::fs::OpenOptions;
@@ -30,7 +32,7 @@ impl Handler for FileDisk {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: scst-user-fileio [-b BLOCK_SIZE] [-t THREADS] [--on-free-call] [--no-reuse] [--garbage handle|status|length|subcode] NAME FILE");
+    eprintln!("usage: scst-user-fileio [-b BLOCK_SIZE] [-t THREADS] [--on-free-call] [--no-reuse] [--garbage handle|status|length|subcode] [--hold-lba LBA] NAME FILE");
     exit(2)
 }
 
@@ -43,6 +45,7 @@ fn main() {
         ..Opt::default()
     };
     let mut garbage = String::new();
+    let mut hold_lba = None;
     let mut positional = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -61,6 +64,13 @@ fn main() {
             "--on-free-call" => opt.on_free_cmd_type = scst_user_handlers::ON_FREE_CMD_CALL,
             "--no-reuse" => opt.memory_reuse_type = scst_user_handlers::MEM_NO_REUSE,
             "--garbage" => garbage = args.next().unwrap_or_else(|| usage()),
+            "--hold-lba" => {
+                hold_lba = Some(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| usage()),
+                )
+            }
             _ if a.starts_with('-') => usage(),
             _ => positional.push(a),
         }
@@ -94,6 +104,7 @@ fn main() {
             exit(1)
         }),
     );
+    *dev.hold_lba.lock().unwrap() = hold_lba;
     eprintln!("scst-user-fileio: {name} registered: {blocks} blocks of {block_size} bytes, {threads} threads");
     let garbage = Arc::new(garbage);
     let workers: Vec<_> = (0..threads)

@@ -102,6 +102,15 @@ fn sizes_ioctls_and_subcodes_match_the_header() {
     assert_eq!(v["tm_received"], u64::from(subcode::TASK_MGMT_RECEIVED));
     assert_eq!(v["tm_done"], u64::from(subcode::TASK_MGMT_DONE));
     assert_eq!(v["parse"], u64::from(subcode::PARSE));
+    for (name, value) in [
+        ("SCST_ABORT_TASK", tm_fn::ABORT_TASK),
+        ("SCST_ABORT_TASK_SET", tm_fn::ABORT_TASK_SET),
+        ("SCST_CLEAR_TASK_SET", tm_fn::CLEAR_TASK_SET),
+        ("SCST_LUN_RESET", tm_fn::LUN_RESET),
+        ("SCST_TARGET_RESET", tm_fn::TARGET_RESET),
+    ] {
+        assert_eq!(c_values(&[("v", name)])["v"], u64::from(value), "{name}");
+    }
 }
 
 #[test]
@@ -157,6 +166,11 @@ fn field_offsets_match_the_header() {
             "offsetof(struct scst_user_reply_cmd, exec_reply.psense_buffer)",
         ),
         ("multi_cmds", "offsetof(struct scst_user_get_multi, cmds)"),
+        ("tm_fn", "offsetof(struct scst_user_get_cmd, tm_cmd.fn)"),
+        (
+            "tm_abort",
+            "offsetof(struct scst_user_get_cmd, tm_cmd.cmd_h_to_abort)",
+        ),
     ]);
     let u = UNION_OFFSET as u64;
     assert_eq!(v["desc_type"], 16);
@@ -176,6 +190,31 @@ fn field_offsets_match_the_header() {
     assert_eq!(v["reply_sense_len"], u + 24);
     assert_eq!(v["reply_psense"], u + 32);
     assert_eq!(v["multi_cmds"], GET_MULTI_SIZE as u64);
+    assert_eq!(v["tm_fn"], u + 8);
+    assert_eq!(v["tm_abort"], u + 12);
+}
+
+#[test]
+fn task_management_encoding() {
+    let mut b = [0xffu8; GET_CMD_SIZE];
+    let tm = |done| ToUser::TaskMgmt {
+        done,
+        sess_h: 3,
+        function: tm_fn::ABORT_TASK,
+        cmd_h_to_abort: 41,
+    };
+    tm(false).encode(42, &mut b);
+    assert_eq!(u32_at(&b, 0), 42);
+    assert_eq!(u32_at(&b, 4), subcode::TASK_MGMT_RECEIVED);
+    assert_eq!(u64_at(&b, 8), 3);
+    assert_eq!(u32_at(&b, 16), tm_fn::ABORT_TASK);
+    assert_eq!(u32_at(&b, 20), 41);
+    assert!(
+        b[24..].iter().all(|&x| x == 0),
+        "cmd_sn unset, the rest zeroed"
+    );
+    tm(true).encode(43, &mut b);
+    assert_eq!(u32_at(&b, 4), subcode::TASK_MGMT_DONE);
 }
 
 #[test]
