@@ -5,7 +5,7 @@
 //! unit lends (a user-space handler's pinned buffer), so that data moves
 //! between the wire and the backend without a copy, or fresh pages.
 
-use super::device::DataDirection;
+use super::device::{DataDirection, RawStatus};
 use super::sense::Sense;
 use crate::kernel_ext::misc::PinnedUserBuf;
 use crate::kernel_ext::pages::Pages;
@@ -32,6 +32,20 @@ pub(crate) struct LentId {
     pub(crate) addr: u64,
     /// Bytes it holds, at least the request's length.
     pub(crate) capacity: usize,
+    /// The logical unit's handle for the command, if it gave it one.
+    pub(crate) key: Option<u32>,
+    /// Bytes the logical unit moves at most (it may have learnt, lending,
+    /// that the command moves fewer than the transport's length).
+    pub(crate) limit: usize,
+}
+
+/// Why a logical unit ended a command while lending it memory.
+#[derive(Clone, Copy)]
+pub(crate) enum LendRefused {
+    /// CHECK CONDITION with this sense.
+    Sense(Sense),
+    /// A status (and sense) the logical unit built.
+    Status(RawStatus),
 }
 
 /// A logical unit that lends process memory to commands.
@@ -39,7 +53,13 @@ pub(crate) trait Lender: Send + Sync {
     /// The command that had `buf` ended (`ended` is its data-in length and
     /// status, `None` when it never ran) and the transport is done with
     /// the data.
-    fn give_back(&self, buf: PinnedUserBuf, direction: DataDirection, ended: Option<(usize, u8)>);
+    fn give_back(
+        &self,
+        buf: PinnedUserBuf,
+        direction: DataDirection,
+        ended: Option<(usize, u8)>,
+        key: Option<u32>,
+    );
 }
 
 /// Pinned process memory lent to one command; dropping it gives it back.
@@ -49,41 +69,49 @@ pub(crate) struct LentBuffer {
     lender: Arc<dyn Lender>,
     direction: DataDirection,
     ended: Option<(usize, u8)>,
+    key: Option<u32>,
+    limit: usize,
 }
 
 impl LentBuffer {
-    /// `buf`, lent by `lender` for a command moving data in `direction`.
+    /// `buf`, lent by `lender` for a command moving data in `direction`,
+    /// `limit` bytes at most; `key` is the lender's handle for it.
     pub(crate) fn new(
         buf: PinnedUserBuf,
         lender: Arc<dyn Lender>,
         direction: DataDirection,
+        key: Option<u32>,
+        limit: usize,
     ) -> Self {
         Self {
             buf: Some(buf),
             lender,
             direction,
             ended: None,
+            key,
+            limit,
         }
     }
 
     fn id(&self) -> LentId {
-        self.buf.as_ref().map_or(
-            LentId {
-                addr: 0,
-                capacity: 0,
-            },
-            |b| LentId {
-                addr: b.addr() as u64,
-                capacity: b.len(),
-            },
-        )
+        let (addr, capacity) = self
+            .buf
+            .as_ref()
+            .map_or((0, 0), |b| (b.addr() as u64, b.len()));
+        LentId {
+            addr,
+            capacity,
+            key: self.key,
+            limit: self.limit,
+        }
     }
 }
 
 impl Drop for LentBuffer {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
-            self.lender.give_back(buf, self.direction, self.ended);
+            self.lender
+                .give_back(buf, self.direction, self.ended, self.key);
         }
     }
 }
@@ -97,9 +125,9 @@ enum Memory {
 /// A command's data buffer of a fixed length.
 pub(crate) struct CmdBuffer {
     memory: Memory,
-    /// The logical unit failed the command while lending (its handler
-    /// timed out or replied with garbage): it ends with this sense.
-    pub(crate) refused: Option<Sense>,
+    /// The logical unit ended the command while lending (its handler
+    /// refused it, timed out or replied with garbage).
+    pub(crate) refused: Option<LendRefused>,
 }
 
 impl CmdBuffer {

@@ -3,7 +3,7 @@
 //! Device handlers, the logical units they create, and the devices of the
 //! core (`handlers/`, `devices/`).
 
-use super::buffer::{BufferRequest, LentBuffer, LentId};
+use super::buffer::{BufferRequest, LendRefused, LentBuffer, LentId};
 use super::mgmt::{MgmtError, Params};
 use super::sense::{Sense, SenseFormat};
 use super::session::TgtDev;
@@ -205,9 +205,11 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
     /// Memory of its own for a command's data, which the transport then
     /// receives data-out into and sends data-in from (a user-space
     /// handler's buffer: no copy between the wire and the process). `None`
-    /// lets the transport use pages of its own; `Err` ends the command
-    /// with that sense.
-    fn lend_buffer(self: Arc<Self>, _req: &BufferRequest<'_>) -> Result<Option<LentBuffer>, Sense> {
+    /// lets the transport use pages of its own; `Err` ends the command.
+    fn lend_buffer(
+        self: Arc<Self>,
+        _req: &BufferRequest<'_>,
+    ) -> Result<Option<LentBuffer>, LendRefused> {
         Ok(None)
     }
 }

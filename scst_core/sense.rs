@@ -214,6 +214,9 @@ pub const WRITE_ERROR: Sense = Sense::new(key::MEDIUM_ERROR, 0x0c, 0x00);
 pub const MISCOMPARE_DURING_VERIFY: Sense = Sense::new(key::MISCOMPARE, 0x1d, 0x00);
 /// DATA PHASE ERROR: the transport delivered the data out of sequence.
 pub const DATA_PHASE_ERROR: Sense = Sense::new(key::ABORTED_COMMAND, 0x4b, 0x00);
+/// INVALID MESSAGE ERROR: the initiator's data direction is not the one
+/// the command has.
+pub const INVALID_MESSAGE: Sense = Sense::new(key::ABORTED_COMMAND, 0x49, 0x00);
 /// ABORTED COMMAND with no additional sense: task management ended it.
 pub const COMMAND_ABORTED: Sense = Sense::new(key::ABORTED_COMMAND, 0x00, 0x00);
 /// INTERNAL TARGET FAILURE.

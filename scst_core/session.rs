@@ -28,9 +28,11 @@
 //! 6. FINISHED: the command leaves the in-flight set; task management
 //!    waiting for it wakes up.
 
-use super::buffer::{BufferRequest, CmdBuffer, LentId};
+use super::buffer::{BufferRequest, CmdBuffer, LendRefused, LentId};
 use super::cdb::{self, Cdb, Out};
-use super::device::{DataDirection, DeviceState, ExecCmd, NexusInfo, TaskMgmt, TmFunction};
+use super::device::{
+    DataDirection, DeviceState, ExecCmd, NexusInfo, RawStatus, TaskMgmt, TmFunction,
+};
 use super::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
 use super::task_set::{Refusal, TaskAttr, Ticket};
 use crate::kernel_ext::kvec_ext::VecExt;
@@ -216,6 +218,14 @@ impl Response {
         }
     }
 
+    /// A status and sense a logical unit built.
+    fn raw(raw: RawStatus) -> Self {
+        let mut r = Self::status(raw.status);
+        r.sense_len = raw.sense_len.min(r.sense.len());
+        r.sense[..r.sense_len].copy_from_slice(&raw.sense[..r.sense_len]);
+        r
+    }
+
     fn status(status: u8) -> Self {
         let mut r = Self::good(0, 0);
         r.transfer_len = None;
@@ -302,7 +312,10 @@ impl Command {
         direction: DataDirection,
     ) -> Response {
         let response = match (buf.refused, &self.tgt_dev) {
-            (Some(s), Some(t)) => Response::check_condition(s, t.dev.lu.sense_format()),
+            (Some(LendRefused::Sense(s)), Some(t)) => {
+                Response::check_condition(s, t.dev.lu.sense_format())
+            }
+            (Some(LendRefused::Status(raw)), Some(_)) => Response::raw(raw),
             _ => {
                 let lent = buf.lent_id();
                 let mut sg = buf.sg();

@@ -358,6 +358,8 @@ pub enum ToUser<'a> {
         data_direction: u8,
         sn: u32,
     },
+    /// Check a command and say how much data it moves, which way.
+    Parse(Parse<'a>),
     /// Execute a command.
     Exec(Exec<'a>),
     /// A command ended.
@@ -380,6 +382,29 @@ pub enum ToUser<'a> {
         cmd_h_to_abort: u32,
     },
 }
+
+/// `struct scst_user_scsi_cmd_parse`, as the kernel fills it: the
+/// transport's direction and length are both the proposal and the
+/// expected values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parse<'a> {
+    pub sess_h: u64,
+    pub cdb: &'a [u8],
+    pub lba: i64,
+    pub bufflen: i32,
+    pub timeout: i32,
+    pub queue_type: u8,
+    pub data_direction: u8,
+}
+
+/// `scst_cdb_flags` bits of a PARSE (SCST's `scst_const.h`).
+pub mod op_flags {
+    /// The other bits are meaningful; a PARSE reply must set it.
+    pub const INFO_VALID: u32 = 0x0020;
+}
+
+/// Highest `queue_type` (ACA).
+pub const MAX_QUEUE_TYPE: u8 = 4;
 
 /// `struct scst_user_scsi_cmd_exec`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -416,6 +441,7 @@ impl ToUser<'_> {
             Self::Sess { detach: false, .. } => subcode::ATTACH_SESS,
             Self::Sess { detach: true, .. } => subcode::DETACH_SESS,
             Self::AllocMem { .. } => subcode::ALLOC_MEM,
+            Self::Parse(_) => subcode::PARSE,
             Self::Exec(_) => subcode::EXEC,
             Self::OnFree { .. } => subcode::ON_FREE_CMD,
             Self::OnCachedMemFree { .. } => subcode::ON_CACHED_MEM_FREE,
@@ -461,6 +487,23 @@ impl ToUser<'_> {
                 put(b, u + 28, &alloc_len.to_ne_bytes());
                 put(b, u + 32, &[queue_type, data_direction]);
                 put(b, u + 36, &sn.to_ne_bytes());
+            }
+            Self::Parse(p) => {
+                put(b, u, &p.sess_h.to_ne_bytes());
+                put_cdb(b, u + 8, p.cdb, u + 24);
+                put(b, u + 32, &p.lba.to_ne_bytes());
+                put(b, u + 40, &i64::from(p.bufflen).to_ne_bytes());
+                put(b, u + 48, &p.bufflen.to_ne_bytes());
+                put(b, u + 56, &p.timeout.to_ne_bytes());
+                put(b, u + 60, &op_flags::INFO_VALID.to_ne_bytes());
+                // queue_type, data_direction, expected_values_set,
+                // expected_data_direction.
+                put(
+                    b,
+                    u + 64,
+                    &[p.queue_type, p.data_direction, 1, p.data_direction],
+                );
+                put(b, u + 68, &p.bufflen.to_ne_bytes());
             }
             Self::Exec(e) => {
                 put(b, u, &e.sess_h.to_ne_bytes());
@@ -545,6 +588,23 @@ impl Reply {
         u64_at(&self.body, 0)
     }
 
+    /// `parse_reply`.
+    pub fn parse(&self) -> ParseReply {
+        ParseReply {
+            status: u8_at(&self.body, 0),
+            queue_type: u8_at(&self.body, 8),
+            data_direction: u8_at(&self.body, 9),
+            cdb_len: u16::from_ne_bytes(get(&self.body, 10)),
+            lba: i64::from_ne_bytes(get(&self.body, 16)),
+            data_len: i64::from_ne_bytes(get(&self.body, 24)),
+            bufflen: i32_at(&self.body, 32),
+            op_flags: u32_at(&self.body, 36),
+            out_bufflen: i32_at(&self.body, 40),
+            sense_len: u8_at(&self.body, 8),
+            psense_buffer: u64_at(&self.body, 16),
+        }
+    }
+
     /// `exec_reply`.
     pub fn exec(&self) -> ExecReply {
         ExecReply {
@@ -555,6 +615,44 @@ impl Reply {
             sense_len: u8_at(&self.body, 24),
             psense_buffer: u64_at(&self.body, 32),
         }
+    }
+}
+
+/// `struct scst_user_scsi_cmd_reply_parse`: with a non-zero `status` the
+/// command ends with it (and `sense_len` bytes of sense at
+/// `psense_buffer`, which share the union with the other fields).
+#[derive(Clone, Copy, Debug)]
+pub struct ParseReply {
+    pub status: u8,
+    pub queue_type: u8,
+    pub data_direction: u8,
+    pub cdb_len: u16,
+    pub lba: i64,
+    pub data_len: i64,
+    pub bufflen: i32,
+    pub op_flags: u32,
+    pub out_bufflen: i32,
+    pub sense_len: u8,
+    pub psense_buffer: u64,
+}
+
+impl ParseReply {
+    /// SCST's checks of a reply without a status: a known queue type and
+    /// direction, a buffer for a command that moves data, no negative
+    /// length or LBA, no longer CDB than `cdb_len`, INFO_VALID set.
+    pub fn is_valid(&self, cdb_len: usize) -> bool {
+        self.queue_type <= MAX_QUEUE_TYPE
+            && matches!(
+                self.data_direction,
+                dir::WRITE | dir::READ | dir::BIDI | dir::NONE
+            )
+            && (self.data_direction == dir::NONE || self.bufflen > 0)
+            && self.bufflen >= 0
+            && self.out_bufflen >= 0
+            && self.data_len >= 0
+            && self.lba >= 0
+            && usize::from(self.cdb_len) <= cdb_len
+            && self.op_flags & op_flags::INFO_VALID != 0
     }
 }
 

@@ -15,8 +15,13 @@
 //! Data moves through the process's own buffers, pinned in the kernel: the
 //! process allocates one on ALLOC_MEM, and with `memory_reuse_type` the
 //! kernel keeps it pinned for later commands (returning it with
-//! ON_CACHED_MEM_FREE). Data-out is copied from the transport's buffer into
-//! the pinned pages before EXEC, data-in back after the reply.
+//! ON_CACHED_MEM_FREE). A transport that asks for the command's buffer
+//! first (iSCSI) gets the pinned pages themselves (`LogicalUnit::lend_buffer`):
+//! no copy. Otherwise (scst_local, whose buffer is the initiator's) data-out
+//! is copied into the pinned pages before EXEC, data-in back after the reply.
+//!
+//! With `parse_type` CALL or EXCEPTION a command first goes to the process
+//! as PARSE. Task management reaches it as TASK_MGMT_RECEIVED/DONE.
 //!
 //! The kernel is master: a reply is checked before anything uses it, a
 //! command waits for at most `timeout` seconds, and closing the file (a
@@ -31,7 +36,7 @@ use crate::kernel_ext::misc::{
     sleep_ms, MiscDevice, MiscFile, MiscOpen, PinnedUserBuf, PollQueue, POLL_ERR, POLL_IN,
 };
 use crate::kernel_ext::sysfs::SysfsBuf;
-use crate::scst_core::buffer::{BufferRequest, Lender, LentBuffer};
+use crate::scst_core::buffer::{BufferRequest, LendRefused, Lender, LentBuffer};
 use crate::scst_core::device::{
     AttrChange, Completion, DataDirection, DevHandler, ExecCmd, LogicalUnit, LuAttr, NexusInfo,
     RawStatus, TaskMgmt, TmFunction,
@@ -159,9 +164,17 @@ enum Msg {
     Detach {
         sess_h: u64,
     },
-    AllocMem {
+    Parse {
         sess_h: u64,
         /// The command's tag on its nexus (for ABORT TASK).
+        tag: u32,
+        cdb: Cdb,
+        bufflen: usize,
+        direction: u8,
+        timeout_s: u32,
+    },
+    AllocMem {
+        sess_h: u64,
         tag: u32,
         cdb: Cdb,
         alloc_len: usize,
@@ -220,6 +233,22 @@ impl Msg {
                 initiator: &[],
                 target: &[],
             },
+            Self::Parse {
+                sess_h,
+                cdb,
+                bufflen,
+                direction,
+                timeout_s,
+                ..
+            } => ToUser::Parse(abi::Parse {
+                sess_h: *sess_h,
+                cdb: cdb.as_slice(),
+                lba: abi::disk_lba(cdb.as_slice()),
+                bufflen: *bufflen as i32,
+                timeout: *timeout_s as i32,
+                queue_type: abi::queue::SIMPLE,
+                data_direction: *direction,
+            }),
             Self::AllocMem {
                 sess_h,
                 cdb,
@@ -287,12 +316,17 @@ impl Msg {
     /// Whether a command sleeps until the reply (the others are
     /// notifications whose replies only release them).
     fn has_waiter(&self) -> bool {
-        matches!(self, Self::AllocMem { .. } | Self::Exec { .. })
+        matches!(
+            self,
+            Self::Parse { .. } | Self::AllocMem { .. } | Self::Exec { .. }
+        )
     }
 
     fn cdb(&self) -> Option<&[u8]> {
         match self {
-            Self::AllocMem { cdb, .. } | Self::Exec { cdb, .. } => Some(cdb.as_slice()),
+            Self::Parse { cdb, .. } | Self::AllocMem { cdb, .. } | Self::Exec { cdb, .. } => {
+                Some(cdb.as_slice())
+            }
             _ => None,
         }
     }
@@ -304,6 +338,9 @@ enum Answer {
     Buffer(PinnedUserBuf),
     /// ALLOC_MEM with a null buffer: the process has no memory now.
     NoMemory,
+    /// PARSE: the command's data length and direction, or the status it
+    /// ends with.
+    Parsed(core::result::Result<(usize, u8), RawStatus>),
     /// EXEC.
     Exec {
         status: u8,
@@ -355,6 +392,49 @@ impl Failure {
             Self::Busy => Ok(busy()),
             Self::Aborted => Err(sense::COMMAND_ABORTED),
             Self::Gone | Self::Timeout | Self::Refused => Err(sense::INTERNAL_TARGET_FAILURE),
+        }
+    }
+}
+
+/// Where EXEC's data is: the process's buffer at `pbuf` of `alloc_len`
+/// bytes, of which the command moves `len`.
+struct ExecBuffer {
+    pbuf: u64,
+    alloc_len: usize,
+    len: usize,
+}
+
+/// How a PARSE ended a command.
+enum ParseEnd {
+    /// With the process's status.
+    Status(RawStatus),
+    /// The process's data direction is not the initiator's.
+    Mismatch,
+    Failed(Failure),
+}
+
+impl ParseEnd {
+    fn completion(self) -> Result<Completion, Sense> {
+        match self {
+            Self::Status(raw) => {
+                let mut done = Completion::NO_DATA;
+                done.raw = Some(raw);
+                Ok(done)
+            }
+            Self::Mismatch => Err(sense::INVALID_MESSAGE),
+            Self::Failed(f) => f.completion(),
+        }
+    }
+
+    /// The same, for a command that has not reached its logical unit yet.
+    fn refusal(self) -> LendRefused {
+        match self.completion() {
+            Ok(c) => c
+                .raw
+                .map_or(LendRefused::Sense(sense::INTERNAL_TARGET_FAILURE), |raw| {
+                    LendRefused::Status(raw)
+                }),
+            Err(s) => LendRefused::Sense(s),
         }
     }
 }
@@ -441,8 +521,10 @@ impl UserDev {
         self.name.to_str().unwrap_or("?")
     }
 
-    /// Queues `msg` for the process; returns its handle.
-    fn post(&self, msg: Msg) -> core::result::Result<u32, Failure> {
+    /// Queues `msg` for the process under the handle `*h`: the command's
+    /// (its PARSE, ALLOC_MEM, EXEC and ON_FREE_CMD share one, as in SCST),
+    /// or a new one when `*h` is `None`, which is then set.
+    fn post(&self, h: &mut Option<u32>, msg: Msg) -> core::result::Result<u32, Failure> {
         let h = {
             let mut inner = self.inner.lock();
             if !inner.alive {
@@ -451,8 +533,14 @@ impl UserDev {
             if inner.ucmds.len() >= MAX_UCMDS {
                 return Err(Failure::Busy);
             }
-            inner.next_h = inner.next_h.wrapping_add(1).max(1);
-            let h = inner.next_h;
+            let h = match *h {
+                Some(h) => h,
+                None => {
+                    inner.next_h = inner.next_h.wrapping_add(1).max(1);
+                    *h = Some(inner.next_h);
+                    inner.next_h
+                }
+            };
             inner.queue.push(h, GFP_ATOMIC).map_err(|_| Failure::Busy)?;
             if inner
                 .ucmds
@@ -476,10 +564,15 @@ impl UserDev {
         Ok(h)
     }
 
-    /// Posts a notification that nothing waits for.
+    /// Posts a notification that nothing waits for, under a new handle.
     fn notify(&self, msg: Msg) {
+        self.notify_as(&mut None, msg);
+    }
+
+    /// Posts a notification under the handle `*h` (see [`Self::post`]).
+    fn notify_as(&self, h: &mut Option<u32>, msg: Msg) {
         // A closed file needs no notification: its buffers are unpinned.
-        if let Err(Failure::Busy) = self.post(msg) {
+        if let Err(Failure::Busy) = self.post(h, msg) {
             pr_warn!(
                 "{}: a notification to the handler was lost\n",
                 self.name_str()
@@ -489,8 +582,9 @@ impl UserDev {
 
     /// Posts `msg` and sleeps until the process answers it, the timeout
     /// passes or the process goes away.
-    fn call(&self, msg: Msg) -> core::result::Result<Answer, Failure> {
-        let h = self.post(msg)?;
+    /// `*h` is the command's handle (see [`Self::post`]).
+    fn call(&self, h: &mut Option<u32>, msg: Msg) -> core::result::Result<Answer, Failure> {
+        let h = self.post(h, msg)?;
         let start = Ktime::ktime_get();
         let limit_ms = i64::from(self.timeout_s.load(Ordering::Relaxed)) * 1000;
         let mut inner = self.inner.lock();
@@ -536,11 +630,77 @@ impl UserDev {
         }
     }
 
+    /// A handle for a new command.
+    fn new_handle(&self) -> u32 {
+        let mut inner = self.inner.lock();
+        inner.next_h = inner.next_h.wrapping_add(1).max(1);
+        inner.next_h
+    }
+
+    /// Whether the process checks this CDB (PARSE): every one with
+    /// `parse_type` CALL; with EXCEPTION, the vendor-specific opcodes
+    /// (C0h to FFh), the ones no standard parser knows.
+    fn parse_due(&self, cdb: &Cdb) -> bool {
+        match self.inner.lock().opts.parse_type {
+            abi::parse::CALL => true,
+            abi::parse::EXCEPTION => cdb.as_slice().first().is_some_and(|&op| op >= 0xc0),
+            _ => false,
+        }
+    }
+
+    /// PARSE: the process checks the command, whose transport moves `len`
+    /// bytes in `direction`. Returns the bytes EXEC moves (fewer when the
+    /// process says the command moves fewer).
+    fn parse(
+        &self,
+        h: &mut Option<u32>,
+        nexus: u64,
+        tag: u32,
+        cdb: &Cdb,
+        len: usize,
+        direction: DataDirection,
+    ) -> core::result::Result<usize, ParseEnd> {
+        let copy = Cdb::new(cdb.as_slice()).map_err(|_| ParseEnd::Failed(Failure::Busy))?;
+        let wire = abi_direction(direction);
+        let answer = self
+            .call(
+                h,
+                Msg::Parse {
+                    sess_h: nexus,
+                    tag,
+                    cdb: copy,
+                    bufflen: len,
+                    direction: wire,
+                    timeout_s: self.timeout_s.load(Ordering::Relaxed),
+                },
+            )
+            .map_err(ParseEnd::Failed)?;
+        match answer {
+            Answer::Parsed(Ok((_, d))) if d != wire => {
+                pr_warn!(
+                    "{}: PARSE gives data direction {} where the initiator's is {}\n",
+                    self.name_str(),
+                    d,
+                    wire
+                );
+                Err(ParseEnd::Mismatch)
+            }
+            Answer::Parsed(Ok((bufflen, d))) => Ok(if d == abi::dir::NONE {
+                0
+            } else {
+                len.min(bufflen)
+            }),
+            Answer::Parsed(Err(raw)) => Err(ParseEnd::Status(raw)),
+            _ => Err(ParseEnd::Failed(Failure::Refused)),
+        }
+    }
+
     /// A pinned buffer of at least `len` bytes for a command: a cached
     /// one, or the one the process allocates on ALLOC_MEM. `Busy` when the
     /// process has none to give now.
     fn buffer_for(
         &self,
+        h: &mut Option<u32>,
         nexus: u64,
         tag: u32,
         cdb: &Cdb,
@@ -551,16 +711,19 @@ impl UserDev {
             return Ok(b);
         }
         let cdb = Cdb::new(cdb.as_slice()).map_err(|_| Failure::Busy)?;
-        match self.call(Msg::AllocMem {
-            sess_h: nexus,
-            tag,
-            cdb,
-            alloc_len: len.div_ceil(PAGE_SIZE) * PAGE_SIZE,
-            direction: abi_direction(direction),
-        })? {
+        match self.call(
+            h,
+            Msg::AllocMem {
+                sess_h: nexus,
+                tag,
+                cdb,
+                alloc_len: len.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+                direction: abi_direction(direction),
+            },
+        )? {
             Answer::Buffer(b) => Ok(b),
             Answer::NoMemory => Err(Failure::Busy),
-            Answer::Exec { .. } => Err(Failure::Refused),
+            _ => Err(Failure::Refused),
         }
     }
 
@@ -569,25 +732,32 @@ impl UserDev {
     /// command's; otherwise the command's buffer is the process's.
     fn exec(
         &self,
+        h: &mut Option<u32>,
         cmd: &mut ExecCmd<'_, '_>,
         cdb: Cdb,
-        pbuf: u64,
-        alloc_len: usize,
+        at: ExecBuffer,
         copy_back: Option<&mut PinnedUserBuf>,
     ) -> Result<Completion, Sense> {
-        let len = cmd.data.len();
+        let ExecBuffer {
+            pbuf,
+            alloc_len,
+            len,
+        } = at;
         let direction = cmd.direction;
         let moves_data = len > 0 && direction != DataDirection::None;
-        let answer = self.call(Msg::Exec {
-            sess_h: cmd.nexus,
-            tag: cmd.tag,
-            cdb,
-            bufflen: if moves_data { len } else { 0 },
-            alloc_len,
-            pbuf,
-            direction: abi_direction(direction),
-            timeout_s: self.timeout_s.load(Ordering::Relaxed),
-        });
+        let answer = self.call(
+            h,
+            Msg::Exec {
+                sess_h: cmd.nexus,
+                tag: cmd.tag,
+                cdb,
+                bufflen: if moves_data { len } else { 0 },
+                alloc_len,
+                pbuf,
+                direction: abi_direction(direction),
+                timeout_s: self.timeout_s.load(Ordering::Relaxed),
+            },
+        );
         match answer {
             Ok(Answer::Exec {
                 status: st,
@@ -621,6 +791,7 @@ impl UserDev {
     /// data-in length and status, `None` for a command that never ran.
     fn free_cmd(
         &self,
+        mut h: Option<u32>,
         buf: Option<PinnedUserBuf>,
         pbuf: u64,
         direction: DataDirection,
@@ -632,13 +803,16 @@ impl UserDev {
         }
         if on_free {
             let (resp_data_len, status) = ended.unwrap_or((0, status::GOOD));
-            self.notify(Msg::OnFree {
-                pbuf,
-                resp_data_len,
-                buffer_cached: cached,
-                aborted: ended.is_none(),
-                status,
-            });
+            self.notify_as(
+                &mut h,
+                Msg::OnFree {
+                    pbuf,
+                    resp_data_len,
+                    buffer_cached: cached,
+                    aborted: ended.is_none(),
+                    status,
+                },
+            );
         }
     }
 
@@ -749,6 +923,7 @@ impl UserDev {
     fn reply(&self, r: &Reply) -> Result {
         // What the reply is to, claimed so that no other thread takes it.
         enum Due {
+            Parse(usize),
             Alloc(usize),
             Exec { buffer: usize, reads: bool },
         }
@@ -780,6 +955,11 @@ impl UserDev {
                 return Err(EINVAL);
             }
             match &u.msg {
+                Msg::Parse { cdb, .. } => {
+                    let n = cdb.as_slice().len();
+                    u.state = State::Replying;
+                    Due::Parse(n)
+                }
                 Msg::AllocMem { alloc_len, .. } => {
                     let n = *alloc_len;
                     u.state = State::Replying;
@@ -811,6 +991,7 @@ impl UserDev {
             }
         };
         let answer = match due {
+            Due::Parse(cdb_len) => self.check_parse(r, cdb_len),
             Due::Alloc(len) => self.check_alloc(r, len),
             Due::Exec { buffer, reads } => self.check_exec(r, buffer, reads),
         };
@@ -893,26 +1074,70 @@ impl UserDev {
             );
             return Err(());
         }
-        let mut sense = [0u8; MAX_RAW_SENSE_LEN];
-        let sense_len = usize::from(e.sense_len).min(MAX_RAW_SENSE_LEN);
-        if e.status == status::CHECK_CONDITION && sense_len > 0 {
-            UserSlice::new(e.psense_buffer as usize, sense_len)
-                .reader()
-                .read_slice(&mut sense[..sense_len])
-                .map_err(|_| {
-                    pr_err!("{}: EXEC reply: sense buffer not readable\n", name);
-                })?;
-        }
+        let raw = self.read_status(e.status, e.sense_len, e.psense_buffer, "EXEC")?;
         Ok(Answer::Exec {
             status: e.status,
             resp_data_len: resp,
-            sense,
-            sense_len: if e.status == status::CHECK_CONDITION {
-                sense_len
-            } else {
-                0
-            },
+            sense: raw.sense,
+            sense_len: raw.sense_len,
         })
+    }
+
+    fn check_parse(&self, r: &Reply, cdb_len: usize) -> core::result::Result<Answer, ()> {
+        let p = r.parse();
+        if p.status != status::GOOD {
+            if !abi::valid_status(p.status) {
+                pr_err!(
+                    "{}: PARSE reply: invalid status {:#x}\n",
+                    self.name_str(),
+                    p.status
+                );
+                return Err(());
+            }
+            let raw = self.read_status(p.status, p.sense_len, p.psense_buffer, "PARSE")?;
+            return Ok(Answer::Parsed(Err(raw)));
+        }
+        if !p.is_valid(cdb_len) {
+            pr_err!(
+                "{}: PARSE reply: invalid values (direction {}, bufflen {}, op_flags {:#x})\n",
+                self.name_str(),
+                p.data_direction,
+                p.bufflen,
+                p.op_flags
+            );
+            return Err(());
+        }
+        Ok(Answer::Parsed(Ok((
+            usize::try_from(p.bufflen).map_err(|_| ())?,
+            p.data_direction,
+        ))))
+    }
+
+    /// A reply's status with, for CHECK CONDITION, `len` bytes of sense
+    /// read from the process at `addr`.
+    fn read_status(
+        &self,
+        st: u8,
+        len: u8,
+        addr: u64,
+        what: &str,
+    ) -> core::result::Result<RawStatus, ()> {
+        let mut sense = [0u8; MAX_RAW_SENSE_LEN];
+        let mut sense_len = 0;
+        if st == status::CHECK_CONDITION {
+            sense_len = usize::from(len).min(MAX_RAW_SENSE_LEN);
+            UserSlice::new(addr as usize, sense_len)
+                .reader()
+                .read_slice(&mut sense[..sense_len])
+                .map_err(|_| {
+                    pr_err!(
+                        "{}: {} reply: sense buffer not readable\n",
+                        self.name_str(),
+                        what
+                    );
+                })?;
+        }
+        Ok(raw_status(st, &sense[..sense_len]))
     }
 }
 
@@ -981,9 +1206,15 @@ impl DevHandler for UserDev {
 }
 
 impl Lender for UserDev {
-    fn give_back(&self, buf: PinnedUserBuf, direction: DataDirection, ended: Option<(usize, u8)>) {
+    fn give_back(
+        &self,
+        buf: PinnedUserBuf,
+        direction: DataDirection,
+        ended: Option<(usize, u8)>,
+        key: Option<u32>,
+    ) {
         let pbuf = buf.addr() as u64;
-        self.free_cmd(Some(buf), pbuf, direction, ended);
+        self.free_cmd(key, Some(buf), pbuf, direction, ended);
     }
 }
 
@@ -997,13 +1228,32 @@ impl LogicalUnit for UserDev {
         if let Some(id) = cmd.lent {
             // The data-out is in the process's buffer already and the
             // data-in goes out from it: it returns to the process when the
-            // transport is done (`Lender::give_back`).
+            // transport is done (`Lender::give_back`). PARSE, if due, was
+            // sent when it was lent.
             self.zero_copy_commands.fetch_add(1, Ordering::Relaxed);
-            return self.exec(cmd, cdb, id.addr, id.capacity, None);
+            let mut h = id.key;
+            let at = ExecBuffer {
+                pbuf: id.addr,
+                alloc_len: id.capacity,
+                len: id.limit.min(len),
+            };
+            return self.exec(&mut h, cmd, cdb, at, None);
+        }
+        let mut h = None;
+        let mut len = len;
+        if self.parse_due(&cdb) {
+            match self.parse(&mut h, cmd.nexus, cmd.tag, &cdb, len, direction) {
+                Ok(n) => len = n,
+                Err(end) => {
+                    let result = end.completion();
+                    self.free_cmd(h, None, 0, direction, Some(ended_as(&result)));
+                    return result;
+                }
+            }
         }
         let mut buf = None;
         if len > 0 && direction != DataDirection::None {
-            match self.buffer_for(cmd.nexus, cmd.tag, &cdb, len, direction) {
+            match self.buffer_for(&mut h, cmd.nexus, cmd.tag, &cdb, len, direction) {
                 Ok(b) => buf = Some(b),
                 Err(f) => return f.completion(),
             }
@@ -1015,12 +1265,13 @@ impl LogicalUnit for UserDev {
             b.sg().copy_from_sg(cmd.data, len);
         }
         let (pbuf, alloc_len) = buf.as_ref().map_or((0, 0), |b| (b.addr() as u64, b.len()));
-        let result = self.exec(cmd, cdb, pbuf, alloc_len, buf.as_mut());
-        let ended = match &result {
-            Ok(c) => (c.data_in, c.raw.map_or(status::GOOD, |r| r.status)),
-            Err(_) => (0, status::CHECK_CONDITION),
+        let at = ExecBuffer {
+            pbuf,
+            alloc_len,
+            len,
         };
-        self.free_cmd(buf, pbuf, direction, Some(ended));
+        let result = self.exec(&mut h, cmd, cdb, at, buf.as_mut());
+        self.free_cmd(h, buf, pbuf, direction, Some(ended_as(&result)));
         result
     }
 
@@ -1031,8 +1282,9 @@ impl LogicalUnit for UserDev {
         {
             let mut inner = self.inner.lock();
             for u in inner.ucmds.iter_mut() {
-                let (Msg::AllocMem { sess_h, tag: t, .. } | Msg::Exec { sess_h, tag: t, .. }) =
-                    &u.msg
+                let (Msg::Parse { sess_h, tag: t, .. }
+                | Msg::AllocMem { sess_h, tag: t, .. }
+                | Msg::Exec { sess_h, tag: t, .. }) = &u.msg
                 else {
                     continue;
                 };
@@ -1073,18 +1325,35 @@ impl LogicalUnit for UserDev {
         });
     }
 
-    fn lend_buffer(self: Arc<Self>, req: &BufferRequest<'_>) -> Result<Option<LentBuffer>, Sense> {
+    fn lend_buffer(
+        self: Arc<Self>,
+        req: &BufferRequest<'_>,
+    ) -> Result<Option<LentBuffer>, LendRefused> {
         let Ok(cdb) = Cdb::new(req.cdb) else {
             return Ok(None);
         };
-        let buf = match self.buffer_for(req.nexus, req.tag, &cdb, req.len, req.direction) {
+        // One handle for the command's PARSE, ALLOC_MEM, EXEC and
+        // ON_FREE_CMD, kept with the buffer.
+        let mut h = Some(self.new_handle());
+        let mut limit = req.len;
+        let parsed = self.parse_due(&cdb);
+        if parsed {
+            match self.parse(&mut h, req.nexus, req.tag, &cdb, req.len, req.direction) {
+                Ok(n) => limit = n,
+                Err(end) => return Err(end.refusal()),
+            }
+        }
+        // The transport receives all the initiator sends: the buffer holds
+        // its length, whatever EXEC moves.
+        let buf = match self.buffer_for(&mut h, req.nexus, req.tag, &cdb, req.len, req.direction) {
             Ok(b) => b,
-            // EXEC answers BUSY (or the process frees memory meanwhile).
-            Err(Failure::Busy) => return Ok(None),
-            Err(f) => return f.completion().map(|_| None),
+            // Without PARSE, EXEC answers BUSY (or the process frees memory
+            // meanwhile); after it, the command ends now.
+            Err(Failure::Busy) if !parsed => return Ok(None),
+            Err(f) => return Err(ParseEnd::Failed(f).refusal()),
         };
         let lender: Arc<dyn Lender> = self;
-        Ok(Some(LentBuffer::new(buf, lender, req.direction)))
+        Ok(Some(LentBuffer::new(buf, lender, req.direction, h, limit)))
     }
 
     fn sense_format(&self) -> SenseFormat {
@@ -1160,6 +1429,14 @@ fn replied_once(e: Error, replied: bool) -> Error {
         EINTR
     } else {
         e
+    }
+}
+
+/// The data-in length and status a command's result gives ON_FREE_CMD.
+fn ended_as(result: &Result<Completion, Sense>) -> (usize, u8) {
+    match result {
+        Ok(c) => (c.data_in, c.raw.map_or(status::GOOD, |r| r.status)),
+        Err(_) => (0, status::CHECK_CONDITION),
     }
 }
 

@@ -24,6 +24,8 @@ pub const DATA_WRITE: u8 = 1;
 pub const DATA_READ: u8 = 2;
 pub const DATA_NONE: u8 = 4;
 
+pub const PARSE_CALL: u8 = 1;
+pub const PARSE_EXCEPTION: u8 = 2;
 pub const ON_FREE_CMD_CALL: u8 = 0;
 pub const ON_FREE_CMD_IGNORE: u8 = 1;
 pub const MEM_NO_REUSE: u8 = 0;
@@ -76,6 +78,27 @@ pub struct Sess {
     pub phys_transport_version: u16,
     pub initiator_name: [u8; MAX_EXTERNAL_NAME],
     pub target_name: [u8; MAX_EXTERNAL_NAME],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ParseCmd {
+    pub sess_h: u64,
+    pub cdb: [u8; MAX_CDB_SIZE],
+    pub cdb_len: u16,
+    pub lba: i64,
+    pub data_len: i64,
+    pub bufflen: i32,
+    pub out_bufflen: i32,
+    pub timeout: i32,
+    pub op_flags: u32,
+    pub queue_type: u8,
+    pub data_direction: u8,
+    pub expected_values_set: u8,
+    pub expected_data_direction: u8,
+    pub expected_transfer_len: i32,
+    pub expected_out_transfer_len: i32,
+    pub sn: u32,
 }
 
 #[repr(C)]
@@ -139,6 +162,7 @@ pub struct TaskMgmt {
 pub union GetCmdBody {
     pub preply: u64,
     pub sess: Sess,
+    pub parse_cmd: ParseCmd,
     pub alloc_cmd: AllocMem,
     pub exec_cmd: Exec,
     pub on_free_cmd: OnFree,
@@ -171,10 +195,42 @@ pub struct ReplyExec {
     pub sense: SenseRef,
 }
 
+/// The PARSE reply's members when `status` is 0 (the C union after
+/// `status` is 8-byte aligned).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct ReplyParse {
+    pub status: u8,
+    pub values: ParseValues,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct ParseValues {
+    pub queue_type: u8,
+    pub data_direction: u8,
+    pub cdb_len: u16,
+    pub lba: i64,
+    pub data_len: i64,
+    pub bufflen: i32,
+    pub op_flags: u32,
+    pub out_bufflen: i32,
+}
+
+/// The PARSE reply's members when `status` is not 0.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct ReplyParseStatus {
+    pub status: u8,
+    pub sense: SenseRef,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub union ReplyBody {
     pub result: i32,
+    pub parse_reply: ReplyParse,
+    pub parse_status: ReplyParseStatus,
     pub alloc_pbuf: u64,
     pub exec_reply: ReplyExec,
     // The largest member (the parse reply) sets the size.
@@ -194,6 +250,12 @@ const _: () = assert!(std::mem::size_of::<ReplyCmd>() == 56);
 const _: () = assert!(std::mem::size_of::<DevDesc>() == 160);
 const _: () = assert!(std::mem::size_of::<Exec>() == 104);
 const _: () = assert!(std::mem::offset_of!(ReplyExec, sense) == 24);
+const _: () = assert!(std::mem::size_of::<ParseCmd>() == 80);
+const _: () = assert!(std::mem::offset_of!(ParseCmd, expected_transfer_len) == 68);
+const _: () = assert!(std::mem::offset_of!(ReplyParse, values) == 8);
+const _: () = assert!(std::mem::offset_of!(ParseValues, lba) == 8);
+const _: () = assert!(std::mem::offset_of!(ParseValues, out_bufflen) == 32);
+const _: () = assert!(std::mem::offset_of!(ReplyParseStatus, sense) == 8);
 
 const fn ioc(dir: u64, ty: u8, nr: u64, size: usize) -> u64 {
     (dir << 30) | ((size as u64) << 16) | ((ty as u64) << 8) | nr
@@ -212,6 +274,7 @@ pub const DEVICE_CAPACITY_CHANGED: u64 = ioc(0, b'u', 8, 0);
 
 pub const SUB_ATTACH_SESS: u32 = ioc(R, b's', 0x20, std::mem::size_of::<Sess>()) as u32;
 pub const SUB_DETACH_SESS: u32 = ioc(R, b's', 0x21, std::mem::size_of::<Sess>()) as u32;
+pub const SUB_PARSE: u32 = ioc(R | W, b's', 1, std::mem::size_of::<ParseCmd>()) as u32;
 pub const SUB_ALLOC_MEM: u32 = ioc(R | W, b's', 2, std::mem::size_of::<AllocMem>()) as u32;
 pub const SUB_EXEC: u32 = ioc(R | W, b's', 3, std::mem::size_of::<Exec>()) as u32;
 pub const SUB_ON_FREE_CMD: u32 = ioc(R, b's', 4, std::mem::size_of::<OnFree>()) as u32;
@@ -298,7 +361,17 @@ pub trait Handler: Sync {
     /// Executes a command: `data` is the buffer (data-out in, data-in out).
     /// Returns the status, the bytes of data-in and the sense.
     fn exec(&self, cdb: &[u8], data: &mut [u8], direction: u8) -> scsi::Outcome;
+
+    /// PARSE: the data direction and buffer length the command has (the
+    /// initiator's are `direction` and `len`), or how it ends. By default
+    /// the initiator's.
+    fn parse(&self, _cdb: &[u8], direction: u8, len: u32) -> Result<(u8, u32), scsi::Outcome> {
+        Ok((direction, len))
+    }
 }
+
+/// `SCST_INFO_VALID` of `op_flags`: a PARSE reply must set it.
+pub const INFO_VALID: u32 = 0x20;
 
 impl Device {
     /// Opens `/dev/scst_user` and registers a device.
@@ -381,6 +454,49 @@ impl Device {
             reply.subcode = get.subcode;
             reply.u = ReplyBody { raw: [0; 6] };
             match get.subcode {
+                SUB_PARSE => {
+                    // SAFETY: the subcode says which member is valid.
+                    let p = unsafe { get.u.parse_cmd };
+                    let len = (p.cdb_len as usize).min(MAX_CDB_SIZE);
+                    let wanted = p.expected_transfer_len.max(0) as u32;
+                    let answer = handler.parse(&p.cdb[..len], p.expected_data_direction, wanted);
+                    match &answer {
+                        Ok((direction, bufflen)) => {
+                            eprintln!(
+                                "parse: opcode {:#04x}, initiator {wanted} bytes, handler {bufflen} ({direction})",
+                                p.cdb[0]
+                            );
+                            reply.u.parse_reply = ReplyParse {
+                                status: 0,
+                                values: ParseValues {
+                                    queue_type: p.queue_type,
+                                    data_direction: *direction,
+                                    cdb_len: p.cdb_len,
+                                    lba: p.lba,
+                                    data_len: i64::from(*bufflen),
+                                    bufflen: *bufflen as i32,
+                                    op_flags: INFO_VALID,
+                                    out_bufflen: 0,
+                                },
+                            }
+                        }
+                        Err(out) => {
+                            eprintln!(
+                                "parse: opcode {:#04x} ends with status {:#04x}",
+                                p.cdb[0], out.status
+                            );
+                            let n = out.sense.len().min(sense.len());
+                            sense[..n].copy_from_slice(&out.sense[..n]);
+                            reply.u.parse_status = ReplyParseStatus {
+                                status: out.status,
+                                sense: SenseRef {
+                                    sense_len: n as u8,
+                                    psense_buffer: sense.as_ptr() as u64,
+                                },
+                            };
+                        }
+                    }
+                }
                 SUB_ALLOC_MEM => {
                     // SAFETY: the subcode says which member is valid.
                     let a = unsafe { get.u.alloc_cmd };

@@ -265,6 +265,27 @@ impl Disk {
         }
     }
 
+    /// PARSE: READ and WRITE move the blocks their CDB names, commands of
+    /// the vendor-specific range (C0h to FFh) do not exist here, and the
+    /// others move what the initiator says.
+    pub fn parse(&self, cdb: &[u8], direction: u8, len: u32) -> Result<(u8, u32), Outcome> {
+        let blocks = match cdb.first().copied().unwrap_or(0) {
+            0xc0..=0xff => return Err(invalid_opcode()),
+            0x08 | 0x0a if cdb.len() >= 6 => match cdb[4] {
+                0 => 256,
+                n => u64::from(n),
+            },
+            0x28 | 0x2a if cdb.len() >= 10 => be16(cdb, 7),
+            0xa8 | 0xaa if cdb.len() >= 12 => be32(cdb, 6),
+            0x88 | 0x8a if cdb.len() >= 16 => be32(cdb, 10),
+            _ => return Ok((direction, len)),
+        };
+        let bytes = blocks
+            .saturating_mul(self.block_size)
+            .min(u64::from(u32::MAX >> 1));
+        Ok((direction, bytes as u32))
+    }
+
     fn rw(&self, cdb: &[u8], data: &mut [u8]) -> Outcome {
         let op = cdb[0];
         // RDPROTECT/WRPROTECT: the disk has no protection information.
@@ -426,6 +447,25 @@ mod tests {
             serial: "D1".into(),
         };
         (d, path)
+    }
+
+    #[test]
+    fn parse_sizes_reads_and_writes_from_the_cdb() {
+        let (d, path) = disk("parse");
+        // READ(10) of 2 blocks, whatever the initiator expects.
+        let r10 = [0x28, 0, 0, 0, 0, 4, 0, 0, 2, 0];
+        assert_eq!(d.parse(&r10, 2, 4096).ok(), Some((2, 1024)));
+        // WRITE(6) with 0 blocks means 256.
+        let w6 = [0x0a, 0, 0, 1, 0, 0];
+        assert_eq!(d.parse(&w6, 1, 512).ok(), Some((1, 256 * 512)));
+        // Others keep the initiator's values; vendor opcodes end here.
+        assert_eq!(d.parse(&[0x12, 0, 0, 0, 36, 0], 2, 36).ok(), Some((2, 36)));
+        let vendor = d.parse(&[0xc1, 0, 0, 0, 0, 0], 4, 0).err().unwrap();
+        assert_eq!(
+            (vendor.status, vendor.sense[2], vendor.sense[12]),
+            (2, 5, 0x20)
+        );
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

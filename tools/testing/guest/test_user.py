@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -31,6 +32,12 @@ class Handler:
         assert os.path.exists(binary), "build tools/scst_user first (cargo build --release)"
         self.name = name
         self.proc = subprocess.Popen([binary, *args, name, path], stderr=subprocess.PIPE, text=True)
+        # Read as it comes: a handler that logs much must never block on a
+        # full pipe.
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr),
+                                       daemon=True)
+        self.reader.start()
         # REGISTER_DEVICE has returned once both are there (the device's
         # directory appears first).
         made = [os.path.join(ROOT, "devices", name), os.path.join(ROOT, "handlers", name, name)]
@@ -38,7 +45,8 @@ class Handler:
             if all(os.path.exists(p) for p in made):
                 return
             if self.proc.poll() is not None:
-                raise AssertionError(f"handler exited: {self.proc.stderr.read()}")
+                self.reader.join(timeout=30)
+                raise AssertionError(f"handler exited: {''.join(self.lines)}")
             time.sleep(0.1)
         raise AssertionError("device did not appear")
 
@@ -46,7 +54,8 @@ class Handler:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=60)
-        return self.proc.stderr.read()
+        self.reader.join(timeout=30)
+        return "".join(self.lines)
 
 
 @pytest.fixture
@@ -138,17 +147,18 @@ def block_io_count(sd):
     return int(fields[0]) + int(fields[4])
 
 
-@pytest.mark.parametrize("mode", [[], ["--on-free-call", "--no-reuse"]])
+@pytest.mark.parametrize("mode", [[], ["--on-free-call", "--no-reuse"], ["--parse", "call"]])
 def test_zero_copy_over_iscsi(handlers, mode):
     """Through the iSCSI target a command's data moves in the handler's own
     pinned buffer: data-out lands in it from the socket, data-in leaves from
     it, and nothing is copied in between (the device's zero_copy_commands
     counts such commands, copied_commands the others). fio verify checks
     the bytes, in sizes that take immediate data, R2Ts and many Data-In
-    PDUs, with buffers the kernel caches and buffers it gives back."""
+    PDUs, with buffers the kernel caches and buffers it gives back, and with
+    PARSE before each command."""
     iqn = "iqn.2026-11.org.scst-rs:user-zero-copy"
     path = backing_file("uzc", 64 << 20)
-    handlers("udisk", path, *mode)
+    h = handlers("udisk", path, *mode)
     mgmt("targets/iscsi/mgmt", f"add_target {iqn}")
     mgmt(f"targets/iscsi/{iqn}/luns/mgmt", "add udisk 0")
     mgmt(f"targets/iscsi/{iqn}/enabled", "1")
@@ -181,6 +191,49 @@ def test_zero_copy_over_iscsi(handlers, mode):
             assert int(read("devices/udisk/copied_commands")) == 0
     finally:
         mgmt("targets/iscsi/enabled", "0")
+    if "--parse" in mode:
+        log = h.kill()
+        assert re.search(r"^parse: opcode 0x2a, initiator \d+ bytes", log, re.M), log[-2000:]
+        assert re.search(r"^parse: opcode 0x28, initiator \d+ bytes", log, re.M), log[-2000:]
+
+
+@pytest.mark.parametrize("mode", ["call", "exception"])
+def test_parse(handlers, mode):
+    """With parse_type CALL every command reaches the handler as PARSE first,
+    and EXEC gets the buffer PARSE sized: a READ(10) of one block moves 512
+    bytes however much the initiator asked for. With EXCEPTION only the
+    opcodes no standard parser knows (vendor-specific) do. A status in the
+    PARSE reply ends the command there, without EXEC."""
+    path = backing_file("upa", 16 << 20)
+    h = handlers("udisk", path, "--parse", mode)
+    sd, sg = export("udisk", "t1")
+    data = os.urandom(64 << 10)
+    with open("/tmp/upa.src", "wb") as f:
+        f.write(data)
+    sh("dd", "if=/tmp/upa.src", f"of={sd}", "bs=4k", "oflag=direct", "seek=8")
+    out = subprocess.run(["dd", f"if={sd}", "bs=4k", "iflag=direct", "skip=8", "count=16",
+                          "status=none"], capture_output=True, timeout=120).stdout
+    assert out == data
+    # READ(10) of LBA 64 (where the data starts), one block, into a 4 KiB
+    # buffer.
+    one = sh("sg_raw", "-r", "4096", "-o", "/tmp/upa.one", sg,
+             "28", "00", "00", "00", "00", "40", "00", "00", "01", "00")
+    with open("/tmp/upa.one", "rb") as f:
+        assert f.read()[:512] == data[:512]
+    vendor = sh("sg_raw", sg, "c1", "00", "00", "00", "00", "00", check=False)
+    said = vendor.stdout + vendor.stderr
+    assert vendor.returncode != 0 and "invalid command operation code" in said.lower(), said
+    log = h.kill()
+    print(one.stdout + one.stderr)
+    if mode == "call":
+        assert "parse: opcode 0x28, initiator 4096 bytes, handler 512 (2)" in log, log
+        assert "exec: opcode 0x28, buffer 512 bytes" in log, log
+        assert "parse: opcode 0x2a, initiator 4096 bytes, handler 4096 (1)" in log, log
+    else:
+        assert "parse: opcode 0x28" not in log and "parse: opcode 0x2a" not in log, log
+        assert "exec: opcode 0x28, buffer 4096 bytes" in log, log
+    assert "parse: opcode 0xc1 ends with status 0x02" in log, log
+    assert "exec: opcode 0xc1" not in log, log
 
 
 def test_kill_during_fio_then_serve_again(handlers):

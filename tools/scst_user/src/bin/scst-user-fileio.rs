@@ -4,20 +4,26 @@
 //! (the role of SCST's fileio_tgt).
 //!
 //! Usage: scst-user-fileio [-b BLOCK_SIZE] [-t THREADS] [--on-free-call]
-//!        [--no-reuse] [--garbage MODE] [--hold-lba LBA] NAME FILE
+//!        [--no-reuse] [--garbage MODE] [--hold-lba LBA]
+//!        [--parse call|exception] NAME FILE
 //!
 //! `--garbage` makes every reply malformed, for tests of the kernel's
 //! checks: `handle` (unknown cmd_h), `status` (an invalid SCSI status),
 //! `length` (more data-in than the buffer), `subcode` (a wrong subcode).
 //! `--hold-lba` keeps the reply to the first READ or WRITE at LBA until
 //! task management aborts that command, for tests of TASK_MGMT_RECEIVED.
+//! `--parse call|exception` asks for PARSE (every command, or the unknown
+//! ones): READ and WRITE then move the blocks their CDB names even when the
+//! initiator asks for more, and vendor-specific opcodes end there.
 
 use scst_user_handlers::{scsi, Device, Handler, Opt, ReplyCmd, SUB_EXEC};
 use std::fs::OpenOptions;
 use std::process::exit;
 use std::sync::Arc;
 
-struct FileDisk(scsi::Disk);
+/// The disk, and whether to log each EXEC's buffer (with `--parse`, to
+/// show what PARSE changed).
+struct FileDisk(scsi::Disk, bool);
 
 thread_local! {
     /// Whether this thread's last command was a READ (for `--garbage`).
@@ -27,12 +33,23 @@ thread_local! {
 impl Handler for FileDisk {
     fn exec(&self, cdb: &[u8], data: &mut [u8], _direction: u8) -> scsi::Outcome {
         LAST_WAS_READ.with(|c| c.set(matches!(cdb.first(), Some(0x08 | 0x28 | 0x88 | 0xa8))));
+        if self.1 {
+            eprintln!(
+                "exec: opcode {:#04x}, buffer {} bytes",
+                cdb.first().copied().unwrap_or(0),
+                data.len()
+            );
+        }
         self.0.exec(cdb, data)
+    }
+
+    fn parse(&self, cdb: &[u8], direction: u8, len: u32) -> Result<(u8, u32), scsi::Outcome> {
+        self.0.parse(cdb, direction, len)
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: scst-user-fileio [-b BLOCK_SIZE] [-t THREADS] [--on-free-call] [--no-reuse] [--garbage handle|status|length|subcode] [--hold-lba LBA] NAME FILE");
+    eprintln!("usage: scst-user-fileio [-b BLOCK_SIZE] [-t THREADS] [--on-free-call] [--no-reuse] [--garbage handle|status|length|subcode] [--hold-lba LBA] [--parse call|exception] NAME FILE");
     exit(2)
 }
 
@@ -64,6 +81,13 @@ fn main() {
             "--on-free-call" => opt.on_free_cmd_type = scst_user_handlers::ON_FREE_CMD_CALL,
             "--no-reuse" => opt.memory_reuse_type = scst_user_handlers::MEM_NO_REUSE,
             "--garbage" => garbage = args.next().unwrap_or_else(|| usage()),
+            "--parse" => {
+                opt.parse_type = match args.next().as_deref() {
+                    Some("call") => scst_user_handlers::PARSE_CALL,
+                    Some("exception") => scst_user_handlers::PARSE_EXCEPTION,
+                    _ => usage(),
+                }
+            }
             "--hold-lba" => {
                 hold_lba = Some(
                     args.next()
@@ -92,12 +116,15 @@ fn main() {
         eprintln!("{path}: smaller than one block");
         exit(1);
     }
-    let disk = Arc::new(FileDisk(scsi::Disk {
-        file,
-        block_size: u64::from(block_size),
-        blocks,
-        serial: scsi::serial_of(name),
-    }));
+    let disk = Arc::new(FileDisk(
+        scsi::Disk {
+            file,
+            block_size: u64::from(block_size),
+            blocks,
+            serial: scsi::serial_of(name),
+        },
+        opt.parse_type != 0,
+    ));
     let dev = Arc::new(
         Device::register(name, 0x00, block_size, opt).unwrap_or_else(|e| {
             eprintln!("register {name}: {e}");

@@ -195,6 +195,119 @@ fn field_offsets_match_the_header() {
 }
 
 #[test]
+fn parse_encoding_and_reply_decoding() {
+    let v = c_values(&[
+        ("lba", "offsetof(struct scst_user_get_cmd, parse_cmd.lba)"),
+        (
+            "bufflen",
+            "offsetof(struct scst_user_get_cmd, parse_cmd.bufflen)",
+        ),
+        (
+            "flags",
+            "offsetof(struct scst_user_get_cmd, parse_cmd.op_flags)",
+        ),
+        (
+            "dir",
+            "offsetof(struct scst_user_get_cmd, parse_cmd.data_direction)",
+        ),
+        (
+            "exp_dir",
+            "offsetof(struct scst_user_get_cmd, parse_cmd.expected_data_direction)",
+        ),
+        (
+            "exp_len",
+            "offsetof(struct scst_user_get_cmd, parse_cmd.expected_transfer_len)",
+        ),
+        (
+            "r_status",
+            "offsetof(struct scst_user_reply_cmd, parse_reply.status)",
+        ),
+        (
+            "r_dir",
+            "offsetof(struct scst_user_reply_cmd, parse_reply.data_direction)",
+        ),
+        (
+            "r_cdb_len",
+            "offsetof(struct scst_user_reply_cmd, parse_reply.cdb_len)",
+        ),
+        (
+            "r_lba",
+            "offsetof(struct scst_user_reply_cmd, parse_reply.lba)",
+        ),
+        (
+            "r_bufflen",
+            "offsetof(struct scst_user_reply_cmd, parse_reply.bufflen)",
+        ),
+        (
+            "r_flags",
+            "offsetof(struct scst_user_reply_cmd, parse_reply.op_flags)",
+        ),
+        (
+            "r_out",
+            "offsetof(struct scst_user_reply_cmd, parse_reply.out_bufflen)",
+        ),
+        (
+            "r_sense_len",
+            "offsetof(struct scst_user_reply_cmd, parse_reply.sense_len)",
+        ),
+        (
+            "r_psense",
+            "offsetof(struct scst_user_reply_cmd, parse_reply.psense_buffer)",
+        ),
+    ]);
+    let cdb = [0x2a, 0, 0, 0, 0, 9, 0, 0, 8, 0];
+    let mut b = [0xffu8; GET_CMD_SIZE];
+    ToUser::Parse(Parse {
+        sess_h: 5,
+        cdb: &cdb,
+        lba: 9,
+        bufflen: 4096,
+        timeout: 60,
+        queue_type: queue::SIMPLE,
+        data_direction: dir::WRITE,
+    })
+    .encode(11, &mut b);
+    assert_eq!(u32_at(&b, 4), subcode::PARSE);
+    let at = |k: &str| v[k] as usize;
+    assert_eq!(u64_at(&b, at("lba")), 9);
+    assert_eq!(u32_at(&b, at("bufflen")), 4096);
+    assert_eq!(u32_at(&b, at("flags")), op_flags::INFO_VALID);
+    assert_eq!((b[at("dir")], b[at("exp_dir")]), (dir::WRITE, dir::WRITE));
+    assert_eq!(b[at("exp_dir") - 1], 1, "expected_values_set");
+    assert_eq!(u32_at(&b, at("exp_len")), 4096);
+    assert!(b[8 + PARSE_SIZE..].iter().all(|&x| x == 0));
+
+    let mut r = [0u8; REPLY_CMD_SIZE];
+    r[at("r_dir")] = dir::READ;
+    r[at("r_cdb_len")..at("r_cdb_len") + 2].copy_from_slice(&10u16.to_ne_bytes());
+    r[at("r_lba")..at("r_lba") + 8].copy_from_slice(&7i64.to_ne_bytes());
+    r[at("r_bufflen")..at("r_bufflen") + 4].copy_from_slice(&512i32.to_ne_bytes());
+    r[at("r_flags")..at("r_flags") + 4].copy_from_slice(&op_flags::INFO_VALID.to_ne_bytes());
+    r[at("r_out")..at("r_out") + 4].copy_from_slice(&3i32.to_ne_bytes());
+    let p = Reply::decode(&r).parse();
+    assert_eq!(
+        (
+            p.status,
+            p.data_direction,
+            p.cdb_len,
+            p.lba,
+            p.bufflen,
+            p.out_bufflen
+        ),
+        (0, dir::READ, 10, 7, 512, 3)
+    );
+    assert!(p.is_valid(10));
+    assert!(!p.is_valid(6), "a longer CDB than the command's");
+    r[at("r_flags")] = 0;
+    assert!(!Reply::decode(&r).parse().is_valid(10), "INFO_VALID unset");
+    r[at("r_status")] = 2;
+    r[at("r_sense_len")] = 18;
+    r[at("r_psense")..at("r_psense") + 8].copy_from_slice(&0x5000u64.to_ne_bytes());
+    let p = Reply::decode(&r).parse();
+    assert_eq!((p.status, p.sense_len, p.psense_buffer), (2, 18, 0x5000));
+}
+
+#[test]
 fn task_management_encoding() {
     let mut b = [0xffu8; GET_CMD_SIZE];
     let tm = |done| ToUser::TaskMgmt {
