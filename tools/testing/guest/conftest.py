@@ -144,3 +144,30 @@ def open_iscsi_login(iqn, portal="127.0.0.1"):
         sh(*adm, "-m", "node", "-o", "delete", check=False)
         daemon.terminate()
         daemon.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def iscsi_export(iqn, dev):
+    """Device `dev` as LUN 0 of a new scst_iscsi target `iqn`, enabled; the
+    driver is disabled after."""
+    sh("ip", "link", "set", "lo", "up")
+    mgmt("targets/iscsi/mgmt", f"add_target {iqn}")
+    mgmt(f"targets/iscsi/{iqn}/luns/mgmt", f"add {dev} 0")
+    mgmt(f"targets/iscsi/{iqn}/enabled", "1")
+    mgmt("targets/iscsi/enabled", "1")
+    try:
+        yield
+    finally:
+        mgmt("targets/iscsi/enabled", "0")
+
+
+def device_of(scsi_devices, pattern):
+    """/dev/NAME for the first match of `pattern` (a glob under the sysfs
+    directory of a SCSI device `scsi_devices()` lists, such as "block/sd*"),
+    once udev made it; None after 20 s."""
+    for _ in range(200):
+        found = [p for d in scsi_devices() for p in glob.glob(os.path.join(d, pattern))]
+        if found and os.path.exists("/dev/" + os.path.basename(found[0])):
+            return "/dev/" + os.path.basename(found[0])
+        time.sleep(0.1)
+    return None

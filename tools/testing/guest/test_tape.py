@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, mgmt, open_iscsi_login, sh
+from conftest import ROOT, device_of, iscsi_export, mgmt, open_iscsi_login, sh
 from test_local import host_of
 from test_user import TAPE, handlers  # noqa: F401 (fixture)
 
@@ -266,35 +266,21 @@ def test_short_blocks_over_iscsi(handlers):  # noqa: F811 (the fixture imported 
     iqn = "iqn.2026-11.org.scst-rs:tape"
     sh("modprobe", "st")
     handlers("vtape", fresh("/tmp/vtape-iscsi.cart"), binary=TAPE)
-    mgmt("targets/iscsi/mgmt", f"add_target {iqn}")
-    mgmt(f"targets/iscsi/{iqn}/luns/mgmt", "add vtape 0")
-    mgmt(f"targets/iscsi/{iqn}/enabled", "1")
-    mgmt("targets/iscsi/enabled", "1")
-    try:
-        with open_iscsi_login(iqn) as scsi_devices:
-            nst = None
-            for _ in range(200):
-                found = [p for d in scsi_devices() for p in glob.glob(d + "/scsi_tape/nst*")
-                         if os.path.basename(p)[-1].isdigit()]
-                if found and os.path.exists("/dev/" + os.path.basename(found[0])):
-                    nst = "/dev/" + os.path.basename(found[0])
-                    break
-                time.sleep(0.1)
-            assert nst, "no st device after login"
-            # udev probes a new tape by opening it; st allows one opener.
-            sh("udevadm", "settle", check=False)
-            blocks = [os.urandom(1000), os.urandom(3000), os.urandom(70000)]
-            fd = not_busy(lambda: os.open(nst, os.O_WRONLY))
-            for b in blocks:
-                assert os.write(fd, b) == len(b)
-            os.close(fd)
-            mt(nst, "rewind")
-            # One 128 KiB read per block, until the filemark st wrote on
-            # close (end of file): three short reads.
-            r = not_busy(lambda: subprocess.run(["dd", f"if={nst}", "bs=128k"],
-                                                capture_output=True, timeout=300))
-            assert r.returncode == 0, r.stderr
-            assert b"0+3 records in" in r.stderr, r.stderr
-            assert r.stdout == b"".join(blocks)
-    finally:
-        mgmt("targets/iscsi/enabled", "0")
+    with iscsi_export(iqn, "vtape"), open_iscsi_login(iqn) as scsi_devices:
+        nst = device_of(scsi_devices, "scsi_tape/nst*[0-9]")
+        assert nst, "no st device after login"
+        # udev probes a new tape by opening it; st allows one opener.
+        sh("udevadm", "settle", check=False)
+        blocks = [os.urandom(1000), os.urandom(3000), os.urandom(70000)]
+        fd = not_busy(lambda: os.open(nst, os.O_WRONLY))
+        for b in blocks:
+            assert os.write(fd, b) == len(b)
+        os.close(fd)
+        mt(nst, "rewind")
+        # One 128 KiB read per block, until the filemark st wrote on
+        # close (end of file): three short reads.
+        r = not_busy(lambda: subprocess.run(["dd", f"if={nst}", "bs=128k"],
+                                            capture_output=True, timeout=300))
+        assert r.returncode == 0, r.stderr
+        assert b"0+3 records in" in r.stderr, r.stderr
+        assert r.stdout == b"".join(blocks)

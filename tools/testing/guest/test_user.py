@@ -3,7 +3,6 @@
 a disk through /dev/scst_user to Linux's SCSI stack via scst_local; the
 kernel stays master when the handler dies or replies with garbage."""
 
-import glob
 import hashlib
 import os
 import re
@@ -14,8 +13,8 @@ import time
 
 import pytest
 
-from conftest import (ROOT, backing_file, dmesg_since, iscsi_test_cu, mark_dmesg, mgmt,
-                      open_iscsi_login, read, sh, write)
+from conftest import (ROOT, backing_file, device_of, dmesg_since, iscsi_export, iscsi_test_cu,
+                      mark_dmesg, mgmt, open_iscsi_login, read, sh, write)
 from test_local import SG_IO_LIMITED, devices, host_of
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -159,38 +158,25 @@ def test_zero_copy_over_iscsi(handlers, mode):
     iqn = "iqn.2026-11.org.scst-rs:user-zero-copy"
     path = backing_file("uzc", 64 << 20)
     h = handlers("udisk", path, *mode)
-    mgmt("targets/iscsi/mgmt", f"add_target {iqn}")
-    mgmt(f"targets/iscsi/{iqn}/luns/mgmt", "add udisk 0")
-    mgmt(f"targets/iscsi/{iqn}/enabled", "1")
-    mgmt("targets/iscsi/enabled", "1")
-    try:
-        with open_iscsi_login(iqn) as scsi_devices:
-            sd = None
-            for _ in range(200):
-                found = [p for d in scsi_devices() for p in glob.glob(d + "/block/sd*")]
-                if found and os.path.exists("/dev/" + os.path.basename(found[0])):
-                    sd = "/dev/" + os.path.basename(found[0])
-                    break
-                time.sleep(0.1)
-            assert sd, "no disk after login"
-            sh("udevadm", "settle", check=False)
-            ios = block_io_count(sd)
-            lent = int(read("devices/udisk/zero_copy_commands"))
-            r = subprocess.run(["fio", "--name=t", f"--filename={sd}", "--direct=1",
-                                "--ioengine=libaio", "--iodepth=8",
-                                "--bssplit=4k/40:64k/30:512k/30", "--size=24M",
-                                "--rw=randwrite", "--randrepeat=0", "--verify=crc32c",
-                                "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
-                               capture_output=True, text=True, timeout=900)
-            assert r.returncode == 0, r.stdout + r.stderr
-            ios = block_io_count(sd) - ios
-            lent = int(read("devices/udisk/zero_copy_commands")) - lent
-            print(f"{ios} reads and writes, {lent} commands in the handler's buffers")
-            assert ios > 100
-            assert lent >= ios
-            assert int(read("devices/udisk/copied_commands")) == 0
-    finally:
-        mgmt("targets/iscsi/enabled", "0")
+    with iscsi_export(iqn, "udisk"), open_iscsi_login(iqn) as scsi_devices:
+        sd = device_of(scsi_devices, "block/sd*")
+        assert sd, "no disk after login"
+        sh("udevadm", "settle", check=False)
+        ios = block_io_count(sd)
+        lent = int(read("devices/udisk/zero_copy_commands"))
+        r = subprocess.run(["fio", "--name=t", f"--filename={sd}", "--direct=1",
+                            "--ioengine=libaio", "--iodepth=8",
+                            "--bssplit=4k/40:64k/30:512k/30", "--size=24M",
+                            "--rw=randwrite", "--randrepeat=0", "--verify=crc32c",
+                            "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
+                           capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stdout + r.stderr
+        ios = block_io_count(sd) - ios
+        lent = int(read("devices/udisk/zero_copy_commands")) - lent
+        print(f"{ios} reads and writes, {lent} commands in the handler's buffers")
+        assert ios > 100
+        assert lent >= ios
+        assert int(read("devices/udisk/copied_commands")) == 0
     if "--parse" in mode:
         log = h.kill()
         assert re.search(r"^parse: opcode 0x2a, initiator \d+ bytes", log, re.M), log[-2000:]
@@ -360,16 +346,9 @@ def test_iscsi_test_cu_over_iscsi(handlers):
     """The same SCSI suites on the file handler's LUN through the iSCSI
     target (libiscsi's initiator over loopback)."""
     iqn = "iqn.2026-11.org.scst-rs:user"
-    sh("ip", "link", "set", "lo", "up")
     path = backing_file("ucu-iscsi", 256 << 20)
     handlers("udisk", path)
-    mgmt("targets/iscsi/mgmt", f"add_target {iqn}")
-    mgmt(f"targets/iscsi/{iqn}/luns/mgmt", "add udisk 0")
-    mgmt(f"targets/iscsi/{iqn}/enabled", "1")
-    mgmt("targets/iscsi/enabled", "1")
-    try:
+    with iscsi_export(iqn, "udisk"):
         failed, _ = iscsi_test_cu(f"iscsi://127.0.0.1/{iqn}/0",
                                   "iscsi-test-cu-scst_user-iscsi.txt")
-        assert not failed, f"iscsi-test-cu failures: {sorted(failed)}"
-    finally:
-        mgmt("targets/iscsi/enabled", "0")
+    assert not failed, f"iscsi-test-cu failures: {sorted(failed)}"
