@@ -65,8 +65,9 @@ USER_FILEIO = os.path.join(REPO, "tools", "scst_user", "target", "release", "scs
 @contextlib.contextmanager
 def scst_rs(module, null_size, backing):
     """scst.ko: nullio as LUN 0 and fileio as LUN 1, over iSCSI (port 3260)
-    and through a scst_local session, where LUN 2 is the same file served by
-    the scst_user file handler; yields (URLs, local SCSI host)."""
+    and through a scst_local session; LUN 2 of both is the same file served
+    by the scst_user file handler. Yields (URLs of LUNs 0 and 1, local SCSI
+    host)."""
     sh("insmod", module)
     user = None
     try:
@@ -83,6 +84,7 @@ def scst_rs(module, null_size, backing):
         mgmt("targets/iscsi/mgmt", f"add_target {name}")
         mgmt(f"targets/iscsi/{name}/luns/mgmt", "add bnull 0")
         mgmt(f"targets/iscsi/{name}/luns/mgmt", "add bfile 1")
+        mgmt(f"targets/iscsi/{name}/luns/mgmt", "add buser 2")
         mgmt(f"targets/iscsi/{name}/enabled", "1")
         mgmt("targets/iscsi/enabled", "1")
         mgmt("targets/scst_local/mgmt", "add_target bench")
@@ -270,6 +272,7 @@ def plan(endpoints, only=None):
         ("fio-iscsi", FIO, ["scst-rs", "LIO", "tgt", "ceiling"]),
         ("fio-local", FIO, ["scst_local", "tcm_loop"]),
         ("fio-user", FIO, ["scst_user", "vdisk_fileio"]),
+        ("fio-user-iscsi", FIO, ["scst_user", "vdisk_fileio"]),
     ]:
         for workload in workloads:
             for backing in BACKINGS:
@@ -395,6 +398,11 @@ def main():
         disks = host_disks(scst_host, [1, 2])
         endpoints[("fio-user", "scst_user", "file")] = disks[2]
         endpoints[("fio-user", "vdisk_fileio", "file")] = disks[1]
+        # And through iSCSI, where iSCSI moves the data in the handler's
+        # own buffers.
+        disks = session_disks(iqn("scst-rs"), [1, 2])
+        endpoints[("fio-user-iscsi", "scst_user", "file")] = disks[2]
+        endpoints[("fio-user-iscsi", "vdisk_fileio", "file")] = disks[1]
         for key, endpoint in sorted(endpoints.items()):
             if endpoint.startswith("/dev/"):
                 no_scheduler(endpoint)

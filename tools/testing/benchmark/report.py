@@ -18,6 +18,9 @@ TOOLS = {
     "fio-local": "fio (libaio, O_DIRECT) through a local SCSI host: scst_local against tcm_loop",
     "fio-user": "fio (libaio, O_DIRECT) through scst_local: the scst_user file handler "
                 "(user space) against vdisk_fileio (kernel) on the same file",
+    "fio-user-iscsi": "fio (libaio, O_DIRECT) through the kernel's iSCSI initiator: the "
+                      "scst_user file handler (its buffers lent to iSCSI) against "
+                      "vdisk_fileio on the same file",
 }
 # Per tool: ours first, then the peers it is compared with.
 TARGETS = {
@@ -25,6 +28,7 @@ TARGETS = {
     "fio-iscsi": ["scst-rs", "LIO", "tgt", "ceiling"],
     "fio-local": ["scst_local", "tcm_loop"],
     "fio-user": ["scst_user", "vdisk_fileio"],
+    "fio-user-iscsi": ["scst_user", "vdisk_fileio"],
 }
 FIGURES = ["iops", "bw_bytes", "lat_mean_us", "lat_p99_us", "ctxt_per_io", "cpu_us_per_io"]
 
