@@ -338,10 +338,14 @@ impl DeviceState {
 
     /// Stops tracking a nexus.
     pub(crate) fn detach(&self, tgt_dev: &TgtDev) {
-        let mut tgt_devs = self.tgt_devs.lock();
-        if let Some(i) = tgt_devs.iter().position(|t| core::ptr::eq(&**t, tgt_dev)) {
-            drop(tgt_devs.swap_remove(i));
-        }
+        let removed = {
+            let mut tgt_devs = self.tgt_devs.lock();
+            let i = tgt_devs.iter().position(|t| core::ptr::eq(&**t, tgt_dev));
+            i.and_then(|i| tgt_devs.swap_remove(i))
+        };
+        // Outside the lock: the last reference to a nexus tells its
+        // logical unit (which may sleep or take its own locks).
+        drop(removed);
     }
 }
 
