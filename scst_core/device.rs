@@ -19,7 +19,7 @@ use kernel::{
     new_condvar, new_spinlock,
     prelude::*,
     str::{CStr, CString},
-    sync::{Arc, CondVar, SpinLock},
+    sync::{Arc, ArcBorrow, CondVar, SpinLock},
 };
 
 /// A device handler: a backend kind such as `vdisk_fileio`, listed under
@@ -207,7 +207,7 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
     /// handler's buffer: no copy between the wire and the process). `None`
     /// lets the transport use pages of its own; `Err` ends the command.
     fn lend_buffer(
-        self: Arc<Self>,
+        self: ArcBorrow<'_, Self>,
         _req: &BufferRequest<'_>,
     ) -> Result<Option<LentBuffer>, LendRefused> {
         Ok(None)

@@ -218,12 +218,12 @@ impl Response {
         }
     }
 
-    /// A status and sense a logical unit built.
-    fn raw(raw: RawStatus) -> Self {
-        let mut r = Self::status(raw.status);
-        r.sense_len = raw.sense_len.min(r.sense.len());
-        r.sense[..r.sense_len].copy_from_slice(&raw.sense[..r.sense_len]);
-        r
+    /// Takes the status and sense a logical unit built.
+    fn with_raw(mut self, raw: RawStatus) -> Self {
+        self.status = raw.status;
+        self.sense_len = raw.sense_len.min(self.sense.len());
+        self.sense[..self.sense_len].copy_from_slice(&raw.sense[..self.sense_len]);
+        self
     }
 
     fn status(status: u8) -> Self {
@@ -290,7 +290,7 @@ impl Command {
             nexus: lender.attached.id,
             tag: self.tag,
         };
-        match lender.dev.lu.clone().lend_buffer(&req) {
+        match lender.dev.lu.as_arc_borrow().lend_buffer(&req) {
             Ok(Some(buf)) => match CmdBuffer::lent(buf, len) {
                 Some(lent) => Ok(lent),
                 None => CmdBuffer::own(len),
@@ -315,7 +315,9 @@ impl Command {
             (Some(LendRefused::Sense(s)), Some(t)) => {
                 Response::check_condition(s, t.dev.lu.sense_format())
             }
-            (Some(LendRefused::Status(raw)), Some(_)) => Response::raw(raw),
+            (Some(LendRefused::Status(raw)), Some(_)) => {
+                Response::status(status::GOOD).with_raw(raw)
+            }
             _ => {
                 let lent = buf.lent_id();
                 let mut sg = buf.sg();
@@ -646,13 +648,11 @@ impl Session {
                         .dev
                         .raise_ua(sense::MODE_PARAMETERS_CHANGED, Some(tgt_dev));
                 }
-                let mut r = Response::good(done.data_in, done.transfer_len);
-                if let Some(raw) = done.raw {
-                    r.status = raw.status;
-                    r.sense_len = raw.sense_len.min(r.sense.len());
-                    r.sense[..r.sense_len].copy_from_slice(&raw.sense[..r.sense_len]);
+                let r = Response::good(done.data_in, done.transfer_len);
+                match done.raw {
+                    Some(raw) => r.with_raw(raw),
+                    None => r,
                 }
-                r
             }
             Err(s) => Response::check_condition(s, tgt_dev.dev.lu.sense_format()),
         }
@@ -707,20 +707,16 @@ impl Session {
         function: TmFunction,
         wait: impl FnOnce() -> bool,
     ) -> bool {
+        let tm = |t: &TgtDev| TaskMgmt {
+            function,
+            nexus: t.attached.id,
+        };
         for t in affected {
-            let tm = TaskMgmt {
-                function,
-                nexus: t.attached.id,
-            };
-            t.dev.lu.task_mgmt_received(&tm);
+            t.dev.lu.task_mgmt_received(&tm(t));
         }
         let done = wait();
         for t in affected {
-            let tm = TaskMgmt {
-                function,
-                nexus: t.attached.id,
-            };
-            t.dev.lu.task_mgmt_done(&tm, done);
+            t.dev.lu.task_mgmt_done(&tm(t), done);
         }
         done
     }
@@ -757,6 +753,7 @@ impl Session {
         }) {
             return false;
         }
+        // Looked up again: the LUN may have been replaced meanwhile.
         if let Some(t) = self.find(lun) {
             t.dev.raise_ua(sense::DEVICE_RESET_OCCURRED, None);
         }

@@ -53,7 +53,7 @@ use kernel::{
     c_str, new_condvar, new_mutex, new_spinlock,
     prelude::*,
     str::CString,
-    sync::{Arc, CondVar, Mutex, SpinLock},
+    sync::{Arc, ArcBorrow, CondVar, Mutex, SpinLock},
     time::{ktime_ms_delta, msecs_to_jiffies, Ktime},
     uaccess::UserSlice,
 };
@@ -443,7 +443,6 @@ struct Inner {
     /// False once the file is closed or the device unregistered.
     alive: bool,
     opts: Options,
-    next_h: u32,
     /// Handles to deliver, oldest first.
     queue: KVec<u32>,
     ucmds: KVec<UCmd>,
@@ -481,6 +480,8 @@ struct UserDev {
     dev_type: u8,
     block_size: u32,
     timeout_s: AtomicU32,
+    /// The last handle given (`cmd_h`; 0 is never one).
+    last_handle: AtomicU32,
     pollq: Arc<PollQueue>,
     #[pin]
     inner: SpinLock<Inner>,
@@ -533,14 +534,7 @@ impl UserDev {
             if inner.ucmds.len() >= MAX_UCMDS {
                 return Err(Failure::Busy);
             }
-            let h = match *h {
-                Some(h) => h,
-                None => {
-                    inner.next_h = inner.next_h.wrapping_add(1).max(1);
-                    *h = Some(inner.next_h);
-                    inner.next_h
-                }
-            };
+            let h = *h.get_or_insert_with(|| self.new_handle());
             inner.queue.push(h, GFP_ATOMIC).map_err(|_| Failure::Busy)?;
             if inner
                 .ucmds
@@ -630,11 +624,18 @@ impl UserDev {
         }
     }
 
-    /// A handle for a new command.
+    /// A new handle (for a command, a notification or a preallocated
+    /// buffer); never 0.
     fn new_handle(&self) -> u32 {
-        let mut inner = self.inner.lock();
-        inner.next_h = inner.next_h.wrapping_add(1).max(1);
-        inner.next_h
+        loop {
+            let h = self
+                .last_handle
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1);
+            if h != 0 {
+                return h;
+            }
+        }
     }
 
     /// Whether the process checks this CDB (PARSE): every one with
@@ -1326,7 +1327,7 @@ impl LogicalUnit for UserDev {
     }
 
     fn lend_buffer(
-        self: Arc<Self>,
+        self: ArcBorrow<'_, Self>,
         req: &BufferRequest<'_>,
     ) -> Result<Option<LentBuffer>, LendRefused> {
         let Ok(cdb) = Cdb::new(req.cdb) else {
@@ -1352,7 +1353,7 @@ impl LogicalUnit for UserDev {
             Err(Failure::Busy) if !parsed => return Ok(None),
             Err(f) => return Err(ParseEnd::Failed(f).refusal()),
         };
-        let lender: Arc<dyn Lender> = self;
+        let lender: Arc<dyn Lender> = Arc::<Self>::from(self);
         Ok(Some(LentBuffer::new(buf, lender, req.direction, h, limit)))
     }
 
@@ -1523,13 +1524,13 @@ impl UserFile {
                 dev_type: desc.dev_type,
                 block_size: desc.block_size,
                 timeout_s: AtomicU32::new(DEFAULT_TIMEOUT_S),
+                last_handle: AtomicU32::new(0),
                 zero_copy_commands: AtomicU64::new(0),
                 copied_commands: AtomicU64::new(0),
                 pollq: self.pollq.clone(),
                 inner <- new_spinlock!(Inner {
                     alive: true,
                     opts: desc.opt,
-                    next_h: 0,
                     queue,
                     ucmds,
                     cache,
@@ -1660,7 +1661,7 @@ impl UserFile {
             return Err(EINVAL);
         }
         let buf = PinnedUserBuf::pin(pbuf, len)?;
-        let h = {
+        {
             let mut inner = dev.inner.lock();
             if inner.cache.len() >= MAX_CACHED_BUFFERS.min(inner.cache.capacity()) {
                 drop(inner);
@@ -1668,9 +1669,8 @@ impl UserFile {
                 return Err(EBUSY);
             }
             inner.cache.push(buf, GFP_ATOMIC)?;
-            inner.next_h = inner.next_h.wrapping_add(1).max(1);
-            inner.next_h
         };
+        let h = dev.new_handle();
         let mut out = [0u8; abi::PREALLOC_SIZE];
         out[..4].copy_from_slice(&h.to_ne_bytes());
         Self::write_user(arg, &out)?;
