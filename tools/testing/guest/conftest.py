@@ -124,26 +124,37 @@ def iscsi_test_cu(target, table, *extra):
 
 
 @contextlib.contextmanager
+def iscsi_daemon():
+    """open-iscsi's daemon, running until the block ends (with iscsi_tcp
+    loaded and loopback up)."""
+    sh("ip", "link", "set", "lo", "up")
+    sh("modprobe", "iscsi_tcp")
+    os.makedirs("/run/lock/iscsi", exist_ok=True)
+    # Its own session: iscsid signals its whole process group on exit.
+    daemon = subprocess.Popen(["iscsid", "-f"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(1)
+    try:
+        yield
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+
+@contextlib.contextmanager
 def open_iscsi_login(iqn, portal="127.0.0.1"):
     """The kernel's initiator (open-iscsi's iscsid) logged in to `iqn`, an
     enabled target of scst_iscsi; yields the sysfs directories of the
     session's SCSI devices, and logs out after."""
-    sh("ip", "link", "set", "lo", "up")
-    sh("modprobe", "iscsi_tcp")
-    os.makedirs("/run/lock/iscsi", exist_ok=True)
-    daemon = subprocess.Popen(["iscsid", "-f"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(1)
     adm = ["timeout", "120", "iscsiadm"]
-    try:
-        sh(*adm, "-m", "discovery", "-t", "sendtargets", "-p", portal)
-        sh(*adm, "-m", "node", "-T", iqn, "-p", portal, "--login")
-        yield lambda: glob.glob("/sys/class/iscsi_session/session*/device/target*/*:0:0:*")
-    finally:
-        sh(*adm, "-m", "node", "--logout", check=False)
-        sh(*adm, "-m", "node", "-o", "delete", check=False)
-        daemon.terminate()
-        daemon.wait(timeout=30)
+    with iscsi_daemon():
+        try:
+            sh(*adm, "-m", "discovery", "-t", "sendtargets", "-p", portal)
+            sh(*adm, "-m", "node", "-T", iqn, "-p", portal, "--login")
+            yield lambda: glob.glob("/sys/class/iscsi_session/session*/device/target*/*:0:0:*")
+        finally:
+            sh(*adm, "-m", "node", "--logout", check=False)
+            sh(*adm, "-m", "node", "-o", "delete", check=False)
 
 
 @contextlib.contextmanager

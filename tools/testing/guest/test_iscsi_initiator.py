@@ -4,12 +4,11 @@ digests, CHAP, fio verify, a file system, logout and unload."""
 
 import glob
 import os
-import subprocess
 import time
 
 import pytest
 
-from conftest import ROOT, backing_file, mgmt, read, sh
+from conftest import ROOT, backing_file, iscsi_daemon, mgmt, read, sh
 
 IQN = "iqn.2026-11.org.scst-rs:oi"
 PORTAL = "127.0.0.1"
@@ -42,26 +41,18 @@ def sessions():
 
 @pytest.fixture
 def iscsid(scst):
-    sh("ip", "link", "set", "lo", "up")
-    sh("modprobe", "iscsi_tcp")
-    os.makedirs("/run/lock/iscsi", exist_ok=True)
-    # Its own session: iscsid signals its whole process group on exit.
-    daemon = subprocess.Popen(["iscsid", "-f"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(1)
-    path = backing_file("open-iscsi", 256 << 20)
-    mgmt("handlers/vdisk_fileio/mgmt", f"add_device oi1 filename={path}")
-    mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
-    mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add oi1 0")
-    mgmt(f"targets/iscsi/{IQN}/enabled", "1")
-    mgmt("targets/iscsi/enabled", "1")
-    out = iscsiadm("-m", "discovery", "-t", "sendtargets", "-p", PORTAL).stdout
-    assert IQN in out, out
-    yield
-    node("--logout", check=False)
-    iscsiadm("-m", "node", "-o", "delete", check=False)
-    daemon.terminate()
-    daemon.wait(timeout=30)
+    with iscsi_daemon():
+        path = backing_file("open-iscsi", 256 << 20)
+        mgmt("handlers/vdisk_fileio/mgmt", f"add_device oi1 filename={path}")
+        mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
+        mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add oi1 0")
+        mgmt(f"targets/iscsi/{IQN}/enabled", "1")
+        mgmt("targets/iscsi/enabled", "1")
+        out = iscsiadm("-m", "discovery", "-t", "sendtargets", "-p", PORTAL).stdout
+        assert IQN in out, out
+        yield
+        node("--logout", check=False)
+        iscsiadm("-m", "node", "-o", "delete", check=False)
     mgmt("targets/iscsi/enabled", "0")
 
 

@@ -78,6 +78,28 @@ def export(dev, target, session="s1"):
     return devices(host_of(target, session))
 
 
+def fio_verify(disk, *job):
+    """fio random writes to `disk`, read back and checked (crc32c)."""
+    r = subprocess.run(["fio", "--name=t", f"--filename={disk}", "--direct=1",
+                        "--ioengine=libaio", "--iodepth=8", *job, "--rw=randwrite",
+                        "--randrepeat=0", "--verify=crc32c", "--verify_fatal=1",
+                        "--do_verify=1", "--output-format=terse"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def round_trip(disk, data, bs, skip):
+    """Writes `data` to `disk` at block `skip` of `bs` bytes (O_DIRECT) and
+    returns what reads back from there."""
+    src = "/tmp/round-trip.src"
+    with open(src, "wb") as f:
+        f.write(data)
+    sh("dd", f"if={src}", f"of={disk}", f"bs={bs}", "oflag=direct", f"seek={skip}")
+    return subprocess.run(["dd", f"if={disk}", f"bs={bs}", "iflag=direct", f"skip={skip}",
+                           f"count={len(data) // bs}", "status=none"],
+                          capture_output=True, timeout=120).stdout
+
+
 def no_kernel_trouble(marker):
     log = dmesg_since(marker)
     bad = [line for line in log.splitlines() if any(k in line for k in KERNEL_TROUBLE)]
@@ -111,11 +133,7 @@ def test_round_trip_and_inquiry(handlers):
     cap = sh("sg_readcap", sg).stdout
     assert "Last LBA=32767" in cap and "512 bytes" in cap, cap
     data = os.urandom(4 << 20)
-    with open("/tmp/u2.src", "wb") as f:
-        f.write(data)
-    sh("dd", "if=/tmp/u2.src", f"of={sd}", "bs=64k", "oflag=direct", "seek=3")
-    out = subprocess.run(["dd", f"if={sd}", "bs=64k", "iflag=direct", "skip=3", "count=64",
-                          "status=none"], capture_output=True, timeout=120).stdout
+    out = round_trip(sd, data, 65536, 3)
     assert hashlib.sha256(out).digest() == hashlib.sha256(data).digest()
     # The handler wrote the file itself.
     with open(path, "rb") as f:
@@ -128,12 +146,7 @@ def test_fio_verify(handlers, mode):
     path = backing_file("u3", 32 << 20)
     handlers("udisk", path, *mode)
     sd, _ = export("udisk", "t1")
-    r = subprocess.run(["fio", "--name=t", f"--filename={sd}", "--direct=1",
-                        "--ioengine=libaio", "--iodepth=8", "--bs=4k", "--size=16M",
-                        "--rw=randwrite", "--randrepeat=0", "--verify=crc32c",
-                        "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout + r.stderr
+    fio_verify(sd, "--bs=4k", "--size=16M")
     # scst_local's buffer is the initiator's own pages: every data command
     # is copied to and from the handler's buffer.
     assert int(read("devices/udisk/copied_commands")) > 0
@@ -164,13 +177,7 @@ def test_zero_copy_over_iscsi(handlers, mode):
         sh("udevadm", "settle", check=False)
         ios = block_io_count(sd)
         lent = int(read("devices/udisk/zero_copy_commands"))
-        r = subprocess.run(["fio", "--name=t", f"--filename={sd}", "--direct=1",
-                            "--ioengine=libaio", "--iodepth=8",
-                            "--bssplit=4k/40:64k/30:512k/30", "--size=24M",
-                            "--rw=randwrite", "--randrepeat=0", "--verify=crc32c",
-                            "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
-                           capture_output=True, text=True, timeout=900)
-        assert r.returncode == 0, r.stdout + r.stderr
+        fio_verify(sd, "--bssplit=4k/40:64k/30:512k/30", "--size=24M")
         ios = block_io_count(sd) - ios
         lent = int(read("devices/udisk/zero_copy_commands")) - lent
         print(f"{ios} reads and writes, {lent} commands in the handler's buffers")
@@ -194,12 +201,7 @@ def test_parse(handlers, mode):
     h = handlers("udisk", path, "--parse", mode)
     sd, sg = export("udisk", "t1")
     data = os.urandom(64 << 10)
-    with open("/tmp/upa.src", "wb") as f:
-        f.write(data)
-    sh("dd", "if=/tmp/upa.src", f"of={sd}", "bs=4k", "oflag=direct", "seek=8")
-    out = subprocess.run(["dd", f"if={sd}", "bs=4k", "iflag=direct", "skip=8", "count=16",
-                          "status=none"], capture_output=True, timeout=120).stdout
-    assert out == data
+    assert round_trip(sd, data, 4096, 8) == data
     # READ(10) of LBA 64 (where the data starts), one block, into a 4 KiB
     # buffer.
     one = sh("sg_raw", "-r", "4096", "-o", "/tmp/upa.one", sg,
