@@ -47,7 +47,6 @@ struct scsi_cmnd;
 struct Scsi_Host *scst_rs_local_host_add(void *ops, unsigned int max_lun);
 void scst_rs_local_host_scan(struct Scsi_Host *shost);
 void scst_rs_local_host_remove(struct Scsi_Host *shost);
-bool scst_rs_in_bio_submission(void);
 unsigned int scst_rs_local_host_no(struct Scsi_Host *shost);
 struct kobject *scst_rs_local_host_kobj(struct Scsi_Host *shost);
 const u8 *scst_rs_cmd_cdb(struct scsi_cmnd *cmd, unsigned int *len);
@@ -92,6 +91,7 @@ struct scatterlist *scst_rs_pages_sg(struct scst_rs_pages *p,
 				     unsigned int *nents);
 struct workqueue_struct *scst_rs_alloc_workqueue(const char *name);
 void scst_rs_destroy_workqueue(struct workqueue_struct *wq);
+void scst_rs_drain_workqueue(struct workqueue_struct *wq);
 int scst_rs_shash_digest(const char *alg, const void *const *bufs,
 			 const size_t *lens, size_t nr, u8 *out, size_t out_len);
 void scst_rs_random_bytes(void *buf, size_t len);

@@ -14,6 +14,10 @@ pub(crate) trait VecExt<T> {
     /// kept); `None` if out of range.
     fn swap_remove(&mut self, index: usize) -> Option<T>;
 
+    /// Removes element `index`, keeping the order of the others; `None`
+    /// if out of range.
+    fn remove_ordered(&mut self, index: usize) -> Option<T>;
+
     /// Drops every element, last first.
     fn clear(&mut self);
 }
@@ -39,6 +43,11 @@ impl<T, A: Allocator> VecExt<T> for Vec<T, A> {
             return None;
         }
         self.as_mut_slice().swap(index, len - 1);
+        self.pop()
+    }
+
+    fn remove_ordered(&mut self, index: usize) -> Option<T> {
+        self.as_mut_slice().get_mut(index..)?.rotate_left(1);
         self.pop()
     }
 

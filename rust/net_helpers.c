@@ -377,6 +377,11 @@ void scst_rs_destroy_workqueue(struct workqueue_struct *wq)
 	destroy_workqueue(wq);
 }
 
+void scst_rs_drain_workqueue(struct workqueue_struct *wq)
+{
+	drain_workqueue(wq);
+}
+
 /*
  * One digest over @nr buffers with the kernel's @alg ("md5", "sha1",
  * "sha256"), for CHAP; returns the digest length or an error.

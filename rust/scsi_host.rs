@@ -3,10 +3,10 @@
 //! The SCSI host of scst_local: a Linux `Scsi_Host` whose commands and error
 //! handling go to a [`LocalHostOps`] implementation.
 //!
-//! The host template (`scsi_host_helpers.c`) sets `queuecommand_may_block`,
-//! so commands arrive in process context. They may be executed right there
-//! unless [`ScsiCmnd::in_bio_submission`] says the caller is inside
-//! `submit_bio()`; such commands must move to a worker.
+//! The midlayer may call `queuecommand` in atomic context (the host template
+//! in `scsi_host_helpers.c` does not set `queuecommand_may_block`):
+//! [`LocalHostOps::queue_command`] must not sleep. A command may be completed
+//! from any context.
 
 use super::{bindings, sg::SgList, sysfs::DirRef};
 use core::ptr::NonNull;
@@ -38,8 +38,9 @@ pub(crate) enum EhRequest {
 
 /// What a scst_local session does with its host's commands.
 pub(crate) trait LocalHostOps: Send + Sync + 'static {
-    /// Executes a command; it is completed when `cmd` is (or, if dropped
-    /// without completion, failed with `DID_ERROR`).
+    /// Takes a command, in a context that may be atomic (it must not
+    /// sleep); it is completed when `cmd` is (or, if dropped without
+    /// completion, failed with `DID_ERROR`), from any context.
     fn queue_command(&self, cmd: ScsiCmnd);
 
     /// Carries out an error-handling request for the command with `tag` on
@@ -64,13 +65,6 @@ pub(crate) struct ScsiCmnd {
 unsafe impl Send for ScsiCmnd {}
 
 impl ScsiCmnd {
-    /// Whether `queuecommand` was called inside `submit_bio()`, where the
-    /// command must not wait for block I/O of its own.
-    pub(crate) fn in_bio_submission(&self) -> bool {
-        // SAFETY: reads a field of the current task only.
-        unsafe { bindings::scst_rs_in_bio_submission() }
-    }
-
     /// The CDB.
     pub(crate) fn cdb(&self) -> &[u8] {
         let mut len = 0u32;

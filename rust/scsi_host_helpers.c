@@ -57,8 +57,10 @@ static const struct scsi_host_template scst_rs_local_template = {
 	.name = "scst_local",
 	.proc_name = "scst_local",
 	.queuecommand = scst_rs_qc,
-	/* Commands run in the submitter's (or kblockd's) process context. */
-	.queuecommand_may_block = 1,
+	/*
+	 * queuecommand may be called in atomic context: it only records the
+	 * command and hands it to the core, whose workers execute it.
+	 */
 	.eh_abort_handler = scst_rs_eh_abort,
 	.eh_device_reset_handler = scst_rs_eh_device_reset,
 	.eh_target_reset_handler = scst_rs_eh_target_reset,
@@ -102,16 +104,6 @@ void scst_rs_local_host_remove(struct Scsi_Host *shost)
 {
 	scsi_remove_host(shost);
 	scsi_host_put(shost);
-}
-
-/*
- * Whether the caller is inside submit_bio(): a bio submitted now is only
- * queued on current->bio_list until that outer submission returns, so
- * waiting for it here would deadlock.
- */
-bool scst_rs_in_bio_submission(void)
-{
-	return current->bio_list != NULL;
 }
 
 unsigned int scst_rs_local_host_no(struct Scsi_Host *shost)

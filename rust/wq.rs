@@ -33,6 +33,13 @@ impl OwnedQueue {
         })
     }
 
+    /// Waits until the queue is empty: every work queued, and every work
+    /// those queue on it meanwhile, has returned.
+    pub(crate) fn drain(&self) {
+        // SAFETY: we own the workqueue; draining it only waits.
+        unsafe { bindings::scst_rs_drain_workqueue(self.wq.as_ptr()) };
+    }
+
     /// The queue, to spawn works on.
     pub(crate) fn queue(&self) -> &Queue {
         // SAFETY: the workqueue lives as long as `self`. The kernel crate's

@@ -4,6 +4,7 @@
 //! core (`handlers/`, `devices/`).
 
 use super::buffer::{BufferRequest, LendRefused, LentBuffer, LentId};
+use super::cmd::{ExecQueue, Scheduled};
 use super::mgmt::{MgmtError, Params};
 use super::sense::{Sense, SenseFormat};
 use super::session::TgtDev;
@@ -16,10 +17,10 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
-    new_condvar, new_spinlock,
+    new_spinlock,
     prelude::*,
     str::{CStr, CString},
-    sync::{Arc, ArcBorrow, CondVar, SpinLock},
+    sync::{Arc, ArcBorrow, SpinLock},
 };
 
 /// A device handler: a backend kind such as `vdisk_fileio`, listed under
@@ -237,6 +238,30 @@ pub(crate) const MAX_DEV_COMMANDS: u32 = 256;
 /// (`max_tgt_dev_commands`), as SCST's.
 pub(crate) const DEFAULT_TGT_DEV_COMMANDS: u32 = 64;
 
+/// Core workers a device runs commands on at once (`threads_num`), unless
+/// its handler says otherwise.
+pub(crate) const DEFAULT_THREADS_NUM: u32 = 8;
+
+/// Most workers a device may have (`threads_num`).
+pub(crate) const MAX_THREADS_NUM: u32 = 64;
+
+/// The commands of a device's task set, and those of them that wait for
+/// older ones (by task attribute), oldest first.
+struct Tasks {
+    set: TaskSet<KVec<Slot>>,
+    /// Never grows past its capacity, reserved for every slot of `set`.
+    waiting: KVec<(Ticket, Arc<dyn Scheduled>)>,
+}
+
+/// The commands of a device ready to execute and the workers running
+/// them.
+struct Pool {
+    running: u32,
+    /// Oldest first; never grows past its capacity, reserved for every
+    /// slot of the task set.
+    ready: KVec<Arc<dyn Scheduled>>,
+}
+
 /// A device as the core and its sessions share it. Attribute reads never
 /// touch the registry lock.
 #[pin_data]
@@ -251,10 +276,13 @@ pub(crate) struct DeviceState {
     /// The commands accepted and not ended, by arrival (ordering and
     /// queue depth).
     #[pin]
-    task_set: SpinLock<TaskSet<KVec<Slot>>>,
-    /// Commands waiting for older ones (by task attribute) sleep here.
+    tasks: SpinLock<Tasks>,
+    /// Commands ready to execute; taken after `tasks` when both are held.
     #[pin]
-    task_set_changed: CondVar,
+    pool: SpinLock<Pool>,
+    /// Workers that may execute this device's commands at once.
+    pub(crate) threads_num: AtomicU32,
+    exec: Arc<ExecQueue>,
     /// Commands one nexus may have in the task set.
     pub(crate) max_tgt_dev_commands: AtomicU32,
 }
@@ -266,10 +294,19 @@ impl DeviceState {
         handler_name: CString,
         device_type: u8,
         lu: Arc<dyn LogicalUnit>,
+        exec: Arc<ExecQueue>,
     ) -> Result<Arc<Self>> {
+        let n = MAX_DEV_COMMANDS as usize;
         let mut slots = KVec::new();
-        slots.extend_with(MAX_DEV_COMMANDS as usize, Slot::FREE, GFP_KERNEL)?;
-        let task_set = TaskSet::new(slots);
+        slots.extend_with(n, Slot::FREE, GFP_KERNEL)?;
+        let tasks = Tasks {
+            set: TaskSet::new(slots),
+            waiting: KVec::with_capacity(n, GFP_KERNEL)?,
+        };
+        let pool = Pool {
+            running: 0,
+            ready: KVec::with_capacity(n, GFP_KERNEL)?,
+        };
         Arc::pin_init(
             pin_init!(Self {
                 name,
@@ -277,8 +314,10 @@ impl DeviceState {
                 device_type,
                 lu,
                 tgt_devs <- new_spinlock!(KVec::new()),
-                task_set <- new_spinlock!(task_set),
-                task_set_changed <- new_condvar!(),
+                tasks <- new_spinlock!(tasks),
+                pool <- new_spinlock!(pool),
+                threads_num: AtomicU32::new(DEFAULT_THREADS_NUM),
+                exec,
                 max_tgt_dev_commands: AtomicU32::new(DEFAULT_TGT_DEV_COMMANDS),
             }),
             GFP_KERNEL,
@@ -289,33 +328,104 @@ impl DeviceState {
     /// or says which status refuses it.
     pub(crate) fn admit(&self, tgt_dev: &TgtDev, attr: TaskAttr) -> Result<Ticket, Refusal> {
         let limit = self.max_tgt_dev_commands.load(Ordering::Relaxed);
-        let mut ts = self.task_set.lock();
-        let ticket = ts.admit(attr, tgt_dev.active.load(Ordering::Relaxed), limit)?;
+        let mut tasks = self.tasks.lock();
+        let ticket = tasks
+            .set
+            .admit(attr, tgt_dev.active.load(Ordering::Relaxed), limit)?;
         // Under the task set's lock: the count and the set agree.
         tgt_dev.active.fetch_add(1, Ordering::Relaxed);
         Ok(ticket)
     }
 
-    /// Sleeps until the task attributes of older commands let `ticket`'s
-    /// command start. Older commands run in other contexts and end on
-    /// their own, so the wait is bounded by their execution.
-    pub(crate) fn wait_to_start(&self, ticket: Ticket) {
-        let mut ts = self.task_set.lock();
-        while !ts.may_start(ticket) {
-            self.task_set_changed.wait(&mut ts);
+    /// TGT_PRE_EXEC: `cmd` (of `ticket`) executes as soon as its task
+    /// attribute lets it; until then it waits in the task set, and the end
+    /// of an older command starts it. Never sleeps.
+    pub(crate) fn start_when_ready(&self, cmd: Arc<dyn Scheduled>, ticket: Ticket) {
+        let cmd = {
+            let mut tasks = self.tasks.lock();
+            // Room for every slot is reserved, so the push does not
+            // allocate; were it full anyway, the command would run rather
+            // than be lost.
+            if tasks.set.may_start(ticket) || tasks.waiting.len() >= tasks.waiting.capacity() {
+                cmd
+            } else {
+                let _ = tasks.waiting.push((ticket, cmd), GFP_ATOMIC);
+                return;
+            }
+        };
+        self.schedule(cmd);
+    }
+
+    /// Hands a command whose turn it is to a worker: a new one while the
+    /// device has fewer than `threads_num`, else the ready queue, which
+    /// the running workers take from.
+    fn schedule(&self, cmd: Arc<dyn Scheduled>) {
+        let threads = self.threads_num.load(Ordering::Relaxed).max(1);
+        let cmd = {
+            let mut pool = self.pool.lock();
+            // Room for every slot is reserved, so the push does not
+            // allocate; were it full anyway, one more worker would run it.
+            if pool.running >= threads && pool.ready.len() < pool.ready.capacity() {
+                let _ = pool.ready.push(cmd, GFP_ATOMIC);
+                return;
+            } else {
+                pool.running += 1;
+                cmd
+            }
+        };
+        self.exec.run(cmd);
+    }
+
+    /// The next ready command for a worker that finished one, or `None`
+    /// when it is to stop (nothing ready, or more workers run than
+    /// `threads_num` now allows).
+    pub(crate) fn next_ready(&self) -> Option<Arc<dyn Scheduled>> {
+        let threads = self.threads_num.load(Ordering::Relaxed).max(1);
+        let mut pool = self.pool.lock();
+        if pool.running <= threads && !pool.ready.is_empty() {
+            return pool.ready.remove_ordered(0);
+        }
+        pool.running = pool.running.saturating_sub(1);
+        if pool.running == 0 && !pool.ready.is_empty() {
+            // The last worker never leaves work behind.
+            pool.running = 1;
+            return pool.ready.remove_ordered(0);
+        }
+        None
+    }
+
+    /// FINISHED: ends `ticket`'s command in the task set and starts the
+    /// commands that were waiting for it.
+    pub(crate) fn end(&self, tgt_dev: &TgtDev, ticket: Ticket) {
+        let wake = {
+            let mut tasks = self.tasks.lock();
+            tgt_dev.active.fetch_sub(1, Ordering::Relaxed);
+            tasks.set.end(ticket)
+        };
+        if !wake {
+            return;
+        }
+        // One at a time, outside the lock: starting one may run it.
+        loop {
+            let cmd = {
+                let mut tasks = self.tasks.lock();
+                let Tasks { set, waiting } = &mut *tasks;
+                let Some(i) = waiting.iter().position(|(t, _)| set.may_start(*t)) else {
+                    break;
+                };
+                waiting.remove_ordered(i).map(|(_, cmd)| cmd)
+            };
+            match cmd {
+                Some(cmd) => self.schedule(cmd),
+                None => break,
+            }
         }
     }
 
-    /// Ends `ticket`'s command (FINISHED); waiters re-check.
-    pub(crate) fn end(&self, tgt_dev: &TgtDev, ticket: Ticket) {
-        let wake = {
-            let mut ts = self.task_set.lock();
-            tgt_dev.active.fetch_sub(1, Ordering::Relaxed);
-            ts.end(ticket)
-        };
-        if wake {
-            self.task_set_changed.notify_all();
-        }
+    /// Commands in the task set (executing or waiting to), for
+    /// `active_commands`-style counters and tests.
+    pub(crate) fn commands_in_task_set(&self) -> usize {
+        self.tasks.lock().set.len()
     }
 
     /// Queues a unit attention on every I_T_L nexus of the device but
@@ -355,6 +465,10 @@ impl DeviceState {
 pub(crate) enum DeviceAttr {
     Type,
     MaxTgtDevCommands,
+    ThreadsNum,
+    ThreadsPoolType,
+    /// Commands in the task set now (executing or waiting to).
+    ActiveCommands,
     Lu(usize),
 }
 
@@ -373,6 +487,16 @@ impl SysfsOps for DeviceState {
             }
             DeviceAttr::MaxTgtDevCommands => {
                 let _ = writeln!(out, "{}", self.max_tgt_dev_commands.load(Ordering::Relaxed));
+            }
+            DeviceAttr::ThreadsNum => {
+                let _ = writeln!(out, "{}", self.threads_num.load(Ordering::Relaxed));
+            }
+            DeviceAttr::ThreadsPoolType => {
+                // One pool per device, shared by its initiators.
+                let _ = writeln!(out, "shared");
+            }
+            DeviceAttr::ActiveCommands => {
+                let _ = writeln!(out, "{}", self.commands_in_task_set());
             }
             DeviceAttr::Lu(i) => self.lu.show(i, out),
         }
@@ -399,7 +523,26 @@ impl SysfsOps for DeviceState {
                 self.max_tgt_dev_commands.store(n as u32, Ordering::Relaxed);
                 return Ok(());
             }
-            DeviceAttr::Type => return Err(EACCES),
+            DeviceAttr::ThreadsNum => {
+                let n = super::mgmt::parse_u64(text)
+                    .filter(|n| (1..=u64::from(MAX_THREADS_NUM)).contains(n))
+                    .ok_or_else(|| {
+                        pr_err!(
+                            "device {}: threads_num {:?}: not a number from 1 to {}\n",
+                            &*self.name,
+                            text,
+                            MAX_THREADS_NUM
+                        );
+                        EINVAL
+                    })?;
+                // Running workers beyond the new number stop after their
+                // command; more start as commands come.
+                self.threads_num.store(n as u32, Ordering::Relaxed);
+                return Ok(());
+            }
+            DeviceAttr::Type | DeviceAttr::ThreadsPoolType | DeviceAttr::ActiveCommands => {
+                return Err(EACCES)
+            }
         };
         match self.lu.store(i, text) {
             Ok(AttrChange::Capacity) => {

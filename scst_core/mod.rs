@@ -12,6 +12,7 @@
 //! for its reads, so a read waiting for `registry` could deadlock.
 
 pub(crate) mod buffer;
+pub(crate) mod cmd;
 // Shared with the host test crate, where its items are public API; some
 // serve only the host tests and drivers still to come.
 #[allow(unreachable_pub, dead_code)]
@@ -125,6 +126,8 @@ pub(crate) struct Scst {
     next_rel_tgt_id: AtomicU16,
     /// Number of the next `devices/<d>/exported/exportN` link.
     next_export: AtomicU32,
+    /// Where commands execute.
+    exec: Arc<cmd::ExecQueue>,
 }
 
 impl Scst {
@@ -353,6 +356,7 @@ impl Scst {
             cstring(handler.name())?,
             handler.device_type(),
             lu.clone(),
+            self.exec.clone(),
         )?;
         let dir = Dir::new(&self.devices_dir, name)?;
         let mut files = KVec::new();
@@ -376,6 +380,28 @@ impl Scst {
             )?,
             GFP_KERNEL,
         )?;
+        for (file, mode, attr) in [
+            (
+                c_str!("threads_num"),
+                Mode::ReadWrite,
+                DeviceAttr::ThreadsNum,
+            ),
+            (
+                c_str!("threads_pool_type"),
+                Mode::ReadOnly,
+                DeviceAttr::ThreadsPoolType,
+            ),
+            (
+                c_str!("active_commands"),
+                Mode::ReadOnly,
+                DeviceAttr::ActiveCommands,
+            ),
+        ] {
+            files.push(
+                File::new(&dir, file, mode, state.clone(), attr)?,
+                GFP_KERNEL,
+            )?;
+        }
         for (i, attr) in lu.attributes().iter().enumerate() {
             let mode = if attr.writable {
                 Mode::ReadWrite
@@ -497,6 +523,7 @@ impl Core {
         let targets = Dir::new(&root, "targets")?;
         let (handlers_dir, devices_dir, targets_dir) =
             (handlers.to_ref(), devices.to_ref(), targets.to_ref());
+        let exec = cmd::ExecQueue::new()?;
         let scst = Arc::pin_init(
             pin_init!(Scst {
                 registry <- new_mutex!(Registry {
@@ -513,6 +540,7 @@ impl Core {
                 targets_dir,
                 next_rel_tgt_id: AtomicU16::new(1),
                 next_export: AtomicU32::new(0),
+                exec,
             }),
             GFP_KERNEL,
         )?;
@@ -544,5 +572,7 @@ impl Core {
 impl Drop for Core {
     fn drop(&mut self) {
         self.scst.shutdown();
+        // The drivers have stopped: wait for the commands still executing.
+        self.scst.exec.close();
     }
 }

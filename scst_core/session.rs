@@ -3,33 +3,17 @@
 //! Sessions (I_T nexuses), their LUN views (I_T_L nexuses, `TgtDev`), unit
 //! attentions, and the life cycle of a SCSI command.
 //!
-//! # The command life cycle
+//! # Commands
 //!
-//! A target driver records a received command with [`Session::begin`] and
-//! runs it with [`Command::execute`] (or [`Command::execute_buffer`]), in
-//! process context (it may sleep),
-//! right away or from a worker; the steps are, in order:
-//!
-//! 1. INIT: decode the LUN, find the I_T_L nexus, record the command as in
-//!    flight (for task management).
-//! 2. PARSE and unit attention: commands the core answers for every LUN
-//!    (REPORT LUNS, REQUEST SENSE, INQUIRY of an absent LUN); a pending unit
-//!    attention fails any other command (SAM-5 5.14).
-//! 3. PREPARE_SPACE / RDY_TO_XFER: a driver that owns its buffers (iSCSI)
-//!    gets the command's from [`Command::data_buffer`] before any data
-//!    arrives (memory the logical unit lends, such as a user-space
-//!    handler's, or new pages) and receives the data-out into it; for
-//!    scst_local the buffer is the initiator's and the data-out is already
-//!    in it.
-//! 4. EXEC: the logical unit decodes the CDB (its command table) and runs it
-//!    against its backend.
-//! 5. XMIT: the returned [`Response`] (status, sense, data-in length) goes
-//!    back through the driver.
-//! 6. FINISHED: the command leaves the in-flight set; task management
-//!    waiting for it wakes up.
+//! A target driver records a received command with [`Session::begin`]
+//! (INIT), may ask for its buffer with [`Command::data_buffer`], and hands
+//! it to the core with [`Command::submit`]; `cmd.rs` has the whole life
+//! cycle. What the core itself answers (REPORT LUNS, REQUEST SENSE, unit
+//! attentions, absent LUNs) is decided here, in [`Command::dispatch`].
 
-use super::buffer::{BufferRequest, CmdBuffer, LendRefused, LentId};
+use super::buffer::{BufferRequest, CmdBuffer, LentId};
 use super::cdb::{self, Cdb, Out};
+use super::cmd::State;
 use super::device::{
     DataDirection, DeviceState, ExecCmd, NexusInfo, RawStatus, TaskMgmt, TmFunction,
 };
@@ -218,6 +202,11 @@ impl Response {
         }
     }
 
+    /// The status and sense a logical unit built.
+    pub(crate) fn from_raw(raw: RawStatus) -> Self {
+        Self::status(status::GOOD).with_raw(raw)
+    }
+
     /// Takes the status and sense a logical unit built.
     fn with_raw(mut self, raw: RawStatus) -> Self {
         self.status = raw.status;
@@ -226,14 +215,16 @@ impl Response {
         self
     }
 
-    fn status(status: u8) -> Self {
+    /// A status without data or sense.
+    pub(crate) fn status(status: u8) -> Self {
         let mut r = Self::good(0, 0);
         r.transfer_len = None;
         r.status = status;
         r
     }
 
-    fn check_condition(sense: Sense, format: SenseFormat) -> Self {
+    /// CHECK CONDITION with `sense`.
+    pub(crate) fn check_condition(sense: Sense, format: SenseFormat) -> Self {
         let mut r = Self::status(status::GOOD);
         r.status = status::CHECK_CONDITION;
         r.sense_len = sense.encode(format, &mut r.sense);
@@ -246,39 +237,34 @@ impl Response {
     }
 }
 
-/// A command between INIT and FINISHED (see the module documentation).
+/// A command between INIT and FINISHED, as recorded: dropping it is
+/// FINISHED (see `cmd.rs`).
 pub(crate) struct Command {
     session: Arc<Session>,
     tag: u32,
     lun: Option<u64>,
+    /// The in-flight set holds the command (it was not full).
+    tracked: bool,
+    /// Where the command is (see `cmd.rs`).
+    pub(super) state: State,
     /// The I_T_L nexus, when the LUN exists.
-    tgt_dev: Option<Arc<TgtDev>>,
+    pub(super) tgt_dev: Option<Arc<TgtDev>>,
     /// The command's place in the device's task set, or why it got none.
-    admission: Option<core::result::Result<Ticket, Refusal>>,
+    pub(super) admission: Option<core::result::Result<Ticket, Refusal>>,
 }
 
 impl Command {
-    /// PARSE to XMIT: runs the command and returns what to send. Sleeps
-    /// first while its task attribute holds it behind older commands.
-    pub(crate) fn execute(
-        &self,
-        cdb: &[u8],
-        data: &mut SgList<'_>,
-        direction: DataDirection,
-    ) -> Response {
-        self.run(cdb, data, direction, None)
-    }
-
     /// The buffer for the command's `len` bytes of data, for a target
     /// driver that receives data-out into it and sends data-in from it:
     /// memory the logical unit lends (no copy to and from its backend), or
     /// new pages. May sleep.
     pub(crate) fn data_buffer(
-        &self,
+        &mut self,
         cdb: &[u8],
         len: usize,
         direction: DataDirection,
     ) -> Result<CmdBuffer> {
+        self.state = State::PrepareSpace;
         let lender = match (&self.tgt_dev, self.admission) {
             (Some(t), Some(Ok(_))) if len > 0 && direction != DataDirection::None => t,
             _ => return CmdBuffer::own(len),
@@ -304,41 +290,31 @@ impl Command {
         }
     }
 
-    /// [`Self::execute`] on a buffer from [`Self::data_buffer`].
-    pub(crate) fn execute_buffer(
-        &self,
-        cdb: &[u8],
-        buf: &mut CmdBuffer,
-        direction: DataDirection,
-    ) -> Response {
-        let response = match (buf.refused, &self.tgt_dev) {
-            (Some(LendRefused::Sense(s)), Some(t)) => {
-                Response::check_condition(s, t.dev.lu.sense_format())
-            }
-            (Some(LendRefused::Status(raw)), Some(_)) => {
-                Response::status(status::GOOD).with_raw(raw)
-            }
-            _ => {
-                let lent = buf.lent_id();
-                let mut sg = buf.sg();
-                self.run(cdb, &mut sg, direction, lent)
-            }
-        };
-        buf.executed(response.data_in, response.status);
-        response
+    /// DATA_WAIT: the driver is receiving the data-out.
+    pub(crate) fn awaiting_data(&mut self) {
+        self.state = State::DataWait;
     }
 
-    fn run(
+    /// The command moving on to `state`.
+    pub(super) fn entering(mut self, state: State) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// EXEC: the core's answer or the logical unit's, on `data`. Runs
+    /// where the command is executed: a core worker, or the submitting
+    /// context for commands that reach no logical unit.
+    pub(super) fn dispatch(
         &self,
         cdb: &[u8],
         data: &mut SgList<'_>,
         direction: DataDirection,
         lent: Option<LentId>,
     ) -> Response {
-        match (&self.tgt_dev, self.admission) {
-            (_, Some(Err(Refusal::TaskSetFull))) => return Response::status(status::TASK_SET_FULL),
-            (_, Some(Err(Refusal::Busy))) => return Response::status(status::BUSY),
-            (Some(t), Some(Ok(ticket))) => t.dev.wait_to_start(ticket),
+        match self.admission {
+            Some(Err(Refusal::TaskSetFull)) => return Response::status(status::TASK_SET_FULL),
+            Some(Err(Refusal::Busy)) => return Response::status(status::BUSY),
+            _ if !self.tracked => return Response::status(status::BUSY),
             _ => {}
         }
         self.session
@@ -353,7 +329,7 @@ impl Drop for Command {
         if let (Some(t), Some(Ok(ticket))) = (&self.tgt_dev, self.admission) {
             t.dev.end(t, ticket);
         }
-        {
+        if self.tracked {
             let mut f = self.session.in_flight.lock();
             let lun = self.lun.unwrap_or(u64::MAX);
             if let Some(i) = f.commands.iter().position(|&e| e == (self.tag, lun)) {
@@ -363,6 +339,10 @@ impl Drop for Command {
         self.session.quiesced.notify_all();
     }
 }
+
+/// Commands a session may have in flight: beyond any driver's window
+/// (iSCSI's largest QueuedCommands is 2048) with room for immediate ones.
+const MAX_SESSION_COMMANDS: usize = 2048 + 256;
 
 /// How long task management waits for commands to finish before failing.
 const QUIESCE_TIMEOUT_MS: u32 = 30_000;
@@ -390,10 +370,9 @@ pub(crate) struct Session {
 impl Session {
     /// A session of `initiator` on a target, with no LUNs yet.
     pub(crate) fn new(initiator: &str, target: Arc<TargetState>) -> Result<Arc<Self>> {
-        let mut commands = KVec::new();
-        // The driver's queue depth bounds this; reserve so that the command
-        // path never allocates.
-        commands.reserve(256, GFP_KERNEL)?;
+        // Reserved so that the command path never allocates; a command
+        // past it is refused with BUSY, never lost to task management.
+        let commands = KVec::with_capacity(MAX_SESSION_COMMANDS, GFP_KERNEL)?;
         let initiator = super::cstring(initiator)?;
         Arc::pin_init(
             pin_init!(Self {
@@ -511,13 +490,22 @@ impl Session {
     pub(crate) fn begin(self: &Arc<Self>, lun: [u8; 8], tag: u32, attr: TaskAttr) -> Command {
         self.commands.fetch_add(1, Ordering::Relaxed);
         let lun = cdb::decode_lun(lun);
-        {
+        let tracked = {
             let mut f = self.in_flight.lock();
-            // Reserved in `new` beyond the drivers' queue depths.
-            let _ = f.commands.push((tag, lun.unwrap_or(u64::MAX)), GFP_ATOMIC);
+            // Reserved in `new`: with room left the push does not allocate.
+            f.commands.len() < f.commands.capacity()
+                && f.commands
+                    .push((tag, lun.unwrap_or(u64::MAX)), GFP_ATOMIC)
+                    .is_ok()
+        };
+        if !tracked {
+            self.busy.fetch_add(1, Ordering::Relaxed);
         }
         let tgt_dev = lun.and_then(|l| self.find(l));
-        let admission = tgt_dev.as_ref().map(|t| t.dev.admit(t, attr));
+        let admission = match &tgt_dev {
+            Some(t) if tracked => Some(t.dev.admit(t, attr)),
+            _ => None,
+        };
         match admission {
             Some(Err(Refusal::TaskSetFull)) => {
                 self.task_set_full.fetch_add(1, Ordering::Relaxed);
@@ -531,6 +519,8 @@ impl Session {
             session: self.clone(),
             tag,
             lun,
+            tracked,
+            state: State::Init,
             tgt_dev,
             admission,
         }
@@ -668,7 +658,8 @@ impl Session {
         alloc_len: usize,
     ) -> Response {
         let mut buf = KVec::new();
-        if buf.extend_with(4096, 0u8, GFP_KERNEL).is_err() {
+        // Possibly in the submitting context, which may be atomic.
+        if buf.extend_with(4096, 0u8, GFP_ATOMIC).is_err() {
             return Response::check_condition(sense::INTERNAL_TARGET_FAILURE, format);
         }
         let mut out = Out::new(&mut buf);
@@ -719,6 +710,15 @@ impl Session {
             t.dev.lu.task_mgmt_done(&tm(t), done);
         }
         done
+    }
+
+    /// Whether a command with `tag` is in flight.
+    pub(crate) fn has_in_flight(&self, tag: u32) -> bool {
+        self.in_flight
+            .lock()
+            .commands
+            .iter()
+            .any(|&(t, _)| t == tag)
     }
 
     /// ABORT TASK: the command has finished (or is finished) when this

@@ -23,10 +23,11 @@ use crate::kernel_ext::crypto;
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::{PageSend, TcpStream};
 use crate::kernel_ext::sg::SgList;
-use crate::scst_core::buffer::CmdBuffer;
+use crate::scst_core::buffer::{CmdBuffer, LendRefused, LentId};
+use crate::scst_core::cmd::TgtCmd;
 use crate::scst_core::device::DataDirection;
 use crate::scst_core::sense::{self, SenseFormat};
-use crate::scst_core::session::{status, Command, Session};
+use crate::scst_core::session::{status, Command, Response, Session};
 use crate::scst_core::task_set::TaskAttr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kernel::{
@@ -59,6 +60,13 @@ pub(crate) struct Conn {
     /// for PDUs sent from elsewhere (Async Messages).
     exp_cmd_sn: AtomicU32,
     queued_commands: AtomicU32,
+    /// SCSI commands that took a place in the window (not immediate) and
+    /// have not finished: each keeps MaxCmdSN one lower.
+    outstanding: AtomicU32,
+    /// The MaxCmdSN last computed: it never goes back (RFC 7143 4.2.2.1).
+    max_cmd_sn: AtomicU32,
+    /// MaxXmitDataSegmentLength, for Data-In sent by the core's workers.
+    max_xmit_data_segment_length: AtomicU32,
 }
 
 struct TxState {
@@ -119,6 +127,9 @@ impl Conn {
                 closing: AtomicBool::new(false),
                 exp_cmd_sn: AtomicU32::new(0),
                 queued_commands: AtomicU32::new(1),
+                outstanding: AtomicU32::new(0),
+                max_cmd_sn: AtomicU32::new(0),
+                max_xmit_data_segment_length: AtomicU32::new(8192),
             }),
             GFP_KERNEL,
         )
@@ -155,10 +166,7 @@ impl Conn {
             return Ok(());
         }
         let segment = SenseSegment::new(sense);
-        let exp = self.exp_cmd_sn.load(Ordering::Relaxed);
-        let max = exp
-            .wrapping_add(self.queued_commands.load(Ordering::Relaxed))
-            .wrapping_sub(1);
+        let (exp, max) = self.sn_window();
         let mut tx = self.tx.lock();
         if !tx.full_feature {
             return Ok(());
@@ -181,6 +189,23 @@ impl Conn {
         self.send_locked(&tx, &mut bhs, segment.bytes(), false)
     }
 
+    /// ExpCmdSN and MaxCmdSN for a PDU sent now: the window is
+    /// QueuedCommands wide, less the commands still outstanding, and its
+    /// end never moves back.
+    pub(crate) fn sn_window(&self) -> (u32, u32) {
+        let exp = self.exp_cmd_sn.load(Ordering::Relaxed);
+        let queued = self.queued_commands.load(Ordering::Relaxed).max(1);
+        let outstanding = self.outstanding.load(Ordering::Relaxed).min(queued);
+        let mut max = exp.wrapping_add(queued - outstanding).wrapping_sub(1);
+        let last = self.max_cmd_sn.load(Ordering::Relaxed);
+        if sn_lt(max, last) {
+            max = last;
+        } else {
+            self.max_cmd_sn.store(max, Ordering::Relaxed);
+        }
+        (exp, max)
+    }
+
     /// Closes the connection; the receive loop ends and cleans up.
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
@@ -188,19 +213,10 @@ impl Conn {
     }
 }
 
-/// The command window and digest settings of a session in full feature
-/// phase.
+/// The command window as the receive loop advances it (MaxCmdSN comes
+/// from [`Conn::sn_window`]).
 struct Window {
     exp_cmd_sn: u32,
-    queued_commands: u32,
-}
-
-impl Window {
-    fn max_cmd_sn(&self) -> u32 {
-        self.exp_cmd_sn
-            .wrapping_add(self.queued_commands)
-            .wrapping_sub(1)
-    }
 }
 
 /// A write command waiting for its Data-Out.
@@ -212,6 +228,7 @@ struct PendingWrite {
     pdu: ScsiCommandPdu,
     command: Command,
     buf: CmdBuffer,
+    slot: WindowSlot,
     /// Bytes received so far (the initiator sends each offset once).
     received: u32,
     /// Unsolicited Data-Out still to come (the command's F bit was 0).
@@ -394,16 +411,19 @@ impl<'a> Ffp<'a> {
         conn.exp_cmd_sn.store(exp_cmd_sn, Ordering::Relaxed);
         conn.queued_commands
             .store(queued_commands, Ordering::Relaxed);
+        conn.max_cmd_sn.store(
+            exp_cmd_sn.wrapping_add(queued_commands).wrapping_sub(1),
+            Ordering::Relaxed,
+        );
+        conn.max_xmit_data_segment_length
+            .store(params.max_xmit_data_segment_length, Ordering::Relaxed);
         Ok(Self {
             conn,
             drv,
             session,
             params,
             text,
-            window: Window {
-                exp_cmd_sn,
-                queued_commands,
-            },
+            window: Window { exp_cmd_sn },
             pending: KVec::new(),
             next_ttt: 1,
             scratch,
@@ -483,7 +503,7 @@ impl<'a> Ffp<'a> {
             Some(_) => Ok(()),
             None if self.nop_in_interval_ms > 0 => {
                 let ttt = self.new_ttt();
-                let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
+                let (exp, max) = self.conn.sn_window();
                 // A ping: StatSN is the next one, not advanced.
                 self.conn.send_numbered(
                     |stat_sn, b| {
@@ -647,7 +667,7 @@ impl<'a> Ffp<'a> {
     }
 
     fn reject(&self, reason: RejectReason, hdr: &[u8; BHS_LEN]) -> Result {
-        let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
+        let (exp, max) = self.conn.sn_window();
         self.conn.send_numbered(
             |stat_sn, bhs| {
                 Reject {
@@ -671,12 +691,13 @@ impl<'a> Ffp<'a> {
         if immediate {
             return true;
         }
-        if !cmd_sn_in_window(cmd_sn, self.window.exp_cmd_sn, self.window.max_cmd_sn()) {
+        let (exp, max) = self.conn.sn_window();
+        if !cmd_sn_in_window(cmd_sn, exp, max) {
             pr_warn!(
                 "iscsi: CmdSN {} outside [{}, {}]: dropped\n",
                 cmd_sn,
-                self.window.exp_cmd_sn,
-                self.window.max_cmd_sn()
+                exp,
+                max
             );
             return false;
         }
@@ -697,7 +718,11 @@ impl<'a> Ffp<'a> {
             self.reject(RejectReason::ProtocolError, hdr)?;
             return Err(Ending::Failed(EINVAL));
         };
+        // The window place is taken before ExpCmdSN moves past the command,
+        // so that MaxCmdSN never runs ahead of what is free.
+        let slot = WindowSlot::take(self.conn, cmd.immediate);
         if !self.accept_cmd_sn(cmd.cmd_sn, cmd.immediate) {
+            drop(slot);
             self.skip_segment(bhs.data_segment_len)?;
             return Ok(());
         }
@@ -714,7 +739,7 @@ impl<'a> Ffp<'a> {
             return Err(Ending::Failed(EINVAL));
         }
         let attr = TaskAttr::from_wire(cmd.attr).unwrap_or(TaskAttr::Simple);
-        let command = session.begin(cmd.lun, cmd.itt, attr);
+        let mut command = session.begin(cmd.lun, cmd.itt, attr);
         let direction = direction_of(&cmd);
         // The data's own buffer before any of it arrives: a user-space
         // handler's memory receives data-out straight from the socket.
@@ -724,14 +749,17 @@ impl<'a> Ffp<'a> {
             self.read_segment_into(&mut sg, 0, immediate_len, hdr)?;
         }
         if !cmd.write || immediate_len >= edtl {
-            return Ok(self.execute(cmd, command, buf)?);
+            self.execute(cmd, command, buf, slot);
+            return Ok(());
         }
+        command.awaiting_data();
         let mut w = PendingWrite {
             since: Ktime::ktime_get(),
             data_sn: 0,
             pdu: cmd,
             command,
             buf,
+            slot,
             received: immediate_len,
             unsolicited: !cmd.final_pdu,
             ttt: None,
@@ -760,8 +788,8 @@ impl<'a> Ffp<'a> {
             itt: w.pdu.itt,
             ttt,
             stat_sn: 0,
-            exp_cmd_sn: self.window.exp_cmd_sn,
-            max_cmd_sn: self.window.max_cmd_sn(),
+            exp_cmd_sn: self.conn.sn_window().0,
+            max_cmd_sn: self.conn.sn_window().1,
             r2t_sn: w.r2t_sn,
             buffer_offset: w.next_offset,
             desired_data_transfer_length: len,
@@ -816,7 +844,7 @@ impl<'a> Ffp<'a> {
             let mut data = [0u8; sense::MAX_SENSE_LEN];
             let len = sense::DATA_PHASE_ERROR.encode(SenseFormat::Fixed, &mut data);
             let failed = data.get(..len).unwrap_or(&[]);
-            self.send_status(
+            self.conn.send_status(
                 w.pdu.itt,
                 status::CHECK_CONDITION,
                 failed,
@@ -858,147 +886,21 @@ impl<'a> Ffp<'a> {
             self.pending.push(w, GFP_KERNEL)?;
             return Ok(());
         }
-        Ok(self.execute(w.pdu, w.command, w.buf)?)
-    }
-
-    /// EXEC to XMIT: runs the command on its buffer and sends the result.
-    fn execute(&mut self, cmd: ScsiCommandPdu, command: Command, mut buf: CmdBuffer) -> Result {
-        let edtl = cmd.expected_data_transfer_length;
-        let response = command.execute_buffer(&cmd.cdb, &mut buf, direction_of(&cmd));
-        let exp = self.window.exp_cmd_sn;
-        let max = self.window.max_cmd_sn();
-        let good = response.status == 0;
-        let residual = Residual::of(edtl, response.transfer_len);
-        let mut data_in_pdus = 0u32;
-        // Data-In carries the status only when it is GOOD: sense data (a
-        // tape's FILEMARK or ILI with a partial block) follows in a SCSI
-        // Response after the data.
-        if cmd.read && response.data_in > 0 {
-            let total = (response.data_in as u32).min(edtl);
-            let chunk = self.params.max_xmit_data_segment_length.max(512);
-            let how = PageSend {
-                more: false,
-                by_reference: buf.stable(),
-            };
-            let sg = buf.sg();
-            let mut offset = 0u32;
-            let mut data_sn = 0u32;
-            while offset < total {
-                let len = (total - offset).min(chunk);
-                let last = offset + len == total;
-                // The last Data-In carries a GOOD status and the residual.
-                let with_status = last && good;
-                let pad = padded(len as usize) - len as usize;
-                let mut tx = self.conn.tx.lock();
-                let mut bhs = [0u8; BHS_LEN];
-                DataIn {
-                    final_pdu: last,
-                    ack: false,
-                    overflow: with_status && residual.overflow,
-                    underflow: with_status && residual.underflow,
-                    status_present: with_status,
-                    status: response.status,
-                    lun: cmd.lun,
-                    itt: cmd.itt,
-                    ttt: RESERVED_TAG,
-                    stat_sn: tx.stat_sn,
-                    exp_cmd_sn: exp,
-                    max_cmd_sn: max,
-                    data_sn,
-                    buffer_offset: offset,
-                    residual_count: if with_status { residual.count } else { 0 },
-                    data_segment_len: len,
-                }
-                .encode(&mut bhs);
-                if with_status {
-                    tx.stat_sn = tx.stat_sn.wrapping_add(1);
-                }
-                // BHS and header digest; padding and data digest.
-                let mut head = [0u8; BHS_LEN + DIGEST_LEN];
-                head[..BHS_LEN].copy_from_slice(&bhs);
-                let mut head_len = BHS_LEN;
-                if tx.header_digest {
-                    head[BHS_LEN..].copy_from_slice(&digest_of(&bhs, &[]));
-                    head_len += DIGEST_LEN;
-                }
-                let mut tail = [0u8; 3 + DIGEST_LEN];
-                let mut tail_len = pad;
-                if tx.data_digest {
-                    let d = digest_of_sg(
-                        &sg,
-                        offset as usize,
-                        len as usize,
-                        PAD.get(..pad).unwrap_or(&[]),
-                    )?;
-                    tail[pad..pad + DIGEST_LEN].copy_from_slice(&d);
-                    tail_len += DIGEST_LEN;
-                }
-                self.conn.stream.write_pages(
-                    &head[..head_len],
-                    &sg,
-                    offset as usize,
-                    len as usize,
-                    &tail[..tail_len],
-                    how,
-                )?;
-                drop(tx);
-                offset += len;
-                data_sn += 1;
-            }
-            if good {
-                drop(command);
-                return Ok(());
-            }
-            data_in_pdus = data_sn;
-        }
-        self.send_status(
-            cmd.itt,
-            response.status,
-            response.sense(),
-            residual,
-            data_in_pdus,
-        )?;
-        // FINISHED only once the status is out.
-        drop(command);
+        self.execute(w.pdu, w.command, w.buf, w.slot);
         Ok(())
     }
 
-    /// Sends the SCSI Response of task `itt`: `status`, the sense data
-    /// (if any) as its data segment, and the residual.
-    /// `data_in_pdus` is how many Data-In PDUs went before it (ExpDataSN).
-    fn send_status(
-        &self,
-        itt: u32,
-        status: u8,
-        sense: &[u8],
-        residual: Residual,
-        data_in_pdus: u32,
-    ) -> Result {
-        let segment = SenseSegment::new(sense);
-        let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
-        self.conn.send_numbered(
-            |stat_sn, bhs| {
-                ScsiResponse {
-                    bidi_overflow: false,
-                    bidi_underflow: false,
-                    overflow: residual.overflow,
-                    underflow: residual.underflow,
-                    response: 0,
-                    status,
-                    itt,
-                    exp_data_sn: data_in_pdus,
-                    stat_sn,
-                    exp_cmd_sn: exp,
-                    max_cmd_sn: max,
-                    bidi_residual_count: 0,
-                    residual_count: residual.count,
-                    data_segment_len: segment.bytes().len() as u32,
-                }
-                .encode(bhs)
-            },
-            segment.bytes(),
-            true,
-        )
+    /// TGT_PRE_EXEC: hands a command whose data is in to the core, which
+    /// executes it on a worker and answers through [`IscsiCmd`]; the loop
+    /// goes on receiving at once.
+    fn execute(&self, pdu: ScsiCommandPdu, command: Command, buf: CmdBuffer, slot: WindowSlot) {
+        let cmd = IscsiCmd {
+            conn: self.conn.clone(),
+            pdu,
+            buf,
+            _slot: slot,
+        };
+        command.submit(&pdu.cdb, direction_of(&pdu), cmd);
     }
 
     fn nop_out(&mut self, hdr: &[u8; BHS_LEN], bhs: &Bhs) -> core::result::Result<(), Ending> {
@@ -1011,7 +913,7 @@ impl<'a> Ffp<'a> {
         if !self.accept_cmd_sn(n.cmd_sn, n.immediate) {
             return Ok(());
         }
-        let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
+        let (exp, max) = self.conn.sn_window();
         let data = self.scratch.get(..len).unwrap_or(&[]);
         self.conn.send_numbered(
             |stat_sn, b| {
@@ -1039,7 +941,7 @@ impl<'a> Ffp<'a> {
         // Reasons: 0 close the session, 1 close this connection (the only
         // one), 2 remove the connection for recovery (ERL 2: not supported).
         let response = if l.reason == 2 { 2 } else { 0 };
-        let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
+        let (exp, max) = self.conn.sn_window();
         self.conn.send_numbered(
             |stat_sn, b| {
                 LogoutResponse {
@@ -1093,8 +995,11 @@ impl<'a> Ffp<'a> {
         }
         if let Some(m) = step.max_xmit_data_segment_length {
             self.params.max_xmit_data_segment_length = m;
+            self.conn
+                .max_xmit_data_segment_length
+                .store(m, Ordering::Relaxed);
         }
-        let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
+        let (exp, max) = self.conn.sn_window();
         self.conn.send_numbered(
             |stat_sn, b| {
                 TextResponse {
@@ -1116,87 +1021,91 @@ impl<'a> Ffp<'a> {
         Ok(())
     }
 
+    /// Task management: what only the loop knows (writes waiting for
+    /// their data, the window) is settled here; waiting for commands that
+    /// execute runs on the driver's workqueue, which answers, so that the
+    /// loop goes on receiving (the Data-Out an older command needs, say).
     fn task_mgmt(&mut self, hdr: &[u8; BHS_LEN], bhs: &Bhs) -> core::result::Result<(), Ending> {
         let t = TaskMgmtPdu::parse(hdr);
         self.skip_segment(bhs.data_segment_len)?;
+        let (exp, max) = self.conn.sn_window();
         let _ = self.accept_cmd_sn(t.cmd_sn, t.immediate);
         let lun = crate::scst_core::cdb::decode_lun(t.lun);
-        let session = self.session.clone();
-        let response = match (TmfFunction::from_u8(t.function), &session) {
-            (_, None) => TmfResponse::Rejected,
+        let function = TmfFunction::from_u8(t.function);
+        let lun_raw = t.lun;
+        let job = match (function, &self.session) {
+            (_, None) => TmJob::Answer(TmfResponse::Rejected),
             (Some(TmfFunction::AbortTask), Some(s)) => {
                 let tag = t.referenced_task_tag;
                 if let Some(i) = self.pending.iter().position(|w| w.pdu.itt == tag) {
                     // Waiting for data: it never ran; it ends here, unanswered.
                     drop(self.pending.swap_remove(i));
-                    TmfResponse::Complete
-                } else if s.abort_task(tag) {
-                    // Executed inline, so it has completed and been
-                    // answered already, or it never arrived (RFC 7143
-                    // 11.5.1): a RefCmdSN still in the window and before
-                    // this request's counts as received, and aborted; one
-                    // outside it names no task.
-                    let window_end = self.window.max_cmd_sn();
-                    if cmd_sn_in_window(t.ref_cmd_sn, self.window.exp_cmd_sn, window_end)
-                        && sn_lt(t.ref_cmd_sn, t.cmd_sn)
-                    {
-                        TmfResponse::Complete
-                    } else {
-                        TmfResponse::TaskDoesNotExist
-                    }
+                    TmJob::Answer(TmfResponse::Complete)
+                } else if s.has_in_flight(tag) {
+                    TmJob::AbortTask(tag)
+                } else if cmd_sn_in_window(t.ref_cmd_sn, exp, max) && sn_lt(t.ref_cmd_sn, t.cmd_sn)
+                {
+                    // Never arrived (RFC 7143 11.5.1): a RefCmdSN still in
+                    // the window and before this request's counts as
+                    // received, and aborted.
+                    TmJob::Answer(TmfResponse::Complete)
                 } else {
-                    TmfResponse::Rejected
+                    // Answered already, or never sent.
+                    TmJob::Answer(TmfResponse::TaskDoesNotExist)
                 }
             }
-            (Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet), Some(s)) => {
-                let lun_raw = t.lun;
+            (
+                Some(
+                    f @ (TmfFunction::AbortTaskSet
+                    | TmfFunction::ClearTaskSet
+                    | TmfFunction::LogicalUnitReset),
+                ),
+                Some(_),
+            ) => {
                 self.drop_pending(|w| w.pdu.lun == lun_raw);
-                match lun {
-                    Some(l) if s.abort_task_set(l) => TmfResponse::Complete,
-                    Some(_) => TmfResponse::Rejected,
-                    None => TmfResponse::LunDoesNotExist,
+                match (lun, f) {
+                    (None, _) => TmJob::Answer(TmfResponse::LunDoesNotExist),
+                    (Some(l), TmfFunction::LogicalUnitReset) => TmJob::LunReset(l),
+                    (Some(l), _) => TmJob::AbortTaskSet(l),
                 }
             }
-            (Some(TmfFunction::LogicalUnitReset), Some(s)) => {
-                let lun_raw = t.lun;
-                self.drop_pending(|w| w.pdu.lun == lun_raw);
-                match lun {
-                    Some(l) if s.lun_reset(l) => TmfResponse::Complete,
-                    Some(_) => TmfResponse::Rejected,
-                    None => TmfResponse::LunDoesNotExist,
-                }
-            }
-            (Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset), Some(s)) => {
+            (Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset), Some(_)) => {
                 self.drop_pending(|_| true);
-                if s.target_reset() {
-                    TmfResponse::Complete
-                } else {
-                    TmfResponse::Rejected
-                }
+                TmJob::TargetReset
             }
-            (Some(TmfFunction::TaskReassign), Some(_)) => TmfResponse::ReassignmentNotSupported,
-            (Some(TmfFunction::ClearAca), Some(_)) | (None, Some(_)) => TmfResponse::NotSupported,
+            (Some(TmfFunction::TaskReassign), Some(_)) => {
+                TmJob::Answer(TmfResponse::ReassignmentNotSupported)
+            }
+            (Some(TmfFunction::ClearAca), Some(_)) | (None, Some(_)) => {
+                TmJob::Answer(TmfResponse::NotSupported)
+            }
         };
-        let (exp, max) = (self.window.exp_cmd_sn, self.window.max_cmd_sn());
-        self.conn.send_numbered(
-            |stat_sn, b| {
-                TaskMgmtResponse {
-                    response: response as u8,
-                    itt: t.itt,
-                    stat_sn,
-                    exp_cmd_sn: exp,
-                    max_cmd_sn: max,
-                }
-                .encode(b)
-            },
-            &[],
-            true,
-        )?;
-        if TmfFunction::from_u8(t.function) == Some(TmfFunction::TargetColdReset)
-            && response == TmfResponse::Complete
-        {
+        if let TmJob::Answer(response) = job {
+            self.conn.send_tm_response(t.itt, response)?;
+            return Ok(());
+        }
+        let Some(session) = self.session.clone() else {
+            return Ok(());
+        };
+        let cold = function == Some(TmfFunction::TargetColdReset);
+        let (conn, itt) = (self.conn.clone(), t.itt);
+        let run = move || {
+            let response = job.run(&session);
             // A cold reset also drops the connection (RFC 7143 11.5.1).
-            return Err(Ending::Failed(EIO));
+            if conn.send_tm_response(itt, response).is_err()
+                || (cold && response == TmfResponse::Complete)
+            {
+                conn.close();
+            }
+        };
+        let inner = self.drv.inner.lock();
+        match inner.wq.as_ref() {
+            Some(wq) => wq.queue().try_spawn(GFP_KERNEL, run)?,
+            // The driver is stopping: wait here.
+            None => {
+                drop(inner);
+                run();
+            }
         }
         Ok(())
     }
@@ -1212,6 +1121,265 @@ impl Drop for Ffp<'_> {
     fn drop(&mut self) {
         // Commands still waiting for data end with the connection (ERL 0).
         self.pending.clear();
+    }
+}
+
+/// A window place a non-immediate SCSI command holds until it finishes
+/// (MaxCmdSN opens again then).
+pub(crate) struct WindowSlot {
+    conn: Option<Arc<Conn>>,
+}
+
+impl WindowSlot {
+    /// Takes a place (before ExpCmdSN advances past the command).
+    fn take(conn: &Arc<Conn>, immediate: bool) -> Self {
+        if immediate {
+            return Self { conn: None };
+        }
+        conn.outstanding.fetch_add(1, Ordering::Relaxed);
+        Self {
+            conn: Some(conn.clone()),
+        }
+    }
+}
+
+impl Drop for WindowSlot {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.outstanding.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A SCSI command of this connection as the core holds it, from its
+/// submission to its response.
+struct IscsiCmd {
+    conn: Arc<Conn>,
+    pdu: ScsiCommandPdu,
+    buf: CmdBuffer,
+    _slot: WindowSlot,
+}
+
+impl TgtCmd for IscsiCmd {
+    fn buffer(&mut self) -> SgList<'_> {
+        self.buf.sg()
+    }
+
+    fn lent(&self) -> Option<LentId> {
+        self.buf.lent_id()
+    }
+
+    fn refused(&self) -> Option<LendRefused> {
+        self.buf.refused
+    }
+
+    /// Runs on a core worker: Data-In, then the status (in the last
+    /// Data-In when GOOD, else in a SCSI Response after the data).
+    fn xmit_response(&mut self, response: &Response) {
+        self.buf.executed(response.data_in, response.status);
+        if let Err(e) = self.conn.send_response(&self.pdu, &mut self.buf, response) {
+            if !self.conn.closing.load(Ordering::Relaxed) {
+                pr_info!("iscsi: cannot send a response: {:?}\n", e);
+            }
+            // The receive loop sees the failed socket and ends the session.
+            self.conn.stream.shutdown();
+        }
+    }
+}
+
+impl Conn {
+    /// Sends the data-in and the status of a command.
+    fn send_response(
+        &self,
+        cmd: &ScsiCommandPdu,
+        buf: &mut CmdBuffer,
+        response: &Response,
+    ) -> Result {
+        let edtl = cmd.expected_data_transfer_length;
+        let (exp, max) = self.sn_window();
+        let good = response.status == 0;
+        let residual = Residual::of(edtl, response.transfer_len);
+        let mut data_in_pdus = 0u32;
+        // Data-In carries the status only when it is GOOD: sense data (a
+        // tape's FILEMARK or ILI with a partial block) follows in a SCSI
+        // Response after the data.
+        if cmd.read && response.data_in > 0 {
+            let total = (response.data_in as u32).min(edtl);
+            let chunk = self
+                .max_xmit_data_segment_length
+                .load(Ordering::Relaxed)
+                .max(512);
+            let how = PageSend {
+                more: false,
+                by_reference: buf.stable(),
+            };
+            let sg = buf.sg();
+            let mut offset = 0u32;
+            let mut data_sn = 0u32;
+            while offset < total {
+                let len = (total - offset).min(chunk);
+                let last = offset + len == total;
+                // The last Data-In carries a GOOD status and the residual.
+                let with_status = last && good;
+                let pad = padded(len as usize) - len as usize;
+                let mut tx = self.tx.lock();
+                let mut bhs = [0u8; BHS_LEN];
+                DataIn {
+                    final_pdu: last,
+                    ack: false,
+                    overflow: with_status && residual.overflow,
+                    underflow: with_status && residual.underflow,
+                    status_present: with_status,
+                    status: response.status,
+                    lun: cmd.lun,
+                    itt: cmd.itt,
+                    ttt: RESERVED_TAG,
+                    stat_sn: tx.stat_sn,
+                    exp_cmd_sn: exp,
+                    max_cmd_sn: max,
+                    data_sn,
+                    buffer_offset: offset,
+                    residual_count: if with_status { residual.count } else { 0 },
+                    data_segment_len: len,
+                }
+                .encode(&mut bhs);
+                if with_status {
+                    tx.stat_sn = tx.stat_sn.wrapping_add(1);
+                }
+                // BHS and header digest; padding and data digest.
+                let mut head = [0u8; BHS_LEN + DIGEST_LEN];
+                head[..BHS_LEN].copy_from_slice(&bhs);
+                let mut head_len = BHS_LEN;
+                if tx.header_digest {
+                    head[BHS_LEN..].copy_from_slice(&digest_of(&bhs, &[]));
+                    head_len += DIGEST_LEN;
+                }
+                let mut tail = [0u8; 3 + DIGEST_LEN];
+                let mut tail_len = pad;
+                if tx.data_digest {
+                    let d = digest_of_sg(
+                        &sg,
+                        offset as usize,
+                        len as usize,
+                        PAD.get(..pad).unwrap_or(&[]),
+                    )?;
+                    tail[pad..pad + DIGEST_LEN].copy_from_slice(&d);
+                    tail_len += DIGEST_LEN;
+                }
+                self.stream.write_pages(
+                    &head[..head_len],
+                    &sg,
+                    offset as usize,
+                    len as usize,
+                    &tail[..tail_len],
+                    how,
+                )?;
+                drop(tx);
+                offset += len;
+                data_sn += 1;
+            }
+            if good {
+                return Ok(());
+            }
+            data_in_pdus = data_sn;
+        }
+        self.send_status(
+            cmd.itt,
+            response.status,
+            response.sense(),
+            residual,
+            data_in_pdus,
+        )
+    }
+
+    /// Sends the SCSI Response of task `itt`: `status`, the sense data
+    /// (if any) as its data segment, and the residual.
+    /// `data_in_pdus` is how many Data-In PDUs went before it (ExpDataSN).
+    pub(crate) fn send_status(
+        &self,
+        itt: u32,
+        status: u8,
+        sense: &[u8],
+        residual: Residual,
+        data_in_pdus: u32,
+    ) -> Result {
+        let segment = SenseSegment::new(sense);
+        let (exp, max) = self.sn_window();
+        self.send_numbered(
+            |stat_sn, bhs| {
+                ScsiResponse {
+                    bidi_overflow: false,
+                    bidi_underflow: false,
+                    overflow: residual.overflow,
+                    underflow: residual.underflow,
+                    response: 0,
+                    status,
+                    itt,
+                    exp_data_sn: data_in_pdus,
+                    stat_sn,
+                    exp_cmd_sn: exp,
+                    max_cmd_sn: max,
+                    bidi_residual_count: 0,
+                    residual_count: residual.count,
+                    data_segment_len: segment.bytes().len() as u32,
+                }
+                .encode(bhs)
+            },
+            segment.bytes(),
+            true,
+        )
+    }
+}
+
+impl Conn {
+    /// Sends a Task Management Function Response.
+    fn send_tm_response(&self, itt: u32, response: TmfResponse) -> Result {
+        let (exp, max) = self.sn_window();
+        self.send_numbered(
+            |stat_sn, b| {
+                TaskMgmtResponse {
+                    response: response as u8,
+                    itt,
+                    stat_sn,
+                    exp_cmd_sn: exp,
+                    max_cmd_sn: max,
+                }
+                .encode(b)
+            },
+            &[],
+            true,
+        )
+    }
+}
+
+/// A task management function as the receive loop hands it on.
+#[derive(Clone, Copy)]
+enum TmJob {
+    /// Settled in the loop: answer at once.
+    Answer(TmfResponse),
+    /// ABORT TASK of a command in flight: wait for it.
+    AbortTask(u32),
+    AbortTaskSet(u64),
+    LunReset(u64),
+    TargetReset,
+}
+
+impl TmJob {
+    /// Carries the function out on `session` (waiting, bounded, for the
+    /// commands it covers) and says how it went.
+    fn run(self, session: &Session) -> TmfResponse {
+        let done = match self {
+            TmJob::Answer(r) => return r,
+            TmJob::AbortTask(tag) => session.abort_task(tag),
+            TmJob::AbortTaskSet(lun) => session.abort_task_set(lun),
+            TmJob::LunReset(lun) => session.lun_reset(lun),
+            TmJob::TargetReset => session.target_reset(),
+        };
+        if done {
+            TmfResponse::Complete
+        } else {
+            TmfResponse::Rejected
+        }
     }
 }
 

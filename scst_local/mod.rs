@@ -3,32 +3,30 @@
 //! scst_local: a target driver whose initiator is the local SCSI stack.
 //!
 //! Every session is a Linux SCSI host: its LUNs appear as `/dev/sdX` and
-//! `/dev/sgN`, with no network in between. The host's `queuecommand` runs
-//! the command through the core right there (it may block), or, when it is
-//! called inside `submit_bio()`, on a worker of the system workqueue; the
-//! SCSI error handler's aborts and resets become task management.
+//! `/dev/sgN`, with no network in between. The host's `queuecommand`
+//! records the command and submits it to the core without sleeping (it may
+//! be called in atomic context); the core's worker that executes it
+//! completes it. The SCSI error handler's aborts and resets become task
+//! management.
 //!
 //! `targets/scst_local/mgmt` takes SCST's lines:
 //! `add_target NAME [session_name=SESS]`, `del_target NAME`,
 //! `add_session TARGET SESS`, `del_session TARGET SESS`.
 
 use crate::kernel_ext::scsi_host::{DataDirection, EhRequest, LocalHost, LocalHostOps, ScsiCmnd};
+use crate::kernel_ext::sg::SgList;
 use crate::kernel_ext::sysfs::DirRef;
+use crate::scst_core::cmd::TgtCmd;
 use crate::scst_core::device::DataDirection as CoreDirection;
 use crate::scst_core::{
     cdb::{decode_lun, lun_from_linux, MAX_LUN},
     mgmt::{collect_params, Line, MgmtError},
-    session::{Command, Session},
+    session::{Response, Session},
     target::{SessionHandle, TargetDriver},
     task_set::TaskAttr,
     MgmtOutcome, Registry, Scst,
 };
-use kernel::{
-    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
-    prelude::*,
-    sync::Arc,
-    workqueue,
-};
+use kernel::{alloc::flags::GFP_KERNEL, prelude::*, sync::Arc};
 
 const DRIVER: &str = "scst_local";
 
@@ -53,29 +51,32 @@ struct LocalOps {
     session: Arc<Session>,
 }
 
-/// Runs a recorded command and completes it.
-fn run(command: Command, mut cmd: ScsiCmnd) {
-    let mut cdb = [0u8; MAX_CDB_LEN];
-    let len = cmd.cdb().len().min(MAX_CDB_LEN);
-    cdb[..len].copy_from_slice(&cmd.cdb()[..len]);
-    let direction = cmd.direction();
-    let (response, buffer_len) = {
-        let mut data = cmd.data();
-        let core_direction = match direction {
-            DataDirection::None => CoreDirection::None,
-            DataDirection::ToDevice => CoreDirection::Write,
-            DataDirection::FromDevice => CoreDirection::Read,
+/// A host command as the core holds it: the midlayer's scatterlist is its
+/// buffer, with the data-out already in it.
+struct LocalCmd {
+    /// Taken when completed.
+    cmd: Option<ScsiCmnd>,
+    direction: DataDirection,
+}
+
+impl TgtCmd for LocalCmd {
+    fn buffer(&mut self) -> SgList<'_> {
+        match &mut self.cmd {
+            Some(cmd) => cmd.data(),
+            None => SgList::empty(),
+        }
+    }
+
+    fn xmit_response(&mut self, response: &Response) {
+        let Some(mut cmd) = self.cmd.take() else {
+            return;
         };
-        let r = command.execute(&cdb[..len], &mut data, core_direction);
-        (r, data.len())
-    };
-    let resid = match direction {
-        DataDirection::FromDevice => buffer_len.saturating_sub(response.data_in),
-        _ => 0,
-    };
-    cmd.complete(response.status, response.sense(), resid);
-    // FINISHED only after completion: `command` drops here.
-    drop(command);
+        let resid = match self.direction {
+            DataDirection::FromDevice => cmd.data().len().saturating_sub(response.data_in),
+            _ => 0,
+        };
+        cmd.complete(response.status, response.sense(), resid);
+    }
 }
 
 impl LocalHostOps for LocalOps {
@@ -86,17 +87,20 @@ impl LocalHostOps for LocalOps {
             // The midlayer sends every command SIMPLE.
             TaskAttr::Simple,
         );
-        if !cmd.in_bio_submission() {
-            // The usual case (kblockd, SG_IO, plug flush): execute in the
-            // caller's context, no switch.
-            run(command, cmd);
-            return;
-        }
-        // Inside submit_bio() the backend's own bios would wait behind the
-        // caller's: hand the command to a worker. If that fails, dropping
-        // the closure fails the command (DID_ERROR, retried by the
-        // midlayer) and ends its in-flight record.
-        let _ = workqueue::system().try_spawn(GFP_ATOMIC, move || run(command, cmd));
+        let mut cdb = [0u8; MAX_CDB_LEN];
+        let len = cmd.cdb().len().min(MAX_CDB_LEN);
+        cdb[..len].copy_from_slice(&cmd.cdb()[..len]);
+        let direction = cmd.direction();
+        let core_direction = match direction {
+            DataDirection::None => CoreDirection::None,
+            DataDirection::ToDevice => CoreDirection::Write,
+            DataDirection::FromDevice => CoreDirection::Read,
+        };
+        let local = LocalCmd {
+            cmd: Some(cmd),
+            direction,
+        };
+        command.submit(&cdb[..len], core_direction, local);
     }
 
     fn error_handler(&self, request: EhRequest, tag: u32, lun: u64) -> bool {

@@ -648,8 +648,6 @@ impl LogicalUnit for Vdisk {
                 }
                 writeln!(out)
             }
-            // Commands run in the initiator's context: no threads of our own.
-            13 => writeln!(out, "0"),
             _ => Ok(()),
         };
     }
@@ -684,7 +682,7 @@ impl LogicalUnit for Vdisk {
     }
 }
 
-static VDISK_ATTRS: [LuAttr; 14] = [
+static VDISK_ATTRS: [LuAttr; 13] = [
     LuAttr {
         name: c_str!("filename"),
         writable: false,
@@ -735,10 +733,6 @@ static VDISK_ATTRS: [LuAttr; 14] = [
     },
     LuAttr {
         name: c_str!("naa_id"),
-        writable: false,
-    },
-    LuAttr {
-        name: c_str!("threads_num"),
         writable: false,
     },
 ];

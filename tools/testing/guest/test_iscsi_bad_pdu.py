@@ -4,117 +4,24 @@ a closed connection, and leave no session behind (guest-run fails the run on
 any oops, warning or kmemleak report)."""
 
 import os
-import socket
 import struct
 import time
 
 import pytest
 
-from conftest import ROOT, backing_file, mgmt, read, sh
+from conftest import (RESERVED, ROOT, backing_file, bhs, closed, connect, login_request, mgmt,
+                      padded, ping, raw_full_feature, raw_login, read, recv_pdu, sh)
 
 IQN = "iqn.2026-11.org.scst-rs:bad"
 INITIATOR = "iqn.2026-11.org.scst-rs:raw-client"
-RESERVED = 0xFFFFFFFF
 
 
-def bhs(opcode, flags=0, dlen=0, itt=0, word20=0, cmd_sn=0, exp_stat_sn=0, rest=b"", lun=0,
-        immediate=True, ahs_words=0):
-    """A 48-byte Basic Header Segment."""
-    b0 = opcode | (0x40 if immediate else 0)
-    hdr = struct.pack(">BBxxB", b0, flags, ahs_words) + dlen.to_bytes(3, "big")
-    hdr += struct.pack(">QIIII", lun, itt, word20, cmd_sn, exp_stat_sn)
-    hdr += rest.ljust(16, b"\0")
-    assert len(hdr) == 48
-    return hdr
-
-
-def padded(data):
-    return data + b"\0" * (-len(data) % 4)
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise EOFError(f"closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
-
-
-def recv_pdu(s):
-    hdr = recv_exact(s, 48)
-    dlen = int.from_bytes(hdr[5:8], "big")
-    data = recv_exact(s, dlen + (-dlen % 4))[:dlen]
-    return hdr, data
-
-
-def closed(s, timeout=20):
-    """Whether the target closes the connection (reading what it still sends)."""
-    s.settimeout(timeout)
-    try:
-        while s.recv(4096):
-            pass
-        return True
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-
-
-def connect():
-    s = socket.create_connection(("127.0.0.1", 3260), timeout=20)
-    return s
-
-
-def login_request(keys, isid=b"\x80\x00\x00\x00\x00\x01"):
-    """A Login Request from the operational stage to full feature phase."""
-    text = b"".join(k + b"\0" for k in keys)
-    hdr = bytearray(48)
-    hdr[0] = 0x43
-    hdr[1] = 0x80 | (1 << 2) | 3  # T, CSG operational, NSG full feature
-    hdr[5:8] = len(text).to_bytes(3, "big")
-    hdr[8:14] = isid
-    hdr[16:20] = (1).to_bytes(4, "big")  # ITT
-    hdr[24:28] = (1).to_bytes(4, "big")  # CmdSN
-    return bytes(hdr) + padded(text)
-
-
-def login():
-    """Logs in (no security stage), proposing every operational key, until
-    the target moves to full feature phase."""
-    s = connect()
-    keys = [f"InitiatorName={INITIATOR}".encode(), f"TargetName={IQN}".encode(),
-            b"SessionType=Normal", b"HeaderDigest=None", b"DataDigest=None",
-            b"InitialR2T=No", b"ImmediateData=Yes", b"MaxBurstLength=1048576",
-            b"FirstBurstLength=65536", b"MaxRecvDataSegmentLength=262144",
-            b"MaxOutstandingR2T=1", b"ErrorRecoveryLevel=0", b"MaxConnections=1",
-            b"DefaultTime2Wait=2", b"DefaultTime2Retain=0", b"DataPDUInOrder=Yes",
-            b"DataSequenceInOrder=Yes", b"IFMarker=No", b"OFMarker=No"]
-    for _ in range(4):
-        s.sendall(login_request(keys))
-        rsp, data = recv_pdu(s)
-        assert rsp[0] & 0x3F == 0x23, rsp[0]
-        if rsp[36] != 0 or (rsp[1] & 0x80 and rsp[1] & 0x03 == 3):
-            return s, rsp
-        # Every key is settled: ask again to move on.
-        keys = []
-    raise AssertionError("the target never moved to full feature phase")
+def login(isid=b"\x80\x00\x00\x00\x00\x01"):
+    return raw_login(IQN, INITIATOR, isid)
 
 
 def full_feature():
-    s, rsp = login()
-    assert rsp[36] == 0, f"login status {rsp[36]:#x}/{rsp[37]:#x}"
-    assert rsp[1] & 0x03 == 3, "not in full feature phase"
-    exp_cmd_sn = int.from_bytes(rsp[28:32], "big")
-    stat_sn = int.from_bytes(rsp[24:28], "big")
-    return s, exp_cmd_sn, stat_sn
-
-
-def ping(s, itt, cmd_sn):
-    s.sendall(bhs(0x00, 0x80, itt=itt, word20=RESERVED, cmd_sn=cmd_sn))
-    hdr, _ = recv_pdu(s)
-    return hdr
+    return raw_full_feature(IQN, INITIATOR)
 
 
 def sessions():

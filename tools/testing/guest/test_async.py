@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: GPL-2.0
+"""The asynchronous command life cycle, seen from the wire: a connection's
+receive loop never waits for a backend or for another command. Commands
+that wait for their Data-Out, or for older commands by task attribute, or
+in a user-space handler, never stop the same connection (or another) from
+receiving, answering NOP-Out, or running task management; and every
+command is answered in the order SAM-5 asks for."""
+
+import os
+import re
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import (ROOT, backing_file, bhs, iscsi_export, mgmt, ping, raw_full_feature,
+                      recv_pdu, sh, write)
+
+IQN = "iqn.2026-12.org.scst-rs:async"
+INITIATOR = "iqn.2026-12.org.scst-rs:async-client"
+OTHER = "iqn.2026-12.org.scst-rs:async-other"
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
+
+SIMPLE, ORDERED, HEAD_OF_QUEUE = 1, 2, 3
+SCSI_RESPONSE, DATA_IN, R2T, NOP_IN, TMF_RESPONSE = 0x21, 0x25, 0x31, 0x20, 0x22
+
+
+@pytest.fixture
+def target(scst):
+    sh("ip", "link", "set", "lo", "up")
+    path = backing_file("async", 16 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device async1 filename={path}")
+    with iscsi_export(IQN, "async1"):
+        yield
+
+
+def itt_of(hdr):
+    return int.from_bytes(hdr[16:20], "big")
+
+
+def write_awaiting_data(s, itt, cmd_sn, lba=0):
+    """WRITE(10) of one block with no data: the target asks with an R2T.
+    Returns the Target Transfer Tag."""
+    cdb = bytes([0x2A, 0, *lba.to_bytes(4, "big"), 0, 0, 1, 0]).ljust(16, b"\0")
+    s.sendall(bhs(0x01, 0x80 | 0x20 | SIMPLE, itt=itt, word20=512, cmd_sn=cmd_sn, rest=cdb,
+                  immediate=False))
+    hdr, _ = recv_pdu(s)
+    assert hdr[0] & 0x3F == R2T and itt_of(hdr) == itt, hdr.hex()
+    return int.from_bytes(hdr[20:24], "big")
+
+
+def data_out(s, itt, ttt, payload):
+    hdr = bytearray(bhs(0x05, 0x80, dlen=len(payload), itt=itt, word20=ttt, immediate=False))
+    s.sendall(bytes(hdr) + payload)
+
+
+def send_tur(s, itt, cmd_sn, attr):
+    """TEST UNIT READY with task attribute `attr`."""
+    s.sendall(bhs(0x01, 0x80 | attr, itt=itt, cmd_sn=cmd_sn, rest=bytes(16), immediate=False))
+
+
+
+def responses(s, count, timeout=30):
+    """The next `count` SCSI Responses (or Data-In with status), in arrival
+    order, as (ITT, status)."""
+    s.settimeout(timeout)
+    got = []
+    while len(got) < count:
+        hdr, _ = recv_pdu(s)
+        op = hdr[0] & 0x3F
+        if op == SCSI_RESPONSE or (op == DATA_IN and hdr[1] & 0x01):
+            got.append((itt_of(hdr), hdr[3]))
+        else:
+            assert op == DATA_IN, f"unexpected opcode {op:#x}"
+    return got
+
+
+def logged_in(iqn, initiator, isid=b"\x80\x00\x00\x00\x00\x01"):
+    """A raw session past its unit attentions (a new nexus reports POWER ON,
+    RESET first): the socket and the next CmdSN."""
+    s, exp, _ = raw_full_feature(iqn, initiator, isid)
+    for i in range(8):
+        send_tur(s, 0x1000 + i, exp, SIMPLE)
+        exp += 1
+        if responses(s, 1)[0][1] == 0:
+            return s, exp
+    raise AssertionError("unit attentions never cleared")
+
+
+def nothing_arrives(s, seconds=1.0):
+    s.settimeout(seconds)
+    try:
+        hdr, _ = recv_pdu(s)
+    except TimeoutError:
+        return True
+    raise AssertionError(f"unexpected PDU {hdr.hex()}")
+
+
+def test_ordered_waits_for_a_write_awaiting_data(target):
+    """An ORDERED command behind a write that waits for its Data-Out: the
+    connection goes on receiving (NOP-Out answered, the Data-Out read), and
+    the ORDERED command is answered after the write."""
+    s, exp = logged_in(IQN, INITIATOR)
+    try:
+        ttt = write_awaiting_data(s, 0x30, exp)
+        send_tur(s, 0x31, exp + 1, ORDERED)
+        assert itt_of(ping(s, 0x32, exp + 2)) == 0x32, "the ping was not answered first"
+        data_out(s, 0x30, ttt, b"\x5a" * 512)
+        assert responses(s, 2) == [(0x30, 0), (0x31, 0)]
+    finally:
+        s.close()
+
+
+def test_head_of_queue_passes_a_write_awaiting_data(target):
+    """A HEAD OF QUEUE command does not wait for an older write: it is
+    answered while the write still waits for its Data-Out."""
+    s, exp = logged_in(IQN, INITIATOR)
+    try:
+        ttt = write_awaiting_data(s, 0x40, exp)
+        send_tur(s, 0x41, exp + 1, HEAD_OF_QUEUE)
+        assert responses(s, 1) == [(0x41, 0)]
+        data_out(s, 0x40, ttt, b"\xa5" * 512)
+        assert responses(s, 1) == [(0x40, 0)]
+    finally:
+        s.close()
+
+
+def test_ordered_across_connections(target):
+    """An ORDERED command of one session waits for another session's write
+    to the same device, whose Data-Out is still to come; its own connection
+    keeps answering meanwhile."""
+    a, exp_a = logged_in(IQN, INITIATOR)
+    b, exp_b = logged_in(IQN, OTHER, isid=b"\x80\x00\x00\x00\x00\x02")
+    try:
+        ttt = write_awaiting_data(a, 0x50, exp_a)
+        send_tur(b, 0x51, exp_b, ORDERED)
+        assert itt_of(ping(b, 0x52, exp_b + 1)) == 0x52
+        assert nothing_arrives(b)
+        data_out(a, 0x50, ttt, b"\x3c" * 512)
+        assert responses(a, 1) == [(0x50, 0)]
+        assert responses(b, 1) == [(0x51, 0)]
+    finally:
+        a.close()
+        b.close()
+
+
+def read10(s, itt, cmd_sn, lba, blocks=1):
+    cdb = bytes([0x28, 0, *lba.to_bytes(4, "big"), 0, 0, blocks, 0]).ljust(16, b"\0")
+    s.sendall(bhs(0x01, 0x80 | 0x40 | SIMPLE, itt=itt, word20=512 * blocks, cmd_sn=cmd_sn,
+                  rest=cdb, immediate=False))
+
+
+def test_held_user_command_blocks_nothing(scst):
+    """A READ that a scst_user handler holds: a second READ on the same
+    connection is answered meanwhile, NOP-Out too, and ABORT TASK on the
+    same connection reaches the handler, which ends the held command; the
+    task management response comes after it."""
+    assert os.path.exists(FILEIO), "build tools/scst_user first (cargo build --release)"
+    sh("ip", "link", "set", "lo", "up")
+    path = backing_file("uasync", 16 << 20)
+    held_lba = 4000
+    proc = subprocess.Popen([FILEIO, "-t", "2", "--hold-lba", str(held_lba), "uasync", path],
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        for _ in range(100):
+            if os.path.exists(os.path.join(ROOT, "handlers/uasync/uasync")):
+                break
+            time.sleep(0.1)
+        with iscsi_export(IQN, "uasync"):
+            s, exp = logged_in(IQN, INITIATOR)
+            try:
+                read10(s, 0x60, exp, held_lba)
+                for _ in range(100):
+                    if any(line.startswith("holding command") for line in lines):
+                        break
+                    time.sleep(0.1)
+                read10(s, 0x61, exp + 1, 8)
+                assert responses(s, 1) == [(0x61, 0)], "a held command stopped the connection"
+                assert itt_of(ping(s, 0x62, exp + 2)) == 0x62
+                rest = struct.pack(">II", exp, 0)
+                s.sendall(bhs(0x02, 0x80 | 0x01, itt=0x63, word20=0x60, cmd_sn=exp + 2,
+                              rest=rest))
+                s.settimeout(30)
+                seen = []
+                while True:
+                    hdr, _ = recv_pdu(s)
+                    op = hdr[0] & 0x3F
+                    seen.append((op, itt_of(hdr)))
+                    if op == TMF_RESPONSE:
+                        assert hdr[2] == 0, f"ABORT TASK answered {hdr[2]}"
+                        break
+                # The held command ended before the answer to its abort.
+                assert (SCSI_RESPONSE, 0x60) in seen or (DATA_IN, 0x60) in seen, seen
+            finally:
+                s.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+        reader.join(timeout=30)
+    log = "".join(lines)
+    assert re.search(r"^task management received: fn 0 ", log, re.M), log
+    for _ in range(100):
+        if not os.path.exists(os.path.join(ROOT, "devices/uasync")):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(os.path.join(ROOT, "devices/uasync"))
+
+
+def test_threads_num_attribute(target):
+    assert open(os.path.join(ROOT, "devices/async1/threads_num")).read().strip() == "8"
+    assert open(os.path.join(ROOT, "devices/async1/threads_pool_type")).read().strip() == "shared"
+    mgmt("devices/async1/threads_num", "2")
+    assert open(os.path.join(ROOT, "devices/async1/threads_num")).read().strip() == "2"
+    assert write(os.path.join(ROOT, "devices/async1/threads_num"), "0") != 0
+    # Still serves with fewer workers.
+    s, exp = logged_in(IQN, INITIATOR)
+    try:
+        for i in range(4):
+            send_tur(s, 0x70 + i, exp + i, SIMPLE)
+        assert sorted(responses(s, 4)) == [(0x70 + i, 0) for i in range(4)]
+    finally:
+        s.close()
