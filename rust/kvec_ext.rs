@@ -47,6 +47,9 @@ impl<T, A: Allocator> VecExt<T> for Vec<T, A> {
     }
 
     fn remove_ordered(&mut self, index: usize) -> Option<T> {
+        if index >= self.len() {
+            return None;
+        }
         self.as_mut_slice().get_mut(index..)?.rotate_left(1);
         self.pop()
     }

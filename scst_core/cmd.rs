@@ -84,6 +84,12 @@ pub(crate) trait TgtCmd: Send + 'static {
         None
     }
 
+    /// Task management aborted the command before it executed: it ends
+    /// without a response (the task management response covers it; other
+    /// initiators' commands end silently, as TAS 0 has it). The driver's
+    /// side is dropped after this.
+    fn aborted(&mut self) {}
+
     /// XMIT_RESP: sends the data-in and the status of `response`. The
     /// command is FINISHED when this returns, so the driver must be done
     /// with the buffer by then. Runs on a core worker, or, for a command
@@ -103,6 +109,18 @@ struct Body<T> {
 }
 
 impl<T: TgtCmd> Body<T> {
+    /// EXEC to FINISHED on a worker: an aborted command ends without
+    /// executing.
+    fn run(mut self) {
+        if self.command.is_aborted() {
+            self.command.state = State::Finished;
+            self.tgt.aborted();
+            return;
+        }
+        let response = self.exec();
+        self.respond(&response);
+    }
+
     /// EXEC, DEV_DONE, PRE_XMIT_RESP: runs the command (the core's own
     /// answer, or its logical unit's) and returns the response.
     fn exec(&mut self) -> Response {
@@ -164,6 +182,9 @@ pub(crate) trait Scheduled: Send + Sync {
     /// EXEC to FINISHED.
     fn execute(&self);
 
+    /// Task management aborted it (see [`Command::is_aborted`]).
+    fn aborted(&self) -> bool;
+
     /// The device the command executes on.
     fn device(&self) -> Option<Arc<DeviceState>>;
 
@@ -176,11 +197,19 @@ pub(crate) trait Scheduled: Send + Sync {
 
 impl<T: TgtCmd> Scheduled for Cmd<T> {
     fn execute(&self) {
-        let Some(mut body) = self.body.lock().take() else {
-            return;
-        };
-        let response = body.exec();
-        body.respond(&response);
+        // Taken in a statement of its own: the lock is released before the
+        // command runs.
+        let body = self.body.lock().take();
+        if let Some(body) = body {
+            body.run();
+        }
+    }
+
+    fn aborted(&self) -> bool {
+        self.body
+            .lock()
+            .as_ref()
+            .is_some_and(|b| b.command.is_aborted())
     }
 
     fn device(&self) -> Option<Arc<DeviceState>> {

@@ -14,7 +14,7 @@ use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::sg::SgList;
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, SysfsBuf, SysfsOps};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
     new_spinlock,
@@ -282,6 +282,9 @@ pub(crate) struct DeviceState {
     pool: SpinLock<Pool>,
     /// Workers that may execute this device's commands at once.
     pub(crate) threads_num: AtomicU32,
+    /// Bumped by each LUN or target reset: commands admitted before and
+    /// not yet executing are aborted.
+    pub(crate) reset_epoch: AtomicU64,
     exec: Arc<ExecQueue>,
     /// Commands one nexus may have in the task set.
     pub(crate) max_tgt_dev_commands: AtomicU32,
@@ -317,6 +320,7 @@ impl DeviceState {
                 tasks <- new_spinlock!(tasks),
                 pool <- new_spinlock!(pool),
                 threads_num: AtomicU32::new(DEFAULT_THREADS_NUM),
+                reset_epoch: AtomicU64::new(0),
                 exec,
                 max_tgt_dev_commands: AtomicU32::new(DEFAULT_TGT_DEV_COMMANDS),
             }),
@@ -402,15 +406,19 @@ impl DeviceState {
             tgt_dev.active.fetch_sub(1, Ordering::Relaxed);
             tasks.set.end(ticket)
         };
-        if !wake {
-            return;
+        if wake {
+            self.start_waiting(|set, ticket, _| set.may_start(ticket));
         }
-        // One at a time, outside the lock: starting one may run it.
+    }
+
+    /// Starts, oldest first, the waiting commands `pick` chooses; one at a
+    /// time, outside the lock, since starting one may run it.
+    fn start_waiting(&self, pick: impl Fn(&TaskSet<KVec<Slot>>, Ticket, &dyn Scheduled) -> bool) {
         loop {
             let cmd = {
                 let mut tasks = self.tasks.lock();
                 let Tasks { set, waiting } = &mut *tasks;
-                let Some(i) = waiting.iter().position(|(t, _)| set.may_start(*t)) else {
+                let Some(i) = waiting.iter().position(|(t, c)| pick(set, *t, &**c)) else {
                     break;
                 };
                 waiting.remove_ordered(i).map(|(_, cmd)| cmd)
@@ -420,6 +428,13 @@ impl DeviceState {
                 None => break,
             }
         }
+    }
+
+    /// Task management aborted commands: those waiting for older ones
+    /// leave the task set's waiting list for a worker, which ends them
+    /// without executing them.
+    pub(crate) fn release_aborted(&self) {
+        self.start_waiting(|_, _, cmd| cmd.aborted());
     }
 
     /// Commands in the task set (executing or waiting to), for
@@ -456,6 +471,26 @@ impl DeviceState {
         // Outside the lock: the last reference to a nexus tells its
         // logical unit (which may sleep or take its own locks).
         drop(removed);
+    }
+}
+
+impl DeviceState {
+    /// The value of core attribute `name`, a number from 1 to `max`; the
+    /// kernel log says why anything else is refused.
+    fn ranged(&self, name: &str, text: &str, max: u32) -> Result<u32> {
+        super::mgmt::parse_u64(text)
+            .filter(|n| (1..=u64::from(max)).contains(n))
+            .map(|n| n as u32)
+            .ok_or_else(|| {
+                pr_err!(
+                    "device {}: {} {:?}: not a number from 1 to {}\n",
+                    &*self.name,
+                    name,
+                    text,
+                    max
+                );
+                EINVAL
+            })
     }
 }
 
@@ -508,36 +543,16 @@ impl SysfsOps for DeviceState {
         let i = match attr {
             DeviceAttr::Lu(i) => i,
             DeviceAttr::MaxTgtDevCommands => {
-                let n = super::mgmt::parse_u64(text)
-                    .filter(|n| (1..=u64::from(MAX_DEV_COMMANDS)).contains(n))
-                    .ok_or_else(|| {
-                        pr_err!(
-                            "device {}: max_tgt_dev_commands {:?}: not a number from 1 to {}\n",
-                            &*self.name,
-                            text,
-                            MAX_DEV_COMMANDS
-                        );
-                        EINVAL
-                    })?;
+                let n = self.ranged("max_tgt_dev_commands", text, MAX_DEV_COMMANDS)?;
                 // Commands already accepted stay; new ones see the limit.
-                self.max_tgt_dev_commands.store(n as u32, Ordering::Relaxed);
+                self.max_tgt_dev_commands.store(n, Ordering::Relaxed);
                 return Ok(());
             }
             DeviceAttr::ThreadsNum => {
-                let n = super::mgmt::parse_u64(text)
-                    .filter(|n| (1..=u64::from(MAX_THREADS_NUM)).contains(n))
-                    .ok_or_else(|| {
-                        pr_err!(
-                            "device {}: threads_num {:?}: not a number from 1 to {}\n",
-                            &*self.name,
-                            text,
-                            MAX_THREADS_NUM
-                        );
-                        EINVAL
-                    })?;
+                let n = self.ranged("threads_num", text, MAX_THREADS_NUM)?;
                 // Running workers beyond the new number stop after their
                 // command; more start as commands come.
-                self.threads_num.store(n as u32, Ordering::Relaxed);
+                self.threads_num.store(n, Ordering::Relaxed);
                 return Ok(());
             }
             DeviceAttr::Type | DeviceAttr::ThreadsPoolType | DeviceAttr::ActiveCommands => {

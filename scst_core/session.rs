@@ -174,12 +174,24 @@ pub(crate) struct LunView {
     pub(crate) read_only: bool,
 }
 
-/// Commands in flight on a session: (block-layer tag, LUN).
+/// A command in flight on a session.
+#[derive(Clone, Copy)]
+struct InFlightEntry {
+    /// Its tag (what ABORT TASK names).
+    tag: u32,
+    /// Its LUN, `u64::MAX` for an undecodable one.
+    lun: u64,
+    /// Task management aborted it: it is not to execute.
+    aborted: bool,
+}
+
+/// Commands in flight on a session.
 struct InFlight {
-    commands: KVec<(u32, u64)>,
+    commands: KVec<InFlightEntry>,
 }
 
 /// The outcome of a command, for the target driver to send.
+#[derive(Clone)]
 pub(crate) struct Response {
     pub(crate) status: u8,
     pub(crate) sense: [u8; MAX_RAW_SENSE_LEN],
@@ -247,6 +259,12 @@ pub(crate) struct Command {
     tracked: bool,
     /// Where the command is (see `cmd.rs`).
     pub(super) state: State,
+    /// The session's abort generation at INIT: while it stays, no task
+    /// management of the session aborted anything since.
+    abort_gen: u64,
+    /// Its device's reset epoch at INIT: a LUN or target reset since
+    /// aborts it.
+    dev_epoch: u64,
     /// The I_T_L nexus, when the LUN exists.
     pub(super) tgt_dev: Option<Arc<TgtDev>>,
     /// The command's place in the device's task set, or why it got none.
@@ -301,6 +319,26 @@ impl Command {
         self
     }
 
+    /// Whether task management aborted the command since INIT (checked
+    /// before it executes: one executing runs to completion).
+    pub(super) fn is_aborted(&self) -> bool {
+        if let Some(t) = &self.tgt_dev {
+            if t.dev.reset_epoch.load(Ordering::Acquire) != self.dev_epoch {
+                return true;
+            }
+        }
+        if !self.tracked || self.session.abort_gen.load(Ordering::Acquire) == self.abort_gen {
+            return false;
+        }
+        let lun = self.lun.unwrap_or(u64::MAX);
+        self.session
+            .in_flight
+            .lock()
+            .commands
+            .iter()
+            .any(|e| e.tag == self.tag && e.lun == lun && e.aborted)
+    }
+
     /// EXEC: the core's answer or the logical unit's, on `data`. Runs
     /// where the command is executed: a core worker, or the submitting
     /// context for commands that reach no logical unit.
@@ -332,7 +370,11 @@ impl Drop for Command {
         if self.tracked {
             let mut f = self.session.in_flight.lock();
             let lun = self.lun.unwrap_or(u64::MAX);
-            if let Some(i) = f.commands.iter().position(|&e| e == (self.tag, lun)) {
+            if let Some(i) = f
+                .commands
+                .iter()
+                .position(|e| e.tag == self.tag && e.lun == lun)
+            {
                 f.commands.swap_remove(i);
             }
         }
@@ -361,6 +403,8 @@ pub(crate) struct Session {
     #[pin]
     quiesced: CondVar,
     pub(crate) commands: AtomicU64,
+    /// Bumped each time task management marks commands aborted.
+    abort_gen: AtomicU64,
     /// Commands refused with TASK SET FULL.
     pub(crate) task_set_full: AtomicU64,
     /// Commands refused with BUSY.
@@ -382,6 +426,7 @@ impl Session {
                 in_flight <- new_spinlock!(InFlight { commands }),
                 quiesced <- new_condvar!(),
                 commands: AtomicU64::new(0),
+                abort_gen: AtomicU64::new(0),
                 task_set_full: AtomicU64::new(0),
                 busy: AtomicU64::new(0),
             }),
@@ -495,13 +540,24 @@ impl Session {
             // Reserved in `new`: with room left the push does not allocate.
             f.commands.len() < f.commands.capacity()
                 && f.commands
-                    .push((tag, lun.unwrap_or(u64::MAX)), GFP_ATOMIC)
+                    .push(
+                        InFlightEntry {
+                            tag,
+                            lun: lun.unwrap_or(u64::MAX),
+                            aborted: false,
+                        },
+                        GFP_ATOMIC,
+                    )
                     .is_ok()
         };
         if !tracked {
             self.busy.fetch_add(1, Ordering::Relaxed);
         }
+        let abort_gen = self.abort_gen.load(Ordering::Acquire);
         let tgt_dev = lun.and_then(|l| self.find(l));
+        let dev_epoch = tgt_dev
+            .as_ref()
+            .map_or(0, |t| t.dev.reset_epoch.load(Ordering::Acquire));
         let admission = match &tgt_dev {
             Some(t) if tracked => Some(t.dev.admit(t, attr)),
             _ => None,
@@ -521,6 +577,8 @@ impl Session {
             lun,
             tracked,
             state: State::Init,
+            abort_gen,
+            dev_epoch,
             tgt_dev,
             admission,
         }
@@ -676,7 +734,7 @@ impl Session {
     fn quiesce(&self, pred: impl Fn(u32, u64) -> bool) -> bool {
         let mut waited = 0u32;
         let mut f = self.in_flight.lock();
-        while f.commands.iter().any(|&(t, l)| pred(t, l)) {
+        while f.commands.iter().any(|e| pred(e.tag, e.lun)) {
             if waited >= QUIESCE_TIMEOUT_MS {
                 return false;
             }
@@ -714,11 +772,26 @@ impl Session {
 
     /// Whether a command with `tag` is in flight.
     pub(crate) fn has_in_flight(&self, tag: u32) -> bool {
-        self.in_flight
-            .lock()
-            .commands
-            .iter()
-            .any(|&(t, _)| t == tag)
+        self.in_flight.lock().commands.iter().any(|e| e.tag == tag)
+    }
+
+    /// Marks the commands matching `pred` aborted: those that have not
+    /// started executing never will (see [`Command::is_aborted`]); those
+    /// waiting for older commands in `affected`'s task sets leave them at
+    /// once.
+    fn mark_aborted(&self, affected: &[Arc<TgtDev>], pred: impl Fn(u32, u64) -> bool) {
+        {
+            let mut f = self.in_flight.lock();
+            for e in f.commands.iter_mut() {
+                if pred(e.tag, e.lun) {
+                    e.aborted = true;
+                }
+            }
+            self.abort_gen.fetch_add(1, Ordering::Release);
+        }
+        for t in affected {
+            t.dev.release_aborted();
+        }
     }
 
     /// ABORT TASK: the command has finished (or is finished) when this
@@ -726,29 +799,37 @@ impl Session {
     pub(crate) fn abort_task(&self, tag: u32) -> bool {
         let lun = {
             let f = self.in_flight.lock();
-            f.commands.iter().find(|&&(t, _)| t == tag).map(|&(_, l)| l)
+            f.commands.iter().find(|e| e.tag == tag).map(|e| e.lun)
         };
         let affected = lun.and_then(|l| self.find(l));
         self.manage(affected.as_slice(), TmFunction::AbortTask(tag), || {
+            self.mark_aborted(affected.as_slice(), |t, _| t == tag);
             self.quiesce(|t, _| t == tag)
         })
     }
 
-    /// ABORT TASK SET / CLEAR TASK SET from this nexus: waits for this
-    /// session's commands to the LUN (they run to completion; the driver
-    /// drops those it had not started).
+    /// ABORT TASK SET / CLEAR TASK SET from this nexus: this session's
+    /// commands to the LUN that have not started never will; waits for
+    /// those executing.
     pub(crate) fn abort_task_set(&self, lun: u64) -> bool {
         let affected = self.find(lun);
         self.manage(affected.as_slice(), TmFunction::AbortTaskSet, || {
+            self.mark_aborted(affected.as_slice(), |_, l| l == lun);
             self.quiesce(|_, l| l == lun)
         })
     }
 
-    /// LUN RESET: waits for the LUN's commands, clears its unit attentions
-    /// on every nexus and raises BUS DEVICE RESET FUNCTION OCCURRED.
+    /// LUN RESET: every initiator's commands to the device that have not
+    /// started never will (the others' end silently: TAS is 0); waits for
+    /// this session's executing ones, then raises BUS DEVICE RESET
+    /// FUNCTION OCCURRED on every nexus.
     pub(crate) fn lun_reset(&self, lun: u64) -> bool {
         let affected = self.find(lun);
         if !self.manage(affected.as_slice(), TmFunction::LunReset, || {
+            for t in affected.iter() {
+                t.dev.reset_epoch.fetch_add(1, Ordering::Release);
+            }
+            self.mark_aborted(affected.as_slice(), |_, l| l == lun);
             self.quiesce(|_, l| l == lun)
         }) {
             return false;
@@ -760,13 +841,20 @@ impl Session {
         true
     }
 
-    /// TARGET RESET as seen from this session: waits for all its commands,
-    /// then every LUN reports the reset.
+    /// TARGET RESET as seen from this session: the commands of its LUNs'
+    /// devices that have not started never will; waits for its executing
+    /// ones, then every LUN reports the reset.
     pub(crate) fn target_reset(&self) -> bool {
         let Ok(luns) = self.snapshot() else {
             return false;
         };
-        if !self.manage(&luns, TmFunction::TargetReset, || self.quiesce(|_, _| true)) {
+        if !self.manage(&luns, TmFunction::TargetReset, || {
+            for t in luns.iter() {
+                t.dev.reset_epoch.fetch_add(1, Ordering::Release);
+            }
+            self.mark_aborted(&luns, |_, _| true);
+            self.quiesce(|_, _| true)
+        }) {
             return false;
         }
         for t in luns.iter() {

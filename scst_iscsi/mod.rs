@@ -16,6 +16,7 @@
 pub(crate) mod chap;
 mod config;
 mod conn;
+mod ffp;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod login;
 mod login_phase;
@@ -25,6 +26,7 @@ pub(crate) mod params;
 pub(crate) mod pdu;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod portal;
+mod reply;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod text;
 
@@ -197,7 +199,7 @@ impl DriverState {
 
     /// The receive loop of a connection, from login to close.
     fn serve(self: Arc<Self>, conn: Arc<Conn>) {
-        conn::serve(&self, &conn);
+        ffp::serve(&self, &conn);
         conn.close();
         let mut inner = self.inner.lock();
         if let Some(i) = inner.conns.iter().position(|c| Arc::ptr_eq(c, &conn)) {

@@ -186,6 +186,30 @@ def device_of(scsi_devices, pattern):
     return None
 
 
+# scst_local: its sessions are SCSI hosts of this kernel.
+
+
+def host_of(target, session):
+    link = os.path.join(ROOT, "targets/scst_local", target, "sessions", session, "host")
+    return os.path.basename(os.path.realpath(link))
+
+
+def devices(host, lun=0):
+    """(sdX, sgN) of a LUN of a scst_local host, waiting for them to appear."""
+    base = f"/sys/class/scsi_host/{host}/device/target*:0:0/*:0:0:{lun}"
+    for _ in range(50):
+        sd = glob.glob(base + "/block/*")
+        sg = glob.glob(base + "/scsi_generic/*")
+        if sd and sg:
+            # udev probes a new disk through sd, on the same I_T_L nexus as
+            # sg: let it finish, or its reads take the unit attentions a
+            # test raises next.
+            sh("udevadm", "settle", check=False)
+            return "/dev/" + os.path.basename(sd[0]), "/dev/" + os.path.basename(sg[0])
+        time.sleep(0.2)
+    raise AssertionError(f"no sd/sg for {host} LUN {lun}")
+
+
 # Raw iSCSI: hand-made PDUs over a plain socket, for what no initiator sends.
 
 RESERVED = 0xFFFFFFFF

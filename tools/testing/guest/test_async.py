@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from conftest import (ROOT, backing_file, bhs, iscsi_export, mgmt, ping, raw_full_feature,
-                      recv_pdu, sh, write)
+from conftest import (ROOT, backing_file, bhs, device_of, devices, host_of, iscsi_export, mgmt,
+                      open_iscsi_login, ping, raw_full_feature, recv_pdu, sh, write)
 
 IQN = "iqn.2026-12.org.scst-rs:async"
 INITIATOR = "iqn.2026-12.org.scst-rs:async-client"
@@ -147,8 +147,35 @@ def test_ordered_across_connections(target):
         b.close()
 
 
+def abort_task(s, itt, ref_itt, ref_cmd_sn, cmd_sn):
+    """ABORT TASK (immediate)."""
+    rest = struct.pack(">II", ref_cmd_sn, 0)
+    s.sendall(bhs(0x02, 0x80 | 0x01, itt=itt, word20=ref_itt, cmd_sn=cmd_sn, rest=rest))
+
+
+def test_abort_task_of_a_command_waiting_for_an_older_one(target):
+    """ABORT TASK reaches an ORDERED command that waits behind a write
+    awaiting its Data-Out: it ends unanswered and at once ("function
+    complete"), and the write completes when its data comes."""
+    s, exp = logged_in(IQN, INITIATOR)
+    try:
+        ttt = write_awaiting_data(s, 0x80, exp)
+        send_tur(s, 0x81, exp + 1, ORDERED)
+        abort_task(s, 0x82, 0x81, exp + 1, exp + 2)
+        s.settimeout(10)
+        hdr, _ = recv_pdu(s)
+        assert hdr[0] & 0x3F == TMF_RESPONSE and itt_of(hdr) == 0x82, hdr.hex()
+        assert hdr[2] == 0, f"ABORT TASK answered {hdr[2]}"
+        data_out(s, 0x80, ttt, b"\x11" * 512)
+        assert responses(s, 1) == [(0x80, 0)]
+        assert itt_of(ping(s, 0x83, exp + 2)) == 0x83, "the aborted command was answered"
+    finally:
+        s.close()
+
+
 def read10(s, itt, cmd_sn, lba, blocks=1):
-    cdb = bytes([0x28, 0, *lba.to_bytes(4, "big"), 0, 0, blocks, 0]).ljust(16, b"\0")
+    cdb = bytes([0x28, 0, *lba.to_bytes(4, "big"), 0, *blocks.to_bytes(2, "big"), 0])
+    cdb = cdb.ljust(16, b"\0")
     s.sendall(bhs(0x01, 0x80 | 0x40 | SIMPLE, itt=itt, word20=512 * blocks, cmd_sn=cmd_sn,
                   rest=cdb, immediate=False))
 
@@ -183,9 +210,7 @@ def test_held_user_command_blocks_nothing(scst):
                 read10(s, 0x61, exp + 1, 8)
                 assert responses(s, 1) == [(0x61, 0)], "a held command stopped the connection"
                 assert itt_of(ping(s, 0x62, exp + 2)) == 0x62
-                rest = struct.pack(">II", exp, 0)
-                s.sendall(bhs(0x02, 0x80 | 0x01, itt=0x63, word20=0x60, cmd_sn=exp + 2,
-                              rest=rest))
+                abort_task(s, 0x63, 0x60, exp, exp + 2)
                 s.settimeout(30)
                 seen = []
                 while True:
@@ -212,6 +237,26 @@ def test_held_user_command_blocks_nothing(scst):
     assert not os.path.exists(os.path.join(ROOT, "devices/uasync"))
 
 
+def test_initiator_that_stops_reading_stalls_only_itself(target):
+    """One initiator sends 32 reads of 1 MiB and never reads its socket:
+    its responses wait for its connection's sender, not on the device's
+    workers, so another initiator of the same device is served meanwhile;
+    closing the stuck connection cleans everything up."""
+    a, exp_a = logged_in(IQN, INITIATOR)
+    b, exp_b = logged_in(IQN, OTHER, isid=b"\x80\x00\x00\x00\x00\x02")
+    try:
+        for i in range(32):
+            read10(a, 0x100 + i, exp_a + i, (i * 2048) % 30000, blocks=2048)
+        # Long enough for the target to fill the socket's buffers.
+        time.sleep(3)
+        for i in range(3):
+            read10(b, 0x200 + i, exp_b + i, 8 * i, blocks=8)
+            assert responses(b, 1, timeout=20) == [(0x200 + i, 0)], "another initiator starved"
+    finally:
+        a.close()
+        b.close()
+
+
 def test_threads_num_attribute(target):
     assert open(os.path.join(ROOT, "devices/async1/threads_num")).read().strip() == "8"
     assert open(os.path.join(ROOT, "devices/async1/threads_pool_type")).read().strip() == "shared"
@@ -226,3 +271,61 @@ def test_threads_num_attribute(target):
         assert sorted(responses(s, 4)) == [(0x70 + i, 0) for i in range(4)]
     finally:
         s.close()
+
+
+# A slow device: its I/O completes 10 ms after submission.
+SLOW_NSEC = 10_000_000
+
+
+@pytest.fixture
+def slow_disk(scst):
+    """vdisk_blockio on a null_blk device whose every I/O completes after
+    SLOW_NSEC: how many commands reach it at once shows in its inflight
+    counters."""
+    sh("modprobe", "null_blk", "nr_devices=1", "irqmode=2", f"completion_nsec={SLOW_NSEC}",
+       "gb=1", "hw_queue_depth=128")
+    try:
+        mgmt("handlers/vdisk_blockio/mgmt", "add_device slow1 filename=/dev/nullb0")
+        yield "slow1"
+        mgmt("handlers/vdisk_blockio/mgmt", "del_device slow1")
+    finally:
+        sh("rmmod", "null_blk", check=False)
+
+
+def most_in_flight(dev, seconds):
+    """The largest number of requests the null_blk device had in flight,
+    sampled for `seconds`, while fio drives `dev` at queue depth 32."""
+    fio = subprocess.Popen(["fio", "--name=qd32", f"--filename={dev}", "--direct=1",
+                            "--ioengine=libaio", "--iodepth=32", "--bs=4k", "--rw=randread",
+                            "--time_based", f"--runtime={seconds}", "--size=64M",
+                            "--output-format=terse"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    most = 0
+    while fio.poll() is None:
+        with open("/sys/block/nullb0/inflight") as f:
+            most = max(most, sum(int(n) for n in f.read().split()))
+        time.sleep(0.02)
+    out, err = fio.communicate()
+    assert fio.returncode == 0, out + err
+    return most
+
+
+def test_slow_device_has_many_commands_through_scst_local(slow_disk):
+    mgmt("targets/scst_local/mgmt", "add_target slow_t")
+    mgmt("targets/scst_local/slow_t/luns/mgmt", f"add {slow_disk} 0")
+    mgmt("targets/scst_local/mgmt", "add_session slow_t s1")
+    sd, _ = devices(host_of("slow_t", "s1"))
+    most = most_in_flight(sd, 5)
+    print(f"scst_local, QD32 at the initiator: up to {most} I/Os in flight at the device")
+    # threads_num (8) workers each have one I/O at the device.
+    assert most >= 4, most
+
+
+def test_slow_device_has_many_commands_through_iscsi(slow_disk):
+    sh("ip", "link", "set", "lo", "up")
+    with iscsi_export(IQN, slow_disk), open_iscsi_login(IQN) as scsi_devices:
+        dev = device_of(scsi_devices, "block/sd*")
+        assert dev, "no disk from the iSCSI login"
+        most = most_in_flight(dev, 5)
+    print(f"iSCSI, QD32 at the initiator: up to {most} I/Os in flight at the device")
+    assert most >= 4, most

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, device_of, iscsi_export, mgmt, open_iscsi_login, sh
-from test_local import host_of
+from conftest import ROOT, device_of, host_of, iscsi_export, mgmt, open_iscsi_login, sh
 from test_user import TAPE, handlers  # noqa: F401 (fixture)
 
 KIND_DATA = 0x4B4C4244

@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from conftest import (ROOT, backing_file, device_of, dmesg_since, iscsi_export, iscsi_test_cu,
-                      mark_dmesg, mgmt, open_iscsi_login, read, sh, write)
-from test_local import SG_IO_LIMITED, devices, host_of
+from conftest import (ROOT, backing_file, device_of, devices, dmesg_since, host_of,
+                      iscsi_export, iscsi_test_cu, mark_dmesg, mgmt, open_iscsi_login, read, sh,
+                      write)
+from test_local import SG_IO_LIMITED
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
