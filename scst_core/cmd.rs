@@ -15,7 +15,7 @@
 //! | TGT_PRE_EXEC | [`super::session::Command::submit`]: a refused command and one for an absent LUN are answered at once (nothing of a backend runs); an admitted one starts when its task attribute lets it, else it parks in its device's task set and the end of an older command starts it | the submitting context, or that of the older command's end; never sleeps |
 //! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block) | a core worker, at most `threads_num` per device at once |
 //! | DEV_DONE, PRE_XMIT_RESP | the logical unit's status and sense become the response; MODE SELECT raises MODE PARAMETERS CHANGED on the other nexuses | the same worker |
-//! | XMIT_RESP | [`TgtCmd::xmit_response`]: the driver sends data-in and status; when it returns the buffer is free | the same worker (or the submitting context for a command answered at once) |
+//! | XMIT_RESP | [`TgtCmd::xmit_response`]: the driver sends data-in and status, or queues them with the buffer for its own sender | the same worker (or the submitting context for a command answered at once) |
 //! | FINISHED | the command leaves the task set (older-command waiters start) and the in-flight set (task management waiting for it wakes) | where XMIT_RESP ran |
 //!
 //! A worker that finishes a command takes the device's next ready command
@@ -55,10 +55,9 @@ pub(crate) enum State {
     TgtPreExec,
     /// Executing.
     Exec,
-    /// Executed: the response is built.
+    /// Executed: the response is built and the unit attentions of its
+    /// outcome raised (DEV_DONE and PRE_XMIT_RESP in one).
     DevDone,
-    /// Unit attentions of its outcome raised.
-    PreXmitResp,
     /// The driver is sending the response.
     XmitResp,
     /// Done; ending in the task set and the in-flight set.
@@ -91,11 +90,12 @@ pub(crate) trait TgtCmd: Send + 'static {
     fn aborted(&mut self) {}
 
     /// XMIT_RESP: sends the data-in and the status of `response`. The
-    /// command is FINISHED when this returns, so the driver must be done
-    /// with the buffer by then. Runs on a core worker, or, for a command
+    /// command is FINISHED when this returns: the core is done with the
+    /// buffer, and a driver that sends later (iSCSI's sender) takes the
+    /// buffer along. Runs on a core worker, or, for a command
     /// the core answers at once, in the context that submitted it (which
     /// may be atomic for a driver that submits from one).
-    fn xmit_response(&mut self, response: &Response);
+    fn xmit_response(&mut self, response: Response);
 }
 
 /// A submitted command's state and what it carries.
@@ -118,7 +118,7 @@ impl<T: TgtCmd> Body<T> {
             return;
         }
         let response = self.exec();
-        self.respond(&response);
+        self.respond(response);
     }
 
     /// EXEC, DEV_DONE, PRE_XMIT_RESP: runs the command (the core's own
@@ -145,16 +145,15 @@ impl<T: TgtCmd> Body<T> {
                 self.command.dispatch(cdb, &mut data, self.direction, lent)
             }
         };
-        self.command.state = State::DevDone;
         // The logical unit's unit attentions (MODE PARAMETERS CHANGED)
         // are raised in dispatch, before the response leaves.
-        self.command.state = State::PreXmitResp;
+        self.command.state = State::DevDone;
         response
     }
 
     /// XMIT_RESP, then FINISHED when the body drops: the INIT record ends
     /// the command in the task set and the in-flight set.
-    fn respond(mut self, response: &Response) {
+    fn respond(mut self, response: Response) {
         self.command.state = State::XmitResp;
         self.tgt.xmit_response(response);
         self.command.state = State::Finished;
@@ -250,9 +249,10 @@ impl Command {
     /// the core, which executes it and calls
     /// [`TgtCmd::xmit_response`]. Never sleeps: a driver may call it from
     /// its receive context, atomic or not.
-    pub(crate) fn submit<T: TgtCmd>(self, cdb: &[u8], direction: DataDirection, tgt: T) {
+    pub(crate) fn submit<T: TgtCmd>(mut self, cdb: &[u8], direction: DataDirection, tgt: T) {
+        self.state = State::TgtPreExec;
         let mut body = Body {
-            command: self.entering(State::TgtPreExec),
+            command: self,
             cdb: [0; MAX_CDB_LEN],
             cdb_len: cdb.len().min(MAX_CDB_LEN),
             direction,
@@ -266,7 +266,7 @@ impl Command {
             // answers at once; nothing of a backend runs.
             _ => {
                 let response = body.exec();
-                body.respond(&response);
+                body.respond(response);
                 return;
             }
         };
@@ -282,7 +282,7 @@ impl Command {
                 *cmd.body.lock() = Some(body);
                 dev.start_when_ready(cmd, ticket);
             }
-            Err(_) => body.respond(&Response::status(super::session::status::BUSY)),
+            Err(_) => body.respond(Response::status(super::session::status::BUSY)),
         }
     }
 }

@@ -191,7 +191,6 @@ struct InFlight {
 }
 
 /// The outcome of a command, for the target driver to send.
-#[derive(Clone)]
 pub(crate) struct Response {
     pub(crate) status: u8,
     pub(crate) sense: [u8; MAX_RAW_SENSE_LEN],
@@ -311,12 +310,6 @@ impl Command {
     /// DATA_WAIT: the driver is receiving the data-out.
     pub(crate) fn awaiting_data(&mut self) {
         self.state = State::DataWait;
-    }
-
-    /// The command moving on to `state`.
-    pub(super) fn entering(mut self, state: State) -> Self {
-        self.state = state;
-        self
     }
 
     /// Whether task management aborted the command since INIT (checked

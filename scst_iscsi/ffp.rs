@@ -504,7 +504,7 @@ impl<'a> Ffp<'a> {
             self.read_segment_into(&mut sg, 0, immediate_len, hdr)?;
         }
         if !cmd.write || immediate_len >= edtl {
-            self.execute(cmd, command, buf, slot);
+            self.submit(cmd, command, buf, slot);
             return Ok(());
         }
         command.awaiting_data();
@@ -649,14 +649,14 @@ impl<'a> Ffp<'a> {
             self.pending.push(w, GFP_KERNEL)?;
             return Ok(());
         }
-        self.execute(w.pdu, w.command, w.buf, w.slot);
+        self.submit(w.pdu, w.command, w.buf, w.slot);
         Ok(())
     }
 
     /// TGT_PRE_EXEC: hands a command whose data is in to the core, which
     /// executes it on a worker and answers through [`IscsiCmd`]; the loop
     /// goes on receiving at once.
-    fn execute(&self, pdu: ScsiCommandPdu, command: Command, buf: CmdBuffer, slot: WindowSlot) {
+    fn submit(&self, pdu: ScsiCommandPdu, command: Command, buf: CmdBuffer, slot: WindowSlot) {
         let cmd = IscsiCmd {
             conn: self.conn.clone(),
             drv: self.drv.clone(),

@@ -105,7 +105,7 @@ impl TgtCmd for IscsiCmd {
     /// waits for the network (an initiator that stops reading stalls only
     /// its own connection). The buffer goes with it and is freed, or given
     /// back to its lender, once sent.
-    fn xmit_response(&mut self, response: &Response) {
+    fn xmit_response(&mut self, response: Response) {
         let Some((mut buf, slot)) = self.body.take() else {
             return;
         };
@@ -115,7 +115,7 @@ impl TgtCmd for IscsiCmd {
             Reply::Command {
                 pdu: self.pdu,
                 buf,
-                response: response.clone(),
+                response,
                 _slot: slot,
             },
         );

@@ -67,7 +67,7 @@ impl TgtCmd for LocalCmd {
         }
     }
 
-    fn xmit_response(&mut self, response: &Response) {
+    fn xmit_response(&mut self, response: Response) {
         let Some(mut cmd) = self.cmd.take() else {
             return;
         };
