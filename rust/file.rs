@@ -5,7 +5,7 @@
 //! scatterlist.
 
 use super::{bindings, sg::SgList};
-use kernel::{error::from_err_ptr, prelude::*, str::CStr};
+use kernel::{error::from_err_ptr, prelude::*, str::CStr, types::ForeignOwnable};
 
 /// How to open a backing file.
 #[derive(Clone, Copy, Default)]
@@ -17,11 +17,6 @@ pub(crate) struct OpenOptions {
     /// Every write reaches stable storage (`O_DSYNC`).
     pub(crate) sync: bool,
 }
-
-const O_RDONLY: i32 = 0o0;
-const O_RDWR: i32 = 0o2;
-const O_DSYNC: i32 = 0o10000;
-const O_DIRECT: i32 = 0o40000;
 
 /// An open file.
 ///
@@ -48,15 +43,15 @@ fn check_len(ret: isize) -> Result<usize> {
 impl BackingFile {
     /// Opens `path` as the module's own file reference.
     pub(crate) fn open(path: &CStr, options: OpenOptions) -> Result<Self> {
-        let mut flags = if options.read_only { O_RDONLY } else { O_RDWR };
-        if options.direct {
-            flags |= O_DIRECT;
-        }
-        if options.sync {
-            flags |= O_DSYNC;
-        }
         // SAFETY: `path` is a NUL-terminated string valid for the call.
-        let file = from_err_ptr(unsafe { bindings::scst_rs_file_open(path.as_char_ptr(), flags) })?;
+        let file = from_err_ptr(unsafe {
+            bindings::scst_rs_file_open(
+                path.as_char_ptr(),
+                options.read_only,
+                options.direct,
+                options.sync,
+            )
+        })?;
         // INVARIANT: filp_open returned a reference we now own.
         Ok(Self { file })
     }
@@ -123,6 +118,59 @@ impl BackingFile {
         self.rw_sg(sg, skip, len, pos, true, dsync)
     }
 
+    /// Starts reading (or, with `write`, writing) `len` bytes at `pos` of
+    /// the block device this file is, between it and `sg` from offset
+    /// `skip`, as bios of its own; `fua` writes reach stable storage before
+    /// they complete. `done` hears the outcome when the last bio ends, in
+    /// whatever context the device completes it (hard interrupt included),
+    /// or before this returns.
+    ///
+    /// The pages stay referenced until then; the device writes into them
+    /// (a read) meanwhile, so their owner reads them only once `done` ran.
+    /// `Err` means nothing started and `done` is dropped unheard.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn submit_bios<T: BiosDone>(
+        &self,
+        sg: &SgList<'_>,
+        skip: usize,
+        len: usize,
+        pos: u64,
+        write: bool,
+        fua: bool,
+        done: KBox<T>,
+    ) -> Result {
+        if skip.checked_add(len).map_or(true, |end| end > sg.len()) {
+            return Err(EINVAL);
+        }
+        let (sgl, nents) = sg.raw();
+        let ctx = done.into_foreign() as *mut core::ffi::c_void;
+        // SAFETY: `file` is valid by the type invariants; `sgl` has `nents`
+        // entries covering `skip + len` bytes, valid for the call (the C
+        // side references every page it keeps beyond it); `ctx` is a
+        // `KBox<T>` that `bios_ended::<T>` takes back, called at most once.
+        let ret = unsafe {
+            bindings::scst_rs_file_submit_bios(
+                self.file,
+                sgl,
+                nents,
+                skip,
+                len,
+                pos,
+                write,
+                fua,
+                Some(bios_ended::<T>),
+                ctx,
+            )
+        };
+        if ret < 0 {
+            // SAFETY: `ctx` came from `into_foreign` above, and the C side
+            // did not take it: `bios_ended` never runs for it.
+            drop(unsafe { KBox::<T>::from_foreign(ctx) });
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
     /// Reads into `buf` at `pos`.
     pub(crate) fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize> {
         // SAFETY: `file` is valid; `buf` is valid for writes of its length.
@@ -167,6 +215,24 @@ impl BackingFile {
             Ok(ret as u64)
         }
     }
+}
+
+/// Who hears that the bios of [`BackingFile::submit_bios`] ended.
+pub(crate) trait BiosDone: Send + 'static {
+    /// The last bio ended (`Err` if any failed). Runs in any context, hard
+    /// interrupt included: it must not sleep.
+    fn bios_done(self: KBox<Self>, result: Result);
+}
+
+/// The C side's completion of [`BackingFile::submit_bios`].
+///
+/// # Safety
+///
+/// `ctx` is a `KBox<T>` from `into_foreign`, not used again after this.
+unsafe extern "C" fn bios_ended<T: BiosDone>(ctx: *mut core::ffi::c_void, err: core::ffi::c_int) {
+    // SAFETY: guaranteed by the caller.
+    let done = unsafe { KBox::<T>::from_foreign(ctx) };
+    done.bios_done(kernel::error::to_result(err));
 }
 
 impl Drop for BackingFile {

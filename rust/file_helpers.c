@@ -15,9 +15,16 @@
 #include "helpers.h"
 #include "sg_iter.h"
 
-struct file *scst_rs_file_open(const char *path, int flags)
+struct file *scst_rs_file_open(const char *path, bool read_only, bool direct,
+			       bool dsync)
 {
-	return filp_open(path, flags | O_LARGEFILE, 0);
+	int flags = (read_only ? O_RDONLY : O_RDWR) | O_LARGEFILE;
+
+	if (direct)
+		flags |= O_DIRECT;
+	if (dsync)
+		flags |= O_DSYNC;
+	return filp_open(path, flags, 0);
 }
 
 void scst_rs_file_close(struct file *file)

@@ -19,10 +19,11 @@ void scst_rs_sysfs_remove_file(struct kobject *kobj,
 void scst_rs_sysfs_remove_link(struct kobject *kobj, const char *name);
 
 
-/* Backing files (file_helpers.c). */
+/* Backing files (file_helpers.c) and their bios (bio_helpers.c). */
 struct file;
 struct scatterlist;
-struct file *scst_rs_file_open(const char *path, int flags);
+struct file *scst_rs_file_open(const char *path, bool read_only, bool direct,
+			       bool dsync);
 void scst_rs_file_close(struct file *file);
 u64 scst_rs_file_size(struct file *file);
 bool scst_rs_file_is_bdev(struct file *file);
@@ -36,6 +37,10 @@ ssize_t scst_rs_file_write(struct file *file, const void *buf, size_t len,
 int scst_rs_file_sync(struct file *file, loff_t start, loff_t end);
 int scst_rs_file_punch_hole(struct file *file, loff_t pos, loff_t len);
 loff_t scst_rs_file_seek(struct file *file, loff_t pos, bool hole);
+int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
+			     unsigned int nents, size_t skip, size_t len,
+			     u64 pos, bool write, bool fua,
+			     void (*done)(void *ctx, int err), void *ctx);
 size_t scst_rs_sg_copy_from_buffer(struct scatterlist *sgl, unsigned int nents,
 				   const void *buf, size_t len, size_t skip);
 size_t scst_rs_sg_copy_to_buffer(struct scatterlist *sgl, unsigned int nents,

@@ -13,9 +13,9 @@
 //! | PARSE, PREPARE_SPACE | [`super::session::Command::data_buffer`]: the buffer the data goes to (memory the logical unit lends, or new pages); a driver whose initiator owns the buffer (scst_local) skips it | the driver's receive context (process context: it may allocate) |
 //! | RDY_TO_XFER, DATA_WAIT | the driver fetches the data-out into the buffer (iSCSI: immediate data, R2T and Data-Out in its receive loop, which goes on receiving other PDUs meanwhile) | the driver's own |
 //! | TGT_PRE_EXEC | [`super::session::Command::submit`]: a refused command and one for an absent LUN are answered at once (nothing of a backend runs); an admitted one starts when its task attribute lets it, else it parks in its device's task set and the end of an older command starts it | the submitting context, or that of the older command's end; never sleeps |
-//! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block) | a core worker, at most `threads_num` per device at once |
-//! | DEV_DONE, PRE_XMIT_RESP | the logical unit's status and sense become the response; MODE SELECT raises MODE PARAMETERS CHANGED on the other nexuses | the same worker |
-//! | XMIT_RESP | [`TgtCmd::xmit_response`]: the driver sends data-in and status, or queues them with the buffer for its own sender | the same worker (or the submitting context for a command answered at once) |
+//! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block), or starts it and defers it ([`super::device::ExecCmd::defer`]): the worker goes on, and the [`Deferral`] brings the command back | a core worker, at most `threads_num` per device at once |
+//! | DEV_DONE, PRE_XMIT_RESP | the logical unit's status and sense become the response; MODE SELECT raises MODE PARAMETERS CHANGED on the other nexuses | the same worker; for a deferred command, whichever of its worker and its completion ends the deferral last (the completion, which may run in hard interrupt context, queues the command's work) |
+//! | XMIT_RESP | [`TgtCmd::xmit_response`]: the driver sends data-in and status, or queues them with the buffer for its own sender; a command task management aborted meanwhile has none | the same worker (or the submitting context for a command answered at once) |
 //! | FINISHED | the command leaves the task set (older-command waiters start) and the in-flight set (task management waiting for it wakes) | where XMIT_RESP ran |
 //!
 //! A worker that finishes a command takes the device's next ready command
@@ -25,11 +25,12 @@
 //! while a backend or a driver runs.
 
 use super::buffer::{LendRefused, LentId};
-use super::device::{DataDirection, DeviceState};
-use super::session::{Command, Response};
+use super::device::{Completion, DataDirection, DeviceState};
+use super::sense::Sense;
+use super::session::{response_of, Command, Dispatched, Response};
 use crate::kernel_ext::sg::SgList;
 use crate::kernel_ext::wq::OwnedQueue;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
     c_str, new_spinlock,
@@ -106,31 +107,54 @@ struct Body<T> {
     cdb_len: usize,
     direction: DataDirection,
     tgt: T,
+    /// A deferred command's outcomes: the completion if its logical unit
+    /// succeeds, the sense if it fails.
+    deferred: Option<(Completion, Sense)>,
+}
+
+/// What EXEC left of a command.
+enum AfterExec {
+    /// DEV_DONE is over: the response.
+    Now(Response),
+    /// Its logical unit completes it later.
+    Later,
 }
 
 impl<T: TgtCmd> Body<T> {
-    /// EXEC to FINISHED on a worker: an aborted command ends without
-    /// executing.
-    fn run(mut self) {
+    /// EXEC on a worker: an aborted command ends without executing; one
+    /// its logical unit deferred waits in `cmd` for the deferral.
+    fn run(mut self, cmd: &Arc<Cmd<T>>) {
         if self.command.is_aborted() {
-            self.command.state = State::Finished;
-            self.tgt.aborted();
+            self.end_aborted();
             return;
         }
-        let response = self.exec();
-        self.respond(response);
+        // Two parties end a deferral: the worker, once the body is back in
+        // `cmd`, and the logical unit's completion.
+        cmd.resume_refs.store(2, Ordering::Relaxed);
+        let resumable: Arc<dyn Resumable> = cmd.clone();
+        match self.exec(Some(resumable)) {
+            AfterExec::Now(response) => self.respond(response),
+            AfterExec::Later => {
+                *cmd.body.lock() = Some(self);
+                if cmd.resume_refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    // Completed already: DEV_DONE right here.
+                    cmd.resume();
+                }
+            }
+        }
     }
 
-    /// EXEC, DEV_DONE, PRE_XMIT_RESP: runs the command (the core's own
-    /// answer, or its logical unit's) and returns the response.
-    fn exec(&mut self) -> Response {
+    /// EXEC, then DEV_DONE and PRE_XMIT_RESP of a command that completed
+    /// there: runs the command (the core's own answer, or its logical
+    /// unit's) and returns the response.
+    fn exec(&mut self, resumable: Option<Arc<dyn Resumable>>) -> AfterExec {
         if self.command.state != State::TgtPreExec {
             // Executed once; a second run would answer twice.
             pr_err!(
                 "scst: command in state {:?} executed again\n",
                 self.command.state
             );
-            return Response::status(super::session::status::BUSY);
+            return AfterExec::Now(Response::status(super::session::status::BUSY));
         }
         self.command.state = State::Exec;
         let lent = self.tgt.lent();
@@ -142,27 +166,62 @@ impl<T: TgtCmd> Body<T> {
             _ => {
                 let cdb = self.cdb.get(..self.cdb_len).unwrap_or(&[]);
                 let mut data = self.tgt.buffer();
-                self.command.dispatch(cdb, &mut data, self.direction, lent)
+                match self
+                    .command
+                    .dispatch(cdb, &mut data, self.direction, lent, resumable)
+                {
+                    Dispatched::Now(r) => r,
+                    Dispatched::Later { done, failed } => {
+                        self.deferred = Some((done, failed));
+                        return AfterExec::Later;
+                    }
+                }
             }
         };
         // The logical unit's unit attentions (MODE PARAMETERS CHANGED)
         // are raised in dispatch, before the response leaves.
         self.command.state = State::DevDone;
-        response
+        AfterExec::Now(response)
+    }
+
+    /// DEV_DONE and PRE_XMIT_RESP of a deferred command, whose logical
+    /// unit said it `succeeded` or not.
+    fn completed(mut self, succeeded: bool) {
+        let response = match (self.deferred.take(), &self.command.tgt_dev) {
+            (Some((done, failed)), Some(t)) => {
+                response_of(t, if succeeded { Ok(done) } else { Err(failed) })
+            }
+            // Only a logical unit defers, and it gave both outcomes.
+            _ => Response::status(super::session::status::BUSY),
+        };
+        self.command.state = State::DevDone;
+        self.respond(response);
     }
 
     /// XMIT_RESP, then FINISHED when the body drops: the INIT record ends
-    /// the command in the task set and the in-flight set.
+    /// the command in the task set and the in-flight set. A command task
+    /// management aborted while it executed ends as one aborted before.
     fn respond(mut self, response: Response) {
+        if self.command.is_aborted() {
+            self.end_aborted();
+            return;
+        }
         self.command.state = State::XmitResp;
         self.tgt.xmit_response(response);
         self.command.state = State::Finished;
+    }
+
+    /// FINISHED without a response.
+    fn end_aborted(mut self) {
+        self.command.state = State::Finished;
+        self.tgt.aborted();
     }
 }
 
 /// A command between TGT_PRE_EXEC and FINISHED whose execution is
 /// scheduled: in its device's task set waiting for older commands, in its
-/// device's ready queue, or on a core worker.
+/// device's ready queue, on a core worker, or executing in its logical
+/// unit after the worker left it (deferred).
 #[pin_data]
 pub(crate) struct Cmd<T> {
     /// Taken by the context that runs the command.
@@ -170,16 +229,33 @@ pub(crate) struct Cmd<T> {
     body: SpinLock<Option<Body<T>>>,
     #[pin]
     work: Work<Cmd<T>>,
+    /// Parties yet to end a deferral (see [`Body::run`]).
+    resume_refs: AtomicU32,
+    /// The deferral's outcome: the logical unit succeeded.
+    succeeded: AtomicBool,
+    /// Where a deferred command resumes; counts the command as live.
+    exec: Live,
 }
 
 impl_has_work! {
     impl{T} HasWork<Self> for Cmd<T> { self.work }
 }
 
+impl<T: TgtCmd> Cmd<T> {
+    /// DEV_DONE to FINISHED of a deferred command, once both its worker
+    /// and its logical unit are done with the deferral.
+    fn resume(&self) {
+        let body = self.body.lock().take();
+        if let Some(body) = body {
+            body.completed(self.succeeded.load(Ordering::Acquire));
+        }
+    }
+}
+
 /// A scheduled command of any target driver, as its device queues it.
 pub(crate) trait Scheduled: Send + Sync {
-    /// EXEC to FINISHED.
-    fn execute(&self);
+    /// EXEC (to FINISHED unless its logical unit defers it).
+    fn execute(self: Arc<Self>);
 
     /// Task management aborted it (see [`Command::is_aborted`]).
     fn aborted(&self) -> bool;
@@ -189,18 +265,15 @@ pub(crate) trait Scheduled: Send + Sync {
 
     /// Queues the command's own work on `queue`.
     fn start_worker(self: Arc<Self>, queue: &Queue);
-
-    /// Runs the command's worker right here.
-    fn run_worker(self: Arc<Self>);
 }
 
 impl<T: TgtCmd> Scheduled for Cmd<T> {
-    fn execute(&self) {
+    fn execute(self: Arc<Self>) {
         // Taken in a statement of its own: the lock is released before the
         // command runs.
         let body = self.body.lock().take();
         if let Some(body) = body {
-            body.run();
+            body.run(&self);
         }
     }
 
@@ -218,12 +291,57 @@ impl<T: TgtCmd> Scheduled for Cmd<T> {
     }
 
     fn start_worker(self: Arc<Self>, queue: &Queue) {
-        // A command is scheduled once, so its work is never queued already.
+        // A command's work is queued once to start it and once more to
+        // resume it after a deferral, never while queued.
         let _ = queue.enqueue(self);
     }
+}
 
-    fn run_worker(self: Arc<Self>) {
-        <Self as WorkItem>::run(self);
+/// A command whose logical unit completes it later.
+pub(crate) trait Resumable: Send + Sync {
+    /// The logical unit is done with the command; any context, hard
+    /// interrupt included. Never sleeps.
+    fn deferral_done(self: Arc<Self>, succeeded: bool);
+}
+
+impl<T: TgtCmd> Resumable for Cmd<T> {
+    fn deferral_done(self: Arc<Self>, succeeded: bool) {
+        self.succeeded.store(succeeded, Ordering::Release);
+        if self.resume_refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The worker left it: a worker resumes it (the work is idle:
+            // it ran to start the command, or never did).
+            let queue = self.exec.0.clone();
+            queue.resume(self);
+        }
+    }
+}
+
+/// How a logical unit completes a command it deferred
+/// ([`super::device::ExecCmd::defer`]). Dropping it unused fails the
+/// command, so no deferred command is ever left waiting.
+pub(crate) struct Deferral {
+    cmd: Option<Arc<dyn Resumable>>,
+}
+
+impl Deferral {
+    pub(super) fn new(cmd: Arc<dyn Resumable>) -> Self {
+        Self { cmd: Some(cmd) }
+    }
+
+    /// The command ends as its logical unit said it would on success or
+    /// on failure. Any context, hard interrupt included; never sleeps.
+    pub(crate) fn complete(mut self, succeeded: bool) {
+        if let Some(cmd) = self.cmd.take() {
+            cmd.deferral_done(succeeded);
+        }
+    }
+}
+
+impl Drop for Deferral {
+    fn drop(&mut self) {
+        if let Some(cmd) = self.cmd.take() {
+            cmd.deferral_done(false);
+        }
     }
 }
 
@@ -231,8 +349,13 @@ impl<T: TgtCmd> WorkItem for Cmd<T> {
     type Pointer = Arc<Cmd<T>>;
 
     /// A core worker: runs the command, then the device's other ready
-    /// commands, while there are any.
+    /// commands, while there are any; or resumes a deferred command
+    /// (outside the device's count of workers).
     fn run(this: Arc<Cmd<T>>) {
+        if this.resume_refs.load(Ordering::Acquire) == 0 {
+            this.resume();
+            return;
+        }
         let Some(dev) = this.device() else {
             return;
         };
@@ -257,6 +380,7 @@ impl Command {
             cdb_len: cdb.len().min(MAX_CDB_LEN),
             direction,
             tgt,
+            deferred: None,
         };
         let n = body.cdb_len;
         body.cdb[..n].copy_from_slice(&cdb[..n]);
@@ -265,15 +389,20 @@ impl Command {
             // Refused, for an absent LUN, or ended while lending: the core
             // answers at once; nothing of a backend runs.
             _ => {
-                let response = body.exec();
-                body.respond(response);
+                if let AfterExec::Now(response) = body.exec(None) {
+                    body.respond(response);
+                }
                 return;
             }
         };
+        let live = Live::new(dev.exec_queue());
         let cmd = Arc::pin_init(
             pin_init!(Cmd {
                 body <- new_spinlock!(None),
                 work <- new_work!("scst::Cmd::work"),
+                resume_refs: AtomicU32::new(2),
+                succeeded: AtomicBool::new(false),
+                exec: live,
             }),
             GFP_ATOMIC,
         );
@@ -290,16 +419,37 @@ impl Command {
 /// The workqueue core workers run on.
 pub(crate) struct ExecQueue {
     wq: OwnedQueue,
-    /// Set at module unload, once every driver has stopped.
-    closed: AtomicBool,
+    /// Commands submitted and not yet FINISHED (see [`Live`]).
+    live: AtomicUsize,
 }
+
+/// Counts a command as live on its [`ExecQueue`] while it exists.
+struct Live(Arc<ExecQueue>);
+
+impl Live {
+    fn new(queue: &Arc<ExecQueue>) -> Self {
+        queue.live.fetch_add(1, Ordering::Relaxed);
+        Self(queue.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// How often module unload looks again for commands still executing, and
+/// how often it says it still waits.
+const CLOSE_POLL_MS: u64 = 10;
+const CLOSE_REPORT_MS: u64 = 10_000;
 
 impl ExecQueue {
     pub(crate) fn new() -> Result<Arc<Self>> {
         Ok(Arc::new(
             Self {
                 wq: OwnedQueue::new(c_str!("scst_cmd"))?,
-                closed: AtomicBool::new(false),
+                live: AtomicUsize::new(0),
             },
             GFP_KERNEL,
         )?)
@@ -308,19 +458,34 @@ impl ExecQueue {
     /// Starts a worker for `cmd` (and its device's ready commands after
     /// it).
     pub(crate) fn run(&self, cmd: Arc<dyn Scheduled>) {
-        if self.closed.load(Ordering::Acquire) {
-            // Only a worker of this queue finishing a command can start
-            // another once it is closed: run it right there.
-            cmd.run_worker();
-        } else {
-            cmd.start_worker(self.wq.queue());
-        }
+        cmd.start_worker(self.wq.queue());
     }
 
-    /// Waits for every command in execution; called at module unload
-    /// after the drivers stopped, so that no command outlives the module.
+    /// Resumes a deferred command on a worker; any context.
+    fn resume<T: TgtCmd>(&self, cmd: Arc<Cmd<T>>) {
+        // Idle, so never refused: see `Scheduled::start_worker`.
+        let _ = self.wq.queue().enqueue(cmd);
+    }
+
+    /// Waits for every command to finish; called at module unload after
+    /// the drivers stopped, so that no command outlives the module.
+    /// Commands their logical units completes later (a bio in flight)
+    /// come back to the queue, so the queue drains only once none is left:
+    /// a block device ends or times out its I/O, a user-space handler's
+    /// command times out.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        let mut waited = 0u64;
+        loop {
+            let live = self.live.load(Ordering::Acquire);
+            if live == 0 {
+                break;
+            }
+            if waited > 0 && waited % CLOSE_REPORT_MS == 0 {
+                pr_info!("scst: waiting for {} commands to finish\n", live);
+            }
+            crate::kernel_ext::misc::sleep_ms(CLOSE_POLL_MS as u32);
+            waited += CLOSE_POLL_MS;
+        }
         self.wq.drain();
     }
 }

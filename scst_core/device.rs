@@ -4,7 +4,7 @@
 //! core (`handlers/`, `devices/`).
 
 use super::buffer::{BufferRequest, LendRefused, LentBuffer, LentId};
-use super::cmd::{ExecQueue, Scheduled};
+use super::cmd::{Deferral, ExecQueue, Resumable, Scheduled};
 use super::mgmt::{MgmtError, Params};
 use super::sense::{Sense, SenseFormat};
 use super::session::TgtDev;
@@ -111,6 +111,39 @@ pub(crate) struct ExecCmd<'a, 'b> {
     pub(crate) lent: Option<LentId>,
     /// The command's tag on its nexus (what ABORT TASK names).
     pub(crate) tag: u32,
+    /// The command, for a logical unit that completes it later.
+    pub(super) resumable: Option<Arc<dyn Resumable>>,
+    /// What [`Self::defer`] was told the command ends with.
+    pub(super) deferred: Option<(Completion, Sense)>,
+}
+
+impl ExecCmd<'_, '_> {
+    /// Lets the logical unit complete the command later, from any context:
+    /// it ends with `done`, or with CHECK CONDITION and `failed`, as the
+    /// returned [`Deferral`] is told. The logical unit then returns
+    /// [`Executed::Later`]; the buffer stays the command's (and may be
+    /// written to) until the deferral completes. `None` where the command
+    /// cannot be deferred (it must then complete before `execute`
+    /// returns).
+    pub(crate) fn defer(&mut self, done: Completion, failed: Sense) -> Option<Deferral> {
+        let resumable = self.resumable.take()?;
+        self.deferred = Some((done, failed));
+        Some(Deferral::new(resumable))
+    }
+}
+
+/// How [`LogicalUnit::execute`] left a command.
+pub(crate) enum Executed {
+    /// It is over.
+    Done(Completion),
+    /// It completes later, through the [`Deferral`] of [`ExecCmd::defer`].
+    Later,
+}
+
+impl From<Completion> for Executed {
+    fn from(done: Completion) -> Self {
+        Executed::Done(done)
+    }
 }
 
 /// A task management function, as the logical units it affects hear of it.
@@ -168,10 +201,12 @@ impl Completion {
 
 /// A logical unit: the device server of one device.
 ///
-/// `execute` runs in process context and may sleep (backend I/O).
+/// `execute` runs on a core worker, in process context, and may sleep
+/// (backend I/O); a logical unit that only starts the I/O there defers the
+/// command ([`ExecCmd::defer`]) and frees the worker.
 pub(crate) trait LogicalUnit: Send + Sync + 'static {
     /// Executes one command; an `Err` becomes CHECK CONDITION with that sense.
-    fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Completion, Sense>;
+    fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Executed, Sense>;
 
     /// The sense format initiators asked for (control mode page D_SENSE).
     fn sense_format(&self) -> SenseFormat;
@@ -282,8 +317,8 @@ pub(crate) struct DeviceState {
     pool: SpinLock<Pool>,
     /// Workers that may execute this device's commands at once.
     pub(crate) threads_num: AtomicU32,
-    /// Bumped by each LUN or target reset: commands admitted before and
-    /// not yet executing are aborted.
+    /// Bumped by each LUN or target reset: every command admitted before
+    /// is aborted.
     pub(crate) reset_epoch: AtomicU64,
     exec: Arc<ExecQueue>,
     /// Commands one nexus may have in the task set.
@@ -326,6 +361,11 @@ impl DeviceState {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// The workqueue this device's commands execute on.
+    pub(crate) fn exec_queue(&self) -> &Arc<ExecQueue> {
+        &self.exec
     }
 
     /// Accepts a received command of `tgt_dev` into the task set (INIT),

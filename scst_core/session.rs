@@ -13,9 +13,10 @@
 
 use super::buffer::{BufferRequest, CmdBuffer, LentId};
 use super::cdb::{self, Cdb, Out};
-use super::cmd::State;
+use super::cmd::{Resumable, State};
 use super::device::{
-    DataDirection, DeviceState, ExecCmd, NexusInfo, RawStatus, TaskMgmt, TmFunction,
+    Completion, DataDirection, DeviceState, ExecCmd, Executed, NexusInfo, RawStatus, TaskMgmt,
+    TmFunction,
 };
 use super::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
 use super::task_set::{Refusal, TaskAttr, Ticket};
@@ -313,7 +314,8 @@ impl Command {
     }
 
     /// Whether task management aborted the command since INIT (checked
-    /// before it executes: one executing runs to completion).
+    /// before it executes, and before its response: an aborted command
+    /// that was executing runs to its end, then has none).
     pub(super) fn is_aborted(&self) -> bool {
         if let Some(t) = &self.tgt_dev {
             if t.dev.reset_epoch.load(Ordering::Acquire) != self.dev_epoch {
@@ -341,15 +343,55 @@ impl Command {
         data: &mut SgList<'_>,
         direction: DataDirection,
         lent: Option<LentId>,
-    ) -> Response {
-        match self.admission {
-            Some(Err(Refusal::TaskSetFull)) => return Response::status(status::TASK_SET_FULL),
-            Some(Err(Refusal::Busy)) => return Response::status(status::BUSY),
-            _ if !self.tracked => return Response::status(status::BUSY),
-            _ => {}
+        resumable: Option<Arc<dyn Resumable>>,
+    ) -> Dispatched {
+        let refused = match self.admission {
+            Some(Err(Refusal::TaskSetFull)) => Some(status::TASK_SET_FULL),
+            Some(Err(Refusal::Busy)) => Some(status::BUSY),
+            _ if !self.tracked => Some(status::BUSY),
+            _ => None,
+        };
+        if let Some(s) = refused {
+            return Dispatched::Now(Response::status(s));
         }
-        self.session
-            .dispatch(self.tgt_dev.as_ref(), self.tag, cdb, data, direction, lent)
+        self.session.dispatch(
+            self.tgt_dev.as_ref(),
+            self.tag,
+            cdb,
+            data,
+            direction,
+            lent,
+            resumable,
+        )
+    }
+}
+
+/// What dispatching a command to its logical unit gave.
+pub(super) enum Dispatched {
+    /// The response.
+    Now(Response),
+    /// The logical unit completes the command later: it ends with `done`,
+    /// or with CHECK CONDITION and `failed`.
+    Later { done: Completion, failed: Sense },
+}
+
+/// DEV_DONE: the response to a command `tgt_dev`'s logical unit executed;
+/// MODE SELECT that changed parameters tells the device's other nexuses.
+pub(super) fn response_of(tgt_dev: &TgtDev, result: Result<Completion, Sense>) -> Response {
+    match result {
+        Ok(done) => {
+            if done.mode_changed {
+                tgt_dev
+                    .dev
+                    .raise_ua(sense::MODE_PARAMETERS_CHANGED, Some(tgt_dev));
+            }
+            let r = Response::good(done.data_in, done.transfer_len);
+            match done.raw {
+                Some(raw) => r.with_raw(raw),
+                None => r,
+            }
+        }
+        Err(s) => Response::check_condition(s, tgt_dev.dev.lu.sense_format()),
     }
 }
 
@@ -577,6 +619,7 @@ impl Session {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &self,
         tgt_dev: Option<&Arc<TgtDev>>,
@@ -585,7 +628,56 @@ impl Session {
         data: &mut SgList<'_>,
         direction: DataDirection,
         lent: Option<LentId>,
-    ) -> Response {
+        resumable: Option<Arc<dyn Resumable>>,
+    ) -> Dispatched {
+        let Some(tgt_dev) = tgt_dev else {
+            // The core answers every command for an absent LUN.
+            let r = self.dispatch_core(None, cdb_bytes, data);
+            return Dispatched::Now(r.unwrap_or_else(|| {
+                Response::check_condition(sense::LUN_NOT_SUPPORTED, SenseFormat::Fixed)
+            }));
+        };
+        if let Some(r) = self.dispatch_core(Some(tgt_dev), cdb_bytes, data) {
+            return Dispatched::Now(r);
+        }
+        let mut cmd = ExecCmd {
+            cdb: cdb_bytes,
+            data,
+            read_only: tgt_dev.read_only,
+            rel_tgt_id: self.target.rel_tgt_id.load(Ordering::Relaxed),
+            direction,
+            nexus: tgt_dev.attached.id,
+            lent,
+            tag,
+            resumable,
+            deferred: None,
+        };
+        let result = tgt_dev.dev.lu.execute(&mut cmd);
+        match (cmd.deferred.take(), result) {
+            // Deferred: the deferral's outcome is the command's, whatever
+            // the logical unit returned.
+            (Some((done, failed)), _) => Dispatched::Later { done, failed },
+            (None, Ok(Executed::Done(done))) => Dispatched::Now(response_of(tgt_dev, Ok(done))),
+            (None, Ok(Executed::Later)) => {
+                pr_err!(
+                    "scst: {}: a command returned as deferred was not\n",
+                    &*tgt_dev.dev.name
+                );
+                Dispatched::Now(response_of(tgt_dev, Err(sense::INTERNAL_TARGET_FAILURE)))
+            }
+            (None, Err(s)) => Dispatched::Now(response_of(tgt_dev, Err(s))),
+        }
+    }
+
+    /// The commands the core answers itself: everything for an absent
+    /// LUN, REPORT LUNS, REQUEST SENSE, and a pending unit attention.
+    /// `None` hands the command to the logical unit.
+    fn dispatch_core(
+        &self,
+        tgt_dev: Option<&Arc<TgtDev>>,
+        cdb_bytes: &[u8],
+        data: &mut SgList<'_>,
+    ) -> Option<Response> {
         let cdb = Cdb(cdb_bytes);
         let opcode = cdb.opcode();
 
@@ -594,13 +686,13 @@ impl Session {
         let format_of =
             |t: Option<&Arc<TgtDev>>| t.map_or(SenseFormat::Fixed, |t| t.dev.lu.sense_format());
         if cdb_bytes.is_empty() || Cdb::group_len(opcode).is_some_and(|n| cdb_bytes.len() < n) {
-            return Response::check_condition(
+            return Some(Response::check_condition(
                 Sense::invalid_cdb_field(0, None),
                 format_of(tgt_dev),
-            );
+            ));
         }
         if opcode == cdb::op::REPORT_LUNS {
-            return self.core_data_in(
+            return Some(self.core_data_in(
                 data,
                 format_of(tgt_dev),
                 |out| {
@@ -618,10 +710,10 @@ impl Session {
                     cdb::report_luns(cdb, luns.iter().copied(), out)
                 },
                 cdb.be32(6) as usize,
-            );
+            ));
         }
         let Some(tgt_dev) = tgt_dev else {
-            return match opcode {
+            return Some(match opcode {
                 cdb::op::INQUIRY => self.core_data_in(
                     data,
                     SenseFormat::Fixed,
@@ -647,17 +739,17 @@ impl Session {
                     usize::from(cdb.u8(4)),
                 ),
                 _ => Response::check_condition(sense::LUN_NOT_SUPPORTED, SenseFormat::Fixed),
-            };
+            });
         };
         if opcode == cdb::op::REQUEST_SENSE {
             if cdb.u8(1) & !1 != 0 {
-                return Response::check_condition(
+                return Some(Response::check_condition(
                     Sense::invalid_cdb_field(1, None),
                     tgt_dev.dev.lu.sense_format(),
-                );
+                ));
             }
             let pending = tgt_dev.take_ua();
-            return self.core_data_in(
+            return Some(self.core_data_in(
                 data,
                 tgt_dev.dev.lu.sense_format(),
                 |out| {
@@ -665,38 +757,14 @@ impl Session {
                     Ok(())
                 },
                 usize::from(cdb.u8(4)),
-            );
+            ));
         }
         if !cdb::passes_unit_attention(opcode) {
             if let Some(ua) = tgt_dev.take_ua() {
-                return Response::check_condition(ua, tgt_dev.dev.lu.sense_format());
+                return Some(Response::check_condition(ua, tgt_dev.dev.lu.sense_format()));
             }
         }
-        let mut cmd = ExecCmd {
-            cdb: cdb_bytes,
-            data,
-            read_only: tgt_dev.read_only,
-            rel_tgt_id: self.target.rel_tgt_id.load(Ordering::Relaxed),
-            direction,
-            nexus: tgt_dev.attached.id,
-            lent,
-            tag,
-        };
-        match tgt_dev.dev.lu.execute(&mut cmd) {
-            Ok(done) => {
-                if done.mode_changed {
-                    tgt_dev
-                        .dev
-                        .raise_ua(sense::MODE_PARAMETERS_CHANGED, Some(tgt_dev));
-                }
-                let r = Response::good(done.data_in, done.transfer_len);
-                match done.raw {
-                    Some(raw) => r.with_raw(raw),
-                    None => r,
-                }
-            }
-            Err(s) => Response::check_condition(s, tgt_dev.dev.lu.sense_format()),
-        }
+        None
     }
 
     /// Runs a core-emulated data-in command: `build` writes the full
@@ -802,8 +870,8 @@ impl Session {
     }
 
     /// ABORT TASK SET / CLEAR TASK SET from this nexus: this session's
-    /// commands to the LUN that have not started never will; waits for
-    /// those executing.
+    /// commands to the LUN that have not started never will, those
+    /// executing end without a response; waits for them.
     pub(crate) fn abort_task_set(&self, lun: u64) -> bool {
         let affected = self.find(lun);
         self.manage(affected.as_slice(), TmFunction::AbortTaskSet, || {
@@ -812,10 +880,9 @@ impl Session {
         })
     }
 
-    /// LUN RESET: every initiator's commands to the device that have not
-    /// started never will (the others' end silently: TAS is 0); waits for
-    /// this session's executing ones, then raises BUS DEVICE RESET
-    /// FUNCTION OCCURRED on every nexus.
+    /// LUN RESET: every initiator's commands to the device are aborted
+    /// (the others' end silently: TAS is 0); waits for this session's,
+    /// then raises BUS DEVICE RESET FUNCTION OCCURRED on every nexus.
     pub(crate) fn lun_reset(&self, lun: u64) -> bool {
         let affected = self.find(lun);
         if !self.manage(affected.as_slice(), TmFunction::LunReset, || {

@@ -38,8 +38,8 @@ use crate::kernel_ext::misc::{
 use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::scst_core::buffer::{BufferRequest, LendRefused, Lender, LentBuffer};
 use crate::scst_core::device::{
-    AttrChange, Completion, DataDirection, DevHandler, ExecCmd, LogicalUnit, LuAttr, NexusInfo,
-    RawStatus, TaskMgmt, TmFunction,
+    AttrChange, Completion, DataDirection, DevHandler, ExecCmd, Executed, LogicalUnit, LuAttr,
+    NexusInfo, RawStatus, TaskMgmt, TmFunction,
 };
 use crate::scst_core::mgmt::{MgmtError, Params};
 use crate::scst_core::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
@@ -518,6 +518,64 @@ static USER_ATTRS: [LuAttr; 4] = [
 ];
 
 impl UserDev {
+    /// EXEC: the command goes to the process (PARSE and a buffer first
+    /// where due) and the worker waits for its reply.
+    fn execute_now(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Completion, Sense> {
+        let len = cmd.data.len();
+        let direction = cmd.direction;
+        let Ok(cdb) = Cdb::new(cmd.cdb) else {
+            return Ok(busy());
+        };
+        if let Some(id) = cmd.lent {
+            // The data-out is in the process's buffer already and the
+            // data-in goes out from it: it returns to the process when the
+            // transport is done (`Lender::give_back`). PARSE, if due, was
+            // sent when it was lent.
+            self.zero_copy_commands.fetch_add(1, Ordering::Relaxed);
+            let mut h = id.key;
+            let at = ExecBuffer {
+                pbuf: id.addr,
+                alloc_len: id.capacity,
+                len: id.limit.min(len),
+            };
+            return self.exec(&mut h, cmd, cdb, at, None);
+        }
+        let mut h = None;
+        let mut len = len;
+        if self.parse_due(&cdb) {
+            match self.parse(&mut h, cmd.nexus, cmd.tag, &cdb, len, direction) {
+                Ok(n) => len = n,
+                Err(end) => {
+                    let result = end.completion();
+                    self.free_cmd(h, None, 0, direction, Some(ended_as(&result)));
+                    return result;
+                }
+            }
+        }
+        let mut buf = None;
+        if len > 0 && direction != DataDirection::None {
+            match self.buffer_for(&mut h, cmd.nexus, cmd.tag, &cdb, len, direction) {
+                Ok(b) => buf = Some(b),
+                Err(f) => return f.completion(),
+            }
+        }
+        if buf.is_some() {
+            self.copied_commands.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Some(b), DataDirection::Write | DataDirection::Bidi) = (buf.as_mut(), direction) {
+            b.sg().copy_from_sg(cmd.data, len);
+        }
+        let (pbuf, alloc_len) = buf.as_ref().map_or((0, 0), |b| (b.addr() as u64, b.len()));
+        let at = ExecBuffer {
+            pbuf,
+            alloc_len,
+            len,
+        };
+        let result = self.exec(&mut h, cmd, cdb, at, buf.as_mut());
+        self.free_cmd(h, buf, pbuf, direction, Some(ended_as(&result)));
+        result
+    }
+
     fn name_str(&self) -> &str {
         self.name.to_str().unwrap_or("?")
     }
@@ -1220,60 +1278,8 @@ impl Lender for UserDev {
 }
 
 impl LogicalUnit for UserDev {
-    fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Completion, Sense> {
-        let len = cmd.data.len();
-        let direction = cmd.direction;
-        let Ok(cdb) = Cdb::new(cmd.cdb) else {
-            return Ok(busy());
-        };
-        if let Some(id) = cmd.lent {
-            // The data-out is in the process's buffer already and the
-            // data-in goes out from it: it returns to the process when the
-            // transport is done (`Lender::give_back`). PARSE, if due, was
-            // sent when it was lent.
-            self.zero_copy_commands.fetch_add(1, Ordering::Relaxed);
-            let mut h = id.key;
-            let at = ExecBuffer {
-                pbuf: id.addr,
-                alloc_len: id.capacity,
-                len: id.limit.min(len),
-            };
-            return self.exec(&mut h, cmd, cdb, at, None);
-        }
-        let mut h = None;
-        let mut len = len;
-        if self.parse_due(&cdb) {
-            match self.parse(&mut h, cmd.nexus, cmd.tag, &cdb, len, direction) {
-                Ok(n) => len = n,
-                Err(end) => {
-                    let result = end.completion();
-                    self.free_cmd(h, None, 0, direction, Some(ended_as(&result)));
-                    return result;
-                }
-            }
-        }
-        let mut buf = None;
-        if len > 0 && direction != DataDirection::None {
-            match self.buffer_for(&mut h, cmd.nexus, cmd.tag, &cdb, len, direction) {
-                Ok(b) => buf = Some(b),
-                Err(f) => return f.completion(),
-            }
-        }
-        if buf.is_some() {
-            self.copied_commands.fetch_add(1, Ordering::Relaxed);
-        }
-        if let (Some(b), DataDirection::Write | DataDirection::Bidi) = (buf.as_mut(), direction) {
-            b.sg().copy_from_sg(cmd.data, len);
-        }
-        let (pbuf, alloc_len) = buf.as_ref().map_or((0, 0), |b| (b.addr() as u64, b.len()));
-        let at = ExecBuffer {
-            pbuf,
-            alloc_len,
-            len,
-        };
-        let result = self.exec(&mut h, cmd, cdb, at, buf.as_mut());
-        self.free_cmd(h, buf, pbuf, direction, Some(ended_as(&result)));
-        result
+    fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Executed, Sense> {
+        self.execute_now(cmd).map(Executed::Done)
     }
 
     fn task_mgmt_received(&self, tm: &TaskMgmt) {

@@ -7,10 +7,11 @@
 //!   stack.
 //! - `vdisk_fileio`: a file, through the page cache (or `O_DIRECT`); reads
 //!   and writes go between the file and the command's own pages.
-//! - `vdisk_blockio`: a block device opened `O_DIRECT`, so the kernel's
-//!   block-device direct I/O path turns each command into bios on the
-//!   device; FUA writes carry REQ_FUA, SYNCHRONIZE CACHE flushes, UNMAP
-//!   discards.
+//! - `vdisk_blockio`: a block device. READ and WRITE go to it as bios of
+//!   the handler's own over the command's pages and complete from their
+//!   end, so the worker is free meanwhile; the rest (and a partial last
+//!   block) go through the device opened `O_DIRECT`. FUA writes carry
+//!   REQ_FUA, SYNCHRONIZE CACHE flushes, UNMAP discards.
 
 // Shared with the host test crate, where its items are public API.
 #[allow(unreachable_pub)]
@@ -18,12 +19,13 @@ pub(crate) mod geometry;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod sbc;
 
-use crate::kernel_ext::file::{BackingFile, OpenOptions};
+use crate::kernel_ext::file::{BackingFile, BiosDone, OpenOptions};
 use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::scst_core::{
     cdb::{Cdb, Out},
+    cmd::Deferral,
     cstring,
-    device::{AttrChange, Completion, DevHandler, ExecCmd, LogicalUnit, LuAttr},
+    device::{AttrChange, Completion, DevHandler, ExecCmd, Executed, LogicalUnit, LuAttr},
     mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, Params},
     sense::{self, Sense, SenseFormat},
     MgmtFailure, Scst,
@@ -87,6 +89,25 @@ const KEYS: [&str; 11] = [
     "thin_provisioned",
     "t10_dev_id",
 ];
+
+/// A range of a blockio device a command reads or writes with bios.
+struct Bios {
+    pos: u64,
+    len: usize,
+    write: bool,
+    fua: bool,
+}
+
+/// Completes a blockio command when its bios end.
+struct BiosEnd(Option<Deferral>);
+
+impl BiosDone for BiosEnd {
+    fn bios_done(mut self: KBox<Self>, result: Result) {
+        if let Some(deferral) = self.0.take() {
+            deferral.complete(result.is_ok());
+        }
+    }
+}
 
 /// A vdisk logical unit.
 #[pin_data]
@@ -324,7 +345,7 @@ impl Vdisk {
 
     /// Reads what the buffer holds of the range: a transport whose
     /// expected length is shorter than the CDB's gets that much (overflow).
-    fn read(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32) -> Result<Completion, Sense> {
+    fn read(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32) -> Result<Executed, Sense> {
         let wanted = self.bytes(u64::from(blocks))?;
         let len = wanted.min(cmd.data.len());
         if let Some(file) = &self.file {
@@ -332,6 +353,19 @@ impl Vdisk {
             // a partial last block through a bounce buffer.
             let bs = self.block_size as usize;
             let whole = len - len % bs;
+            if whole == len {
+                let done = Completion::data_in(len, wanted);
+                let failed = sense::READ_ERROR.with_info(lba);
+                let io = Bios {
+                    pos: self.pos(lba),
+                    len,
+                    write: false,
+                    fua: false,
+                };
+                if let Some(later) = self.start_bios(cmd, file, io, done, failed) {
+                    return Ok(later);
+                }
+            }
             match file.read_into(cmd.data, 0, whole, self.pos(lba)) {
                 Ok(n) if n == whole => {}
                 _ => return Err(sense::READ_ERROR.with_info(lba)),
@@ -350,7 +384,34 @@ impl Vdisk {
                     .copy_from_slice(whole, block.get(..len - whole).unwrap_or(&[]));
             }
         }
-        Ok(Completion::data_in(len, wanted))
+        Ok(Completion::data_in(len, wanted).into())
+    }
+
+    /// vdisk_blockio: `io` goes to the device as bios over the command's
+    /// own pages, and the command completes (with `done`, or `failed` if a
+    /// bio fails) when the last one ends; the worker goes on meanwhile.
+    /// `None` leaves the command to the synchronous path (another kind of
+    /// backend, an empty transfer, or a command that cannot be deferred).
+    fn start_bios(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        file: &BackingFile,
+        io: Bios,
+        done: Completion,
+        failed: Sense,
+    ) -> Option<Executed> {
+        if self.kind != Kind::Block || io.len == 0 {
+            return None;
+        }
+        let mut end = KBox::new(BiosEnd(None), GFP_KERNEL).ok()?;
+        end.0 = Some(cmd.defer(done, failed)?);
+        // As the O_DSYNC path has it: FUA unless the cache is declared
+        // non-volatile, and every write of a write-through device.
+        let fua = io.write && ((io.fua && !self.nv_cache) || self.write_through);
+        // Refused before anything started: `end` drops with the deferral,
+        // which fails the command with `failed`.
+        let _ = file.submit_bios(cmd.data, 0, io.len, io.pos, io.write, fua, end);
+        Some(Executed::Later)
     }
 
     fn write(
@@ -359,22 +420,35 @@ impl Vdisk {
         lba: u64,
         blocks: u32,
         fua: bool,
-    ) -> Result<Completion, Sense> {
+    ) -> Result<Executed, Sense> {
         // A transport whose expected length is shorter than the CDB's
         // (overflow) delivered less: only the whole blocks it sent are
         // written, never stale buffer contents.
         let bs = self.block_size as usize;
-        let len = self
-            .bytes(u64::from(blocks))?
-            .min(cmd.data.len() - cmd.data.len() % bs);
+        let full = self.bytes(u64::from(blocks))?;
+        let len = full.min(cmd.data.len() - cmd.data.len() % bs);
         if let Some(file) = &self.file {
+            let done = Completion {
+                transfer_len: full,
+                ..Completion::NO_DATA
+            };
+            let io = Bios {
+                pos: self.pos(lba),
+                len,
+                write: true,
+                fua,
+            };
+            let failed = sense::WRITE_ERROR.with_info(lba);
+            if let Some(later) = self.start_bios(cmd, file, io, done, failed) {
+                return Ok(later);
+            }
             let dsync = fua && !self.nv_cache;
             match file.write_from(cmd.data, 0, len, self.pos(lba), dsync) {
                 Ok(n) if n == len => {}
                 _ => return Err(sense::WRITE_ERROR.with_info(lba)),
             }
         }
-        Ok(Completion::NO_DATA)
+        Ok(Completion::NO_DATA.into())
     }
 
     fn verify(
@@ -546,29 +620,30 @@ impl Vdisk {
         }
         Ok(Completion::NO_DATA)
     }
-}
 
-impl LogicalUnit for Vdisk {
-    fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Completion, Sense> {
-        let mode = *self.mode.lock();
-        let info = self.info(cmd.rel_tgt_id, cmd.read_only);
-        // First pass without a buffer: the I/O commands need none.
-        let action = sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut Out::new(&mut []))?;
-        let data_out = action.data_out_len(self.block_size);
-        let mut done = match action {
+    /// The commands other than READ and WRITE, which complete here.
+    fn execute_other(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        action: Action,
+        info: &DiskInfo<'_>,
+        mode: &ModeState,
+    ) -> Result<Completion, Sense> {
+        match action {
             Action::Done => Ok(Completion::NO_DATA),
+
             Action::DataIn(alloc_len) => {
                 let mut buf = KVec::new();
                 buf.extend_with(4096, 0u8, GFP_KERNEL)
                     .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
                 let mut out = Out::new(&mut buf);
-                sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut out)?;
+                sbc::parse(Cdb(cmd.cdb), info, mode, &mut out)?;
                 let n = out.len().min(alloc_len).min(buf.len());
                 let copied = cmd.data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
                 Ok(Completion::data_in(copied, n))
             }
-            Action::Read { lba, blocks } => self.read(cmd, lba, blocks),
-            Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
+            // `execute`'s own.
+            Action::Read { .. } | Action::Write { .. } => Err(sense::INTERNAL_TARGET_FAILURE),
             Action::Verify {
                 lba,
                 blocks,
@@ -582,13 +657,13 @@ impl LogicalUnit for Vdisk {
                 unmap,
                 no_data,
             } => self.write_same(cmd, lba, blocks, unmap, no_data),
-            Action::Unmap { param_len } => self.unmap(cmd, param_len, &info),
+            Action::Unmap { param_len } => self.unmap(cmd, param_len, info),
             Action::ModeSelect { param_len, ten } => {
                 let params = self.params(cmd, param_len as usize)?;
                 if params.len() < param_len as usize {
                     return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
                 }
-                let new = sbc::mode_select(&params, ten, &info, &mode)?;
+                let new = sbc::mode_select(&params, ten, info, mode)?;
                 let mut current = self.mode.lock();
                 let changed = *current != new;
                 *current = new;
@@ -599,13 +674,34 @@ impl LogicalUnit for Vdisk {
                 })
             }
             Action::GetLbaStatus { lba, alloc_len } => self.lba_status(cmd, lba, alloc_len),
-        }?;
-        if data_out > 0 {
-            done.transfer_len = data_out;
         }
-        Ok(done)
     }
+}
 
+impl LogicalUnit for Vdisk {
+    fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Executed, Sense> {
+        let mode = *self.mode.lock();
+        let info = self.info(cmd.rel_tgt_id, cmd.read_only);
+        // First pass without a buffer: the I/O commands need none.
+        let action = sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut Out::new(&mut []))?;
+        let data_out = action.data_out_len(self.block_size);
+        let executed = match action {
+            Action::Read { lba, blocks } => self.read(cmd, lba, blocks),
+            Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
+            other => self
+                .execute_other(cmd, other, &info, &mode)
+                .map(Executed::Done),
+        }?;
+        Ok(match executed {
+            Executed::Done(mut done) => {
+                if data_out > 0 {
+                    done.transfer_len = data_out;
+                }
+                Executed::Done(done)
+            }
+            later => later,
+        })
+    }
     fn sense_format(&self) -> SenseFormat {
         if self.mode.lock().d_sense {
             SenseFormat::Descriptor

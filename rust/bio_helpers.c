@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vdisk_blockio's own bios: a command's scatterlist range read from or
+ * written to a block device as bios the handler builds, completed later
+ * from the bios' end_io, in whatever context the device completes them.
+ */
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/fs.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+
+#include "helpers.h"
+
+/* The bios of one range, and who hears when the last one ends. */
+struct scst_rs_bio_batch {
+	/* Bios in flight, plus one held by the submitter until it is done. */
+	atomic_t pending;
+	/* The first error any bio had. */
+	blk_status_t status;
+	void (*done)(void *ctx, int err);
+	void *ctx;
+};
+
+static void scst_rs_bio_batch_put(struct scst_rs_bio_batch *b)
+{
+	void (*done)(void *ctx, int err);
+	void *ctx;
+	int err;
+
+	if (!atomic_dec_and_test(&b->pending))
+		return;
+	err = blk_status_to_errno(READ_ONCE(b->status));
+	done = b->done;
+	ctx = b->ctx;
+	kfree(b);
+	done(ctx, err);
+}
+
+static void scst_rs_bio_end_io(struct bio *bio)
+{
+	struct scst_rs_bio_batch *b = bio->bi_private;
+	struct bvec_iter_all iter;
+	struct bio_vec *bv;
+
+	if (bio->bi_status)
+		cmpxchg(&b->status, BLK_STS_OK, bio->bi_status);
+	/* The references taken as the pages were added. */
+	bio_for_each_segment_all(bv, bio, iter)
+		put_page(bv->bv_page);
+	bio_put(bio);
+	scst_rs_bio_batch_put(b);
+}
+
+static void scst_rs_bio_submit(struct scst_rs_bio_batch *b, struct bio *bio)
+{
+	atomic_inc(&b->pending);
+	bio->bi_private = b;
+	bio->bi_end_io = scst_rs_bio_end_io;
+	submit_bio(bio);
+}
+
+/*
+ * Reads (or, with @write, writes) @len bytes at byte offset @pos of the
+ * block device behind @file, between it and the scatterlist @sgl (@nents
+ * entries) from @skip bytes in. @fua writes reach stable storage before
+ * they complete. Every page is referenced until its bio ends. Process
+ * context.
+ *
+ * Returns 0 when @done(@ctx, errno) will be called exactly once, from the
+ * end_io of the last bio (any context, hard interrupt included) or from
+ * here; a negative errno when nothing was submitted and @done never will.
+ */
+int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
+			     unsigned int nents, size_t skip, size_t len,
+			     u64 pos, bool write, bool fua,
+			     void (*done)(void *ctx, int err), void *ctx)
+{
+	struct block_device *bdev;
+	struct scst_rs_bio_batch *b;
+	struct scatterlist *sg;
+	struct blk_plug plug;
+	struct bio *bio = NULL;
+	blk_opf_t opf;
+	sector_t sector;
+	size_t covered = 0, left = len;
+	unsigned int i;
+
+	if (!S_ISBLK(file_inode(file)->i_mode))
+		return -ENOTBLK;
+	bdev = file_bdev(file);
+	if (!len || (pos | len) & (bdev_logical_block_size(bdev) - 1))
+		return -EINVAL;
+	b = kmalloc(sizeof(*b), GFP_NOIO);
+	if (!b)
+		return -ENOMEM;
+	atomic_set(&b->pending, 1);
+	b->status = BLK_STS_OK;
+	b->done = done;
+	b->ctx = ctx;
+	opf = write ? REQ_OP_WRITE : REQ_OP_READ;
+	if (write && fua)
+		opf |= REQ_FUA;
+	sector = pos >> SECTOR_SHIFT;
+
+	blk_start_plug(&plug);
+	for_each_sg(sgl, sg, nents, i) {
+		size_t off = sg->offset, l = sg->length;
+
+		if (!left)
+			break;
+		if (skip > covered) {
+			size_t drop = min(skip - covered, l);
+
+			covered += drop;
+			off += drop;
+			l -= drop;
+		}
+		covered += l;
+		l = min(l, left);
+		while (l) {
+			struct page *page = nth_page(sg_page(sg), off >> PAGE_SHIFT);
+			unsigned int in_page = offset_in_page(off);
+			unsigned int n = min_t(size_t, l, PAGE_SIZE - in_page);
+
+			if (!bio) {
+				unsigned int vecs = bio_max_segs(
+					DIV_ROUND_UP(left + in_page, PAGE_SIZE));
+
+				/* Never fails where it may sleep. */
+				bio = bio_alloc(bdev, vecs, opf, GFP_NOIO);
+				bio->bi_iter.bi_sector = sector;
+			}
+			if (bio_add_page(bio, page, n, in_page) != n) {
+				if (!bio->bi_vcnt) {
+					/* Not even one page fits: give up. */
+					bio_put(bio);
+					bio = NULL;
+					goto out;
+				}
+				/* Full: it goes, and a new one takes the page. */
+				sector += bio_sectors(bio);
+				scst_rs_bio_submit(b, bio);
+				bio = NULL;
+				continue;
+			}
+			get_page(page);
+			off += n;
+			l -= n;
+			left -= n;
+		}
+	}
+	if (bio)
+		scst_rs_bio_submit(b, bio);
+out:
+	blk_finish_plug(&plug);
+	/* A list shorter than the range: what it had went, the rest fails. */
+	if (left)
+		cmpxchg(&b->status, BLK_STS_OK, BLK_STS_IOERR);
+	scst_rs_bio_batch_put(b);
+	return 0;
+}
