@@ -44,7 +44,9 @@ pub(crate) trait LocalHostOps: Send + Sync + 'static {
     fn queue_command(&self, cmd: ScsiCmnd);
 
     /// Carries out an error-handling request for the command with `tag` on
-    /// the LUN (Linux's integer LUN); returns whether it succeeded.
+    /// the LUN (Linux's integer LUN); returns whether it succeeded. The
+    /// midlayer takes the commands back only once they are completed, so a
+    /// request that returns early only makes it try the next one.
     fn error_handler(&self, request: EhRequest, tag: u32, lun: u64) -> bool;
 }
 
@@ -54,8 +56,11 @@ pub(crate) trait LocalHostOps: Send + Sync + 'static {
 ///
 /// `cmd` is a live `scsi_cmnd` owned by this driver until completed, which
 /// happens exactly once (in `complete` or `drop`). The midlayer does not
-/// free it before: error handling waits for the driver (see
-/// `LocalHostOps::error_handler`).
+/// finish or reuse it before: the host's error handlers in
+/// `scsi_host_helpers.c` tell it SUCCESS only once the driver holds none of
+/// the commands they cover (tracked there, from `queuecommand` to
+/// completion, whatever [`LocalHostOps::error_handler`] answers), and host
+/// reset, after which the midlayer finishes every command, waits for all.
 pub(crate) struct ScsiCmnd {
     cmd: NonNull<bindings::scsi_cmnd>,
     completed: bool,
@@ -233,9 +238,10 @@ unsafe extern "C" fn scst_rs_local_queuecommand(
     0
 }
 
-const SUCCESS: i32 = 0x2002;
-const FAILED: i32 = 0x2003;
-
+/// Whether the session carried out the error handler's request. What the
+/// midlayer is told is decided in `scsi_host_helpers.c`, from the commands
+/// the driver still holds.
+///
 /// # Safety
 ///
 /// Called by the host template's error handlers with the host's private
@@ -245,7 +251,7 @@ unsafe extern "C" fn scst_rs_local_eh(
     ops: *mut core::ffi::c_void,
     cmd: *mut bindings::scsi_cmnd,
     kind: i32,
-) -> i32 {
+) -> bool {
     // SAFETY: `ops` is the `Arc` the host was created with and outlives it.
     let ops = unsafe { &*ops.cast::<Arc<dyn LocalHostOps>>() };
     // SAFETY: error handling owns `cmd` for the duration of the call.
@@ -261,9 +267,5 @@ unsafe extern "C" fn scst_rs_local_eh(
         2 => EhRequest::TargetReset,
         _ => EhRequest::HostReset,
     };
-    if ops.error_handler(request, tag, lun) {
-        SUCCESS
-    } else {
-        FAILED
-    }
+    ops.error_handler(request, tag, lun)
 }

@@ -3,6 +3,7 @@
  * The SCSI host of scst_local: one Scsi_Host per session, whose commands go
  * to the Rust side (rust/scsi_host.rs) in process context.
  */
+#include <linux/delay.h>
 #include <linux/err.h>
 #include <linux/module.h>
 #include <linux/sched.h>
@@ -14,42 +15,147 @@
 
 #include "helpers.h"
 
-/* Implemented in Rust (rust/scsi_host.rs). */
+/*
+ * Implemented in Rust (rust/scsi_host.rs). The error handler returns
+ * whether the session carried out the request; whether the midlayer may
+ * take the commands back is decided here, from what this file tracks.
+ */
 int scst_rs_local_queuecommand(void *ops, struct scsi_cmnd *cmd);
-int scst_rs_local_eh(void *ops, struct scsi_cmnd *cmd, int kind);
+bool scst_rs_local_eh(void *ops, struct scsi_cmnd *cmd, int kind);
 
 struct scst_rs_host_priv {
 	void *ops;
+	/* Orders a command's completion against error handling's look. */
+	spinlock_t lock;
 };
 
-static void *host_ops(struct Scsi_Host *shost)
+/* Per command: the driver holds it, from queuecommand to completion. */
+struct scst_rs_cmd_priv {
+	bool owned;
+};
+
+static struct scst_rs_host_priv *host_priv(struct Scsi_Host *shost)
 {
-	return ((struct scst_rs_host_priv *)shost_priv(shost))->ops;
+	return shost_priv(shost);
+}
+
+static struct scst_rs_cmd_priv *cmd_priv(struct scsi_cmnd *cmd)
+{
+	return scsi_cmd_priv(cmd);
 }
 
 static int scst_rs_qc(struct Scsi_Host *shost, struct scsi_cmnd *cmd)
 {
-	return scst_rs_local_queuecommand(host_ops(shost), cmd);
+	/* A new command: error handling cannot be looking at it yet. */
+	cmd_priv(cmd)->owned = true;
+	return scst_rs_local_queuecommand(host_priv(shost)->ops, cmd);
 }
 
+/* What the error handler looks for among the commands still owned. */
+struct scst_rs_owned_query {
+	struct scsi_device *sdev;	/* this device's, or NULL */
+	struct scsi_target *starget;	/* this target's, or NULL */
+	bool found;
+};
+
+static bool scst_rs_owned_one(struct scsi_cmnd *cmd, void *data)
+{
+	struct scst_rs_owned_query *q = data;
+
+	if (!cmd_priv(cmd)->owned)
+		return true;
+	if (q->sdev && cmd->device != q->sdev)
+		return true;
+	if (q->starget && scsi_target(cmd->device) != q->starget)
+		return true;
+	q->found = true;
+	return false;
+}
+
+/*
+ * Whether the driver still holds a command the query covers. Under the
+ * host's lock, so a command seen as released has finished its completion:
+ * the midlayer may reuse it at once.
+ */
+static bool scst_rs_any_owned(struct Scsi_Host *shost,
+			      struct scsi_device *sdev,
+			      struct scsi_target *starget)
+{
+	struct scst_rs_owned_query q = {
+		.sdev = sdev,
+		.starget = starget,
+	};
+	unsigned long flags;
+
+	spin_lock_irqsave(&host_priv(shost)->lock, flags);
+	scsi_host_busy_iter(shost, scst_rs_owned_one, &q);
+	spin_unlock_irqrestore(&host_priv(shost)->lock, flags);
+	return q.found;
+}
+
+static bool scst_rs_cmd_owned(struct scsi_cmnd *cmd)
+{
+	struct scst_rs_host_priv *h = host_priv(cmd->device->host);
+	unsigned long flags;
+	bool owned;
+
+	spin_lock_irqsave(&h->lock, flags);
+	owned = cmd_priv(cmd)->owned;
+	spin_unlock_irqrestore(&h->lock, flags);
+	return owned;
+}
+
+/*
+ * The midlayer finishes the commands an error handler covers once it
+ * returns SUCCESS, and reuses them: SUCCESS only once the driver holds
+ * none of them, whatever the session said.
+ */
 static int scst_rs_eh_abort(struct scsi_cmnd *cmd)
 {
-	return scst_rs_local_eh(host_ops(cmd->device->host), cmd, 0);
+	bool ok = scst_rs_local_eh(host_priv(cmd->device->host)->ops, cmd, 0);
+
+	return ok && !scst_rs_cmd_owned(cmd) ? SUCCESS : FAILED;
 }
 
 static int scst_rs_eh_device_reset(struct scsi_cmnd *cmd)
 {
-	return scst_rs_local_eh(host_ops(cmd->device->host), cmd, 1);
+	struct Scsi_Host *shost = cmd->device->host;
+	bool ok = scst_rs_local_eh(host_priv(shost)->ops, cmd, 1);
+
+	return ok && !scst_rs_any_owned(shost, cmd->device, NULL) ?
+		SUCCESS : FAILED;
 }
 
 static int scst_rs_eh_target_reset(struct scsi_cmnd *cmd)
 {
-	return scst_rs_local_eh(host_ops(cmd->device->host), cmd, 2);
+	struct Scsi_Host *shost = cmd->device->host;
+	bool ok = scst_rs_local_eh(host_priv(shost)->ops, cmd, 2);
+
+	return ok && !scst_rs_any_owned(shost, NULL, scsi_target(cmd->device)) ?
+		SUCCESS : FAILED;
 }
 
+/*
+ * The last step: after it, whatever it returns, the midlayer finishes
+ * every command it holds. So it waits until the driver holds none; the
+ * backends' own timeouts (a block device's, a scst_user handler's) bound
+ * that, and the kernel log says it waits.
+ */
 static int scst_rs_eh_host_reset(struct scsi_cmnd *cmd)
 {
-	return scst_rs_local_eh(host_ops(cmd->device->host), cmd, 3);
+	struct Scsi_Host *shost = cmd->device->host;
+	unsigned int waited_ms = 0;
+
+	scst_rs_local_eh(host_priv(shost)->ops, cmd, 3);
+	while (scst_rs_any_owned(shost, NULL, NULL)) {
+		if (waited_ms && waited_ms % 30000 == 0)
+			shost_printk(KERN_WARNING, shost,
+				     "host reset: waiting for commands still executing (%u s)\n",
+				     waited_ms / 1000);
+		msleep(100);
+		waited_ms += 100;
+	}
+	return SUCCESS;
 }
 
 static const struct scsi_host_template scst_rs_local_template = {
@@ -65,6 +171,7 @@ static const struct scsi_host_template scst_rs_local_template = {
 	.eh_device_reset_handler = scst_rs_eh_device_reset,
 	.eh_target_reset_handler = scst_rs_eh_target_reset,
 	.eh_host_reset_handler = scst_rs_eh_host_reset,
+	.cmd_size = sizeof(struct scst_rs_cmd_priv),
 	.can_queue = 64,
 	.cmd_per_lun = 32,
 	.this_id = -1,
@@ -82,7 +189,8 @@ struct Scsi_Host *scst_rs_local_host_add(void *ops, unsigned int max_lun)
 				sizeof(struct scst_rs_host_priv));
 	if (!shost)
 		return ERR_PTR(-ENOMEM);
-	((struct scst_rs_host_priv *)shost_priv(shost))->ops = ops;
+	host_priv(shost)->ops = ops;
+	spin_lock_init(&host_priv(shost)->lock);
 	shost->max_id = 1;
 	shost->max_channel = 0;
 	shost->max_lun = max_lun;
@@ -168,6 +276,9 @@ struct scatterlist *scst_rs_cmd_sg(struct scsi_cmnd *cmd, unsigned int *nents,
 void scst_rs_cmd_done(struct scsi_cmnd *cmd, u8 status, const u8 *sense,
 		      unsigned int sense_len, unsigned int resid, bool error)
 {
+	struct scst_rs_host_priv *h = host_priv(cmd->device->host);
+	unsigned long flags;
+
 	if (error) {
 		cmd->result = DID_ERROR << 16;
 	} else {
@@ -178,5 +289,12 @@ void scst_rs_cmd_done(struct scsi_cmnd *cmd, u8 status, const u8 *sense,
 				     SCSI_SENSE_BUFFERSIZE));
 	}
 	scsi_set_resid(cmd, resid);
+	/*
+	 * Released and completed under the host's lock: error handling that
+	 * sees the command released may reuse it at once.
+	 */
+	spin_lock_irqsave(&h->lock, flags);
+	cmd_priv(cmd)->owned = false;
 	scsi_done(cmd);
+	spin_unlock_irqrestore(&h->lock, flags);
 }

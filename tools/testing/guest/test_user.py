@@ -288,6 +288,45 @@ def test_abort_reaches_the_handler(handlers):
     no_kernel_trouble(marker)
 
 
+def test_host_reset_waits_for_a_held_command(handlers):
+    """Host reset is the SCSI error handler's last step: after it the
+    midlayer finishes and reuses every command of the host, so scst_local
+    must not answer it while one still executes (the backend would write
+    into a reused command). The handler holds a READ and ignores the reset:
+    the core's own wait gives up after 30 s, yet the reset returns only once
+    the handler's timeout (40 s) has failed the command."""
+    marker = f"scst-test: host reset {time.time()}"
+    mark_dmesg(marker)
+    path = backing_file("uhr", 16 << 20)
+    lba = 6000
+    h = handlers("udisk", path, "-t", "2", "--hold-lba", str(lba))
+    mgmt("devices/udisk/timeout", "40")
+    sd, sg = export("udisk", "t1")
+    # The midlayer's own timeout must not start error handling first.
+    write(f"/sys/block/{os.path.basename(sd)}/device/timeout", "300")
+    start = time.monotonic()
+    dd = subprocess.Popen(["dd", f"if={sd}", "bs=512", f"skip={lba}", "count=1",
+                           "iflag=direct", "status=none"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(100):
+        if any(line.startswith("holding command") for line in h.lines):
+            break
+        time.sleep(0.1)
+    assert any(line.startswith("holding command") for line in h.lines), "".join(h.lines)
+    reset = subprocess.run(["sg_reset", "--no-esc", "--host", sg], capture_output=True,
+                           text=True, timeout=300)
+    elapsed = time.monotonic() - start
+    dd.communicate(timeout=60)
+    print(f"host reset returned after {elapsed:.1f} s; dd ended with {dd.returncode}")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    log = dmesg_since(marker)
+    # The session's own target reset gave up on the held command ...
+    assert re.search(r"scst_local: HostReset .*: failed", log), log
+    # ... and the host reset waited for the handler's timeout all the same.
+    assert elapsed >= 38, elapsed
+    no_kernel_trouble(marker)
+
+
 @pytest.mark.parametrize("garbage", ["handle", "subcode", "status", "length"])
 def test_malformed_replies_fail_commands(handlers, garbage):
     marker = f"scst-test: garbage {garbage} {time.time()}"
