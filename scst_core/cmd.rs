@@ -124,8 +124,8 @@ impl<T: TgtCmd> Body<T> {
     /// EXEC on a worker: an aborted command ends without executing; one
     /// its logical unit deferred waits in `cmd` for the deferral.
     fn run(mut self, cmd: &Arc<Cmd<T>>) {
-        if self.command.is_aborted() {
-            self.end_aborted();
+        if let Some(response) = self.command.abort_response() {
+            self.end_aborted(response);
             return;
         }
         // Two parties end a deferral: the worker, once the body is back in
@@ -201,20 +201,30 @@ impl<T: TgtCmd> Body<T> {
     /// XMIT_RESP, then FINISHED when the body drops: the INIT record ends
     /// the command in the task set and the in-flight set. A command task
     /// management aborted while it executed ends as one aborted before.
-    fn respond(mut self, response: Response) {
-        if self.command.is_aborted() {
-            self.end_aborted();
-            return;
+    fn respond(self, response: Response) {
+        match self.command.abort_response() {
+            Some(aborted) => self.end_aborted(aborted),
+            None => self.send(response),
         }
+    }
+
+    /// XMIT_RESP to FINISHED.
+    fn send(mut self, response: Response) {
         self.command.state = State::XmitResp;
         self.tgt.xmit_response(response);
         self.command.state = State::Finished;
     }
 
-    /// FINISHED without a response.
-    fn end_aborted(mut self) {
-        self.command.state = State::Finished;
-        self.tgt.aborted();
+    /// An aborted command ends: with `response` (TASK ABORTED, for another
+    /// nexus' abort under TAS), or without one.
+    fn end_aborted(mut self, response: Option<Response>) {
+        match response {
+            Some(r) => self.send(r),
+            None => {
+                self.command.state = State::Finished;
+                self.tgt.aborted();
+            }
+        }
     }
 }
 

@@ -151,8 +151,10 @@ impl From<Completion> for Executed {
 pub(crate) enum TmFunction {
     /// ABORT TASK of the command with this tag.
     AbortTask(u32),
-    /// ABORT TASK SET or CLEAR TASK SET.
+    /// ABORT TASK SET: the nexus' own commands.
     AbortTaskSet,
+    /// CLEAR TASK SET: every nexus' commands.
+    ClearTaskSet,
     LunReset,
     TargetReset,
 }
@@ -210,6 +212,13 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
 
     /// The sense format initiators asked for (control mode page D_SENSE).
     fn sense_format(&self) -> SenseFormat;
+
+    /// Commands another nexus' task management aborted end with TASK
+    /// ABORTED status (control mode page TAS), rather than without a
+    /// response.
+    fn task_aborted_status(&self) -> bool {
+        false
+    }
 
     /// Capacity in bytes, for the log and `size`.
     fn size(&self) -> u64;
@@ -317,9 +326,12 @@ pub(crate) struct DeviceState {
     pool: SpinLock<Pool>,
     /// Workers that may execute this device's commands at once.
     pub(crate) threads_num: AtomicU32,
-    /// Bumped by each LUN or target reset: every command admitted before
-    /// is aborted.
+    /// Bumped by each LUN reset, target reset or CLEAR TASK SET: every
+    /// command admitted before is aborted.
     pub(crate) reset_epoch: AtomicU64,
+    /// [`NexusInfo::id`] of the nexus whose task management bumped
+    /// `reset_epoch` last.
+    abort_origin: AtomicU64,
     exec: Arc<ExecQueue>,
     /// Commands one nexus may have in the task set.
     pub(crate) max_tgt_dev_commands: AtomicU32,
@@ -356,11 +368,24 @@ impl DeviceState {
                 pool <- new_spinlock!(pool),
                 threads_num: AtomicU32::new(DEFAULT_THREADS_NUM),
                 reset_epoch: AtomicU64::new(0),
+                abort_origin: AtomicU64::new(0),
                 exec,
                 max_tgt_dev_commands: AtomicU32::new(DEFAULT_TGT_DEV_COMMANDS),
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Task management of the nexus `origin` aborts every command of the
+    /// device admitted so far, whichever nexus it came from.
+    pub(crate) fn abort_all(&self, origin: u64) {
+        self.abort_origin.store(origin, Ordering::Relaxed);
+        self.reset_epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether the last [`Self::abort_all`] came from nexus `id`.
+    pub(crate) fn aborted_by_nexus(&self, id: u64) -> bool {
+        self.abort_origin.load(Ordering::Relaxed) == id
     }
 
     /// The workqueue this device's commands execute on.
@@ -492,6 +517,17 @@ impl DeviceState {
                 continue;
             }
             t.queue_ua(sense);
+        }
+    }
+
+    /// Queues a unit attention on every I_T_L nexus of the device but
+    /// `except` that has commands in the task set.
+    pub(crate) fn raise_ua_where_busy(&self, sense: Sense, except: &TgtDev) {
+        let tgt_devs = self.tgt_devs.lock();
+        for t in tgt_devs.iter() {
+            if !core::ptr::eq(except, &**t) && t.active.load(Ordering::Relaxed) > 0 {
+                t.queue_ua(sense);
+            }
         }
     }
 

@@ -42,6 +42,8 @@ pub(crate) mod status {
     pub(crate) const BUSY: u8 = 0x08;
     /// TASK SET FULL.
     pub(crate) const TASK_SET_FULL: u8 = 0x28;
+    /// TASK ABORTED.
+    pub(crate) const TASK_ABORTED: u8 = 0x40;
 }
 
 /// Unit attentions queued on one I_T_L nexus, oldest first.
@@ -262,8 +264,8 @@ pub(crate) struct Command {
     /// The session's abort generation at INIT: while it stays, no task
     /// management of the session aborted anything since.
     abort_gen: u64,
-    /// Its device's reset epoch at INIT: a LUN or target reset since
-    /// aborts it.
+    /// Its device's abort epoch at INIT: a LUN reset, target reset or
+    /// CLEAR TASK SET since aborts it.
     dev_epoch: u64,
     /// The I_T_L nexus, when the LUN exists.
     pub(super) tgt_dev: Option<Arc<TgtDev>>,
@@ -317,13 +319,22 @@ impl Command {
     /// before it executes, and before its response: an aborted command
     /// that was executing runs to its end, then has none).
     pub(super) fn is_aborted(&self) -> bool {
+        self.aborted_by().is_some()
+    }
+
+    /// Which nexus' task management aborted the command, if any did.
+    pub(super) fn aborted_by(&self) -> Option<AbortedBy> {
         if let Some(t) = &self.tgt_dev {
             if t.dev.reset_epoch.load(Ordering::Acquire) != self.dev_epoch {
-                return true;
+                return Some(if t.dev.aborted_by_nexus(t.attached.id) {
+                    AbortedBy::ItsNexus
+                } else {
+                    AbortedBy::AnotherNexus
+                });
             }
         }
         if !self.tracked || self.session.abort_gen.load(Ordering::Acquire) == self.abort_gen {
-            return false;
+            return None;
         }
         let lun = self.lun.unwrap_or(u64::MAX);
         self.session
@@ -332,6 +343,19 @@ impl Command {
             .commands
             .iter()
             .any(|e| e.tag == self.tag && e.lun == lun && e.aborted)
+            .then_some(AbortedBy::ItsNexus)
+    }
+
+    /// How an aborted command ends: without a response, or, aborted by
+    /// another nexus while its logical unit's control page has TAS set,
+    /// with TASK ABORTED status. `None` for a command not aborted.
+    pub(super) fn abort_response(&self) -> Option<Option<Response>> {
+        let by = self.aborted_by()?;
+        let tas = self
+            .tgt_dev
+            .as_ref()
+            .is_some_and(|t| t.dev.lu.task_aborted_status());
+        Some((by == AbortedBy::AnotherNexus && tas).then(|| Response::status(status::TASK_ABORTED)))
     }
 
     /// EXEC: the core's answer or the logical unit's, on `data`. Runs
@@ -364,6 +388,15 @@ impl Command {
             resumable,
         )
     }
+}
+
+/// Whose task management aborted a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AbortedBy {
+    /// The command's own I_T nexus.
+    ItsNexus,
+    /// Another initiator's (CLEAR TASK SET, LUN RESET, TARGET RESET).
+    AnotherNexus,
 }
 
 /// What dispatching a command to its logical unit gave.
@@ -869,9 +902,9 @@ impl Session {
         })
     }
 
-    /// ABORT TASK SET / CLEAR TASK SET from this nexus: this session's
-    /// commands to the LUN that have not started never will, those
-    /// executing end without a response; waits for them.
+    /// ABORT TASK SET from this nexus: this session's commands to the LUN
+    /// that have not started never will, those executing end without a
+    /// response; waits for them.
     pub(crate) fn abort_task_set(&self, lun: u64) -> bool {
         let affected = self.find(lun);
         self.manage(affected.as_slice(), TmFunction::AbortTaskSet, || {
@@ -880,14 +913,35 @@ impl Session {
         })
     }
 
+    /// CLEAR TASK SET from this nexus: every initiator's commands to the
+    /// device are aborted (the task set is shared). The others' end with
+    /// TASK ABORTED where the logical unit has TAS set; otherwise silently,
+    /// and their nexuses get COMMANDS CLEARED BY ANOTHER INITIATOR. Waits
+    /// for this session's.
+    pub(crate) fn clear_task_set(&self, lun: u64) -> bool {
+        let affected = self.find(lun);
+        self.manage(affected.as_slice(), TmFunction::ClearTaskSet, || {
+            for t in affected.iter() {
+                if !t.dev.lu.task_aborted_status() {
+                    t.dev
+                        .raise_ua_where_busy(sense::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, t);
+                }
+                t.dev.abort_all(t.attached.id);
+            }
+            self.mark_aborted(affected.as_slice(), |_, l| l == lun);
+            self.quiesce(|_, l| l == lun)
+        })
+    }
+
     /// LUN RESET: every initiator's commands to the device are aborted
-    /// (the others' end silently: TAS is 0); waits for this session's,
-    /// then raises BUS DEVICE RESET FUNCTION OCCURRED on every nexus.
+    /// (the others' end as CLEAR TASK SET has them, without the unit
+    /// attention); waits for this session's, then raises BUS DEVICE RESET
+    /// FUNCTION OCCURRED on every nexus.
     pub(crate) fn lun_reset(&self, lun: u64) -> bool {
         let affected = self.find(lun);
         if !self.manage(affected.as_slice(), TmFunction::LunReset, || {
             for t in affected.iter() {
-                t.dev.reset_epoch.fetch_add(1, Ordering::Release);
+                t.dev.abort_all(t.attached.id);
             }
             self.mark_aborted(affected.as_slice(), |_, l| l == lun);
             self.quiesce(|_, l| l == lun)
@@ -910,7 +964,7 @@ impl Session {
         };
         if !self.manage(&luns, TmFunction::TargetReset, || {
             for t in luns.iter() {
-                t.dev.reset_epoch.fetch_add(1, Ordering::Release);
+                t.dev.abort_all(t.attached.id);
             }
             self.mark_aborted(&luns, |_, _| true);
             self.quiesce(|_, _| true)

@@ -826,6 +826,7 @@ impl<'a> Ffp<'a> {
                 match (lun, f) {
                     (None, _) => TmJob::Answer(TmfResponse::LunDoesNotExist),
                     (Some(l), TmfFunction::LogicalUnitReset) => TmJob::LunReset(l),
+                    (Some(l), TmfFunction::ClearTaskSet) => TmJob::ClearTaskSet(l),
                     (Some(l), _) => TmJob::AbortTaskSet(l),
                 }
             }
@@ -893,6 +894,7 @@ enum TmJob {
     /// ABORT TASK of a command in flight: wait for it.
     AbortTask(u32),
     AbortTaskSet(u64),
+    ClearTaskSet(u64),
     LunReset(u64),
     TargetReset,
 }
@@ -905,6 +907,7 @@ impl TmJob {
             TmJob::Answer(r) => return r,
             TmJob::AbortTask(tag) => session.abort_task(tag),
             TmJob::AbortTaskSet(lun) => session.abort_task_set(lun),
+            TmJob::ClearTaskSet(lun) => session.clear_task_set(lun),
             TmJob::LunReset(lun) => session.lun_reset(lun),
             TmJob::TargetReset => session.target_reset(),
         };

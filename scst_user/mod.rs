@@ -1206,6 +1206,7 @@ fn tm_function(f: TmFunction) -> (u32, Option<u32>) {
     match f {
         TmFunction::AbortTask(tag) => (abi::tm_fn::ABORT_TASK, Some(tag)),
         TmFunction::AbortTaskSet => (abi::tm_fn::ABORT_TASK_SET, None),
+        TmFunction::ClearTaskSet => (abi::tm_fn::CLEAR_TASK_SET, None),
         TmFunction::LunReset => (abi::tm_fn::LUN_RESET, None),
         TmFunction::TargetReset => (abi::tm_fn::TARGET_RESET, None),
     }

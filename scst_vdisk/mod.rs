@@ -282,6 +282,7 @@ impl DevHandler for VdiskHandler {
                 mode <- new_spinlock!(ModeState {
                     wce,
                     d_sense: false,
+                    tas: false,
                 }),
             }),
             GFP_KERNEL,
@@ -702,6 +703,10 @@ impl LogicalUnit for Vdisk {
             later => later,
         })
     }
+    fn task_aborted_status(&self) -> bool {
+        self.mode.lock().tas
+    }
+
     fn sense_format(&self) -> SenseFormat {
         if self.mode.lock().d_sense {
             SenseFormat::Descriptor

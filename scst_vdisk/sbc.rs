@@ -48,6 +48,9 @@ pub struct ModeState {
     pub wce: bool,
     /// Descriptor-format sense data (control page D_SENSE).
     pub d_sense: bool,
+    /// Commands aborted by another I_T nexus end with TASK ABORTED status
+    /// (control page TAS); clear, they end without a response.
+    pub tas: bool,
 }
 
 /// Most blocks one READ or WRITE may move (block limits VPD page).
@@ -750,6 +753,7 @@ fn mode_page(code: u8, mode: &ModeState, changeable: bool, default: bool) -> Opt
         ModeState {
             wce: true,
             d_sense: false,
+            tas: false,
         }
     } else {
         *mode
@@ -764,6 +768,9 @@ fn mode_page(code: u8, mode: &ModeState, changeable: bool, default: bool) -> Opt
         0x0a => {
             if changeable || state.d_sense {
                 p[0] = 0x04; // D_SENSE
+            }
+            if changeable || state.tas {
+                p[3] = 0x40; // TAS
             }
             if !changeable {
                 p[1] = 0x10; // unrestricted reordering allowed
@@ -937,7 +944,10 @@ pub fn mode_select(
         }
         match code {
             0x08 => new.wce = body.first().is_some_and(|b| b & 0x04 != 0),
-            0x0a => new.d_sense = body.first().is_some_and(|b| b & 0x04 != 0),
+            0x0a => {
+                new.d_sense = body.first().is_some_and(|b| b & 0x04 != 0);
+                new.tas = body.get(3).is_some_and(|b| b & 0x40 != 0);
+            }
             _ => {}
         }
         at += 2 + len;

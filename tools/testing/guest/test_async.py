@@ -354,3 +354,71 @@ def test_slow_device_has_many_commands_through_iscsi(slow_disk):
         assert most >= 4 * SLOW_THREADS, most
         verify_at_qd32(dev)
 
+
+CLEAR_TASK_SET = 4
+TASK_ABORTED = 0x40
+
+
+def clear_task_set(s, itt, cmd_sn):
+    """CLEAR TASK SET on LUN 0 (immediate); returns the TMF response code."""
+    s.sendall(bhs(0x02, 0x80 | CLEAR_TASK_SET, itt=itt, word20=0xFFFFFFFF, cmd_sn=cmd_sn))
+    s.settimeout(30)
+    hdr, _ = recv_pdu(s)
+    assert hdr[0] & 0x3F == TMF_RESPONSE and itt_of(hdr) == itt, hdr.hex()
+    return hdr[2]
+
+
+def set_tas(s, itt, cmd_sn):
+    """MODE SELECT(6) of the control page with TAS set, as immediate data;
+    everything else as MODE SENSE reports it."""
+    page = bytes([0x0A, 0x0A, 0x00, 0x10, 0x00, 0x40, 0, 0, 0xFF, 0xFF, 0, 0])
+    params = bytes(4) + page
+    cdb = bytes([0x15, 0x10, 0, 0, len(params), 0]).ljust(16, b"\0")
+    s.sendall(bhs(0x01, 0x80 | 0x20 | SIMPLE, dlen=len(params), itt=itt, word20=len(params),
+                  cmd_sn=cmd_sn, rest=cdb, immediate=False) + params)
+    assert responses(s, 1) == [(itt, 0)], "MODE SELECT of TAS refused"
+
+
+def tur_sense(s, itt, cmd_sn):
+    """TEST UNIT READY: its status, and the sense key, ASC and ASCQ."""
+    send_tur(s, itt, cmd_sn, SIMPLE)
+    s.settimeout(30)
+    hdr, data = recv_pdu(s)
+    assert hdr[0] & 0x3F == SCSI_RESPONSE and itt_of(hdr) == itt, hdr.hex()
+    sense = data[2:]
+    if hdr[3] != 2 or len(sense) < 14:
+        return hdr[3], None
+    return hdr[3], (sense[2] & 0x0F, sense[12], sense[13])
+
+
+@pytest.mark.parametrize("tas", [False, True])
+def test_clear_task_set_from_another_initiator(target, tas):
+    """CLEAR TASK SET aborts every initiator's commands to the LUN (the task
+    set is shared). The other initiator's write awaiting its Data-Out and
+    the ORDERED command queued behind it end without a response and its
+    next command gets COMMANDS CLEARED BY ANOTHER INITIATOR (TAS 0), or both
+    end with TASK ABORTED status and no unit attention (TAS 1)."""
+    a, exp_a = logged_in(IQN, INITIATOR)
+    if tas:
+        set_tas(a, 0xA0, exp_a)
+        exp_a += 1
+    b, exp_b = logged_in(IQN, OTHER, isid=b"\x80\x00\x00\x00\x00\x02")
+    try:
+        ttt = write_awaiting_data(b, 0x90, exp_b)
+        send_tur(b, 0x91, exp_b + 1, ORDERED)
+        assert nothing_arrives(b, 0.5)
+        assert clear_task_set(a, 0x92, exp_a) == 0
+        data_out(b, 0x90, ttt, b"\x77" * 512)
+        if tas:
+            assert sorted(responses(b, 2)) == [(0x90, TASK_ABORTED), (0x91, TASK_ABORTED)]
+            assert tur_sense(b, 0x93, exp_b + 2) == (0, None)
+        else:
+            assert nothing_arrives(b)
+            # UNIT ATTENTION, COMMANDS CLEARED BY ANOTHER INITIATOR.
+            assert tur_sense(b, 0x93, exp_b + 2) == (2, (0x6, 0x2F, 0x00))
+            assert tur_sense(b, 0x94, exp_b + 3) == (0, None)
+        # The initiator that cleared the task set has no unit attention.
+        assert tur_sense(a, 0x95, exp_a) == (0, None)
+    finally:
+        a.close()
+        b.close()

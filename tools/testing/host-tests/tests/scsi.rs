@@ -26,6 +26,7 @@ fn disk(blocks: u64, block_size: u32) -> DiskInfo<'static> {
 const MODE: ModeState = ModeState {
     wce: true,
     d_sense: false,
+    tas: false,
 };
 
 fn run(cdb: &[u8], d: &DiskInfo<'_>) -> (Result<Action, Sense>, Vec<u8>) {
@@ -203,6 +204,7 @@ fn write_through_when_cache_disabled() {
     let mode = ModeState {
         wce: false,
         d_sense: false,
+        tas: false,
     };
     let r = sbc::parse(
         Cdb(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
@@ -315,6 +317,27 @@ fn mode_sense_pages() {
 }
 
 #[test]
+fn control_page_tas_is_changeable() {
+    let d = disk(1000, 512);
+    // MODE SENSE(6), control page (0Ah), changeable values: TAS is byte 5
+    // of the page, after the 4-byte header (no block descriptor: DBD).
+    let (_, mask) = run(&[0x1a, 0x08, 0x4a, 0, 255, 0], &d);
+    assert_eq!(mask[4], 0x0a);
+    assert_eq!(mask[4 + 5] & 0x40, 0x40);
+    let (_, current) = run(&[0x1a, 0x08, 0x0a, 0, 255, 0], &d);
+    assert_eq!(current[4 + 5] & 0x40, 0);
+    let mut params = current.clone();
+    params[0] = 0;
+    params[4 + 5] |= 0x40;
+    let new = sbc::mode_select(&params, false, &d, &MODE).unwrap();
+    assert!(new.tas);
+    let mut buf = vec![0u8; 255];
+    let mut out = Out::new(&mut buf);
+    sbc::parse(Cdb(&[0x1a, 0x08, 0x0a, 0, 255, 0]), &d, &new, &mut out).unwrap();
+    assert_eq!(buf[4 + 5] & 0x40, 0x40);
+}
+
+#[test]
 fn mode_select_changes_only_changeable_bits() {
     let d = disk(1000, 512);
     let (_, sensed) = run(&[0x1a, 0x08, 0x08, 0, 255, 0], &d);
@@ -326,7 +349,8 @@ fn mode_select_changes_only_changeable_bits() {
         new,
         ModeState {
             wce: false,
-            d_sense: false
+            d_sense: false,
+            tas: false,
         }
     );
     let mut bad = sensed.clone();
