@@ -82,6 +82,10 @@ pub(crate) struct NexusInfo<'a> {
     pub(crate) read_only: bool,
     pub(crate) initiator: &'a CStr,
     pub(crate) target: &'a CStr,
+    /// The device's `threads_num` as the nexus starts: how many of its
+    /// commands the core executes at once (a handler may size its own
+    /// threads by it).
+    pub(crate) threads_num: u32,
 }
 
 /// A status and sense a logical unit built itself (a user-space handler's

@@ -134,6 +134,7 @@ impl TgtDev {
             read_only,
             initiator: &session.initiator,
             target: &session.target.name,
+            threads_num: dev.threads_num.load(Ordering::Relaxed),
         });
         let attached = Attached {
             id,

@@ -346,6 +346,8 @@ pub enum ToUser<'a> {
         sess_h: u64,
         lun: u64,
         read_only: bool,
+        /// Commands of the device the core executes at once.
+        threads_num: u16,
         initiator: &'a [u8],
         target: &'a [u8],
     },
@@ -462,14 +464,14 @@ impl ToUser<'_> {
                 sess_h,
                 lun,
                 read_only,
+                threads_num,
                 initiator,
                 target,
                 ..
             } => {
                 put(b, u, &sess_h.to_ne_bytes());
                 put(b, u + 8, &lun.to_ne_bytes());
-                // threads_num: the handler may serve with any number.
-                put(b, u + 16, &1u16.to_ne_bytes());
+                put(b, u + 16, &threads_num.to_ne_bytes());
                 put(b, u + 18, &[u8::from(read_only)]);
                 put_name(b, u + 24, initiator);
                 put_name(b, u + 24 + MAX_EXTERNAL_NAME, target);

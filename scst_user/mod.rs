@@ -158,6 +158,7 @@ enum Msg {
         sess_h: u64,
         lun: u64,
         read_only: bool,
+        threads_num: u16,
         initiator: CString,
         target: CString,
     },
@@ -215,6 +216,7 @@ impl Msg {
                 sess_h,
                 lun,
                 read_only,
+                threads_num,
                 initiator,
                 target,
             } => ToUser::Sess {
@@ -222,6 +224,7 @@ impl Msg {
                 sess_h: *sess_h,
                 lun: *lun,
                 read_only: *read_only,
+                threads_num: *threads_num,
                 initiator: initiator.as_bytes(),
                 target: target.as_bytes(),
             },
@@ -230,6 +233,7 @@ impl Msg {
                 sess_h: *sess_h,
                 lun: 0,
                 read_only: false,
+                threads_num: 0,
                 initiator: &[],
                 target: &[],
             },
@@ -1364,6 +1368,10 @@ impl LogicalUnit for UserDev {
         Ok(Some(LentBuffer::new(buf, lender, req.direction, h, limit)))
     }
 
+    fn task_aborted_status(&self) -> bool {
+        self.inner.lock().opts.tas != 0
+    }
+
     fn sense_format(&self) -> SenseFormat {
         if self.inner.lock().opts.d_sense != 0 {
             SenseFormat::Descriptor
@@ -1416,6 +1424,7 @@ impl LogicalUnit for UserDev {
             sess_h: nexus.id,
             lun: nexus.lun,
             read_only: nexus.read_only,
+            threads_num: u16::try_from(nexus.threads_num).unwrap_or(u16::MAX),
             initiator,
             target,
         });

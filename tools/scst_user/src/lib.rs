@@ -576,6 +576,15 @@ impl Device {
                     }
                     reply.u.result = 0;
                 }
+                SUB_ATTACH_SESS => {
+                    // SAFETY: as above.
+                    let sess = unsafe { get.u.sess };
+                    eprintln!(
+                        "session attached: {:#x} LUN {} threads_num {}",
+                        sess.sess_h, sess.lun, sess.threads_num
+                    );
+                    reply.u.result = 0;
+                }
                 SUB_ON_FREE_CMD => {
                     // SAFETY: as above.
                     let f = unsafe { get.u.on_free_cmd };

@@ -127,7 +127,9 @@ def test_register_and_unregister(handlers):
 
 def test_round_trip_and_inquiry(handlers):
     path = backing_file("u2", 16 << 20)
-    handlers("udisk", path)
+    h = handlers("udisk", path)
+    # ATTACH_SESS reports how many commands the core executes at once.
+    mgmt("devices/udisk/threads_num", "5")
     sd, sg = export("udisk", "t1")
     inq = sh("sg_inq", sg).stdout
     assert "SCST_RS" in inq and "USER DISK" in inq, inq
@@ -140,6 +142,8 @@ def test_round_trip_and_inquiry(handlers):
     with open(path, "rb") as f:
         f.seek(3 * 65536)
         assert f.read(len(data)) == data
+    log = h.kill()
+    assert re.search(r"^session attached: 0x[0-9a-f]+ LUN 0 threads_num 5$", log, re.M), log
 
 
 @pytest.mark.parametrize("mode", [[], ["--on-free-call", "--no-reuse"]])
