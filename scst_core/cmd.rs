@@ -25,9 +25,9 @@
 //! while a backend or a driver runs.
 
 use super::buffer::{LendRefused, LentId};
-use super::device::{Completion, DataDirection, DeviceState};
+use super::device::{Completion, DataDirection, Ready};
 use super::sense::Sense;
-use super::session::{response_of, Command, Dispatched, Response};
+use super::session::{response_of, Command, Dispatched, Response, TgtDev};
 use crate::kernel_ext::sg::SgList;
 use crate::kernel_ext::wq::OwnedQueue;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -270,8 +270,8 @@ pub(crate) trait Scheduled: Send + Sync {
     /// Task management aborted it (see [`Command::is_aborted`]).
     fn aborted(&self) -> bool;
 
-    /// The device the command executes on.
-    fn device(&self) -> Option<Arc<DeviceState>>;
+    /// The I_T_L nexus the command came from (and its device).
+    fn nexus(&self) -> Option<Arc<TgtDev>>;
 
     /// Queues the command's own work on `queue`.
     fn start_worker(self: Arc<Self>, queue: &Queue);
@@ -294,10 +294,9 @@ impl<T: TgtCmd> Scheduled for Cmd<T> {
             .is_some_and(|b| b.command.is_aborted())
     }
 
-    fn device(&self) -> Option<Arc<DeviceState>> {
+    fn nexus(&self) -> Option<Arc<TgtDev>> {
         let body = self.body.lock();
-        let t = body.as_ref()?.command.tgt_dev.as_ref()?;
-        Some(t.dev.clone())
+        body.as_ref()?.command.tgt_dev.clone()
     }
 
     fn start_worker(self: Arc<Self>, queue: &Queue) {
@@ -366,13 +365,14 @@ impl<T: TgtCmd> WorkItem for Cmd<T> {
             this.resume();
             return;
         }
-        let Some(dev) = this.device() else {
+        let Some(nexus) = this.nexus() else {
             return;
         };
-        let mut next: Option<Arc<dyn Scheduled>> = Some(this);
-        while let Some(cmd) = next {
+        let dev = nexus.dev.clone();
+        let mut next = Some(Ready { cmd: this, nexus });
+        while let Some(Ready { cmd, nexus }) = next {
             cmd.execute();
-            next = dev.next_ready();
+            next = dev.next_ready(&nexus);
         }
     }
 }
@@ -394,8 +394,8 @@ impl Command {
         };
         let n = body.cdb_len;
         body.cdb[..n].copy_from_slice(&cdb[..n]);
-        let (dev, ticket) = match (&body.command.tgt_dev, body.command.admission) {
-            (Some(t), Some(Ok(ticket))) if body.tgt.refused().is_none() => (t.dev.clone(), ticket),
+        let (nexus, ticket) = match (&body.command.tgt_dev, body.command.admission) {
+            (Some(t), Some(Ok(ticket))) if body.tgt.refused().is_none() => (t.clone(), ticket),
             // Refused, for an absent LUN, or ended while lending: the core
             // answers at once; nothing of a backend runs.
             _ => {
@@ -405,6 +405,7 @@ impl Command {
                 return;
             }
         };
+        let dev = nexus.dev.clone();
         let live = Live::new(dev.exec_queue());
         let cmd = Arc::pin_init(
             pin_init!(Cmd {
@@ -419,7 +420,7 @@ impl Command {
         match cmd {
             Ok(cmd) => {
                 *cmd.body.lock() = Some(body);
-                dev.start_when_ready(cmd, ticket);
+                dev.start_when_ready(Ready { cmd, nexus }, ticket);
             }
             Err(_) => body.respond(Response::status(super::session::status::BUSY)),
         }

@@ -14,7 +14,7 @@ use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::sg::SgList;
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, SysfsBuf, SysfsOps};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
     new_spinlock,
@@ -293,21 +293,33 @@ pub(crate) const DEFAULT_THREADS_NUM: u32 = 8;
 /// Most workers a device may have (`threads_num`).
 pub(crate) const MAX_THREADS_NUM: u32 = 64;
 
+/// `threads_pool_type` values, as SCST names them.
+const THREADS_POOL_SHARED: &str = "shared";
+const THREADS_POOL_PER_INITIATOR: &str = "per_initiator";
+
+/// A scheduled command with the nexus it came from: under
+/// `threads_pool_type` per_initiator, each nexus has `threads_num` workers
+/// of its own.
+pub(crate) struct Ready {
+    pub(crate) cmd: Arc<dyn Scheduled>,
+    pub(crate) nexus: Arc<TgtDev>,
+}
+
 /// The commands of a device's task set, and those of them that wait for
 /// older ones (by task attribute), oldest first.
 struct Tasks {
     set: TaskSet<KVec<Slot>>,
     /// Never grows past its capacity, reserved for every slot of `set`.
-    waiting: KVec<(Ticket, Arc<dyn Scheduled>)>,
+    waiting: KVec<(Ticket, Ready)>,
 }
 
 /// The commands of a device ready to execute and the workers running
-/// them.
+/// them (each nexus counts its own in [`TgtDev::running`]).
 struct Pool {
     running: u32,
     /// Oldest first; never grows past its capacity, reserved for every
     /// slot of the task set.
-    ready: KVec<Arc<dyn Scheduled>>,
+    ready: KVec<Ready>,
 }
 
 /// A device as the core and its sessions share it. Attribute reads never
@@ -328,8 +340,12 @@ pub(crate) struct DeviceState {
     /// Commands ready to execute; taken after `tasks` when both are held.
     #[pin]
     pool: SpinLock<Pool>,
-    /// Workers that may execute this device's commands at once.
+    /// Workers that may execute this device's commands at once, or each
+    /// nexus' commands with `per_initiator`.
     pub(crate) threads_num: AtomicU32,
+    /// `threads_pool_type` per_initiator: an initiator's busy commands
+    /// never hold up another's.
+    per_initiator: AtomicBool,
     /// Bumped by each LUN reset, target reset or CLEAR TASK SET: every
     /// command admitted before is aborted.
     pub(crate) reset_epoch: AtomicU64,
@@ -371,6 +387,7 @@ impl DeviceState {
                 tasks <- new_spinlock!(tasks),
                 pool <- new_spinlock!(pool),
                 threads_num: AtomicU32::new(DEFAULT_THREADS_NUM),
+                per_initiator: AtomicBool::new(false),
                 reset_epoch: AtomicU64::new(0),
                 abort_origin: AtomicU64::new(0),
                 exec,
@@ -413,58 +430,83 @@ impl DeviceState {
     /// TGT_PRE_EXEC: `cmd` (of `ticket`) executes as soon as its task
     /// attribute lets it; until then it waits in the task set, and the end
     /// of an older command starts it. Never sleeps.
-    pub(crate) fn start_when_ready(&self, cmd: Arc<dyn Scheduled>, ticket: Ticket) {
-        let cmd = {
+    pub(crate) fn start_when_ready(&self, ready: Ready, ticket: Ticket) {
+        let ready = {
             let mut tasks = self.tasks.lock();
             // Room for every slot is reserved, so the push does not
             // allocate; were it full anyway, the command would run rather
             // than be lost.
             if tasks.set.may_start(ticket) || tasks.waiting.len() >= tasks.waiting.capacity() {
-                cmd
+                ready
             } else {
-                let _ = tasks.waiting.push((ticket, cmd), GFP_ATOMIC);
+                let _ = tasks.waiting.push((ticket, ready), GFP_ATOMIC);
                 return;
             }
         };
-        self.schedule(cmd);
+        self.schedule(ready);
     }
 
     /// Hands a command whose turn it is to a worker: a new one while the
-    /// device has fewer than `threads_num`, else the ready queue, which
-    /// the running workers take from.
-    fn schedule(&self, cmd: Arc<dyn Scheduled>) {
+    /// device (or, per_initiator, the command's nexus) has fewer than
+    /// `threads_num`, else the ready queue, which the running workers take
+    /// from.
+    fn schedule(&self, ready: Ready) {
         let threads = self.threads_num.load(Ordering::Relaxed).max(1);
+        let per_initiator = self.per_initiator.load(Ordering::Relaxed);
         let cmd = {
             let mut pool = self.pool.lock();
+            let busy = if per_initiator {
+                ready.nexus.running.load(Ordering::Relaxed) >= threads
+            } else {
+                pool.running >= threads
+            };
             // Room for every slot is reserved, so the push does not
             // allocate; were it full anyway, one more worker would run it.
-            if pool.running >= threads && pool.ready.len() < pool.ready.capacity() {
-                let _ = pool.ready.push(cmd, GFP_ATOMIC);
+            if busy && pool.ready.len() < pool.ready.capacity() {
+                let _ = pool.ready.push(ready, GFP_ATOMIC);
                 return;
-            } else {
-                pool.running += 1;
-                cmd
             }
+            pool.running += 1;
+            // Counted under the pool's lock, as every change of it.
+            ready.nexus.running.fetch_add(1, Ordering::Relaxed);
+            ready.cmd
         };
         self.exec.run(cmd);
     }
 
-    /// The next ready command for a worker that finished one, or `None`
-    /// when it is to stop (nothing ready, or more workers run than
-    /// `threads_num` now allows).
-    pub(crate) fn next_ready(&self) -> Option<Arc<dyn Scheduled>> {
+    /// The next ready command for a worker that finished one of
+    /// `finished`'s, or `None` when it is to stop (nothing ready that the
+    /// limits let run, or more workers run than `threads_num` now allows).
+    pub(crate) fn next_ready(&self, finished: &TgtDev) -> Option<Ready> {
         let threads = self.threads_num.load(Ordering::Relaxed).max(1);
+        let per_initiator = self.per_initiator.load(Ordering::Relaxed);
         let mut pool = self.pool.lock();
-        if pool.running <= threads && !pool.ready.is_empty() {
-            return pool.ready.remove_ordered(0);
-        }
-        pool.running = pool.running.saturating_sub(1);
-        if pool.running == 0 && !pool.ready.is_empty() {
-            // The last worker never leaves work behind.
-            pool.running = 1;
-            return pool.ready.remove_ordered(0);
-        }
-        None
+        let n = finished.running.load(Ordering::Relaxed);
+        finished.running.store(n.saturating_sub(1), Ordering::Relaxed);
+        let pick = if per_initiator {
+            // The oldest command whose nexus has a worker to spare.
+            pool.ready
+                .iter()
+                .position(|r| r.nexus.running.load(Ordering::Relaxed) < threads)
+        } else if pool.running <= threads && !pool.ready.is_empty() {
+            Some(0)
+        } else {
+            None
+        };
+        let ready = match pick {
+            Some(i) => pool.ready.remove_ordered(i),
+            None => {
+                pool.running = pool.running.saturating_sub(1);
+                if pool.running > 0 || pool.ready.is_empty() {
+                    return None;
+                }
+                // The last worker never leaves work behind.
+                pool.running = 1;
+                pool.ready.remove_ordered(0)
+            }
+        }?;
+        ready.nexus.running.fetch_add(1, Ordering::Relaxed);
+        Some(ready)
     }
 
     /// FINISHED: ends `ticket`'s command in the task set and starts the
@@ -484,16 +526,16 @@ impl DeviceState {
     /// time, outside the lock, since starting one may run it.
     fn start_waiting(&self, pick: impl Fn(&TaskSet<KVec<Slot>>, Ticket, &dyn Scheduled) -> bool) {
         loop {
-            let cmd = {
+            let ready = {
                 let mut tasks = self.tasks.lock();
                 let Tasks { set, waiting } = &mut *tasks;
-                let Some(i) = waiting.iter().position(|(t, c)| pick(set, *t, &**c)) else {
+                let Some(i) = waiting.iter().position(|(t, r)| pick(set, *t, &*r.cmd)) else {
                     break;
                 };
-                waiting.remove_ordered(i).map(|(_, cmd)| cmd)
+                waiting.remove_ordered(i).map(|(_, ready)| ready)
             };
-            match cmd {
-                Some(cmd) => self.schedule(cmd),
+            match ready {
+                Some(ready) => self.schedule(ready),
                 None => break,
             }
         }
@@ -607,8 +649,15 @@ impl SysfsOps for DeviceState {
                 let _ = writeln!(out, "{}", self.threads_num.load(Ordering::Relaxed));
             }
             DeviceAttr::ThreadsPoolType => {
-                // One pool per device, shared by its initiators.
-                let _ = writeln!(out, "shared");
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    if self.per_initiator.load(Ordering::Relaxed) {
+                        THREADS_POOL_PER_INITIATOR
+                    } else {
+                        THREADS_POOL_SHARED
+                    }
+                );
             }
             DeviceAttr::ActiveCommands => {
                 let _ = writeln!(out, "{}", self.commands_in_task_set());
@@ -635,9 +684,27 @@ impl SysfsOps for DeviceState {
                 self.threads_num.store(n, Ordering::Relaxed);
                 return Ok(());
             }
-            DeviceAttr::Type | DeviceAttr::ThreadsPoolType | DeviceAttr::ActiveCommands => {
-                return Err(EACCES)
+            DeviceAttr::ThreadsPoolType => {
+                let per_initiator = match text {
+                    THREADS_POOL_SHARED => false,
+                    THREADS_POOL_PER_INITIATOR => true,
+                    _ => {
+                        pr_err!(
+                            "device {}: threads_pool_type {:?}: not {} or {}\n",
+                            &*self.name,
+                            text,
+                            THREADS_POOL_SHARED,
+                            THREADS_POOL_PER_INITIATOR
+                        );
+                        return Err(EINVAL);
+                    }
+                };
+                // Commands already queued run under the new rule as
+                // workers take them.
+                self.per_initiator.store(per_initiator, Ordering::Relaxed);
+                return Ok(());
             }
+            DeviceAttr::Type | DeviceAttr::ActiveCommands => return Err(EACCES),
         };
         match self.lu.store(i, text) {
             Ok(AttrChange::Capacity) => {

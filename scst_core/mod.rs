@@ -388,7 +388,7 @@ impl Scst {
             ),
             (
                 c_str!("threads_pool_type"),
-                Mode::ReadOnly,
+                Mode::ReadWrite,
                 DeviceAttr::ThreadsPoolType,
             ),
             (

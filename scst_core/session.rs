@@ -103,6 +103,9 @@ pub(crate) struct TgtDev {
     /// Commands of this nexus in the device's task set (changed under
     /// the task set's lock).
     pub(crate) active: AtomicU32,
+    /// Workers executing this nexus' commands (changed under the device's
+    /// pool lock).
+    pub(crate) running: AtomicU32,
 }
 
 /// Numbers the I_T_L nexuses of the module's lifetime.
@@ -148,6 +151,7 @@ impl TgtDev {
                 attached,
                 ua <- new_spinlock!(UaQueue::new()),
                 active: AtomicU32::new(0),
+                running: AtomicU32::new(0),
             }),
             GFP_KERNEL,
         )

@@ -241,6 +241,60 @@ def test_held_user_command_blocks_nothing(scst):
     assert not os.path.exists(os.path.join(ROOT, "devices/uasync"))
 
 
+@pytest.mark.parametrize("pool", ["shared", "per_initiator"])
+def test_threads_pool_type(scst, pool):
+    """threads_num 1: a READ a scst_user handler holds occupies the
+    device's only worker. Another initiator's READ waits for it with the
+    shared pool, and runs once ABORT TASK ends the held one; with
+    per_initiator each initiator has its own worker, so it is answered
+    while the first READ is still held."""
+    assert os.path.exists(FILEIO), "build tools/scst_user first (cargo build --release)"
+    sh("ip", "link", "set", "lo", "up")
+    path = backing_file("upool", 16 << 20)
+    held_lba = 3000
+    proc = subprocess.Popen([FILEIO, "-t", "2", "--hold-lba", str(held_lba), "upool", path],
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        for _ in range(100):
+            if os.path.exists(os.path.join(ROOT, "handlers/upool/upool")):
+                break
+            time.sleep(0.1)
+        mgmt("devices/upool/threads_num", "1")
+        mgmt("devices/upool/threads_pool_type", pool)
+        assert open(os.path.join(ROOT, "devices/upool/threads_pool_type")).read() == pool + "\n"
+        with iscsi_export(IQN, "upool"):
+            a, exp_a = logged_in(IQN, INITIATOR)
+            b, exp_b = logged_in(IQN, OTHER, isid=b"\x80\x00\x00\x00\x00\x02")
+            try:
+                read10(a, 0xB0, exp_a, held_lba)
+                for _ in range(100):
+                    if any(line.startswith("holding command") for line in lines):
+                        break
+                    time.sleep(0.1)
+                assert any(line.startswith("holding command") for line in lines), lines
+                read10(b, 0xB1, exp_b, 8)
+                if pool == "per_initiator":
+                    assert responses(b, 1) == [(0xB1, 0)]
+                else:
+                    assert nothing_arrives(b, 2)
+                abort_task(a, 0xB2, 0xB0, exp_a, exp_a + 1)
+                a.settimeout(30)
+                hdr, _ = recv_pdu(a)
+                assert hdr[0] & 0x3F == TMF_RESPONSE and hdr[2] == 0, hdr.hex()
+                if pool == "shared":
+                    assert responses(b, 1) == [(0xB1, 0)]
+            finally:
+                a.close()
+                b.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+        reader.join(timeout=30)
+
+
 def test_initiator_that_stops_reading_stalls_only_itself(target):
     """One initiator sends 32 reads of 1 MiB and never reads its socket:
     its responses wait for its connection's sender, not on the device's
@@ -267,6 +321,10 @@ def test_threads_num_attribute(target):
     mgmt("devices/async1/threads_num", "2")
     assert open(os.path.join(ROOT, "devices/async1/threads_num")).read().strip() == "2"
     assert write(os.path.join(ROOT, "devices/async1/threads_num"), "0") != 0
+    assert write(os.path.join(ROOT, "devices/async1/threads_pool_type"), "bogus") != 0
+    mgmt("devices/async1/threads_pool_type", "per_initiator")
+    assert open(os.path.join(ROOT, "devices/async1/threads_pool_type")).read().strip() == \
+        "per_initiator"
     # Still serves with fewer workers.
     s, exp = logged_in(IQN, INITIATOR)
     try:
