@@ -3,7 +3,8 @@
 """The benchmark's guest side (run by tools/testing/bench through guest-run).
 
 Sets up, all at once and on their own ports, scst-rs, LIO and tgt serving
-the same two backings (no storage, and a file on tmpfs), the ceiling
+the same backings (no storage, a file on tmpfs, and each its own slow
+null_blk device), the ceiling
 responder, scst_local and tcm_loop; logs the kernel's initiator in to every
 iSCSI target once; then runs each workload on each target in turn, round
 after round (A B C D A B C D ...), so that the machine's drift hits every
@@ -32,6 +33,21 @@ SIZE = 256 << 20
 BASE_IQN = "iqn.2026-11.org.scst-rs:bench"
 PORTS = {"scst-rs": 3260, "LIO": 3262, "tgt": 3263, "ceiling": 3264}
 BACKINGS = ["null", "file"]
+# A slow device: null_blk completing every I/O 2 ms after submission (a
+# timer interrupt), one per target (blockio, LIO's iblock, tgt's rdwr),
+# measured through the kernel's initiators only, at QD1 and QD32.
+SLOW = "slow"
+SLOW_NSEC = 2_000_000
+SLOW_DEVICES = {"scst-rs": "/dev/nullb0", "LIO": "/dev/nullb1", "tgt": "/dev/nullb2"}
+SLOW_WORKLOADS = ["randread-512-qd1", "randread-4k-qd32", "randwrite-4k-qd32"]
+# The LUN of each backing on each iSCSI target (scst-rs' LUN 2 is the
+# scst_user handler's; tgt's LUN 0 is its controller).
+LUNS = {
+    "scst-rs": {"null": 0, "file": 1, SLOW: 3},
+    "LIO": {"null": 0, "file": 1, SLOW: 2},
+    "tgt": {"null": 1, "file": 2, SLOW: 3},
+    "ceiling": {"none": 0},
+}
 
 # libiscsi's iscsi-perf (user-space initiator; reads only): its options.
 ISCSI_PERF = {
@@ -66,13 +82,15 @@ USER_FILEIO = os.path.join(REPO, "tools", "scst_user", "target", "release", "scs
 def scst_rs(module, null_size, backing):
     """scst.ko: nullio as LUN 0 and fileio as LUN 1, over iSCSI (port 3260)
     and through a scst_local session; LUN 2 of both is the same file served
-    by the scst_user file handler. Yields (URLs of LUNs 0 and 1, local SCSI
-    host)."""
+    by the scst_user file handler, LUN 3 blockio on the slow device. Yields
+    (URLs of LUNs 0 and 1, local SCSI host)."""
     sh("insmod", module)
     user = None
     try:
         mgmt("handlers/vdisk_nullio/mgmt", f"add_device bnull size={null_size}")
         mgmt("handlers/vdisk_fileio/mgmt", f"add_device bfile filename={backing}")
+        mgmt("handlers/vdisk_blockio/mgmt",
+             f"add_device bslow filename={SLOW_DEVICES['scst-rs']}")
         user = subprocess.Popen([USER_FILEIO, "-t", "4", "buser", backing],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
@@ -85,12 +103,14 @@ def scst_rs(module, null_size, backing):
         mgmt(f"targets/iscsi/{name}/luns/mgmt", "add bnull 0")
         mgmt(f"targets/iscsi/{name}/luns/mgmt", "add bfile 1")
         mgmt(f"targets/iscsi/{name}/luns/mgmt", "add buser 2")
+        mgmt(f"targets/iscsi/{name}/luns/mgmt", "add bslow 3")
         mgmt(f"targets/iscsi/{name}/enabled", "1")
         mgmt("targets/iscsi/enabled", "1")
         mgmt("targets/scst_local/mgmt", "add_target bench")
         mgmt("targets/scst_local/bench/luns/mgmt", "add bnull 0")
         mgmt("targets/scst_local/bench/luns/mgmt", "add bfile 1")
         mgmt("targets/scst_local/bench/luns/mgmt", "add buser 2")
+        mgmt("targets/scst_local/bench/luns/mgmt", "add bslow 3")
         mgmt("targets/scst_local/mgmt", "add_session bench bench_initiator")
         host = os.path.basename(os.path.realpath(
             f"{ROOT}/targets/scst_local/bench/sessions/bench_initiator/host"))
@@ -275,7 +295,9 @@ def plan(endpoints, only=None):
         ("fio-user-iscsi", FIO, ["scst_user", "vdisk_fileio"]),
     ]:
         for workload in workloads:
-            for backing in BACKINGS:
+            for backing in BACKINGS + [SLOW]:
+                if backing == SLOW and workload not in SLOW_WORKLOADS:
+                    continue
                 for target in targets:
                     # The ceiling has no backing: it runs once, in the null slot.
                     if target == "ceiling" and backing != "null":
@@ -365,17 +387,20 @@ def main():
     backing = os.path.join(tmpfs, "lun.img")
     # Real pages, so that reads come from the page cache, not from holes.
     sh("dd", "if=/dev/zero", f"of={backing}", "bs=1M", f"count={SIZE >> 20}")
+    sh("modprobe", "null_blk", f"nr_devices={len(SLOW_DEVICES)}", "irqmode=2",
+       f"completion_nsec={SLOW_NSEC}", "gb=1", "hw_queue_depth=128")
 
     record = {"machine": machine(), "rounds": args.rounds, "seconds": args.time,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": []}
     raw = os.path.join(args.out, "raw.json")
     with contextlib.ExitStack() as stack:
         scst_urls, scst_host = stack.enter_context(scst_rs(args.module, SIZE, backing))
-        cores = stack.enter_context(peers.lio_backstores(peers.NULL, backing, name="bench"))
+        cores = stack.enter_context(peers.lio_backstores(peers.NULL, backing,
+                                                         SLOW_DEVICES["LIO"], name="bench"))
         lio_urls = stack.enter_context(peers.lio_iscsi(cores, PORTS["LIO"], iqn("LIO")))
         loop_host = stack.enter_context(peers.tcm_loop(cores))
-        tgt_urls = stack.enter_context(peers.tgt_luns(peers.NULL, backing, port=PORTS["tgt"],
-                                                      iqn=iqn("tgt")))
+        tgt_urls = stack.enter_context(peers.tgt_luns(peers.NULL, backing, SLOW_DEVICES["tgt"],
+                                                      port=PORTS["tgt"], iqn=iqn("tgt")))
         ceiling_urls = stack.enter_context(ceiling())
         stack.enter_context(iscsid())
 
@@ -384,16 +409,17 @@ def main():
             for b, url in zip(BACKINGS, urls):
                 endpoints[("iscsi-perf", target, b)] = url
         endpoints[("iscsi-perf", "ceiling", "none")] = ceiling_urls[0]
-        for target, first_lun in [("scst-rs", 0), ("LIO", 0), ("tgt", 1), ("ceiling", 0)]:
+        for target, luns in LUNS.items():
             login(iqn(target), PORTS[target])
-            slots = ["none"] if target == "ceiling" else BACKINGS
-            disks = session_disks(iqn(target), [first_lun + i for i in range(len(slots))])
-            for i, b in enumerate(slots):
-                endpoints[("fio-iscsi", target, b)] = disks[first_lun + i]
-        for target, host in [("scst_local", scst_host), ("tcm_loop", loop_host)]:
-            disks = host_disks(host, [0, 1])
-            for i, b in enumerate(BACKINGS):
-                endpoints[("fio-local", target, b)] = disks[i]
+            disks = session_disks(iqn(target), list(luns.values()))
+            for b, lun in luns.items():
+                endpoints[("fio-iscsi", target, b)] = disks[lun]
+        # scst_local has the iSCSI target's LUNs, tcm_loop LIO's.
+        for target, host, luns in [("scst_local", scst_host, LUNS["scst-rs"]),
+                                   ("tcm_loop", loop_host, LUNS["LIO"])]:
+            disks = host_disks(host, list(luns.values()))
+            for b, lun in luns.items():
+                endpoints[("fio-local", target, b)] = disks[lun]
         # The same file through the user-space handler and through vdisk_fileio.
         disks = host_disks(scst_host, [1, 2])
         endpoints[("fio-user", "scst_user", "file")] = disks[2]
@@ -435,6 +461,7 @@ def main():
     with open(raw, "w") as f:
         json.dump(record, f, indent=1)
     sh("umount", tmpfs, check=False)
+    sh("rmmod", "null_blk", check=False)
     failed = [r for r in record["runs"] if "error" in r]
     log(f"{len(record['runs'])} runs, {len(failed)} failed")
     return 1 if failed else 0

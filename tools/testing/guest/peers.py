@@ -31,7 +31,7 @@ NULL_SIZE = 256 << 20
 
 
 def _lio_modules():
-    for m in ["target_core_mod", "target_core_file", "iscsi_target_mod"]:
+    for m in ["target_core_mod", "target_core_file", "target_core_iblock", "iscsi_target_mod"]:
         _sh("modprobe", m)
     if not os.path.ismount(CONFIGFS):
         _sh("mount", "-t", "configfs", "none", CONFIGFS)
@@ -44,8 +44,9 @@ def _quietly(f, *a):
 
 @contextlib.contextmanager
 def lio_backstores(*backings, name="peer"):
-    """One LIO backstore per backing (a file, or NULL for an rd_mcp nullio
-    store of NULL_SIZE); yields their configfs paths, for fabrics to link."""
+    """One LIO backstore per backing (a file, a block device as iblock, or
+    NULL for an rd_mcp nullio store of NULL_SIZE); yields their configfs
+    paths, for fabrics to link."""
     _lio_modules()
     cores = []
     try:
@@ -53,6 +54,9 @@ def lio_backstores(*backings, name="peer"):
             if backing is NULL:
                 core = f"{CONFIGFS}/target/core/rd_mcp_{i}/{name}{i}"
                 control = f"rd_pages={NULL_SIZE >> 12},rd_nullio=1"
+            elif backing.startswith("/dev/"):
+                core = f"{CONFIGFS}/target/core/iblock_{i}/{name}{i}"
+                control = f"udev_path={backing}"
             else:
                 core = f"{CONFIGFS}/target/core/fileio_{i}/{name}{i}"
                 control = f"fd_dev_name={backing},fd_dev_size={os.path.getsize(backing)}"
@@ -60,7 +64,7 @@ def lio_backstores(*backings, name="peer"):
             cores.append(core)
             _write(f"{core}/control", control)
             _write(f"{core}/enable", "1")
-            if backing is not NULL:
+            if backing is not NULL and not backing.startswith("/dev/"):
                 # UNMAP and WRITE SAME with UNMAP, as the scst-rs LUN offers them.
                 _write(f"{core}/attrib/emulate_tpu", "1")
                 _write(f"{core}/attrib/emulate_tpws", "1")
