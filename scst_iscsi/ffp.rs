@@ -71,6 +71,9 @@ struct PendingWrite {
     next_offset: u32,
 }
 
+/// Longest additional header segment a PDU may carry (255 words).
+const MAX_AHS_LEN: usize = 255 * 4;
+
 /// The receive loop's state in full feature phase.
 pub(crate) struct Ffp<'a> {
     pub(crate) conn: &'a Arc<Conn>,
@@ -86,6 +89,9 @@ pub(crate) struct Ffp<'a> {
     next_ttt: u32,
     /// Data segments of non-SCSI PDUs.
     scratch: KVec<u8>,
+    /// A PDU's additional header segments (at most 255 words): kept here,
+    /// off the receive loop's stack, which commands' paths run below.
+    ahs: KVec<u8>,
     /// NopInInterval, NopInTimeout and RspTimeout, in milliseconds.
     nop_in_interval_ms: u32,
     nop_in_timeout_ms: u32,
@@ -168,6 +174,8 @@ impl<'a> Ffp<'a> {
             0u8,
             GFP_KERNEL,
         )?;
+        let mut ahs = KVec::new();
+        ahs.extend_with(MAX_AHS_LEN, 0u8, GFP_KERNEL)?;
         let queued_commands = target.queued_commands.max(1);
         conn.open_window(
             exp_cmd_sn,
@@ -184,6 +192,7 @@ impl<'a> Ffp<'a> {
             pending: KVec::new(),
             next_ttt: 1,
             scratch,
+            ahs,
             nop_in_interval_ms: target.nop_in_interval.saturating_mul(1000),
             nop_in_timeout_ms: target.nop_in_timeout.saturating_mul(1000),
             rsp_timeout_ms: target.rsp_timeout.saturating_mul(1000),
@@ -317,12 +326,14 @@ impl<'a> Ffp<'a> {
         self.skip(padded(len) + self.data_digest_len(len))
     }
 
+    /// Receives and handles one PDU. Not inlined into the loop, whose
+    /// frame then stays small.
+    #[inline(never)]
     fn one_pdu(&mut self) -> core::result::Result<(), Ending> {
         let mut hdr = [0u8; BHS_LEN];
         self.read_header(&mut hdr)?;
         let ahs_len = usize::from(hdr[4]) * 4;
-        let mut ahs = [0u8; 255 * 4];
-        let ahs = ahs.get_mut(..ahs_len).ok_or(Ending::Failed(EINVAL))?;
+        let ahs = self.ahs.get_mut(..ahs_len).ok_or(Ending::Failed(EINVAL))?;
         self.conn.stream.read_exact(ahs)?;
         if self.params.header_digest {
             let mut got = [0u8; DIGEST_LEN];

@@ -153,7 +153,10 @@ impl TargetCatalog for Catalog<'_> {
     }
 }
 
-/// Runs the login phase; on success the session exists in the core.
+/// Runs the login phase; on success the session exists in the core. Not
+/// inlined into the connection's work: its large frame is gone before the
+/// full feature phase, whose commands run deep below it.
+#[inline(never)]
 pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> {
     let mut storage = KVec::new();
     storage.extend_with(LOGIN_STORAGE, 0u8, GFP_KERNEL)?;
