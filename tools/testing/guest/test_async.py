@@ -15,14 +15,12 @@ import time
 
 import pytest
 
-from conftest import (ROOT, backing_file, bhs, device_of, devices, host_of, iscsi_export, mgmt,
-                      open_iscsi_login, ping, raw_full_feature, recv_pdu, sh, write)
+from conftest import (FILEIO, ROOT, backing_file, bhs, device_of, devices, host_of, iscsi_export,
+                      mgmt, open_iscsi_login, ping, raw_full_feature, recv_pdu, sh, write)
 
 IQN = "iqn.2026-12.org.scst-rs:async"
 INITIATOR = "iqn.2026-12.org.scst-rs:async-client"
 OTHER = "iqn.2026-12.org.scst-rs:async-other"
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
 
 SIMPLE, ORDERED, HEAD_OF_QUEUE = 1, 2, 3
 SCSI_RESPONSE, DATA_IN, R2T, NOP_IN, TMF_RESPONSE = 0x21, 0x25, 0x31, 0x20, 0x22

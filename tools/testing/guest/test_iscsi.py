@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, backing_file, iscsi_test_cu, mgmt, read, sh, write
+from conftest import (KNOWN_ISCSI_FAILURES, ROOT, backing_file, iscsi_test_cu, mgmt, read, sh,
+                      write)
 
 IQN = "iqn.2026-11.org.scst-rs:t1"
 PORTAL = "iscsi://127.0.0.1"
@@ -258,9 +259,6 @@ def test_portals_and_allowed_portal(target):
     assert sessions_of() == []
 
 
-# iSCSI-family tests that fail for now, each with the reason (every SCSI
-# suite must pass).
-KNOWN_ISCSI_FAILURES = {}
 
 
 def test_iscsi_test_cu(target):

@@ -7,11 +7,11 @@ import os
 import subprocess
 import time
 
-from conftest import backing_file, mgmt, read, sh
+from conftest import KNOWN_ISCSI_FAILURES, REPO, backing_file, mgmt, read, sh
 from peers import lio_target, tgt_target
-from test_iscsi import IQN, KNOWN_ISCSI_FAILURES, PORTAL
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+IQN = "iqn.2026-11.org.scst-rs:t1"
+PORTAL = "iscsi://127.0.0.1"
 SCRATCH = os.environ.get("SCST_SCRATCH", "/tmp")
 BACKING_SIZE = 256 << 20
 

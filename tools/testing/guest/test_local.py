@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import (ROOT, backing_file, devices, dmesg_since, host_of, iscsi_test_cu,
-                      mark_dmesg, mgmt, read, sh, write)
+from conftest import (ROOT, SG_IO_LIMITED, backing_file, devices, dmesg_since, host_of,
+                      iscsi_test_cu, mark_dmesg, mgmt, read, sh, write)
 
 
 
@@ -342,12 +342,3 @@ def test_iscsi_test_cu(scst):
     assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"
 
 
-# Tests that fail on the SG_IO path before the target sees the command, each
-# with the reason; over iSCSI they reach the target.
-SG_IO_LIMITED = {
-    # Writes and reads 65536 blocks (32 MiB) in one WRITE(16)/READ(16);
-    # SG_IO refuses a request that large ("SG_IO ioctl failed"), so the
-    # read-back compares a stale buffer.
-    "SCSI.WriteSame16.Unmap":
-        "32 MiB single command exceeds what SG_IO carries",
-}

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, device_of, host_of, iscsi_export, mgmt, open_iscsi_login, sh
-from test_user import TAPE, handlers  # noqa: F401 (fixture)
+from conftest import ROOT, TAPE, device_of, host_of, iscsi_export, mgmt, open_iscsi_login, sh
 
 KIND_DATA = 0x4B4C4244
 KIND_FILEMARK = 0x4B4D4646

@@ -8,68 +8,16 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import (ROOT, backing_file, device_of, devices, dmesg_since, host_of,
-                      iscsi_export, iscsi_test_cu, mark_dmesg, mgmt, open_iscsi_login, read, sh,
-                      write)
-from test_local import SG_IO_LIMITED
+from conftest import (FILEIO, ROOT, SG_IO_LIMITED, backing_file, device_of, devices,
+                      dmesg_since, host_of, iscsi_export, iscsi_test_cu, mark_dmesg, mgmt,
+                      open_iscsi_login, read, sh, write)
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
-TAPE = os.path.join(REPO, "tools/scst_user/target/release/scst-user-tape")
 KERNEL_TROUBLE = ("BUG:", "Oops", "WARNING:", "hung_task", "blocked for more than",
                   "general protection", "kernel BUG")
-
-
-class Handler:
-    """A reference handler process serving device `name`."""
-
-    def __init__(self, name, path, *args, binary=FILEIO):
-        assert os.path.exists(binary), "build tools/scst_user first (cargo build --release)"
-        self.name = name
-        self.proc = subprocess.Popen([binary, *args, name, path], stderr=subprocess.PIPE, text=True)
-        # Read as it comes: a handler that logs much must never block on a
-        # full pipe.
-        self.lines = []
-        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr),
-                                       daemon=True)
-        self.reader.start()
-        # REGISTER_DEVICE has returned once both are there (the device's
-        # directory appears first).
-        made = [os.path.join(ROOT, "devices", name), os.path.join(ROOT, "handlers", name, name)]
-        for _ in range(100):
-            if all(os.path.exists(p) for p in made):
-                return
-            if self.proc.poll() is not None:
-                self.reader.join(timeout=30)
-                raise AssertionError(f"handler exited: {''.join(self.lines)}")
-            time.sleep(0.1)
-        raise AssertionError("device did not appear")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=60)
-        self.reader.join(timeout=30)
-        return "".join(self.lines)
-
-
-@pytest.fixture
-def handlers(scst):
-    started = []
-
-    def start(name, path, *args, binary=FILEIO):
-        h = Handler(name, path, *args, binary=binary)
-        started.append(h)
-        return h
-
-    yield start
-    for h in started:
-        h.kill()
 
 
 def export(dev, target, session="s1"):
