@@ -482,7 +482,9 @@ impl DeviceState {
         let per_initiator = self.per_initiator.load(Ordering::Relaxed);
         let mut pool = self.pool.lock();
         let n = finished.running.load(Ordering::Relaxed);
-        finished.running.store(n.saturating_sub(1), Ordering::Relaxed);
+        finished
+            .running
+            .store(n.saturating_sub(1), Ordering::Relaxed);
         let pick = if per_initiator {
             // The oldest command whose nexus has a worker to spare.
             pool.ready
