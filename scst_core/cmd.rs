@@ -13,7 +13,7 @@
 //! | PARSE, PREPARE_SPACE | [`super::session::Command::data_buffer`]: the buffer the data goes to (memory the logical unit lends, or new pages); a driver whose initiator owns the buffer (scst_local) skips it | the driver's receive context (process context: it may allocate) |
 //! | RDY_TO_XFER, DATA_WAIT | the driver fetches the data-out into the buffer (iSCSI: immediate data, R2T and Data-Out in its receive loop, which goes on receiving other PDUs meanwhile) | the driver's own |
 //! | TGT_PRE_EXEC | [`super::session::Command::submit`]: a refused command and one for an absent LUN are answered at once (nothing of a backend runs); an admitted one starts when its task attribute lets it, else it parks in its device's task set and the end of an older command starts it | the submitting context, or that of the older command's end; never sleeps |
-//! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block), or starts it and defers it ([`super::device::ExecCmd::defer`]): the worker goes on, and the [`Deferral`] brings the command back | a core worker, at most `threads_num` per device at once |
+//! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block), or starts it and defers it ([`super::device::ExecCmd::defer`]): the worker goes on, and the [`Deferral`] brings the command back | a core worker, at most `threads_num` per device at once (per nexus with `threads_pool_type` per_initiator) |
 //! | DEV_DONE, PRE_XMIT_RESP | the logical unit's status and sense become the response; MODE SELECT raises MODE PARAMETERS CHANGED on the other nexuses | the same worker; for a deferred command, whichever of its worker and its completion ends the deferral last (the completion, which may run in hard interrupt context, queues the command's work) |
 //! | XMIT_RESP | [`TgtCmd::xmit_response`]: the driver sends data-in and status, or queues them with the buffer for its own sender; a command task management aborted meanwhile has none | the same worker (or the submitting context for a command answered at once) |
 //! | FINISHED | the command leaves the task set (older-command waiters start) and the in-flight set (task management waiting for it wakes) | where XMIT_RESP ran |
@@ -128,11 +128,7 @@ impl<T: TgtCmd> Body<T> {
             self.end_aborted(response);
             return;
         }
-        // Two parties end a deferral: the worker, once the body is back in
-        // `cmd`, and the logical unit's completion.
-        cmd.resume_refs.store(2, Ordering::Relaxed);
-        let resumable: Arc<dyn Resumable> = cmd.clone();
-        match self.exec(Some(resumable)) {
+        match self.exec(Some(cmd)) {
             AfterExec::Now(response) => self.respond(response),
             AfterExec::Later => {
                 *cmd.body.lock() = Some(self);
@@ -147,7 +143,7 @@ impl<T: TgtCmd> Body<T> {
     /// EXEC, then DEV_DONE and PRE_XMIT_RESP of a command that completed
     /// there: runs the command (the core's own answer, or its logical
     /// unit's) and returns the response.
-    fn exec(&mut self, resumable: Option<Arc<dyn Resumable>>) -> AfterExec {
+    fn exec(&mut self, defer: Option<&dyn Defer>) -> AfterExec {
         if self.command.state != State::TgtPreExec {
             // Executed once; a second run would answer twice.
             pr_err!(
@@ -168,7 +164,7 @@ impl<T: TgtCmd> Body<T> {
                 let mut data = self.tgt.buffer();
                 match self
                     .command
-                    .dispatch(cdb, &mut data, self.direction, lent, resumable)
+                    .dispatch(cdb, &mut data, self.direction, lent, defer)
                 {
                     Dispatched::Now(r) => r,
                     Dispatched::Later { done, failed } => {
@@ -306,6 +302,23 @@ impl<T: TgtCmd> Scheduled for Cmd<T> {
     }
 }
 
+/// Makes the [`Deferral`] of a command whose logical unit defers it; only
+/// then is the command's reference taken.
+pub(crate) trait Defer {
+    fn deferral(&self) -> Deferral;
+}
+
+impl<T: TgtCmd> Defer for Arc<Cmd<T>> {
+    fn deferral(&self) -> Deferral {
+        // Two parties end a deferral: the worker, once the body is back in
+        // the command (see `Body::run`), and the logical unit's completion.
+        self.resume_refs.store(2, Ordering::Relaxed);
+        Deferral {
+            cmd: Some(self.clone()),
+        }
+    }
+}
+
 /// A command whose logical unit completes it later.
 pub(crate) trait Resumable: Send + Sync {
     /// The logical unit is done with the command; any context, hard
@@ -333,10 +346,6 @@ pub(crate) struct Deferral {
 }
 
 impl Deferral {
-    pub(super) fn new(cmd: Arc<dyn Resumable>) -> Self {
-        Self { cmd: Some(cmd) }
-    }
-
     /// The command ends as its logical unit said it would on success or
     /// on failure. Any context, hard interrupt included; never sleeps.
     pub(crate) fn complete(mut self, succeeded: bool) {

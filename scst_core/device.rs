@@ -4,7 +4,7 @@
 //! core (`handlers/`, `devices/`).
 
 use super::buffer::{BufferRequest, LendRefused, LentBuffer, LentId};
-use super::cmd::{Deferral, ExecQueue, Resumable, Scheduled};
+use super::cmd::{Defer, Deferral, ExecQueue, Scheduled};
 use super::mgmt::{MgmtError, Params};
 use super::sense::{Sense, SenseFormat};
 use super::session::TgtDev;
@@ -116,7 +116,7 @@ pub(crate) struct ExecCmd<'a, 'b> {
     /// The command's tag on its nexus (what ABORT TASK names).
     pub(crate) tag: u32,
     /// The command, for a logical unit that completes it later.
-    pub(super) resumable: Option<Arc<dyn Resumable>>,
+    pub(super) defer: Option<&'a dyn Defer>,
     /// What [`Self::defer`] was told the command ends with.
     pub(super) deferred: Option<(Completion, Sense)>,
 }
@@ -130,9 +130,9 @@ impl ExecCmd<'_, '_> {
     /// cannot be deferred (it must then complete before `execute`
     /// returns).
     pub(crate) fn defer(&mut self, done: Completion, failed: Sense) -> Option<Deferral> {
-        let resumable = self.resumable.take()?;
+        let deferral = self.defer.take()?.deferral();
         self.deferred = Some((done, failed));
-        Some(Deferral::new(resumable))
+        Some(deferral)
     }
 }
 

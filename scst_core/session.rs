@@ -13,7 +13,7 @@
 
 use super::buffer::{BufferRequest, CmdBuffer, LentId};
 use super::cdb::{self, Cdb, Out};
-use super::cmd::{Resumable, State};
+use super::cmd::{Defer, State};
 use super::device::{
     Completion, DataDirection, DeviceState, ExecCmd, Executed, NexusInfo, RawStatus, TaskMgmt,
     TmFunction,
@@ -372,7 +372,7 @@ impl Command {
         data: &mut SgList<'_>,
         direction: DataDirection,
         lent: Option<LentId>,
-        resumable: Option<Arc<dyn Resumable>>,
+        defer: Option<&dyn Defer>,
     ) -> Dispatched {
         let refused = match self.admission {
             Some(Err(Refusal::TaskSetFull)) => Some(status::TASK_SET_FULL),
@@ -390,7 +390,7 @@ impl Command {
             data,
             direction,
             lent,
-            resumable,
+            defer,
         )
     }
 }
@@ -666,7 +666,7 @@ impl Session {
         data: &mut SgList<'_>,
         direction: DataDirection,
         lent: Option<LentId>,
-        resumable: Option<Arc<dyn Resumable>>,
+        defer: Option<&dyn Defer>,
     ) -> Dispatched {
         let Some(tgt_dev) = tgt_dev else {
             // The core answers every command for an absent LUN.
@@ -687,7 +687,7 @@ impl Session {
             nexus: tgt_dev.attached.id,
             lent,
             tag,
-            resumable,
+            defer,
             deferred: None,
         };
         let result = tgt_dev.dev.lu.execute(&mut cmd);
