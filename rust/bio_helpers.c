@@ -11,6 +11,7 @@
 #include <linux/slab.h>
 
 #include "helpers.h"
+#include "sg_iter.h"
 
 /* The bios of one range, and who hears when the last one ends. */
 struct scst_rs_bio_batch {
@@ -83,7 +84,7 @@ int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 	struct bio *bio = NULL;
 	blk_opf_t opf;
 	sector_t sector;
-	size_t covered = 0, left = len;
+	size_t at = 0, left = len;
 	unsigned int i;
 
 	if (!S_ISBLK(file_inode(file)->i_mode))
@@ -105,19 +106,12 @@ int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 
 	blk_start_plug(&plug);
 	for_each_sg(sgl, sg, nents, i) {
-		size_t off = sg->offset, l = sg->length;
+		size_t off, l;
 
-		if (!left)
+		if (at >= skip + len)
 			break;
-		if (skip > covered) {
-			size_t drop = min(skip - covered, l);
-
-			covered += drop;
-			off += drop;
-			l -= drop;
-		}
-		covered += l;
-		l = min(l, left);
+		l = scst_rs_sg_part(sg, at, skip, skip + len, &off);
+		at += sg->length;
 		while (l) {
 			struct page *page = nth_page(sg_page(sg), off >> PAGE_SHIFT);
 			unsigned int in_page = offset_in_page(off);

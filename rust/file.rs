@@ -40,6 +40,14 @@ fn check_len(ret: isize) -> Result<usize> {
     }
 }
 
+/// The raw list of `sg`, if it holds `len` bytes from `skip`.
+fn range_of(sg: &SgList<'_>, skip: usize, len: usize) -> Result<(*mut bindings::scatterlist, u32)> {
+    if skip.checked_add(len).map_or(true, |end| end > sg.len()) {
+        return Err(EINVAL);
+    }
+    Ok(sg.raw())
+}
+
 impl BackingFile {
     /// Opens `path` as the module's own file reference.
     pub(crate) fn open(path: &CStr, options: OpenOptions) -> Result<Self> {
@@ -83,10 +91,7 @@ impl BackingFile {
         write: bool,
         dsync: bool,
     ) -> Result<usize> {
-        if skip.checked_add(len).map_or(true, |end| end > sg.len()) {
-            return Err(EINVAL);
-        }
-        let (sgl, nents) = sg.raw();
+        let (sgl, nents) = range_of(sg, skip, len)?;
         // SAFETY: `file` is valid by the type invariants; `sgl` has `nents`
         // entries covering `skip + len` bytes, valid while `sg` is borrowed.
         check_len(unsafe {
@@ -139,10 +144,7 @@ impl BackingFile {
         fua: bool,
         done: KBox<T>,
     ) -> Result {
-        if skip.checked_add(len).map_or(true, |end| end > sg.len()) {
-            return Err(EINVAL);
-        }
-        let (sgl, nents) = sg.raw();
+        let (sgl, nents) = range_of(sg, skip, len)?;
         let ctx = done.into_foreign() as *mut core::ffi::c_void;
         // SAFETY: `file` is valid by the type invariants; `sgl` has `nents`
         // entries covering `skip + len` bytes, valid for the call (the C

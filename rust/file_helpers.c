@@ -62,44 +62,38 @@ int scst_rs_sg_iter(struct scst_rs_bvecs *b, struct iov_iter *iter,
 		    unsigned int nents, size_t skip, size_t len)
 {
 	struct scatterlist *sg;
-	size_t covered = 0;
+	size_t at = 0, got = 0, off;
 	unsigned int n = 0, i;
 
 	b->v = b->stack;
 	/* Size the array by the entries the range touches, not the list. */
 	for_each_sg(sgl, sg, nents, i) {
-		if (covered >= skip + len)
+		if (at >= skip + len)
 			break;
-		if (covered + sg->length > skip)
+		if (scst_rs_sg_part(sg, at, skip, skip + len, &off))
 			n++;
-		covered += sg->length;
+		at += sg->length;
 	}
 	if (n > ARRAY_SIZE(b->stack)) {
 		b->v = kmalloc_array(n, sizeof(*b->v), GFP_KERNEL);
 		if (!b->v)
 			return -ENOMEM;
 	}
-	covered = 0;
+	at = 0;
 	n = 0;
 	for_each_sg(sgl, sg, nents, i) {
-		size_t off = sg->offset, l = sg->length;
+		size_t l;
 
-		if (covered >= skip + len)
+		if (at >= skip + len)
 			break;
-		if (skip > covered) {
-			size_t drop = min(skip - covered, l);
-
-			covered += drop;
-			off += drop;
-			l -= drop;
-			if (!l)
-				continue;
-		}
-		l = min(l, skip + len - covered);
+		l = scst_rs_sg_part(sg, at, skip, skip + len, &off);
+		at += sg->length;
+		if (!l)
+			continue;
 		bvec_set_page(&b->v[n++], sg_page(sg), l, off);
-		covered += l;
+		got += l;
 	}
-	if (covered < skip + len) {
+	if (got < len) {
 		scst_rs_bvecs_release(b);
 		return -EINVAL;
 	}

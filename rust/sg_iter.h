@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * A scatterlist range as a bvec iterator, shared by the file and socket
- * helpers (C only: not bound to Rust).
+ * A scatterlist range as a bvec iterator, and the clipping of entries to a
+ * range under it, shared by the file, socket and bio helpers (C only: not
+ * bound to Rust).
  */
 #ifndef SCST_RS_SG_ITER_H
 #define SCST_RS_SG_ITER_H
@@ -17,6 +18,22 @@ struct scst_rs_bvecs {
 	struct bio_vec stack[SCST_RS_STACK_BVECS];
 	struct bio_vec *v;
 };
+
+/*
+ * The part of scatterlist entry @sg, which begins @at bytes into its list,
+ * that lies in the list's bytes [@start, @end): returns its length (0 for
+ * none) and sets *@off to where it begins in the entry's pages.
+ */
+static inline size_t scst_rs_sg_part(struct scatterlist *sg, size_t at,
+				     size_t start, size_t end, size_t *off)
+{
+	size_t from = max(at, start), to = min(at + sg->length, end);
+
+	if (from >= to)
+		return 0;
+	*off = sg->offset + (from - at);
+	return to - from;
+}
 
 int scst_rs_sg_iter(struct scst_rs_bvecs *b, struct iov_iter *iter,
 		    unsigned int direction, struct scatterlist *sgl,
