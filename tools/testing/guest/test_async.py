@@ -10,12 +10,11 @@ import os
 import re
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import (FILEIO, ROOT, backing_file, bhs, device_of, devices, host_of, iscsi_export,
+from conftest import (ROOT, backing_file, bhs, device_of, devices, host_of, iscsi_export,
                       mgmt, open_iscsi_login, ping, raw_full_feature, recv_pdu, sh, write)
 
 IQN = "iqn.2026-12.org.scst-rs:async"
@@ -178,59 +177,51 @@ def read10(s, itt, cmd_sn, lba, blocks=1):
                   rest=cdb, immediate=False))
 
 
-def test_held_user_command_blocks_nothing(scst):
+def holds_its_command(h):
+    """Waits (up to 10 s) until handler `h` says it holds a command."""
+    for _ in range(100):
+        if any(line.startswith("holding command") for line in h.lines):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_held_user_command_blocks_nothing(handlers):
     """A READ that a scst_user handler holds: a second READ on the same
     connection is answered meanwhile, NOP-Out too, and ABORT TASK on the
     same connection reaches the handler, which ends the held command; the
     task management response comes after it, and the command has none."""
-    assert os.path.exists(FILEIO), "build tools/scst_user first (cargo build --release)"
     sh("ip", "link", "set", "lo", "up")
     path = backing_file("uasync", 16 << 20)
     held_lba = 4000
-    proc = subprocess.Popen([FILEIO, "-t", "2", "--hold-lba", str(held_lba), "uasync", path],
-                            stderr=subprocess.PIPE, text=True)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-    try:
-        for _ in range(100):
-            if os.path.exists(os.path.join(ROOT, "handlers/uasync/uasync")):
-                break
-            time.sleep(0.1)
-        with iscsi_export(IQN, "uasync"):
-            s, exp = logged_in(IQN, INITIATOR)
-            try:
-                read10(s, 0x60, exp, held_lba)
-                for _ in range(100):
-                    if any(line.startswith("holding command") for line in lines):
-                        break
-                    time.sleep(0.1)
-                read10(s, 0x61, exp + 1, 8)
-                assert responses(s, 1) == [(0x61, 0)], "a held command stopped the connection"
-                assert itt_of(ping(s, 0x62, exp + 2)) == 0x62
-                abort_task(s, 0x63, 0x60, exp, exp + 2)
-                s.settimeout(30)
-                seen = []
-                while True:
-                    hdr, _ = recv_pdu(s)
-                    op = hdr[0] & 0x3F
-                    seen.append((op, itt_of(hdr)))
-                    if op == TMF_RESPONSE:
-                        assert hdr[2] == 0, f"ABORT TASK answered {hdr[2]}"
-                        break
-                # An aborted command gets no response (SAM: only the task
-                # management function answers), before the answer or after.
-                hdr = ping(s, 0x64, exp + 2)
-                seen.append((hdr[0] & 0x3F, itt_of(hdr)))
-                assert seen[-1][1] == 0x64, seen
-                assert not [p for p in seen if p[1] == 0x60], seen
-            finally:
-                s.close()
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
-        reader.join(timeout=30)
-    log = "".join(lines)
+    h = handlers("uasync", path, "-t", "2", "--hold-lba", str(held_lba))
+    with iscsi_export(IQN, "uasync"):
+        s, exp = logged_in(IQN, INITIATOR)
+        try:
+            read10(s, 0x60, exp, held_lba)
+            holds_its_command(h)
+            read10(s, 0x61, exp + 1, 8)
+            assert responses(s, 1) == [(0x61, 0)], "a held command stopped the connection"
+            assert itt_of(ping(s, 0x62, exp + 2)) == 0x62
+            abort_task(s, 0x63, 0x60, exp, exp + 2)
+            s.settimeout(30)
+            seen = []
+            while True:
+                hdr, _ = recv_pdu(s)
+                op = hdr[0] & 0x3F
+                seen.append((op, itt_of(hdr)))
+                if op == TMF_RESPONSE:
+                    assert hdr[2] == 0, f"ABORT TASK answered {hdr[2]}"
+                    break
+            # An aborted command gets no response (SAM: only the task
+            # management function answers), before the answer or after.
+            hdr = ping(s, 0x64, exp + 2)
+            seen.append((hdr[0] & 0x3F, itt_of(hdr)))
+            assert seen[-1][1] == 0x64, seen
+            assert not [p for p in seen if p[1] == 0x60], seen
+        finally:
+            s.close()
+    log = h.kill()
     assert re.search(r"^task management received: fn 0 ", log, re.M), log
     for _ in range(100):
         if not os.path.exists(os.path.join(ROOT, "devices/uasync")):
@@ -240,57 +231,39 @@ def test_held_user_command_blocks_nothing(scst):
 
 
 @pytest.mark.parametrize("pool", ["shared", "per_initiator"])
-def test_threads_pool_type(scst, pool):
+def test_threads_pool_type(handlers, pool):
     """threads_num 1: a READ a scst_user handler holds occupies the
     device's only worker. Another initiator's READ waits for it with the
     shared pool, and runs once ABORT TASK ends the held one; with
     per_initiator each initiator has its own worker, so it is answered
     while the first READ is still held."""
-    assert os.path.exists(FILEIO), "build tools/scst_user first (cargo build --release)"
     sh("ip", "link", "set", "lo", "up")
     path = backing_file("upool", 16 << 20)
     held_lba = 3000
-    proc = subprocess.Popen([FILEIO, "-t", "2", "--hold-lba", str(held_lba), "upool", path],
-                            stderr=subprocess.PIPE, text=True)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-    try:
-        for _ in range(100):
-            if os.path.exists(os.path.join(ROOT, "handlers/upool/upool")):
-                break
-            time.sleep(0.1)
-        mgmt("devices/upool/threads_num", "1")
-        mgmt("devices/upool/threads_pool_type", pool)
-        assert open(os.path.join(ROOT, "devices/upool/threads_pool_type")).read() == pool + "\n"
-        with iscsi_export(IQN, "upool"):
-            a, exp_a = logged_in(IQN, INITIATOR)
-            b, exp_b = logged_in(IQN, OTHER, isid=b"\x80\x00\x00\x00\x00\x02")
-            try:
-                read10(a, 0xB0, exp_a, held_lba)
-                for _ in range(100):
-                    if any(line.startswith("holding command") for line in lines):
-                        break
-                    time.sleep(0.1)
-                assert any(line.startswith("holding command") for line in lines), lines
-                read10(b, 0xB1, exp_b, 8)
-                if pool == "per_initiator":
-                    assert responses(b, 1) == [(0xB1, 0)]
-                else:
-                    assert nothing_arrives(b, 2)
-                abort_task(a, 0xB2, 0xB0, exp_a, exp_a + 1)
-                a.settimeout(30)
-                hdr, _ = recv_pdu(a)
-                assert hdr[0] & 0x3F == TMF_RESPONSE and hdr[2] == 0, hdr.hex()
-                if pool == "shared":
-                    assert responses(b, 1) == [(0xB1, 0)]
-            finally:
-                a.close()
-                b.close()
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
-        reader.join(timeout=30)
+    h = handlers("upool", path, "-t", "2", "--hold-lba", str(held_lba))
+    mgmt("devices/upool/threads_num", "1")
+    mgmt("devices/upool/threads_pool_type", pool)
+    assert open(os.path.join(ROOT, "devices/upool/threads_pool_type")).read() == pool + "\n"
+    with iscsi_export(IQN, "upool"):
+        a, exp_a = logged_in(IQN, INITIATOR)
+        b, exp_b = logged_in(IQN, OTHER, isid=b"\x80\x00\x00\x00\x00\x02")
+        try:
+            read10(a, 0xB0, exp_a, held_lba)
+            assert holds_its_command(h), h.lines
+            read10(b, 0xB1, exp_b, 8)
+            if pool == "per_initiator":
+                assert responses(b, 1) == [(0xB1, 0)]
+            else:
+                assert nothing_arrives(b, 2)
+            abort_task(a, 0xB2, 0xB0, exp_a, exp_a + 1)
+            a.settimeout(30)
+            hdr, _ = recv_pdu(a)
+            assert hdr[0] & 0x3F == TMF_RESPONSE and hdr[2] == 0, hdr.hex()
+            if pool == "shared":
+                assert responses(b, 1) == [(0xB1, 0)]
+        finally:
+            a.close()
+            b.close()
 
 
 def test_initiator_that_stops_reading_stalls_only_itself(target):
