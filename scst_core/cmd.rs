@@ -112,6 +112,28 @@ struct Body<T> {
     deferred: Option<(Completion, Sense)>,
 }
 
+/// How a deferred command ends when its logical unit learns the outcome
+/// only at the end (a user-space handler's reply), rather than choosing
+/// between the two it gave [`super::device::ExecCmd::defer`].
+pub(crate) enum Outcome {
+    Done(Completion),
+    Failed(Sense),
+    /// Still to place in the command's buffer: runs on the worker that
+    /// resumes the command (see [`FinishDeferred`]).
+    Finish(Arc<dyn FinishDeferred>),
+}
+
+/// The last step of a deferred command whose data-in its logical unit
+/// holds elsewhere (a user-space handler's own buffer).
+pub(crate) trait FinishDeferred: Send + Sync {
+    /// Places the data-in in `data`, the command's buffer, and returns
+    /// how the command ended. Called at most once, on a core worker
+    /// (process context) as the command resumes; not at all for a
+    /// command task management aborted meanwhile, which is dropped
+    /// instead.
+    fn finish(&self, data: &mut SgList<'_>) -> Result<Completion, Sense>;
+}
+
 /// What EXEC left of a command.
 enum AfterExec {
     /// DEV_DONE is over: the response.
@@ -181,12 +203,24 @@ impl<T: TgtCmd> Body<T> {
     }
 
     /// DEV_DONE and PRE_XMIT_RESP of a deferred command, whose logical
-    /// unit said it `succeeded` or not.
-    fn completed(mut self, succeeded: bool) {
-        let response = match (self.deferred.take(), &self.command.tgt_dev) {
-            (Some((done, failed)), Some(t)) => {
-                response_of(t, if succeeded { Ok(done) } else { Err(failed) })
+    /// unit said it `succeeded` or not, or gave the `late` outcome.
+    fn completed(mut self, succeeded: bool, late: Option<Outcome>) {
+        let chosen = self.deferred.take().map(|(done, failed)| match late {
+            Some(Outcome::Done(done)) => Ok(done),
+            Some(Outcome::Failed(failed)) => Err(failed),
+            Some(Outcome::Finish(finish)) => {
+                if self.command.is_aborted() {
+                    // No response: the data-in is not wanted.
+                    Err(failed)
+                } else {
+                    finish.finish(&mut self.tgt.buffer())
+                }
             }
+            None if succeeded => Ok(done),
+            None => Err(failed),
+        });
+        let response = match (chosen, &self.command.tgt_dev) {
+            (Some(outcome), Some(t)) => response_of(t, outcome),
             // Only a logical unit defers, and it gave both outcomes.
             _ => Response::status(super::session::status::BUSY),
         };
@@ -239,6 +273,9 @@ pub(crate) struct Cmd<T> {
     resume_refs: AtomicU32,
     /// The deferral's outcome: the logical unit succeeded.
     succeeded: AtomicBool,
+    /// The deferral's outcome, given at its end ([`Deferral::finish`]).
+    #[pin]
+    late: SpinLock<Option<Outcome>>,
     /// Where a deferred command resumes; counts the command as live.
     exec: Live,
 }
@@ -252,8 +289,9 @@ impl<T: TgtCmd> Cmd<T> {
     /// and its logical unit are done with the deferral.
     fn resume(&self) {
         let body = self.body.lock().take();
+        let late = self.late.lock().take();
         if let Some(body) = body {
-            body.completed(self.succeeded.load(Ordering::Acquire));
+            body.completed(self.succeeded.load(Ordering::Acquire), late);
         }
     }
 }
@@ -324,6 +362,10 @@ pub(crate) trait Resumable: Send + Sync {
     /// The logical unit is done with the command; any context, hard
     /// interrupt included. Never sleeps.
     fn deferral_done(self: Arc<Self>, succeeded: bool);
+
+    /// Records how the command ends, before [`Self::deferral_done`];
+    /// process context (its lock is not taken with interrupts disabled).
+    fn set_outcome(&self, outcome: Outcome);
 }
 
 impl<T: TgtCmd> Resumable for Cmd<T> {
@@ -335,6 +377,10 @@ impl<T: TgtCmd> Resumable for Cmd<T> {
             let queue = self.exec.0.clone();
             queue.resume(self);
         }
+    }
+
+    fn set_outcome(&self, outcome: Outcome) {
+        *self.late.lock() = Some(outcome);
     }
 }
 
@@ -351,6 +397,16 @@ impl Deferral {
     pub(crate) fn complete(mut self, succeeded: bool) {
         if let Some(cmd) = self.cmd.take() {
             cmd.deferral_done(succeeded);
+        }
+    }
+
+    /// The command ends with `outcome`, which replaces both the logical
+    /// unit gave when it deferred. Process context only: unlike
+    /// [`Self::complete`], it takes a lock.
+    pub(crate) fn finish(mut self, outcome: Outcome) {
+        if let Some(cmd) = self.cmd.take() {
+            cmd.set_outcome(outcome);
+            cmd.deferral_done(true);
         }
     }
 }
@@ -422,6 +478,7 @@ impl Command {
                 work <- new_work!("scst::Cmd::work"),
                 resume_refs: AtomicU32::new(2),
                 succeeded: AtomicBool::new(false),
+                late <- new_spinlock!(None),
                 exec: live,
             }),
             GFP_ATOMIC,
@@ -479,6 +536,12 @@ impl ExecQueue {
     /// it).
     pub(crate) fn run(&self, cmd: Arc<dyn Scheduled>) {
         cmd.start_worker(self.wq.queue());
+    }
+
+    /// Runs `f` on the core's workqueue: a logical unit's watchdog, which
+    /// must return once its unit is gone (module unload waits for it).
+    pub(crate) fn spawn(&self, f: impl FnOnce() + Send + 'static) -> Result {
+        Ok(self.wq.queue().try_spawn(GFP_KERNEL, f)?)
     }
 
     /// Resumes a deferred command on a worker; any context.

@@ -131,6 +131,11 @@ pub(crate) struct Scst {
 }
 
 impl Scst {
+    /// Runs `f` on the core's workqueue (see [`cmd::ExecQueue::spawn`]).
+    pub(crate) fn spawn(&self, f: impl FnOnce() + Send + 'static) -> Result {
+        self.exec.spawn(f)
+    }
+
     /// Runs `f` under the registry lock, for a driver's own lookups (an
     /// iSCSI login finding its target); never from a sysfs read.
     pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {

@@ -42,6 +42,9 @@ pub(super) struct UserDev {
     /// Processes waiting for commands sleep here.
     #[pin]
     pub(super) ready: CondVar,
+    /// The watchdog sleeps here between its looks for late EXECs.
+    #[pin]
+    pub(super) watched: CondVar,
     /// Commands whose data the transport moved in the process's buffer.
     pub(super) zero_copy_commands: AtomicU64,
     /// Commands whose data was copied between the transport's buffer and
@@ -120,27 +123,30 @@ impl Lender for UserDev {
 
 impl LogicalUnit for UserDev {
     fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Executed, Sense> {
-        self.execute_now(cmd).map(Executed::Done)
+        self.execute_now(cmd)
     }
 
     fn task_mgmt_received(&self, tm: &TaskMgmt) {
         let (function, tag) = tm_function(tm.function);
+        // A command of the nexus (and tag) the function names.
+        let named = |u: &UCmd| {
+            let (Msg::Parse { sess_h, tag: t, .. }
+            | Msg::AllocMem { sess_h, tag: t, .. }
+            | Msg::Exec { sess_h, tag: t, .. }) = &u.msg
+            else {
+                return false;
+            };
+            *sess_h == tm.nexus && tag.map_or(true, |tag| tag == *t)
+        };
         let mut cmd_h_to_abort = 0;
         let mut aborted = false;
+        let mut aborted_pending = false;
         {
             let mut inner = self.inner.lock();
-            for u in inner.ucmds.iter_mut() {
-                let (Msg::Parse { sess_h, tag: t, .. }
-                | Msg::AllocMem { sess_h, tag: t, .. }
-                | Msg::Exec { sess_h, tag: t, .. }) = &u.msg
-                else {
-                    continue;
-                };
-                if *sess_h != tm.nexus || tag.is_some_and(|tag| tag != *t) {
-                    continue;
-                }
+            for u in inner.ucmds.iter_mut().filter(|u| named(u)) {
                 match u.state {
                     // The process never sees it.
+                    State::Queued if u.pending.is_some() => aborted_pending = true,
                     State::Queued => {
                         u.state = State::Aborted;
                         aborted = true;
@@ -152,6 +158,12 @@ impl LogicalUnit for UserDev {
         }
         if aborted {
             self.replied.notify_all();
+        }
+        while let Some((h, pending)) = aborted_pending
+            .then(|| self.take_pending(|u| matches!(u.state, State::Queued) && named(u)))
+            .flatten()
+        {
+            self.fail_pending(Some(h), pending, Failure::Aborted);
         }
         // The process may end the command it has sooner; the core waits for
         // its reply (or its timeout) either way.

@@ -241,6 +241,16 @@ pub(super) struct UCmd {
     pub(super) h: u32,
     pub(super) msg: Msg,
     pub(super) state: State,
+    /// An EXEC that no worker waits for: its reply, its timeout or the
+    /// process's end completes it.
+    pub(super) pending: Option<Pending>,
+}
+
+impl UCmd {
+    /// Whether a worker sleeps until the reply (see [`UserDev::call`]).
+    fn waited_for(&self) -> bool {
+        self.msg.has_waiter() && self.pending.is_none()
+    }
 }
 
 /// Why a command got no answer.
@@ -311,36 +321,66 @@ impl UserDev {
     /// (its PARSE, ALLOC_MEM, EXEC and ON_FREE_CMD share one, as in SCST),
     /// or a new one when `*h` is `None`, which is then set.
     pub(super) fn post(&self, h: &mut Option<u32>, msg: Msg) -> core::result::Result<u32, Failure> {
+        self.enqueue(h, msg, None).map_err(|(f, _)| f)
+    }
+
+    /// [`Self::post`], for an EXEC that `pending` completes; a refused one
+    /// gives `pending` back.
+    pub(super) fn enqueue(
+        &self,
+        h: &mut Option<u32>,
+        msg: Msg,
+        pending: Option<Pending>,
+    ) -> core::result::Result<u32, (Failure, Option<Pending>)> {
         let h = {
             let mut inner = self.inner.lock();
             if !inner.alive {
-                return Err(Failure::Gone);
+                return Err((Failure::Gone, pending));
             }
-            if inner.ucmds.len() >= MAX_UCMDS {
-                return Err(Failure::Busy);
+            if inner.ucmds.len() >= MAX_UCMDS
+                || inner.queue.reserve(1, GFP_ATOMIC).is_err()
+                || inner.ucmds.reserve(1, GFP_ATOMIC).is_err()
+            {
+                return Err((Failure::Busy, pending));
             }
             let h = *h.get_or_insert_with(|| self.new_handle());
-            inner.queue.push(h, GFP_ATOMIC).map_err(|_| Failure::Busy)?;
-            if inner
-                .ucmds
-                .push(
-                    UCmd {
-                        h,
-                        msg,
-                        state: State::Queued,
-                    },
-                    GFP_ATOMIC,
-                )
-                .is_err()
-            {
-                inner.queue.pop();
-                return Err(Failure::Busy);
-            }
+            // Room is reserved: neither push fails (nor drops `pending`
+            // under the lock).
+            let _ = inner.queue.push(h, GFP_ATOMIC);
+            let _ = inner.ucmds.push(
+                UCmd {
+                    h,
+                    msg,
+                    state: State::Queued,
+                    pending,
+                },
+                GFP_ATOMIC,
+            );
             h
         };
         self.ready.notify_one();
         self.pollq.wake();
         Ok(h)
+    }
+
+    /// Takes out the first EXEC no worker waits for that `expired` says
+    /// must end now (it is not being replied to).
+    pub(super) fn take_pending(
+        &self,
+        mut expired: impl FnMut(&UCmd) -> bool,
+    ) -> Option<(u32, Pending)> {
+        let mut inner = self.inner.lock();
+        let h = inner
+            .ucmds
+            .iter()
+            .find(|u| {
+                u.pending.is_some()
+                    && matches!(u.state, State::Queued | State::Delivered)
+                    && expired(u)
+            })?
+            .h;
+        let pending = inner.remove(h)?.pending?;
+        Some((h, pending))
     }
 
     /// Posts a notification that nothing waits for, under a new handle.
@@ -435,7 +475,7 @@ impl UserDev {
             inner.queue.clear();
             let mut i = 0;
             while i < inner.ucmds.len() {
-                if inner.ucmds[i].msg.has_waiter() {
+                if inner.ucmds[i].waited_for() || inner.ucmds[i].pending.is_some() {
                     i += 1;
                 } else {
                     inner.ucmds.swap_remove(i);
@@ -446,7 +486,13 @@ impl UserDev {
         drop(cache);
         self.replied.notify_all();
         self.ready.notify_all();
+        self.watched.notify_all();
         self.pollq.wake();
+        // One at a time: ending one unpins its buffer, outside the lock. A
+        // reply being checked ends its own.
+        while let Some((h, pending)) = self.take_pending(|_| true) {
+            self.fail_pending(Some(h), pending, Failure::Gone);
+        }
     }
 
     /// Hands the oldest queued message to the process, encoded in `out`.
@@ -487,7 +533,7 @@ impl UserDev {
     }
 
     /// Checks and applies one reply from the process.
-    pub(super) fn reply(&self, r: &Reply) -> Result {
+    pub(super) fn reply(self: &Arc<Self>, r: &Reply) -> Result {
         // What the reply is to, claimed so that no other thread takes it.
         enum Due {
             Parse(usize),
@@ -505,13 +551,20 @@ impl UserDev {
                 EINVAL
             })?;
             if !matches!(u.state, State::Delivered) || u.msg.to_user().subcode() != r.subcode {
-                let waits = u.msg.has_waiter() && matches!(u.state, State::Delivered);
+                let waits = u.waited_for() && matches!(u.state, State::Delivered);
                 if waits {
                     u.state = State::Refused;
                 }
+                let refused = match u.state {
+                    State::Delivered => inner.remove(r.cmd_h).and_then(|u| u.pending),
+                    _ => None,
+                };
                 drop(inner);
                 if waits {
                     self.replied.notify_all();
+                }
+                if let Some(pending) = refused {
+                    self.fail_pending(Some(r.cmd_h), pending, Failure::Refused);
                 }
                 pr_err!(
                     "{}: reply to command {} has subcode {:#x}, not the one sent\n",
@@ -563,23 +616,31 @@ impl UserDev {
             Due::Exec { buffer, reads } => self.check_exec(r, buffer, reads),
         };
         let ok = answer.is_ok();
-        let unclaimed = {
+        let (unclaimed, pending) = {
             let mut inner = self.inner.lock();
             match inner.find(r.cmd_h) {
+                Some(u) if u.pending.is_some() => (Some(answer), inner.remove(r.cmd_h)),
                 Some(u) => {
                     u.state = match answer {
                         Ok(a) => State::Answered(a),
                         Err(()) => State::Refused,
                     };
-                    None
+                    (None, None)
                 }
                 // The command timed out meanwhile.
-                None => Some(answer),
+                None => (Some(answer), None),
             }
         };
-        // A pinned buffer nobody took unpins here, outside the lock.
-        drop(unclaimed);
-        self.replied.notify_all();
+        match (pending.and_then(|u| u.pending), unclaimed) {
+            (Some(pending), Some(answer)) => {
+                self.end_pending(r.cmd_h, pending, answer.map_err(|()| Failure::Refused));
+            }
+            // A pinned buffer nobody took unpins here, outside the lock.
+            (_, unclaimed) => {
+                drop(unclaimed);
+                self.replied.notify_all();
+            }
+        }
         if ok {
             Ok(())
         } else {

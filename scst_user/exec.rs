@@ -7,14 +7,19 @@ use super::abi;
 use super::*;
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::misc::PinnedUserBuf;
+use crate::kernel_ext::sg::SgList;
 use crate::scst_core::buffer::LendRefused;
-use crate::scst_core::device::{Completion, DataDirection, ExecCmd, RawStatus};
+use crate::scst_core::cmd::{Deferral, FinishDeferred, Outcome};
+use crate::scst_core::device::{Completion, DataDirection, ExecCmd, Executed, RawStatus};
 use crate::scst_core::sense::{self, Sense};
 use crate::scst_core::session::status;
 use core::sync::atomic::Ordering;
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    new_spinlock,
     prelude::*,
+    sync::{Arc, SpinLock},
+    time::{ktime_ms_delta, msecs_to_jiffies, Ktime},
 };
 
 /// A command's CDB: inline up to [`abi::MAX_CDB_SIZE`] bytes, so that the
@@ -61,6 +66,79 @@ pub(super) struct ExecBuffer {
     len: usize,
 }
 
+/// How often the watchdog looks for EXECs past their timeout.
+const WATCH_MS: u32 = 1000;
+
+/// An EXEC no worker waits for: what its end needs.
+pub(super) struct Pending {
+    deferral: Deferral,
+    /// The process's buffer, when the data-in is copied from it.
+    buf: Option<PinnedUserBuf>,
+    pbuf: u64,
+    /// Bytes the command moves.
+    len: usize,
+    direction: DataDirection,
+    /// Its end is this device's to announce (see [`UserDev::exec`]).
+    frees: bool,
+    /// When it was queued, for the timeout.
+    pub(super) since: Ktime,
+}
+
+/// A replied EXEC's data-in, copied into the command's buffer as it
+/// resumes; the process's buffer is freed (or kept for reuse) after the
+/// copy, or when this drops uncopied (task management aborted the command
+/// meanwhile).
+#[pin_data(PinnedDrop)]
+struct CopyBack {
+    dev: Arc<UserDev>,
+    h: Option<u32>,
+    /// Taken by the copy.
+    #[pin]
+    buf: SpinLock<Option<PinnedUserBuf>>,
+    pbuf: u64,
+    direction: DataDirection,
+    /// Bytes of data-in the process gave.
+    resp_len: usize,
+    transfer_len: usize,
+    raw: Option<RawStatus>,
+}
+
+impl FinishDeferred for CopyBack {
+    fn finish(&self, data: &mut SgList<'_>) -> Result<Completion, Sense> {
+        let mut buf = self
+            .buf
+            .lock()
+            .take()
+            .ok_or(sense::INTERNAL_TARGET_FAILURE)?;
+        let mut done = Completion::data_in(
+            data.copy_from_sg(&buf.sg(), self.resp_len),
+            self.transfer_len,
+        );
+        done.raw = self.raw;
+        let status = self.raw.map_or(status::GOOD, |r| r.status);
+        self.dev.free_cmd(
+            self.h,
+            Some(buf),
+            self.pbuf,
+            self.direction,
+            Some((done.data_in, status)),
+        );
+        Ok(done)
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for CopyBack {
+    fn drop(self: Pin<&mut Self>) {
+        let buf = self.buf.lock().take();
+        if buf.is_some() {
+            // Never copied: the command was aborted.
+            self.dev
+                .free_cmd(self.h, buf, self.pbuf, self.direction, None);
+        }
+    }
+}
+
 /// How a PARSE ended a command.
 pub(super) enum ParseEnd {
     /// With the process's status.
@@ -99,11 +177,11 @@ impl ParseEnd {
 impl UserDev {
     /// EXEC: the command goes to the process (PARSE and a buffer first
     /// where due) and the worker waits for its reply.
-    pub(super) fn execute_now(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Completion, Sense> {
+    pub(super) fn execute_now(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Executed, Sense> {
         let len = cmd.data.len();
         let direction = cmd.direction;
         let Ok(cdb) = Cdb::new(cmd.cdb) else {
-            return Ok(busy());
+            return Ok(Executed::Done(busy()));
         };
         if let Some(id) = cmd.lent {
             // The data-out is in the process's buffer already and the
@@ -117,7 +195,7 @@ impl UserDev {
                 alloc_len: id.capacity,
                 len: id.limit.min(len),
             };
-            return self.exec(&mut h, cmd, cdb, at, None);
+            return self.exec(&mut h, cmd, cdb, at, None, false);
         }
         let mut h = None;
         let mut len = len;
@@ -127,7 +205,7 @@ impl UserDev {
                 Err(end) => {
                     let result = end.completion();
                     self.free_cmd(h, None, 0, direction, Some(ended_as(&result)));
-                    return result;
+                    return result.map(Executed::Done);
                 }
             }
         }
@@ -135,7 +213,7 @@ impl UserDev {
         if len > 0 && direction != DataDirection::None {
             match self.buffer_for(&mut h, cmd.nexus, cmd.tag, &cdb, len, direction) {
                 Ok(b) => buf = Some(b),
-                Err(f) => return f.completion(),
+                Err(f) => return f.completion().map(Executed::Done),
             }
         }
         if buf.is_some() {
@@ -150,9 +228,9 @@ impl UserDev {
             alloc_len,
             len,
         };
-        let result = self.exec(&mut h, cmd, cdb, at, buf.as_mut());
-        self.free_cmd(h, buf, pbuf, direction, Some(ended_as(&result)));
-        result
+        // The reply completes the command and frees its buffer (see
+        // `Self::end_pending`).
+        self.exec(&mut h, cmd, cdb, at, buf, true)
     }
 
     /// Whether the process checks this CDB (PARSE): every one with
@@ -245,17 +323,21 @@ impl UserDev {
         }
     }
 
-    /// EXEC: hands the command to the process and waits for its reply.
-    /// With `copy_back`, the data-in is copied from that buffer into the
-    /// command's; otherwise the command's buffer is the process's.
+    /// EXEC: hands the command to the process; the worker goes on, and
+    /// the reply completes the command ([`Self::end_pending`]). `buf` is
+    /// the process's buffer the data-in is copied from (the command's own
+    /// buffer is the process's when it is `None`); `frees` says whether
+    /// the command's end is this device's to announce (ON_FREE_CMD), not
+    /// the transport's that borrowed the buffer.
     pub(super) fn exec(
         &self,
         h: &mut Option<u32>,
         cmd: &mut ExecCmd<'_, '_>,
         cdb: Cdb,
         at: ExecBuffer,
-        copy_back: Option<&mut PinnedUserBuf>,
-    ) -> Result<Completion, Sense> {
+        buf: Option<PinnedUserBuf>,
+        frees: bool,
+    ) -> Result<Executed, Sense> {
         let ExecBuffer {
             pbuf,
             alloc_len,
@@ -263,36 +345,90 @@ impl UserDev {
         } = at;
         let direction = cmd.direction;
         let moves_data = len > 0 && direction != DataDirection::None;
-        let answer = self.call(
-            h,
-            Msg::Exec {
-                sess_h: cmd.nexus,
-                tag: cmd.tag,
-                cdb,
-                bufflen: if moves_data { len } else { 0 },
-                alloc_len,
-                pbuf,
-                direction: abi_direction(direction),
-                timeout_s: self.timeout_s.load(Ordering::Relaxed),
-            },
-        );
-        match answer {
+        let msg = Msg::Exec {
+            sess_h: cmd.nexus,
+            tag: cmd.tag,
+            cdb,
+            bufflen: if moves_data { len } else { 0 },
+            alloc_len,
+            pbuf,
+            direction: abi_direction(direction),
+            timeout_s: self.timeout_s.load(Ordering::Relaxed),
+        };
+        let Some(deferral) = cmd.defer(Completion::NO_DATA, sense::INTERNAL_TARGET_FAILURE) else {
+            // Every command the core executes can be deferred; one that
+            // cannot would have nobody to complete it.
+            if frees {
+                self.free_cmd(*h, buf, pbuf, direction, None);
+            }
+            return Err(sense::INTERNAL_TARGET_FAILURE);
+        };
+        let pending = Pending {
+            deferral,
+            buf,
+            pbuf,
+            len,
+            direction,
+            frees,
+            since: Ktime::ktime_get(),
+        };
+        if let Err((f, Some(pending))) = self.enqueue(h, msg, Some(pending)) {
+            self.fail_pending(*h, pending, f);
+        }
+        Ok(Executed::Later)
+    }
+
+    /// Ends an EXEC no worker waits for that the process did not answer,
+    /// for reason `f`; any process context, no lock held.
+    pub(super) fn fail_pending(&self, h: Option<u32>, pending: Pending, f: Failure) {
+        let Pending {
+            deferral,
+            buf,
+            pbuf,
+            direction,
+            frees,
+            ..
+        } = pending;
+        let result = f.completion();
+        if frees {
+            self.free_cmd(h, buf, pbuf, direction, Some(ended_as(&result)));
+        }
+        deferral.finish(match result {
+            Ok(done) => Outcome::Done(done),
+            Err(s) => Outcome::Failed(s),
+        });
+    }
+
+    /// Ends an EXEC no worker waits for with the process's `answer`; any
+    /// process context, no lock held.
+    pub(super) fn end_pending(
+        self: &Arc<Self>,
+        h: u32,
+        pending: Pending,
+        answer: core::result::Result<Answer, Failure>,
+    ) {
+        let Pending {
+            deferral,
+            buf,
+            pbuf,
+            len,
+            direction,
+            frees,
+            ..
+        } = pending;
+        let h = (h != 0).then_some(h);
+        let done = match answer {
             Ok(Answer::Exec {
                 status: st,
                 resp_data_len,
                 sense,
                 sense_len,
             }) => {
-                let placed = match copy_back {
-                    Some(b) if resp_data_len > 0 => cmd.data.copy_from_sg(&b.sg(), resp_data_len),
-                    Some(_) => 0,
-                    None => resp_data_len.min(len),
-                };
                 let transfer_len = match direction {
                     DataDirection::Read | DataDirection::Bidi => resp_data_len,
                     _ => len,
                 };
-                let mut done = Completion::data_in(placed, transfer_len);
+                let mut done = Completion::data_in(resp_data_len.min(len), transfer_len);
                 if st != status::GOOD {
                     done.raw = Some(raw_status(st, &sense[..sense_len]));
                 }
@@ -300,6 +436,74 @@ impl UserDev {
             }
             Ok(_) => Err(sense::INTERNAL_TARGET_FAILURE),
             Err(f) => f.completion(),
+        };
+        let outcome = match (done, buf) {
+            (Ok(done), Some(buf)) if done.data_in > 0 => {
+                let copy = Arc::pin_init(
+                    pin_init!(CopyBack {
+                        dev: self.clone(),
+                        h,
+                        buf <- new_spinlock!(Some(buf)),
+                        pbuf,
+                        direction,
+                        resp_len: done.data_in,
+                        transfer_len: done.transfer_len,
+                        raw: done.raw,
+                    }),
+                    GFP_KERNEL,
+                );
+                match copy {
+                    Ok(copy) => Outcome::Finish(copy),
+                    // The buffer dropped with the initializer: unpinned,
+                    // and the process hears of it as a command that ended
+                    // unexecuted.
+                    Err(_) => {
+                        self.notify(Msg::OnCachedMemFree { pbuf });
+                        Outcome::Failed(sense::INTERNAL_TARGET_FAILURE)
+                    }
+                }
+            }
+            (result, buf) => {
+                if frees {
+                    self.free_cmd(h, buf, pbuf, direction, Some(ended_as(&result)));
+                }
+                match result {
+                    Ok(done) => Outcome::Done(done),
+                    Err(s) => Outcome::Failed(s),
+                }
+            }
+        };
+        deferral.finish(outcome);
+    }
+
+    /// Fails the EXECs the process has not answered within the device's
+    /// timeout, until the device goes away; runs on a core worker of its
+    /// own from registration on.
+    pub(super) fn watch(&self) {
+        loop {
+            let limit_ms = i64::from(self.timeout_s.load(Ordering::Relaxed)) * 1000;
+            let now = Ktime::ktime_get();
+            let late = self.take_pending(|u| {
+                u.pending
+                    .as_ref()
+                    .is_some_and(|p| ktime_ms_delta(now, p.since) >= limit_ms)
+            });
+            if let Some((h, pending)) = late {
+                pr_err!(
+                    "{}: no reply within {} s: command failed\n",
+                    self.name_str(),
+                    limit_ms / 1000
+                );
+                self.fail_pending(Some(h), pending, Failure::Timeout);
+                continue;
+            }
+            let mut inner = self.inner.lock();
+            if !inner.alive {
+                return;
+            }
+            let _ = self
+                .watched
+                .wait_interruptible_timeout(&mut inner, msecs_to_jiffies(WATCH_MS));
         }
     }
 

@@ -146,18 +146,23 @@ impl UserFile {
                 }),
                 replied <- new_condvar!(),
                 ready <- new_condvar!(),
+                watched <- new_condvar!(),
             }),
             GFP_KERNEL,
         )?;
-        self.scst
-            .add_handler_device(dev.clone(), dev.clone())
-            .inspect_err(|e| {
-                pr_err!(
-                    "scst_user: cannot register device {} ({})\n",
-                    name,
-                    e.to_errno()
-                )
-            })?;
+        // It returns once the device is killed, below on failure or when
+        // the file is released.
+        let watched = dev.clone();
+        self.scst.spawn(move || watched.watch())?;
+        if let Err(e) = self.scst.add_handler_device(dev.clone(), dev.clone()) {
+            pr_err!(
+                "scst_user: cannot register device {} ({})\n",
+                name,
+                e.to_errno()
+            );
+            dev.kill();
+            return Err(e);
+        }
         pr_info!(
             "scst_user: device {} (type {}) registered by its handler\n",
             name,

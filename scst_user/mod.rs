@@ -6,11 +6,13 @@
 //!
 //! A process opens the device and registers one SCSI device on the file
 //! (REGISTER_DEVICE); it appears as `handlers/<name>/<name>` and
-//! `devices/<name>` and is exported like any other. Its commands run in the
-//! core's context as usual: `UserDev::execute` posts them to the file's
-//! queue and sleeps until the process replies, so in steady state the
-//! process makes one system call per command (REPLY_AND_GET_CMD carries the
-//! previous reply and fetches the next command).
+//! `devices/<name>` and is exported like any other. `UserDev::execute`
+//! posts a command's EXEC to the file's queue and defers it: the core's
+//! worker goes on, so the process may have any number of commands at once
+//! (up to [`MAX_UCMDS`]), and its reply completes the command. In steady
+//! state the process makes one system call per command (REPLY_AND_GET_CMD
+//! carries the previous reply and fetches the next command). PARSE and
+//! ALLOC_MEM, which the command needs before it can go on, are waited for.
 //!
 //! Data moves through the process's own buffers, pinned in the kernel: the
 //! process allocates one on ALLOC_MEM, and with `memory_reuse_type` the
@@ -24,9 +26,10 @@
 //! as PARSE. Task management reaches it as TASK_MGMT_RECEIVED/DONE.
 //!
 //! The kernel is master: a reply is checked before anything uses it, a
-//! command waits for at most `timeout` seconds, and closing the file (a
-//! process that exits or is killed) fails every waiting command, unpins
-//! every buffer and removes the device.
+//! command waits for at most `timeout` seconds (a watchdog per device fails
+//! the EXECs past it), and closing the file (a process that exits or is
+//! killed) fails every waiting command, unpins every buffer and removes the
+//! device.
 
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod abi;

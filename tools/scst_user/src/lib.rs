@@ -349,9 +349,9 @@ impl Buffers {
 pub struct Device {
     pub file: File,
     pub buffers: Buffers,
-    /// For tests: the first READ or WRITE at this LBA gets no reply until
-    /// a TASK_MGMT_RECEIVED names it.
-    pub hold_lba: Mutex<Option<i64>>,
+    /// For tests: the first READ or WRITE at each of these LBAs gets no
+    /// reply until a TASK_MGMT_RECEIVED names it.
+    pub hold_lba: Mutex<Vec<i64>>,
     /// The replies so held, by command handle, with their sense.
     held: Mutex<Vec<(ReplyCmd, Box<[u8; 252]>)>>,
 }
@@ -403,7 +403,7 @@ impl Device {
         Ok(Self {
             file,
             buffers: Buffers::default(),
-            hold_lba: Mutex::new(None),
+            hold_lba: Mutex::new(Vec::new()),
             held: Mutex::new(Vec::new()),
         })
     }
@@ -518,11 +518,14 @@ impl Device {
                     let out = handler.exec(&e.cdb[..len], data, e.data_direction);
                     let hold = {
                         let mut h = self.hold_lba.lock().unwrap();
-                        let due = e.bufflen > 0 && *h == Some(e.lba);
-                        if due {
-                            *h = None;
+                        let at = h.iter().position(|&lba| lba == e.lba);
+                        match at {
+                            Some(i) if e.bufflen > 0 => {
+                                h.swap_remove(i);
+                                true
+                            }
+                            _ => false,
                         }
-                        due
                     };
                     let mut held_sense = Box::new([0u8; 252]);
                     let keep: &mut [u8; 252] = if hold { &mut held_sense } else { &mut sense };

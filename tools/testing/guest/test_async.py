@@ -8,6 +8,7 @@ command is answered in the order SAM-5 asks for."""
 
 import os
 import re
+import select
 import struct
 import subprocess
 import time
@@ -230,17 +231,129 @@ def test_held_user_command_blocks_nothing(handlers):
     assert not os.path.exists(os.path.join(ROOT, "devices/uasync"))
 
 
-@pytest.mark.parametrize("pool", ["shared", "per_initiator"])
-def test_threads_pool_type(handlers, pool):
-    """threads_num 1: a READ a scst_user handler holds occupies the
-    device's only worker. Another initiator's READ waits for it with the
-    shared pool, and runs once ABORT TASK ends the held one; with
-    per_initiator each initiator has its own worker, so it is answered
-    while the first READ is still held."""
+def holds_commands(h, count):
+    """Waits (up to 10 s) until handler `h` says it holds `count` commands."""
+    for _ in range(100):
+        if sum(line.startswith("holding command") for line in h.lines) >= count:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_user_device_has_many_commands_outstanding(handlers):
+    """A scst_user device with one core worker (threads_num 1) and a
+    handler with one thread: the handler holds three READs at once (each
+    EXEC reached it while the others were held: no worker waits for a
+    reply), a fourth is answered meanwhile, and ABORT TASK ends each held
+    one, with no response of its own."""
     sh("ip", "link", "set", "lo", "up")
-    path = backing_file("upool", 16 << 20)
-    held_lba = 3000
-    h = handlers("upool", path, "-t", "2", "--hold-lba", str(held_lba))
+    path = backing_file("umany", 16 << 20)
+    held = [1000, 2000, 3000]
+    args = ["-t", "1"]
+    for lba in held:
+        args += ["--hold-lba", str(lba)]
+    h = handlers("umany", path, *args)
+    mgmt("devices/umany/threads_num", "1")
+    with iscsi_export(IQN, "umany"):
+        s, exp = logged_in(IQN, INITIATOR)
+        try:
+            for i, lba in enumerate(held):
+                read10(s, 0xC0 + i, exp + i, lba)
+            assert holds_commands(h, 3), h.lines
+            read10(s, 0xC3, exp + 3, 8)
+            assert responses(s, 1) == [(0xC3, 0)], "held commands stopped the device"
+            for i in range(3):
+                abort_task(s, 0xD0 + i, 0xC0 + i, exp + i, exp + 4)
+            s.settimeout(30)
+            answered = []
+            while len(answered) < 3:
+                hdr, _ = recv_pdu(s)
+                assert hdr[0] & 0x3F == TMF_RESPONSE, f"a held READ was answered: {hdr.hex()}"
+                answered.append((itt_of(hdr), hdr[2]))
+            assert sorted(answered) == [(0xD0 + i, 0) for i in range(3)], answered
+            assert itt_of(ping(s, 0xD4, exp + 4)) == 0xD4
+        finally:
+            s.close()
+    log = h.kill()
+    assert len(re.findall(r"^replied to held command", log, re.M)) == 3, log
+
+
+def test_user_command_times_out(handlers):
+    """A READ the handler never answers fails after the device's timeout
+    (the watchdog ends it: no worker waits for it) with HARDWARE ERROR,
+    INTERNAL TARGET FAILURE; the connection goes on."""
+    sh("ip", "link", "set", "lo", "up")
+    path = backing_file("utime", 16 << 20)
+    h = handlers("utime", path, "--hold-lba", "500")
+    mgmt("devices/utime/timeout", "2")
+    with iscsi_export(IQN, "utime"):
+        s, exp = logged_in(IQN, INITIATOR)
+        try:
+            read10(s, 0xE0, exp, 500)
+            assert holds_its_command(h), h.lines
+            s.settimeout(30)
+            hdr, data = recv_pdu(s)
+            assert hdr[0] & 0x3F == SCSI_RESPONSE and itt_of(hdr) == 0xE0, hdr.hex()
+            assert hdr[3] == 2, f"status {hdr[3]:#x}"
+            sense = data[2:]
+            assert (sense[2] & 0x0F, sense[12], sense[13]) == (0x04, 0x44, 0x00), sense.hex()
+            assert itt_of(ping(s, 0xE1, exp + 1)) == 0xE1
+        finally:
+            s.close()
+    h.kill()
+
+
+# A device whose every I/O completes 2 s after submission: a buffered
+# vdisk_fileio read that misses the page cache holds its worker that long.
+STALL_NSEC = 2_000_000_000
+
+
+@pytest.fixture
+def stalling_disk(scst):
+    """vdisk_fileio `upool` on such a device, with one block cached."""
+    sh("modprobe", "null_blk", "nr_devices=1", "irqmode=2", f"completion_nsec={STALL_NSEC}",
+       "gb=1")
+    try:
+        # One I/O per page read, not a readahead window of them.
+        write("/sys/block/nullb0/queue/read_ahead_kb", "0")
+        mgmt("handlers/vdisk_fileio/mgmt", "add_device upool filename=/dev/nullb0")
+        # The page cache of the device's inode is the one fileio reads
+        # (warmed after the open, which may drop it).
+        sh("dd", "if=/dev/nullb0", "of=/dev/null", "bs=4k", "count=1", "status=none")
+        yield "upool"
+    finally:
+        write(os.path.join(ROOT, "handlers/vdisk_fileio/mgmt"), "del_device upool")
+        sh("rmmod", "null_blk", check=False)
+
+
+def in_flight(disk="nullb0"):
+    with open(f"/sys/block/{disk}/inflight") as f:
+        return sum(int(n) for n in f.read().split())
+
+
+def answered_first(a, b, itt_a, itt_b):
+    """Which of two sessions' pending commands is answered first: waits for
+    both responses and returns the ITT of the first."""
+    pending = {a: itt_a, b: itt_b}
+    order = []
+    deadline = time.monotonic() + 30
+    while pending:
+        ready, _, _ = select.select(list(pending), [], [], max(0, deadline - time.monotonic()))
+        assert ready, f"no response for {list(pending.values())}"
+        for s in ready:
+            assert responses(s, 1) == [(pending[s], 0)]
+            order.append(pending.pop(s))
+    return order[0]
+
+
+@pytest.mark.parametrize("pool", ["shared", "per_initiator"])
+def test_threads_pool_type(stalling_disk, pool):
+    """threads_num 1: a fileio READ that misses the page cache of a device
+    that takes 2 s per I/O occupies the device's only worker. Another
+    initiator's READ, of a block already cached, waits for it with the
+    shared pool; with per_initiator each initiator has its own worker, so
+    it is answered first."""
+    sh("ip", "link", "set", "lo", "up")
     mgmt("devices/upool/threads_num", "1")
     mgmt("devices/upool/threads_pool_type", pool)
     assert open(os.path.join(ROOT, "devices/upool/threads_pool_type")).read() == pool + "\n"
@@ -248,19 +361,17 @@ def test_threads_pool_type(handlers, pool):
         a, exp_a = logged_in(IQN, INITIATOR)
         b, exp_b = logged_in(IQN, OTHER, isid=b"\x80\x00\x00\x00\x00\x02")
         try:
-            read10(a, 0xB0, exp_a, held_lba)
-            assert holds_its_command(h), h.lines
-            read10(b, 0xB1, exp_b, 8)
-            if pool == "per_initiator":
-                assert responses(b, 1) == [(0xB1, 0)]
-            else:
-                assert nothing_arrives(b, 2)
-            abort_task(a, 0xB2, 0xB0, exp_a, exp_a + 1)
-            a.settimeout(30)
-            hdr, _ = recv_pdu(a)
-            assert hdr[0] & 0x3F == TMF_RESPONSE and hdr[2] == 0, hdr.hex()
-            if pool == "shared":
-                assert responses(b, 1) == [(0xB1, 0)]
+            read10(a, 0xB0, exp_a, 1 << 20)
+            # The uncached READ holds the worker (its I/O is at the device)
+            # before the cached one comes.
+            for _ in range(100):
+                if in_flight():
+                    break
+                time.sleep(0.05)
+            assert in_flight(), "the uncached READ never reached the device"
+            read10(b, 0xB1, exp_b, 0)
+            first = answered_first(a, b, 0xB0, 0xB1)
+            assert first == (0xB1 if pool == "per_initiator" else 0xB0), hex(first)
         finally:
             a.close()
             b.close()

@@ -11,7 +11,8 @@
 //! checks: `handle` (unknown cmd_h), `status` (an invalid SCSI status),
 //! `length` (more data-in than the buffer), `subcode` (a wrong subcode).
 //! `--hold-lba` keeps the reply to the first READ or WRITE at LBA until
-//! task management aborts that command, for tests of TASK_MGMT_RECEIVED.
+//! task management aborts that command, for tests of TASK_MGMT_RECEIVED
+//! (repeat it to hold several).
 //! `--parse call|exception` asks for PARSE (every command, or the unknown
 //! ones): READ and WRITE then move the blocks their CDB names even when the
 //! initiator asks for more, and vendor-specific opcodes end there.
@@ -62,7 +63,7 @@ fn main() {
         ..Opt::default()
     };
     let mut garbage = String::new();
-    let mut hold_lba = None;
+    let mut hold_lba = Vec::new();
     let mut positional = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -88,13 +89,11 @@ fn main() {
                     _ => usage(),
                 }
             }
-            "--hold-lba" => {
-                hold_lba = Some(
-                    args.next()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or_else(|| usage()),
-                )
-            }
+            "--hold-lba" => hold_lba.push(
+                args.next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage()),
+            ),
             _ if a.starts_with('-') => usage(),
             _ => positional.push(a),
         }
