@@ -171,3 +171,9 @@ size_t scst_rs_sg_copy_to_buffer(struct scatterlist *sgl, unsigned int nents,
 {
 	return sg_pcopy_to_buffer(sgl, nents, buf, len, skip);
 }
+
+size_t scst_rs_sg_zero(struct scatterlist *sgl, unsigned int nents,
+		       size_t len, size_t skip)
+{
+	return sg_zero_buffer(sgl, nents, len, skip);
+}

@@ -45,6 +45,8 @@ size_t scst_rs_sg_copy_from_buffer(struct scatterlist *sgl, unsigned int nents,
 				   const void *buf, size_t len, size_t skip);
 size_t scst_rs_sg_copy_to_buffer(struct scatterlist *sgl, unsigned int nents,
 				 void *buf, size_t len, size_t skip);
+size_t scst_rs_sg_zero(struct scatterlist *sgl, unsigned int nents,
+		       size_t len, size_t skip);
 
 /* The scst_local SCSI host (scsi_host_helpers.c). */
 struct Scsi_Host;

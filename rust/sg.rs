@@ -102,6 +102,18 @@ impl<'a> SgList<'a> {
         }
     }
 
+    /// Zeroes `len` bytes of the buffer from `offset` (as many as it
+    /// holds); returns the bytes zeroed.
+    pub(crate) fn zero(&mut self, offset: usize, len: usize) -> usize {
+        if self.sgl.is_null() || offset >= self.len {
+            return 0;
+        }
+        let n = len.min(self.len - offset);
+        // SAFETY: by the type invariants `sgl` has `nents` valid entries we
+        // may write for `'a`; `&mut self` excludes other users of this view.
+        unsafe { bindings::scst_rs_sg_zero(self.sgl, self.nents, n, offset) }
+    }
+
     /// Copies `len` bytes from the start of `src` to the start of this
     /// buffer (as many as both hold); returns the bytes copied.
     pub(crate) fn copy_from_sg(&mut self, src: &SgList<'_>, len: usize) -> usize {

@@ -2,9 +2,8 @@
 
 //! scst_vdisk: virtual disk device handlers.
 //!
-//! - `vdisk_nullio`: a size and a block size, no storage (reads leave the
-//!   buffer as is, writes are dropped): the baseline for the rest of the
-//!   stack.
+//! - `vdisk_nullio`: a size and a block size, no storage (reads return
+//!   zeros, writes are dropped): the baseline for the rest of the stack.
 //! - `vdisk_fileio`: a file, through the page cache (or `O_DIRECT`); reads
 //!   and writes go between the file and the command's own pages.
 //! - `vdisk_blockio`: a block device. READ and WRITE go to it as bios of
@@ -384,6 +383,10 @@ impl Vdisk {
                 cmd.data
                     .copy_from_slice(whole, block.get(..len - whole).unwrap_or(&[]));
             }
+        } else {
+            // nullio has no data: zeros, never what the pages held before
+            // (a transport's new pages are not cleared).
+            cmd.data.zero(0, len);
         }
         Ok(Completion::data_in(len, wanted).into())
     }

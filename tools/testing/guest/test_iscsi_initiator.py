@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, backing_file, iscsi_daemon, mgmt, read, sh
+from conftest import (ROOT, backing_file, device_of, iscsi_daemon, iscsi_export, mgmt,
+                      open_iscsi_login, read, sh)
 
 IQN = "iqn.2026-11.org.scst-rs:oi"
 PORTAL = "127.0.0.1"
@@ -125,3 +126,21 @@ def test_rmmod_after_logout(iscsid):
     node("--logout")
     # The fixture's teardown unloads scst.ko: nothing may hold it.
     assert sessions() == []
+
+
+def test_nullio_reads_zeros(scst):
+    """vdisk_nullio has no data to return: a READ over iSCSI (whose buffer
+    is the target's own new pages) gets zeros, never what those pages held
+    before. Freed memory is filled with a pattern first, so stale pages
+    would show."""
+    mgmt("handlers/vdisk_nullio/mgmt", "add_device null0 size_mb=32")
+    junk = bytearray(b"\xa5") * (256 << 20)
+    del junk
+    with iscsi_export(IQN + "-null", "null0"), open_iscsi_login(IQN + "-null") as scsi_devices:
+        dev = device_of(scsi_devices, "block/sd*")
+        assert dev, "no disk from the iSCSI login"
+        nonzero = 0
+        with open(dev, "rb", buffering=0) as f:
+            while chunk := f.read(1 << 20):
+                nonzero += len(chunk) - chunk.count(0)
+        assert nonzero == 0, f"{nonzero} non-zero bytes read from nullio"
