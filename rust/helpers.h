@@ -97,6 +97,7 @@ void scst_rs_pages_free(struct scst_rs_pages *p);
 struct scatterlist *scst_rs_pages_sg(struct scst_rs_pages *p,
 				     unsigned int *nents);
 struct workqueue_struct *scst_rs_alloc_workqueue(const char *name);
+bool scst_rs_net_ratelimit(void);
 void scst_rs_destroy_workqueue(struct workqueue_struct *wq);
 void scst_rs_drain_workqueue(struct workqueue_struct *wq);
 int scst_rs_shash_digest(const char *alg, const void *const *bufs,

@@ -8,6 +8,27 @@ use super::{bindings, sg::SgList};
 use core::ptr;
 use kernel::{error::to_result, prelude::*};
 
+/// Whether a message a remote peer can trigger (a login, a bad PDU, a
+/// dropped connection) may go to the kernel log now: the kernel's shared
+/// limit for network messages (`net_ratelimit`, tuned by the sysctls
+/// net.core.message_cost and net.core.message_burst), so that no peer can
+/// flood the log.
+pub(crate) fn peer_log_allowed() -> bool {
+    // SAFETY: no arguments; the limiter's state is the kernel's own.
+    unsafe { bindings::scst_rs_net_ratelimit() }
+}
+
+/// `pr_peer!(pr_info, ...)`: `pr_info!(...)` (or another level) for a
+/// message a remote peer can trigger, within [`peer_log_allowed`].
+macro_rules! pr_peer {
+    ($level:ident, $($arg:tt)*) => {
+        if $crate::kernel_ext::net::peer_log_allowed() {
+            kernel::$level!($($arg)*);
+        }
+    };
+}
+pub(crate) use pr_peer;
+
 /// An IP address and port to listen on.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SocketAddr {

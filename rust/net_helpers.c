@@ -421,3 +421,8 @@ void scst_rs_random_bytes(void *buf, size_t len)
 {
 	get_random_bytes(buf, len);
 }
+
+bool scst_rs_net_ratelimit(void)
+{
+	return net_ratelimit();
+}

@@ -16,6 +16,7 @@ use super::session::{LunView, Session, TargetState};
 use super::slots::Slots;
 use super::{cstring, MgmtOutcome, Registry, Scst};
 use crate::kernel_ext::kvec_ext::VecExt;
+use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, Mode, SysfsBuf, SysfsOps};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -278,7 +279,7 @@ impl Target {
         }
         entry.handle = Some(handle);
         self.sessions.push(entry, GFP_KERNEL)?;
-        pr_info!("added session {} to target {}\n", dir_name, target);
+        pr_peer!(pr_info, "added session {} to target {}\n", dir_name, target);
         Ok(session_ret)
     }
 }
@@ -1052,7 +1053,8 @@ impl Scst {
                 .position(|s| Arc::ptr_eq(&s.session, session))
             {
                 if let Some(gone) = t.sessions.swap_remove(i) {
-                    pr_info!(
+                    pr_peer!(
+                        pr_info,
                         "{}: session {} of target {} closed\n",
                         driver,
                         &*gone.dir_name,

@@ -21,6 +21,7 @@ use super::reply::{IscsiCmd, Reply, WindowSlot};
 use super::DriverState;
 use crate::kernel_ext::crypto;
 use crate::kernel_ext::kvec_ext::VecExt;
+use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::sg::SgList;
 use crate::scst_core::buffer::CmdBuffer;
 use crate::scst_core::device::DataDirection;
@@ -256,12 +257,16 @@ impl<'a> Ffp<'a> {
             .iter()
             .any(|w| overdue(w.since, self.rsp_timeout_ms))
         {
-            pr_warn!("iscsi: no Data-Out within RspTimeout: closing the connection\n");
+            pr_peer!(
+                pr_warn,
+                "iscsi: no Data-Out within RspTimeout: closing the connection\n"
+            );
             return Err(Ending::TimedOut);
         }
         match self.ping_sent {
             Some(sent) if overdue(sent, self.nop_in_timeout_ms) => {
-                pr_warn!(
+                pr_peer!(
+                    pr_warn,
                     "iscsi: no answer to NOP-In within NopInTimeout: closing the connection\n"
                 );
                 Err(Ending::TimedOut)
@@ -315,7 +320,10 @@ impl<'a> Ffp<'a> {
     /// Answers a data digest error: ERL 0 rejects the PDU and ends the
     /// session.
     fn data_digest_error(&self, hdr: &[u8; BHS_LEN]) -> Ending {
-        pr_warn!("iscsi: data digest error: closing the connection\n");
+        pr_peer!(
+            pr_warn,
+            "iscsi: data digest error: closing the connection\n"
+        );
         let _ = self.reject(RejectReason::DataDigestError, hdr);
         Ending::Failed(EIO)
     }
@@ -341,7 +349,10 @@ impl<'a> Ffp<'a> {
             if got != digest_of(&hdr, ahs) {
                 // The header cannot be trusted, not even its length: ERL 0
                 // ends the connection.
-                pr_warn!("iscsi: header digest error: closing the connection\n");
+                pr_peer!(
+                    pr_warn,
+                    "iscsi: header digest error: closing the connection\n"
+                );
                 return Err(Ending::Failed(EIO));
             }
         }
@@ -459,7 +470,8 @@ impl<'a> Ffp<'a> {
         }
         let (exp, max) = self.conn.sn_window();
         if !cmd_sn_in_window(cmd_sn, exp, max) {
-            pr_warn!(
+            pr_peer!(
+                pr_warn,
                 "iscsi: CmdSN {} outside [{}, {}]: dropped\n",
                 cmd_sn,
                 exp,
@@ -608,7 +620,8 @@ impl<'a> Ffp<'a> {
             // ERL 0 cannot recover a lost or reordered Data-Out: the task
             // ends with CHECK CONDITION, the rest of its data is discarded
             // as any ended task's, and the connection goes on.
-            pr_warn!(
+            pr_peer!(
+                pr_warn,
                 "iscsi: Data-Out DataSN {} where {} was due\n",
                 d.data_sn,
                 self.pending[i].data_sn
@@ -935,7 +948,7 @@ pub(crate) fn serve(drv: &Arc<DriverState>, conn: &Arc<Conn>) {
     let login = match super::login_phase::run(drv, conn) {
         Ok(l) => l,
         Err(e) => {
-            pr_info!("iscsi: login failed: {:?}\n", e);
+            pr_peer!(pr_info, "iscsi: login failed: {:?}\n", e);
             return;
         }
     };
@@ -952,11 +965,11 @@ pub(crate) fn serve(drv: &Arc<DriverState>, conn: &Arc<Conn>) {
         Ok(mut ffp) => {
             if let Ending::Failed(e) = ffp.run() {
                 if !conn.closing.load(Ordering::Relaxed) {
-                    pr_info!("iscsi: connection ended: {:?}\n", e);
+                    pr_peer!(pr_info, "iscsi: connection ended: {:?}\n", e);
                 }
             }
         }
-        Err(e) => pr_err!("iscsi: {:?}\n", e),
+        Err(e) => pr_peer!(pr_err, "iscsi: {:?}\n", e),
     }
     // Commands still executing find the connection closed: their
     // responses fail at once (and quietly) rather than wait on a peer that

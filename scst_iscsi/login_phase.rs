@@ -16,6 +16,7 @@ use super::pdu::{padded, Bhs, InitiatorOpcode, LoginResponse, BHS_LEN};
 use super::text::{SendTargetsWriter, TargetCatalog};
 use super::{DriverState, IscsiSession, SessionInfo, DRIVER};
 use crate::kernel_ext::crypto;
+use crate::kernel_ext::net::pr_peer;
 use crate::scst_core::{session::Session, target::SessionHandle, Scst};
 use core::cell::OnceCell;
 use core::sync::atomic::Ordering;
@@ -207,7 +208,11 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
             // never outlives its connection, so there is none to join (an
             // old one still open is closed; its tasks end).
             drv.close_session_tsih(tsih);
-            pr_info!("iscsi: login to session TSIH {}: no such session\n", tsih);
+            pr_peer!(
+                pr_info,
+                "iscsi: login to session TSIH {}: no such session\n",
+                tsih
+            );
             status = Status {
                 class: 2,
                 detail: 0x0a,
@@ -226,7 +231,7 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
                     Ok(s) => session = Some(s),
                     Err(e) => {
                         if e != EBUSY {
-                            pr_err!("iscsi: cannot open a session: {:?}\n", e);
+                            pr_peer!(pr_err, "iscsi: cannot open a session: {:?}\n", e);
                         }
                         // Target error: out of resources.
                         status = Status {
@@ -265,7 +270,8 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
                 drv.scst
                     .with_registry(|r| Scst::remove_session(r, DRIVER, &s));
             }
-            pr_info!(
+            pr_peer!(
+                pr_info,
                 "iscsi: login refused with status {:#04x}{:02x}\n",
                 status.class,
                 status.detail
@@ -304,7 +310,8 @@ fn open_session(
     drv.scst.clone().with_registry(|r| {
         let open = Scst::session_count(r, DRIVER, target.as_bytes());
         if params.max_sessions != 0 && open >= params.max_sessions as usize {
-            pr_info!(
+            pr_peer!(
+                pr_info,
                 "iscsi: {} refused: target {} has MaxSessions {} open\n",
                 initiator,
                 target,

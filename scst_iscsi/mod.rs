@@ -31,6 +31,7 @@ mod reply;
 pub(crate) mod text;
 
 use crate::kernel_ext::kvec_ext::VecExt;
+use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::net::{SocketAddr, TcpListener, TcpStream};
 use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::kernel_ext::wq::OwnedQueue;
@@ -176,7 +177,7 @@ impl DriverState {
     fn accept_loop(self: Arc<Self>, listener: &TcpListener) {
         while let Ok(stream) = listener.accept() {
             if let Err(e) = self.start_connection(stream) {
-                pr_err!("iscsi: cannot serve a connection: {:?}\n", e);
+                pr_peer!(pr_err, "iscsi: cannot serve a connection: {:?}\n", e);
             }
         }
     }
@@ -185,7 +186,7 @@ impl DriverState {
         let mut peer = [0u8; 64];
         if let Ok(n) = stream.peer_addr(&mut peer) {
             let name = core::str::from_utf8(peer.get(..n).unwrap_or(&[])).unwrap_or("?");
-            pr_info!("iscsi: connection from {}\n", name);
+            pr_peer!(pr_info, "iscsi: connection from {}\n", name);
         }
         let conn = Conn::new(stream)?;
         let mut inner = self.inner.lock();
@@ -235,7 +236,7 @@ impl DriverState {
                 return;
             }
             if round == WAIT_ROUNDS {
-                pr_warn!("iscsi: a reinstated session is still ending\n");
+                pr_peer!(pr_warn, "iscsi: a reinstated session is still ending\n");
                 return;
             }
             let _ = self

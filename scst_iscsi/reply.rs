@@ -9,6 +9,7 @@ use super::conn::{digest_of, digest_of_sg, Conn, Numbers, SenseSegment, PAD};
 use super::pdu::*;
 use super::DriverState;
 use crate::kernel_ext::kvec_ext::VecExt;
+use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::net::PageSend;
 use crate::kernel_ext::sg::SgList;
 use crate::scst_core::buffer::{CmdBuffer, LendRefused, LentId};
@@ -135,7 +136,10 @@ impl Conn {
                 // No memory to keep the order of responses: the
                 // connection fails (ErrorRecoveryLevel 0).
                 drop(out);
-                pr_warn!("iscsi: no memory for a response: closing the connection\n");
+                pr_peer!(
+                    pr_warn,
+                    "iscsi: no memory for a response: closing the connection\n"
+                );
                 self.close();
                 return;
             }

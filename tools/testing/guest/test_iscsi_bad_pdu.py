@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from conftest import (RESERVED, ROOT, backing_file, bhs, closed, connect, login_request, mgmt,
-                      padded, ping, raw_full_feature, raw_login, read, recv_pdu, sh)
+from conftest import (RESERVED, ROOT, backing_file, bhs, closed, connect, dmesg_since,
+                      login_request, mark_dmesg, mgmt, padded, ping, raw_full_feature, raw_login,
+                      read, recv_pdu, sh)
 
 IQN = "iqn.2026-11.org.scst-rs:bad"
 INITIATOR = "iqn.2026-11.org.scst-rs:raw-client"
@@ -208,3 +209,37 @@ def test_abort_task(target):
         assert ping(s, 0x14, exp + 2)[0] & 0x3F == 0x20
     finally:
         s.close()
+
+
+def test_login_flood_is_rate_limited_in_the_log(target):
+    """Each refused login logs its connection, its refusal and its end:
+    200 of them in a row reach the kernel log within the kernel's limit
+    for network messages (net_ratelimit: a burst of 10 per 5 s by
+    default), which says how many it suppressed; the target still serves
+    (the fixture logs in after)."""
+    marker = f"scst-test: login flood {time.time()}"
+    mark_dmesg(marker)
+    start = time.monotonic()
+
+    def refused_login(i):
+        s = connect()
+        keys = [b"InitiatorName=" + INITIATOR.encode(),
+                b"TargetName=iqn.2026-11.org.scst-rs:no-such-target", b"SessionType=Normal"]
+        s.sendall(login_request(keys, isid=bytes([0x80, 0, 0, 0, i >> 8, i & 0xFF])))
+        hdr, _ = recv_pdu(s)
+        s.close()
+        return hdr[36] != 0
+
+    refused = sum(refused_login(i) for i in range(200))
+    # The limiter reports what it suppressed once its next interval starts.
+    time.sleep(max(0.0, start + 5.5 - time.monotonic()))
+    refused += refused_login(200)
+    elapsed = time.monotonic() - start
+    assert refused == 201, refused
+    log = dmesg_since(marker)
+    lines = [line for line in log.splitlines() if "iscsi:" in line]
+    print(f"{len(lines)} iscsi log lines for 200 refused logins in {elapsed:.1f} s")
+    # Unlimited, each login logs three lines (600 in all). The limit lets
+    # 10 through per 5 s, and a message not yet counted as suppressed.
+    assert len(lines) <= 10 * (elapsed / 5 + 2), len(lines)
+    assert "callbacks suppressed" in log, log[-2000:]
