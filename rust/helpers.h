@@ -96,7 +96,7 @@ struct scst_rs_pages *scst_rs_pages_alloc(size_t len);
 void scst_rs_pages_free(struct scst_rs_pages *p);
 struct scatterlist *scst_rs_pages_sg(struct scst_rs_pages *p,
 				     unsigned int *nents);
-struct workqueue_struct *scst_rs_alloc_workqueue(const char *name);
+struct workqueue_struct *scst_rs_alloc_workqueue(const char *name, bool wide);
 bool scst_rs_net_ratelimit(void);
 void scst_rs_destroy_workqueue(struct workqueue_struct *wq);
 void scst_rs_drain_workqueue(struct workqueue_struct *wq);

@@ -367,9 +367,10 @@ struct scatterlist *scst_rs_pages_sg(struct scst_rs_pages *p,
 	return p->sgl;
 }
 
-struct workqueue_struct *scst_rs_alloc_workqueue(const char *name)
+struct workqueue_struct *scst_rs_alloc_workqueue(const char *name, bool wide)
 {
-	return alloc_workqueue("%s", WQ_UNBOUND, 0, name);
+	return alloc_workqueue("%s", WQ_UNBOUND,
+			       wide ? WQ_UNBOUND_MAX_ACTIVE : 0, name);
 }
 
 void scst_rs_destroy_workqueue(struct workqueue_struct *wq)

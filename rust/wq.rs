@@ -23,10 +23,22 @@ unsafe impl Send for OwnedQueue {}
 unsafe impl Sync for OwnedQueue {}
 
 impl OwnedQueue {
-    /// Creates a workqueue named `name`.
+    /// Creates a workqueue named `name`, with the default limit of works
+    /// running at once.
     pub(crate) fn new(name: &'static CStr) -> Result<Self> {
+        Self::alloc(name, false)
+    }
+
+    /// Creates a workqueue named `name` that runs as many works at once as
+    /// an unbound workqueue may (`WQ_UNBOUND_MAX_ACTIVE`), for works that
+    /// each last as long as a connection.
+    pub(crate) fn wide(name: &'static CStr) -> Result<Self> {
+        Self::alloc(name, true)
+    }
+
+    fn alloc(name: &'static CStr, wide: bool) -> Result<Self> {
         // SAFETY: `name` is NUL-terminated and static.
-        let wq = unsafe { bindings::scst_rs_alloc_workqueue(name.as_char_ptr()) };
+        let wq = unsafe { bindings::scst_rs_alloc_workqueue(name.as_char_ptr(), wide) };
         // INVARIANT: a new workqueue we own, or an error.
         Ok(Self {
             wq: NonNull::new(wq).ok_or(ENOMEM)?,

@@ -25,6 +25,11 @@ use kernel::{alloc::flags::GFP_KERNEL, c_str, prelude::*, sync::Arc};
 /// Portal group tag of every portal (one portal group).
 pub(crate) const PORTAL_GROUP_TAG: u16 = 1;
 
+/// How long a connection in the login phase may send nothing before it
+/// is closed (LIO allows 15 s for a whole login): a peer that connects
+/// and stays silent holds a connection slot and a worker only that long.
+const LOGIN_IDLE_MS: u32 = 15_000;
+
 /// Text storage of a login (request and response halves).
 const LOGIN_STORAGE: usize = 2 * 65536;
 
@@ -177,7 +182,7 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
     let mut crypto = KernelCrypto;
     loop {
         let mut hdr = [0u8; BHS_LEN];
-        conn.stream.read_exact(&mut hdr)?;
+        conn.stream.read_idle(&mut hdr, LOGIN_IDLE_MS)?;
         let bhs = Bhs::parse(&hdr, LOGIN_DATA_MAX as u32).map_err(|_| EINVAL)?;
         if bhs.opcode != InitiatorOpcode::LoginRequest || bhs.ahs_len != 0 {
             // Only Login Requests before the full feature phase.
@@ -185,7 +190,7 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
         }
         let len = bhs.data_segment_len as usize;
         let buf = data.get_mut(..padded(len)).ok_or(EINVAL)?;
-        conn.stream.read_exact(buf)?;
+        conn.stream.read_idle(buf, LOGIN_IDLE_MS)?;
         let req = LoginRequest::parse(&hdr);
         let step = login.step(
             &req,

@@ -59,6 +59,14 @@ use portal::{Ip, Portal};
 
 const DRIVER: &str = "iscsi";
 
+/// Connections the driver serves at once, whatever their state; one more
+/// is closed as it is accepted. Each has a receive work for its life on
+/// the driver's workqueue, and at times a sender and a task management
+/// work: this keeps them all well within the workqueue's limit of works
+/// running at once (`OwnedQueue::wide`), so that accepting, sending and
+/// task management always have workers.
+const MAX_CONNECTIONS: usize = 128;
+
 /// The driver: its portals, its connections, its workqueue.
 #[pin_data]
 pub(crate) struct DriverState {
@@ -190,6 +198,15 @@ impl DriverState {
         }
         let conn = Conn::new(stream)?;
         let mut inner = self.inner.lock();
+        if inner.conns.len() >= MAX_CONNECTIONS {
+            // Dropping the stream closes it: the initiator retries later.
+            pr_peer!(
+                pr_warn,
+                "iscsi: {} connections open: a new one is refused\n",
+                MAX_CONNECTIONS
+            );
+            return Ok(());
+        }
         let wq = inner.wq.as_ref().ok_or(ENODEV)?;
         let drv = self.clone();
         let c = conn.clone();
@@ -705,7 +722,7 @@ impl Drop for Iscsi {
 
 /// Registers the iSCSI target driver with the core.
 pub(crate) fn register(scst: &Arc<Scst>) -> Result<Iscsi> {
-    let wq = OwnedQueue::new(c_str!("scst_iscsi"))?;
+    let wq = OwnedQueue::wide(c_str!("scst_iscsi"))?;
     let config = Config::new()?;
     let core = scst.clone();
     let state = Arc::pin_init(

@@ -243,3 +243,46 @@ def test_login_flood_is_rate_limited_in_the_log(target):
     # 10 through per 5 s, and a message not yet counted as suppressed.
     assert len(lines) <= 10 * (elapsed / 5 + 2), len(lines)
     assert "callbacks suppressed" in log, log[-2000:]
+
+
+def test_silent_connection_is_closed_during_login(target):
+    """A peer that connects and sends nothing holds its connection (and a
+    worker) only for the login phase's 15 s."""
+    s = connect()
+    start = time.monotonic()
+    try:
+        assert closed(s, timeout=40), "a silent connection stayed open"
+    finally:
+        s.close()
+    elapsed = time.monotonic() - start
+    print(f"silent connection closed after {elapsed:.1f} s")
+    assert elapsed >= 10, elapsed
+
+
+# scst_iscsi's MAX_CONNECTIONS.
+MAX_CONNECTIONS = 128
+
+
+def test_connection_limit(target):
+    """The driver serves MAX_CONNECTIONS connections at once; the next is
+    closed as it is accepted instead of waiting for a worker, and once one
+    closes a login succeeds again (the fixture logs in after)."""
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            held.append(connect())
+        # Every one of them is being served (none was refused).
+        for s in held:
+            s.settimeout(0)
+            try:
+                assert s.recv(1) != b"", "a connection under the limit was closed"
+            except BlockingIOError:
+                pass
+        extra = connect()
+        try:
+            assert closed(extra, timeout=10), "a connection past the limit was served"
+        finally:
+            extra.close()
+    finally:
+        for s in held:
+            s.close()

@@ -30,7 +30,7 @@ def export(dev, target, session="s1"):
 def fio_verify(disk, *job):
     """fio random writes to `disk`, read back and checked (crc32c)."""
     r = subprocess.run(["fio", "--name=t", f"--filename={disk}", "--direct=1",
-                        "--ioengine=libaio", "--iodepth=8", *job, "--rw=randwrite",
+                        "--ioengine=libaio", "--iodepth=32", *job, "--rw=randwrite",
                         "--randrepeat=0", "--verify=crc32c", "--verify_fatal=1",
                         "--do_verify=1", "--output-format=terse"],
                        capture_output=True, text=True, timeout=900)
