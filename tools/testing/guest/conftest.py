@@ -176,13 +176,23 @@ def iscsi_export(iqn, dev):
         mgmt("targets/iscsi/enabled", "0")
 
 
+def openable(path):
+    """Whether `path` opens: a disk's node exists a moment before the disk
+    does (opening it then fails with ENXIO)."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        return True
+    except OSError:
+        return False
+
+
 def device_of(scsi_devices, pattern):
     """/dev/NAME for the first match of `pattern` (a glob under the sysfs
     directory of a SCSI device `scsi_devices()` lists, such as "block/sd*"),
-    once udev made it; None after 20 s."""
+    once udev made it and it opens; None after 20 s."""
     for _ in range(200):
         found = [p for d in scsi_devices() for p in glob.glob(os.path.join(d, pattern))]
-        if found and os.path.exists("/dev/" + os.path.basename(found[0])):
+        if found and openable("/dev/" + os.path.basename(found[0])):
             return "/dev/" + os.path.basename(found[0])
         time.sleep(0.1)
     return None
