@@ -82,6 +82,15 @@ impl BackingFile {
         unsafe { bindings::scst_rs_file_is_regular(self.file) }
     }
 
+    /// Whether I/O on this file can be asked not to block
+    /// ([`Self::read_into_nowait`]); files of some filesystems (tmpfs)
+    /// cannot.
+    pub(crate) fn can_nowait(&self) -> bool {
+        // SAFETY: `file` is valid by the type invariants.
+        unsafe { bindings::scst_rs_file_can_nowait(self.file) }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn rw_sg(
         &self,
         sg: &SgList<'_>,
@@ -90,12 +99,15 @@ impl BackingFile {
         pos: u64,
         write: bool,
         dsync: bool,
+        nowait: bool,
     ) -> Result<usize> {
         let (sgl, nents) = range_of(sg, skip, len)?;
         // SAFETY: `file` is valid by the type invariants; `sgl` has `nents`
         // entries covering `skip + len` bytes, valid while `sg` is borrowed.
         check_len(unsafe {
-            bindings::scst_rs_file_rw_sg(self.file, sgl, nents, skip, len, pos as i64, write, dsync)
+            bindings::scst_rs_file_rw_sg(
+                self.file, sgl, nents, skip, len, pos as i64, write, dsync, nowait,
+            )
         })
     }
 
@@ -107,7 +119,21 @@ impl BackingFile {
         len: usize,
         pos: u64,
     ) -> Result<usize> {
-        self.rw_sg(sg, skip, len, pos, false, false)
+        self.rw_sg(sg, skip, len, pos, false, false, false)
+    }
+
+    /// [`Self::read_into`], but what it would have to wait for (a page not
+    /// in the page cache, a lock) ends it early: `EAGAIN`, or fewer bytes
+    /// than `len`, with part of them in `sg`. `EOPNOTSUPP` where the file
+    /// cannot do that (see [`Self::can_nowait`]).
+    pub(crate) fn read_into_nowait(
+        &self,
+        sg: &mut SgList<'_>,
+        skip: usize,
+        len: usize,
+        pos: u64,
+    ) -> Result<usize> {
+        self.rw_sg(sg, skip, len, pos, false, false, true)
     }
 
     /// Writes `len` bytes of `sg` from offset `skip` at `pos`; `dsync`
@@ -120,7 +146,7 @@ impl BackingFile {
         pos: u64,
         dsync: bool,
     ) -> Result<usize> {
-        self.rw_sg(sg, skip, len, pos, true, dsync)
+        self.rw_sg(sg, skip, len, pos, true, dsync, false)
     }
 
     /// Starts reading (or, with `write`, writing) `len` bytes at `pos` of

@@ -52,6 +52,12 @@ bool scst_rs_file_is_regular(struct file *file)
 	return S_ISREG(file_inode(file)->i_mode);
 }
 
+/* Whether I/O on @file honours RWF_NOWAIT (else it is refused outright). */
+bool scst_rs_file_can_nowait(struct file *file)
+{
+	return file->f_mode & FMODE_NOWAIT;
+}
+
 /*
  * Sets @iter over @len bytes of the scatterlist @sgl (@nents entries) from
  * @skip bytes in, with the pages themselves: no bounce buffer. Release @b
@@ -113,10 +119,15 @@ void scst_rs_bvecs_release(struct scst_rs_bvecs *b)
  * @sgl (@nents entries), starting @skip bytes into it. @dsync writes
  * through to stable storage (FUA on a block device opened O_DIRECT).
  */
+/*
+ * @nowait: return -EAGAIN (or a short count) rather than wait for I/O or a
+ * lock, as RWF_NOWAIT has it.
+ */
 ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
 			   unsigned int nents, size_t skip, size_t len,
-			   loff_t pos, bool write, bool dsync)
+			   loff_t pos, bool write, bool dsync, bool nowait)
 {
+	rwf_t flags = (dsync ? RWF_DSYNC : 0) | (nowait ? RWF_NOWAIT : 0);
 	struct scst_rs_bvecs b;
 	struct iov_iter iter;
 	ssize_t ret;
@@ -126,9 +137,9 @@ ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
 	if (ret)
 		return ret;
 	if (write)
-		ret = vfs_iter_write(file, &iter, &pos, dsync ? RWF_DSYNC : 0);
+		ret = vfs_iter_write(file, &iter, &pos, flags);
 	else
-		ret = vfs_iter_read(file, &iter, &pos, 0);
+		ret = vfs_iter_read(file, &iter, &pos, flags);
 	scst_rs_bvecs_release(&b);
 	return ret;
 }

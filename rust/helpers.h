@@ -28,9 +28,10 @@ void scst_rs_file_close(struct file *file);
 u64 scst_rs_file_size(struct file *file);
 bool scst_rs_file_is_bdev(struct file *file);
 bool scst_rs_file_is_regular(struct file *file);
+bool scst_rs_file_can_nowait(struct file *file);
 ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
 			   unsigned int nents, size_t skip, size_t len,
-			   loff_t pos, bool write, bool dsync);
+			   loff_t pos, bool write, bool dsync, bool nowait);
 ssize_t scst_rs_file_read(struct file *file, void *buf, size_t len, loff_t pos);
 ssize_t scst_rs_file_write(struct file *file, const void *buf, size_t len,
 			   loff_t pos);

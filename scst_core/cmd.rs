@@ -5,7 +5,8 @@
 //! A command is an object with a [`State`]. Each step that may wait hands
 //! the command on and returns; whoever resumes it (a core worker, the end
 //! of an older command) runs the next step, in whatever context that is.
-//! No step runs a backend in the context that received the command.
+//! No step waits for a backend in the context that received the command:
+//! there, a logical unit runs only what cannot block (see [`Context`]).
 //!
 //! | state | what happens | context |
 //! | --- | --- | --- |
@@ -13,7 +14,7 @@
 //! | PARSE, PREPARE_SPACE | [`super::session::Command::data_buffer`]: the buffer the data goes to (memory the logical unit lends, or new pages); a driver whose initiator owns the buffer (scst_local) skips it | the driver's receive context (process context: it may allocate) |
 //! | RDY_TO_XFER, DATA_WAIT | the driver fetches the data-out into the buffer (iSCSI: immediate data, R2T and Data-Out in its receive loop, which goes on receiving other PDUs meanwhile) | the driver's own |
 //! | TGT_PRE_EXEC | [`super::session::Command::submit`]: a refused command and one for an absent LUN are answered at once (nothing of a backend runs); an admitted one starts when its task attribute lets it, else it parks in its device's task set and the end of an older command starts it | the submitting context, or that of the older command's end; never sleeps |
-//! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block), or starts it and defers it ([`super::device::ExecCmd::defer`]): the worker goes on, and the [`Deferral`] brings the command back | a core worker, at most `threads_num` per device at once (per nexus with `threads_pool_type` per_initiator) |
+//! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block), or starts it and defers it ([`super::device::ExecCmd::defer`]): the worker goes on, and the [`Deferral`] brings the command back | a core worker, at most `threads_num` per device at once (per nexus with `threads_pool_type` per_initiator); first, for a command that may start and that its logical unit can try without blocking (a page-cache read, nullio), the submitting context of a [`Context::Direct`] driver, which hands it to a worker only if it would block |
 //! | DEV_DONE, PRE_XMIT_RESP | the logical unit's status and sense become the response; MODE SELECT raises MODE PARAMETERS CHANGED on the other nexuses | the same worker; for a deferred command, whichever of its worker and its completion ends the deferral last (the completion, which may run in hard interrupt context, queues the command's work) |
 //! | XMIT_RESP | [`TgtCmd::xmit_response`]: the driver sends data-in and status, or queues them with the buffer for its own sender; a command task management aborted meanwhile has none | the same worker (or the submitting context for a command answered at once) |
 //! | FINISHED | the command leaves the task set (older-command waiters start) and the in-flight set (task management waiting for it wakes) | where XMIT_RESP ran |
@@ -28,6 +29,7 @@ use super::buffer::{LendRefused, LentId};
 use super::device::{Completion, DataDirection, Ready};
 use super::sense::Sense;
 use super::session::{response_of, Command, Dispatched, Response, TgtDev};
+use super::task_set::Ticket;
 use crate::kernel_ext::sg::SgList;
 use crate::kernel_ext::wq::OwnedQueue;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -140,6 +142,26 @@ enum AfterExec {
     Now(Response),
     /// Its logical unit completes it later.
     Later,
+    /// Tried where it may not block, it would have: back to TGT_PRE_EXEC,
+    /// for a worker.
+    WouldBlock,
+}
+
+/// The context a target driver submits a command from, which decides
+/// what of the command may run there (SCST's `SCST_CONTEXT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Context {
+    /// Process context that may do work which does not block (a receive
+    /// loop): a command its logical unit can execute without blocking
+    /// ([`super::device::LogicalUnit::may_execute_nowait`], a read the page
+    /// cache holds) runs to XMIT_RESP right there, with no context switch;
+    /// the others go to a worker. SCST's `SCST_CONTEXT_DIRECT`, less the
+    /// blocking.
+    Direct,
+    /// A context that must not sleep (scst_local's `queuecommand`): only
+    /// what the core answers itself runs there; every command for a
+    /// logical unit goes to a worker.
+    Atomic,
 }
 
 impl<T: TgtCmd> Body<T> {
@@ -150,8 +172,10 @@ impl<T: TgtCmd> Body<T> {
             self.end_aborted(response);
             return;
         }
-        match self.exec(Some(cmd)) {
+        match self.exec(Some(cmd), false) {
             AfterExec::Now(response) => self.respond(response),
+            // Not tried without blocking here: cannot happen.
+            AfterExec::WouldBlock => self.respond(Response::status(super::session::status::BUSY)),
             AfterExec::Later => {
                 *cmd.body.lock() = Some(self);
                 if cmd.resume_refs.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -162,10 +186,39 @@ impl<T: TgtCmd> Body<T> {
         }
     }
 
+    /// EXEC in the submitting context (see [`Context::Direct`]): the
+    /// command runs to FINISHED here unless it would block, and then comes
+    /// back as it was, for a worker. Not inlined: its frames (and the
+    /// logical unit's below them) are on the stack of the receive loop
+    /// only while it runs.
+    /// The command is taken from `slot` only when it ran here.
+    #[inline(never)]
+    fn try_now(slot: &mut Option<Self>) {
+        let Some(body) = slot.as_mut() else {
+            return;
+        };
+        let done = match body.command.abort_response() {
+            Some(aborted) => Err(aborted),
+            None => match body.exec(None, true) {
+                AfterExec::WouldBlock => return,
+                AfterExec::Now(response) => Ok(response),
+                // Nothing defers without a deferral to give.
+                AfterExec::Later => Ok(Response::status(super::session::status::BUSY)),
+            },
+        };
+        if let Some(body) = slot.take() {
+            match done {
+                Ok(response) => body.respond(response),
+                Err(aborted) => body.end_aborted(aborted),
+            }
+        }
+    }
+
     /// EXEC, then DEV_DONE and PRE_XMIT_RESP of a command that completed
     /// there: runs the command (the core's own answer, or its logical
-    /// unit's) and returns the response.
-    fn exec(&mut self, defer: Option<&dyn Defer>) -> AfterExec {
+    /// unit's) and returns the response. `nowait`, it must not block and
+    /// may come back untouched (see [`Context::Direct`]).
+    fn exec(&mut self, defer: Option<&dyn Defer>, nowait: bool) -> AfterExec {
         if self.command.state != State::TgtPreExec {
             // Executed once; a second run would answer twice.
             pr_err!(
@@ -186,12 +239,16 @@ impl<T: TgtCmd> Body<T> {
                 let mut data = self.tgt.buffer();
                 match self
                     .command
-                    .dispatch(cdb, &mut data, self.direction, lent, defer)
+                    .dispatch(cdb, &mut data, self.direction, lent, defer, nowait)
                 {
                     Dispatched::Now(r) => r,
                     Dispatched::Later { done, failed } => {
                         self.deferred = Some((done, failed));
                         return AfterExec::Later;
+                    }
+                    Dispatched::WouldBlock => {
+                        self.command.state = State::TgtPreExec;
+                        return AfterExec::WouldBlock;
                     }
                 }
             }
@@ -445,9 +502,15 @@ impl<T: TgtCmd> WorkItem for Cmd<T> {
 impl Command {
     /// TGT_PRE_EXEC: hands the command, its CDB and the driver's side to
     /// the core, which executes it and calls
-    /// [`TgtCmd::xmit_response`]. Never sleeps: a driver may call it from
-    /// its receive context, atomic or not.
-    pub(crate) fn submit<T: TgtCmd>(mut self, cdb: &[u8], direction: DataDirection, tgt: T) {
+    /// [`TgtCmd::xmit_response`]. Never blocks: a driver calls it from
+    /// its receive context, which `context` says may or may not sleep.
+    pub(crate) fn submit<T: TgtCmd>(
+        mut self,
+        cdb: &[u8],
+        direction: DataDirection,
+        tgt: T,
+        context: Context,
+    ) {
         self.state = State::TgtPreExec;
         let mut body = Body {
             command: self,
@@ -463,13 +526,33 @@ impl Command {
             (Some(t), Some(Ok(ticket))) if body.tgt.refused().is_none() => (t.clone(), ticket),
             // Refused, for an absent LUN, or ended while lending: the core
             // answers at once; nothing of a backend runs.
-            _ => {
-                if let AfterExec::Now(response) = body.exec(None) {
-                    body.respond(response);
-                }
-                return;
-            }
+            _ => return body.answer_at_once(),
         };
+        let mut body = Some(body);
+        if context == Context::Direct && nexus.dev.may_start_now(ticket) {
+            Body::try_now(&mut body);
+        }
+        if let Some(body) = body {
+            body.schedule(nexus, ticket);
+        }
+    }
+}
+
+impl<T: TgtCmd> Body<T> {
+    /// EXEC to FINISHED of a command no logical unit executes. Not
+    /// inlined, as [`Self::try_now`].
+    #[inline(never)]
+    fn answer_at_once(mut self) {
+        if let AfterExec::Now(response) = self.exec(None, false) {
+            self.respond(response);
+        }
+    }
+
+    /// TGT_PRE_EXEC for a worker: the command waits in its device's task
+    /// set for its turn, then for a worker. Not inlined, as
+    /// [`Self::try_now`].
+    #[inline(never)]
+    fn schedule(self, nexus: Arc<TgtDev>, ticket: Ticket) {
         let dev = nexus.dev.clone();
         let live = Live::new(dev.exec_queue());
         let cmd = Arc::pin_init(
@@ -485,10 +568,10 @@ impl Command {
         );
         match cmd {
             Ok(cmd) => {
-                *cmd.body.lock() = Some(body);
+                *cmd.body.lock() = Some(self);
                 dev.start_when_ready(Ready { cmd, nexus }, ticket);
             }
-            Err(_) => body.respond(Response::status(super::session::status::BUSY)),
+            Err(_) => self.respond(Response::status(super::session::status::BUSY)),
         }
     }
 }

@@ -119,6 +119,10 @@ pub(crate) struct ExecCmd<'a, 'b> {
     pub(super) defer: Option<&'a dyn Defer>,
     /// What [`Self::defer`] was told the command ends with.
     pub(super) deferred: Option<(Completion, Sense)>,
+    /// The command runs in the context that submitted it, which must not
+    /// block (see [`LogicalUnit::may_execute_nowait`]): where it would,
+    /// the logical unit returns [`Executed::WouldBlock`].
+    pub(crate) nowait: bool,
 }
 
 impl ExecCmd<'_, '_> {
@@ -142,6 +146,10 @@ pub(crate) enum Executed {
     Done(Completion),
     /// It completes later, through the [`Deferral`] of [`ExecCmd::defer`].
     Later,
+    /// Only for an [`ExecCmd::nowait`] command: it would have to block.
+    /// Nothing the initiator could tell was done (the data buffer may hold
+    /// part of a read); the command executes again on a worker.
+    WouldBlock,
 }
 
 impl From<Completion> for Executed {
@@ -209,10 +217,23 @@ impl Completion {
 ///
 /// `execute` runs on a core worker, in process context, and may sleep
 /// (backend I/O); a logical unit that only starts the I/O there defers the
-/// command ([`ExecCmd::defer`]) and frees the worker.
+/// command ([`ExecCmd::defer`]) and frees the worker. A command
+/// [`LogicalUnit::may_execute_nowait`] accepts is first tried in the
+/// context that submitted it, where it must not block.
 pub(crate) trait LogicalUnit: Send + Sync + 'static {
     /// Executes one command; an `Err` becomes CHECK CONDITION with that sense.
     fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Executed, Sense>;
+
+    /// Whether the command with this CDB may be tried in the context that
+    /// submitted it (a driver's receive loop: process context that must
+    /// not wait for a backend): [`Self::execute`] then runs with
+    /// [`ExecCmd::nowait`] set, cannot defer, and answers
+    /// [`Executed::WouldBlock`] where it would block (a read the page cache
+    /// does not hold). A command done there costs no context switch and
+    /// needs no worker. Say yes only where blocking is the exception.
+    fn may_execute_nowait(&self, _cdb: &[u8]) -> bool {
+        false
+    }
 
     /// The sense format initiators asked for (control mode page D_SENSE).
     fn sense_format(&self) -> SenseFormat;
@@ -425,6 +446,13 @@ impl DeviceState {
         // Under the task set's lock: the count and the set agree.
         tgt_dev.active.fetch_add(1, Ordering::Relaxed);
         Ok(ticket)
+    }
+
+    /// Whether the command of `ticket` may start now, by task attribute
+    /// (a command that may start keeps that right: only older commands
+    /// hold one back).
+    pub(crate) fn may_start_now(&self, ticket: Ticket) -> bool {
+        self.tasks.lock().set.may_start(ticket)
     }
 
     /// TGT_PRE_EXEC: `cmd` (of `ticket`) executes as soon as its task

@@ -365,7 +365,9 @@ impl Command {
 
     /// EXEC: the core's answer or the logical unit's, on `data`. Runs
     /// where the command is executed: a core worker, or the submitting
-    /// context for commands that reach no logical unit.
+    /// context for commands that reach no logical unit and, `nowait`,
+    /// for those that may not block there.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn dispatch(
         &self,
         cdb: &[u8],
@@ -373,6 +375,7 @@ impl Command {
         direction: DataDirection,
         lent: Option<LentId>,
         defer: Option<&dyn Defer>,
+        nowait: bool,
     ) -> Dispatched {
         let refused = match self.admission {
             Some(Err(Refusal::TaskSetFull)) => Some(status::TASK_SET_FULL),
@@ -391,6 +394,7 @@ impl Command {
             direction,
             lent,
             defer,
+            nowait,
         )
     }
 }
@@ -411,6 +415,9 @@ pub(super) enum Dispatched {
     /// The logical unit completes the command later: it ends with `done`,
     /// or with CHECK CONDITION and `failed`.
     Later { done: Completion, failed: Sense },
+    /// Tried without blocking, the command would block: it goes to a
+    /// worker, as if it had not been tried.
+    WouldBlock,
 }
 
 /// DEV_DONE: the response to a command `tgt_dev`'s logical unit executed;
@@ -667,6 +674,7 @@ impl Session {
         direction: DataDirection,
         lent: Option<LentId>,
         defer: Option<&dyn Defer>,
+        nowait: bool,
     ) -> Dispatched {
         let Some(tgt_dev) = tgt_dev else {
             // The core answers every command for an absent LUN.
@@ -675,8 +683,13 @@ impl Session {
                 Response::check_condition(sense::LUN_NOT_SUPPORTED, SenseFormat::Fixed)
             }));
         };
+        // What the core answers itself never blocks; having declined, it
+        // changed nothing (a unit attention is taken only to report it).
         if let Some(r) = self.dispatch_core(Some(tgt_dev), cdb_bytes, data) {
             return Dispatched::Now(r);
+        }
+        if nowait && !tgt_dev.dev.lu.may_execute_nowait(cdb_bytes) {
+            return Dispatched::WouldBlock;
         }
         let mut cmd = ExecCmd {
             cdb: cdb_bytes,
@@ -687,8 +700,9 @@ impl Session {
             nexus: tgt_dev.attached.id,
             lent,
             tag,
-            defer,
+            defer: if nowait { None } else { defer },
             deferred: None,
+            nowait,
         };
         let result = tgt_dev.dev.lu.execute(&mut cmd);
         match (cmd.deferred.take(), result) {
@@ -699,6 +713,14 @@ impl Session {
             (None, Ok(Executed::Later)) => {
                 pr_err!(
                     "scst: {}: a command returned as deferred was not\n",
+                    &*tgt_dev.dev.name
+                );
+                Dispatched::Now(response_of(tgt_dev, Err(sense::INTERNAL_TARGET_FAILURE)))
+            }
+            (None, Ok(Executed::WouldBlock)) if nowait => Dispatched::WouldBlock,
+            (None, Ok(Executed::WouldBlock)) => {
+                pr_err!(
+                    "scst: {}: a command that was free to block would have\n",
                     &*tgt_dev.dev.name
                 );
                 Dispatched::Now(response_of(tgt_dev, Err(sense::INTERNAL_TARGET_FAILURE)))

@@ -24,6 +24,7 @@ use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::sg::SgList;
 use crate::scst_core::buffer::CmdBuffer;
+use crate::scst_core::cmd::Context;
 use crate::scst_core::device::DataDirection;
 use crate::scst_core::sense::{self, SenseFormat};
 use crate::scst_core::session::{status, Command, Session};
@@ -678,8 +679,9 @@ impl<'a> Ffp<'a> {
     }
 
     /// TGT_PRE_EXEC: hands a command whose data is in to the core, which
-    /// executes it on a worker and answers through [`IscsiCmd`]; the loop
-    /// goes on receiving at once.
+    /// executes it (here, if that cannot block: a read the page cache
+    /// holds; else on a worker) and answers through [`IscsiCmd`]; the loop
+    /// goes on receiving meanwhile.
     fn submit(&self, pdu: ScsiCommandPdu, command: Command, buf: CmdBuffer, slot: WindowSlot) {
         let cmd = IscsiCmd {
             conn: self.conn.clone(),
@@ -687,7 +689,7 @@ impl<'a> Ffp<'a> {
             pdu,
             body: Some((buf, slot)),
         };
-        command.submit(&pdu.cdb, direction_of(&pdu), cmd);
+        command.submit(&pdu.cdb, direction_of(&pdu), cmd, Context::Direct);
     }
 
     fn nop_out(&mut self, hdr: &[u8; BHS_LEN], bhs: &Bhs) -> core::result::Result<(), Ending> {
@@ -945,31 +947,15 @@ impl TmJob {
 
 /// Serves a connection from login to close.
 pub(crate) fn serve(drv: &Arc<DriverState>, conn: &Arc<Conn>) {
-    let login = match super::login_phase::run(drv, conn) {
-        Ok(l) => l,
-        Err(e) => {
-            pr_peer!(pr_info, "iscsi: login failed: {:?}\n", e);
-            return;
-        }
+    let Some((ffp, session)) = logged_in(drv, conn) else {
+        return;
     };
-    conn.start_full_feature(login.stat_sn, &login.negotiated);
-    let session = login.session.clone();
-    match Ffp::new(
-        conn,
-        drv,
-        login.session,
-        login.negotiated,
-        &login.params,
-        login.exp_cmd_sn,
-    ) {
-        Ok(mut ffp) => {
-            if let Ending::Failed(e) = ffp.run() {
-                if !conn.closing.load(Ordering::Relaxed) {
-                    pr_peer!(pr_info, "iscsi: connection ended: {:?}\n", e);
-                }
+    if let Some(mut ffp) = ffp {
+        if let Ending::Failed(e) = ffp.run() {
+            if !conn.closing.load(Ordering::Relaxed) {
+                pr_peer!(pr_info, "iscsi: connection ended: {:?}\n", e);
             }
         }
-        Err(e) => pr_peer!(pr_err, "iscsi: {:?}\n", e),
     }
     // Commands still executing find the connection closed: their
     // responses fail at once (and quietly) rather than wait on a peer that
@@ -978,6 +964,44 @@ pub(crate) fn serve(drv: &Arc<DriverState>, conn: &Arc<Conn>) {
     if let Some(s) = session {
         drv.scst
             .with_registry(|r| crate::scst_core::Scst::remove_session(r, super::DRIVER, &s));
+    }
+}
+
+/// A connection past its login: its full feature phase (if it could be
+/// set up) and its session, to remove at the end.
+type LoggedIn<'a> = (Option<KBox<Ffp<'a>>>, Option<Arc<Session>>);
+
+/// The login phase, then the full feature phase's state, on the heap
+/// (`None` for it if that failed): the receive loop runs commands that
+/// cannot block (see [`crate::scst_core::cmd::Context::Direct`]) on top of
+/// its own frames, which must stay small. Not inlined: the login's values
+/// live in its frame, which is gone by then. `None` if the login failed.
+#[inline(never)]
+fn logged_in<'a>(drv: &'a Arc<DriverState>, conn: &'a Arc<Conn>) -> Option<LoggedIn<'a>> {
+    let login = match super::login_phase::run(drv, conn) {
+        Ok(l) => l,
+        Err(e) => {
+            pr_peer!(pr_info, "iscsi: login failed: {:?}\n", e);
+            return None;
+        }
+    };
+    conn.start_full_feature(login.stat_sn, &login.negotiated);
+    let session = login.session.clone();
+    let ffp = Ffp::new(
+        conn,
+        drv,
+        login.session,
+        login.negotiated,
+        &login.params,
+        login.exp_cmd_sn,
+    )
+    .and_then(|f| Ok(KBox::new(f, GFP_KERNEL)?));
+    match ffp {
+        Ok(f) => Some((Some(f), session)),
+        Err(e) => {
+            pr_peer!(pr_err, "iscsi: {:?}\n", e);
+            Some((None, session))
+        }
     }
 }
 

@@ -16,7 +16,7 @@
 use crate::kernel_ext::scsi_host::{DataDirection, EhRequest, LocalHost, LocalHostOps, ScsiCmnd};
 use crate::kernel_ext::sg::SgList;
 use crate::kernel_ext::sysfs::DirRef;
-use crate::scst_core::cmd::TgtCmd;
+use crate::scst_core::cmd::{Context, TgtCmd};
 use crate::scst_core::device::DataDirection as CoreDirection;
 use crate::scst_core::{
     cdb::{decode_lun, lun_from_linux, MAX_LUN},
@@ -100,7 +100,9 @@ impl LocalHostOps for LocalOps {
             cmd: Some(cmd),
             direction,
         };
-        command.submit(&cdb[..len], core_direction, local);
+        // `queuecommand` must not sleep: every command for a logical unit
+        // goes to a worker.
+        command.submit(&cdb[..len], core_direction, local, Context::Atomic);
     }
 
     fn error_handler(&self, request: EhRequest, tag: u32, lun: u64) -> bool {

@@ -129,6 +129,9 @@ struct Vdisk {
     naa_id: [u8; 8],
     #[pin]
     mode: SpinLock<ModeState>,
+    /// Reads go through the page cache of a file that can be read without
+    /// blocking: they are tried in the submitting context first.
+    nowait_reads: bool,
 }
 
 /// FNV-1a: stable identifiers derived from the device name.
@@ -261,6 +264,8 @@ impl DevHandler for VdiskHandler {
         let t10_dev_id = CString::try_from_fmt(fmt!("{}", t10_dev_id.unwrap_or(name)))?;
         let usn = CString::try_from_fmt(fmt!("{:08x}", hash as u32))?;
         let wce = !write_through;
+        let nowait_reads =
+            self.kind == Kind::File && !o_direct && file.as_ref().is_some_and(|f| f.can_nowait());
         let lu = Arc::pin_init(
             pin_init!(Vdisk {
                 kind: self.kind,
@@ -283,6 +288,7 @@ impl DevHandler for VdiskHandler {
                     d_sense: false,
                     tas: false,
                 }),
+                nowait_reads,
             }),
             GFP_KERNEL,
         )?;
@@ -348,6 +354,17 @@ impl Vdisk {
     fn read(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32) -> Result<Executed, Sense> {
         let wanted = self.bytes(u64::from(blocks))?;
         let len = wanted.min(cmd.data.len());
+        if let (Some(file), true) = (&self.file, cmd.nowait) {
+            // Whatever the page cache does not hold whole (or an error,
+            // which the worker reports) is the worker's.
+            let whole = len % self.block_size as usize == 0;
+            return Ok(
+                match file.read_into_nowait(cmd.data, 0, len, self.pos(lba)) {
+                    Ok(n) if n == len && whole => Completion::data_in(len, wanted).into(),
+                    _ => Executed::WouldBlock,
+                },
+            );
+        }
         if let Some(file) = &self.file {
             // Whole blocks straight into the buffer (O_DIRECT needs them);
             // a partial last block through a bounce buffer.
@@ -691,6 +708,8 @@ impl LogicalUnit for Vdisk {
         let data_out = action.data_out_len(self.block_size);
         let executed = match action {
             Action::Read { lba, blocks } => self.read(cmd, lba, blocks),
+            // Only nullio runs anything else where it may not block.
+            _ if cmd.nowait && self.kind != Kind::Null => return Ok(Executed::WouldBlock),
             Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
             other => self
                 .execute_other(cmd, other, &info, &mode)
@@ -706,6 +725,19 @@ impl LogicalUnit for Vdisk {
             later => later,
         })
     }
+    fn may_execute_nowait(&self, cdb: &[u8]) -> bool {
+        use sbc::opcode::{READ_10, READ_12, READ_16, READ_6};
+        match self.kind {
+            // Nothing of nullio waits for anything.
+            Kind::Null => true,
+            Kind::File => {
+                self.nowait_reads
+                    && matches!(cdb.first(), Some(&(READ_6 | READ_10 | READ_12 | READ_16)))
+            }
+            Kind::Block => false,
+        }
+    }
+
     fn task_aborted_status(&self) -> bool {
         self.mode.lock().tas
     }

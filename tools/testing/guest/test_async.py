@@ -8,7 +8,6 @@ command is answered in the order SAM-5 asks for."""
 
 import os
 import re
-import select
 import struct
 import subprocess
 import time
@@ -331,28 +330,30 @@ def in_flight(disk="nullb0"):
         return sum(int(n) for n in f.read().split())
 
 
-def answered_first(a, b, itt_a, itt_b):
-    """Which of two sessions' pending commands is answered first: waits for
-    both responses and returns the ITT of the first."""
-    pending = {a: itt_a, b: itt_b}
-    order = []
-    deadline = time.monotonic() + 30
-    while pending:
-        ready, _, _ = select.select(list(pending), [], [], max(0, deadline - time.monotonic()))
-        assert ready, f"no response for {list(pending.values())}"
-        for s in ready:
-            assert responses(s, 1) == [(pending[s], 0)]
-            order.append(pending.pop(s))
-    return order[0]
+def wait_for_device_io():
+    """Waits until the stalling device has an I/O in flight."""
+    for _ in range(100):
+        if in_flight():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the uncached READ never reached the device")
+
+
+def read_capacity10(s, itt, cmd_sn):
+    """READ CAPACITY(10): vdisk_fileio answers it on a worker, always."""
+    cdb = bytes([0x25]).ljust(16, b"\0")
+    s.sendall(bhs(0x01, 0x80 | 0x40 | SIMPLE, itt=itt, word20=8, cmd_sn=cmd_sn, rest=cdb,
+                  immediate=False))
 
 
 @pytest.mark.parametrize("pool", ["shared", "per_initiator"])
 def test_threads_pool_type(stalling_disk, pool):
     """threads_num 1: a fileio READ that misses the page cache of a device
     that takes 2 s per I/O occupies the device's only worker. Another
-    initiator's READ, of a block already cached, waits for it with the
-    shared pool; with per_initiator each initiator has its own worker, so
-    it is answered first."""
+    initiator's READ CAPACITY waits for it with the shared pool; with
+    per_initiator each initiator has its own worker, so it is answered
+    first. (A READ the page cache holds would need no worker at all: see
+    test_cached_read_needs_no_worker.)"""
     sh("ip", "link", "set", "lo", "up")
     mgmt("devices/upool/threads_num", "1")
     mgmt("devices/upool/threads_pool_type", pool)
@@ -363,18 +364,78 @@ def test_threads_pool_type(stalling_disk, pool):
         try:
             read10(a, 0xB0, exp_a, 1 << 20)
             # The uncached READ holds the worker (its I/O is at the device)
-            # before the cached one comes.
-            for _ in range(100):
-                if in_flight():
-                    break
-                time.sleep(0.05)
-            assert in_flight(), "the uncached READ never reached the device"
-            read10(b, 0xB1, exp_b, 0)
-            first = answered_first(a, b, 0xB0, 0xB1)
-            assert first == (0xB1 if pool == "per_initiator" else 0xB0), hex(first)
+            # before the other command comes.
+            wait_for_device_io()
+            read_capacity10(b, 0xB1, exp_b)
+            assert responses(b, 1) == [(0xB1, 0)]
+            # Answered while the READ's I/O is still at the device (its
+            # own worker), or only once it ended (the READ's worker).
+            assert in_flight() == (1 if pool == "per_initiator" else 0)
+            assert responses(a, 1) == [(0xB0, 0)]
         finally:
             a.close()
             b.close()
+
+
+def test_cached_read_needs_no_worker(stalling_disk):
+    """A fileio READ the page cache holds runs in the receive loop, without
+    blocking: behind an uncached READ that holds the device's only worker
+    (threads_num 1, 2 s per I/O), on the same connection, it is answered
+    at once. Without that it would wait for the worker."""
+    sh("ip", "link", "set", "lo", "up")
+    mgmt("devices/upool/threads_num", "1")
+    with iscsi_export(IQN, "upool"):
+        s, exp = logged_in(IQN, INITIATOR)
+        try:
+            read10(s, 0xC0, exp, 1 << 20)
+            wait_for_device_io()
+            read10(s, 0xC1, exp + 1, 0)
+            started = time.monotonic()
+            assert responses(s, 1) == [(0xC1, 0)], "the cached READ waited"
+            print(f"cached READ answered {time.monotonic() - started:.3f} s after it was sent")
+            # The uncached one is still at the device.
+            assert in_flight() == 1
+            assert responses(s, 1) == [(0xC0, 0)]
+        finally:
+            s.close()
+
+
+@pytest.fixture
+def page_cache_disk(scst):
+    """vdisk_fileio, buffered, on a memory-backed null_blk device: unlike a
+    tmpfs file, a block device can be read without blocking (RWF_NOWAIT),
+    so reads the page cache holds run in the receive loop."""
+    sh("modprobe", "null_blk", "nr_devices=1", "gb=1", "memory_backed=1")
+    try:
+        mgmt("handlers/vdisk_fileio/mgmt", "add_device pcache filename=/dev/nullb0")
+        yield "pcache"
+        mgmt("handlers/vdisk_fileio/mgmt", "del_device pcache")
+    finally:
+        sh("rmmod", "null_blk", check=False)
+
+
+def test_page_cache_reads_verify_through_iscsi(page_cache_disk):
+    """fio verify at QD32 through open-iscsi on that device: data read in
+    the receive loop (cache hits) or on a worker (misses, and reads that
+    found part of their range cached) is what was written."""
+    sh("ip", "link", "set", "lo", "up")
+    with iscsi_export(IQN, page_cache_disk), open_iscsi_login(IQN) as scsi_devices:
+        dev = device_of(scsi_devices, "block/sd*")
+        assert dev, "no disk from the iSCSI login"
+        job = ["fio", "--name=verify", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+               "--iodepth=32", "--rw=randwrite", "--bsrange=4k-512k", "--size=32M",
+               "--randseed=2612", "--verify=crc32c", "--verify_fatal=1",
+               "--output-format=terse"]
+        # Written, then read back from the target's page cache.
+        r = subprocess.run(job + ["--do_verify=1"], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        # Read back again once the target's page cache of the device is
+        # dropped: misses, and reads that find part of their range cached.
+        write("/proc/sys/vm/drop_caches", "3")
+        r = subprocess.run(job + ["--verify_only=1"], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_initiator_that_stops_reading_stalls_only_itself(target):
