@@ -10,7 +10,76 @@ use super::sense::Sense;
 use crate::kernel_ext::misc::PinnedUserBuf;
 use crate::kernel_ext::pages::Pages;
 use crate::kernel_ext::sg::SgList;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::{prelude::*, sync::Arc};
+
+/// Bytes of the target's own pages the commands of one session may hold at
+/// once. Writes that wait for their data-out hold their buffers until it
+/// comes (up to the transport's response timeout), so without a bound one
+/// initiator could pin gigabytes; past it, a command is answered TASK SET
+/// FULL (BUSY when the session holds nothing: a command larger than the
+/// bound, which no transport here lets through), which initiators retry
+/// once their older commands end. 128 MiB is 32 commands of 4 MiB.
+pub(crate) const MAX_SESSION_DATA: usize = 128 << 20;
+
+/// The target's own pages a session's commands hold, against
+/// [`MAX_SESSION_DATA`].
+pub(crate) struct DataBudget {
+    used: AtomicUsize,
+}
+
+impl DataBudget {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Ok(Arc::new(
+            Self {
+                used: AtomicUsize::new(0),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// Takes `len` bytes of the budget until the returned charge drops;
+    /// `Err(holds)` when that would pass the bound (`holds`: the session
+    /// holds some already).
+    pub(crate) fn charge(self: &Arc<Self>, len: usize) -> core::result::Result<Charge, bool> {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let new = match used.checked_add(len) {
+                Some(n) if n <= MAX_SESSION_DATA => n,
+                _ => return Err(used > 0),
+            };
+            match self
+                .used
+                .compare_exchange_weak(used, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Ok(Charge {
+                        budget: self.clone(),
+                        len,
+                    })
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Bytes held now.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Part of a [`DataBudget`], given back when it drops.
+pub(crate) struct Charge {
+    budget: Arc<DataBudget>,
+    len: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.len, Ordering::Release);
+    }
+}
 
 /// What a logical unit is asked to lend memory for.
 pub(crate) struct BufferRequest<'a> {
@@ -125,18 +194,37 @@ enum Memory {
 /// A command's data buffer of a fixed length.
 pub(crate) struct CmdBuffer {
     memory: Memory,
+    /// The command is answered without executing (not admitted, or its
+    /// logical unit or the session's data budget refused it): the
+    /// driver need not receive its data-out.
+    answered: bool,
     /// The logical unit ended the command while lending (its handler
-    /// refused it, timed out or replied with garbage).
+    /// refused it, timed out or replied with garbage), or the session's
+    /// data budget refused it.
     pub(crate) refused: Option<LendRefused>,
+    /// The session's budget this buffer's pages take, given back with them.
+    _charge: Option<Charge>,
 }
 
 impl CmdBuffer {
-    /// `len` bytes of new pages (may sleep).
-    pub(crate) fn own(len: usize) -> Result<Self> {
+    /// `len` bytes of new pages (may sleep), counted in `charge`.
+    pub(super) fn own(len: usize, charge: Option<Charge>) -> Result<Self> {
         Ok(Self {
             memory: Memory::Own(Pages::alloc(len)?),
+            answered: false,
             refused: None,
+            _charge: charge,
         })
+    }
+
+    /// The buffer of a command answered without executing (with
+    /// `refused`, or by the core): `len` bytes for a data-in the core
+    /// builds, no room for data-out.
+    pub(super) fn answered(len: usize, refused: Option<LendRefused>) -> Result<Self> {
+        let mut b = Self::own(len, None)?;
+        b.answered = true;
+        b.refused = refused;
+        Ok(b)
     }
 
     /// The first `len` bytes of `buf`; `None` when it holds fewer.
@@ -146,8 +234,17 @@ impl CmdBuffer {
         }
         Some(Self {
             memory: Memory::Lent { buf, len },
+            answered: false,
             refused: None,
+            _charge: None,
         })
+    }
+
+    /// Whether the command takes its data-out: one answered without
+    /// executing does not, and its driver skips the data rather than ask
+    /// for it (no R2T) or store it.
+    pub(crate) fn wants_data_out(&self) -> bool {
+        !self.answered
     }
 
     /// The buffer as a scatterlist of exactly its length.

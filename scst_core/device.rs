@@ -97,6 +97,17 @@ pub(crate) struct RawStatus {
     pub(crate) sense_len: usize,
 }
 
+impl RawStatus {
+    /// `status` without sense data.
+    pub(crate) fn bare(status: u8) -> Self {
+        Self {
+            status,
+            sense: [0; super::sense::MAX_RAW_SENSE_LEN],
+            sense_len: 0,
+        }
+    }
+}
+
 /// A command as a logical unit executes it.
 pub(crate) struct ExecCmd<'a, 'b> {
     /// The CDB.

@@ -11,7 +11,7 @@
 //! cycle. What the core itself answers (REPORT LUNS, REQUEST SENSE, unit
 //! attentions, absent LUNs) is decided here, in [`Command::dispatch`].
 
-use super::buffer::{BufferRequest, CmdBuffer, LentId};
+use super::buffer::{BufferRequest, CmdBuffer, DataBudget, LendRefused, LentId};
 use super::cdb::{self, Cdb, Out};
 use super::cmd::{Defer, State};
 use super::device::{
@@ -21,6 +21,7 @@ use super::device::{
 use super::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
 use super::task_set::{Refusal, TaskAttr, Ticket};
 use crate::kernel_ext::kvec_ext::VecExt;
+use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::sg::SgList;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use kernel::{
@@ -292,7 +293,17 @@ impl Command {
         self.state = State::PrepareSpace;
         let lender = match (&self.tgt_dev, self.admission) {
             (Some(t), Some(Ok(_))) if len > 0 && direction != DataDirection::None => t,
-            _ => return CmdBuffer::own(len),
+            (Some(_), Some(Ok(_))) => return self.own_buffer(len),
+            // Refused, or for an absent LUN: the core answers, with at most
+            // its own data-in, and takes no data-out. Nothing of the
+            // initiator's length is allocated before it is admitted.
+            _ => {
+                let data_in = match direction {
+                    DataDirection::Read => len.min(CORE_DATA_IN_MAX),
+                    _ => 0,
+                };
+                return CmdBuffer::answered(data_in, None);
+            }
         };
         let req = BufferRequest {
             cdb,
@@ -304,13 +315,35 @@ impl Command {
         match lender.dev.lu.as_arc_borrow().lend_buffer(&req) {
             Ok(Some(buf)) => match CmdBuffer::lent(buf, len) {
                 Some(lent) => Ok(lent),
-                None => CmdBuffer::own(len),
+                None => self.own_buffer(len),
             },
-            Ok(None) => CmdBuffer::own(len),
-            Err(s) => {
-                let mut own = CmdBuffer::own(len)?;
-                own.refused = Some(s);
-                Ok(own)
+            Ok(None) => self.own_buffer(len),
+            Err(s) => CmdBuffer::answered(0, Some(s)),
+        }
+    }
+
+    /// `len` bytes of new pages, within the session's data budget; past
+    /// it, a buffer of a command answered TASK SET FULL (or BUSY).
+    fn own_buffer(&self, len: usize) -> Result<CmdBuffer> {
+        match self.session.data.charge(len) {
+            Ok(charge) => CmdBuffer::own(len, Some(charge)),
+            Err(holds) => {
+                let status = if holds {
+                    self.session.task_set_full.fetch_add(1, Ordering::Relaxed);
+                    status::TASK_SET_FULL
+                } else {
+                    self.session.busy.fetch_add(1, Ordering::Relaxed);
+                    status::BUSY
+                };
+                pr_peer!(
+                    pr_info,
+                    "scst: {}: {} bytes of command data held: a command of {} answered {:#x}\n",
+                    &*self.session.initiator,
+                    self.session.data.used(),
+                    len,
+                    status
+                );
+                CmdBuffer::answered(0, Some(LendRefused::Status(RawStatus::bare(status))))
             }
         }
     }
@@ -462,6 +495,10 @@ impl Drop for Command {
     }
 }
 
+/// Longest data-in the core builds itself (REPORT LUNS, and INQUIRY and
+/// REQUEST SENSE for an absent LUN).
+const CORE_DATA_IN_MAX: usize = 4096;
+
 /// Commands a session may have in flight: beyond any driver's window
 /// (iSCSI's largest QueuedCommands is 2048) with room for immediate ones.
 const MAX_SESSION_COMMANDS: usize = 2048 + 256;
@@ -489,6 +526,8 @@ pub(crate) struct Session {
     pub(crate) task_set_full: AtomicU64,
     /// Commands refused with BUSY.
     pub(crate) busy: AtomicU64,
+    /// The target's own pages its commands' buffers hold.
+    data: Arc<DataBudget>,
 }
 
 impl Session {
@@ -498,6 +537,7 @@ impl Session {
         // past it is refused with BUSY, never lost to task management.
         let commands = KVec::with_capacity(MAX_SESSION_COMMANDS, GFP_KERNEL)?;
         let initiator = super::cstring(initiator)?;
+        let data = DataBudget::new()?;
         Arc::pin_init(
             pin_init!(Self {
                 initiator,
@@ -509,6 +549,7 @@ impl Session {
                 abort_gen: AtomicU64::new(0),
                 task_set_full: AtomicU64::new(0),
                 busy: AtomicU64::new(0),
+                data,
             }),
             GFP_KERNEL,
         )
@@ -838,7 +879,7 @@ impl Session {
     ) -> Response {
         let mut buf = KVec::new();
         // Possibly in the submitting context, which may be atomic.
-        if buf.extend_with(4096, 0u8, GFP_ATOMIC).is_err() {
+        if buf.extend_with(CORE_DATA_IN_MAX, 0u8, GFP_ATOMIC).is_err() {
             return Response::check_condition(sense::INTERNAL_TARGET_FAILURE, format);
         }
         let mut out = Out::new(&mut buf);

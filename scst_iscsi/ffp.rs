@@ -523,6 +523,15 @@ impl<'a> Ffp<'a> {
         // The data's own buffer before any of it arrives: a user-space
         // handler's memory receives data-out straight from the socket.
         let mut buf = command.data_buffer(&cmd.cdb, edtl as usize, direction)?;
+        if !buf.wants_data_out() {
+            // Answered without executing (refused, no such LUN, past the
+            // session's data budget): its data-out is neither stored nor
+            // asked for. Unsolicited Data-Out behind it finds no task and
+            // is discarded; the initiator sends none after the response.
+            self.skip_segment(immediate_len)?;
+            self.submit(cmd, command, buf, slot);
+            return Ok(());
+        }
         if immediate_len > 0 {
             let mut sg = buf.sg();
             self.read_segment_into(&mut sg, 0, immediate_len, hdr)?;
