@@ -77,16 +77,18 @@ void scst_rs_sock_shutdown(struct socket *sock);
 void scst_rs_sock_release(struct socket *sock);
 int scst_rs_sock_addr(struct socket *sock, bool peer, char *buf, size_t len);
 int scst_rs_sock_local_ip(struct socket *sock, char *buf, size_t len);
-int scst_rs_sock_recv(struct socket *sock, void *buf, size_t len);
+int scst_rs_sock_recv(struct socket *sock, void *buf, size_t len,
+		      unsigned int stall_ms);
 bool scst_rs_sock_rx_pending(struct socket *sock);
 void scst_rs_sock_set_cork(struct socket *sock, bool on);
 int scst_rs_sock_recv_idle(struct socket *sock, void *buf, size_t len,
-			   unsigned int idle_ms);
+			   unsigned int idle_ms, unsigned int stall_ms);
 u32 scst_rs_crc32c(u32 crc, const void *buf, size_t len);
 u32 scst_rs_crc32c_sg(u32 crc, struct scatterlist *sgl, unsigned int nents,
 		      size_t skip, size_t len);
 int scst_rs_sock_recv_sg(struct socket *sock, struct scatterlist *sgl,
-			 unsigned int nents, size_t skip, size_t len);
+			 unsigned int nents, size_t skip, size_t len,
+			 unsigned int stall_ms);
 int scst_rs_sock_send(struct socket *sock, const void *const *bufs,
 		      const size_t *lens, size_t nr, bool more);
 int scst_rs_sock_send_sg(struct socket *sock, const void *head, size_t head_len,

@@ -6,6 +6,7 @@
 
 use super::{bindings, sg::SgList};
 use core::ptr;
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{error::to_result, prelude::*};
 
 /// Whether a message a remote peer can trigger (a login, a bad PDU, a
@@ -117,6 +118,7 @@ impl TcpListener {
         // INVARIANT: kernel_accept gave us a new socket we own.
         Ok(TcpStream {
             socket: Socket { sock },
+            stall_ms: AtomicU32::new(0),
         })
     }
 
@@ -130,22 +132,43 @@ impl TcpListener {
 /// each other; callers serialise sends among themselves.
 pub(crate) struct TcpStream {
     socket: Socket,
+    /// See [`Self::set_stall_limit`].
+    stall_ms: AtomicU32,
 }
 
 impl TcpStream {
-    /// Fills `buf`; `ECONNRESET` when the peer closed first.
+    /// Reads fail with `ETIMEDOUT` when nothing arrives for `ms`
+    /// milliseconds in the middle of what they read (0: no limit, the
+    /// default): a peer that stops halfway through a message does not hold
+    /// the reader for ever.
+    pub(crate) fn set_stall_limit(&self, ms: u32) {
+        self.stall_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn stall_ms(&self) -> u32 {
+        self.stall_ms.load(Ordering::Relaxed)
+    }
+
+    /// Fills `buf`; `ECONNRESET` when the peer closed first, `ETIMEDOUT`
+    /// past the stall limit.
     pub(crate) fn read_exact(&self, buf: &mut [u8]) -> Result {
         if buf.is_empty() {
             return Ok(());
         }
         // SAFETY: the socket is valid; `buf` is writable for its length.
         to_result(unsafe {
-            bindings::scst_rs_sock_recv(self.socket.sock, buf.as_mut_ptr().cast(), buf.len())
+            bindings::scst_rs_sock_recv(
+                self.socket.sock,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                self.stall_ms(),
+            )
         })
     }
 
     /// Fills `buf` like [`Self::read_exact`], but fails with `EAGAIN` if
-    /// nothing at all arrives within `idle_ms` milliseconds (0: no limit).
+    /// nothing at all arrives within `idle_ms` milliseconds (0: no limit);
+    /// the stall limit counts from the first byte.
     pub(crate) fn read_idle(&self, buf: &mut [u8], idle_ms: u32) -> Result {
         // SAFETY: the socket is valid; `buf` is writable for its length.
         to_result(unsafe {
@@ -154,6 +177,7 @@ impl TcpStream {
                 buf.as_mut_ptr().cast(),
                 buf.len(),
                 idle_ms,
+                self.stall_ms(),
             )
         })
     }
@@ -180,7 +204,7 @@ impl TcpStream {
         // SAFETY: the socket is valid; `sgl` has `nents` entries covering
         // `skip + len` bytes, writable while `sg` is borrowed mutably.
         to_result(unsafe {
-            bindings::scst_rs_sock_recv_sg(self.socket.sock, sgl, nents, skip, len)
+            bindings::scst_rs_sock_recv_sg(self.socket.sock, sgl, nents, skip, len, self.stall_ms())
         })
     }
 

@@ -114,60 +114,76 @@ int scst_rs_sock_local_ip(struct socket *sock, char *buf, size_t len)
 }
 
 /*
- * Receives until @iter is full. With @idle_ms, gives up with -EAGAIN if
- * nothing at all arrives for that long (the caller pings); once the first
- * byte is in, waits as long as it takes.
+ * Receives until @iter is full. With @idle, waits for the first byte at
+ * most @idle_ms (0: for ever) and then gives up with -EAGAIN (the caller
+ * pings). With @stall_ms, gives up with -ETIMEDOUT if nothing arrives for
+ * that long once the first byte is in (from the start without @idle): a
+ * peer that stops in the middle of a PDU does not hold its connection for
+ * ever. 0: no limit.
  */
-static int recv_iter_idle(struct socket *sock, struct iov_iter *iter,
-			  unsigned int idle_ms)
+static int recv_iter_timed(struct socket *sock, struct iov_iter *iter,
+			   bool idle, unsigned int idle_ms,
+			   unsigned int stall_ms)
 {
 	struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
 	size_t want = iov_iter_count(iter);
+	long stall = stall_ms ? msecs_to_jiffies(stall_ms) : MAX_SCHEDULE_TIMEOUT;
+	long first = idle_ms ? msecs_to_jiffies(idle_ms) : MAX_SCHEDULE_TIMEOUT;
+	/*
+	 * Under a limit, each receive returns what has arrived, so that its
+	 * timeout measures a silence; MSG_WAITALL would time the whole rest.
+	 */
+	int flags = MSG_NOSIGNAL | (stall_ms || idle ? 0 : MSG_WAITALL);
 	int err = 0;
 
-	if (idle_ms)
-		WRITE_ONCE(sock->sk->sk_rcvtimeo, msecs_to_jiffies(idle_ms));
+	WRITE_ONCE(sock->sk->sk_rcvtimeo, idle ? first : stall);
 	msg.msg_iter = *iter;
 	while (msg_data_left(&msg)) {
-		int n = sock_recvmsg(sock, &msg, MSG_WAITALL | MSG_NOSIGNAL);
+		bool started = msg_data_left(&msg) != want;
+		int n = sock_recvmsg(sock, &msg, flags);
 
 		if (n == 0) {
 			err = -ECONNRESET;
 			break;
 		}
-		if (n < 0) {
-			if (n == -EAGAIN && idle_ms && msg_data_left(&msg) == want) {
+		if (n > 0) {
+			if (!started && idle)
+				WRITE_ONCE(sock->sk->sk_rcvtimeo, stall);
+			continue;
+		}
+		if (n == -EAGAIN) {
+			if (!started && idle) {
 				err = -EAGAIN;
 				break;
 			}
-			if (n == -EINTR || n == -ERESTARTSYS || n == -EAGAIN)
-				continue;
-			err = n;
-			break;
+			if (stall_ms) {
+				err = -ETIMEDOUT;
+				break;
+			}
+			continue;
 		}
+		if (n == -EINTR || n == -ERESTARTSYS)
+			continue;
+		err = n;
+		break;
 	}
-	if (idle_ms)
-		WRITE_ONCE(sock->sk->sk_rcvtimeo, MAX_SCHEDULE_TIMEOUT);
+	WRITE_ONCE(sock->sk->sk_rcvtimeo, MAX_SCHEDULE_TIMEOUT);
 	return err;
-}
-
-static int recv_iter(struct socket *sock, struct iov_iter *iter)
-{
-	return recv_iter_idle(sock, iter, 0);
 }
 
 /*
  * Receives exactly @len bytes into @buf, or -EAGAIN if none arrives within
- * @idle_ms (0: wait for ever).
+ * @idle_ms (0: wait for ever), or -ETIMEDOUT if the rest stalls for
+ * @stall_ms (see recv_iter_timed()).
  */
 int scst_rs_sock_recv_idle(struct socket *sock, void *buf, size_t len,
-			   unsigned int idle_ms)
+			   unsigned int idle_ms, unsigned int stall_ms)
 {
 	struct kvec vec = { .iov_base = buf, .iov_len = len };
 	struct iov_iter iter;
 
 	iov_iter_kvec(&iter, ITER_DEST, &vec, 1, len);
-	return recv_iter_idle(sock, &iter, idle_ms);
+	return recv_iter_timed(sock, &iter, true, idle_ms, stall_ms);
 }
 
 /* CRC32C (no inversion) of a buffer, with the kernel's implementation. */
@@ -197,14 +213,18 @@ u32 scst_rs_crc32c_sg(u32 crc, struct scatterlist *sgl, unsigned int nents,
 	return crc;
 }
 
-/* Receives exactly @len bytes into @buf; -ECONNRESET when the peer closed. */
-int scst_rs_sock_recv(struct socket *sock, void *buf, size_t len)
+/*
+ * Receives exactly @len bytes into @buf; -ECONNRESET when the peer closed,
+ * -ETIMEDOUT when nothing arrives for @stall_ms (0: no limit).
+ */
+int scst_rs_sock_recv(struct socket *sock, void *buf, size_t len,
+		      unsigned int stall_ms)
 {
 	struct kvec vec = { .iov_base = buf, .iov_len = len };
 	struct iov_iter iter;
 
 	iov_iter_kvec(&iter, ITER_DEST, &vec, 1, len);
-	return recv_iter(sock, &iter);
+	return recv_iter_timed(sock, &iter, false, 0, stall_ms);
 }
 
 /* Received bytes nobody has read yet: more requests are already waiting. */
@@ -227,7 +247,8 @@ void scst_rs_sock_set_cork(struct socket *sock, bool on)
 
 /* Receives @len bytes into the scatterlist, @skip bytes in: no copy. */
 int scst_rs_sock_recv_sg(struct socket *sock, struct scatterlist *sgl,
-			 unsigned int nents, size_t skip, size_t len)
+			 unsigned int nents, size_t skip, size_t len,
+			 unsigned int stall_ms)
 {
 	struct scst_rs_bvecs b;
 	struct iov_iter iter;
@@ -238,7 +259,7 @@ int scst_rs_sock_recv_sg(struct socket *sock, struct scatterlist *sgl,
 	err = scst_rs_sg_iter(&b, &iter, ITER_DEST, sgl, nents, skip, len);
 	if (err)
 		return err;
-	err = recv_iter(sock, &iter);
+	err = recv_iter_timed(sock, &iter, false, 0, stall_ms);
 	scst_rs_bvecs_release(&b);
 	return err;
 }

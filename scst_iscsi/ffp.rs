@@ -179,6 +179,10 @@ impl<'a> Ffp<'a> {
         let mut ahs = KVec::new();
         ahs.extend_with(MAX_AHS_LEN, 0u8, GFP_KERNEL)?;
         let queued_commands = target.queued_commands.max(1);
+        // A PDU that stops arriving halfway is as overdue as a write's
+        // Data-Out: the connection closes after RspTimeout (0: never).
+        conn.stream
+            .set_stall_limit(target.rsp_timeout.saturating_mul(1000));
         conn.open_window(
             exp_cmd_sn,
             queued_commands,

@@ -180,6 +180,8 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
         chap: OnceCell::new(),
     };
     let mut crypto = KernelCrypto;
+    // Nor may it stop in the middle of a PDU for longer.
+    conn.stream.set_stall_limit(LOGIN_IDLE_MS);
     loop {
         let mut hdr = [0u8; BHS_LEN];
         conn.stream.read_idle(&mut hdr, LOGIN_IDLE_MS)?;

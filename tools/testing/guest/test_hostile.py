@@ -4,10 +4,12 @@ target memory only once the command is admitted, and never more than a
 bound per session. Raw iSCSI over loopback, after a real login."""
 
 import os
+import time
 
 import pytest
 
-from conftest import ROOT, backing_file, bhs, iscsi_export, mgmt, ping, raw_full_feature, recv_pdu
+from conftest import (ROOT, backing_file, bhs, closed, iscsi_export, mgmt, ping, raw_full_feature,
+                      recv_pdu)
 
 IQN = "iqn.2026-12.org.scst-rs:hostile"
 INITIATOR = "iqn.2026-12.org.scst-rs:hostile-client"
@@ -49,8 +51,8 @@ def next_pdu(s):
     return recv_pdu(s)
 
 
-def logged_in():
-    s, exp, _ = raw_full_feature(IQN, INITIATOR)
+def logged_in(isid=b"\x80\x00\x00\x00\x00\x01"):
+    s, exp, _ = raw_full_feature(IQN, INITIATOR, isid)
     # The new nexus' unit attention first, so that what follows is ours.
     s.sendall(bhs(0x01, 0x80 | 0x01, itt=0x1, cmd_sn=exp, rest=bytes(16), immediate=False))
     hdr, _ = next_pdu(s)
@@ -113,3 +115,26 @@ def test_session_data_is_bounded(target):
         assert hdr[0] & 0x3F == R2T and itt_of(hdr) == 0x32, hdr.hex()
     finally:
         s.close()
+
+
+def test_pdu_that_stops_halfway_closes_the_connection(target):
+    """A NOP-Out whose data segment stops after 100 of 4096 bytes: the
+    connection is closed once nothing more arrives for RspTimeout (3 s
+    here). Before, the receive loop waited for the rest for ever, holding
+    the connection (and one of the driver's connection slots). An idle
+    connection, between PDUs, is not cut by that limit."""
+    mgmt(f"targets/iscsi/{IQN}/RspTimeout", "3")
+    idle, exp_idle = logged_in(isid=b"\x80\x00\x00\x00\x00\x02")
+    s, exp = logged_in()
+    try:
+        s.sendall(bhs(0x00, 0x80, dlen=4096, itt=0x50, word20=0xFFFFFFFF, cmd_sn=exp)
+                  + b"\x11" * 100)
+        started = time.monotonic()
+        assert closed(s, timeout=30), "the connection waits for the rest of the PDU for ever"
+        print(f"closed {time.monotonic() - started:.1f} s after the PDU stopped")
+        # Longer idle than RspTimeout, and still served.
+        time.sleep(max(0.0, 4 - (time.monotonic() - started)))
+        assert itt_of(ping(idle, 0x51, exp_idle)) == 0x51
+    finally:
+        s.close()
+        idle.close()
