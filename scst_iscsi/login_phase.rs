@@ -16,7 +16,7 @@ use super::pdu::{padded, Bhs, InitiatorOpcode, LoginResponse, BHS_LEN};
 use super::text::{SendTargetsWriter, TargetCatalog};
 use super::{DriverState, IscsiSession, SessionInfo, DRIVER};
 use crate::kernel_ext::crypto;
-use crate::kernel_ext::net::pr_peer;
+use crate::kernel_ext::net::{pr_peer, TcpStream};
 use crate::scst_core::{session::Session, target::SessionHandle, Scst};
 use core::cell::OnceCell;
 use core::sync::atomic::Ordering;
@@ -29,6 +29,49 @@ pub(crate) const PORTAL_GROUP_TAG: u16 = 1;
 /// is closed (LIO allows 15 s for a whole login): a peer that connects
 /// and stays silent holds a connection slot and a worker only that long.
 const LOGIN_IDLE_MS: u32 = 15_000;
+
+/// How long a connection the driver refuses may take to send its first
+/// Login Request, to be answered rather than just closed.
+const REFUSE_WAIT_MS: u32 = 2_000;
+
+/// Answers the first Login Request of a connection the driver cannot serve
+/// (too many open) with "out of resources" (0x0302), so that the initiator
+/// learns why and retries later, as RFC 7143 has a target refuse; the
+/// caller closes the connection. A peer that sends no Login Request
+/// within `REFUSE_WAIT_MS` is just closed.
+pub(crate) fn refuse(stream: &TcpStream) {
+    stream.set_stall_limit(REFUSE_WAIT_MS);
+    let mut hdr = [0u8; BHS_LEN];
+    if stream.read_idle(&mut hdr, REFUSE_WAIT_MS).is_err() {
+        return;
+    }
+    match Bhs::parse(&hdr, LOGIN_DATA_MAX as u32) {
+        Ok(bhs) if bhs.opcode == InitiatorOpcode::LoginRequest => {}
+        _ => return,
+    }
+    let req = LoginRequest::parse(&hdr);
+    let status = Status::OUT_OF_RESOURCES;
+    let mut out = [0u8; BHS_LEN];
+    LoginResponse {
+        transit: false,
+        cont: false,
+        csg: req.csg,
+        nsg: 0,
+        version_max: 0,
+        version_active: 0,
+        isid: req.isid,
+        tsih: 0,
+        itt: req.itt,
+        stat_sn: 0,
+        exp_cmd_sn: req.cmd_sn,
+        max_cmd_sn: req.cmd_sn,
+        status_class: status.class,
+        status_detail: status.detail,
+        data_segment_len: 0,
+    }
+    .encode(&mut out);
+    let _ = stream.write_all(&[&out], false);
+}
 
 /// Text storage of a login (request and response halves).
 const LOGIN_STORAGE: usize = 2 * 65536;
@@ -240,11 +283,7 @@ pub(crate) fn run(drv: &Arc<DriverState>, conn: &Arc<Conn>) -> Result<LoggedIn> 
                         if e != EBUSY {
                             pr_peer!(pr_err, "iscsi: cannot open a session: {:?}\n", e);
                         }
-                        // Target error: out of resources.
-                        status = Status {
-                            class: 3,
-                            detail: 2,
-                        };
+                        status = Status::OUT_OF_RESOURCES;
                     }
                 }
             }

@@ -45,7 +45,7 @@ use crate::scst_core::{
 use config::Config;
 use conn::Conn;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     c_str, new_condvar, new_mutex,
@@ -67,6 +67,10 @@ const DRIVER: &str = "iscsi";
 /// task management always have workers.
 const MAX_CONNECTIONS: usize = 128;
 
+/// Connections past [`MAX_CONNECTIONS`] answered with a Login Response at
+/// once; more are closed without one.
+const MAX_REFUSING: usize = 8;
+
 /// The driver: its portals, its connections, its workqueue.
 #[pin_data]
 pub(crate) struct DriverState {
@@ -81,6 +85,8 @@ pub(crate) struct DriverState {
     config: Mutex<Config>,
     enabled: AtomicBool,
     next_tsih: AtomicU16,
+    /// Connections being refused (see [`MAX_REFUSING`]).
+    refusing: AtomicUsize,
 }
 
 struct Inner {
@@ -196,18 +202,30 @@ impl DriverState {
             let name = core::str::from_utf8(peer.get(..n).unwrap_or(&[])).unwrap_or("?");
             pr_peer!(pr_info, "iscsi: connection from {}\n", name);
         }
-        let conn = Conn::new(stream)?;
         let mut inner = self.inner.lock();
+        let wq = inner.wq.as_ref().ok_or(ENODEV)?;
         if inner.conns.len() >= MAX_CONNECTIONS {
-            // Dropping the stream closes it: the initiator retries later.
             pr_peer!(
                 pr_warn,
                 "iscsi: {} connections open: a new one is refused\n",
                 MAX_CONNECTIONS
             );
+            // Answered "out of resources" on a worker of its own, a few at
+            // a time; beyond those, closed at once (dropping the stream).
+            if self.refusing.fetch_add(1, Ordering::AcqRel) < MAX_REFUSING {
+                let drv = self.clone();
+                let spawned = wq.queue().try_spawn(GFP_KERNEL, move || {
+                    login_phase::refuse(&stream);
+                    drv.refusing.fetch_sub(1, Ordering::AcqRel);
+                });
+                if spawned.is_ok() {
+                    return Ok(());
+                }
+            }
+            self.refusing.fetch_sub(1, Ordering::AcqRel);
             return Ok(());
         }
-        let wq = inner.wq.as_ref().ok_or(ENODEV)?;
+        let conn = Conn::new(stream)?;
         let drv = self.clone();
         let c = conn.clone();
         wq.queue().try_spawn(GFP_KERNEL, move || drv.serve(c))?;
@@ -737,6 +755,7 @@ pub(crate) fn register(scst: &Arc<Scst>) -> Result<Iscsi> {
             config <- new_mutex!(config),
             enabled: AtomicBool::new(false),
             next_tsih: AtomicU16::new(1),
+            refusing: AtomicUsize::new(0),
         }),
         GFP_KERNEL,
     )?;

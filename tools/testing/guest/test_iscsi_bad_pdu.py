@@ -265,8 +265,9 @@ MAX_CONNECTIONS = 128
 
 def test_connection_limit(target):
     """The driver serves MAX_CONNECTIONS connections at once; the next is
-    closed as it is accepted instead of waiting for a worker, and once one
-    closes a login succeeds again (the fixture logs in after)."""
+    refused instead of waiting for a worker: its Login Request is answered
+    "out of resources" (0x0302) and the connection closed. Once one closes
+    a login succeeds again (the fixture logs in after)."""
     held = []
     try:
         for _ in range(MAX_CONNECTIONS):
@@ -280,6 +281,13 @@ def test_connection_limit(target):
                 pass
         extra = connect()
         try:
+            extra.settimeout(10)
+            extra.sendall(login_request([f"InitiatorName={INITIATOR}".encode(),
+                                         f"TargetName={IQN}".encode()]))
+            rsp, data = recv_pdu(extra)
+            assert rsp[0] & 0x3F == 0x23, f"opcode {rsp[0] & 0x3F:#x}"
+            assert (rsp[36], rsp[37]) == (0x03, 0x02), f"status {rsp[36]:#x}/{rsp[37]:#x}"
+            assert int.from_bytes(rsp[16:20], "big") == 1, "ITT of the request"
             assert closed(extra, timeout=10), "a connection past the limit was served"
         finally:
             extra.close()
