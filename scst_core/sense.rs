@@ -210,6 +210,9 @@ pub const WRITE_PROTECTED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x00);
 pub const READ_ERROR: Sense = Sense::new(key::MEDIUM_ERROR, 0x11, 0x00);
 /// WRITE ERROR.
 pub const WRITE_ERROR: Sense = Sense::new(key::MEDIUM_ERROR, 0x0c, 0x00);
+/// SPACE ALLOCATION FAILED WRITE PROTECT: no room to store the data
+/// (SBC-4 4.7.3.7).
+pub const SPACE_ALLOCATION_FAILED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x07);
 /// MISCOMPARE DURING VERIFY OPERATION.
 pub const MISCOMPARE_DURING_VERIFY: Sense = Sense::new(key::MISCOMPARE, 0x1d, 0x00);
 /// DATA PHASE ERROR: the transport delivered the data out of sequence.

@@ -464,9 +464,26 @@ impl Vdisk {
                 return Ok(later);
             }
             let dsync = fua && !self.nv_cache;
-            match file.write_from(cmd.data, 0, len, self.pos(lba), dsync) {
-                Ok(n) if n == len => {}
-                _ => return Err(sense::WRITE_ERROR.with_info(lba)),
+            // A short write (the filesystem filled up midway) goes on, to
+            // learn why it stopped.
+            let mut done = 0;
+            while done < len {
+                match file.write_from(
+                    cmd.data,
+                    done,
+                    len - done,
+                    self.pos(lba) + done as u64,
+                    dsync,
+                ) {
+                    Ok(n) if n > 0 => done += n,
+                    // A full filesystem holds nothing more: the initiator
+                    // learns that space ran out, not that the medium
+                    // failed.
+                    Err(e) if e == ENOSPC => {
+                        return Err(sense::SPACE_ALLOCATION_FAILED.with_info(lba))
+                    }
+                    _ => return Err(sense::WRITE_ERROR.with_info(lba)),
+                }
             }
         }
         Ok(Completion::NO_DATA.into())
