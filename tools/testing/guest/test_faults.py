@@ -1,0 +1,367 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Faults the target must survive: initiators killed or gone silent at
+each phase of a command, and the module removed while initiators are
+busy. Each test ends with the module unloaded and kmemleak scanned for
+the module's own objects; guest-run fails the run on any oops, lockdep
+or hung-task report."""
+
+import os
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import (ROOT, backing_file, bhs, closed, device_of, devices, host_of,
+                      iscsi_export, kmemleak_report, load, loaded, mgmt, open_iscsi_login,
+                      raw_full_feature, recv_pdu, sh, unload)
+
+IQN = "iqn.2026-12.org.scst-rs:faults"
+INITIATOR = "iqn.2026-12.org.scst-rs:faults-client"
+
+SCSI_RESPONSE, R2T, DATA_IN = 0x21, 0x31, 0x25
+
+# A device whose every I/O completes 2 s after submission (task management
+# then has a command to wait for).
+STALL_NSEC = 2_000_000_000
+
+
+def itt_of(hdr):
+    return int.from_bytes(hdr[16:20], "big")
+
+
+def next_pdu(s):
+    """The next PDU other than a NOP-In ping, which is answered as a live
+    initiator does (the target pings after 1 s of silence here, and closes
+    the connection 2 s later without an answer)."""
+    while True:
+        hdr, data = recv_pdu(s)
+        if hdr[0] & 0x3F != 0x20:
+            return hdr, data
+        # NOP-Out echoing the ping's TTT, at the target's ExpCmdSN.
+        s.sendall(bhs(0x00, 0x80, itt=0xFFFFFFFF, word20=int.from_bytes(hdr[20:24], "big"),
+                      cmd_sn=int.from_bytes(hdr[28:32], "big")))
+
+
+def sessions():
+    path = os.path.join(ROOT, "targets/iscsi", IQN, "sessions")
+    return os.listdir(path) if os.path.isdir(path) else []
+
+
+def wait_no_sessions(seconds=30):
+    """The target ended every session: none is left holding commands."""
+    for _ in range(seconds * 10):
+        if not sessions():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def kill(s, how):
+    """The initiator goes away: with a TCP reset, or silently (it stops
+    sending and reading; the target's NOP-In pings go unanswered)."""
+    if how == "rst":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        return None
+    return s
+
+
+def logged_in(isid=b"\x80\x00\x00\x00\x00\x01"):
+    s, exp, _ = raw_full_feature(IQN, INITIATOR, isid)
+    s.settimeout(30)
+    # The new nexus' unit attention.
+    s.sendall(bhs(0x01, 0x80 | 0x01, itt=0x1, cmd_sn=exp, rest=bytes(16), immediate=False))
+    hdr, _ = next_pdu(s)
+    assert hdr[0] & 0x3F == SCSI_RESPONSE, hdr.hex()
+    return s, exp + 1
+
+
+def rw10(op, lba, blocks):
+    return bytes([op, 0, *lba.to_bytes(4, "big"), 0, *blocks.to_bytes(2, "big"), 0])
+
+
+def phase_login(how):
+    """A login cut short: the security stage's first request, no more."""
+    s = socket.create_connection(("127.0.0.1", 3260), timeout=20)
+    text = f"InitiatorName={INITIATOR}\0TargetName={IQN}\0AuthMethod=None\0".encode()
+    hdr = bytearray(48)
+    hdr[0] = 0x43
+    hdr[1] = 0x80 | 1  # T, CSG security, NSG operational
+    hdr[5:8] = len(text).to_bytes(3, "big")
+    hdr[8:14] = b"\x80\x00\x00\x00\x00\x07"
+    hdr[16:20] = (1).to_bytes(4, "big")
+    s.sendall(bytes(hdr) + text + b"\0" * (-len(text) % 4))
+    rsp, _ = next_pdu(s)
+    assert rsp[0] & 0x3F == 0x23 and rsp[36] == 0, rsp.hex()
+    return kill(s, how)
+
+
+def phase_r2t(how):
+    """Writes whose data the target asked for (R2T), never sent."""
+    s, exp = logged_in()
+    for i in range(4):
+        s.sendall(bhs(0x01, 0x80 | 0x20 | 0x01, itt=0x10 + i, word20=1 << 20, cmd_sn=exp + i,
+                      rest=rw10(0x2A, 2048 * i, 2048), immediate=False))
+        hdr, _ = next_pdu(s)
+        assert hdr[0] & 0x3F == R2T, hdr.hex()
+    return kill(s, how)
+
+
+def phase_data_in(how):
+    """Reads whose Data-In is streaming: 32 MiB asked for, a little read."""
+    s, exp = logged_in()
+    for i in range(32):
+        s.sendall(bhs(0x01, 0x80 | 0x40 | 0x01, itt=0x20 + i, word20=1 << 20, cmd_sn=exp + i,
+                      rest=rw10(0x28, 2048 * (i % 8), 2048), immediate=False))
+    hdr, _ = next_pdu(s)
+    assert hdr[0] & 0x3F == DATA_IN, hdr.hex()
+    return kill(s, how)
+
+
+def phase_tm_pending(how):
+    """LUN RESET waiting for a READ that the device holds for 2 s."""
+    s, exp = logged_in()
+    s.sendall(bhs(0x01, 0x80 | 0x40 | 0x01, itt=0x30, word20=4096, cmd_sn=exp,
+                  rest=rw10(0x28, 1 << 20, 8), immediate=False))
+    for _ in range(100):
+        with open("/sys/block/nullb0/inflight") as f:
+            if sum(int(n) for n in f.read().split()):
+                break
+        time.sleep(0.02)
+    # LUN RESET (function 5), immediate.
+    s.sendall(bhs(0x02, 0x80 | 5, itt=0x31, word20=0xFFFFFFFF, cmd_sn=exp + 1))
+    return kill(s, how)
+
+
+@pytest.fixture
+def stalling_target(scst):
+    """LUN 0: vdisk_fileio on a null_blk device that completes every I/O
+    after 2 s; NOP-In after 1 s of silence, answered within 2 s."""
+    sh("ip", "link", "set", "lo", "up")
+    sh("modprobe", "null_blk", "nr_devices=1", "irqmode=2", f"completion_nsec={STALL_NSEC}",
+       "gb=1")
+    try:
+        mgmt("handlers/vdisk_fileio/mgmt", "add_device faulty filename=/dev/nullb0")
+        mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
+        mgmt(f"targets/iscsi/{IQN}/NopInInterval", "1")
+        mgmt(f"targets/iscsi/{IQN}/NopInTimeout", "2")
+        mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add faulty 0")
+        mgmt(f"targets/iscsi/{IQN}/enabled", "1")
+        mgmt("targets/iscsi/enabled", "1")
+        yield
+    finally:
+        # The module lets the device go only as it unloads; loaded again
+        # for the scst fixture.
+        if loaded():
+            unload()
+        sh("rmmod", "null_blk", check=False)
+        load()
+
+
+PHASES = [phase_login, phase_r2t, phase_data_in, phase_tm_pending]
+
+
+def test_initiator_killed_at_each_phase(stalling_target):
+    """At each phase (login, R2T outstanding, Data-In streaming, task
+    management pending) the initiator resets its connection, or goes
+    silent: the target ends the session (a silent one once its NOP-In goes
+    unanswered), keeps serving a new one, and leaks nothing."""
+    for phase in PHASES:
+        for how in ("rst", "silent"):
+            left = phase(how)
+            try:
+                if left is not None:
+                    # Silent: the target closes it (NOP-In timeout).
+                    assert closed(left, timeout=30), f"{phase.__name__}: silent peer kept"
+                assert wait_no_sessions(), f"{phase.__name__}/{how}: sessions left: {sessions()}"
+            finally:
+                if left is not None:
+                    left.close()
+            # Still served.
+            s, _ = logged_in(isid=b"\x80\x00\x00\x00\x00\x09")
+            s.close()
+            assert wait_no_sessions()
+    unload()
+    assert not os.path.exists(ROOT)
+    report = kmemleak_report()
+    assert "[scst]" not in report, report
+
+
+def fio_running(dev, seconds=30):
+    return subprocess.Popen(["fio", "--name=busy", f"--filename={dev}", "--direct=1",
+                             "--ioengine=libaio", "--iodepth=32", "--rw=randrw", "--bs=4k",
+                             "--size=32M", "--time_based", f"--runtime={seconds}",
+                             "--output-format=terse"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def rmmod_while_busy(fio):
+    """rmmod once fio has run a moment: it either succeeds or is refused,
+    within a bound; it never hangs or oopses. Returns rmmod's status."""
+    time.sleep(3)
+    assert fio.poll() is None, "fio ended early: " + fio.communicate()[1]
+    started = time.monotonic()
+    r = subprocess.run(["rmmod", "scst"], capture_output=True, text=True, timeout=120)
+    print(f"rmmod during fio: status {r.returncode} after {time.monotonic() - started:.1f} s"
+          f" {r.stderr.strip()}")
+    return r.returncode
+
+
+def test_rmmod_during_fio_over_iscsi(scst):
+    """rmmod while open-iscsi runs fio at QD32: the module closes the
+    connections and unloads (or refuses), the initiator sees errors, and
+    nothing oopses, hangs or leaks."""
+    path = backing_file("faults", 64 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device busy0 filename={path}")
+    with iscsi_export(IQN, "busy0"):
+        with open_iscsi_login(IQN) as scsi_devices:
+            dev = device_of(scsi_devices, "block/sd*")
+            assert dev, "no disk from the iSCSI login"
+            fio = fio_running(dev)
+            status = rmmod_while_busy(fio)
+            fio.kill()
+            fio.communicate()
+            if status == 0:
+                # Gone with its sessions; back (empty) for what follows.
+                load()
+        if status != 0:
+            # Refused while serving: removable once the initiator is gone.
+            mgmt("targets/iscsi/enabled", "0")
+            unload()
+            load()
+    unload()
+    report = kmemleak_report()
+    assert "[scst]" not in report, report
+    load()
+
+
+def test_rmmod_during_fio_over_scst_local(scst):
+    path = backing_file("faults", 64 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device busy1 filename={path}")
+    mgmt("targets/scst_local/mgmt", "add_target busy_t")
+    mgmt("targets/scst_local/busy_t/luns/mgmt", "add busy1 0")
+    mgmt("targets/scst_local/mgmt", "add_session busy_t s1")
+    sd, _ = devices(host_of("busy_t", "s1"))
+    fio = fio_running(sd)
+    status = rmmod_while_busy(fio)
+    fio.kill()
+    fio.communicate()
+    if status != 0:
+        # Refused while the disk is in use: removable once fio is gone.
+        sh("udevadm", "settle", check=False)
+        r = subprocess.run(["rmmod", "scst"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    assert not os.path.exists(ROOT)
+    report = kmemleak_report()
+    assert "[scst]" not in report, report
+    load()
+
+
+def write10(s, itt, cmd_sn, lba, data, lun=0):
+    """WRITE(10) with its data as immediate data and unsolicited Data-Out
+    (InitialR2T=No, FirstBurstLength 64 KiB), then the rest on R2T;
+    returns the response header and data."""
+    blocks = len(data) // 512
+    first = data[:65536]
+    s.sendall(bhs(0x01, 0x80 | 0x20 | 0x01, dlen=len(first), itt=itt, word20=len(data),
+                  cmd_sn=cmd_sn, rest=rw10(0x2A, lba, blocks), lun=lun, immediate=False)
+              + first)
+    while True:
+        hdr, rsp = next_pdu(s)
+        op = hdr[0] & 0x3F
+        if op == SCSI_RESPONSE:
+            return hdr, rsp
+        assert op == R2T, hdr.hex()
+        ttt = hdr[20:24]
+        offset = int.from_bytes(hdr[40:44], "big")
+        want = int.from_bytes(hdr[44:48], "big")
+        at, data_sn = offset, 0
+        while at < offset + want:
+            n = min(offset + want - at, 65536)
+            final = at + n >= offset + want
+            s.sendall(bhs(0x05, 0x80 if final else 0, dlen=n, itt=itt,
+                          word20=int.from_bytes(ttt, "big"),
+                          rest=struct.pack(">III", 0, data_sn, at), lun=lun, immediate=False)
+                      + data[at:at + n])
+            at += n
+            data_sn += 1
+
+
+def read10(s, itt, cmd_sn, lba, blocks, lun=0):
+    """READ(10): the data and the status."""
+    s.sendall(bhs(0x01, 0x80 | 0x40 | 0x01, itt=itt, word20=512 * blocks, cmd_sn=cmd_sn,
+                  rest=rw10(0x28, lba, blocks), lun=lun, immediate=False))
+    out = b""
+    while True:
+        hdr, data = next_pdu(s)
+        if hdr[0] & 0x3F == DATA_IN:
+            out += data
+            if hdr[1] & 0x01:
+                return out, hdr[3]
+        else:
+            assert hdr[0] & 0x3F == SCSI_RESPONSE, hdr.hex()
+            return out, hdr[3]
+
+
+def test_full_filesystem_under_fileio(scst):
+    """vdisk_fileio on a 64 MiB file in a 16 MiB tmpfs: writes succeed
+    until the filesystem is full, then fail with SPACE ALLOCATION FAILED
+    WRITE PROTECT (07/27/07), not as a medium error; what was acknowledged
+    reads back, and another LUN of the target is served meanwhile."""
+    mnt = "/tmp/faults-full"
+    os.makedirs(mnt, exist_ok=True)
+    sh("mount", "-t", "tmpfs", "-o", "size=16m", "faults", mnt)
+    try:
+        path = os.path.join(mnt, "lun.img")
+        with open(path, "wb") as f:
+            f.truncate(64 << 20)
+        mgmt("handlers/vdisk_fileio/mgmt", f"add_device full0 filename={path}")
+        other = backing_file("faults-other", 4 << 20)
+        mgmt("handlers/vdisk_fileio/mgmt", f"add_device other0 filename={other}")
+        with iscsi_export(IQN, "full0"):
+            mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add other0 1")
+            s, exp = logged_in()
+            try:
+                chunk = 1 << 20
+                written = []
+                failure = None
+                for i in range(40):
+                    data = bytes([i + 1]) * chunk
+                    hdr, rsp = write10(s, 0x100 + i, exp, i * 2048, data)
+                    exp += 1
+                    if hdr[3] != 0:
+                        failure = (hdr[3], rsp[2:])
+                        break
+                    written.append(i)
+                assert failure, "40 MiB written into a 16 MiB filesystem"
+                status, sense = failure
+                assert status == 2, f"status {status:#x}"
+                assert (sense[2] & 0x0F, sense[12], sense[13]) == (0x07, 0x27, 0x07), sense.hex()
+                print(f"{len(written)} MiB acknowledged before the filesystem was full")
+                assert len(written) >= 8
+                # Acknowledged data reads back.
+                for i in written[:: max(1, len(written) // 4)]:
+                    data, status = read10(s, 0x200 + i, exp, i * 2048, 2048)
+                    exp += 1
+                    assert status == 0 and data == bytes([i + 1]) * chunk, f"MiB {i} lost"
+                # The other LUN is served (past its new nexus' unit
+                # attention): a write and its read-back.
+                s.sendall(bhs(0x01, 0x80 | 0x01, itt=0x2FF, cmd_sn=exp, rest=bytes(16),
+                              lun=1 << 48, immediate=False))
+                exp += 1
+                assert next_pdu(s)[0][0] & 0x3F == SCSI_RESPONSE
+                hdr, _ = write10(s, 0x300, exp, 0, b"\x5a" * 4096, lun=1 << 48)
+                exp += 1
+                assert hdr[3] == 0, f"other LUN write status {hdr[3]:#x}"
+                data, status = read10(s, 0x301, exp, 0, 8, lun=1 << 48)
+                assert status == 0 and data == b"\x5a" * 4096
+            finally:
+                s.close()
+    finally:
+        # The module holds the file open until it unloads.
+        if loaded():
+            unload()
+        sh("umount", mnt, check=False)
+        load()
