@@ -21,6 +21,22 @@ ROOT = "/sys/kernel/scst_tgt"
 KMEMLEAK = "/sys/kernel/debug/kmemleak"
 
 
+# Seconds spent in each test file (set-up, call and teardown of its tests),
+# printed at the end of the run so that slow files show.
+FILE_SECONDS = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::", 1)[0]
+    FILE_SECONDS[path] = FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.section("seconds per test file")
+    for path, seconds in sorted(FILE_SECONDS.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
+
+
 def sh(*args, check=True):
     return subprocess.run(args, check=check, capture_output=True, text=True)
 
