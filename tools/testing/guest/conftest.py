@@ -162,14 +162,18 @@ def iscsi_daemon():
 
 
 @contextlib.contextmanager
-def open_iscsi_login(iqn, portal="127.0.0.1"):
+def open_iscsi_login(iqn, portal="127.0.0.1", settings=()):
     """The kernel's initiator (open-iscsi's iscsid) logged in to `iqn`, an
-    enabled target of scst_iscsi; yields the sysfs directories of the
-    session's SCSI devices, and logs out after."""
+    enabled target of scst_iscsi, with the node `settings` ((name, value)
+    pairs of iscsid.conf) it has; yields a function that lists the sysfs
+    directories of the session's SCSI devices, and logs out after."""
     adm = ["timeout", "120", "iscsiadm"]
     with iscsi_daemon():
         try:
             sh(*adm, "-m", "discovery", "-t", "sendtargets", "-p", portal)
+            for name, value in settings:
+                sh(*adm, "-m", "node", "-T", iqn, "-p", portal, "-o", "update", "-n", name,
+                   "-v", str(value))
             sh(*adm, "-m", "node", "-T", iqn, "-p", portal, "--login")
             yield lambda: glob.glob("/sys/class/iscsi_session/session*/device/target*/*:0:0:*")
         finally:
@@ -288,9 +292,8 @@ def closed(s, timeout=20):
         return False
 
 
-def connect():
-    s = socket.create_connection(("127.0.0.1", 3260), timeout=20)
-    return s
+def connect(timeout=20):
+    return socket.create_connection(("127.0.0.1", 3260), timeout=timeout)
 
 
 def login_request(keys, isid=b"\x80\x00\x00\x00\x00\x01"):
@@ -306,10 +309,11 @@ def login_request(keys, isid=b"\x80\x00\x00\x00\x00\x01"):
     return bytes(hdr) + padded(text)
 
 
-def raw_login(iqn, initiator, isid=b"\x80\x00\x00\x00\x00\x01"):
+def raw_login(iqn, initiator, isid=b"\x80\x00\x00\x00\x00\x01", timeout=20):
     """Logs in to `iqn` over a plain socket (no security stage), proposing
-    every operational key, until the target moves to full feature phase."""
-    s = connect()
+    every operational key, until the target moves to full feature phase
+    or refuses; the socket and the last Login Response."""
+    s = connect(timeout)
     keys = [f"InitiatorName={initiator}".encode(), f"TargetName={iqn}".encode(),
             b"SessionType=Normal", b"HeaderDigest=None", b"DataDigest=None",
             b"InitialR2T=No", b"ImmediateData=Yes", b"MaxBurstLength=1048576",
@@ -343,6 +347,102 @@ def ping(s, itt, cmd_sn):
     s.sendall(bhs(0x00, 0x80, itt=itt, word20=RESERVED, cmd_sn=cmd_sn))
     hdr, _ = recv_pdu(s)
     return hdr
+
+
+SCSI_RESPONSE, DATA_IN, R2T, LOGOUT_RESPONSE, ASYNC_MESSAGE = 0x21, 0x25, 0x31, 0x26, 0x32
+
+
+def next_reply(s):
+    """The next PDU other than a NOP-In ping or an Asynchronous Message
+    (such as the SCSI event that reports changed LUNs). A ping is
+    answered as a live initiator does (a target with a short
+    NopInInterval closes a connection whose pings go unanswered)."""
+    while True:
+        hdr, data = recv_pdu(s)
+        if hdr[0] & 0x3F == ASYNC_MESSAGE:
+            continue
+        if hdr[0] & 0x3F != 0x20:
+            return hdr, data
+        # NOP-Out echoing the ping's TTT, at the target's ExpCmdSN.
+        s.sendall(bhs(0x00, 0x80, itt=RESERVED, word20=int.from_bytes(hdr[20:24], "big"),
+                      cmd_sn=int.from_bytes(hdr[28:32], "big")))
+
+
+def rw10(op, lba, blocks):
+    """A READ(10) or WRITE(10) CDB."""
+    return bytes([op, 0, *lba.to_bytes(4, "big"), 0, *blocks.to_bytes(2, "big"), 0])
+
+
+def write10(s, itt, cmd_sn, lba, data, lun=0):
+    """WRITE(10) with its data as immediate data and unsolicited Data-Out
+    (InitialR2T=No, FirstBurstLength 64 KiB, as raw_login negotiates),
+    then the rest on R2T; returns the response header and data."""
+    blocks = len(data) // 512
+    first = data[:65536]
+    s.sendall(bhs(0x01, 0x80 | 0x20 | 0x01, dlen=len(first), itt=itt, word20=len(data),
+                  cmd_sn=cmd_sn, rest=rw10(0x2A, lba, blocks), lun=lun, immediate=False)
+              + padded(first))
+    while True:
+        hdr, rsp = next_reply(s)
+        op = hdr[0] & 0x3F
+        if op == SCSI_RESPONSE:
+            return hdr, rsp
+        assert op == R2T, hdr.hex()
+        ttt = hdr[20:24]
+        offset = int.from_bytes(hdr[40:44], "big")
+        want = int.from_bytes(hdr[44:48], "big")
+        at, data_sn = offset, 0
+        while at < offset + want:
+            n = min(offset + want - at, 65536)
+            final = at + n >= offset + want
+            s.sendall(bhs(0x05, 0x80 if final else 0, dlen=n, itt=itt,
+                          word20=int.from_bytes(ttt, "big"),
+                          rest=struct.pack(">III", 0, data_sn, at), lun=lun, immediate=False)
+                      + padded(data[at:at + n]))
+            at += n
+            data_sn += 1
+
+
+def read10(s, itt, cmd_sn, lba, blocks, lun=0):
+    """READ(10): the data, the status and the sense data (if any)."""
+    s.sendall(bhs(0x01, 0x80 | 0x40 | 0x01, itt=itt, word20=512 * blocks, cmd_sn=cmd_sn,
+                  rest=rw10(0x28, lba, blocks), lun=lun, immediate=False))
+    out = b""
+    while True:
+        hdr, data = next_reply(s)
+        if hdr[0] & 0x3F == DATA_IN:
+            out += data
+            if hdr[1] & 0x01:
+                return out, hdr[3], b""
+        else:
+            assert hdr[0] & 0x3F == SCSI_RESPONSE, hdr.hex()
+            return out, hdr[3], data[2:]
+
+
+def logout(s, itt, cmd_sn):
+    """Logout "close the session"; the response's code (0: closed)."""
+    s.sendall(bhs(0x06, 0x80, itt=itt, cmd_sn=cmd_sn))
+    hdr, _ = next_reply(s)
+    assert hdr[0] & 0x3F == LOGOUT_RESPONSE, hdr.hex()
+    return hdr[2]
+
+
+def fio_running(dev, seconds=30, *extra):
+    """fio at QD32, random 4 KiB reads and writes on `dev` for `seconds`,
+    started in the background."""
+    return subprocess.Popen(["fio", "--name=busy", f"--filename={dev}", "--direct=1",
+                             "--ioengine=libaio", "--iodepth=32", "--rw=randrw", "--bs=4k",
+                             "--size=32M", "--time_based", f"--runtime={seconds}",
+                             "--output-format=terse", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def kill_fio(proc):
+    """Kills a fio started in a session of its own (`fio_running`), with
+    the job processes it forked (they hold its output pipes); its output."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.communicate(timeout=120)
 
 
 # --- shared by several test files --------------------------------------

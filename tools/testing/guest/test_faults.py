@@ -13,14 +13,13 @@ import time
 
 import pytest
 
-from conftest import (ROOT, backing_file, bhs, closed, device_of, devices, host_of,
-                      iscsi_export, kmemleak_report, load, loaded, mgmt, open_iscsi_login,
-                      raw_full_feature, recv_pdu, sh, unload)
+from conftest import (DATA_IN, R2T, ROOT, SCSI_RESPONSE, backing_file, bhs, closed, device_of,
+                      devices, fio_running, host_of, iscsi_export, kill_fio, kmemleak_report,
+                      load, loaded, mgmt, next_reply, open_iscsi_login, raw_full_feature, rw10,
+                      sh, unload)
 
 IQN = "iqn.2026-12.org.scst-rs:faults"
 INITIATOR = "iqn.2026-12.org.scst-rs:faults-client"
-
-SCSI_RESPONSE, R2T, DATA_IN = 0x21, 0x31, 0x25
 
 # A device whose every I/O completes 2 s after submission (task management
 # then has a command to wait for).
@@ -29,19 +28,6 @@ STALL_NSEC = 2_000_000_000
 
 def itt_of(hdr):
     return int.from_bytes(hdr[16:20], "big")
-
-
-def next_pdu(s):
-    """The next PDU other than a NOP-In ping, which is answered as a live
-    initiator does (the target pings after 1 s of silence here, and closes
-    the connection 2 s later without an answer)."""
-    while True:
-        hdr, data = recv_pdu(s)
-        if hdr[0] & 0x3F != 0x20:
-            return hdr, data
-        # NOP-Out echoing the ping's TTT, at the target's ExpCmdSN.
-        s.sendall(bhs(0x00, 0x80, itt=0xFFFFFFFF, word20=int.from_bytes(hdr[20:24], "big"),
-                      cmd_sn=int.from_bytes(hdr[28:32], "big")))
 
 
 def sessions():
@@ -73,13 +59,9 @@ def logged_in(isid=b"\x80\x00\x00\x00\x00\x01"):
     s.settimeout(30)
     # The new nexus' unit attention.
     s.sendall(bhs(0x01, 0x80 | 0x01, itt=0x1, cmd_sn=exp, rest=bytes(16), immediate=False))
-    hdr, _ = next_pdu(s)
+    hdr, _ = next_reply(s)
     assert hdr[0] & 0x3F == SCSI_RESPONSE, hdr.hex()
     return s, exp + 1
-
-
-def rw10(op, lba, blocks):
-    return bytes([op, 0, *lba.to_bytes(4, "big"), 0, *blocks.to_bytes(2, "big"), 0])
 
 
 def phase_login(how):
@@ -93,7 +75,7 @@ def phase_login(how):
     hdr[8:14] = b"\x80\x00\x00\x00\x00\x07"
     hdr[16:20] = (1).to_bytes(4, "big")
     s.sendall(bytes(hdr) + text + b"\0" * (-len(text) % 4))
-    rsp, _ = next_pdu(s)
+    rsp, _ = next_reply(s)
     assert rsp[0] & 0x3F == 0x23 and rsp[36] == 0, rsp.hex()
     return kill(s, how)
 
@@ -104,7 +86,7 @@ def phase_r2t(how):
     for i in range(4):
         s.sendall(bhs(0x01, 0x80 | 0x20 | 0x01, itt=0x10 + i, word20=1 << 20, cmd_sn=exp + i,
                       rest=rw10(0x2A, 2048 * i, 2048), immediate=False))
-        hdr, _ = next_pdu(s)
+        hdr, _ = next_reply(s)
         assert hdr[0] & 0x3F == R2T, hdr.hex()
     return kill(s, how)
 
@@ -115,7 +97,7 @@ def phase_data_in(how):
     for i in range(32):
         s.sendall(bhs(0x01, 0x80 | 0x40 | 0x01, itt=0x20 + i, word20=1 << 20, cmd_sn=exp + i,
                       rest=rw10(0x28, 2048 * (i % 8), 2048), immediate=False))
-    hdr, _ = next_pdu(s)
+    hdr, _ = next_reply(s)
     assert hdr[0] & 0x3F == DATA_IN, hdr.hex()
     return kill(s, how)
 
@@ -189,14 +171,6 @@ def test_initiator_killed_at_each_phase(stalling_target):
     assert "[scst]" not in report, report
 
 
-def fio_running(dev, seconds=30):
-    return subprocess.Popen(["fio", "--name=busy", f"--filename={dev}", "--direct=1",
-                             "--ioengine=libaio", "--iodepth=32", "--rw=randrw", "--bs=4k",
-                             "--size=32M", "--time_based", f"--runtime={seconds}",
-                             "--output-format=terse"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 def rmmod_while_busy(fio):
     """rmmod once fio has run a moment: it either succeeds or is refused,
     within a bound; it never hangs or oopses. Returns rmmod's status."""
@@ -221,8 +195,7 @@ def test_rmmod_during_fio_over_iscsi(scst):
             assert dev, "no disk from the iSCSI login"
             fio = fio_running(dev)
             status = rmmod_while_busy(fio)
-            fio.kill()
-            fio.communicate()
+            kill_fio(fio)
             if status == 0:
                 # Gone with its sessions; back (empty) for what follows.
                 load()
@@ -246,8 +219,7 @@ def test_rmmod_during_fio_over_scst_local(scst):
     sd, _ = devices(host_of("busy_t", "s1"))
     fio = fio_running(sd)
     status = rmmod_while_busy(fio)
-    fio.kill()
-    fio.communicate()
+    kill_fio(fio)
     if status != 0:
         # Refused while the disk is in use: removable once fio is gone.
         sh("udevadm", "settle", check=False)
@@ -257,111 +229,3 @@ def test_rmmod_during_fio_over_scst_local(scst):
     report = kmemleak_report()
     assert "[scst]" not in report, report
     load()
-
-
-def write10(s, itt, cmd_sn, lba, data, lun=0):
-    """WRITE(10) with its data as immediate data and unsolicited Data-Out
-    (InitialR2T=No, FirstBurstLength 64 KiB), then the rest on R2T;
-    returns the response header and data."""
-    blocks = len(data) // 512
-    first = data[:65536]
-    s.sendall(bhs(0x01, 0x80 | 0x20 | 0x01, dlen=len(first), itt=itt, word20=len(data),
-                  cmd_sn=cmd_sn, rest=rw10(0x2A, lba, blocks), lun=lun, immediate=False)
-              + first)
-    while True:
-        hdr, rsp = next_pdu(s)
-        op = hdr[0] & 0x3F
-        if op == SCSI_RESPONSE:
-            return hdr, rsp
-        assert op == R2T, hdr.hex()
-        ttt = hdr[20:24]
-        offset = int.from_bytes(hdr[40:44], "big")
-        want = int.from_bytes(hdr[44:48], "big")
-        at, data_sn = offset, 0
-        while at < offset + want:
-            n = min(offset + want - at, 65536)
-            final = at + n >= offset + want
-            s.sendall(bhs(0x05, 0x80 if final else 0, dlen=n, itt=itt,
-                          word20=int.from_bytes(ttt, "big"),
-                          rest=struct.pack(">III", 0, data_sn, at), lun=lun, immediate=False)
-                      + data[at:at + n])
-            at += n
-            data_sn += 1
-
-
-def read10(s, itt, cmd_sn, lba, blocks, lun=0):
-    """READ(10): the data and the status."""
-    s.sendall(bhs(0x01, 0x80 | 0x40 | 0x01, itt=itt, word20=512 * blocks, cmd_sn=cmd_sn,
-                  rest=rw10(0x28, lba, blocks), lun=lun, immediate=False))
-    out = b""
-    while True:
-        hdr, data = next_pdu(s)
-        if hdr[0] & 0x3F == DATA_IN:
-            out += data
-            if hdr[1] & 0x01:
-                return out, hdr[3]
-        else:
-            assert hdr[0] & 0x3F == SCSI_RESPONSE, hdr.hex()
-            return out, hdr[3]
-
-
-def test_full_filesystem_under_fileio(scst):
-    """vdisk_fileio on a 64 MiB file in a 16 MiB tmpfs: writes succeed
-    until the filesystem is full, then fail with SPACE ALLOCATION FAILED
-    WRITE PROTECT (07/27/07), not as a medium error; what was acknowledged
-    reads back, and another LUN of the target is served meanwhile."""
-    mnt = "/tmp/faults-full"
-    os.makedirs(mnt, exist_ok=True)
-    sh("mount", "-t", "tmpfs", "-o", "size=16m", "faults", mnt)
-    try:
-        path = os.path.join(mnt, "lun.img")
-        with open(path, "wb") as f:
-            f.truncate(64 << 20)
-        mgmt("handlers/vdisk_fileio/mgmt", f"add_device full0 filename={path}")
-        other = backing_file("faults-other", 4 << 20)
-        mgmt("handlers/vdisk_fileio/mgmt", f"add_device other0 filename={other}")
-        with iscsi_export(IQN, "full0"):
-            mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add other0 1")
-            s, exp = logged_in()
-            try:
-                chunk = 1 << 20
-                written = []
-                failure = None
-                for i in range(40):
-                    data = bytes([i + 1]) * chunk
-                    hdr, rsp = write10(s, 0x100 + i, exp, i * 2048, data)
-                    exp += 1
-                    if hdr[3] != 0:
-                        failure = (hdr[3], rsp[2:])
-                        break
-                    written.append(i)
-                assert failure, "40 MiB written into a 16 MiB filesystem"
-                status, sense = failure
-                assert status == 2, f"status {status:#x}"
-                assert (sense[2] & 0x0F, sense[12], sense[13]) == (0x07, 0x27, 0x07), sense.hex()
-                print(f"{len(written)} MiB acknowledged before the filesystem was full")
-                assert len(written) >= 8
-                # Acknowledged data reads back.
-                for i in written[:: max(1, len(written) // 4)]:
-                    data, status = read10(s, 0x200 + i, exp, i * 2048, 2048)
-                    exp += 1
-                    assert status == 0 and data == bytes([i + 1]) * chunk, f"MiB {i} lost"
-                # The other LUN is served (past its new nexus' unit
-                # attention): a write and its read-back.
-                s.sendall(bhs(0x01, 0x80 | 0x01, itt=0x2FF, cmd_sn=exp, rest=bytes(16),
-                              lun=1 << 48, immediate=False))
-                exp += 1
-                assert next_pdu(s)[0][0] & 0x3F == SCSI_RESPONSE
-                hdr, _ = write10(s, 0x300, exp, 0, b"\x5a" * 4096, lun=1 << 48)
-                exp += 1
-                assert hdr[3] == 0, f"other LUN write status {hdr[3]:#x}"
-                data, status = read10(s, 0x301, exp, 0, 8, lun=1 << 48)
-                assert status == 0 and data == b"\x5a" * 4096
-            finally:
-                s.close()
-    finally:
-        # The module holds the file open until it unloads.
-        if loaded():
-            unload()
-        sh("umount", mnt, check=False)
-        load()
