@@ -196,6 +196,41 @@ def iscsi_export(iqn, dev):
         mgmt("targets/iscsi/enabled", "0")
 
 
+def iscsi_sessions(iqn):
+    """The sessions of scst_iscsi target `iqn`."""
+    path = os.path.join(ROOT, "targets/iscsi", iqn, "sessions")
+    return os.listdir(path) if os.path.isdir(path) else []
+
+
+def wait_no_iscsi_sessions(iqn, seconds=30):
+    """Whether the target ended every session (none is left holding
+    commands) within `seconds`."""
+    for _ in range(seconds * 10):
+        if not iscsi_sessions(iqn):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def unload_leak_free():
+    """Unloads the module, checks that kmemleak found none of its objects,
+    and loads it again (for the `scst` fixture)."""
+    unload()
+    assert not os.path.exists(ROOT)
+    report = kmemleak_report()
+    assert "[scst]" not in report, report
+    load()
+
+
+def local_disk(dev, target, session="s1"):
+    """Device `dev` as LUN 0 of a new scst_local target with one session:
+    the (sdX, sgN) of the session's disk."""
+    mgmt("targets/scst_local/mgmt", f"add_target {target}")
+    mgmt(f"targets/scst_local/{target}/luns/mgmt", f"add {dev} 0")
+    mgmt("targets/scst_local/mgmt", f"add_session {target} {session}")
+    return devices(host_of(target, session))
+
+
 def openable(path):
     """Whether `path` opens: a disk's node exists a moment before the disk
     does (opening it then fails with ENXIO)."""

@@ -19,9 +19,10 @@ import time
 
 import pytest
 
-from conftest import (ROOT, SCSI_RESPONSE, backing_file, bhs, device_of, devices, host_of,
-                      fio_running, iscsi_daemon, kill_fio, kmemleak_report, load, logout, mgmt,
-                      next_reply, raw_full_feature, raw_login, read10, sh, unload, write10)
+from conftest import (ROOT, SCSI_RESPONSE, backing_file, bhs, device_of, devices, fio_running,
+                      host_of, iscsi_daemon, iscsi_sessions, kill_fio, local_disk, logout, mgmt,
+                      next_reply, raw_full_feature, raw_login, read10, sh, unload_leak_free,
+                      wait_no_iscsi_sessions, write10)
 
 IQN = "iqn.2026-12.org.scst-rs:churn"
 INITIATOR = "iqn.2026-12.org.scst-rs:churn-client"
@@ -38,26 +39,11 @@ CHECK_CONDITION = 0x02
 
 
 def sessions():
-    path = os.path.join(ROOT, "targets/iscsi", IQN, "sessions")
-    return os.listdir(path) if os.path.isdir(path) else []
+    return iscsi_sessions(IQN)
 
 
-def wait_no_sessions(seconds=60):
-    for _ in range(seconds * 10):
-        if not sessions():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def leak_free():
-    """Unloads the module and checks kmemleak found none of its objects;
-    loads it again for the fixture."""
-    unload()
-    assert not os.path.exists(ROOT)
-    report = kmemleak_report()
-    assert "[scst]" not in report, report
-    load()
+def wait_no_sessions():
+    return wait_no_iscsi_sessions(IQN, seconds=60)
 
 
 def export(devices_at_luns):
@@ -154,10 +140,7 @@ def test_session_churn_with_io(scst):
     mgmt("handlers/vdisk_fileio/mgmt", f"add_device churn0 filename={path}")
     other = backing_file("churn-local", 16 << 20)
     mgmt("handlers/vdisk_fileio/mgmt", f"add_device churn1 filename={other}")
-    mgmt("targets/scst_local/mgmt", "add_target churn_t")
-    mgmt("targets/scst_local/churn_t/luns/mgmt", "add churn1 0")
-    mgmt("targets/scst_local/mgmt", "add_session churn_t s1")
-    local, _ = devices(host_of("churn_t", "s1"))
+    local, _ = local_disk("churn1", "churn_t")
     export([("churn0", 0)])
 
     fio = FioVerifyLoop(local)
@@ -187,7 +170,7 @@ def test_session_churn_with_io(scst):
     assert not failures, failures[:5]
     assert wait_no_sessions(), f"sessions left: {sessions()}"
     mgmt("targets/iscsi/enabled", "0")
-    leak_free()
+    unload_leak_free()
 
 
 def attempt(isid, barrier, hold, outcomes, logouts):
@@ -260,7 +243,7 @@ def test_concurrent_connection_attempts(scst):
     assert logout(s, 1, exp) == 0
     s.close()
     mgmt("targets/iscsi/enabled", "0")
-    leak_free()
+    unload_leak_free()
 
 
 def raw_status(s, itt, cmd_sn, lun):
@@ -347,5 +330,5 @@ def test_management_under_load(scst):
     assert wait_no_sessions()
     mgmt("targets/iscsi/enabled", "0")
     # The scst_local disks go with the module.
-    leak_free()
+    unload_leak_free()
 

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from conftest import (DATA_IN, R2T, ROOT, SCSI_RESPONSE, backing_file, bhs, closed, device_of,
-                      devices, fio_running, host_of, iscsi_export, kill_fio, kmemleak_report,
-                      load, loaded, mgmt, next_reply, open_iscsi_login, raw_full_feature, rw10,
-                      sh, unload)
+                      fio_running, iscsi_export, iscsi_sessions, kmemleak_report, load,
+                      loaded, local_disk, mgmt, next_reply, open_iscsi_login, raw_full_feature,
+                      rw10, sh, unload, wait_no_iscsi_sessions)
 
 IQN = "iqn.2026-12.org.scst-rs:faults"
 INITIATOR = "iqn.2026-12.org.scst-rs:faults-client"
@@ -31,17 +31,11 @@ def itt_of(hdr):
 
 
 def sessions():
-    path = os.path.join(ROOT, "targets/iscsi", IQN, "sessions")
-    return os.listdir(path) if os.path.isdir(path) else []
+    return iscsi_sessions(IQN)
 
 
-def wait_no_sessions(seconds=30):
-    """The target ended every session: none is left holding commands."""
-    for _ in range(seconds * 10):
-        if not sessions():
-            return True
-        time.sleep(0.1)
-    return False
+def wait_no_sessions():
+    return wait_no_iscsi_sessions(IQN)
 
 
 def kill(s, how):
@@ -195,7 +189,8 @@ def test_rmmod_during_fio_over_iscsi(scst):
             assert dev, "no disk from the iSCSI login"
             fio = fio_running(dev)
             status = rmmod_while_busy(fio)
-            kill_fio(fio)
+            fio.kill()
+            fio.communicate()
             if status == 0:
                 # Gone with its sessions; back (empty) for what follows.
                 load()
@@ -213,13 +208,11 @@ def test_rmmod_during_fio_over_iscsi(scst):
 def test_rmmod_during_fio_over_scst_local(scst):
     path = backing_file("faults", 64 << 20)
     mgmt("handlers/vdisk_fileio/mgmt", f"add_device busy1 filename={path}")
-    mgmt("targets/scst_local/mgmt", "add_target busy_t")
-    mgmt("targets/scst_local/busy_t/luns/mgmt", "add busy1 0")
-    mgmt("targets/scst_local/mgmt", "add_session busy_t s1")
-    sd, _ = devices(host_of("busy_t", "s1"))
+    sd, _ = local_disk("busy1", "busy_t")
     fio = fio_running(sd)
     status = rmmod_while_busy(fio)
-    kill_fio(fio)
+    fio.kill()
+    fio.communicate()
     if status != 0:
         # Refused while the disk is in use: removable once fio is gone.
         sh("udevadm", "settle", check=False)
