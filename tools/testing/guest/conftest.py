@@ -472,11 +472,32 @@ def fio_running(dev, seconds=30, *extra):
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def _descendants(pid):
+    """The processes `pid` forked, and theirs, from the parent pids /proc
+    shows now."""
+    parents = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(stat) as f:
+                # "pid (comm) state ppid ...": comm may hold spaces.
+                fields = f.read().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
 def kill_fio(proc):
-    """Kills a fio started in a session of its own (`fio_running`), with
-    the job processes it forked (they hold its output pipes); its output."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    """Kills a fio started by `fio_running`, with the job processes it
+    forked, and returns its output. fio's jobs call setsid(): they are not
+    in the parent's process group, so each is killed by pid (they hold the
+    output pipes, and their I/O keeps the devices busy)."""
+    for pid in [proc.pid] + _descendants(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     return proc.communicate(timeout=120)
 
 

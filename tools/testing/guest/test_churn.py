@@ -17,8 +17,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from conftest import (ROOT, SCSI_RESPONSE, backing_file, bhs, device_of, devices, fio_running,
                       host_of, iscsi_daemon, iscsi_sessions, kill_fio, local_disk, logout, mgmt,
                       next_reply, raw_full_feature, raw_login, read10, sh, unload_leak_free,
@@ -252,14 +250,6 @@ def raw_status(s, itt, cmd_sn, lun):
     return status, sense
 
 
-# Not in CI yet: it found a bug. After a few rounds, commands to the
-# re-added device (a raw iSCSI READ of LUN 1, fio's I/O through scst_local)
-# get no answer: no task is blocked and no device reports commands in
-# flight, so a command is queued where nothing runs it. Until that is
-# fixed the test would hang the suite; run it by hand with
-# SCST_MGMT_UNDER_LOAD=1.
-@pytest.mark.skipif(os.environ.get("SCST_MGMT_UNDER_LOAD") != "1",
-                    reason="finds commands lost after del_device/add_device under I/O (open bug)")
 def test_management_under_load(scst):
     """While fio verifies LUN 0 through scst_local and fio runs on LUN 1,
     LUN 1's device is deleted and added again, and LUNs and groups are

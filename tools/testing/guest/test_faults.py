@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import (DATA_IN, R2T, ROOT, SCSI_RESPONSE, backing_file, bhs, closed, device_of,
-                      fio_running, iscsi_export, iscsi_sessions, kmemleak_report, load,
+                      fio_running, iscsi_export, iscsi_sessions, kill_fio, kmemleak_report, load,
                       loaded, local_disk, mgmt, next_reply, open_iscsi_login, raw_full_feature,
                       rw10, sh, unload, wait_no_iscsi_sessions)
 
@@ -184,13 +184,15 @@ def test_rmmod_during_fio_over_iscsi(scst):
     path = backing_file("faults", 64 << 20)
     mgmt("handlers/vdisk_fileio/mgmt", f"add_device busy0 filename={path}")
     with iscsi_export(IQN, "busy0"):
-        with open_iscsi_login(IQN) as scsi_devices:
+        # Once the target is gone, fio's I/O fails after 5 s rather than
+        # open-iscsi's default 120 s of waiting for a new connection.
+        with open_iscsi_login(IQN, settings=[("node.session.timeo.replacement_timeout", 5)]) \
+                as scsi_devices:
             dev = device_of(scsi_devices, "block/sd*")
             assert dev, "no disk from the iSCSI login"
             fio = fio_running(dev)
             status = rmmod_while_busy(fio)
-            fio.kill()
-            fio.communicate()
+            kill_fio(fio)
             if status == 0:
                 # Gone with its sessions; back (empty) for what follows.
                 load()
@@ -211,8 +213,7 @@ def test_rmmod_during_fio_over_scst_local(scst):
     sd, _ = local_disk("busy1", "busy_t")
     fio = fio_running(sd)
     status = rmmod_while_busy(fio)
-    fio.kill()
-    fio.communicate()
+    kill_fio(fio)
     if status != 0:
         # Refused while the disk is in use: removable once fio is gone.
         sh("udevadm", "settle", check=False)
