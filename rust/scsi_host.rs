@@ -32,6 +32,8 @@ pub(crate) enum EhRequest {
     DeviceReset,
     /// Target reset.
     TargetReset,
+    /// Bus reset: every target on the command's channel.
+    BusReset,
     /// Host reset: everything on the host.
     HostReset,
 }
@@ -238,8 +240,9 @@ unsafe extern "C" fn scst_rs_local_queuecommand(
     0
 }
 
-/// Whether the session carried out the error handler's request. What the
-/// midlayer is told is decided in `scsi_host_helpers.c`, from the commands
+/// Whether the session carried out the error handler's request, `kind` as
+/// `scsi_host_helpers.c` numbers them: 0 abort, 1 device, 2 target, 3 host,
+/// 4 bus reset. What the midlayer is told is decided in `scsi_host_helpers.c`, from the commands
 /// the driver still holds.
 ///
 /// # Safety
@@ -265,6 +268,7 @@ unsafe extern "C" fn scst_rs_local_eh(
         0 => EhRequest::Abort,
         1 => EhRequest::DeviceReset,
         2 => EhRequest::TargetReset,
+        4 => EhRequest::BusReset,
         _ => EhRequest::HostReset,
     };
     ops.error_handler(request, tag, lun)

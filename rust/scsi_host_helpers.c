@@ -135,6 +135,15 @@ static int scst_rs_eh_target_reset(struct scsi_cmnd *cmd)
 		SUCCESS : FAILED;
 }
 
+/* kind 4: every target of the command's channel (scst_local has one). */
+static int scst_rs_eh_bus_reset(struct scsi_cmnd *cmd)
+{
+	struct Scsi_Host *shost = cmd->device->host;
+	bool ok = scst_rs_local_eh(host_priv(shost)->ops, cmd, 4);
+
+	return ok && !scst_rs_any_owned(shost, NULL, NULL) ? SUCCESS : FAILED;
+}
+
 /*
  * The last step: after it, whatever it returns, the midlayer finishes
  * every command it holds. So it waits until the driver holds none; the
@@ -170,6 +179,7 @@ static const struct scsi_host_template scst_rs_local_template = {
 	.eh_abort_handler = scst_rs_eh_abort,
 	.eh_device_reset_handler = scst_rs_eh_device_reset,
 	.eh_target_reset_handler = scst_rs_eh_target_reset,
+	.eh_bus_reset_handler = scst_rs_eh_bus_reset,
 	.eh_host_reset_handler = scst_rs_eh_host_reset,
 	.cmd_size = sizeof(struct scst_rs_cmd_priv),
 	.can_queue = 64,

@@ -112,7 +112,10 @@ impl LocalHostOps for LocalOps {
                 Some(l) => self.session.lun_reset(l),
                 None => true,
             },
-            EhRequest::TargetReset | EhRequest::HostReset => self.session.target_reset(),
+            // The host's one target is the whole bus.
+            EhRequest::TargetReset | EhRequest::BusReset | EhRequest::HostReset => {
+                self.session.target_reset()
+            }
         };
         pr_info!(
             "scst_local: {:?} (tag {:#x}, LUN {}) for {}: {}\n",
