@@ -344,13 +344,42 @@ def login_request(keys, isid=b"\x80\x00\x00\x00\x00\x01"):
     return bytes(hdr) + padded(text)
 
 
-def raw_login(iqn, initiator, isid=b"\x80\x00\x00\x00\x00\x01", timeout=20):
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC32C (Castagnoli) of `data`, as an iSCSI digest is computed."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC32C_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def digest(data):
+    """The 4 bytes of an iSCSI header or data digest of `data` (RFC 7143
+    13.1: CRC32C, sent least significant byte first)."""
+    return crc32c(data).to_bytes(4, "little")
+
+
+def raw_login(iqn, initiator, isid=b"\x80\x00\x00\x00\x00\x01", timeout=20, digests=False):
     """Logs in to `iqn` over a plain socket (no security stage), proposing
-    every operational key, until the target moves to full feature phase
-    or refuses; the socket and the last Login Response."""
+    every operational key (CRC32C header and data digests if `digests`),
+    until the target moves to full feature phase or refuses; the socket
+    and the last Login Response."""
     s = connect(timeout)
+    wanted = b"CRC32C" if digests else b"None"
     keys = [f"InitiatorName={initiator}".encode(), f"TargetName={iqn}".encode(),
-            b"SessionType=Normal", b"HeaderDigest=None", b"DataDigest=None",
+            b"SessionType=Normal", b"HeaderDigest=" + wanted, b"DataDigest=" + wanted,
             b"InitialR2T=No", b"ImmediateData=Yes", b"MaxBurstLength=1048576",
             b"FirstBurstLength=65536", b"MaxRecvDataSegmentLength=262144",
             b"MaxOutstandingR2T=1", b"ErrorRecoveryLevel=0", b"MaxConnections=1",
@@ -367,10 +396,10 @@ def raw_login(iqn, initiator, isid=b"\x80\x00\x00\x00\x00\x01", timeout=20):
     raise AssertionError("the target never moved to full feature phase")
 
 
-def raw_full_feature(iqn, initiator, isid=b"\x80\x00\x00\x00\x00\x01"):
+def raw_full_feature(iqn, initiator, isid=b"\x80\x00\x00\x00\x00\x01", digests=False):
     """A socket logged in to `iqn` in full feature phase, with the ExpCmdSN
     and StatSN the login ended with."""
-    s, rsp = raw_login(iqn, initiator, isid)
+    s, rsp = raw_login(iqn, initiator, isid, digests=digests)
     assert rsp[36] == 0, f"login status {rsp[36]:#x}/{rsp[37]:#x}"
     assert rsp[1] & 0x03 == 3, "not in full feature phase"
     exp_cmd_sn = int.from_bytes(rsp[28:32], "big")

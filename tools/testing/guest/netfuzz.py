@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 """A network fuzzer against the live iSCSI target, over loopback in the
 guest: mutated and random PDUs (headers from the codec fuzzer's seeds),
-valid PDUs in invalid orders, truncated and split segments, ITT reuse,
+valid PDUs in invalid orders, truncated and split segments, wrong and
+missing header and data digests, ITT reuse,
 forged Target Transfer Tags, DataSN and offsets out of range, task
 management for unknown tags, Logout in the middle of a command, and
 mutated login requests at every login stage. Each case runs on a
@@ -28,7 +29,8 @@ import struct
 import sys
 import time
 
-from conftest import REPO, bhs, connect, padded, raw_full_feature, recv_pdu
+from conftest import (REPO, bhs, closed, connect, digest, padded, raw_full_feature, recv_exact,
+                      recv_pdu)
 
 SEEDS = os.path.join(REPO, "tools/testing/fuzz/seeds")
 INITIATOR = "iqn.2026-12.org.scst-rs:netfuzz"
@@ -282,9 +284,83 @@ def case_window(rng, c, _headers):
             return
 
 
+def with_digests(pdu, header_ok=True, data_ok=True):
+    """`pdu` (a header and its padded data segment) as a session with
+    CRC32C header and data digests carries it; a wrong digest where told."""
+    hdr, seg = pdu[:48], pdu[48:]
+    hd = bytearray(digest(hdr))
+    if not header_ok:
+        hd[0] ^= 0x01
+    out = hdr + bytes(hd)
+    if seg:
+        dd = bytearray(digest(seg))
+        if not data_ok:
+            dd[3] ^= 0x80
+        out += seg + bytes(dd)
+    return out
+
+
+def recv_digested(s, skip=(0x20, 0x32)):
+    """The next PDU of a digested session whose opcode is not in `skip`
+    (NOP-In pings and Asynchronous Messages); each of its digests must be
+    right."""
+    while True:
+        hdr = recv_exact(s, 48)
+        assert recv_exact(s, 4) == digest(hdr), f"wrong header digest on {hdr[:8].hex()}"
+        dlen = int.from_bytes(hdr[5:8], "big")
+        if dlen:
+            seg = recv_exact(s, dlen + (-dlen % 4))
+            assert recv_exact(s, 4) == digest(seg), f"wrong data digest on {hdr[:8].hex()}"
+        if hdr[0] & 0x3F not in skip:
+            return hdr
+
+
+def case_digests(rng, c, headers):
+    """A session with CRC32C header and data digests (run_case logs it in
+    so): a ping and a write with right digests are answered with right
+    digests; then a wrong header digest closes the connection, a wrong
+    data digest is rejected (reason 0x02, data digest error) before the
+    close, a PDU with no digests at all closes it, or a mutated header
+    with a right digest meets the codec."""
+    lba = rng.randrange(BLOCKS - 1)
+    write = scsi_cmd(0x11, c.next_sn(), rw10(0x2A, lba, 1), 512, write=True,
+                     data=rng.randbytes(512))
+    try:
+        c.s.sendall(with_digests(bhs(0x00, 0x80, itt=0x10, word20=0xFFFFFFFF,
+                                     cmd_sn=c.cmd_sn)))
+        assert recv_digested(c.s, skip=(0x32,))[0] & 0x3F == 0x20, "no NOP-In for the ping"
+        c.s.sendall(with_digests(write))
+        assert recv_digested(c.s)[0] & 0x3F == 0x21, "no SCSI Response for the write"
+    except (OSError, EOFError) as e:
+        raise AssertionError(f"a digested session failed on right digests: {e!r}") from e
+    fault = rng.choice(["header", "data", "missing", "mutated"])
+    if fault == "header":
+        pdu = with_digests(bhs(0x00, 0x80, itt=0x12, word20=0xFFFFFFFF, cmd_sn=c.cmd_sn),
+                           header_ok=False)
+    elif fault == "data":
+        pdu = with_digests(scsi_cmd(0x12, c.next_sn(), rw10(0x2A, lba, 1), 512, write=True,
+                                    data=rng.randbytes(512)), data_ok=False)
+    elif fault == "missing":
+        pdu = bhs(0x00, 0x80, itt=0x12, word20=0xFFFFFFFF, cmd_sn=c.cmd_sn)
+    else:
+        c.send(with_digests(with_segment(rng, mutate(rng, rng.choice(headers)))), rng)
+        return fault
+    c.send(pdu, rng)
+    if fault == "missing":
+        # The next PDU's first bytes stand in for the missing digest.
+        c.send(with_digests(bhs(0x00, 0x80, itt=0x13, word20=0xFFFFFFFF, cmd_sn=c.cmd_sn)),
+               rng)
+    if fault == "data":
+        hdr = recv_digested(c.s)
+        assert hdr[0] & 0x3F == 0x3F and hdr[2] == 0x02, \
+            f"a wrong data digest got {hdr[:4].hex()}, not Reject 0x02"
+    assert closed(c.s, 10), f"the connection stayed open after a {fault} digest fault"
+    return fault
+
+
 FFP_CASES = [case_mutated, case_mutated, case_random, case_write_orders, case_itt_reuse,
              case_r2t_forged, case_task_mgmt, case_logout_mid_command, case_split_commands,
-             case_window]
+             case_window, case_digests]
 
 
 # --- the login phase ------------------------------------------------------
@@ -329,20 +405,20 @@ def case_login(rng, iqn, login_headers):
 
 def run_case(seed, n, iqn, headers, login_headers):
     """Case `n` of `seed`: the same bytes each time (the target's answers
-    aside)."""
+    aside). Its name, with the variant a case reports after a slash."""
     rng = random.Random(f"{seed}:{n}")
     if rng.random() < 0.15:
         case_login(rng, iqn, login_headers)
         return "login"
     isid = b"\x80\x00\x00" + (n % (1 << 24)).to_bytes(3, "big")
-    s, exp, _ = raw_full_feature(iqn, INITIATOR, isid)
+    case = rng.choice(FFP_CASES)
+    s, exp, _ = raw_full_feature(iqn, INITIATOR, isid, digests=case is case_digests)
     s.settimeout(5)
     c = Conn(s, exp)
-    case = rng.choice(FFP_CASES)
-    case(rng, c, headers)
+    variant = case(rng, c, headers)
     c.drain(rng.choice([0.0, 0.02, 0.1]))
     c.close(rng)
-    return case.__name__
+    return case.__name__ + (f"/{variant}" if variant else "")
 
 
 def still_served(iqn, deadline=30):

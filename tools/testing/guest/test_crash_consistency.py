@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
-"""No lost writes: open-iscsi's disk takes random 4 KiB writes from
-several threads, each write's acknowledgment recorded; the target is torn
+"""No lost writes: open-iscsi's disk takes random 4 KiB writes (FUA)
+from several threads, each write's acknowledgment recorded; the target is torn
 down in the middle (the module removed under the live session), loaded
 again, and the same device configured on the same backing store. Every
 acknowledged write then reads back, once through the target (the
@@ -70,7 +70,8 @@ class AckedWriter:
         rng = random.Random(t)
         mine = range(t, SIZE // BLOCK, THREADS)
         buf = mmap.mmap(-1, BLOCK)
-        fd = os.open(self.dev, os.O_WRONLY | os.O_DIRECT)
+        # O_DSYNC: each write goes out with FUA, durable when acknowledged.
+        fd = os.open(self.dev, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
         try:
             for n in range(1 << 30):
                 if self.stopping.is_set():
