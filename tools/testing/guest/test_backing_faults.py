@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from conftest import (SCSI_RESPONSE, backing_file, bhs, iscsi_export, load, loaded, mgmt,
-                      next_reply, raw_full_feature, read10, sh, unload, write10)
+from conftest import (SCSI_RESPONSE, backing_file, bhs, iscsi_export, kmemleak_report, load,
+                      loaded, mgmt, next_reply, raw_full_feature, read10, sh, unload,
+                      write10)
 
 IQN = "iqn.2026-12.org.scst-rs:backing"
 INITIATOR = "iqn.2026-12.org.scst-rs:backing-client"
@@ -118,7 +119,9 @@ def dm_target(scst):
             unload()
         sh("dmsetup", "remove", "--noudevsync", name, check=False)
         sh("losetup", "-d", loop, check=False)
+        report = kmemleak_report()
         load()
+    assert "[scst]" not in report, report
 
 
 def other_lun_served(session, n):
@@ -283,4 +286,6 @@ def test_full_filesystem_under_fileio(scst):
         if loaded():
             unload()
         sh("umount", mnt, check=False)
+        report = kmemleak_report()
         load()
+    assert "[scst]" not in report, report
