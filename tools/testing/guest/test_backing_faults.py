@@ -8,6 +8,7 @@ reads back once the device works again; the target keeps serving its
 other LUNs. Raw iSCSI over loopback, after a real login."""
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -90,6 +91,17 @@ def dm_table(name, table):
     sh("dmsetup", "resume", name)
 
 
+def remove_dm(name):
+    """Removes dm device `name` if it exists, once udev and anything else
+    that opened it (blkid probing the new device) let go of it."""
+    if subprocess.run(["dmsetup", "info", name], capture_output=True).returncode != 0:
+        return
+    sh("udevadm", "settle", check=False)
+    r = subprocess.run(["dmsetup", "remove", "--retry", "--noudevsync", name],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"dmsetup remove {name}: {r.stderr}"
+
+
 @pytest.fixture
 def dm_target(scst):
     """A dm device `scst-backing` over a loop device over a 64 MiB file,
@@ -99,7 +111,10 @@ def dm_target(scst):
     path = backing_file("backing-lower", SECTORS * 512)
     loop = sh("losetup", "--find", "--show", path).stdout.strip()
     name = "scst-backing"
-    sh("dmsetup", "create", name, "--noudevsync", "--table", f"0 {SECTORS} linear {loop} 0")
+    remove_dm(name)
+    r = subprocess.run(["dmsetup", "create", name, "--noudevsync", "--table",
+                        f"0 {SECTORS} linear {loop} 0"], capture_output=True, text=True)
+    assert r.returncode == 0, f"dmsetup create: {r.stderr}"
     try:
         dev = f"/dev/dm-{dm_minor(name)}"
         for _ in range(50):
@@ -117,7 +132,7 @@ def dm_target(scst):
         # for the scst fixture.
         if loaded():
             unload()
-        sh("dmsetup", "remove", "--noudevsync", name, check=False)
+        remove_dm(name)
         sh("losetup", "-d", loop, check=False)
         report = kmemleak_report()
         load()
