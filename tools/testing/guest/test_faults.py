@@ -16,7 +16,7 @@ import pytest
 from conftest import (DATA_IN, R2T, ROOT, SCSI_RESPONSE, backing_file, bhs, closed, device_of,
                       fio_running, iscsi_export, iscsi_sessions, kill_fio, kmemleak_report, load,
                       loaded, local_disk, mgmt, next_reply, open_iscsi_login, raw_full_feature,
-                      rw10, sh, unload, wait_no_iscsi_sessions)
+                      rw10, sh, unload, unload_leak_free, wait_no_iscsi_sessions)
 
 IQN = "iqn.2026-12.org.scst-rs:faults"
 INITIATOR = "iqn.2026-12.org.scst-rs:faults-client"
@@ -159,10 +159,7 @@ def test_initiator_killed_at_each_phase(stalling_target):
             s, _ = logged_in(isid=b"\x80\x00\x00\x00\x00\x09")
             s.close()
             assert wait_no_sessions()
-    unload()
-    assert not os.path.exists(ROOT)
-    report = kmemleak_report()
-    assert "[scst]" not in report, report
+    unload_leak_free()
 
 
 def rmmod_while_busy(fio):
@@ -201,10 +198,7 @@ def test_rmmod_during_fio_over_iscsi(scst):
             mgmt("targets/iscsi/enabled", "0")
             unload()
             load()
-    unload()
-    report = kmemleak_report()
-    assert "[scst]" not in report, report
-    load()
+    unload_leak_free()
 
 
 def test_rmmod_during_fio_over_scst_local(scst):

@@ -13,8 +13,8 @@ import signal
 import subprocess
 import time
 
-from conftest import (ROOT, backing_file, device_of, devices, host_of, iscsi_export,
-                      kmemleak_report, load, mgmt, open_iscsi_login, unload)
+from conftest import (backing_file, device_of, iscsi_export, local_disk, mgmt,
+                      open_iscsi_login, unload_leak_free)
 
 IQN = "iqn.2026-12.org.scst-rs:resets"
 
@@ -61,23 +61,9 @@ def stop(fio):
     return fields
 
 
-def leak_free():
-    unload()
-    assert not os.path.exists(ROOT)
-    report = kmemleak_report()
-    assert "[scst]" not in report, report
-    load()
-
-
-def test_reset_storm_over_scst_local(scst):
-    """Device (LUN RESET), target and bus (TARGET RESET) and host resets
-    through scst_local's error handlers, under fio --verify."""
-    path = backing_file("resets", 16 << 20)
-    mgmt("handlers/vdisk_fileio/mgmt", f"add_device storm0 filename={path}")
-    mgmt("targets/scst_local/mgmt", "add_target storm_t")
-    mgmt("targets/scst_local/storm_t/luns/mgmt", "add storm0 0")
-    mgmt("targets/scst_local/mgmt", "add_session storm_t s1")
-    sd, sg = devices(host_of("storm_t", "s1"))
+def storm_under_fio(sd, sg):
+    """Every kind of reset on `sg`, `ROUNDS` rounds, while fio writes and
+    verifies through `sd`; the count of resets that succeeded, per kind."""
     fio = fio_verify(sd)
     started = time.monotonic()
     try:
@@ -86,9 +72,18 @@ def test_reset_storm_over_scst_local(scst):
         out = stop(fio)
     print(f"resets that succeeded in {time.monotonic() - started:.1f} s: {done};"
           f" fio wrote {out[46]} KiB and verified {out[5]} KiB")
+    return done
+
+
+def test_reset_storm_over_scst_local(scst):
+    """Device (LUN RESET), target and bus (TARGET RESET) and host resets
+    through scst_local's error handlers, under fio --verify."""
+    path = backing_file("resets", 16 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device storm0 filename={path}")
+    done = storm_under_fio(*local_disk("storm0", "storm_t"))
     # scst_local has a handler for each: every one succeeds.
     assert all(n == ROUNDS for n in done.values()), done
-    leak_free()
+    unload_leak_free()
 
 
 def test_reset_storm_over_iscsi(scst):
@@ -103,13 +98,6 @@ def test_reset_storm_over_iscsi(scst):
             sd = device_of(scsi_devices, "block/sd*")
             sg = device_of(scsi_devices, "scsi_generic/sg*")
             assert sd and sg, "no disk from the iSCSI login"
-            fio = fio_verify(sd)
-            started = time.monotonic()
-            try:
-                done = storm(sg, ["-d", "-t", "-b", "-H"], fio)
-            finally:
-                out = stop(fio)
-            print(f"resets that succeeded in {time.monotonic() - started:.1f} s: {done};"
-                  f" fio wrote {out[46]} KiB and verified {out[5]} KiB")
+            done = storm_under_fio(sd, sg)
             assert done["-d"] == ROUNDS and done["-t"] == ROUNDS, done
-    leak_free()
+    unload_leak_free()
