@@ -91,6 +91,21 @@ pub(crate) struct BufferRequest<'a> {
     pub(crate) nexus: u64,
     /// The command's tag on that nexus.
     pub(crate) tag: u32,
+    /// The caller may not sleep for the memory: it receives (a transport's
+    /// receive loop), and the logical unit answers
+    /// [`Lending::WouldBlock`] rather than wait for its handler.
+    pub(crate) nowait: bool,
+}
+
+/// What a logical unit gives a command to hold its data.
+pub(crate) enum Lending {
+    /// Its own memory.
+    Lent(LentBuffer),
+    /// Nothing: the transport uses pages of its own.
+    NotLent,
+    /// Asked not to wait, it would have (a user-space handler's PARSE or
+    /// ALLOC_MEM round trip): ask again where waiting is allowed.
+    WouldBlock,
 }
 
 /// How a logical unit recognises its own lent buffer when it executes the
@@ -204,6 +219,10 @@ pub(crate) struct CmdBuffer {
     pub(crate) refused: Option<LendRefused>,
     /// The session's budget this buffer's pages take, given back with them.
     _charge: Option<Charge>,
+    /// Pages that only stage the command's data-out (none for other
+    /// directions) until its logical unit lends memory for its `len` bytes
+    /// where that may wait (see [`super::session::Command::lend_staged`]).
+    staged: Option<usize>,
 }
 
 impl CmdBuffer {
@@ -214,7 +233,34 @@ impl CmdBuffer {
             answered: false,
             refused: None,
             _charge: charge,
+            staged: None,
         })
+    }
+
+    /// Marks pages as staging a command of `len` bytes whose logical unit
+    /// lends its buffer later; not one answered already.
+    pub(super) fn stage(mut self, len: usize) -> Self {
+        if !self.answered {
+            self.staged = Some(len);
+        }
+        self
+    }
+
+    /// The staged pages serve as the command's buffer after all.
+    pub(crate) fn unstage(&mut self) {
+        self.staged = None;
+    }
+
+    /// Ends the command with `refused` rather than execute it.
+    pub(crate) fn refuse(&mut self, refused: LendRefused) {
+        self.staged = None;
+        self.answered = true;
+        self.refused = Some(refused);
+    }
+
+    /// The command's length, while its buffer is still to be lent.
+    pub(crate) fn staged(&self) -> Option<usize> {
+        self.staged
     }
 
     /// The buffer of a command answered without executing (with
@@ -237,6 +283,7 @@ impl CmdBuffer {
             answered: false,
             refused: None,
             _charge: None,
+            staged: None,
         })
     }
 
@@ -264,6 +311,11 @@ impl CmdBuffer {
     /// retransmission may still read it.
     pub(crate) fn stable(&self) -> bool {
         matches!(self.memory, Memory::Own(_))
+    }
+
+    /// Whether the buffer is memory its logical unit lent.
+    pub(crate) fn is_lent(&self) -> bool {
+        matches!(self.memory, Memory::Lent { .. })
     }
 
     /// The lent buffer's identity, if it is lent.

@@ -11,7 +11,7 @@
 //! | state | what happens | context |
 //! | --- | --- | --- |
 //! | INIT | [`super::session::Session::begin`]: LUN decoded, I_T_L nexus found, command recorded in flight and admitted to its device's task set in arrival order, or refused (TASK SET FULL, BUSY) | the driver's receive context; never sleeps, never allocates |
-//! | PARSE, PREPARE_SPACE | [`super::session::Command::data_buffer`]: the buffer the data goes to (memory the logical unit lends, or new pages); a driver whose initiator owns the buffer (scst_local) skips it | the driver's receive context (process context: it may allocate) |
+//! | PARSE, PREPARE_SPACE | [`super::session::Command::data_buffer`]: the buffer the data goes to (memory the logical unit lends, or new pages); a driver whose initiator owns the buffer (scst_local) skips it. A logical unit that would wait to lend (a user-space handler's PARSE or ALLOC_MEM) lends on the worker before EXEC instead ([`super::session::Command::lend_staged`]), and the data-out waits in new pages meanwhile | the driver's receive context (process context: it may allocate, never waits for a logical unit); the late lending, a core worker |
 //! | RDY_TO_XFER, DATA_WAIT | the driver fetches the data-out into the buffer (iSCSI: immediate data, R2T and Data-Out in its receive loop, which goes on receiving other PDUs meanwhile) | the driver's own |
 //! | TGT_PRE_EXEC | [`super::session::Command::submit`]: a refused command and one for an absent LUN are answered at once (nothing of a backend runs); an admitted one starts when its task attribute lets it, else it parks in its device's task set and the end of an older command starts it | the submitting context, or that of the older command's end; never sleeps |
 //! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block), or starts it and defers it ([`super::device::ExecCmd::defer`]): the worker goes on, and the [`Deferral`] brings the command back | a core worker, at most `threads_num` per device at once (per nexus with `threads_pool_type` per_initiator); first, for a command that may start and that its logical unit can try without blocking (a page-cache read, nullio), the submitting context of a [`Context::Direct`] driver, which hands it to a worker only if it would block |
@@ -25,7 +25,7 @@
 //! Locks: a device's task-set lock, then its pool lock; neither is held
 //! while a backend or a driver runs.
 
-use super::buffer::{LendRefused, LentId};
+use super::buffer::{CmdBuffer, LendRefused, LentId};
 use super::device::{Completion, DataDirection, Ready};
 use super::sense::Sense;
 use super::session::{response_of, Command, Dispatched, Response, TgtDev};
@@ -83,6 +83,13 @@ pub(crate) trait TgtCmd: Send + 'static {
 
     /// The logical unit already ended the command while lending it memory.
     fn refused(&self) -> Option<LendRefused> {
+        None
+    }
+
+    /// The buffer, while it only stages the data-out until the logical
+    /// unit lends its own on the worker (PREPARE_SPACE late: see
+    /// [`Command::lend_staged`]).
+    fn staged_buffer(&mut self) -> Option<&mut CmdBuffer> {
         None
     }
 
@@ -168,6 +175,12 @@ impl<T: TgtCmd> Body<T> {
     /// EXEC on a worker: an aborted command ends without executing; one
     /// its logical unit deferred waits in `cmd` for the deferral.
     fn run(mut self, cmd: &Arc<Cmd<T>>) {
+        if self.command.abort_response().is_none() {
+            if let Some(buf) = self.tgt.staged_buffer() {
+                let cdb = self.cdb.get(..self.cdb_len).unwrap_or(&[]);
+                self.command.lend_staged(cdb, self.direction, buf);
+            }
+        }
         if let Some(response) = self.command.abort_response() {
             self.end_aborted(response);
             return;
@@ -197,6 +210,10 @@ impl<T: TgtCmd> Body<T> {
         let Some(body) = slot.as_mut() else {
             return;
         };
+        if body.tgt.staged_buffer().is_some() {
+            // Its logical unit lends memory only where it may wait.
+            return;
+        }
         let done = match body.command.abort_response() {
             Some(aborted) => Err(aborted),
             None => match body.exec(None, true) {

@@ -3,7 +3,7 @@
 //! Device handlers, the logical units they create, and the devices of the
 //! core (`handlers/`, `devices/`).
 
-use super::buffer::{BufferRequest, LendRefused, LentBuffer, LentId};
+use super::buffer::{BufferRequest, LendRefused, Lending, LentId};
 use super::cmd::{Defer, Deferral, ExecQueue, Scheduled};
 use super::mgmt::{MgmtError, Params};
 use super::sense::{Sense, SenseFormat};
@@ -285,13 +285,15 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
 
     /// Memory of its own for a command's data, which the transport then
     /// receives data-out into and sends data-in from (a user-space
-    /// handler's buffer: no copy between the wire and the process). `None`
-    /// lets the transport use pages of its own; `Err` ends the command.
+    /// handler's buffer: no copy between the wire and the process).
+    /// [`Lending::NotLent`] lets the transport use pages of its own; `Err`
+    /// ends the command. Asked with [`BufferRequest::nowait`], it never
+    /// sleeps.
     fn lend_buffer(
         self: ArcBorrow<'_, Self>,
         _req: &BufferRequest<'_>,
-    ) -> Result<Option<LentBuffer>, LendRefused> {
-        Ok(None)
+    ) -> Result<Lending, LendRefused> {
+        Ok(Lending::NotLent)
     }
 }
 

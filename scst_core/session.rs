@@ -11,7 +11,7 @@
 //! cycle. What the core itself answers (REPORT LUNS, REQUEST SENSE, unit
 //! attentions, absent LUNs) is decided here, in [`Command::dispatch`].
 
-use super::buffer::{BufferRequest, CmdBuffer, DataBudget, LendRefused, LentId};
+use super::buffer::{BufferRequest, CmdBuffer, DataBudget, LendRefused, Lending, LentId};
 use super::cdb::{self, Cdb, Out};
 use super::cmd::{Defer, State};
 use super::device::{
@@ -283,12 +283,17 @@ impl Command {
     /// The buffer for the command's `len` bytes of data, for a target
     /// driver that receives data-out into it and sends data-in from it:
     /// memory the logical unit lends (no copy to and from its backend), or
-    /// new pages. May sleep.
+    /// new pages. May allocate; `nowait` (a receive loop), it never waits
+    /// for the logical unit: where lending would (a user-space handler's
+    /// PARSE or ALLOC_MEM), the pages only stage the data-out, and the
+    /// logical unit lends on the worker that executes the command
+    /// ([`Self::lend_staged`]).
     pub(crate) fn data_buffer(
         &mut self,
         cdb: &[u8],
         len: usize,
         direction: DataDirection,
+        nowait: bool,
     ) -> Result<CmdBuffer> {
         self.state = State::PrepareSpace;
         let lender = match (&self.tgt_dev, self.admission) {
@@ -311,14 +316,55 @@ impl Command {
             direction,
             nexus: lender.attached.id,
             tag: self.tag,
+            nowait,
         };
         match lender.dev.lu.as_arc_borrow().lend_buffer(&req) {
-            Ok(Some(buf)) => match CmdBuffer::lent(buf, len) {
+            Ok(Lending::Lent(buf)) => match CmdBuffer::lent(buf, len) {
                 Some(lent) => Ok(lent),
                 None => self.own_buffer(len),
             },
-            Ok(None) => self.own_buffer(len),
+            Ok(Lending::NotLent) => self.own_buffer(len),
+            Ok(Lending::WouldBlock) => {
+                let data_out = match direction {
+                    DataDirection::Write => len,
+                    _ => 0,
+                };
+                Ok(self.own_buffer(data_out)?.stage(len))
+            }
             Err(s) => CmdBuffer::answered(0, Some(s)),
+        }
+    }
+
+    /// PREPARE_SPACE, late: the logical unit lends the memory it would not
+    /// lend without waiting (see [`Self::data_buffer`]), and the data-out
+    /// staged meanwhile is copied into it. A core worker (process context,
+    /// may sleep), before EXEC; nothing to do for a buffer not staged.
+    pub(crate) fn lend_staged(
+        &mut self,
+        cdb: &[u8],
+        direction: DataDirection,
+        buf: &mut CmdBuffer,
+    ) {
+        let Some(len) = buf.staged() else {
+            return;
+        };
+        let state = self.state;
+        let new = self.data_buffer(cdb, len, direction, false);
+        self.state = state;
+        let write = direction == DataDirection::Write;
+        match new {
+            // Not lent after all: the staged pages hold the data-out.
+            Ok(new) if write && !new.is_lent() && new.refused.is_none() => buf.unstage(),
+            Ok(mut new) => {
+                if write && new.wants_data_out() {
+                    let src = buf.sg();
+                    new.sg().copy_from_sg(&src, len);
+                }
+                *buf = new;
+            }
+            Err(_) if write => buf.unstage(),
+            // No room for the data-in.
+            Err(_) => buf.refuse(LendRefused::Status(RawStatus::bare(status::BUSY))),
         }
     }
 

@@ -525,8 +525,10 @@ impl<'a> Ffp<'a> {
         let mut command = session.begin(cmd.lun, cmd.itt, attr);
         let direction = direction_of(&cmd);
         // The data's own buffer before any of it arrives: a user-space
-        // handler's memory receives data-out straight from the socket.
-        let mut buf = command.data_buffer(&cmd.cdb, edtl as usize, direction)?;
+        // handler's memory receives data-out straight from the socket,
+        // when the handler has it ready (else pages of ours stage the
+        // data-out: this loop never waits for a handler).
+        let mut buf = command.data_buffer(&cmd.cdb, edtl as usize, direction, true)?;
         if !buf.wants_data_out() {
             // Answered without executing (refused, no such LUN, past the
             // session's data budget): its data-out is neither stored nor

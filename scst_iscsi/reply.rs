@@ -102,6 +102,13 @@ impl TgtCmd for IscsiCmd {
         self.body.as_ref().and_then(|(buf, _)| buf.refused)
     }
 
+    fn staged_buffer(&mut self) -> Option<&mut CmdBuffer> {
+        self.body
+            .as_mut()
+            .map(|(buf, _)| buf)
+            .filter(|buf| buf.staged().is_some())
+    }
+
     /// Hands the response to the connection's sender: a core worker never
     /// waits for the network (an initiator that stops reading stalls only
     /// its own connection). The buffer goes with it and is freed, or given

@@ -7,7 +7,7 @@ use super::abi;
 use super::*;
 use crate::kernel_ext::misc::{PinnedUserBuf, PollQueue};
 use crate::kernel_ext::sysfs::SysfsBuf;
-use crate::scst_core::buffer::{BufferRequest, LendRefused, Lender, LentBuffer};
+use crate::scst_core::buffer::{BufferRequest, LendRefused, Lender, Lending, LentBuffer};
 use crate::scst_core::device::{
     AttrChange, DataDirection, DevHandler, ExecCmd, Executed, LogicalUnit, LuAttr, NexusInfo,
     TaskMgmt, TmFunction,
@@ -188,15 +188,25 @@ impl LogicalUnit for UserDev {
     fn lend_buffer(
         self: ArcBorrow<'_, Self>,
         req: &BufferRequest<'_>,
-    ) -> Result<Option<LentBuffer>, LendRefused> {
+    ) -> Result<Lending, LendRefused> {
         let Ok(cdb) = Cdb::new(req.cdb) else {
-            return Ok(None);
+            return Ok(Lending::NotLent);
+        };
+        let parsed = self.parse_due(&cdb);
+        // A receive loop must not wait for the process: PARSE, and an
+        // ALLOC_MEM where no buffer is cached, are round trips to it.
+        let cached = match (req.nowait, parsed) {
+            (true, true) => return Ok(Lending::WouldBlock),
+            (true, false) => match self.cached_buffer(req.len, req.direction) {
+                Some(b) => Some(b),
+                None => return Ok(Lending::WouldBlock),
+            },
+            (false, _) => None,
         };
         // One handle for the command's PARSE, ALLOC_MEM, EXEC and
         // ON_FREE_CMD, kept with the buffer.
         let mut h = Some(self.new_handle());
         let mut limit = req.len;
-        let parsed = self.parse_due(&cdb);
         if parsed {
             match self.parse(&mut h, req.nexus, req.tag, &cdb, req.len, req.direction) {
                 Ok(n) => limit = n,
@@ -205,15 +215,25 @@ impl LogicalUnit for UserDev {
         }
         // The transport receives all the initiator sends: the buffer holds
         // its length, whatever EXEC moves.
-        let buf = match self.buffer_for(&mut h, req.nexus, req.tag, &cdb, req.len, req.direction) {
-            Ok(b) => b,
-            // Without PARSE, EXEC answers BUSY (or the process frees memory
-            // meanwhile); after it, the command ends now.
-            Err(Failure::Busy) if !parsed => return Ok(None),
-            Err(f) => return Err(ParseEnd::Failed(f).refusal()),
+        let buf = match cached {
+            Some(b) => b,
+            None => match self.buffer_for(&mut h, req.nexus, req.tag, &cdb, req.len, req.direction)
+            {
+                Ok(b) => b,
+                // Without PARSE, EXEC answers BUSY (or the process frees
+                // memory meanwhile); after it, the command ends now.
+                Err(Failure::Busy) if !parsed => return Ok(Lending::NotLent),
+                Err(f) => return Err(ParseEnd::Failed(f).refusal()),
+            },
         };
         let lender: Arc<dyn Lender> = Arc::<Self>::from(self);
-        Ok(Some(LentBuffer::new(buf, lender, req.direction, h, limit)))
+        Ok(Lending::Lent(LentBuffer::new(
+            buf,
+            lender,
+            req.direction,
+            h,
+            limit,
+        )))
     }
 
     fn task_aborted_status(&self) -> bool {

@@ -350,7 +350,8 @@ pub struct Device {
     pub file: File,
     pub buffers: Buffers,
     /// For tests: the first READ or WRITE at each of these LBAs gets no
-    /// reply until a TASK_MGMT_RECEIVED names it.
+    /// reply (to its PARSE, when the device parses, else to its EXEC)
+    /// until a TASK_MGMT_RECEIVED names it.
     pub hold_lba: Mutex<Vec<i64>>,
     /// The replies so held, by command handle, with their sense.
     held: Mutex<Vec<(ReplyCmd, Box<[u8; 252]>)>>,
@@ -406,6 +407,30 @@ impl Device {
             hold_lba: Mutex::new(Vec::new()),
             held: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Whether the first message for a command at `lba` is to be held
+    /// (see [`Self::hold_lba`]); the LBA is held once.
+    fn take_hold(&self, lba: i64) -> bool {
+        let mut h = self.hold_lba.lock().unwrap();
+        match h.iter().position(|&l| l == lba) {
+            Some(i) => {
+                h.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps `reply` (and the sense it points to) until task management
+    /// names its command.
+    fn hold(&self, reply: &ReplyCmd, sense: Box<[u8; 252]>) {
+        let copy = ReplyCmd {
+            cmd_h: reply.cmd_h,
+            subcode: reply.subcode,
+            u: reply.u,
+        };
+        self.held.lock().unwrap().push((copy, sense));
     }
 
     /// Serves commands until the device goes away (or an error).
@@ -496,6 +521,19 @@ impl Device {
                             };
                         }
                     }
+                    if wanted > 0 && self.take_hold(p.lba) {
+                        // The PARSE reply waits: its sense, if any, is
+                        // copied where the held reply keeps it.
+                        eprintln!("holding command {} at PARSE (LBA {})", get.cmd_h, p.lba);
+                        let mut held_sense = Box::new(sense);
+                        if answer.is_err() {
+                            // A failed PARSE's reply is a parse_status.
+                            reply.u.parse_status.sense.psense_buffer =
+                                held_sense.as_mut_ptr() as u64;
+                        }
+                        self.hold(&reply, held_sense);
+                        have_reply = false;
+                    }
                 }
                 SUB_ALLOC_MEM => {
                     // SAFETY: the subcode says which member is valid.
@@ -516,17 +554,7 @@ impl Device {
                     };
                     let data = data.unwrap_or(&mut empty);
                     let out = handler.exec(&e.cdb[..len], data, e.data_direction);
-                    let hold = {
-                        let mut h = self.hold_lba.lock().unwrap();
-                        let at = h.iter().position(|&lba| lba == e.lba);
-                        match at {
-                            Some(i) if e.bufflen > 0 => {
-                                h.swap_remove(i);
-                                true
-                            }
-                            _ => false,
-                        }
-                    };
+                    let hold = e.bufflen > 0 && self.take_hold(e.lba);
                     let mut held_sense = Box::new([0u8; 252]);
                     let keep: &mut [u8; 252] = if hold { &mut held_sense } else { &mut sense };
                     let sense_len = out.sense.len().min(keep.len());
@@ -543,12 +571,7 @@ impl Device {
                     };
                     if hold {
                         eprintln!("holding command {} (LBA {})", get.cmd_h, e.lba);
-                        let copy = ReplyCmd {
-                            cmd_h: reply.cmd_h,
-                            subcode: reply.subcode,
-                            u: reply.u,
-                        };
-                        self.held.lock().unwrap().push((copy, held_sense));
+                        self.hold(&reply, held_sense);
                         have_reply = false;
                     }
                 }

@@ -230,6 +230,60 @@ def test_held_user_command_blocks_nothing(handlers):
     assert not os.path.exists(os.path.join(ROOT, "devices/uasync"))
 
 
+def write10_immediate(s, itt, cmd_sn, lba, payload):
+    """WRITE(10) of one block, all of it immediate data."""
+    cdb = bytes([0x2A, 0, *lba.to_bytes(4, "big"), 0, 0, 1, 0]).ljust(16, b"\0")
+    s.sendall(bhs(0x01, 0x80 | 0x20 | SIMPLE, dlen=len(payload), itt=itt, word20=len(payload),
+                  cmd_sn=cmd_sn, rest=cdb, immediate=False) + payload)
+
+
+def test_held_parse_blocks_nothing(handlers):
+    """A READ whose PARSE a scst_user handler holds (parse_type CALL): the
+    receive loop never waits for PARSE or ALLOC_MEM, so on the same
+    connection a WRITE with immediate data (staged in the target's pages
+    until the handler lends its buffer), a READ of it and a NOP-Out are
+    answered meanwhile; ABORT TASK reaches the held command, which gets no
+    response."""
+    sh("ip", "link", "set", "lo", "up")
+    path = backing_file("uparse", 16 << 20)
+    held_lba = 4000
+    h = handlers("uparse", path, "-t", "2", "--parse", "call", "--hold-lba", str(held_lba))
+    with iscsi_export(IQN, "uparse"):
+        s, exp = logged_in(IQN, INITIATOR)
+        try:
+            read10(s, 0x70, exp, held_lba)
+            assert holds_its_command(h), h.lines
+            payload = os.urandom(512)
+            write10_immediate(s, 0x71, exp + 1, 9, payload)
+            assert responses(s, 1) == [(0x71, 0)], "a held PARSE stopped the connection"
+            read10(s, 0x72, exp + 2, 9)
+            s.settimeout(30)
+            hdr, data = recv_pdu(s)
+            assert hdr[0] & 0x3F == DATA_IN and itt_of(hdr) == 0x72, hdr.hex()
+            assert data == payload, "the staged data-out did not reach the handler"
+            if hdr[1] & 0x01:
+                assert hdr[3] == 0, hdr.hex()
+            else:
+                assert responses(s, 1) == [(0x72, 0)]
+            assert itt_of(ping(s, 0x73, exp + 3)) == 0x73
+            abort_task(s, 0x74, 0x70, exp, exp + 3)
+            seen = []
+            while True:
+                hdr, _ = recv_pdu(s)
+                seen.append((hdr[0] & 0x3F, itt_of(hdr)))
+                if hdr[0] & 0x3F == TMF_RESPONSE:
+                    assert hdr[2] == 0, f"ABORT TASK answered {hdr[2]}"
+                    break
+            hdr = ping(s, 0x75, exp + 3)
+            seen.append((hdr[0] & 0x3F, itt_of(hdr)))
+            assert not [p for p in seen if p[1] == 0x70], seen
+        finally:
+            s.close()
+    log = h.kill()
+    assert "holding command" in log and "at PARSE" in log, log
+    assert re.search(r"^replied to held command", log, re.M), log
+
+
 def holds_commands(h, count):
     """Waits (up to 10 s) until handler `h` says it holds `count` commands."""
     for _ in range(100):

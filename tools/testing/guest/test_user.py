@@ -120,7 +120,9 @@ def test_zero_copy_over_iscsi(handlers, mode):
     counts such commands, copied_commands the others). fio verify checks
     the bytes, in sizes that take immediate data, R2Ts and many Data-In
     PDUs, with buffers the kernel caches and buffers it gives back, and with
-    PARSE before each command."""
+    PARSE before each command (then the receive loop, which never waits for
+    the handler, stages a write's data-out in pages of its own, copied once
+    into the handler's buffer when it is lent on a core worker)."""
     iqn = "iqn.2026-11.org.scst-rs:user-zero-copy"
     path = backing_file("uzc", 64 << 20)
     h = handlers("udisk", path, *mode)

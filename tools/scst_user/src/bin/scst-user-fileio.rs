@@ -10,9 +10,10 @@
 //! `--garbage` makes every reply malformed, for tests of the kernel's
 //! checks: `handle` (unknown cmd_h), `status` (an invalid SCSI status),
 //! `length` (more data-in than the buffer), `subcode` (a wrong subcode).
-//! `--hold-lba` keeps the reply to the first READ or WRITE at LBA until
-//! task management aborts that command, for tests of TASK_MGMT_RECEIVED
-//! (repeat it to hold several).
+//! `--hold-lba` keeps the reply to the first READ or WRITE at LBA (to its
+//! PARSE with `--parse call`, else to its EXEC) until task management
+//! aborts that command, for tests of TASK_MGMT_RECEIVED (repeat it to hold
+//! several).
 //! `--parse call|exception` asks for PARSE (every command, or the unknown
 //! ones): READ and WRITE then move the blocks their CDB names even when the
 //! initiator asks for more, and vendor-specific opcodes end there.
