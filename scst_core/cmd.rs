@@ -38,6 +38,7 @@ use kernel::{
     c_str, new_spinlock,
     prelude::*,
     sync::{Arc, SpinLock},
+    time::{ktime_ms_delta, Ktime},
     workqueue::{impl_has_work, new_work, Queue, Work, WorkItem},
 };
 
@@ -616,10 +617,11 @@ impl Drop for Live {
     }
 }
 
-/// How often module unload looks again for commands still executing, and
-/// how often it says it still waits.
-const CLOSE_POLL_MS: u64 = 10;
-const CLOSE_REPORT_MS: u64 = 10_000;
+/// How often module unload looks again for commands still executing, when
+/// it first says it waits for them, and how often it says so again.
+const CLOSE_POLL_MS: u32 = 10;
+const CLOSE_FIRST_REPORT_MS: i64 = 1_000;
+const CLOSE_REPORT_MS: i64 = 10_000;
 
 impl ExecQueue {
     pub(crate) fn new() -> Result<Arc<Self>> {
@@ -652,22 +654,31 @@ impl ExecQueue {
 
     /// Waits for every command to finish; called at module unload after
     /// the drivers stopped, so that no command outlives the module.
-    /// Commands their logical units completes later (a bio in flight)
+    /// Commands their logical units complete later (a bio in flight)
     /// come back to the queue, so the queue drains only once none is left:
     /// a block device ends or times out its I/O, a user-space handler's
-    /// command times out.
+    /// command times out. A bio cannot be taken back from its device, and
+    /// its end runs this module's code: for a device that holds its I/O
+    /// indefinitely (a suspended device-mapper device, a multipath device
+    /// queueing with no path) unload waits until the device ends it,
+    /// saying so in the log.
     pub(crate) fn close(&self) {
-        let mut waited = 0u64;
+        let start = Ktime::ktime_get();
+        let mut next_report = CLOSE_FIRST_REPORT_MS;
         loop {
             let live = self.live.load(Ordering::Acquire);
             if live == 0 {
                 break;
             }
-            if waited > 0 && waited % CLOSE_REPORT_MS == 0 {
-                pr_info!("scst: waiting for {} commands to finish\n", live);
+            let waited = ktime_ms_delta(Ktime::ktime_get(), start);
+            if waited >= next_report {
+                pr_info!(
+                    "unload waits for {} commands whose backing I/O has not ended\n",
+                    live
+                );
+                next_report = waited + CLOSE_REPORT_MS;
             }
-            crate::kernel_ext::misc::sleep_ms(CLOSE_POLL_MS as u32);
-            waited += CLOSE_POLL_MS;
+            crate::kernel_ext::misc::sleep_ms(CLOSE_POLL_MS);
         }
         self.wq.drain();
     }

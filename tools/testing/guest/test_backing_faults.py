@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from conftest import (SCSI_RESPONSE, backing_file, bhs, iscsi_export, kmemleak_report, load,
-                      loaded, mgmt, next_reply, raw_full_feature, read10, sh, unload,
-                      write10)
+from conftest import (SCSI_RESPONSE, backing_file, bhs, dmesg_since, iscsi_export,
+                      kmemleak_report, load, loaded, mark_dmesg, mgmt, next_reply,
+                      raw_full_feature, read10, sh, unload, write10)
 
 IQN = "iqn.2026-12.org.scst-rs:backing"
 INITIATOR = "iqn.2026-12.org.scst-rs:backing-client"
@@ -240,6 +240,47 @@ def test_flakey_device_under_blockio(dm_target):
           f" {reads} reads, {failed_reads} failed")
     # The device did fail some commands and serve others.
     assert acknowledged and failed_writes
+
+
+def test_unload_waits_for_a_device_that_holds_its_io(dm_target):
+    """A device that holds its I/O (a suspended dm device): a READ sent to
+    it stays in flight. rmmod closes the connection and then waits, saying
+    so in the kernel log, rather than return while the bio's completion
+    (the module's code) is still to run; once the device resumes, the bio
+    ends and rmmod completes."""
+    session = Session()
+    rmmod = None
+    try:
+        sh("dmsetup", "suspend", "scst-backing")
+        itt, cmd_sn = session._next()
+        cdb = bytes([0x28, 0, 0, 0, 0x10, 0, 0, 0, 8, 0])
+        session.s.sendall(bhs(0x01, 0x80 | 0x40 | 0x01, itt=itt, word20=4096, cmd_sn=cmd_sn,
+                              rest=cdb, immediate=False))
+        time.sleep(0.5)
+        mark_dmesg("scst-test: unload with I/O held")
+        rmmod = subprocess.Popen(["rmmod", "scst"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        for _ in range(100):
+            if "scst: unload waits for 1 commands" in dmesg_since("scst-test: unload with I/O held"):
+                break
+            assert rmmod.poll() is None, f"rmmod ended with the bio in flight: {rmmod.stdout.read()}"
+            time.sleep(0.1)
+        else:
+            raise AssertionError("rmmod never said what it waits for: "
+                                 + dmesg_since("scst-test: unload with I/O held"))
+        assert rmmod.poll() is None, "rmmod ended with the bio in flight"
+        sh("dmsetup", "resume", "scst-backing")
+        out, _ = rmmod.communicate(timeout=60)
+        assert rmmod.returncode == 0, out
+        assert not loaded()
+    finally:
+        if rmmod is not None and rmmod.poll() is None:
+            sh("dmsetup", "resume", "scst-backing", check=False)
+            rmmod.wait(timeout=60)
+        session.close()
+        if not loaded():
+            # For the fixtures, which tear down through sysfs.
+            load()
 
 
 def test_full_filesystem_under_fileio(scst):
