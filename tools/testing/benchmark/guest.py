@@ -346,27 +346,46 @@ def _dpkg_version(package):
     return sh("dpkg-query", "-W", "-f=${Version}", package, check=False).stdout.strip() or "?"
 
 
-def profile(out_dir, url, seconds):
-    """perf's view of the guest while scst-rs serves 4 KiB random reads at
-    QD32 (not one of the measured runs): where the time goes."""
+def profile(out_dir, prefix, run):
+    """perf's view of the guest while `run()` runs (not one of the measured
+    runs): where the time goes. Writes PREFIXsymbols.txt and PREFIXcomm.txt
+    and returns what `run()` measured."""
     perf = shutil.which("perf")
     if not perf:
         log("perf is not installed: no profile")
-        return
+        return None
     data = os.path.join(out_dir, "perf.data")
     proc = subprocess.Popen([perf, "record", "-a", "-g", "-F", "499", "-o", data],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1)
-    run_iscsi_perf(url, "randread-4k-qd32", seconds)
+    figures = run()
     proc.send_signal(2)
     proc.wait(timeout=120)
-    for name, args in [("perf-symbols.txt", ["--no-children", "--sort", "symbol"]),
-                       ("perf-comm.txt", ["--no-children", "--sort", "comm,dso"])]:
+    for name, args in [("symbols.txt", ["--no-children", "--sort", "symbol"]),
+                       ("comm.txt", ["--no-children", "--sort", "comm,dso"])]:
         report = sh("timeout", "600", perf, "report", "-i", data, "--stdio", "-g", "none",
                     "--percent-limit", "0.5", *args, check=False).stdout
-        with open(os.path.join(out_dir, name), "w") as f:
+        with open(os.path.join(out_dir, prefix + name), "w") as f:
             f.write(report)
     os.unlink(data)
+    return figures
+
+
+def profiles(out_dir, endpoints, seconds):
+    """scst-rs serving 4 KiB random reads at QD32 (iscsi-perf), and 1 MiB
+    sequential reads of the file through the kernel's initiator from
+    scst-rs and from tgt side by side (the workload where tgt is ahead)."""
+    url = endpoints[("iscsi-perf", "scst-rs", "null")]
+    profile(out_dir, "perf-", lambda: run_iscsi_perf(url, "randread-4k-qd32", seconds))
+    for target in ("scst-rs", "tgt"):
+        disk = endpoints.get(("fio-iscsi", target, "file"))
+        if not disk:
+            continue
+        figures = profile(out_dir, f"perf-read-1m-{target}-",
+                          lambda: run_fio(disk, "read-1m-qd8", seconds))
+        if figures:
+            log(f"profiled read-1m-qd8 {target}: {figures['bw_bytes'] / 2**20:.0f} MiB/s, "
+                f"{figures.get('cpu_us_per_io', 0):.0f} CPU us per I/O")
 
 
 def main():
@@ -456,7 +475,7 @@ def main():
                     json.dump(record, f, indent=1)
                 os.replace(raw + ".tmp", raw)
         if args.profile:
-            profile(args.out, scst_urls[0], max(args.time, 5))
+            profiles(args.out, endpoints, max(args.time, 5))
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     with open(raw, "w") as f:
         json.dump(record, f, indent=1)
