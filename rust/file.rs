@@ -172,10 +172,10 @@ impl BackingFile {
     ) -> Result {
         let (sgl, nents) = range_of(sg, skip, len)?;
         let ctx = done.into_foreign() as *mut core::ffi::c_void;
-        // SAFETY: `file` is valid by the type invariants; `sgl` has `nents`
-        // entries covering `skip + len` bytes, valid for the call (the C
-        // side references every page it keeps beyond it); `ctx` is a
-        // `KBox<T>` that `bios_ended::<T>` takes back, called at most once.
+        // The C side references every page it keeps beyond the call.
+        // SAFETY: `file` is valid (type invariants); `sgl` has `nents` entries
+        // covering `skip + len` bytes, valid for the call; `ctx` is a `KBox<T>`
+        // that `bios_ended::<T>` takes back, called at most once.
         let ret = unsafe {
             bindings::scst_rs_file_submit_bios(
                 self.file,

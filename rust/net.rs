@@ -248,10 +248,10 @@ impl TcpStream {
             return Err(EINVAL);
         }
         let (sgl, nents) = sg.raw();
+        // TCP takes its own page references for what it keeps, or copies.
         // SAFETY: the socket is valid; `head` and `tail` are readable for
         // their lengths; `sgl` has `nents` entries covering `skip + len`
-        // bytes, valid while `sg` is borrowed. TCP takes its own page
-        // references for what it keeps by reference, or copies.
+        // bytes, valid while `sg` is borrowed.
         to_result(unsafe {
             bindings::scst_rs_sock_send_sg(
                 self.socket.sock,

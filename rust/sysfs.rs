@@ -278,11 +278,12 @@ impl<T: SysfsOps> File<T> {
 
 impl<T: SysfsOps> Drop for File<T> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant the attribute is registered in `dir`
+        // Removal waits for reads and unbroken writes in flight; broken
+        // writes do not touch `inner` after breaking (see `store_callback`),
+        // so the box may be freed when this returns.
+        // SAFETY: by the type invariant the attribute is registered in `dir`
         // (or went with it, if the directory was removed first: the helper
-        // checks). Removal waits for reads and unbroken writes in flight;
-        // broken writes do not touch `inner` after breaking (see
-        // `store_callback`), so the box may be freed when this returns.
+        // checks); see above for what removal waits for.
         unsafe { bindings::scst_rs_sysfs_remove_file(self.dir.as_ptr(), &self.inner.attr.attr) };
     }
 }
