@@ -61,12 +61,37 @@ static void scst_rs_bio_submit(struct scst_rs_bio_batch *b, struct bio *bio)
 	submit_bio(bio);
 }
 
+/* Whether bios to the block device behind @file may be submitted with
+ * REQ_NOWAIT (scst_rs_file_submit_bios with @nowait). */
+bool scst_rs_file_bios_nowait(struct file *file)
+{
+	return S_ISBLK(file_inode(file)->i_mode) && bdev_nowait(file_bdev(file));
+}
+
+/*
+ * Whether @len bytes from @skip in @sgl go to @bdev as bios the block layer
+ * need not split: a REQ_NOWAIT bio that needs splitting ends with EAGAIN.
+ */
+static bool scst_rs_bios_fit(struct block_device *bdev, struct scatterlist *sgl,
+			     size_t skip, size_t len)
+{
+	size_t first = sgl->offset + skip;
+
+	if (len > (size_t)queue_max_sectors(bdev_get_queue(bdev)) << SECTOR_SHIFT)
+		return false;
+	/* Pages the range spans, at most (a page per segment). */
+	return DIV_ROUND_UP(offset_in_page(first) + len, PAGE_SIZE) <=
+	       min_t(unsigned int, bdev_max_segments(bdev), BIO_MAX_VECS);
+}
+
 /*
  * Reads (or, with @write, writes) @len bytes at byte offset @pos of the
  * block device behind @file, between it and the scatterlist @sgl (@nents
  * entries) from @skip bytes in. @fua writes reach stable storage before
  * they complete. Every page is referenced until its bio ends. Process
- * context.
+ * context; with @nowait it never sleeps: the bios go with REQ_NOWAIT, and
+ * where the device would make them wait (no request free, a split needed,
+ * no memory at hand) @done hears -EAGAIN.
  *
  * Returns 0 when @done(@ctx, errno) will be called exactly once, from the
  * end_io of the last bio (any context, hard interrupt included) or from
@@ -74,9 +99,10 @@ static void scst_rs_bio_submit(struct scst_rs_bio_batch *b, struct bio *bio)
  */
 int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 			     unsigned int nents, size_t skip, size_t len,
-			     u64 pos, bool write, bool fua,
+			     u64 pos, bool write, bool fua, bool nowait,
 			     void (*done)(void *ctx, int err), void *ctx)
 {
+	gfp_t gfp = nowait ? GFP_NOWAIT : GFP_NOIO;
 	struct block_device *bdev;
 	struct scst_rs_bio_batch *b;
 	struct scatterlist *sg;
@@ -92,16 +118,28 @@ int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 	bdev = file_bdev(file);
 	if (!len || (pos | len) & (bdev_logical_block_size(bdev) - 1))
 		return -EINVAL;
-	b = kmalloc(sizeof(*b), GFP_NOIO);
-	if (!b)
-		return -ENOMEM;
+	if (nowait && (!bdev_nowait(bdev) || !scst_rs_bios_fit(bdev, sgl, skip, len))) {
+		done(ctx, -EAGAIN);
+		return 0;
+	}
+	b = kmalloc(sizeof(*b), gfp);
+	if (!b) {
+		if (!nowait)
+			return -ENOMEM;
+		done(ctx, -EAGAIN);
+		return 0;
+	}
 	atomic_set(&b->pending, 1);
 	b->status = BLK_STS_OK;
 	b->done = done;
 	b->ctx = ctx;
-	opf = write ? REQ_OP_WRITE : REQ_OP_READ;
+	/* As direct I/O writes: synchronous for the initiator, so not held
+	 * back by writeback throttling. */
+	opf = write ? REQ_OP_WRITE | REQ_SYNC | REQ_IDLE : REQ_OP_READ;
 	if (write && fua)
 		opf |= REQ_FUA;
+	if (nowait)
+		opf |= REQ_NOWAIT;
 	sector = pos >> SECTOR_SHIFT;
 
 	blk_start_plug(&plug);
@@ -122,7 +160,11 @@ int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 					DIV_ROUND_UP(left + in_page, PAGE_SIZE));
 
 				/* Never fails where it may sleep. */
-				bio = bio_alloc(bdev, vecs, opf, GFP_NOIO);
+				bio = bio_alloc(bdev, vecs, opf, gfp);
+				if (!bio) {
+					cmpxchg(&b->status, BLK_STS_OK, BLK_STS_AGAIN);
+					goto out;
+				}
 				bio->bi_iter.bi_sector = sector;
 			}
 			if (bio_add_page(bio, page, n, in_page) != n) {
@@ -148,7 +190,8 @@ int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 		scst_rs_bio_submit(b, bio);
 out:
 	blk_finish_plug(&plug);
-	/* A list shorter than the range: what it had went, the rest fails. */
+	/* A list shorter than the range: what it had went, the rest fails
+	 * (or, with @nowait and no bio at hand, runs again where it may wait). */
 	if (left)
 		cmpxchg(&b->status, BLK_STS_OK, BLK_STS_IOERR);
 	scst_rs_bio_batch_put(b);

@@ -159,6 +159,10 @@ impl BackingFile {
     /// The pages stay referenced until then; the device writes into them
     /// (a read) meanwhile, so their owner reads them only once `done` ran.
     /// `Err` means nothing started and `done` is dropped unheard.
+    ///
+    /// With `nowait` it never sleeps (see [`Self::bios_nowait`]): where the
+    /// device would make it wait, `done` hears `EAGAIN` instead, perhaps
+    /// before this returns.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn submit_bios<T: BiosDone>(
         &self,
@@ -168,6 +172,7 @@ impl BackingFile {
         pos: u64,
         write: bool,
         fua: bool,
+        nowait: bool,
         done: KBox<T>,
     ) -> Result {
         let (sgl, nents) = range_of(sg, skip, len)?;
@@ -186,6 +191,7 @@ impl BackingFile {
                 pos,
                 write,
                 fua,
+                nowait,
                 Some(bios_ended::<T>),
                 ctx,
             )
@@ -197,6 +203,14 @@ impl BackingFile {
             return Err(Error::from_errno(ret));
         }
         Ok(())
+    }
+
+    /// Whether this is a block device whose bios may be submitted where
+    /// the submitter must not sleep (`REQ_NOWAIT`: the device's queue says
+    /// so).
+    pub(crate) fn bios_nowait(&self) -> bool {
+        // SAFETY: `file` is valid by the type invariants.
+        unsafe { bindings::scst_rs_file_bios_nowait(self.file) }
     }
 
     /// Reads into `buf` at `pos`.

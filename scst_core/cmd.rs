@@ -14,7 +14,7 @@
 //! | PARSE, PREPARE_SPACE | [`super::session::Command::data_buffer`]: the buffer the data goes to (memory the logical unit lends, or new pages); a driver whose initiator owns the buffer (scst_local) skips it. A logical unit that would wait to lend (a user-space handler's PARSE or ALLOC_MEM) lends on the worker before EXEC instead ([`super::session::Command::lend_staged`]), and the data-out waits in new pages meanwhile | the driver's receive context (process context: it may allocate, never waits for a logical unit); the late lending, a core worker |
 //! | RDY_TO_XFER, DATA_WAIT | the driver fetches the data-out into the buffer (iSCSI: immediate data, R2T and Data-Out in its receive loop, which goes on receiving other PDUs meanwhile) | the driver's own |
 //! | TGT_PRE_EXEC | [`super::session::Command::submit`]: a refused command and one for an absent LUN are answered at once (nothing of a backend runs); an admitted one starts when its task attribute lets it, else it parks in its device's task set and the end of an older command starts it | the submitting context, or that of the older command's end; never sleeps |
-//! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block), or starts it and defers it ([`super::device::ExecCmd::defer`]): the worker goes on, and the [`Deferral`] brings the command back | a core worker, at most `threads_num` per device at once (per nexus with `threads_pool_type` per_initiator); first, for a command that may start and that its logical unit can try without blocking (a page-cache read, nullio), the submitting context of a [`Context::Direct`] driver, which hands it to a worker only if it would block |
+//! | EXEC | the logical unit runs the command on its buffer ([`super::device::LogicalUnit::execute`], may block), or starts it and defers it ([`super::device::ExecCmd::defer`]): the worker goes on, and the [`Deferral`] brings the command back | a core worker, at most `threads_num` per device at once (per nexus with `threads_pool_type` per_initiator); first, for a command that may start and that its logical unit can try without blocking (a page-cache read, nullio, blockio's `REQ_NOWAIT` bios, which defer it), the submitting context of a [`Context::Direct`] driver, which hands it to a worker only if it would block |
 //! | DEV_DONE, PRE_XMIT_RESP | the logical unit's status and sense become the response; MODE SELECT raises MODE PARAMETERS CHANGED on the other nexuses | the same worker; for a deferred command, whichever of its worker and its completion ends the deferral last (the completion, which may run in hard interrupt context, queues the command's work) |
 //! | XMIT_RESP | [`TgtCmd::xmit_response`]: the driver sends data-in and status, or queues them with the buffer for its own sender; a command task management aborted meanwhile has none | the same worker (or the submitting context for a command answered at once) |
 //! | FINISHED | the command leaves the task set (older-command waiters start) and the in-flight set (task management waiting for it wakes) | where XMIT_RESP ran |
@@ -32,9 +32,9 @@ use super::session::{response_of, Command, Dispatched, Response, TgtDev};
 use super::task_set::Ticket;
 use crate::kernel_ext::sg::SgList;
 use crate::kernel_ext::wq::OwnedQueue;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use kernel::{
-    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    alloc::flags::{GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT},
     c_str, new_spinlock,
     prelude::*,
     sync::{Arc, SpinLock},
@@ -120,6 +120,9 @@ struct Body<T> {
     /// A deferred command's outcomes: the completion if its logical unit
     /// succeeds, the sense if it fails.
     deferred: Option<(Completion, Sense)>,
+    /// It was executed where it may not block (see [`Body::try_now`]), so
+    /// that its logical unit may still find it would have.
+    tried_nowait: bool,
 }
 
 /// How a deferred command ends when its logical unit learns the outcome
@@ -206,8 +209,14 @@ impl<T: TgtCmd> Body<T> {
     /// logical unit's below them) are on the stack of the receive loop
     /// only while it runs.
     /// The command is taken from `slot` only when it ran here.
+    ///
+    /// A logical unit may also start the command there and defer it (a
+    /// block device's bios submitted with `REQ_NOWAIT`): the command then
+    /// waits for its completion as one a worker deferred, and the worker
+    /// is spared altogether. Should the completion say the device would
+    /// have blocked, a worker executes the command again.
     #[inline(never)]
-    fn try_now(slot: &mut Option<Self>) {
+    fn try_now(slot: &mut Option<Self>, queue: &Arc<ExecQueue>) {
         let Some(body) = slot.as_mut() else {
             return;
         };
@@ -215,13 +224,34 @@ impl<T: TgtCmd> Body<T> {
             // Its logical unit lends memory only where it may wait.
             return;
         }
+        let defer = DeferLater {
+            cmd: core::cell::Cell::new(None),
+            queue,
+        };
+        body.tried_nowait = true;
         let done = match body.command.abort_response() {
             Some(aborted) => Err(aborted),
-            None => match body.exec(None, true) {
+            None => match body.exec(Some(&defer), true) {
                 AfterExec::WouldBlock => return,
                 AfterExec::Now(response) => Ok(response),
-                // Nothing defers without a deferral to give.
-                AfterExec::Later => Ok(Response::status(super::session::status::BUSY)),
+                AfterExec::Later => {
+                    let (Some(body), Some(cmd)) = (slot.take(), defer.cmd.take()) else {
+                        // A deferral always comes with its command.
+                        return;
+                    };
+                    *cmd.body.lock() = Some(body);
+                    if cmd.resume_refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        // Completed already. A command that would have
+                        // blocked runs again where it may; the others end
+                        // right here, as if done at once.
+                        if cmd.ended.load(Ordering::Acquire) == ENDED_WOULD_BLOCK {
+                            queue.resume(cmd);
+                        } else {
+                            cmd.resume();
+                        }
+                    }
+                    return;
+                }
             },
         };
         if let Some(body) = slot.take() {
@@ -346,8 +376,8 @@ pub(crate) struct Cmd<T> {
     work: Work<Cmd<T>>,
     /// Parties yet to end a deferral (see [`Body::run`]).
     resume_refs: AtomicU32,
-    /// The deferral's outcome: the logical unit succeeded.
-    succeeded: AtomicBool,
+    /// How the deferral ended: one of the `ENDED_*` values.
+    ended: AtomicU8,
     /// The deferral's outcome, given at its end ([`Deferral::finish`]).
     #[pin]
     late: SpinLock<Option<Outcome>>,
@@ -359,14 +389,56 @@ impl_has_work! {
     impl{T} HasWork<Self> for Cmd<T> { self.work }
 }
 
+/// How a deferral ended ([`Cmd::ended`]).
+const ENDED_FAILED: u8 = 0;
+const ENDED_SUCCEEDED: u8 = 1;
+/// The logical unit started the command where it may not block and found
+/// it would have to ([`Deferral::would_block`]): it runs again on a worker.
+const ENDED_WOULD_BLOCK: u8 = 2;
+
 impl<T: TgtCmd> Cmd<T> {
+    /// A command with no body yet, live on `queue` until it is dropped.
+    fn new(queue: &Arc<ExecQueue>, flags: kernel::alloc::Flags) -> Result<Arc<Self>> {
+        let live = Live::new(queue);
+        Arc::pin_init(
+            pin_init!(Cmd {
+                body <- new_spinlock!(None),
+                work <- new_work!("scst::Cmd::work"),
+                resume_refs: AtomicU32::new(2),
+                ended: AtomicU8::new(ENDED_FAILED),
+                late <- new_spinlock!(None),
+                exec: live,
+            }),
+            flags,
+        )
+    }
+
     /// DEV_DONE to FINISHED of a deferred command, once both its worker
-    /// and its logical unit are done with the deferral.
-    fn resume(&self) {
+    /// and its logical unit are done with the deferral; or, for one that
+    /// would have blocked, EXEC again. Process context that may block: a
+    /// core worker (see [`Body::try_now`] for the receive loop's part).
+    fn resume(self: &Arc<Self>) {
         let body = self.body.lock().take();
         let late = self.late.lock().take();
-        if let Some(body) = body {
-            body.completed(self.succeeded.load(Ordering::Acquire), late);
+        let Some(mut body) = body else {
+            return;
+        };
+        match self.ended.load(Ordering::Acquire) {
+            ENDED_WOULD_BLOCK if body.tried_nowait => {
+                // Nothing of it reached the initiator: back to
+                // TGT_PRE_EXEC, and EXEC on this worker, free to block.
+                body.deferred = None;
+                body.tried_nowait = false;
+                body.command.state = State::TgtPreExec;
+                body.run(self);
+            }
+            ENDED_WOULD_BLOCK => {
+                // Only a command tried without blocking may say so; were
+                // another to, it would fail rather than run again forever.
+                pr_err!("scst: a command free to block would have blocked\n");
+                body.completed(false, None);
+            }
+            ended => body.completed(ended == ENDED_SUCCEEDED, late),
         }
     }
 }
@@ -418,25 +490,47 @@ impl<T: TgtCmd> Scheduled for Cmd<T> {
 /// Makes the [`Deferral`] of a command whose logical unit defers it; only
 /// then is the command's reference taken.
 pub(crate) trait Defer {
-    fn deferral(&self) -> Deferral;
+    /// `None` where the command cannot be deferred after all (no memory
+    /// for it where allocation may not wait).
+    fn deferral(&self) -> Option<Deferral>;
 }
 
 impl<T: TgtCmd> Defer for Arc<Cmd<T>> {
-    fn deferral(&self) -> Deferral {
-        // Two parties end a deferral: the worker, once the body is back in
-        // the command (see `Body::run`), and the logical unit's completion.
+    fn deferral(&self) -> Option<Deferral> {
+        // Two parties end a deferral: the context that executed the
+        // command, once the body is back in the command (see `Body::run`),
+        // and the logical unit's completion.
         self.resume_refs.store(2, Ordering::Relaxed);
-        Deferral {
+        Some(Deferral {
             cmd: Some(self.clone()),
-        }
+        })
+    }
+}
+
+/// The [`Defer`] of a command tried in the submitting context: its
+/// [`Cmd`] is made only if its logical unit defers it, so that a command
+/// done there at once (nullio, a page-cache read) allocates none.
+struct DeferLater<'a, T> {
+    cmd: core::cell::Cell<Option<Arc<Cmd<T>>>>,
+    queue: &'a Arc<ExecQueue>,
+}
+
+impl<T: TgtCmd> Defer for DeferLater<'_, T> {
+    fn deferral(&self) -> Option<Deferral> {
+        // The submitting context may not wait for memory.
+        let cmd = Cmd::new(self.queue, GFP_NOWAIT).ok()?;
+        let deferral = cmd.deferral();
+        self.cmd.set(Some(cmd));
+        deferral
     }
 }
 
 /// A command whose logical unit completes it later.
 pub(crate) trait Resumable: Send + Sync {
-    /// The logical unit is done with the command; any context, hard
-    /// interrupt included. Never sleeps.
-    fn deferral_done(self: Arc<Self>, succeeded: bool);
+    /// The logical unit is done with the command, which `ended` as one of
+    /// the `ENDED_*` values; any context, hard interrupt included. Never
+    /// sleeps.
+    fn deferral_done(self: Arc<Self>, ended: u8);
 
     /// Records how the command ends, before [`Self::deferral_done`];
     /// process context (its lock is not taken with interrupts disabled).
@@ -444,8 +538,8 @@ pub(crate) trait Resumable: Send + Sync {
 }
 
 impl<T: TgtCmd> Resumable for Cmd<T> {
-    fn deferral_done(self: Arc<Self>, succeeded: bool) {
-        self.succeeded.store(succeeded, Ordering::Release);
+    fn deferral_done(self: Arc<Self>, ended: u8) {
+        self.ended.store(ended, Ordering::Release);
         if self.resume_refs.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The worker left it: a worker resumes it (the work is idle:
             // it ran to start the command, or never did).
@@ -471,7 +565,23 @@ impl Deferral {
     /// on failure. Any context, hard interrupt included; never sleeps.
     pub(crate) fn complete(mut self, succeeded: bool) {
         if let Some(cmd) = self.cmd.take() {
-            cmd.deferral_done(succeeded);
+            cmd.deferral_done(if succeeded {
+                ENDED_SUCCEEDED
+            } else {
+                ENDED_FAILED
+            });
+        }
+    }
+
+    /// The logical unit, asked to execute the command without blocking
+    /// ([`super::device::ExecCmd::nowait`]), started it and found it
+    /// would have to block (a block device with no request free): nothing
+    /// it did is visible to the initiator, and the command executes again,
+    /// from the start, on a core worker. Any context, hard interrupt
+    /// included; never sleeps.
+    pub(crate) fn would_block(mut self) {
+        if let Some(cmd) = self.cmd.take() {
+            cmd.deferral_done(ENDED_WOULD_BLOCK);
         }
     }
 
@@ -481,7 +591,7 @@ impl Deferral {
     pub(crate) fn finish(mut self, outcome: Outcome) {
         if let Some(cmd) = self.cmd.take() {
             cmd.set_outcome(outcome);
-            cmd.deferral_done(true);
+            cmd.deferral_done(ENDED_SUCCEEDED);
         }
     }
 }
@@ -489,7 +599,7 @@ impl Deferral {
 impl Drop for Deferral {
     fn drop(&mut self) {
         if let Some(cmd) = self.cmd.take() {
-            cmd.deferral_done(false);
+            cmd.deferral_done(ENDED_FAILED);
         }
     }
 }
@@ -537,6 +647,7 @@ impl Command {
             direction,
             tgt,
             deferred: None,
+            tried_nowait: false,
         };
         let n = body.cdb_len;
         body.cdb[..n].copy_from_slice(&cdb[..n]);
@@ -548,7 +659,7 @@ impl Command {
         };
         let mut body = Some(body);
         if context == Context::Direct && nexus.dev.may_start_now(ticket) {
-            Body::try_now(&mut body);
+            Body::try_now(&mut body, nexus.dev.exec_queue());
         }
         if let Some(body) = body {
             body.schedule(nexus, ticket);
@@ -572,19 +683,7 @@ impl<T: TgtCmd> Body<T> {
     #[inline(never)]
     fn schedule(self, nexus: Arc<TgtDev>, ticket: Ticket) {
         let dev = nexus.dev.clone();
-        let live = Live::new(dev.exec_queue());
-        let cmd = Arc::pin_init(
-            pin_init!(Cmd {
-                body <- new_spinlock!(None),
-                work <- new_work!("scst::Cmd::work"),
-                resume_refs: AtomicU32::new(2),
-                succeeded: AtomicBool::new(false),
-                late <- new_spinlock!(None),
-                exec: live,
-            }),
-            GFP_ATOMIC,
-        );
-        match cmd {
+        match Cmd::new(dev.exec_queue(), GFP_ATOMIC) {
             Ok(cmd) => {
                 *cmd.body.lock() = Some(self);
                 dev.start_when_ready(Ready { cmd, nexus }, ticket);

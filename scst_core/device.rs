@@ -132,7 +132,9 @@ pub(crate) struct ExecCmd<'a, 'b> {
     pub(super) deferred: Option<(Completion, Sense)>,
     /// The command runs in the context that submitted it, which must not
     /// block (see [`LogicalUnit::may_execute_nowait`]): where it would,
-    /// the logical unit returns [`Executed::WouldBlock`].
+    /// the logical unit returns [`Executed::WouldBlock`], or, having
+    /// deferred the command, ends the deferral with
+    /// [`Deferral::would_block`].
     pub(crate) nowait: bool,
 }
 
@@ -145,7 +147,7 @@ impl ExecCmd<'_, '_> {
     /// cannot be deferred (it must then complete before `execute`
     /// returns).
     pub(crate) fn defer(&mut self, done: Completion, failed: Sense) -> Option<Deferral> {
-        let deferral = self.defer.take()?.deferral();
+        let deferral = self.defer.take()?.deferral()?;
         self.deferred = Some((done, failed));
         Some(deferral)
     }
@@ -238,10 +240,14 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
     /// Whether the command with this CDB may be tried in the context that
     /// submitted it (a driver's receive loop: process context that must
     /// not wait for a backend): [`Self::execute`] then runs with
-    /// [`ExecCmd::nowait`] set, cannot defer, and answers
-    /// [`Executed::WouldBlock`] where it would block (a read the page cache
-    /// does not hold). A command done there costs no context switch and
-    /// needs no worker. Say yes only where blocking is the exception.
+    /// [`ExecCmd::nowait`] set and answers [`Executed::WouldBlock`] where
+    /// it would block (a read the page cache does not hold). It may defer
+    /// the command after starting I/O that does not block (bios submitted
+    /// with `REQ_NOWAIT`), and end the deferral with
+    /// [`Deferral::would_block`] if the I/O could not start after all: a
+    /// worker then executes the command again. A command done or started
+    /// there costs no context switch and needs no worker. Say yes only
+    /// where blocking is the exception.
     fn may_execute_nowait(&self, _cdb: &[u8]) -> bool {
         false
     }

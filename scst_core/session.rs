@@ -787,7 +787,7 @@ impl Session {
             nexus: tgt_dev.attached.id,
             lent,
             tag,
-            defer: if nowait { None } else { defer },
+            defer,
             deferred: None,
             nowait,
         };

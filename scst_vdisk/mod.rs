@@ -32,8 +32,10 @@ use crate::scst_core::{
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
-    alloc::flags::GFP_KERNEL,
-    c_str, fmt, new_spinlock,
+    alloc::flags::{GFP_KERNEL, GFP_NOWAIT},
+    c_str,
+    error::code::EAGAIN,
+    fmt, new_spinlock,
     prelude::*,
     str::CString,
     sync::{Arc, SpinLock},
@@ -98,12 +100,19 @@ struct Bios {
 }
 
 /// Completes a blockio command when its bios end.
-struct BiosEnd(Option<Deferral>);
+struct BiosEnd {
+    deferral: Option<Deferral>,
+    /// The bios went with `REQ_NOWAIT`, from the submitting context.
+    nowait: bool,
+}
 
 impl BiosDone for BiosEnd {
     fn bios_done(mut self: KBox<Self>, result: Result) {
-        if let Some(deferral) = self.0.take() {
-            deferral.complete(result.is_ok());
+        if let Some(deferral) = self.deferral.take() {
+            match result {
+                Err(e) if self.nowait && e == EAGAIN => deferral.would_block(),
+                _ => deferral.complete(result.is_ok()),
+            }
         }
     }
 }
@@ -132,6 +141,9 @@ struct Vdisk {
     /// Reads go through the page cache of a file that can be read without
     /// blocking: they are tried in the submitting context first.
     nowait_reads: bool,
+    /// READ and WRITE go to a block device that takes bios without making
+    /// its submitter wait: they start in the submitting context.
+    nowait_bios: bool,
 }
 
 /// FNV-1a: stable identifiers derived from the device name.
@@ -266,6 +278,8 @@ impl DevHandler for VdiskHandler {
         let wce = !write_through;
         let nowait_reads =
             self.kind == Kind::File && !o_direct && file.as_ref().is_some_and(|f| f.can_nowait());
+        let nowait_bios =
+            self.kind == Kind::Block && file.as_ref().is_some_and(|f| f.bios_nowait());
         let lu = Arc::pin_init(
             pin_init!(Vdisk {
                 kind: self.kind,
@@ -289,6 +303,7 @@ impl DevHandler for VdiskHandler {
                     tas: false,
                 }),
                 nowait_reads,
+                nowait_bios,
             }),
             GFP_KERNEL,
         )?;
@@ -354,7 +369,7 @@ impl Vdisk {
     fn read(&self, cmd: &mut ExecCmd<'_, '_>, lba: u64, blocks: u32) -> Result<Executed, Sense> {
         let wanted = self.bytes(u64::from(blocks))?;
         let len = wanted.min(cmd.data.len());
-        if let (Some(file), true) = (&self.file, cmd.nowait) {
+        if let (Some(file), true, Kind::File) = (&self.file, cmd.nowait, self.kind) {
             // Whatever the page cache does not hold whole (or an error,
             // which the worker reports) is the worker's.
             let whole = len % self.block_size as usize == 0;
@@ -382,6 +397,10 @@ impl Vdisk {
                 if let Some(later) = self.start_bios(cmd, file, io, done, failed) {
                     return Ok(later);
                 }
+            }
+            if cmd.nowait {
+                // What follows may block.
+                return Ok(Executed::WouldBlock);
             }
             match file.read_into(cmd.data, 0, whole, self.pos(lba)) {
                 Ok(n) if n == whole => {}
@@ -424,14 +443,23 @@ impl Vdisk {
         if self.kind != Kind::Block || io.len == 0 {
             return None;
         }
-        let mut end = KBox::new(BiosEnd(None), GFP_KERNEL).ok()?;
-        end.0 = Some(cmd.defer(done, failed)?);
+        let nowait = cmd.nowait;
+        let flags = if nowait { GFP_NOWAIT } else { GFP_KERNEL };
+        let mut end = KBox::new(
+            BiosEnd {
+                deferral: None,
+                nowait,
+            },
+            flags,
+        )
+        .ok()?;
+        end.deferral = Some(cmd.defer(done, failed)?);
         // As the O_DSYNC path has it: FUA unless the cache is declared
         // non-volatile, and every write of a write-through device.
         let fua = io.write && ((io.fua && !self.nv_cache) || self.write_through);
         // Refused before anything started: `end` drops with the deferral,
         // which fails the command with `failed`.
-        let _ = file.submit_bios(cmd.data, 0, io.len, io.pos, io.write, fua, end);
+        let _ = file.submit_bios(cmd.data, 0, io.len, io.pos, io.write, fua, nowait, end);
         Some(Executed::Later)
     }
 
@@ -462,6 +490,10 @@ impl Vdisk {
             let failed = sense::WRITE_ERROR.with_info(lba);
             if let Some(later) = self.start_bios(cmd, file, io, done, failed) {
                 return Ok(later);
+            }
+            if cmd.nowait {
+                // What follows may block.
+                return Ok(Executed::WouldBlock);
             }
             let dsync = fua && !self.nv_cache;
             // A short write (the filesystem filled up midway) goes on, to
@@ -725,9 +757,9 @@ impl LogicalUnit for Vdisk {
         let data_out = action.data_out_len(self.block_size);
         let executed = match action {
             Action::Read { lba, blocks } => self.read(cmd, lba, blocks),
+            Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
             // Only nullio runs anything else where it may not block.
             _ if cmd.nowait && self.kind != Kind::Null => return Ok(Executed::WouldBlock),
-            Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
             other => self
                 .execute_other(cmd, other, &info, &mode)
                 .map(Executed::Done),
@@ -743,7 +775,9 @@ impl LogicalUnit for Vdisk {
         })
     }
     fn may_execute_nowait(&self, cdb: &[u8]) -> bool {
-        use sbc::opcode::{READ_10, READ_12, READ_16, READ_6};
+        use sbc::opcode::{
+            READ_10, READ_12, READ_16, READ_6, WRITE_10, WRITE_12, WRITE_16, WRITE_6,
+        };
         match self.kind {
             // Nothing of nullio waits for anything.
             Kind::Null => true,
@@ -751,7 +785,23 @@ impl LogicalUnit for Vdisk {
                 self.nowait_reads
                     && matches!(cdb.first(), Some(&(READ_6 | READ_10 | READ_12 | READ_16)))
             }
-            Kind::Block => false,
+            // The bios start there, and complete later.
+            Kind::Block => {
+                self.nowait_bios
+                    && matches!(
+                        cdb.first(),
+                        Some(
+                            &(READ_6
+                                | READ_10
+                                | READ_12
+                                | READ_16
+                                | WRITE_6
+                                | WRITE_10
+                                | WRITE_12
+                                | WRITE_16)
+                        )
+                    )
+            }
         }
     }
 

@@ -455,6 +455,59 @@ def test_cached_read_needs_no_worker(stalling_disk):
 
 
 @pytest.fixture
+def stalling_blockio(scst):
+    """vdisk_blockio `ublk` on a device that takes 2 s per I/O."""
+    sh("modprobe", "null_blk", "nr_devices=1", "irqmode=2", f"completion_nsec={STALL_NSEC}",
+       "gb=1")
+    try:
+        mgmt("handlers/vdisk_blockio/mgmt", "add_device ublk filename=/dev/nullb0")
+        yield "ublk"
+    finally:
+        write(os.path.join(ROOT, "handlers/vdisk_blockio/mgmt"), "del_device ublk")
+        sh("rmmod", "null_blk", check=False)
+
+
+def write_same10_immediate(s, itt, cmd_sn, lba, payload):
+    """WRITE SAME(10) of one block, its pattern as immediate data."""
+    cdb = bytes([0x41, 0, *lba.to_bytes(4, "big"), 0, 0, 1, 0]).ljust(16, b"\0")
+    s.sendall(bhs(0x01, 0x80 | 0x20 | SIMPLE, dlen=len(payload), itt=itt, word20=len(payload),
+                  cmd_sn=cmd_sn, rest=cdb, immediate=False) + payload)
+
+
+def wait_for_in_flight(count, seconds):
+    """Whether the stalling device has `count` I/Os in flight within
+    `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if in_flight() >= count:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_blockio_io_needs_no_worker(stalling_blockio):
+    """vdisk_blockio starts a READ's and a WRITE's bios in the receive loop
+    (REQ_NOWAIT): behind a WRITE SAME that holds the device's only worker
+    (threads_num 1) for the 2 s its I/O takes, a READ and then a WRITE on
+    the same connection reach the device while the worker is still held,
+    and all three are answered."""
+    sh("ip", "link", "set", "lo", "up")
+    mgmt("devices/ublk/threads_num", "1")
+    with iscsi_export(IQN, "ublk"):
+        s, exp = logged_in(IQN, INITIATOR)
+        try:
+            write_same10_immediate(s, 0xD0, exp, 8, b"\x5a" * 512)
+            wait_for_device_io()
+            read10(s, 0xD1, exp + 1, 16)
+            assert wait_for_in_flight(2, 1.5), "the READ waited for the worker"
+            write10_immediate(s, 0xD2, exp + 2, 24, b"\xa5" * 512)
+            assert wait_for_in_flight(3, 1.5), "the WRITE waited for the worker"
+            assert sorted(responses(s, 3)) == [(0xD0, 0), (0xD1, 0), (0xD2, 0)]
+        finally:
+            s.close()
+
+
+@pytest.fixture
 def page_cache_disk(scst):
     """vdisk_fileio, buffered, on a memory-backed null_blk device: unlike a
     tmpfs file, a block device can be read without blocking (RWF_NOWAIT),
