@@ -313,11 +313,6 @@ impl CmdBuffer {
         matches!(self.memory, Memory::Own(_))
     }
 
-    /// Whether the buffer is memory its logical unit lent.
-    pub(crate) fn is_lent(&self) -> bool {
-        matches!(self.memory, Memory::Lent { .. })
-    }
-
     /// The lent buffer's identity, if it is lent.
     pub(crate) fn lent_id(&self) -> Option<LentId> {
         match &self.memory {

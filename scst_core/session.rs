@@ -354,7 +354,7 @@ impl Command {
         let write = direction == DataDirection::Write;
         match new {
             // Not lent after all: the staged pages hold the data-out.
-            Ok(new) if write && !new.is_lent() && new.refused.is_none() => buf.unstage(),
+            Ok(new) if write && new.lent_id().is_none() && new.refused.is_none() => buf.unstage(),
             Ok(mut new) => {
                 if write && new.wants_data_out() {
                     let src = buf.sg();

@@ -197,7 +197,14 @@ impl Conn {
                 mut buf,
                 response,
                 _slot,
-            } => self.send_response(&pdu, &mut buf, &response),
+            } => {
+                // Its window place opens as its status leaves, so that the
+                // status carries the MaxCmdSN that admits the next command:
+                // an initiator that keeps the window full (QueuedCommands
+                // commands outstanding) need not wait for a later PDU.
+                drop(_slot);
+                self.send_response(&pdu, &mut buf, &response)
+            }
             Reply::TaskMgmt {
                 itt,
                 response,

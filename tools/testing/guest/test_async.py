@@ -454,6 +454,34 @@ def test_cached_read_needs_no_worker(stalling_disk):
             s.close()
 
 
+def test_full_window_reopens_with_each_status(stalling_disk):
+    """QueuedCommands 4 and four uncached READs outstanding (2 s each at
+    the device): the window is full. The status of the first to end
+    carries a MaxCmdSN that admits one more command at once, rather than
+    leaving the window shut until a later PDU."""
+    sh("ip", "link", "set", "lo", "up")
+    with iscsi_export(IQN, "upool"):
+        mgmt(f"targets/iscsi/{IQN}/QueuedCommands", "4")
+        s, exp = logged_in(IQN, INITIATOR)
+        try:
+            for i in range(4):
+                read10(s, 0xE0 + i, exp + i, (1 << 20) + 64 * i)
+            s.settimeout(30)
+            while True:
+                hdr, _ = recv_pdu(s)
+                op = hdr[0] & 0x3F
+                if op == SCSI_RESPONSE or (op == DATA_IN and hdr[1] & 0x01):
+                    break
+            exp_cmd_sn, max_cmd_sn = struct.unpack(">II", hdr[28:36])
+            assert exp_cmd_sn == exp + 4
+            assert max_cmd_sn == exp_cmd_sn, \
+                f"window after one status: ExpCmdSN {exp_cmd_sn}, MaxCmdSN {max_cmd_sn}"
+            assert sorted(responses(s, 3)) == [(0xE0 + i, 0) for i in range(4)
+                                               if 0xE0 + i != itt_of(hdr)]
+        finally:
+            s.close()
+
+
 @pytest.fixture
 def stalling_blockio(scst):
     """vdisk_blockio `ublk` on a device that takes 2 s per I/O."""
