@@ -55,6 +55,8 @@ struct Scsi_Host;
 struct scsi_cmnd;
 struct Scsi_Host *scst_rs_local_host_add(void *ops, unsigned int max_lun);
 void scst_rs_local_host_scan(struct Scsi_Host *shost);
+void scst_rs_local_host_rescan(struct Scsi_Host *shost, const u64 *luns,
+			       size_t nr);
 void scst_rs_local_host_remove(struct Scsi_Host *shost);
 unsigned int scst_rs_local_host_no(struct Scsi_Host *shost);
 struct kobject *scst_rs_local_host_kobj(struct Scsi_Host *shost);

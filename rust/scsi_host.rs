@@ -191,6 +191,18 @@ impl LocalHost {
         unsafe { bindings::scst_rs_local_host_scan(self.shost.as_ptr()) }
     }
 
+    /// Brings the host's devices in line with `luns`, its target's LUNs as
+    /// Linux numbers them: devices of LUNs not among them are removed, and
+    /// a scan (REPORT LUNS) adds the new ones. Process context; sleeps (it
+    /// sends the host's own commands and waits for them).
+    pub(crate) fn rescan(&self, luns: &[u64]) {
+        // SAFETY: the host is live by the type invariants; `luns` is valid
+        // for reads of `luns.len()` entries during the call.
+        unsafe {
+            bindings::scst_rs_local_host_rescan(self.shost.as_ptr(), luns.as_ptr(), luns.len())
+        }
+    }
+
     /// The host number (`hostN`).
     pub(crate) fn number(&self) -> u32 {
         // SAFETY: the host is live by the type invariants.

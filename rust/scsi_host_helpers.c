@@ -218,6 +218,36 @@ void scst_rs_local_host_scan(struct Scsi_Host *shost)
 	scsi_scan_host(shost);
 }
 
+static bool scst_rs_lun_listed(u64 lun, const u64 *luns, size_t nr)
+{
+	size_t i;
+
+	for (i = 0; i < nr; i++)
+		if (luns[i] == lun)
+			return true;
+	return false;
+}
+
+/*
+ * Brings the host's devices in line with its target's LUNs, @luns (@nr
+ * Linux LUN numbers): the devices of LUNs no longer there are removed, and
+ * a scan (REPORT LUNS) adds the new ones. Process context; sleeps.
+ */
+void scst_rs_local_host_rescan(struct Scsi_Host *shost, const u64 *luns,
+			       size_t nr)
+{
+	struct scsi_device *sdev;
+
+	/* The iterator holds a reference on the device it yields, so the
+	 * device stays listed while it is removed. */
+	shost_for_each_device(sdev, shost) {
+		if (!scst_rs_lun_listed(sdev->lun, luns, nr))
+			scsi_remove_device(sdev);
+	}
+	scsi_scan_target(&shost->shost_gendev, 0, 0, SCAN_WILD_CARD,
+			 SCSI_SCAN_RESCAN);
+}
+
 void scst_rs_local_host_remove(struct Scsi_Host *shost)
 {
 	scsi_remove_host(shost);

@@ -217,6 +217,18 @@ pub fn lun_from_linux(lun: u64) -> [u8; 8] {
     out
 }
 
+/// The Linux SCSI midlayer's number for LUN `lun` as [`encode_lun`]
+/// addresses it (`scsilun_to_int`): the inverse of [`lun_from_linux`].
+pub fn lun_to_linux(lun: u64) -> u64 {
+    let b = encode_lun(lun);
+    let mut out = 0u64;
+    for level in 0..4 {
+        let v = u16::from_be_bytes([b[2 * level], b[2 * level + 1]]);
+        out |= u64::from(v) << (16 * level);
+    }
+    out
+}
+
 /// Largest LUN number this target assigns (flat addressing).
 pub const MAX_LUN: u64 = 16383;
 

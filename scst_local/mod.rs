@@ -19,7 +19,7 @@ use crate::kernel_ext::sysfs::DirRef;
 use crate::scst_core::cmd::{Context, TgtCmd};
 use crate::scst_core::device::DataDirection as CoreDirection;
 use crate::scst_core::{
-    cdb::{decode_lun, lun_from_linux, MAX_LUN},
+    cdb::{decode_lun, lun_from_linux, lun_to_linux, MAX_LUN},
     mgmt::{collect_params, Line, MgmtError},
     session::{Response, Session},
     target::{SessionHandle, TargetDriver},
@@ -35,14 +35,44 @@ const MAX_CDB_LEN: usize = 16;
 
 struct LocalDriver;
 
-/// A session's SCSI host, removed with the session.
+/// A session's SCSI host, removed with the session (or after a rescan
+/// still running then).
 struct LocalSession {
-    host: LocalHost,
+    host: Arc<LocalHost>,
+    session: Arc<Session>,
+    scst: Arc<Scst>,
 }
 
 impl SessionHandle for LocalSession {
     fn sysfs_link(&self) -> Option<(&'static str, DirRef)> {
         Some(("host", self.host.sysfs_dir()?))
+    }
+
+    /// A LUN was added to the session or removed from it: the host
+    /// rescans, as tcm_loop's does, so that added LUNs appear as devices
+    /// and removed ones go. The rescan sends commands and waits for them,
+    /// so it runs on the core's workqueue (the caller must not block).
+    fn luns_changed(&self, _lun: u64) {
+        let host = self.host.clone();
+        let session = self.session.clone();
+        let spawned = self.scst.spawn(move || {
+            let mut luns = KVec::new();
+            if session.lun_numbers(&mut luns).is_err() {
+                pr_warn!("scst_local: no memory to rescan host{}\n", host.number());
+                return;
+            }
+            for lun in luns.iter_mut() {
+                *lun = lun_to_linux(*lun);
+            }
+            host.rescan(&luns);
+        });
+        if spawned.is_err() {
+            // The unit attention still tells the initiator.
+            pr_warn!(
+                "scst_local: no memory to rescan host{}\n",
+                self.host.number()
+            );
+        }
     }
 }
 
@@ -129,12 +159,24 @@ impl LocalHostOps for LocalOps {
     }
 }
 
-fn make_host(session: Arc<Session>) -> Result<Arc<dyn SessionHandle>> {
-    let ops: Arc<dyn LocalHostOps> = Arc::new(LocalOps { session }, GFP_KERNEL)?;
-    let host = LocalHost::new(ops, (MAX_LUN + 1) as u32)?;
+fn make_host(scst: &Arc<Scst>, session: Arc<Session>) -> Result<Arc<dyn SessionHandle>> {
+    let ops: Arc<dyn LocalHostOps> = Arc::new(
+        LocalOps {
+            session: session.clone(),
+        },
+        GFP_KERNEL,
+    )?;
+    let host = Arc::new(LocalHost::new(ops, (MAX_LUN + 1) as u32)?, GFP_KERNEL)?;
     pr_info!("scst_local: session is SCSI host{}\n", host.number());
     host.scan();
-    Ok(Arc::new(LocalSession { host }, GFP_KERNEL)?)
+    Ok(Arc::new(
+        LocalSession {
+            host,
+            session,
+            scst: scst.clone(),
+        },
+        GFP_KERNEL,
+    )?)
 }
 
 impl TargetDriver for LocalDriver {
@@ -165,7 +207,9 @@ impl TargetDriver for LocalDriver {
                 }
                 scst.add_target(registry, DRIVER, name)?;
                 if let Some(s) = values[0] {
-                    if let Err(e) = scst.add_session(registry, DRIVER, name, s, make_host) {
+                    if let Err(e) = scst.add_session(registry, DRIVER, name, s, |session| {
+                        make_host(scst, session)
+                    }) {
                         let _ = scst.del_target(registry, DRIVER, name);
                         return Err(e);
                     }
@@ -181,7 +225,7 @@ impl TargetDriver for LocalDriver {
                 let target = line.name("target name")?;
                 let session = line.name("session name")?;
                 line.end()?;
-                scst.add_session(registry, DRIVER, target, session, make_host)
+                scst.add_session(registry, DRIVER, target, session, |s| make_host(scst, s))
             }
             "del_session" => {
                 let target = line.name("target name")?;

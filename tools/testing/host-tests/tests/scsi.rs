@@ -84,6 +84,14 @@ fn lun_addressing() {
     }
     assert_eq!(cdb::lun_from_linux(7), [0, 7, 0, 0, 0, 0, 0, 0]);
     assert_eq!(cdb::lun_from_linux(0x412c), [0x41, 0x2c, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(cdb::lun_to_linux(7), 7);
+    assert_eq!(cdb::lun_to_linux(300), 0x412c);
+    for lun in [0, 1, 255, 256, 300, cdb::MAX_LUN] {
+        assert_eq!(
+            cdb::lun_from_linux(cdb::lun_to_linux(lun)),
+            cdb::encode_lun(lun)
+        );
+    }
     assert_eq!(cdb::decode_lun(cdb::lun_from_linux(0x412c)), Some(300));
     // Bus number in peripheral addressing, second level: not ours.
     assert_eq!(cdb::decode_lun([0x01, 5, 0, 0, 0, 0, 0, 0]), None);
