@@ -189,6 +189,8 @@ impl<T: TgtCmd> Body<T> {
             self.end_aborted(response);
             return;
         }
+        // Here it may block: a logical unit cannot find it would have.
+        self.tried_nowait = false;
         match self.exec(Some(cmd), false) {
             AfterExec::Now(response) => self.respond(response),
             // Not tried without blocking here: cannot happen.
@@ -428,7 +430,6 @@ impl<T: TgtCmd> Cmd<T> {
                 // Nothing of it reached the initiator: back to
                 // TGT_PRE_EXEC, and EXEC on this worker, free to block.
                 body.deferred = None;
-                body.tried_nowait = false;
                 body.command.state = State::TgtPreExec;
                 body.run(self);
             }
