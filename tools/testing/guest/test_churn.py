@@ -250,6 +250,18 @@ def raw_status(s, itt, cmd_sn, lun):
     return status, sense
 
 
+def lun_device_gone(host, lun, seconds=20):
+    """Whether the SCSI device of `lun` on scst_local `host` is gone within
+    `seconds` (the host rescans when its LUNs change)."""
+    path = f"/sys/class/scsi_host/{host}/device/target*:0:0/*:0:0:{lun}"
+    deadline = time.monotonic() + seconds
+    while glob.glob(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def test_management_under_load(scst):
     """While fio verifies LUN 0 through scst_local and fio runs on LUN 1,
     LUN 1's device is deleted and added again, and LUNs and groups are
@@ -297,12 +309,19 @@ def test_management_under_load(scst):
             mgmt(f"{group}/g{r}/luns/mgmt", "add keep0 0")
             mgmt(f"{group}/g{r}/initiators/mgmt", f"add iqn.2026-12.org.scst-rs:other{r}")
             mgmt(f"{group}/mgmt", f"del g{r}")
+            # The scst_local host rescans: LUN 1's disk goes, and the fio
+            # on it ends.
+            assert lun_device_gone(host, 1), f"round {r}: LUN 1's disk stayed"
+            kill_fio(busy)
             # The device comes back, at LUN 1 of both targets.
             mgmt("handlers/vdisk_fileio/mgmt", f"add_device moving0 filename={moving}")
             mgmt("targets/scst_local/churn_t/luns/mgmt", "add moving0 1")
             mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add moving0 1")
             # And LUN 0 of the scst_local target is replaced by itself.
             mgmt("targets/scst_local/churn_t/luns/mgmt", "replace keep0 0")
+            # The rescan brings LUN 1's disk back: fio on it again.
+            moving_dev, _ = devices(host, 1)
+            busy = fio_running(moving_dev, 3600, "--size=16M", "--continue_on_error=all")
         seconds = time.monotonic() - started
         # LUN 1 serves the raw session again (past its unit attention).
         for _ in range(3):
