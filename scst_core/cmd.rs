@@ -196,8 +196,7 @@ impl<T: TgtCmd> Body<T> {
             // Not tried without blocking here: cannot happen.
             AfterExec::WouldBlock => self.respond(Response::status(super::session::status::BUSY)),
             AfterExec::Later => {
-                *cmd.body.lock() = Some(self);
-                if cmd.resume_refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+                if cmd.park(self) {
                     // Completed already: DEV_DONE right here.
                     cmd.resume();
                 }
@@ -241,8 +240,7 @@ impl<T: TgtCmd> Body<T> {
                         // A deferral always comes with its command.
                         return;
                     };
-                    *cmd.body.lock() = Some(body);
-                    if cmd.resume_refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if cmd.park(body) {
                         // Completed already. A command that would have
                         // blocked runs again where it may; the others end
                         // right here, as if done at once.
@@ -413,6 +411,15 @@ impl<T: TgtCmd> Cmd<T> {
             }),
             flags,
         )
+    }
+
+    /// Puts the body of a command its logical unit deferred back in the
+    /// command, ending the executing context's part of the deferral.
+    /// Returns whether the logical unit's part ended already, so that the
+    /// caller resumes the command itself.
+    fn park(&self, body: Body<T>) -> bool {
+        *self.body.lock() = Some(body);
+        self.resume_refs.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     /// DEV_DONE to FINISHED of a deferred command, once both its worker

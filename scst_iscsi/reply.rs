@@ -33,12 +33,13 @@ pub(super) struct Outgoing {
 /// so boxing those (an allocation per response) would not save memory.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Reply {
-    /// Data-In and status of a command; its window place opens once sent.
+    /// Data-In and status of a command; its window place opens as they
+    /// are sent.
     Command {
         pdu: ScsiCommandPdu,
         buf: CmdBuffer,
         response: Response,
-        _slot: WindowSlot,
+        slot: WindowSlot,
     },
     /// A task management response; `then_close` for a cold reset, which
     /// drops the connection once answered (RFC 7143 11.5.1).
@@ -124,7 +125,7 @@ impl TgtCmd for IscsiCmd {
                 pdu: self.pdu,
                 buf,
                 response,
-                _slot: slot,
+                slot,
             },
         );
     }
@@ -196,13 +197,13 @@ impl Conn {
                 pdu,
                 mut buf,
                 response,
-                _slot,
+                slot,
             } => {
                 // Its window place opens as its status leaves, so that the
                 // status carries the MaxCmdSN that admits the next command:
                 // an initiator that keeps the window full (QueuedCommands
                 // commands outstanding) need not wait for a later PDU.
-                drop(_slot);
+                drop(slot);
                 self.send_response(&pdu, &mut buf, &response)
             }
             Reply::TaskMgmt {
