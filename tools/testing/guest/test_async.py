@@ -6,6 +6,7 @@ in a user-space handler, never stop the same connection (or another) from
 receiving, answering NOP-Out, or running task management; and every
 command is answered in the order SAM-5 asks for."""
 
+import contextlib
 import os
 import re
 import struct
@@ -361,22 +362,31 @@ def test_user_command_times_out(handlers):
 STALL_NSEC = 2_000_000_000
 
 
-@pytest.fixture
-def stalling_disk(scst):
-    """vdisk_fileio `upool` on such a device, with one block cached."""
+@contextlib.contextmanager
+def stalling_null_blk():
+    """/dev/nullb0, completing every I/O STALL_NSEC after submission."""
     sh("modprobe", "null_blk", "nr_devices=1", "irqmode=2", f"completion_nsec={STALL_NSEC}",
        "gb=1")
     try:
-        # One I/O per page read, not a readahead window of them.
-        write("/sys/block/nullb0/queue/read_ahead_kb", "0")
-        mgmt("handlers/vdisk_fileio/mgmt", "add_device upool filename=/dev/nullb0")
-        # The page cache of the device's inode is the one fileio reads
-        # (warmed after the open, which may drop it).
-        sh("dd", "if=/dev/nullb0", "of=/dev/null", "bs=4k", "count=1", "status=none")
-        yield "upool"
+        yield "/dev/nullb0"
     finally:
-        write(os.path.join(ROOT, "handlers/vdisk_fileio/mgmt"), "del_device upool")
         sh("rmmod", "null_blk", check=False)
+
+
+@pytest.fixture
+def stalling_disk(scst):
+    """vdisk_fileio `upool` on such a device, with one block cached."""
+    with stalling_null_blk() as device:
+        try:
+            # One I/O per page read, not a readahead window of them.
+            write("/sys/block/nullb0/queue/read_ahead_kb", "0")
+            mgmt("handlers/vdisk_fileio/mgmt", f"add_device upool filename={device}")
+            # The page cache of the device's inode is the one fileio reads
+            # (warmed after the open, which may drop it).
+            sh("dd", f"if={device}", "of=/dev/null", "bs=4k", "count=1", "status=none")
+            yield "upool"
+        finally:
+            write(os.path.join(ROOT, "handlers/vdisk_fileio/mgmt"), "del_device upool")
 
 
 def in_flight(disk="nullb0"):
@@ -384,13 +394,20 @@ def in_flight(disk="nullb0"):
         return sum(int(n) for n in f.read().split())
 
 
+def wait_for_in_flight(count, seconds):
+    """Whether the stalling device has `count` I/Os in flight within
+    `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if in_flight() >= count:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def wait_for_device_io():
     """Waits until the stalling device has an I/O in flight."""
-    for _ in range(100):
-        if in_flight():
-            return
-        time.sleep(0.05)
-    raise AssertionError("the uncached READ never reached the device")
+    assert wait_for_in_flight(1, 5), "the uncached READ never reached the device"
 
 
 def read_capacity10(s, itt, cmd_sn):
@@ -485,14 +502,12 @@ def test_full_window_reopens_with_each_status(stalling_disk):
 @pytest.fixture
 def stalling_blockio(scst):
     """vdisk_blockio `ublk` on a device that takes 2 s per I/O."""
-    sh("modprobe", "null_blk", "nr_devices=1", "irqmode=2", f"completion_nsec={STALL_NSEC}",
-       "gb=1")
-    try:
-        mgmt("handlers/vdisk_blockio/mgmt", "add_device ublk filename=/dev/nullb0")
-        yield "ublk"
-    finally:
-        write(os.path.join(ROOT, "handlers/vdisk_blockio/mgmt"), "del_device ublk")
-        sh("rmmod", "null_blk", check=False)
+    with stalling_null_blk() as device:
+        try:
+            mgmt("handlers/vdisk_blockio/mgmt", f"add_device ublk filename={device}")
+            yield "ublk"
+        finally:
+            write(os.path.join(ROOT, "handlers/vdisk_blockio/mgmt"), "del_device ublk")
 
 
 def write_same10_immediate(s, itt, cmd_sn, lba, payload):
@@ -500,17 +515,6 @@ def write_same10_immediate(s, itt, cmd_sn, lba, payload):
     cdb = bytes([0x41, 0, *lba.to_bytes(4, "big"), 0, 0, 1, 0]).ljust(16, b"\0")
     s.sendall(bhs(0x01, 0x80 | 0x20 | SIMPLE, dlen=len(payload), itt=itt, word20=len(payload),
                   cmd_sn=cmd_sn, rest=cdb, immediate=False) + payload)
-
-
-def wait_for_in_flight(count, seconds):
-    """Whether the stalling device has `count` I/Os in flight within
-    `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if in_flight() >= count:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_blockio_io_needs_no_worker(stalling_blockio):
