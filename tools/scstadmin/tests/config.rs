@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! scst.conf: SCST's grammar read and written back.
+
+use scstadmin::config::{Config, ConfigError};
+
+/// A configuration in SCST 3.x's documented form, with the constructs its
+/// users write: comments, quoted values, blocks opened on the next line,
+/// empty blocks, attribute blocks on LUNs.
+const SCST_EXAMPLE: &str = r#"
+# Global attributes first.
+HANDLER vdisk_fileio {
+	DEVICE disk01 {
+		filename /srv/disk01.img   # the backing file
+		nv_cache 1
+	}
+	DEVICE disk02
+	{
+		filename "/srv/disk 02.img"
+		blocksize 4096
+	}
+}
+
+HANDLER vdisk_nullio {
+	DEVICE null1 {}
+}
+
+TARGET_DRIVER iscsi {
+	enabled 1
+	IncomingUser "disc discsecret12"
+
+	TARGET iqn.2026-12.org.example:tgt1 {
+		IncomingUser "joe 12charsecret"
+		IncomingUser "ann other-secret"
+		HeaderDigest CRC32C,None
+		LUN 0 disk01
+		LUN 1 disk02 {
+			read_only 1
+		}
+
+		GROUP win {
+			LUN 0 null1
+			INITIATOR iqn.1991-05.com.microsoft:win1
+			INITIATOR iqn.1991-05.com.microsoft:*
+		}
+		enabled 1
+	}
+}
+
+TARGET_DRIVER scst_local {
+	TARGET local1 {
+		session_name host1
+		LUN 0 null1
+	}
+}
+"#;
+
+#[test]
+fn reads_scst_s_grammar() {
+    let c = Config::parse(SCST_EXAMPLE).expect("parses");
+    assert_eq!(c.handlers.len(), 2);
+    let (h, d) = c.device("disk02").expect("disk02");
+    assert_eq!(h.name, "vdisk_fileio");
+    assert_eq!(d.attrs[0].name, "filename");
+    assert_eq!(d.attrs[0].value, "/srv/disk 02.img");
+    assert_eq!(d.attrs[1].value, "4096");
+    let (_, d1) = c.device("disk01").unwrap();
+    assert_eq!(d1.attrs.len(), 2, "the comment is not a value");
+    assert_eq!(d1.attrs[0].line, 5);
+    assert!(c.device("null1").unwrap().1.attrs.is_empty());
+
+    let iscsi = &c.drivers[0];
+    assert_eq!(iscsi.name, "iscsi");
+    assert_eq!(iscsi.attrs[1].value, "disc discsecret12");
+    let t = &iscsi.targets[0];
+    let users: Vec<&str> = t
+        .attrs
+        .iter()
+        .filter(|a| a.name == "IncomingUser")
+        .map(|a| a.value.as_str())
+        .collect();
+    assert_eq!(users, ["joe 12charsecret", "ann other-secret"]);
+    assert_eq!(t.luns.len(), 2);
+    assert_eq!(t.luns[1].device, "disk02");
+    assert_eq!(t.luns[1].attrs[0].name, "read_only");
+    assert_eq!(t.groups[0].luns[0].device, "null1");
+    assert_eq!(
+        t.groups[0].initiators[1].name,
+        "iqn.1991-05.com.microsoft:*"
+    );
+    let local = &c.drivers[1].targets[0];
+    assert_eq!(local.attrs[0].name, "session_name");
+}
+
+#[test]
+fn written_text_reads_back_the_same() {
+    let c = Config::parse(SCST_EXAMPLE).unwrap();
+    let text = c.to_text();
+    let again = Config::parse(&text).expect("its own output parses");
+    let strip = |mut c: Config| {
+        // Line numbers differ; nothing else may.
+        for h in &mut c.handlers {
+            h.line = 0;
+            for d in &mut h.devices {
+                d.line = 0;
+                d.attrs.iter_mut().for_each(|a| a.line = 0);
+            }
+        }
+        for d in &mut c.drivers {
+            d.line = 0;
+            d.attrs.iter_mut().for_each(|a| a.line = 0);
+            for t in &mut d.targets {
+                t.line = 0;
+                t.attrs.iter_mut().for_each(|a| a.line = 0);
+                for l in t
+                    .luns
+                    .iter_mut()
+                    .chain(t.groups.iter_mut().flat_map(|g| g.luns.iter_mut()))
+                {
+                    l.line = 0;
+                    l.attrs.iter_mut().for_each(|a| a.line = 0);
+                }
+                for g in &mut t.groups {
+                    g.line = 0;
+                    g.initiators.iter_mut().for_each(|i| i.line = 0);
+                }
+            }
+        }
+        c
+    };
+    assert_eq!(strip(again), strip(c));
+    assert!(
+        text.contains("\t\tfilename \"/srv/disk 02.img\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\t\tLUN 1 disk02 {\n\t\t\tread_only 1\n\t\t}\n"),
+        "{text}"
+    );
+    assert!(text.contains("\tDEVICE null1\n"), "{text}");
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    Config::parse(text).expect_err("refused")
+}
+
+fn lines(text: &str) -> Vec<usize> {
+    errors(text).iter().map(|e| e.line).collect()
+}
+
+#[test]
+fn malformed_files_are_refused_with_line_numbers() {
+    assert_eq!(
+        lines("HANDLER vdisk_fileio {\n\tDEVICE d1 {\n\t\tfilename /x\n\t}\n"),
+        [1]
+    );
+    assert_eq!(lines("HANDLER h {\n}\n}\n"), [3]);
+    assert_eq!(
+        lines("HANDLER h {\n\tDEVICE d {\n\t\tfilename \"/x\n\t}\n}\n"),
+        [3]
+    );
+    let e = errors(
+        "TARGET_DRIVER iscsi {\n\tTARGET t {\n\t\tLUN x d1\n\t\tLUN 0\n\t\tLUN 16384 d1\n\t}\n}\n",
+    );
+    assert_eq!(e.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 4, 5]);
+    assert!(e[0].reason.contains("not a number"), "{}", e[0]);
+    assert_eq!(e[0].to_string(), format!("line 3: {}", e[0].reason));
+    // Duplicates, with the first occurrence named.
+    let e = errors("TARGET_DRIVER d {\n\tTARGET t {\n\t\tLUN 0 a\n\t\tLUN 0 b\n\t}\n}\n");
+    assert!(e[0].line == 4 && e[0].reason.contains("line 3"), "{:?}", e);
+    assert_eq!(
+        lines("HANDLER a {\n\tDEVICE x\n}\nHANDLER b {\n\tDEVICE x\n}\n"),
+        [5]
+    );
+    let e = errors("TARGET_DRIVER d {\n\tTARGET t {\n\t\tGROUP a {\n\t\t\tINITIATOR i\n\t\t}\n\t\tGROUP b {\n\t\t\tINITIATOR i\n\t\t}\n\t}\n}\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].line, 7);
+    // Keywords out of place, attributes without values, ALUA.
+    assert_eq!(lines("DEVICE d1\n"), [1]);
+    assert_eq!(lines("HANDLER h {\n\tTARGET t\n}\n"), [2]);
+    assert_eq!(
+        lines("HANDLER h {\n\tDEVICE d {\n\t\tfilename\n\t}\n}\n"),
+        [3]
+    );
+    assert!(errors("DEVICE_GROUP dg {\n}\n")[0].reason.contains("ALUA"));
+    // Every error of a well-formed file at once; a syntax error alone.
+    assert_eq!(
+        lines("FOO x\nHANDLER h {\n\tBAR y\n}\nTARGET_DRIVER d {\n\tLUN 0 x\n}\n"),
+        [1, 3, 6]
+    );
+    assert_eq!(lines("FOO x\nHANDLER h {\n}\n{\n"), [4]);
+}
+
+#[test]
+fn a_handler_named_twice_is_one_handler() {
+    let c = Config::parse("HANDLER h {\n\tDEVICE a\n}\nHANDLER h {\n\tDEVICE b\n}\n").unwrap();
+    assert_eq!(c.handlers.len(), 1);
+    assert_eq!(c.handlers[0].devices.len(), 2);
+}
