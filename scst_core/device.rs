@@ -645,6 +645,13 @@ impl DeviceState {
     }
 }
 
+/// Marks the value just shown as part of the configuration when `key`.
+pub(crate) fn key_mark(out: &mut SysfsBuf, key: bool) {
+    if key {
+        let _ = out.write_str(super::mgmt::KEY_MARK);
+    }
+}
+
 impl DeviceState {
     /// The value of core attribute `name`, a number from 1 to `max`; the
     /// kernel log says why anything else is refused.
@@ -692,21 +699,27 @@ impl SysfsOps for DeviceState {
                 );
             }
             DeviceAttr::MaxTgtDevCommands => {
-                let _ = writeln!(out, "{}", self.max_tgt_dev_commands.load(Ordering::Relaxed));
+                let n = self.max_tgt_dev_commands.load(Ordering::Relaxed);
+                let _ = writeln!(out, "{}", n);
+                key_mark(out, n != DEFAULT_TGT_DEV_COMMANDS);
             }
             DeviceAttr::ThreadsNum => {
-                let _ = writeln!(out, "{}", self.threads_num.load(Ordering::Relaxed));
+                let n = self.threads_num.load(Ordering::Relaxed);
+                let _ = writeln!(out, "{}", n);
+                key_mark(out, n != DEFAULT_THREADS_NUM);
             }
             DeviceAttr::ThreadsPoolType => {
+                let per_initiator = self.per_initiator.load(Ordering::Relaxed);
                 let _ = writeln!(
                     out,
                     "{}",
-                    if self.per_initiator.load(Ordering::Relaxed) {
+                    if per_initiator {
                         THREADS_POOL_PER_INITIATOR
                     } else {
                         THREADS_POOL_SHARED
                     }
                 );
+                key_mark(out, per_initiator);
             }
             DeviceAttr::ActiveCommands => {
                 let _ = writeln!(out, "{}", self.commands_in_task_set());

@@ -17,6 +17,11 @@ pub const MAX_LINE_LEN: usize = 4096;
 /// Longest object name (device, target, group, initiator).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// The line SCST appends to an attribute's value when the value is part of
+/// the configuration (given when the object was made, or changed from its
+/// default): `scstadmin -write_config` saves exactly the marked attributes.
+pub const KEY_MARK: &str = "[key]\n";
+
 /// Why a `mgmt` line was refused. Every variant becomes `-EINVAL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MgmtError<'a> {

@@ -8,9 +8,9 @@
 //! the session's own spinlock only.
 
 use super::cdb::MAX_LUN;
-use super::device::{Device, DeviceState};
+use super::device::{key_mark, Device, DeviceState};
 use super::mgmt::{
-    collect_params, parse_bool, parse_ranged, wildcard_match, Line, MgmtError, TextBuf,
+    collect_params, parse_bool, parse_ranged, wildcard_match, Line, MgmtError, TextBuf, KEY_MARK,
 };
 use super::session::{LunView, Session, TargetState};
 use super::slots::Slots;
@@ -384,7 +384,10 @@ impl SysfsOps for TargetOps {
                 u8::from(self.state.enabled.load(Ordering::Relaxed))
             ),
             TargetAttr::RelTgtId => {
-                writeln!(out, "{}", self.state.rel_tgt_id.load(Ordering::Relaxed))
+                // The identifier initiators see in VPD page 83h: kept
+                // with the configuration so that a restore keeps it.
+                let _ = writeln!(out, "{}", self.state.rel_tgt_id.load(Ordering::Relaxed));
+                out.write_str(KEY_MARK)
             }
             TargetAttr::LunsMgmt(_) => out.write_str(LUNS_HELP),
             TargetAttr::GroupsMgmt => out.write_str(GROUPS_HELP),
@@ -463,6 +466,8 @@ impl SysfsOps for TargetOps {
 /// entry's name.
 struct TextAttr {
     text: CString,
+    /// The text is part of the configuration (a LUN made read-only).
+    key: bool,
 }
 
 impl SysfsOps for TextAttr {
@@ -470,6 +475,7 @@ impl SysfsOps for TextAttr {
 
     fn show(&self, (): (), out: &mut SysfsBuf) -> Result {
         let _ = writeln!(out, "{}", &*self.text);
+        key_mark(out, self.key);
         Ok(())
     }
 }
@@ -555,6 +561,7 @@ fn luns_mgmt<'a>(
                     Arc::new(
                         TextAttr {
                             text: cstring(if read_only { "1" } else { "0" })?,
+                            key: read_only,
                         },
                         GFP_KERNEL,
                     )?,
@@ -682,6 +689,7 @@ fn new_initiator(dir: &DirRef, name: &str) -> Result<InitiatorEntry> {
         Arc::new(
             TextAttr {
                 text: cstring(name)?,
+                key: false,
             },
             GFP_KERNEL,
         )?,
@@ -777,6 +785,18 @@ impl SysfsOps for DriverOps {
         match attr {
             DriverAttr::Mgmt => {
                 let _ = out.write_str(self.driver.mgmt_help());
+                // What each target has besides the core's files, so that
+                // a tool can check a configuration before any target
+                // exists (SCST's help lists attributes the same way).
+                let names = self.driver.target_attributes();
+                if !names.is_empty() {
+                    let _ = out.write_str("\nThe following target attributes available:");
+                    for (i, n) in names.iter().enumerate() {
+                        let sep = if i == 0 { " " } else { ", " };
+                        let _ = write!(out, "{sep}{}", n.to_str().unwrap_or("?"));
+                    }
+                    let _ = out.write_str("\n");
+                }
             }
             DriverAttr::Other(i) => self.driver.show_attribute(i, out),
         }

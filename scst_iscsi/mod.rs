@@ -37,6 +37,7 @@ use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::kernel_ext::wq::OwnedQueue;
 use crate::scst_core::{
     cdb::encode_lun,
+    device::key_mark,
     mgmt::{Line, MgmtError},
     sense::{SenseFormat, MAX_SENSE_LEN, REPORTED_LUNS_DATA_CHANGED},
     target::{SessionAttributes, SessionHandle, TargetDriver},
@@ -686,6 +687,7 @@ impl TargetDriver for IscsiDriver {
             (Some(&p), _) => {
                 let _ = t.params.show(p, out);
                 let _ = out.write_str("\n");
+                key_mark(out, !t.params.is_default(p));
             }
             (None, Some(kind)) => t.chap.show(kind, out),
             (None, None) => {

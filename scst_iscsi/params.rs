@@ -265,6 +265,33 @@ impl TargetParams {
             Param::MaxSessions => write!(out, "{}", self.max_sessions),
         }
     }
+
+    /// Whether `param` still has the value of a new target: the others
+    /// are part of the configuration.
+    pub fn is_default(&self, param: Param) -> bool {
+        let d = Self::default();
+        let (s, ds) = (&self.settings, &d.settings);
+        match param {
+            Param::HeaderDigest => s.header_digest == ds.header_digest,
+            Param::DataDigest => s.data_digest == ds.data_digest,
+            Param::MaxRecvDataSegmentLength => {
+                s.max_recv_data_segment_length == ds.max_recv_data_segment_length
+            }
+            Param::MaxXmitDataSegmentLength => {
+                s.max_xmit_data_segment_length == ds.max_xmit_data_segment_length
+            }
+            Param::MaxBurstLength => s.max_burst_length == ds.max_burst_length,
+            Param::FirstBurstLength => s.first_burst_length == ds.first_burst_length,
+            Param::InitialR2T => s.initial_r2t == ds.initial_r2t,
+            Param::ImmediateData => s.immediate_data == ds.immediate_data,
+            Param::MaxOutstandingR2T => s.max_outstanding_r2t == ds.max_outstanding_r2t,
+            Param::QueuedCommands => self.queued_commands == d.queued_commands,
+            Param::NopInInterval => self.nop_in_interval == d.nop_in_interval,
+            Param::NopInTimeout => self.nop_in_timeout == d.nop_in_timeout,
+            Param::RspTimeout => self.rsp_timeout == d.rsp_timeout,
+            Param::MaxSessions => self.max_sessions == d.max_sessions,
+        }
+    }
 }
 
 /// Which CHAP user list an attribute line names.

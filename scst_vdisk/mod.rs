@@ -25,7 +25,7 @@ use crate::scst_core::{
     cmd::Deferral,
     cstring,
     device::{AttrChange, Completion, DevHandler, ExecCmd, Executed, LogicalUnit, LuAttr},
-    mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, Params},
+    mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, Params, KEY_MARK},
     sense::{self, Sense, SenseFormat},
     MgmtFailure, Scst,
 };
@@ -45,6 +45,9 @@ use sbc::{Action, DiskInfo, ModeState};
 /// Size of a nullio device when `add_device` names none: 1 TiB, large enough
 /// for any benchmark, costing nothing.
 const NULLIO_DEFAULT_SIZE: u64 = 1 << 40;
+
+/// Block size of a device made without `blocksize=`.
+const DEFAULT_BLOCK_SIZE: u32 = 512;
 
 /// Which backend a vdisk device uses.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -191,7 +194,7 @@ impl DevHandler for VdiskHandler {
         let [filename, size, size_mb, block_size, read_only, nv_cache, o_direct, write_through, rotational, thin, t10_dev_id] =
             v;
         let flag = |key: &'a str, v: Option<&'a str>| v.map_or(Ok(false), |v| parse_bool(key, v));
-        let block_size = block_size.map_or(Ok(512), geometry::parse_block_size)?;
+        let block_size = block_size.map_or(Ok(DEFAULT_BLOCK_SIZE), geometry::parse_block_size)?;
         let read_only = flag("read_only", read_only)?;
         let nv_cache = flag("nv_cache", nv_cache)?;
         let o_direct = flag("o_direct", o_direct)?;
@@ -315,6 +318,25 @@ impl DevHandler for VdiskHandler {
 const CHUNK: usize = 64 * 1024;
 
 impl Vdisk {
+    /// Whether attribute `index` of [`VDISK_ATTRS`] is part of the
+    /// configuration: what `add_device` needs to make this device again.
+    /// A file's size is the file's own, so only nullio's is.
+    fn is_key(&self, index: usize) -> bool {
+        match index {
+            0 => self.filename.is_some(),
+            1 => self.kind == Kind::Null && self.size() != NULLIO_DEFAULT_SIZE,
+            3 => self.block_size != DEFAULT_BLOCK_SIZE,
+            4 => self.read_only,
+            5 => self.nv_cache,
+            6 => self.o_direct,
+            7 => self.write_through,
+            8 => self.rotational,
+            9 => self.thin,
+            10 => self.t10_dev_id.as_bytes() != self.name.as_bytes(),
+            _ => false,
+        }
+    }
+
     fn blocks(&self) -> u64 {
         self.size.load(Ordering::Relaxed) / u64::from(self.block_size)
     }
@@ -853,6 +875,9 @@ impl LogicalUnit for Vdisk {
             }
             _ => Ok(()),
         };
+        if self.is_key(index) {
+            let _ = out.write_str(KEY_MARK);
+        }
     }
 
     fn store<'a>(&self, index: usize, value: &'a str) -> Result<AttrChange, MgmtFailure<'a>> {

@@ -428,7 +428,8 @@ def test_threads_pool_type(stalling_disk, pool):
     sh("ip", "link", "set", "lo", "up")
     mgmt("devices/upool/threads_num", "1")
     mgmt("devices/upool/threads_pool_type", pool)
-    assert open(os.path.join(ROOT, "devices/upool/threads_pool_type")).read() == pool + "\n"
+    key = "[key]\n" if pool == "per_initiator" else ""
+    assert open(os.path.join(ROOT, "devices/upool/threads_pool_type")).read() == pool + "\n" + key
     with iscsi_export(IQN, "upool"):
         a, exp_a = logged_in(IQN, INITIATOR)
         b, exp_b = logged_in(IQN, OTHER, isid=b"\x80\x00\x00\x00\x00\x02")
@@ -601,12 +602,12 @@ def test_threads_num_attribute(target):
     assert open(os.path.join(ROOT, "devices/async1/threads_num")).read().strip() == "8"
     assert open(os.path.join(ROOT, "devices/async1/threads_pool_type")).read().strip() == "shared"
     mgmt("devices/async1/threads_num", "2")
-    assert open(os.path.join(ROOT, "devices/async1/threads_num")).read().strip() == "2"
+    assert open(os.path.join(ROOT, "devices/async1/threads_num")).read() == "2\n[key]\n"
     assert write(os.path.join(ROOT, "devices/async1/threads_num"), "0") != 0
     assert write(os.path.join(ROOT, "devices/async1/threads_pool_type"), "bogus") != 0
     mgmt("devices/async1/threads_pool_type", "per_initiator")
-    assert open(os.path.join(ROOT, "devices/async1/threads_pool_type")).read().strip() == \
-        "per_initiator"
+    assert open(os.path.join(ROOT, "devices/async1/threads_pool_type")).read() == \
+        "per_initiator\n[key]\n"
     # Still serves with fewer workers.
     s, exp = logged_in(IQN, INITIATOR)
     try:

@@ -45,10 +45,14 @@ def test_add_and_delete_device(scst):
     assert read("last_sysfs_mgmt_res") == "0\n"
     assert devices() == ["nul1"]
     dev = "devices/nul1"
-    assert read(f"{dev}/size") == f"{64 << 20}\n"
     assert read(f"{dev}/size_mb") == "64\n"
-    assert read(f"{dev}/blocksize") == "4096\n"
-    assert read(f"{dev}/read_only") == "1\n"
+    # What add_device was given carries SCST's key mark, so that
+    # scstadmin -write_config saves it; what defaults do not.
+    assert read(f"{dev}/size") == f"{64 << 20}\n[key]\n"
+    assert read(f"{dev}/blocksize") == "4096\n[key]\n"
+    assert read(f"{dev}/read_only") == "1\n[key]\n"
+    assert read(f"{dev}/nv_cache") == "0\n"
+    assert read(f"{dev}/t10_dev_id") == "nul1\n"
     assert read(f"{dev}/type").startswith("0 - ")
     assert os.path.realpath(os.path.join(ROOT, dev, "handler")) == os.path.join(ROOT, NULLIO)
     assert os.path.realpath(os.path.join(ROOT, NULLIO, "nul1")) == os.path.join(ROOT, dev)
@@ -99,7 +103,7 @@ def test_bad_mgmt_line_is_refused_and_changes_nothing(scst, line, reason):
     assert write(f"{NULLIO}/mgmt", line) == errno.EINVAL
 
     assert devices() == before
-    assert read("devices/existing/size") == f"{1 << 20}\n"
+    assert read("devices/existing/size") == f"{1 << 20}\n[key]\n"
     result = read("last_sysfs_mgmt_res").splitlines()
     assert result[0] == str(-errno.EINVAL)
     assert reason in result[1]
@@ -168,7 +172,7 @@ def test_mgmt_races_with_reads_of_removed_devices(scst):
                     if e.errno in (errno.ENOENT, errno.ENODEV):
                         continue
                     raise
-                if value != f"{1 << 20}\n":
+                if value != f"{1 << 20}\n[key]\n":
                     errors.append(f"read {name}: {value!r}")
 
     threads = [threading.Thread(target=writer, args=(p,)) for p in ("a", "b")]

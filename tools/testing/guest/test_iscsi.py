@@ -89,6 +89,7 @@ def test_target_parameters(target):
     mgmt(f"{t}/MaxBurstLength", "65536")
     mgmt(f"{t}/QueuedCommands", "4")
     mgmt(f"{t}/HeaderDigest", "CRC32C")
+    assert read(f"{t}/HeaderDigest") == "CRC32C\n[key]\n", "a changed parameter is key"
     # libiscsi offers "None,CRC32C"; the target's CRC32C is chosen: 64 KiB
     # reads through a header-digested session.
     url = f"{target}?header_digest=crc32c"

@@ -50,7 +50,7 @@ def test_fileio_round_trip(scst):
         assert f.read(len(data)) == data
     sessions = os.path.join(ROOT, "targets/scst_local/t1/sessions/s1")
     assert int(open(os.path.join(sessions, "commands")).read()) > 64
-    assert read("devices/disk1/filename").strip() == path
+    assert read("devices/disk1/filename") == path + "\n[key]\n"
     assert os.path.islink(os.path.join(ROOT, "targets/scst_local/t1/luns/0/device"))
     assert glob.glob(os.path.join(ROOT, "devices/disk1/exported/export*"))
 
@@ -135,7 +135,7 @@ def test_read_only_lun(scst):
     sd, sg = devices(host_of("t1", "s1"))
     r = sh("sg_raw", sg, "-s", "512", "-i", "/dev/zero", "2a", "00", "00", "00", "00", "00", "00", "00", "01", "00", check=False)
     assert "write protected" in sense_of(r.stderr + r.stdout)
-    assert read("targets/scst_local/t1/luns/0/read_only").strip() == "1"
+    assert read("targets/scst_local/t1/luns/0/read_only") == "1\n[key]\n"
 
 
 def test_acl_groups(scst):

@@ -31,6 +31,23 @@ fn defaults_are_scst_s_but_for_segment_sizes() {
 }
 
 #[test]
+fn only_changed_parameters_differ_from_defaults() {
+    let mut p = TargetParams::default();
+    assert!(Param::ALL.iter().all(|&param| p.is_default(param)));
+    p.set(Param::DataDigest, "CRC32C").unwrap();
+    p.set(Param::QueuedCommands, "64").unwrap();
+    for param in Param::ALL {
+        let changed = matches!(param, Param::DataDigest | Param::QueuedCommands);
+        assert_eq!(p.is_default(param), !changed, "{}", param.name());
+    }
+    p.set(Param::QueuedCommands, "32").unwrap();
+    assert!(
+        p.is_default(Param::QueuedCommands),
+        "set back to its default"
+    );
+}
+
+#[test]
 fn every_name_maps_back() {
     for p in Param::ALL {
         assert_eq!(Param::from_name(p.name()), Some(p));
