@@ -576,12 +576,7 @@ impl Planner<'_> {
             let known = if exists {
                 self.sys.writable.contains(&path)
             } else {
-                CORE_TARGET_ATTRS.contains(&a.name.as_str())
-                    || self.sys.writable.iter().any(|w| {
-                        w.starts_with(&format!("{base}/"))
-                            && w.ends_with(&format!("/{}", a.name))
-                            && w.matches('/').count() == 3
-                    })
+                CORE_TARGET_ATTRS.contains(&a.name.as_str()) || info.target_attrs.contains(&a.name)
             };
             if !known {
                 self.error(

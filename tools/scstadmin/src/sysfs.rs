@@ -37,6 +37,8 @@ pub struct DriverInfo {
     /// Target attributes with several values, changed through
     /// `add_target_attribute`/`del_target_attribute`.
     pub target_list_attrs: Vec<String>,
+    /// The driver's own files in each target (iSCSI's parameters, ...).
+    pub target_attrs: Vec<String>,
     /// Targets have sessions made by `add_session` (scst_local).
     pub sessions: bool,
 }
@@ -95,10 +97,17 @@ impl std::fmt::Display for WriteError {
 /// The parameters a `mgmt` help text lists after "The following
 /// parameters available:".
 pub fn help_params(help: &str) -> Vec<String> {
-    let Some(at) = help.find("parameters available:") else {
+    help_list(help, "The following parameters available:")
+}
+
+/// The names a `mgmt` help text lists after `intro`, up to a blank line.
+pub fn help_list(help: &str, intro: &str) -> Vec<String> {
+    let Some(at) = help.find(intro) else {
         return Vec::new();
     };
-    help[at + "parameters available:".len()..]
+    let rest = &help[at + intro.len()..];
+    let end = rest.find("\n\n").unwrap_or(rest.len());
+    rest[..end]
         .split(|c: char| c == ',' || c == '.' || c.is_whitespace())
         .filter(|w| !w.is_empty())
         .map(String::from)
@@ -338,6 +347,7 @@ impl Sysfs {
                 name: d.clone(),
                 list_attrs: help_list_attrs(&help, "add_attribute"),
                 target_list_attrs: help_list_attrs(&help, "add_target_attribute"),
+                target_attrs: help_list(&help, "The following target attributes available:"),
                 sessions: help.contains("add_session"),
             };
             let mut driver = Driver {

@@ -197,3 +197,28 @@ fn a_handler_named_twice_is_one_handler() {
     assert_eq!(c.handlers.len(), 1);
     assert_eq!(c.handlers[0].devices.len(), 2);
 }
+
+/// The examples the documentation shows must be files scstadmin takes.
+#[test]
+fn documented_examples_parse() {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("```\nHANDLER").expect("the README's example") + 4;
+    let end = start + readme[start..].find("```").unwrap();
+    let c = Config::parse(&readme[start..end]).expect("the README's scst.conf");
+    assert_eq!(
+        c.device("disk1").unwrap().1.attrs[0].value,
+        "/srv/disk1.img"
+    );
+    let t = &c.drivers[0].targets[0];
+    assert_eq!((t.luns[0].number, t.attrs[0].value.as_str()), (0, "host1"));
+
+    let doc = include_str!("../../../Documentation/scstadmin.rst");
+    let start = doc
+        .find("    HANDLER vdisk_fileio {")
+        .expect("the admin page's example");
+    let end = start + doc[start..].find("\nthen ").unwrap();
+    let c = Config::parse(&doc[start..end]).expect("the admin page's scst.conf");
+    let t = &c.drivers[0].targets[0];
+    assert_eq!(t.name, "iqn.2026-12.org.example:disk1");
+    assert_eq!(t.attrs[0].name, "enabled");
+}

@@ -6,7 +6,7 @@
 
 use scstadmin::config::Config;
 use scstadmin::plan::{plan, Step};
-use scstadmin::sysfs::{help_list_attrs, help_params, split_value, Sysfs, System};
+use scstadmin::sysfs::{help_list, help_list_attrs, help_params, split_value, Sysfs, System};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const FILEIO_HELP: &str = "Usage: echo \"add_device device_name filename=PATH [parameters]\" >mgmt\n       echo \"del_device device_name\" >mgmt\n\nThe following parameters available: filename, blocksize, read_only,\nnv_cache, o_direct, write_through, rotational, thin_provisioned, t10_dev_id\n";
 const NULLIO_HELP: &str = "Usage: echo \"add_device device_name [parameters]\" >mgmt\n       echo \"del_device device_name\" >mgmt\n\nThe following parameters available: size, size_mb, blocksize, read_only,\nrotational, thin_provisioned, t10_dev_id\n";
-const ISCSI_HELP: &str = "Usage: echo \"add_target target_name\" >mgmt\n       echo \"del_target target_name\" >mgmt\n       echo \"add_target_attribute target_name <IncomingUser|OutgoingUser> name secret\" >mgmt\n       echo \"del_target_attribute target_name <IncomingUser|OutgoingUser> name\" >mgmt\n       echo \"add_target_attribute target_name allowed_portal pattern\" >mgmt\n       echo \"del_target_attribute target_name allowed_portal pattern\" >mgmt\n       echo \"add_attribute <IncomingUser|OutgoingUser> name secret\" >mgmt\n       echo \"del_attribute <IncomingUser|OutgoingUser> name\" >mgmt\n       echo \"add_attribute portal address[:port]\" >mgmt\n       echo \"del_attribute portal address[:port]\" >mgmt\n";
+const ISCSI_HELP: &str = "Usage: echo \"add_target target_name\" >mgmt\n       echo \"del_target target_name\" >mgmt\n       echo \"add_target_attribute target_name <IncomingUser|OutgoingUser> name secret\" >mgmt\n       echo \"del_target_attribute target_name <IncomingUser|OutgoingUser> name\" >mgmt\n       echo \"add_target_attribute target_name allowed_portal pattern\" >mgmt\n       echo \"del_target_attribute target_name allowed_portal pattern\" >mgmt\n       echo \"add_attribute <IncomingUser|OutgoingUser> name secret\" >mgmt\n       echo \"del_attribute <IncomingUser|OutgoingUser> name\" >mgmt\n       echo \"add_attribute portal address[:port]\" >mgmt\n       echo \"del_attribute portal address[:port]\" >mgmt\n\nThe following target attributes available: HeaderDigest, QueuedCommands, IncomingUser, OutgoingUser, allowed_portal\n";
 const LOCAL_HELP: &str = "Usage: echo \"add_target target_name [session_name=sess_name]\" >mgmt\n       echo \"del_target target_name\" >mgmt\n       echo \"add_session target_name session_name\" >mgmt\n       echo \"del_session target_name session_name\" >mgmt\n";
 const LUNS_HELP: &str = "Usage: echo \"add VNAME lun [parameters]\" >mgmt\n\nThe following parameters available: read_only.\n";
 const USER_HELP: &str =
@@ -210,6 +210,16 @@ fn help_texts_describe_what_a_handler_and_driver_take() {
         ["IncomingUser", "OutgoingUser", "allowed_portal"]
     );
     assert!(help_list_attrs(LOCAL_HELP, "add_attribute").is_empty());
+    assert_eq!(
+        help_list(ISCSI_HELP, "The following target attributes available:"),
+        [
+            "HeaderDigest",
+            "QueuedCommands",
+            "IncomingUser",
+            "OutgoingUser",
+            "allowed_portal"
+        ]
+    );
     assert_eq!(split_value("4096\n[key]\n"), ("4096".to_string(), true));
     assert_eq!(split_value("a\nb\n"), ("a\nb".to_string(), false));
 }
@@ -470,4 +480,33 @@ fn unreadable_trees_say_so() {
         .system()
         .unwrap_err();
     assert!(e.to_string().contains("scst.ko"), "{e}");
+}
+
+#[test]
+fn a_new_target_s_attributes_are_checked_against_the_driver_s_list() {
+    let t = Tree::new();
+    t.device("vdisk_nullio", "n", &[]);
+    let sys = t.system();
+    let c = Config::parse(
+        "TARGET_DRIVER iscsi {\n\tTARGET iqn.x:new {\n\t\tHeaderDigest CRC32C\n\t\tLUN 0 n\n\t\tenabled 1\n\t}\n}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        texts(&plan(&sys, &c, false).unwrap()),
+        [
+            "targets/iscsi/mgmt < add_target iqn.x:new",
+            "targets/iscsi/iqn.x:new/HeaderDigest < CRC32C",
+            "targets/iscsi/iqn.x:new/luns/mgmt < add n 0",
+            "targets/iscsi/iqn.x:new/enabled < 1",
+        ]
+    );
+    let c = Config::parse(
+        "TARGET_DRIVER iscsi {\n\tTARGET iqn.x:new {\n\t\tDataDigestt CRC32C\n\t}\n}\n",
+    )
+    .unwrap();
+    let e = plan(&sys, &c, false).unwrap_err();
+    assert!(
+        e[0].line == 3 && e[0].reason.contains("DataDigestt"),
+        "{e:?}"
+    );
 }

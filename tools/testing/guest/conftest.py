@@ -535,6 +535,16 @@ def kill_fio(proc):
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
 TAPE = os.path.join(REPO, "tools/scst_user/target/release/scst-user-tape")
+SCSTADMIN = os.path.join(REPO, "tools/scstadmin/target/release/scstadmin")
+
+
+def scstadmin(*args, check=True):
+    """Runs scstadmin; with `check`, it must succeed."""
+    assert os.path.exists(SCSTADMIN), "build tools/scstadmin first (cargo build --release)"
+    r = subprocess.run([SCSTADMIN, *args], capture_output=True, text=True)
+    if check:
+        assert r.returncode == 0, f"scstadmin {' '.join(args)}: {r.stdout}{r.stderr}"
+    return r
 
 # Tests that fail on the SG_IO path before the target sees the command, each
 # with the reason; over iSCSI they reach the target.
