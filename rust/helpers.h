@@ -7,6 +7,7 @@
 #define SCST_RS_HELPERS_H
 
 #include <linux/kobject.h>
+#include <linux/poll.h>
 #include <linux/sysfs.h>
 #include <linux/wait.h>
 
@@ -129,6 +130,16 @@ size_t scst_rs_sg_copy_sg(struct scatterlist *dst, unsigned int dst_nents,
 			  struct scatterlist *src, unsigned int src_nents,
 			  size_t len);
 void scst_rs_msleep(unsigned int ms);
+
+/*
+ * Poll masks as this architecture defines them (bindgen takes an enum's
+ * value from the compiler; the __poll_t casts of the macros it cannot).
+ */
+enum scst_rs_poll_mask {
+	SCST_RS_POLL_IN = (__force unsigned int)(EPOLLIN | EPOLLRDNORM),
+	SCST_RS_POLL_ERR = (__force unsigned int)EPOLLERR,
+};
+
 #ifndef __BINDGEN__
 /* Implemented in Rust (rust/misc.rs). */
 int scst_rs_misc_cb_open(void *ctx, void **private);

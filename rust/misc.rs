@@ -28,10 +28,10 @@ pub(crate) trait MiscOpen: Send + Sync + 'static {
     fn open(&self) -> Result<Arc<dyn MiscFile>>;
 }
 
-/// `POLLIN | POLLRDNORM`: a file has something to read.
-pub(crate) const POLL_IN: u32 = 0x0001 | 0x0040;
-/// `POLLERR`: a file is unusable.
-pub(crate) const POLL_ERR: u32 = 0x0008;
+/// `EPOLLIN | EPOLLRDNORM`: a file has something to read.
+pub(crate) const POLL_IN: u32 = bindings::scst_rs_poll_mask_SCST_RS_POLL_IN;
+/// `EPOLLERR`: a file is unusable.
+pub(crate) const POLL_ERR: u32 = bindings::scst_rs_poll_mask_SCST_RS_POLL_ERR;
 
 /// The registered device. Only one may exist at a time (the C side keeps
 /// one `struct miscdevice`).

@@ -61,12 +61,20 @@ pub mod reply_type {
     pub const COMPLETED: u8 = 1;
     pub const DO_WRITE_SAME: u8 = 2;
 }
-const IOC_WRITE: u32 = 1;
-const IOC_READ: u32 = 2;
+/// How this architecture encodes ioctl numbers (`_IOC_*` of its
+/// `asm/ioctl.h`): the module that includes this file provides it, from the
+/// kernel's bindings in scst.ko.
+use super::ioc_encoding as enc;
 
-/// `_IOC(dir, type, nr, size)` of asm-generic/ioctl.h.
+const IOC_WRITE: u32 = enc::WRITE;
+const IOC_READ: u32 = enc::READ;
+
+/// `_IOC(dir, type, nr, size)`.
 pub const fn ioc(dir: u32, ty: u8, nr: u32, size: usize) -> u32 {
-    (dir << 30) | ((size as u32) << 16) | ((ty as u32) << 8) | nr
+    (dir << enc::DIRSHIFT)
+        | ((size as u32) << enc::SIZESHIFT)
+        | ((ty as u32) << enc::TYPESHIFT)
+        | (nr << enc::NRSHIFT)
 }
 
 /// `sizeof(struct scst_user_opt)`.

@@ -34,6 +34,17 @@
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod abi;
 
+/// This architecture's ioctl number encoding, for [`abi`].
+mod ioc_encoding {
+    use kernel::bindings;
+    pub(super) const NRSHIFT: u32 = bindings::_IOC_NRSHIFT;
+    pub(super) const TYPESHIFT: u32 = bindings::_IOC_TYPESHIFT;
+    pub(super) const SIZESHIFT: u32 = bindings::_IOC_SIZESHIFT;
+    pub(super) const DIRSHIFT: u32 = bindings::_IOC_DIRSHIFT;
+    pub(super) const WRITE: u32 = bindings::_IOC_WRITE;
+    pub(super) const READ: u32 = bindings::_IOC_READ;
+}
+
 mod dev;
 mod exchange;
 mod exec;

@@ -38,6 +38,18 @@ pub mod iscsi_text;
 #[path = "../../../../scst_user/abi.rs"]
 #[doc(hidden)]
 pub mod user_abi;
+
+/// The ioctl encoding `user_abi` takes from the kernel in scst.ko: here
+/// asm-generic's, which the x86 numbers of SCST's header use.
+#[doc(hidden)]
+pub mod ioc_encoding {
+    pub const NRSHIFT: u32 = 0;
+    pub const TYPESHIFT: u32 = 8;
+    pub const SIZESHIFT: u32 = 16;
+    pub const DIRSHIFT: u32 = 30;
+    pub const WRITE: u32 = 1;
+    pub const READ: u32 = 2;
+}
 #[path = "../../../../scst_vdisk/geometry.rs"]
 #[doc(hidden)]
 pub mod vdisk_geometry;
