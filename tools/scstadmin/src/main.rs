@@ -439,7 +439,8 @@ fn run(args: &Args) -> Result<(), String> {
                 return Err("-clear_config removes everything: add -force".into());
             }
             confirm(args, "-clear_config")?;
-            run_config(args, &fs, &Config::default(), false)
+            let sys = fs.system().map_err(|e| e.to_string())?;
+            finish(&fs, &sys, &scstadmin::plan::clear(&sys))
         }
         c if c.starts_with("list_") => list(&fs, args),
         "open_dev" => {

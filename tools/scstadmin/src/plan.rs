@@ -5,7 +5,9 @@
 //! as wanted.
 //!
 //! Without `force` nothing is removed: objects the file does not name stay.
-//! With it, the running system is made equal to the file. Every check that
+//! With it, objects and list values (CHAP users, portals the file lists)
+//! the file lacks are removed; attributes it does not name keep their
+//! values, as they would on objects it makes. Every check that
 //! can be made before a change is made here, so that a file that cannot be
 //! applied is refused with its line numbers before anything changes.
 
@@ -127,13 +129,6 @@ impl Planner<'_> {
                     continue;
                 };
                 let tdir = format!("{base}/{}", t.name);
-                // Disabled first, when the file leaves it disabled.
-                if attr(&wt.attrs, "enabled").is_none_or(|a| a.value == "0")
-                    && attr(&t.attrs, "enabled").is_some_and(|a| a.value == "1")
-                {
-                    self.step(format!("{tdir}/enabled"), "0");
-                    self.set_cur_target_attr(&d.name, &t.name, "enabled", "0");
-                }
                 for a in &t.attrs {
                     let listed = wt
                         .attrs
@@ -209,7 +204,7 @@ impl Planner<'_> {
                     }
                 }
             }
-            // Driver-level lists (CHAP users); `enabled` off if not wanted.
+            // Driver-level lists (CHAP users).
             for a in &d.attrs {
                 if !info.list_attrs.contains(&a.name) {
                     continue;
@@ -231,14 +226,6 @@ impl Planner<'_> {
                     self.cur_driver(&d.name).attrs.retain(|x| x != &a);
                 }
             }
-            if attr(&want.attrs, "enabled").is_none_or(|a| a.value == "0")
-                && attr(&d.attrs, "enabled").is_some_and(|a| a.value == "1")
-            {
-                self.step(format!("{base}/enabled"), "0");
-                let drv = self.cur_driver(&d.name);
-                drv.attrs.retain(|a| a.name != "enabled");
-                drv.attrs.push(Attr::new("enabled", "0"));
-            }
         }
         for h in &running.handlers {
             let creates = self.sys.handler(&h.name).is_some_and(|i| i.creates);
@@ -258,13 +245,6 @@ impl Planner<'_> {
                     }
                 }
             }
-        }
-    }
-
-    fn set_cur_target_attr(&mut self, driver: &str, target: &str, name: &str, value: &str) {
-        if let Some(t) = self.cur_target(driver, target) {
-            t.attrs.retain(|a| a.name != name);
-            t.attrs.push(Attr::new(name, value));
         }
     }
 
@@ -693,6 +673,24 @@ fn list_key<'a>(name: &str, value: &'a str) -> &'a str {
     } else {
         value
     }
+}
+
+/// The writes that remove every target, group, LUN and device, and turn
+/// the drivers off (`-clear_config`).
+pub fn clear(sys: &System) -> Vec<Step> {
+    let mut steps: Vec<Step> = sys
+        .config
+        .drivers
+        .iter()
+        .filter(|d| attr(&d.attrs, "enabled").is_some_and(|a| a.value == "1"))
+        .map(|d| Step {
+            path: format!("targets/{}/enabled", d.name),
+            text: "0".into(),
+        })
+        .collect();
+    // An empty configuration only removes: it cannot be refused.
+    steps.extend(plan(sys, &Config::default(), true).unwrap_or_default());
+    steps
 }
 
 /// The writes that turn the running system into `wanted`.

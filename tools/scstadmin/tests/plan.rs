@@ -5,7 +5,7 @@
 //! configuration.
 
 use scstadmin::config::Config;
-use scstadmin::plan::{plan, Step};
+use scstadmin::plan::{clear, plan, Step};
 use scstadmin::sysfs::{help_list, help_list_attrs, help_params, split_value, Sysfs, System};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -352,12 +352,12 @@ fn without_force_nothing_is_removed_with_force_everything_extra_is() {
 fn clearing_removes_every_object_and_keeps_the_portals() {
     let t = running();
     let sys = t.system();
-    let steps = texts(&plan(&sys, &Config::default(), true).unwrap());
+    let steps = texts(&clear(&sys));
     assert_eq!(
         steps,
         [
-            "targets/iscsi/mgmt < del_target iqn.2026-12.org.example:t1",
             "targets/iscsi/enabled < 0",
+            "targets/iscsi/mgmt < del_target iqn.2026-12.org.example:t1",
             "targets/scst_local/mgmt < del_target local1",
             "handlers/vdisk_fileio/mgmt < del_device disk1",
             "handlers/vdisk_nullio/mgmt < del_device null1",
@@ -462,8 +462,8 @@ fn devices_of_user_space_handlers_are_references() {
         text.contains("HANDLER vtape {\n\tDEVICE vtape\n}\n"),
         "{text}"
     );
-    // Cleared with force, the device stays: its program owns it.
-    let steps = texts(&plan(&sys, &Config::default(), true).unwrap());
+    // Cleared, the device stays: its program owns it.
+    let steps = texts(&clear(&sys));
     assert!(!steps.iter().any(|s| s.contains("vtape")), "{steps:?}");
     // A file naming a user device that is not registered is refused.
     let c = Config::parse("HANDLER vtape {\n\tDEVICE vtape2\n}\n").unwrap();
@@ -509,4 +509,21 @@ fn a_new_target_s_attributes_are_checked_against_the_driver_s_list() {
         e[0].line == 3 && e[0].reason.contains("DataDigestt"),
         "{e:?}"
     );
+}
+
+#[test]
+fn force_leaves_unnamed_attributes_and_enabled_alone() {
+    let t = running();
+    let sys = t.system();
+    // The file names every object but no `enabled`: with force nothing is
+    // disabled (a target made from the file would have the driver's
+    // default, which a running one may differ from).
+    let c = Config::parse(
+        &sys.config
+            .to_text()
+            .replace("\t\tenabled 1\n", "")
+            .replace("\tenabled 1\n", ""),
+    )
+    .unwrap();
+    assert_eq!(texts(&plan(&sys, &c, true).unwrap()), Vec::<String>::new());
 }
