@@ -273,6 +273,27 @@ fn finish(fs: &Sysfs, sys: &System, steps: &[Step]) -> Result<(), String> {
     }
 }
 
+/// Replaces `file` with `text` whole or not at all (written beside it,
+/// then renamed). The file holds CHAP secrets, which sysfs shows to root
+/// only: a new file is readable by its owner only; an existing one keeps
+/// its mode.
+fn write_whole(file: &str, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = std::fs::metadata(file).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    let tmp = format!("{file}.new");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&tmp, file)
+}
+
 /// One management write, reported as SCST's scstadmin does.
 fn one(fs: &Sysfs, path: &str, text: &str) -> Result<(), String> {
     fs.write(path, text).map_err(|e| e.to_string())
@@ -426,11 +447,7 @@ fn run(args: &Args) -> Result<(), String> {
             let sys = fs.system().map_err(|e| e.to_string())?;
             let file = args.arg();
             let text = sys.config.to_text();
-            // Written whole or not at all.
-            let tmp = format!("{file}.new");
-            std::fs::write(&tmp, text)
-                .and_then(|()| std::fs::rename(&tmp, file))
-                .map_err(|e| format!("{file}: {e}"))?;
+            write_whole(file, &text).map_err(|e| format!("{file}: {e}"))?;
             println!("Configuration written to {file}.");
             Ok(())
         }

@@ -127,6 +127,7 @@ def test_round_trip_of_every_object_kind(scst, loop):
     assert devices(host, 0) and devices(host, 3)
 
     first = saved("first.conf")
+    assert os.stat("/tmp/first.conf").st_mode & 0o777 == 0o600, "CHAP secrets stay root's"
     assert f"\t\tfilename {loop}\n" in first and "\t\tsession_name host1\n" in first
     assert "\tIncomingUser \"disc disc-secret-12\"\n" in first
     # Applied to the system it came from, it writes nothing.
