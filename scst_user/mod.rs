@@ -58,8 +58,9 @@ use exec::*;
 use file::*;
 use kernel::{alloc::flags::GFP_KERNEL, c_str, prelude::*, sync::Arc};
 
-/// Page size of the buffers the kernel asks for.
-const PAGE_SIZE: usize = 4096;
+/// Page size of the buffers the kernel asks for: this kernel's pages,
+/// which the handler's buffers are pinned in.
+use kernel::page::PAGE_SIZE;
 
 /// Commands and notifications a device may have outstanding at once;
 /// beyond it commands get BUSY.
