@@ -606,12 +606,19 @@ pub fn parse(
             if blocks == 0 || blocks > MAX_WRITE_SAME_BLOCKS {
                 return Err(Sense::invalid_cdb_field(len_field(cdb), None));
             }
+            let unmap = cdb.u8(1) & 0x08 != 0;
+            // A fully provisioned LUN reports LBPWS and LBPWS10 zero: it
+            // refuses to unmap rather than writing zeroes in silence (as
+            // SCST does; libiscsi's UnmapVPD checks the two agree).
+            if unmap && !disk.thin {
+                return Err(Sense::invalid_cdb_field(1, Some(3)));
+            }
             check_range(disk, lba, u64::from(blocks))?;
             let no_data = info.opcode == WRITE_SAME_16 && cdb.u8(1) & 0x01 != 0;
             Action::WriteSame {
                 lba,
                 blocks,
-                unmap: disk.thin && cdb.u8(1) & 0x08 != 0,
+                unmap,
                 no_data,
             }
         }

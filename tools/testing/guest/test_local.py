@@ -6,6 +6,7 @@ libiscsi's iscsi-test-cu."""
 import glob
 import hashlib
 import os
+import re
 import subprocess
 import time
 
@@ -32,6 +33,27 @@ def lun_disk(handler, dev, params, target="t1", session="s1", lun=0):
 
 def sense_of(out):
     return out.lower()
+
+
+def test_fully_provisioned_lun_refuses_write_same_unmap(scst):
+    """libiscsi's UnmapVPD on a LUN that is not thin: VPD B2h reports
+    LBPWS and LBPWS10 zero, so WRITE SAME with UNMAP must fail (INVALID
+    FIELD IN CDB) rather than succeed as a plain write."""
+    path = backing_file("thick", 16 << 20)
+    _, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}")
+    for suite in ["WriteSame10", "WriteSame16"]:
+        r = sh("timeout", "120", "iscsi-test-cu", "--dataloss", f"--test=SCSI.{suite}.UnmapVPD",
+               sg, check=False)
+        out = r.stdout + r.stderr
+        # The test's own log (the expected refusal) may come between its
+        # name and its verdict; CUnit counts failed asserts in the summary.
+        test = out[out.find("Test: UnmapVPD"):]
+        assert re.search(r"(\.\.\.|^)\s*passed\s*$", test, re.M), out
+        assert "[SKIPPED]" not in test, out
+        assert re.search(r"asserts\s+\d+\s+\d+\s+\d+\s+0\s", out), out
+    r = sh("sg_write_same", "-v", "--unmap", "--lba=0", "--num=1", sg, check=False)
+    # 5: ILLEGAL REQUEST (sg3_utils' exit status for it).
+    assert r.returncode == 5 and "invalid field in cdb" in (r.stdout + r.stderr).lower(), r
 
 
 def test_fileio_round_trip(scst):

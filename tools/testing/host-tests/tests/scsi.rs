@@ -437,6 +437,25 @@ fn unmap_and_write_same() {
         run(&[0x41, 0, 0, 0, 0, 1, 0, 0, 0, 0], &d).0,
         Err(Sense::invalid_cdb_field(7, None))
     );
+    // Fully provisioned: UNMAP is refused (LBPWS10 and LBPWS are zero), a
+    // plain WRITE SAME is served.
+    for op in [0x41u8, 0x93] {
+        let mut cdb = [0u8; 16];
+        cdb[0] = op;
+        cdb[1] = 0x08;
+        let (len, blocks_at) = if op == 0x41 { (10, 8) } else { (16, 13) };
+        cdb[blocks_at] = 8;
+        assert_eq!(
+            run(&cdb[..len], &thick).0,
+            Err(Sense::invalid_cdb_field(1, Some(3))),
+            "{op:#x}"
+        );
+        cdb[1] = 0;
+        assert!(matches!(
+            run(&cdb[..len], &thick).0,
+            Ok(Action::WriteSame { unmap: false, .. })
+        ));
+    }
 }
 
 #[test]
