@@ -217,6 +217,7 @@ pub mod opcode {
     pub const WRITE_VERIFY_10: u8 = 0x2e;
     pub const VERIFY_10: u8 = 0x2f;
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
@@ -234,6 +235,7 @@ pub mod opcode {
     pub const WRITE_12: u8 = 0xaa;
     pub const WRITE_VERIFY_12: u8 = 0xae;
     pub const VERIFY_12: u8 = 0xaf;
+    pub const READ_DEFECT_DATA_12: u8 = 0xb7;
     pub const SAI_READ_CAPACITY_16: u16 = 0x10;
     pub const SAI_GET_LBA_STATUS: u16 = 0x12;
     pub const MI_REPORT_SUPPORTED_OPCODES: u16 = 0x0c;
@@ -243,7 +245,7 @@ pub mod opcode {
 use opcode::*;
 
 /// The commands a vdisk device supports, in opcode order.
-pub static OPS: [OpInfo; 35] = [
+pub static OPS: [OpInfo; 37] = [
     op(TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
     op(REQUEST_SENSE, &[0x03, 0x01, 0, 0, 0xff, 0]),
     op(FORMAT_UNIT, &[0x04, 0, 0, 0, 0, 0]),
@@ -277,6 +279,10 @@ pub static OPS: [OpInfo; 35] = [
     op(
         SYNCHRONIZE_CACHE_10,
         &[0x35, 0x02, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0],
+    ),
+    op(
+        READ_DEFECT_DATA_10,
+        &[0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0],
     ),
     op(
         WRITE_SAME_10,
@@ -384,6 +390,12 @@ pub static OPS: [OpInfo; 35] = [
         VERIFY_12,
         &[
             0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0,
+        ],
+    ),
+    op(
+        READ_DEFECT_DATA_12,
+        &[
+            0xb7, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
         ],
     ),
 ];
@@ -590,6 +602,23 @@ pub fn parse(
                 blocks,
                 compare,
                 same,
+            }
+        }
+        (READ_DEFECT_DATA_10, _) | (READ_DEFECT_DATA_12, _) => {
+            // A virtual disk has no defects: an empty list, in the format
+            // and of the kinds asked for (PLISTV, GLISTV as REQ_PLIST,
+            // REQ_GLIST; SBC-4 5.14, 5.15).
+            let ten = info.opcode == READ_DEFECT_DATA_10;
+            let flags = cdb.u8(if ten { 2 } else { 1 }) & 0x1f;
+            out.u8(0);
+            out.u8(flags);
+            if ten {
+                out.be16(0); // defect list length
+                Action::DataIn(usize::from(cdb.be16(7)))
+            } else {
+                out.be16(0); // generation code: not reported
+                out.be32(0); // defect list length
+                Action::DataIn(cdb.be32(6) as usize)
             }
         }
         (SYNCHRONIZE_CACHE_10, _) | (SYNCHRONIZE_CACHE_16, _) => {

@@ -459,6 +459,24 @@ fn unmap_and_write_same() {
 }
 
 #[test]
+fn read_defect_data_is_an_empty_list() {
+    let d = disk(1000, 512);
+    // (10): PLIST and GLIST asked for, format 101b (physical sector).
+    let (r, data) = run(&[0x37, 0, 0x1d, 0, 0, 0, 0, 0, 32, 0], &d);
+    assert_eq!(r, Ok(Action::DataIn(32)));
+    assert_eq!(&data[..4], &[0, 0x1d, 0, 0]);
+    // (12): an 8-byte header, list length 0.
+    let (r, data) = run(&[0xb7, 0x08, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0], &d);
+    assert_eq!(r, Ok(Action::DataIn(64)));
+    assert_eq!(&data[..8], &[0, 0x08, 0, 0, 0, 0, 0, 0]);
+    // A reserved bit set is refused like any other.
+    assert_eq!(
+        run(&[0x37, 0x01, 0, 0, 0, 0, 0, 0, 32, 0], &d).0,
+        Err(Sense::invalid_cdb_field(1, Some(0)))
+    );
+}
+
+#[test]
 fn supported_opcodes() {
     let d = disk(1000, 512);
     let mut c = [0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
