@@ -10,7 +10,7 @@
 use super::cdb::MAX_LUN;
 use super::device::{key_mark, Device, DeviceState};
 use super::mgmt::{
-    collect_params, parse_bool, parse_ranged, wildcard_match, Line, MgmtError, TextBuf, KEY_MARK,
+    collect_params, parse_bool, parse_ranged, wildcard_match, Line, MgmtError, TextBuf,
 };
 use super::session::{LunView, Session, TargetState};
 use super::slots::Slots;
@@ -387,7 +387,8 @@ impl SysfsOps for TargetOps {
                 // The identifier initiators see in VPD page 83h: kept
                 // with the configuration so that a restore keeps it.
                 let _ = writeln!(out, "{}", self.state.rel_tgt_id.load(Ordering::Relaxed));
-                out.write_str(KEY_MARK)
+                key_mark(out, true);
+                Ok(())
             }
             TargetAttr::LunsMgmt(_) => out.write_str(LUNS_HELP),
             TargetAttr::GroupsMgmt => out.write_str(GROUPS_HELP),

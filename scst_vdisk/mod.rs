@@ -24,8 +24,10 @@ use crate::scst_core::{
     cdb::{Cdb, Out},
     cmd::Deferral,
     cstring,
-    device::{AttrChange, Completion, DevHandler, ExecCmd, Executed, LogicalUnit, LuAttr},
-    mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, Params, KEY_MARK},
+    device::{
+        key_mark, AttrChange, Completion, DevHandler, ExecCmd, Executed, LogicalUnit, LuAttr,
+    },
+    mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, Params},
     sense::{self, Sense, SenseFormat},
     MgmtFailure, Scst,
 };
@@ -875,9 +877,7 @@ impl LogicalUnit for Vdisk {
             }
             _ => Ok(()),
         };
-        if self.is_key(index) {
-            let _ = out.write_str(KEY_MARK);
-        }
+        key_mark(out, self.is_key(index));
     }
 
     fn store<'a>(&self, index: usize, value: &'a str) -> Result<AttrChange, MgmtFailure<'a>> {
