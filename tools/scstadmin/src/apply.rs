@@ -3,7 +3,6 @@
 //! Carrying out a plan: each write in turn; at the first refusal, the
 //! system is put back as it was before the first write.
 
-use crate::config::Config;
 use crate::plan::{plan, Step};
 use crate::sysfs::{Sysfs, System, WriteError};
 
@@ -63,9 +62,4 @@ pub fn restore(fs: &Sysfs, before: &System, applied: &[Step]) -> Result<(), Stri
         }
     }
     Ok(())
-}
-
-/// What `-clear_config` applies.
-pub fn empty() -> Config {
-    Config::default()
 }

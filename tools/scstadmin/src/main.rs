@@ -4,7 +4,7 @@
 
 use scstadmin::apply::{apply, Outcome};
 use scstadmin::config::Config;
-use scstadmin::plan::{plan, Step};
+use scstadmin::plan::{mgmt_params, plan, Step};
 use scstadmin::sysfs::{Sysfs, System, DEFAULT_ROOT};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -462,15 +462,12 @@ fn run(args: &Args) -> Result<(), String> {
         c if c.starts_with("list_") => list(&fs, args),
         "open_dev" => {
             let h = args.opt("handler")?;
-            let params: Vec<String> = args
-                .attributes()?
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
+            let attrs = args.attributes()?;
+            let params = mgmt_params(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             one(
                 &fs,
                 &format!("handlers/{h}/mgmt"),
-                &format!("add_device {} {}", args.arg(), params.join("; ")),
+                &format!("add_device {}{params}", args.arg()),
             )
         }
         "close_dev" => {
@@ -563,17 +560,9 @@ fn run(args: &Args) -> Result<(), String> {
                 dir = format!("{dir}/ini_groups/{g}");
             }
             let line = if args.command == "add_lun" {
-                let params: Vec<String> = args
-                    .attributes()?
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                format!(
-                    "add {} {} {}",
-                    args.opt("device")?,
-                    args.arg(),
-                    params.join("; ")
-                )
+                let attrs = args.attributes()?;
+                let params = mgmt_params(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                format!("add {} {}{params}", args.opt("device")?, args.arg())
             } else {
                 format!("del {}", args.arg())
             };

@@ -47,6 +47,24 @@ fn attr<'a>(attrs: &'a [Attr], name: &str) -> Option<&'a Attr> {
     attrs.iter().find(|a| a.name == name)
 }
 
+/// Whether `attrs` has `a`'s name with an equal value.
+fn holds(attrs: &[Attr], a: &Attr) -> bool {
+    attrs
+        .iter()
+        .any(|x| x.name == a.name && same_value(&x.value, &a.value))
+}
+
+/// `add_device`'s and a LUN's parameters as a `mgmt` line takes them:
+/// ` key=value; key=value`, or nothing.
+pub fn mgmt_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let params: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if params.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", params.join("; "))
+    }
+}
+
 /// Compares attribute values as the kernel shows them: `Yes`/`yes`,
 /// `CRC32C, None`/`CRC32C,None`.
 fn same_value(a: &str, b: &str) -> bool {
@@ -130,10 +148,7 @@ impl Planner<'_> {
                 };
                 let tdir = format!("{base}/{}", t.name);
                 for a in &t.attrs {
-                    let listed = wt
-                        .attrs
-                        .iter()
-                        .any(|w| w.name == a.name && same_value(&w.value, &a.value));
+                    let listed = holds(&wt.attrs, a);
                     if listed {
                         continue;
                     }
@@ -181,10 +196,7 @@ impl Planner<'_> {
                 if let Some(cur) = cur {
                     cur.attrs.retain(|a| {
                         !(info.target_list_attrs.contains(&a.name) || a.name == "session_name")
-                            || wt
-                                .attrs
-                                .iter()
-                                .any(|w| w.name == a.name && same_value(&w.value, &a.value))
+                            || holds(&wt.attrs, a)
                     });
                     cur.luns
                         .retain(|l| wt.luns.iter().any(|w| w.number == l.number));
@@ -213,11 +225,7 @@ impl Planner<'_> {
                 if KEPT_UNLESS_NAMED.contains(&a.name.as_str()) && !named {
                     continue;
                 }
-                if !want
-                    .attrs
-                    .iter()
-                    .any(|w| w.name == a.name && same_value(&w.value, &a.value))
-                {
+                if !holds(&want.attrs, a) {
                     self.step(
                         format!("{base}/mgmt"),
                         format!("del_attribute {} {}", a.name, list_key(&a.name, &a.value)),
@@ -392,17 +400,13 @@ impl Planner<'_> {
             for ch in &mut self.cur.handlers {
                 ch.devices.retain(|x| x.name != d.name);
             }
-            let params: Vec<String> = d
-                .attrs
-                .iter()
-                .filter(|a| info.params.contains(&a.name))
-                .map(|a| format!("{}={}", a.name, a.value))
-                .collect();
-            let mut line = format!("add_device {}", d.name);
-            if !params.is_empty() {
-                line.push(' ');
-                line.push_str(&params.join("; "));
-            }
+            let params = mgmt_params(
+                d.attrs
+                    .iter()
+                    .filter(|a| info.params.contains(&a.name))
+                    .map(|a| (a.name.as_str(), a.value.as_str())),
+            );
+            let line = format!("add_device {}{params}", d.name);
             self.step(mgmt, line);
             for a in d.attrs.iter().filter(|a| !info.params.contains(&a.name)) {
                 self.step(format!("devices/{}/{}", d.name, a.name), a.value.clone());
@@ -467,10 +471,7 @@ impl Planner<'_> {
             let cur_attrs = self.cur_driver(&d.name).attrs.clone();
             for a in d.attrs.iter().filter(|a| a.name != "enabled") {
                 if info.list_attrs.contains(&a.name) {
-                    if !cur_attrs
-                        .iter()
-                        .any(|c| c.name == a.name && same_value(&c.value, &a.value))
-                    {
+                    if !holds(&cur_attrs, a) {
                         self.step(
                             format!("{base}/mgmt"),
                             format!("add_attribute {} {}", a.name, a.value),
@@ -523,11 +524,7 @@ impl Planner<'_> {
         let mut seen: Vec<&str> = Vec::new();
         for a in t.attrs.iter().filter(|a| a.name != "enabled") {
             if info.target_list_attrs.contains(&a.name) {
-                if !cur
-                    .attrs
-                    .iter()
-                    .any(|c| c.name == a.name && same_value(&c.value, &a.value))
-                {
+                if !holds(&cur.attrs, a) {
                     self.step(
                         format!("{base}/mgmt"),
                         format!("add_target_attribute {} {} {}", t.name, a.name, a.value),
@@ -641,16 +638,8 @@ impl Planner<'_> {
                 );
                 continue;
             }
-            let params: Vec<String> = l
-                .attrs
-                .iter()
-                .map(|a| format!("{}={}", a.name, a.value))
-                .collect();
-            let mut tail = format!("{} {}", l.device, l.number);
-            if !params.is_empty() {
-                tail.push(' ');
-                tail.push_str(&params.join("; "));
-            }
+            let params = mgmt_params(l.attrs.iter().map(|a| (a.name.as_str(), a.value.as_str())));
+            let tail = format!("{} {}{params}", l.device, l.number);
             match have.iter().find(|h| h.number == l.number) {
                 None => self.step(mgmt, format!("add {tail}")),
                 Some(h) => {

@@ -240,14 +240,13 @@ impl Sysfs {
         &self,
         sys: &mut System,
         dir: &str,
-        skip: &[&str],
         lists: &[String],
         always: &[&str],
     ) -> Vec<Attr> {
         let mut attrs = Vec::new();
         for name in self.entries(dir, false) {
             let rel = format!("{dir}/{name}");
-            if skip.contains(&name.as_str()) || name == "mgmt" || self.is_link(&rel) {
+            if name == "mgmt" || self.is_link(&rel) {
                 continue;
             }
             let Some((value, key)) = self.attr(sys, &rel) else {
@@ -279,7 +278,7 @@ impl Sysfs {
             let Some(device) = self.link_name(&format!("{rel}/device")) else {
                 continue;
             };
-            let attrs = self.key_attrs(sys, &rel, &[], &[], &[]);
+            let attrs = self.key_attrs(sys, &rel, &[], &[]);
             luns.push(Lun {
                 number,
                 device,
@@ -329,7 +328,7 @@ impl Sysfs {
                     continue;
                 }
                 let dir = format!("devices/{d}");
-                let attrs = self.key_attrs(&mut sys, &dir, &[], &[], &[]);
+                let attrs = self.key_attrs(&mut sys, &dir, &[], &[]);
                 handler.devices.push(Device {
                     name: d,
                     attrs,
@@ -352,7 +351,7 @@ impl Sysfs {
             };
             let mut driver = Driver {
                 name: d.clone(),
-                attrs: self.key_attrs(&mut sys, &base, &[], &info.list_attrs, &["enabled"]),
+                attrs: self.key_attrs(&mut sys, &base, &info.list_attrs, &["enabled"]),
                 ..Driver::default()
             };
             for t in self.entries(&base, true) {
@@ -363,13 +362,7 @@ impl Sysfs {
                 }
                 let mut target = Target {
                     name: t.clone(),
-                    attrs: self.key_attrs(
-                        &mut sys,
-                        &dir,
-                        &[],
-                        &info.target_list_attrs,
-                        &["enabled"],
-                    ),
+                    attrs: self.key_attrs(&mut sys, &dir, &info.target_list_attrs, &["enabled"]),
                     luns: self.luns(&mut sys, &format!("{dir}/luns")),
                     ..Target::default()
                 };
