@@ -93,6 +93,17 @@ def backing_file(name, size):
     return path
 
 
+@contextlib.contextmanager
+def loop_device(name, size):
+    """A loop device over a new sparse backing file of `size` bytes,
+    detached afterwards."""
+    dev = sh("losetup", "--find", "--show", backing_file(name, size)).stdout.strip()
+    try:
+        yield dev
+    finally:
+        sh("losetup", "-d", dev, check=False)
+
+
 def kmemleak_report():
     """Scans for leaks and returns the report (objects older than 5 s)."""
     time.sleep(6)

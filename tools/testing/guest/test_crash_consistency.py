@@ -26,8 +26,8 @@ import time
 
 import pytest
 
-from conftest import (backing_file, device_of, load, loaded, mgmt, open_iscsi_login, sh,
-                      unload, unload_leak_free)
+from conftest import (backing_file, device_of, load, loaded, loop_device, mgmt,
+                      open_iscsi_login, sh, unload, unload_leak_free)
 
 IQN = "iqn.2026-12.org.scst-rs:crash"
 BLOCK = 4096
@@ -143,12 +143,11 @@ def usable(dev, seconds=90):
 
 @pytest.fixture
 def loopdev():
-    path = backing_file("crash-loop", SIZE)
-    dev = sh("losetup", "--find", "--show", path).stdout.strip()
-    yield dev
-    if loaded():
-        unload()
-    sh("losetup", "-d", dev, check=False)
+    with loop_device("crash-loop", SIZE) as dev:
+        yield dev
+        # The module holds the device open: out of the way before the detach.
+        if loaded():
+            unload()
     load()
 
 

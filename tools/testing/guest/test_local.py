@@ -12,7 +12,8 @@ import time
 import pytest
 
 from conftest import (ROOT, SG_IO_LIMITED, backing_file, devices, dmesg_since, host_of,
-                      iscsi_test_cu, libiscsi_test, mark_dmesg, mgmt, read, sh, write)
+                      iscsi_test_cu, libiscsi_test, loop_device, mark_dmesg, mgmt, read, sh,
+                      write)
 
 
 
@@ -308,10 +309,8 @@ def test_queue_depth_task_set_full(scst):
 
 @pytest.fixture
 def loopdev():
-    path = backing_file("loop", 64 << 20)
-    dev = sh("losetup", "--find", "--show", path).stdout.strip()
-    yield dev
-    sh("losetup", "-d", dev, check=False)
+    with loop_device("loop", 64 << 20) as dev:
+        yield dev
 
 
 @pytest.mark.parametrize("block_size", [512, 4096])

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from conftest import (MODULE, REPO, ROOT, backing_file, devices, host_of, load, loaded, read,
-                      scstadmin, sh)
+from conftest import (MODULE, REPO, ROOT, SCSTADMIN, backing_file, devices, host_of, load,
+                      loaded, loop_device, read, scstadmin)
 
 INIT_SCRIPT = os.path.join(REPO, "tools/scstadmin/init/scst")
 UNIT = os.path.join(REPO, "tools/scstadmin/init/scst.service")
@@ -84,10 +84,8 @@ TARGET_DRIVER scst_local {{
 
 @pytest.fixture
 def loop():
-    path = backing_file("sa-loop", 32 << 20)
-    dev = sh("losetup", "--find", "--show", path).stdout.strip()
-    yield dev
-    sh("losetup", "-d", dev, check=False)
+    with loop_device("sa-loop", 32 << 20) as dev:
+        yield dev
 
 
 def write_file(name, text):
@@ -197,7 +195,7 @@ def test_a_file_that_cannot_be_applied_changes_nothing(scst, loop):
 def test_boot_script_restores_a_saved_configuration(scst, loop):
     scstadmin("-config", write_file("boot-base.conf", every_kind_conf(loop)))
     env = dict(os.environ, SCST_CONF="/tmp/boot.conf", SCST_MODULE=MODULE,
-               SCSTADMIN=os.path.join(REPO, "tools/scstadmin/target/release/scstadmin"))
+               SCSTADMIN=SCSTADMIN)
     # The unit runs the init script, which is what runs here.
     with open(UNIT) as f:
         unit = f.read()
