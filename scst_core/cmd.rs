@@ -275,7 +275,7 @@ impl<T: TgtCmd> Body<T> {
             );
             return AfterExec::Now(Response::status(super::session::status::BUSY));
         }
-        self.command.state = State::Exec;
+        self.command.set_state(State::Exec);
         let lent = self.tgt.lent();
         let response = match (self.tgt.refused(), &self.command.tgt_dev) {
             (Some(LendRefused::Sense(s)), Some(t)) => {
@@ -295,7 +295,7 @@ impl<T: TgtCmd> Body<T> {
                         return AfterExec::Later;
                     }
                     Dispatched::WouldBlock => {
-                        self.command.state = State::TgtPreExec;
+                        self.command.set_state(State::TgtPreExec);
                         return AfterExec::WouldBlock;
                     }
                 }
@@ -303,7 +303,7 @@ impl<T: TgtCmd> Body<T> {
         };
         // The logical unit's unit attentions (MODE PARAMETERS CHANGED)
         // are raised in dispatch, before the response leaves.
-        self.command.state = State::DevDone;
+        self.command.set_state(State::DevDone);
         AfterExec::Now(response)
     }
 
@@ -329,7 +329,7 @@ impl<T: TgtCmd> Body<T> {
             // Only a logical unit defers, and it gave both outcomes.
             _ => Response::status(super::session::status::BUSY),
         };
-        self.command.state = State::DevDone;
+        self.command.set_state(State::DevDone);
         self.respond(response);
     }
 
@@ -345,9 +345,9 @@ impl<T: TgtCmd> Body<T> {
 
     /// XMIT_RESP to FINISHED.
     fn send(mut self, response: Response) {
-        self.command.state = State::XmitResp;
+        self.command.set_state(State::XmitResp);
         self.tgt.xmit_response(response);
-        self.command.state = State::Finished;
+        self.command.set_state(State::Finished);
     }
 
     /// An aborted command ends: with `response` (TASK ABORTED, for another
@@ -356,7 +356,7 @@ impl<T: TgtCmd> Body<T> {
         match response {
             Some(r) => self.send(r),
             None => {
-                self.command.state = State::Finished;
+                self.command.set_state(State::Finished);
                 self.tgt.aborted();
             }
         }
@@ -437,7 +437,7 @@ impl<T: TgtCmd> Cmd<T> {
                 // Nothing of it reached the initiator: back to
                 // TGT_PRE_EXEC, and EXEC on this worker, free to block.
                 body.deferred = None;
-                body.command.state = State::TgtPreExec;
+                body.command.set_state(State::TgtPreExec);
                 body.run(self);
             }
             ENDED_WOULD_BLOCK => {
@@ -647,7 +647,7 @@ impl Command {
         tgt: T,
         context: Context,
     ) {
-        self.state = State::TgtPreExec;
+        self.set_state(State::TgtPreExec);
         let mut body = Body {
             command: self,
             cdb: [0; MAX_CDB_LEN],

@@ -6,6 +6,7 @@
 use super::buffer::{BufferRequest, LendRefused, Lending, LentId};
 use super::cmd::{Defer, Deferral, ExecQueue, Scheduled};
 use super::mgmt::{MgmtError, Params};
+use super::reservation::DevReservations;
 use super::sense::{Sense, SenseFormat};
 use super::session::TgtDev;
 use super::task_set::{Refusal, Slot, TaskAttr, TaskSet, Ticket};
@@ -395,6 +396,11 @@ pub(crate) struct DeviceState {
     exec: Arc<ExecQueue>,
     /// Commands one nexus may have in the task set.
     pub(crate) max_tgt_dev_commands: AtomicU32,
+    /// Registrations and reservations (see `reservation.rs`).
+    #[pin]
+    pub(crate) pr: SpinLock<DevReservations>,
+    /// A reservation is held: commands are checked against it.
+    pub(crate) pr_held: AtomicBool,
 }
 
 impl DeviceState {
@@ -432,6 +438,8 @@ impl DeviceState {
                 abort_origin: AtomicU64::new(0),
                 exec,
                 max_tgt_dev_commands: AtomicU32::new(DEFAULT_TGT_DEV_COMMANDS),
+                pr <- new_spinlock!(DevReservations::new(KVec::new(), false)),
+                pr_held: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )
@@ -442,6 +450,20 @@ impl DeviceState {
     pub(crate) fn abort_all(&self, origin: u64) {
         self.abort_origin.store(origin, Ordering::Relaxed);
         self.reset_epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Nexus `id` is gone: its SPC-2 reservation ends.
+    pub(crate) fn nexus_lost(&self, id: u64) {
+        let mut pr = self.pr.lock();
+        pr.nexus_lost(id);
+        self.pr_held.store(pr.any_held(), Ordering::Release);
+    }
+
+    /// A LUN or target reset: the SPC-2 reservation ends.
+    pub(crate) fn reservations_reset(&self) {
+        let mut pr = self.pr.lock();
+        pr.reset();
+        self.pr_held.store(pr.any_held(), Ordering::Release);
     }
 
     /// Whether the last [`Self::abort_all`] came from nexus `id`.

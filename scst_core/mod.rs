@@ -20,6 +20,10 @@ pub(crate) mod cdb;
 pub(crate) mod device;
 #[allow(unreachable_pub)]
 pub(crate) mod mgmt;
+// Pure logic shared with the host tests, where some items serve only them.
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod pr;
+mod reservation;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod sense;
 pub(crate) mod session;

@@ -18,6 +18,8 @@ use super::device::{
     Completion, DataDirection, DeviceState, ExecCmd, Executed, NexusInfo, RawStatus, TaskMgmt,
     TmFunction,
 };
+use super::pr::TransportId;
+use super::reservation::{self, Intercept};
 use super::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
 use super::task_set::{Refusal, TaskAttr, Ticket};
 use crate::kernel_ext::kvec_ext::VecExt;
@@ -41,6 +43,8 @@ pub(crate) mod status {
     pub(crate) const CHECK_CONDITION: u8 = 0x02;
     /// BUSY.
     pub(crate) const BUSY: u8 = 0x08;
+    /// RESERVATION CONFLICT.
+    pub(crate) const RESERVATION_CONFLICT: u8 = 0x18;
     /// TASK SET FULL.
     pub(crate) const TASK_SET_FULL: u8 = 0x28;
     /// TASK ABORTED.
@@ -107,6 +111,16 @@ pub(crate) struct TgtDev {
     /// Workers executing this nexus' commands (changed under the device's
     /// pool lock).
     pub(crate) running: AtomicU32,
+    /// The session's initiator port (for reservations).
+    pub(crate) port: TransportId,
+    /// The target the session is on (its relative target port id).
+    pub(crate) target: Arc<TargetState>,
+    /// Commands of this nexus in EXEC, from the moment they start until
+    /// their logical unit is done with them (deferred ones included).
+    pub(crate) executing: AtomicU32,
+    /// Bumped when PREEMPT AND ABORT fences this nexus: every command it
+    /// admitted before is aborted.
+    pub(crate) abort_epoch: AtomicU64,
 }
 
 /// Numbers the I_T_L nexuses of the module's lifetime.
@@ -120,6 +134,8 @@ struct Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
+        // I_T nexus loss ends its SPC-2 reservation.
+        self.dev.nexus_lost(self.id);
         self.dev.lu.nexus_detached(self.id);
     }
 }
@@ -153,6 +169,10 @@ impl TgtDev {
                 ua <- new_spinlock!(UaQueue::new()),
                 active: AtomicU32::new(0),
                 running: AtomicU32::new(0),
+                port: session.port,
+                target: session.target.clone(),
+                executing: AtomicU32::new(0),
+                abort_epoch: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )
@@ -165,6 +185,11 @@ impl TgtDev {
 
     fn take_ua(&self) -> Option<Sense> {
         self.ua.lock().pop()
+    }
+
+    /// The core's number for this nexus ([`NexusInfo::id`]).
+    pub(crate) fn id(&self) -> u64 {
+        self.attached.id
     }
 }
 
@@ -212,6 +237,12 @@ pub(crate) struct Response {
 }
 
 impl Response {
+    /// GOOD with `data_in` bytes of data-in, of `transfer_len` the
+    /// command asked for.
+    pub(crate) fn data_in(data_in: usize, transfer_len: usize) -> Self {
+        Self::good(data_in, transfer_len)
+    }
+
     fn good(data_in: usize, transfer_len: usize) -> Self {
         Self {
             status: status::GOOD,
@@ -273,6 +304,9 @@ pub(crate) struct Command {
     /// Its device's abort epoch at INIT: a LUN reset, target reset or
     /// CLEAR TASK SET since aborts it.
     dev_epoch: u64,
+    /// Its nexus' abort epoch at INIT: a PREEMPT AND ABORT of another
+    /// nexus since aborts it.
+    nexus_epoch: u64,
     /// The I_T_L nexus, when the LUN exists.
     pub(super) tgt_dev: Option<Arc<TgtDev>>,
     /// The command's place in the device's task set, or why it got none.
@@ -280,6 +314,23 @@ pub(crate) struct Command {
 }
 
 impl Command {
+    /// Moves the command to `next`, counting it in its nexus' executing
+    /// commands while in EXEC.
+    pub(super) fn set_state(&mut self, next: State) {
+        let was = self.state == State::Exec;
+        let is = next == State::Exec;
+        if was != is {
+            if let Some(t) = &self.tgt_dev {
+                if is {
+                    t.executing.fetch_add(1, Ordering::AcqRel);
+                } else {
+                    t.executing.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
+        self.state = next;
+    }
+
     /// The buffer for the command's `len` bytes of data, for a target
     /// driver that receives data-out into it and sends data-in from it:
     /// memory the logical unit lends (no copy to and from its backend), or
@@ -409,6 +460,9 @@ impl Command {
     /// Which nexus' task management aborted the command, if any did.
     pub(super) fn aborted_by(&self) -> Option<AbortedBy> {
         if let Some(t) = &self.tgt_dev {
+            if t.abort_epoch.load(Ordering::Acquire) != self.nexus_epoch {
+                return Some(AbortedBy::AnotherNexus);
+            }
             if t.dev.reset_epoch.load(Ordering::Acquire) != self.dev_epoch {
                 return Some(if t.dev.aborted_by_nexus(t.attached.id) {
                     AbortedBy::ItsNexus
@@ -523,6 +577,7 @@ impl Drop for Command {
     /// FINISHED: out of the task set and the in-flight set; commands and
     /// task management waiting for it wake.
     fn drop(&mut self) {
+        self.set_state(State::Finished);
         if let (Some(t), Some(Ok(ticket))) = (&self.tgt_dev, self.admission) {
             t.dev.end(t, ticket);
         }
@@ -558,6 +613,8 @@ const QUIESCE_POLL_MS: u32 = 100;
 #[pin_data]
 pub(crate) struct Session {
     pub(crate) initiator: CString,
+    /// The initiator port, as reservations identify it.
+    pub(crate) port: TransportId,
     pub(crate) target: Arc<TargetState>,
     #[pin]
     luns: SpinLock<KVec<Arc<TgtDev>>>,
@@ -578,7 +635,11 @@ pub(crate) struct Session {
 
 impl Session {
     /// A session of `initiator` on a target, with no LUNs yet.
-    pub(crate) fn new(initiator: &str, target: Arc<TargetState>) -> Result<Arc<Self>> {
+    pub(crate) fn new(
+        initiator: &str,
+        port: TransportId,
+        target: Arc<TargetState>,
+    ) -> Result<Arc<Self>> {
         // Reserved so that the command path never allocates; a command
         // past it is refused with BUSY, never lost to task management.
         let commands = KVec::with_capacity(MAX_SESSION_COMMANDS, GFP_KERNEL)?;
@@ -587,6 +648,7 @@ impl Session {
         Arc::pin_init(
             pin_init!(Self {
                 initiator,
+                port,
                 target,
                 luns <- new_spinlock!(KVec::new()),
                 in_flight <- new_spinlock!(InFlight { commands }),
@@ -725,6 +787,9 @@ impl Session {
         let dev_epoch = tgt_dev
             .as_ref()
             .map_or(0, |t| t.dev.reset_epoch.load(Ordering::Acquire));
+        let nexus_epoch = tgt_dev
+            .as_ref()
+            .map_or(0, |t| t.abort_epoch.load(Ordering::Acquire));
         let admission = match &tgt_dev {
             Some(t) if tracked => Some(t.dev.admit(t, attr)),
             _ => None,
@@ -746,6 +811,7 @@ impl Session {
             state: State::Init,
             abort_gen,
             dev_epoch,
+            nexus_epoch,
             tgt_dev,
             admission,
         }
@@ -774,6 +840,11 @@ impl Session {
         // changed nothing (a unit attention is taken only to report it).
         if let Some(r) = self.dispatch_core(Some(tgt_dev), cdb_bytes, data) {
             return Dispatched::Now(r);
+        }
+        match reservation::intercept(tgt_dev, cdb_bytes, data, direction, nowait) {
+            Intercept::Answer(r) => return Dispatched::Now(r),
+            Intercept::WouldBlock => return Dispatched::WouldBlock,
+            Intercept::Pass => {}
         }
         if nowait && !tgt_dev.dev.lu.may_execute_nowait(cdb_bytes) {
             return Dispatched::WouldBlock;
@@ -1062,8 +1133,10 @@ impl Session {
         }) {
             return false;
         }
-        // Looked up again: the LUN may have been replaced meanwhile.
+        // Looked up again: the LUN may have been replaced meanwhile. The
+        // reset ends an SPC-2 reservation.
         if let Some(t) = self.find(lun) {
+            t.dev.reservations_reset();
             t.dev.raise_ua(sense::DEVICE_RESET_OCCURRED, None);
         }
         true
@@ -1087,6 +1160,7 @@ impl Session {
         }
         for t in luns.iter() {
             t.ua.lock().clear();
+            t.dev.reservations_reset();
             t.dev.raise_ua(sense::RESET_OCCURRED, None);
         }
         true

@@ -12,6 +12,7 @@ use super::device::{key_mark, Device, DeviceState};
 use super::mgmt::{
     collect_params, parse_bool, parse_ranged, wildcard_match, Line, MgmtError, TextBuf,
 };
+use super::pr::TransportId;
 use super::session::{LunView, Session, TargetState};
 use super::slots::Slots;
 use super::{cstring, MgmtOutcome, Registry, Scst};
@@ -233,11 +234,12 @@ impl Target {
     fn open_session(
         &mut self,
         initiator: &str,
+        port: TransportId,
         dir_name: &str,
         target: &str,
         make: impl FnOnce(Arc<Session>) -> Result<Arc<dyn SessionHandle>>,
     ) -> Result<Arc<Session>> {
-        let session = Session::new(initiator, self.state.clone())?;
+        let session = Session::new(initiator, port, self.state.clone())?;
         let dir = Dir::new(&self.sessions_dir, dir_name)?;
         let mut files = KVec::new();
         for (file, attr) in [
@@ -1031,19 +1033,23 @@ impl Scst {
         {
             return Err(MgmtError::AlreadyExists(initiator).into());
         }
-        t.open_session(initiator, initiator, target, make)?;
+        let port = TransportId::named(initiator.as_bytes());
+        t.open_session(initiator, port, initiator, target, make)?;
         Ok(())
     }
 
     /// Opens a session for a network initiator, which may hold several
     /// sessions on one target: the directory is `sessions/<initiator>`,
-    /// or `<initiator>_N` for the N-th further one.
+    /// or `<initiator>_N` for the N-th further one. `port` is its
+    /// initiator port's TransportID.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_network_session(
         self: &Arc<Self>,
         registry: &mut Registry,
         driver: &str,
         target: &str,
         initiator: &str,
+        port: TransportId,
         make: impl FnOnce(Arc<Session>) -> Result<Arc<dyn SessionHandle>>,
     ) -> Result<Arc<Session>> {
         let t = target_mut(&mut registry.drivers, driver, target.as_bytes()).ok_or(ENOENT)?;
@@ -1058,7 +1064,7 @@ impl Scst {
             n += 1;
         }
         let name = dir_name.to_str().map_err(|_| EINVAL)?;
-        t.open_session(initiator, name, target, make)
+        t.open_session(initiator, port, name, target, make)
     }
 
     /// Closes `session` if it is still open (a network session ending on

@@ -17,7 +17,7 @@ use super::text::{SendTargetsWriter, TargetCatalog};
 use super::{DriverState, IscsiSession, SessionInfo, DRIVER};
 use crate::kernel_ext::crypto;
 use crate::kernel_ext::net::{pr_peer, TcpStream};
-use crate::scst_core::{session::Session, target::SessionHandle, Scst};
+use crate::scst_core::{pr::TransportId, session::Session, target::SessionHandle, Scst};
 use core::cell::OnceCell;
 use core::sync::atomic::Ordering;
 use kernel::{alloc::flags::GFP_KERNEL, c_str, prelude::*, sync::Arc};
@@ -365,8 +365,11 @@ fn open_session(
             );
             return Err(EBUSY);
         }
+        // The initiator port is the name and the ISID (RFC 7143 10.12.5).
+        let port = TransportId::iscsi(initiator.as_bytes(), Some(n.isid))
+            .unwrap_or_else(|| TransportId::named(initiator.as_bytes()));
         drv.scst
-            .add_network_session(r, DRIVER, target, initiator, move |_| {
+            .add_network_session(r, DRIVER, target, initiator, port, move |_| {
                 let info = Arc::new(SessionInfo::new(&c, *n), GFP_KERNEL)?;
                 c.set_identity(Identity {
                     tsih: n.tsih,

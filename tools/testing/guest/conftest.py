@@ -170,6 +170,26 @@ def libiscsi_test(target, test):
     return ok, out
 
 
+def libiscsi_suite(target, suite, timeout=600):
+    """Runs the libiscsi suite `suite` (`SCSI.Suite`) on `target` with two
+    initiator names; {test name: whether it passed without skipping
+    itself}."""
+    r = sh("timeout", str(timeout), "iscsi-test-cu", "--dataloss", f"--test={suite}",
+           "--initiator-name=iqn.2026-11.org.scst-rs:test-cu",
+           "--initiator-name-2=iqn.2026-11.org.scst-rs:test-cu-2", target, check=False)
+    out = r.stdout + r.stderr
+    print(out)
+    verdicts = {}
+    parts = re.split(r"^\s*Test: (\S+) \.\.\.", out, flags=re.M)
+    for name, part in zip(parts[1::2], parts[2::2]):
+        # A verdict after the dots or at the start of a line; the test's
+        # own "[FAILED] ..." lines report expected errors.
+        passed = re.search(r"^\s*passed", part, re.M) is not None
+        failed = re.search(r"^\s*FAILED($|[^]])", part, re.M) is not None
+        verdicts[f"{suite}.{name}"] = passed and not failed and "[SKIPPED]" not in part
+    return verdicts
+
+
 @contextlib.contextmanager
 def iscsi_daemon():
     """open-iscsi's daemon, running until the block ends (with iscsi_tcp

@@ -11,6 +11,9 @@ pub mod core_cdb;
 #[path = "../../../../scst_core/mgmt.rs"]
 #[doc(hidden)]
 pub mod core_mgmt;
+#[path = "../../../../scst_core/pr.rs"]
+#[doc(hidden)]
+pub mod core_pr;
 #[path = "../../../../scst_core/sense.rs"]
 #[doc(hidden)]
 pub mod core_sense;
@@ -61,8 +64,26 @@ pub mod vdisk_sbc;
 pub mod scst_core {
     pub use super::core_cdb as cdb;
     pub use super::core_mgmt as mgmt;
+    pub use super::core_pr as pr;
     pub use super::core_sense as sense;
     pub use super::core_task_set as task_set;
+}
+
+/// Registrations in a plain vector, as the kernel keeps them in a `KVec`.
+impl core_pr::RegistrantStore for Vec<core_pr::Registrant> {
+    fn all(&self) -> &[core_pr::Registrant] {
+        self
+    }
+    fn all_mut(&mut self) -> &mut [core_pr::Registrant] {
+        self
+    }
+    fn add(&mut self, r: core_pr::Registrant) -> Result<(), core_pr::NoRoom> {
+        self.push(r);
+        Ok(())
+    }
+    fn remove_at(&mut self, i: usize) {
+        self.remove(i);
+    }
 }
 
 /// The modules of `scst_vdisk/` that need no kernel.

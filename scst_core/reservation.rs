@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Reservations as the core applies them to every device: PERSISTENT
+//! RESERVE IN/OUT, RESERVE/RELEASE (6) and (10), and RESERVATION CONFLICT
+//! for the commands a reservation held by another I_T nexus refuses. The
+//! rules are `pr.rs`'s; this file gives them each command's I_T nexus and
+//! carries out what they decide (unit attentions, PREEMPT AND ABORT).
+//!
+//! # Contexts and locks
+//!
+//! A device's reservation state sits under a spinlock, taken for every
+//! command only while a reservation is held (`DeviceState::pr_held`), so
+//! the check may run in a receive loop. PERSISTENT RESERVE OUT runs on a
+//! core worker: PREEMPT AND ABORT waits there for the preempted nexuses'
+//! executing commands. Lock order: the reservation lock, then the
+//! device's nexus list, then a nexus' unit attention queue.
+
+use super::cdb::{Cdb, Out};
+use super::device::{DataDirection, DeviceState};
+use super::pr::{self, Nexus, NoRoom, Notice, Refused, Registrant, RegistrantStore};
+use super::sense::{self, SenseFormat};
+use super::session::{status, Response, TgtDev};
+use crate::kernel_ext::kvec_ext::VecExt;
+use crate::kernel_ext::misc::sleep_ms;
+use crate::kernel_ext::sg::SgList;
+use core::sync::atomic::Ordering;
+use kernel::{
+    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    prelude::*,
+    sync::Arc,
+};
+
+/// A device's reservation state.
+pub(crate) type DevReservations = pr::Reservations<KVec<Registrant>>;
+
+impl RegistrantStore for KVec<Registrant> {
+    fn all(&self) -> &[Registrant] {
+        self.as_slice()
+    }
+
+    fn all_mut(&mut self) -> &mut [Registrant] {
+        self.as_mut_slice()
+    }
+
+    fn add(&mut self, r: Registrant) -> core::result::Result<(), NoRoom> {
+        // Under the reservation spinlock.
+        self.push(r, GFP_ATOMIC).map_err(|_| NoRoom)
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        let _ = self.remove_ordered(i);
+    }
+}
+
+/// Longest PERSISTENT RESERVE OUT parameter list taken: the basic list
+/// and TransportIDs for SPEC_I_PT.
+const MAX_PROUT_PARAMETERS: usize = 64 * 1024;
+
+/// Longest PERSISTENT RESERVE IN parameter data built (the allocation
+/// length is 16 bits).
+const MAX_PRIN_DATA: usize = 64 * 1024;
+
+/// How long PREEMPT AND ABORT waits for the preempted nexuses' executing
+/// commands, and how often it looks.
+const ABORT_WAIT_MS: u32 = 30_000;
+const ABORT_POLL_MS: u32 = 10;
+
+/// What the core does with a command before its logical unit sees it.
+pub(super) enum Intercept {
+    /// The core answered it.
+    Answer(Response),
+    /// It must run on a worker (PERSISTENT RESERVE OUT).
+    WouldBlock,
+    /// The logical unit executes it.
+    Pass,
+}
+
+/// The I_T nexus of `tgt_dev`'s commands, as reservations know it.
+fn nexus_of(tgt_dev: &TgtDev) -> Nexus<'_> {
+    Nexus {
+        port: &tgt_dev.port,
+        rel_tgt_id: tgt_dev.target.rel_tgt_id.load(Ordering::Relaxed),
+    }
+}
+
+fn refused(r: Refused, format: SenseFormat) -> Response {
+    match r {
+        Refused::Conflict => Response::status(status::RESERVATION_CONFLICT),
+        Refused::Check(s) => Response::check_condition(s, format),
+    }
+}
+
+/// Reservation handling of a command of `tgt_dev`, in EXEC (a worker, or
+/// the submitting context when `nowait`).
+pub(super) fn intercept(
+    tgt_dev: &Arc<TgtDev>,
+    cdb_bytes: &[u8],
+    data: &mut SgList<'_>,
+    direction: DataDirection,
+    nowait: bool,
+) -> Intercept {
+    let cdb = Cdb(cdb_bytes);
+    let dev = &tgt_dev.dev;
+    let id = tgt_dev.id();
+    let nexus = nexus_of(tgt_dev);
+    let format = || dev.lu.sense_format();
+    match cdb.opcode() {
+        pr::op::PERSISTENT_RESERVE_IN => Intercept::Answer(persistent_reserve_in(dev, cdb, data)),
+        pr::op::PERSISTENT_RESERVE_OUT if nowait => Intercept::WouldBlock,
+        pr::op::PERSISTENT_RESERVE_OUT => {
+            Intercept::Answer(persistent_reserve_out(tgt_dev, cdb, data, direction))
+        }
+        pr::op::RESERVE_6 | pr::op::RESERVE_10 => {
+            let mut state = dev.pr.lock();
+            let r = state.reserve_spc2(cdb, id);
+            dev.pr_held.store(state.any_held(), Ordering::Release);
+            Intercept::Answer(match r {
+                Ok(()) => Response::status(status::GOOD),
+                Err(e) => refused(e, format()),
+            })
+        }
+        pr::op::RELEASE_6 | pr::op::RELEASE_10 => {
+            let mut state = dev.pr.lock();
+            let r = state.release_spc2(cdb, &nexus, id);
+            dev.pr_held.store(state.any_held(), Ordering::Release);
+            Intercept::Answer(match r {
+                Ok(()) => Response::status(status::GOOD),
+                Err(e) => refused(e, format()),
+            })
+        }
+        _ if dev.pr_held.load(Ordering::Acquire) && dev.pr.lock().check(cdb, &nexus, id) => {
+            Intercept::Answer(Response::status(status::RESERVATION_CONFLICT))
+        }
+        _ => Intercept::Pass,
+    }
+}
+
+/// PERSISTENT RESERVE IN: built under the reservation lock into a buffer
+/// taken before it, as long as the allocation length asks.
+fn persistent_reserve_in(dev: &DeviceState, cdb: Cdb<'_>, data: &mut SgList<'_>) -> Response {
+    let format = dev.lu.sense_format();
+    let alloc_len = usize::from(cdb.be16(7)).min(MAX_PRIN_DATA);
+    let mut buf = KVec::new();
+    // Possibly in the submitting context, which may be atomic.
+    if buf.extend_with(alloc_len, 0u8, GFP_ATOMIC).is_err() {
+        return Response::check_condition(sense::INTERNAL_TARGET_FAILURE, format);
+    }
+    let mut out = Out::new(&mut buf);
+    let built = dev.pr.lock().persistent_reserve_in(cdb, &mut out);
+    if let Err(s) = built {
+        return Response::check_condition(s, format);
+    }
+    let n = out.len().min(alloc_len);
+    let copied = data.copy_from_slice(0, buf.get(..n).unwrap_or(&[]));
+    Response::data_in(copied, n)
+}
+
+/// PERSISTENT RESERVE OUT, on a worker.
+fn persistent_reserve_out(
+    tgt_dev: &Arc<TgtDev>,
+    cdb: Cdb<'_>,
+    data: &mut SgList<'_>,
+    direction: DataDirection,
+) -> Response {
+    let dev = &tgt_dev.dev;
+    let format = dev.lu.sense_format();
+    let list_len = cdb.be32(5) as usize;
+    if list_len > MAX_PROUT_PARAMETERS {
+        return Response::check_condition(sense::PARAMETER_LIST_LENGTH_ERROR, format);
+    }
+    let mut params = KVec::new();
+    let got = if direction == DataDirection::Write {
+        list_len.min(data.len())
+    } else {
+        0
+    };
+    if params.extend_with(got, 0u8, GFP_KERNEL).is_err() {
+        return Response::check_condition(sense::INTERNAL_TARGET_FAILURE, format);
+    }
+    let got = data.copy_to_slice(0, &mut params);
+    let params = params.get(..got).unwrap_or(&[]);
+
+    let nexus = nexus_of(tgt_dev);
+    // The nexuses PREEMPT AND ABORT fences, found under the lock.
+    let mut fenced: KVec<Arc<TgtDev>> = KVec::new();
+    let mut unfenced = false;
+    let outcome = {
+        let mut state = dev.pr.lock();
+        let r = state.persistent_reserve_out(cdb, params, &nexus, &mut |reg, notice| {
+            for t in dev.tgt_devs.lock().iter() {
+                if Arc::ptr_eq(t, tgt_dev) || !reg.is_of(&nexus_of(t)) {
+                    continue;
+                }
+                match notice {
+                    Notice::Ua(s) => t.queue_ua(s),
+                    Notice::Abort => {
+                        // Ends every command the nexus has admitted so far.
+                        unfenced |= fenced.push(t.clone(), GFP_ATOMIC).is_err();
+                    }
+                }
+            }
+        });
+        dev.pr_held.store(state.any_held(), Ordering::Release);
+        r
+    };
+    match outcome {
+        Ok(_) => {
+            if unfenced {
+                pr_warn!(
+                    "scst: {}: PREEMPT AND ABORT: out of memory, some preempted commands not aborted\n",
+                    &*dev.name
+                );
+            }
+            if !fenced.is_empty() {
+                abort_and_wait(dev, &fenced);
+            }
+            Response::status(status::GOOD)
+        }
+        Err(e) => refused(e, format),
+    }
+}
+
+/// PREEMPT AND ABORT's fence: the preempted nexuses' commands that have
+/// not executed never will (they end as aborted by another nexus, with
+/// TASK ABORTED where TAS is set); those executing are waited for, so
+/// that nothing of theirs lands after the PREEMPT AND ABORT completes.
+/// What they send next conflicts with the reservation, or, where the
+/// reservation leaves them access, runs as any registrant's would.
+fn abort_and_wait(dev: &DeviceState, fenced: &[Arc<TgtDev>]) {
+    for t in fenced {
+        t.abort_epoch.fetch_add(1, Ordering::Release);
+    }
+    dev.release_aborted();
+    let mut waited = 0;
+    while fenced
+        .iter()
+        .any(|t| t.executing.load(Ordering::Acquire) != 0)
+    {
+        if waited >= ABORT_WAIT_MS {
+            pr_warn!(
+                "scst: {}: PREEMPT AND ABORT: preempted commands still executing after {} ms\n",
+                &*dev.name,
+                ABORT_WAIT_MS
+            );
+            return;
+        }
+        sleep_ms(ABORT_POLL_MS);
+        waited += ABORT_POLL_MS;
+    }
+}

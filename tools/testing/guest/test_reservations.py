@@ -1,0 +1,265 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Reservations: persistent reservations (SPC-4) and RESERVE/RELEASE
+(SPC-2), through libiscsi's suites over iSCSI with two initiators, sg3_utils
+on two scst_local sessions, and an initiator fenced by PREEMPT AND ABORT
+while it writes."""
+
+import mmap
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import backing_file, devices, host_of, kill_fio, libiscsi_suite, mgmt, sh
+
+IQN = "iqn.2026-11.org.scst-rs:pr"
+
+# Every test of libiscsi's reservation suites; each must pass without
+# skipping itself, except those named in NOT_PASSING with the reason.
+LIBISCSI_SUITES = ["SCSI.PrinReadKeys", "SCSI.PrinServiceactionRange",
+                   "SCSI.PrinReportCapabilities", "SCSI.ProutRegister", "SCSI.ProutReserve",
+                   "SCSI.ProutClear", "SCSI.ProutPreempt", "SCSI.Reserve6"]
+NOT_PASSING = {}
+
+
+@pytest.fixture
+def iscsi_lun(scst):
+    """A fileio LUN 0 on an enabled iSCSI target that any initiator may
+    log in to."""
+    sh("ip", "link", "set", "lo", "up")
+    path = backing_file("pr", 64 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device disk1 filename={path}")
+    mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
+    mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add disk1 0")
+    mgmt(f"targets/iscsi/{IQN}/enabled", "1")
+    mgmt("targets/iscsi/enabled", "1")
+    yield f"iscsi://127.0.0.1/{IQN}/0"
+    mgmt("targets/iscsi/enabled", "0")
+
+
+def test_libiscsi_reservation_suites(iscsi_lun):
+    """libiscsi's persistent reservation and RESERVE(6) suites, two
+    initiators over iSCSI; a test that skips itself counts as failed."""
+    verdicts = {}
+    for suite in LIBISCSI_SUITES:
+        found = libiscsi_suite(iscsi_lun, suite)
+        assert found, f"{suite}: no test ran"
+        verdicts.update(found)
+    print("\n".join(f"{name} {'passed' if ok else 'NOT PASSED'}"
+                    for name, ok in sorted(verdicts.items())))
+    failed = {name for name, ok in verdicts.items() if not ok}
+    assert failed == set(NOT_PASSING), sorted(failed)
+    assert len(verdicts) >= 27
+
+
+@pytest.fixture
+def two_sessions(scst):
+    """One fileio LUN seen by two scst_local sessions (two I_T nexuses):
+    ((sd, sg) of the first, (sd, sg) of the second)."""
+    path = backing_file("pr-local", 64 << 20)
+    mgmt("handlers/vdisk_fileio/mgmt", f"add_device disk1 filename={path}")
+    mgmt("targets/scst_local/mgmt", "add_target t1")
+    mgmt("targets/scst_local/t1/luns/mgmt", "add disk1 0")
+    mgmt("targets/scst_local/mgmt", "add_session t1 nodeA")
+    mgmt("targets/scst_local/mgmt", "add_session t1 nodeB")
+    a = devices(host_of("t1", "nodeA"))
+    b = devices(host_of("t1", "nodeB"))
+    # Take the new nexuses' power-on unit attentions.
+    for _, sg in (a, b):
+        sh("sg_turs", sg, check=False)
+    yield a, b
+    for s in ("nodeA", "nodeB"):
+        mgmt("targets/scst_local/mgmt", f"del_session t1 {s}")
+
+
+def sg_persist(*args, check=True):
+    return sh("sg_persist", "--no-inquiry", *args, check=check)
+
+
+def keys(sg):
+    """The registered keys READ KEYS lists (one per line after the
+    generation line)."""
+    out = sg_persist("--in", "--read-keys", sg).stdout
+    return re.findall(r"^\s+(0x[0-9a-f]+)\s*$", out, re.M)
+
+
+def direct_write(sd, offset, data):
+    """Writes `data` at byte `offset` of `sd`, bypassing the page cache;
+    whether it succeeded."""
+    fd = os.open(sd, os.O_WRONLY | os.O_DIRECT)
+    try:
+        buf = mmap.mmap(-1, len(data))
+        buf.write(data)
+        return os.pwritev(fd, [buf], offset) == len(data)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def direct_read(sd, offset, length):
+    fd = os.open(sd, os.O_RDONLY | os.O_DIRECT)
+    try:
+        buf = mmap.mmap(-1, length)
+        n = os.preadv(fd, [buf], offset)
+        return bytes(buf[:n])
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def test_sg_persist_two_initiators(two_sessions):
+    """sg_persist's every service action between two I_T nexuses: keys,
+    reservations and the access they leave, full status, preemption with
+    its unit attention, clear; APTPL refused where nothing persists."""
+    (sd_a, sg_a), (sd_b, sg_b) = two_sessions
+    block = b"\x5a" * 4096
+    sg_persist("--out", "--register", "--param-sark=0xa1", sg_a)
+    sg_persist("--out", "--register", "--param-sark=0xb2", sg_b)
+    assert keys(sg_a) == ["0xa1", "0xb2"]
+    caps = sg_persist("--in", "--report-capabilities", sg_a).stdout
+    assert "Compatible Reservation Handling(CRH): 1" in caps, caps
+    assert "Persist Through Power Loss Capable(PTPL_C): 0" in caps, caps
+
+    # WRITE EXCLUSIVE held by A: B reads, B's writes conflict.
+    sg_persist("--out", "--reserve", "--param-rk=0xa1", "--prout-type=1", sg_a)
+    res = sg_persist("--in", "--read-reservation", sg_b).stdout
+    assert "Key=0xa1" in res and "Write Exclusive" in res, res
+    assert direct_read(sd_b, 0, 4096) is not None
+    assert not direct_write(sd_b, 0, block)
+    assert direct_write(sd_a, 0, block)
+    conflict = sh("sg_raw", "-r", "512", sg_b, "28", "00", "00", "00", "00", "00", "00", "00",
+                  "01", "00", check=False)
+    assert conflict.returncode == 0, conflict.stderr
+    conflict = sh("sg_raw", "-s", "512", "-i", "/dev/zero", sg_b, "2a", "00", "00", "00", "00",
+                  "00", "00", "00", "01", "00", check=False)
+    assert "Reservation Conflict" in conflict.stdout + conflict.stderr, conflict
+
+    full = sg_persist("--in", "--read-full-status", sg_a).stdout
+    assert "Key=0xa1" in full and "Key=0xb2" in full, full
+    assert "reservation holder" in full, full
+    assert "nodea" in full.lower() and "nodeb" in full.lower(), full
+
+    # B preempts A: A's registration goes, A hears of it, B holds.
+    sg_persist("--out", "--preempt", "--param-rk=0xb2", "--param-sark=0xa1",
+               "--prout-type=3", sg_b)
+    assert keys(sg_b) == ["0xb2"]
+    tur = sh("sg_turs", "-v", sg_a, check=False)
+    assert "Registrations preempted" in tur.stdout + tur.stderr, tur
+    res = sg_persist("--in", "--read-reservation", sg_a).stdout
+    assert "Key=0xb2" in res and "Exclusive Access" in res, res
+    assert direct_read(sd_a, 0, 4096) is None
+    assert direct_read(sd_b, 0, 4096) == block
+
+    # A is not registered: its service actions conflict; REGISTER works.
+    r = sg_persist("--out", "--reserve", "--param-rk=0xa1", "--prout-type=1", sg_a, check=False)
+    assert r.returncode != 0 and "onflict" in r.stdout + r.stderr, r
+    sg_persist("--out", "--register", "--param-sark=0xa3", sg_a)
+    # Registered but not the holder: RELEASE does nothing.
+    sg_persist("--out", "--release", "--param-rk=0xa3", "--prout-type=3", sg_a)
+    assert "Key=0xb2" in sg_persist("--in", "--read-reservation", sg_a).stdout
+    # Releasing with the wrong type is refused.
+    r = sg_persist("--out", "--release", "--param-rk=0xb2", "--prout-type=1", sg_b, check=False)
+    assert r.returncode != 0, r
+
+    # APTPL where nothing can keep the state: INVALID FIELD IN PARAMETER LIST.
+    r = sg_persist("--out", "--register", "--param-rk=0xa3", "--param-sark=0xa4",
+                   "--param-aptpl", sg_a, check=False)
+    assert r.returncode != 0 and "Illegal request" in r.stdout + r.stderr, r
+    assert keys(sg_a) == ["0xb2", "0xa3"]
+
+    # CLEAR: everything goes; A hears RESERVATIONS PREEMPTED.
+    sg_persist("--out", "--clear", "--param-rk=0xb2", sg_b)
+    tur = sh("sg_turs", "-v", sg_a, check=False)
+    assert "Reservations preempted" in tur.stdout + tur.stderr, tur
+    assert keys(sg_a) == []
+    assert "no reservation" in sg_persist("--in", "--read-reservation", sg_a).stdout.lower()
+    assert direct_write(sd_a, 0, block)
+
+
+def test_reserve6_and_resets(two_sessions):
+    """RESERVE(6)/RELEASE(6): the holder alone has access; another nexus'
+    RELEASE does nothing; a LUN reset or the holder's session ending frees
+    it; persistent registrations refuse it."""
+    (sd_a, sg_a), (sd_b, sg_b) = two_sessions
+
+    def raw(sg, *cdb):
+        r = sh("sg_raw", sg, *cdb, check=False)
+        return r.stdout + r.stderr
+
+    reserve6 = ("16", "00", "00", "00", "00", "00")
+    release6 = ("17", "00", "00", "00", "00", "00")
+    tur = ("00", "00", "00", "00", "00", "00")
+    inquiry = ("12", "00", "00", "00", "24", "00")
+    assert "Good" in raw(sg_a, *reserve6) or "good" in raw(sg_a, *tur)
+    assert "Reservation Conflict" in raw(sg_b, *reserve6)
+    assert "Reservation Conflict" in raw(sg_b, *tur)
+    assert "Reservation Conflict" not in raw(sg_b, "-r", "36", *inquiry)
+    raw(sg_b, *release6)
+    assert "Reservation Conflict" in raw(sg_b, *tur)
+    assert "Reservation Conflict" not in raw(sg_a, *tur)
+    # A LUN reset ends it.
+    sh("sg_reset", "--device", sg_a)
+    sh("sg_turs", sg_a, check=False)
+    sh("sg_turs", sg_b, check=False)
+    assert "Reservation Conflict" not in raw(sg_b, *reserve6)
+    assert "Reservation Conflict" in raw(sg_a, *tur)
+    # The holder's nexus ending ends it.
+    mgmt("targets/scst_local/mgmt", "del_session t1 nodeB")
+    assert "Reservation Conflict" not in raw(sg_a, *reserve6)
+    assert "Reservation Conflict" not in raw(sg_a, *release6)
+    mgmt("targets/scst_local/mgmt", "add_session t1 nodeB")
+    sd_b, sg_b = devices(host_of("t1", "nodeB"))
+    sh("sg_turs", sg_b, check=False)
+    # With a registration, RESERVE conflicts (SPC-4 5.13.3).
+    sg_persist("--out", "--register", "--param-sark=0x1", sg_a)
+    assert "Reservation Conflict" in raw(sg_b, *reserve6)
+    assert "Reservation Conflict" in raw(sg_a, *reserve6)
+    sg_persist("--out", "--register", "--param-rk=0x1", sg_a)
+    assert "Reservation Conflict" not in raw(sg_b, *reserve6)
+    raw(sg_b, *release6)
+
+
+def test_preempt_and_abort_fences_a_writer(two_sessions):
+    """Two nodes: A writes under fio at QD32 while holding a WRITE
+    EXCLUSIVE - REGISTRANTS ONLY reservation; B preempts and aborts it. Once
+    the PREEMPT AND ABORT completes, nothing A sends lands: B overwrites
+    the region, A's writes in flight and those it tries after fail, and B
+    reads back only its own data."""
+    (sd_a, sg_a), (sd_b, sg_b) = two_sessions
+    size = 8 << 20
+    sg_persist("--out", "--register", "--param-sark=0xaa", sg_a)
+    sg_persist("--out", "--register", "--param-sark=0xbb", sg_b)
+    sg_persist("--out", "--reserve", "--param-rk=0xaa", "--prout-type=5", sg_a)
+    fio = subprocess.Popen(["fio", "--name=nodeA", f"--filename={sd_a}", "--direct=1",
+                            "--ioengine=libaio", "--iodepth=32", "--rw=randwrite", "--bs=4k",
+                            f"--size={size}", "--time_based", "--runtime=60",
+                            "--buffer_pattern=0xaa", "--continue_on_error=all",
+                            "--output-format=terse"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        time.sleep(3)
+        assert fio.poll() is None, fio.communicate()
+        sg_persist("--out", "--preempt-abort", "--param-rk=0xbb", "--param-sark=0xaa",
+                   "--prout-type=1", sg_b)
+        # From here on, none of A's writes may land.
+        sh("dd", "if=/dev/zero", f"of={sd_b}", "bs=1M", f"count={size >> 20}", "oflag=direct")
+        zeros_written = time.monotonic()
+        # fio may give up on its errors meanwhile.
+        time.sleep(3)
+    finally:
+        out, err = kill_fio(fio)
+    print(out, err)
+    assert time.monotonic() - zeros_written >= 3
+    for offset in range(0, size, size // 8):
+        assert not direct_write(sd_a, offset, b"\xaa" * 4096)
+    data = direct_read(sd_b, 0, size)
+    assert data is not None and len(data) == size
+    landed = [i for i in range(0, size, 4096) if data[i:i + 4096] != bytes(4096)]
+    assert not landed, f"{len(landed)} blocks of the fenced initiator landed, first at {landed[0]}"
+    assert keys(sg_b) == ["0xbb"]
+    res = sg_persist("--in", "--read-reservation", sg_b).stdout
+    assert "Key=0xbb" in res and "Write Exclusive" in res, res
