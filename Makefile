@@ -9,7 +9,8 @@
 #   make rustfmt         format the Rust sources; `make rustfmtcheck` only checks
 #   make install         scst.ko into /lib/modules/<release>/updates (depmod run),
 #                        scstadmin, the scst_user header and reference handlers,
-#                        the init script and systemd unit (DESTDIR, PREFIX,
+#                        the init script and systemd unit, the directory of
+#                        persistent reservation files (DESTDIR, PREFIX,
 #                        INSTALL_MOD_PATH as usual); build with `make` first
 #   make clean
 
@@ -46,6 +47,8 @@ INCLUDEDIR ?= $(PREFIX)/include
 DOCDIR ?= $(PREFIX)/share/doc/scst-rs
 SYSCONFDIR ?= /etc
 UNITDIR ?= /lib/systemd/system
+# Where the kernel keeps persistent reservations with APTPL (fixed, as SCST's).
+PR_DIR = /var/lib/scst/pr
 INSTALL_MOD_PATH ?= $(DESTDIR)
 
 install: modules_install tools_install
@@ -75,6 +78,7 @@ tools_install: $(SCSTADMIN_BIN) $(HANDLER_BINS)
 	install -D -m 0644 scst_user/include/scst_user.h $(DESTDIR)$(INCLUDEDIR)/scst/scst_user.h
 	install -D -m 0755 tools/scstadmin/init/scst $(DESTDIR)$(SYSCONFDIR)/init.d/scst
 	install -D -m 0644 tools/scstadmin/init/scst.service $(DESTDIR)$(UNITDIR)/scst.service
+	install -d -m 0700 $(DESTDIR)$(PR_DIR)
 	install -d $(DESTDIR)$(DOCDIR)
 	install -m 0644 Documentation/*.rst $(DESTDIR)$(DOCDIR)/
 

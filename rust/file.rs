@@ -64,6 +64,15 @@ impl BackingFile {
         Ok(Self { file })
     }
 
+    /// Creates `path`, or truncates it, for writing; a new file is
+    /// readable by root only.
+    pub(crate) fn create(path: &CStr) -> Result<Self> {
+        // SAFETY: `path` is a NUL-terminated string valid for the call.
+        let file = from_err_ptr(unsafe { bindings::scst_rs_file_create(path.as_char_ptr()) })?;
+        // INVARIANT: filp_open returned a reference we now own.
+        Ok(Self { file })
+    }
+
     /// Size in bytes (of the file, or of the block device).
     pub(crate) fn size(&self) -> u64 {
         // SAFETY: `file` is valid by the type invariants.

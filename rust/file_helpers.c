@@ -27,6 +27,12 @@ struct file *scst_rs_file_open(const char *path, bool read_only, bool direct,
 	return filp_open(path, flags, 0);
 }
 
+/* Creates or truncates a file only root may read (reservation keys). */
+struct file *scst_rs_file_create(const char *path)
+{
+	return filp_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_LARGEFILE, 0600);
+}
+
 void scst_rs_file_close(struct file *file)
 {
 	filp_close(file, NULL);

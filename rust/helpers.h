@@ -25,6 +25,7 @@ struct file;
 struct scatterlist;
 struct file *scst_rs_file_open(const char *path, bool read_only, bool direct,
 			       bool dsync);
+struct file *scst_rs_file_create(const char *path);
 void scst_rs_file_close(struct file *file);
 u64 scst_rs_file_size(struct file *file);
 bool scst_rs_file_is_bdev(struct file *file);

@@ -18,10 +18,10 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
-    new_spinlock,
+    fmt, new_mutex, new_spinlock,
     prelude::*,
     str::{CStr, CString},
-    sync::{Arc, ArcBorrow, SpinLock},
+    sync::{Arc, ArcBorrow, Mutex, SpinLock},
 };
 
 /// A device handler: a backend kind such as `vdisk_fileio`, listed under
@@ -401,7 +401,17 @@ pub(crate) struct DeviceState {
     pub(crate) pr: SpinLock<DevReservations>,
     /// A reservation is held: commands are checked against it.
     pub(crate) pr_held: AtomicBool,
+    /// Serializes PERSISTENT RESERVE OUT service actions and the saving
+    /// of their outcome.
+    #[pin]
+    pub(crate) pr_out: Mutex<()>,
+    /// Where persistent reservations are kept when APTPL is set (SCST's
+    /// `/var/lib/scst/pr/<device>`).
+    pub(crate) pr_file: CString,
 }
+
+/// Where each device's persistent reservation file is (SCST's).
+pub(crate) const PR_DIR: &str = "/var/lib/scst/pr";
 
 impl DeviceState {
     /// A device's shared state around its logical unit.
@@ -412,6 +422,7 @@ impl DeviceState {
         lu: Arc<dyn LogicalUnit>,
         exec: Arc<ExecQueue>,
     ) -> Result<Arc<Self>> {
+        let pr_file = CString::try_from_fmt(fmt!("{}/{}", PR_DIR, &*name))?;
         let n = MAX_DEV_COMMANDS as usize;
         let mut slots = KVec::new();
         slots.extend_with(n, Slot::FREE, GFP_KERNEL)?;
@@ -438,8 +449,10 @@ impl DeviceState {
                 abort_origin: AtomicU64::new(0),
                 exec,
                 max_tgt_dev_commands: AtomicU32::new(DEFAULT_TGT_DEV_COMMANDS),
-                pr <- new_spinlock!(DevReservations::new(KVec::new(), false)),
+                pr <- new_spinlock!(DevReservations::new(KVec::new(), true)),
                 pr_held: AtomicBool::new(false),
+                pr_out <- new_mutex!(()),
+                pr_file,
             }),
             GFP_KERNEL,
         )
@@ -704,6 +717,8 @@ pub(crate) enum DeviceAttr {
     ThreadsPoolType,
     /// Commands in the task set now (executing or waiting to).
     ActiveCommands,
+    /// Where persistent reservations are kept.
+    PrFileName,
     Lu(usize),
 }
 
@@ -745,6 +760,9 @@ impl SysfsOps for DeviceState {
             }
             DeviceAttr::ActiveCommands => {
                 let _ = writeln!(out, "{}", self.commands_in_task_set());
+            }
+            DeviceAttr::PrFileName => {
+                let _ = writeln!(out, "{}", &*self.pr_file);
             }
             DeviceAttr::Lu(i) => self.lu.show(i, out),
         }
@@ -788,7 +806,9 @@ impl SysfsOps for DeviceState {
                 self.per_initiator.store(per_initiator, Ordering::Relaxed);
                 return Ok(());
             }
-            DeviceAttr::Type | DeviceAttr::ActiveCommands => return Err(EACCES),
+            DeviceAttr::Type | DeviceAttr::ActiveCommands | DeviceAttr::PrFileName => {
+                return Err(EACCES)
+            }
         };
         match self.lu.store(i, text) {
             Ok(AttrChange::Capacity) => {

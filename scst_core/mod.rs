@@ -23,7 +23,7 @@ pub(crate) mod mgmt;
 // Pure logic shared with the host tests, where some items serve only them.
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod pr;
-mod reservation;
+pub(crate) mod reservation;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod sense;
 pub(crate) mod session;
@@ -367,6 +367,7 @@ impl Scst {
             lu.clone(),
             self.exec.clone(),
         )?;
+        reservation::load_saved(&state);
         let dir = Dir::new(&self.devices_dir, name)?;
         let mut files = KVec::new();
         files.push(
@@ -404,6 +405,11 @@ impl Scst {
                 c_str!("active_commands"),
                 Mode::ReadOnly,
                 DeviceAttr::ActiveCommands,
+            ),
+            (
+                c_str!("pr_file_name"),
+                Mode::ReadOnly,
+                DeviceAttr::PrFileName,
             ),
         ] {
             files.push(

@@ -499,6 +499,127 @@ mod sa_in {
 /// The length of a PERSISTENT RESERVE OUT basic parameter list.
 pub const BASIC_PARAMETERS_LEN: usize = 24;
 
+/// A `core::fmt::Write` into a byte slice; writing past its end fails.
+pub struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> SliceWriter<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    /// What was written.
+    pub fn written(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl core::fmt::Write for SliceWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(core::fmt::Error)?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(core::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Why a saved state was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// A line that does not parse (its number, from 1).
+    BadLine(usize),
+    /// No `end` line: the file was cut short while being written.
+    Incomplete,
+    /// More registrations than a logical unit keeps, or no memory.
+    TooMany,
+}
+
+/// The first line of a saved state.
+const SAVED_HEADER: &str = "# scst-rs persistent reservations";
+
+/// One line of a saved state (parsed one at a time, so the size of the
+/// registrant variant costs nothing).
+#[allow(clippy::large_enum_variant)]
+enum SavedLine {
+    Aptpl(bool),
+    Generation(u32),
+    Reservation(PrType),
+    Registrant(Registrant),
+    End,
+}
+
+fn parse_hex(word: &[u8]) -> Option<u64> {
+    if word.is_empty() || word.len() > 16 {
+        return None;
+    }
+    word.iter()
+        .try_fold(0u64, |v, &c| Some((v << 4) | u64::from(hex_digit(c)?)))
+}
+
+fn parse_dec(word: &[u8]) -> Option<u64> {
+    if word.is_empty() || word.len() > 19 {
+        return None;
+    }
+    word.iter().try_fold(0u64, |v, &c| {
+        c.is_ascii_digit().then(|| v * 10 + u64::from(c - b'0'))
+    })
+}
+
+fn parse_saved_line(line: &[u8]) -> Option<Option<SavedLine>> {
+    let mut words = line
+        .split(|&c| c == b' ' || c == b'\t')
+        .filter(|w| !w.is_empty());
+    let Some(first) = words.next() else {
+        return Some(None);
+    };
+    if first.starts_with(b"#") {
+        return Some(None);
+    }
+    let mut next = || words.next();
+    let parsed = match first {
+        b"aptpl" => SavedLine::Aptpl(parse_dec(next()?)? != 0),
+        b"generation" => SavedLine::Generation(u32::try_from(parse_dec(next()?)?).ok()?),
+        b"reservation" => {
+            SavedLine::Reservation(PrType::from_code(u8::try_from(parse_dec(next()?)?).ok()?)?)
+        }
+        b"registrant" => {
+            let key = parse_hex(next()?)?;
+            let rel_tgt_id = match next()? {
+                b"all" => None,
+                w => Some(u16::try_from(parse_dec(w)?).ok()?),
+            };
+            let holder = parse_dec(next()?)? != 0;
+            let hex = next()?;
+            if hex.len() % 2 != 0 || hex.len() / 2 > MAX_TRANSPORT_ID_LEN {
+                return None;
+            }
+            let mut raw = [0u8; MAX_TRANSPORT_ID_LEN];
+            for (i, pair) in hex.chunks(2).enumerate() {
+                raw[i] = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+            }
+            let (port, used) = TransportId::decode(&raw[..hex.len() / 2])?;
+            if used != hex.len() / 2 {
+                return None;
+            }
+            SavedLine::Registrant(Registrant {
+                key,
+                port,
+                rel_tgt_id,
+                holder,
+            })
+        }
+        b"end" => SavedLine::End,
+        _ => return None,
+    };
+    if next().is_some() {
+        return None;
+    }
+    Some(Some(parsed))
+}
+
 /// The persistent reservation state of a logical unit, and the SPC-2
 /// reservation.
 pub struct Reservations<S> {
@@ -533,6 +654,128 @@ impl<S: RegistrantStore> Reservations<S> {
             spc2_holder: None,
             can_persist,
         }
+    }
+
+    /// Bytes [`Self::save`] writes at most.
+    pub fn saved_len_bound(&self) -> usize {
+        160 + self.regs.all().len() * (64 + 2 * MAX_TRANSPORT_ID_LEN)
+    }
+
+    /// Writes the persistent reservation state (not the SPC-2 one, which
+    /// does not survive power loss), as [`Self::load`] reads it.
+    pub fn save(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        writeln!(out, "{SAVED_HEADER}; rewritten by the kernel, do not edit")?;
+        writeln!(out, "aptpl {}", u8::from(self.aptpl))?;
+        writeln!(out, "generation {}", self.generation)?;
+        if let Some(t) = self.reservation {
+            writeln!(out, "reservation {}", t.code())?;
+        }
+        for r in self.regs.all() {
+            write!(out, "registrant {:x} ", r.key)?;
+            match r.rel_tgt_id {
+                Some(id) => write!(out, "{id}")?,
+                None => write!(out, "all")?,
+            }
+            write!(out, " {} ", u8::from(r.holder))?;
+            for b in r.port.as_bytes() {
+                write!(out, "{b:02x}")?;
+            }
+            writeln!(out)?;
+        }
+        writeln!(out, "end")
+    }
+
+    /// Takes the state [`Self::save`] wrote, if it says APTPL was set
+    /// (else the state did not persist and nothing changes). Nothing
+    /// changes either when `text` does not parse to its end.
+    pub fn load(&mut self, text: &[u8]) -> Result<bool, LoadError> {
+        let mut complete = false;
+        let mut aptpl = false;
+        let mut count = 0;
+        for (i, line) in text.split(|&c| c == b'\n').enumerate() {
+            if complete && line.iter().any(|c| !c.is_ascii_whitespace()) {
+                return Err(LoadError::BadLine(i + 1));
+            }
+            match parse_saved_line(line).ok_or(LoadError::BadLine(i + 1))? {
+                Some(SavedLine::End) => complete = true,
+                Some(SavedLine::Aptpl(a)) => aptpl = a,
+                Some(SavedLine::Registrant(_)) => count += 1,
+                _ => {}
+            }
+        }
+        if !complete {
+            return Err(LoadError::Incomplete);
+        }
+        if count > MAX_REGISTRANTS {
+            return Err(LoadError::TooMany);
+        }
+        if !aptpl {
+            return Ok(false);
+        }
+        while !self.regs.all().is_empty() {
+            self.regs.remove_at(0);
+        }
+        self.reservation = None;
+        for line in text.split(|&c| c == b'\n') {
+            match parse_saved_line(line) {
+                Some(Some(SavedLine::Generation(g))) => self.generation = g,
+                Some(Some(SavedLine::Reservation(t))) => self.reservation = Some(t),
+                Some(Some(SavedLine::Registrant(r))) if self.regs.add(r).is_err() => {
+                    while !self.regs.all().is_empty() {
+                        self.regs.remove_at(0);
+                    }
+                    self.reservation = None;
+                    return Err(LoadError::TooMany);
+                }
+                _ => {}
+            }
+        }
+        // A holder must be registered; an all-registrants reservation
+        // needs registrants.
+        let held = match self.reservation {
+            Some(t) if t.all_registrants() => !self.regs.all().is_empty(),
+            Some(_) => self.regs.all().iter().filter(|r| r.holder).count() == 1,
+            None => true,
+        };
+        if !held {
+            self.reservation = None;
+        }
+        let single_holder = matches!(self.reservation, Some(t) if !t.all_registrants());
+        if !single_holder {
+            for r in self.regs.all_mut() {
+                r.holder = false;
+            }
+        }
+        self.aptpl = true;
+        Ok(true)
+    }
+
+    /// Makes `other` a copy of this state, for a service action to run on
+    /// before it is taken ([`Self::take_persistent`]); fails if `other`
+    /// cannot hold the registrations.
+    pub fn copy_to(&self, other: &mut Self) -> Result<(), NoRoom> {
+        while !other.regs.all().is_empty() {
+            other.regs.remove_at(0);
+        }
+        for r in self.regs.all() {
+            other.regs.add(*r)?;
+        }
+        other.generation = self.generation;
+        other.reservation = self.reservation;
+        other.aptpl = self.aptpl;
+        other.spc2_holder = self.spc2_holder;
+        other.can_persist = self.can_persist;
+        Ok(())
+    }
+
+    /// Takes the persistent reservation state of `other` (a copy a
+    /// service action changed), leaving this one's there; the SPC-2
+    /// reservation stays this one's.
+    pub fn take_persistent(&mut self, other: &mut Self) {
+        core::mem::swap(&mut self.regs, &mut other.regs);
+        self.generation = other.generation;
+        self.reservation = other.reservation;
+        self.aptpl = other.aptpl;
     }
 
     /// The registrations.

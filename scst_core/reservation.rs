@@ -12,21 +12,24 @@
 //! command only while a reservation is held (`DeviceState::pr_held`), so
 //! the check may run in a receive loop. PERSISTENT RESERVE OUT runs on a
 //! core worker: PREEMPT AND ABORT waits there for the preempted nexuses'
-//! executing commands. Lock order: the reservation lock, then the
+//! executing commands, and a state with APTPL set is saved there. Lock order: the reservation lock, then the
 //! device's nexus list, then a nexus' unit attention queue.
 
 use super::cdb::{Cdb, Out};
 use super::device::{DataDirection, DeviceState};
-use super::pr::{self, Nexus, NoRoom, Notice, Refused, Registrant, RegistrantStore};
+use super::pr::{self, Nexus, NoRoom, Notice, Refused, Registrant, RegistrantStore, SliceWriter};
 use super::sense::{self, SenseFormat};
 use super::session::{status, Response, TgtDev};
+use crate::kernel_ext::file::{BackingFile, OpenOptions};
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::misc::sleep_ms;
 use crate::kernel_ext::sg::SgList;
 use core::sync::atomic::Ordering;
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    fmt,
     prelude::*,
+    str::{CStr, CString},
     sync::Arc,
 };
 
@@ -155,7 +158,11 @@ fn persistent_reserve_in(dev: &DeviceState, cdb: Cdb<'_>, data: &mut SgList<'_>)
     Response::data_in(copied, n)
 }
 
-/// PERSISTENT RESERVE OUT, on a worker.
+/// PERSISTENT RESERVE OUT, on a worker. Service actions run one at a
+/// time per device, on a copy of its state: with APTPL set the copy is
+/// saved first, and taken only once saved, so that a state the initiator
+/// was told about is the one that survives power loss, and a failed save
+/// changes nothing. Unit attentions and aborts follow the taking.
 fn persistent_reserve_out(
     tgt_dev: &Arc<TgtDev>,
     cdb: Cdb<'_>,
@@ -168,6 +175,7 @@ fn persistent_reserve_out(
     if list_len > MAX_PROUT_PARAMETERS {
         return Response::check_condition(sense::PARAMETER_LIST_LENGTH_ERROR, format);
     }
+    let failure = || Response::check_condition(sense::INTERNAL_TARGET_FAILURE, format);
     let mut params = KVec::new();
     let got = if direction == DataDirection::Write {
         list_len.min(data.len())
@@ -175,49 +183,188 @@ fn persistent_reserve_out(
         0
     };
     if params.extend_with(got, 0u8, GFP_KERNEL).is_err() {
-        return Response::check_condition(sense::INTERNAL_TARGET_FAILURE, format);
+        return failure();
     }
     let got = data.copy_to_slice(0, &mut params);
     let params = params.get(..got).unwrap_or(&[]);
 
+    let _serialized = dev.pr_out.lock();
+    let Ok(mut copy) = copy_of(dev) else {
+        return failure();
+    };
+    let was_persistent = copy.aptpl;
     let nexus = nexus_of(tgt_dev);
-    // The nexuses PREEMPT AND ABORT fences, found under the lock.
+    let mut notices: KVec<(Registrant, Notice)> = KVec::new();
+    let mut lost_notices = false;
+    let outcome = copy.persistent_reserve_out(cdb, params, &nexus, &mut |reg, notice| {
+        lost_notices |= notices.push((*reg, notice), GFP_KERNEL).is_err();
+    });
+    let done = match outcome {
+        Ok(done) => done,
+        Err(e) => return refused(e, format),
+    };
+    if done.changed && (was_persistent || copy.aptpl) {
+        if let Err(e) = save(dev, &copy) {
+            pr_err!(
+                "{}: cannot save persistent reservations to {}: {}; the command changed nothing\n",
+                &*dev.name,
+                &*dev.pr_file,
+                errno_text(e)
+            );
+            return failure();
+        }
+    }
+    {
+        let mut state = dev.pr.lock();
+        state.take_persistent(&mut copy);
+        dev.pr_held.store(state.any_held(), Ordering::Release);
+    }
+    if lost_notices {
+        pr_warn!(
+            "{}: out of memory: unit attentions or aborts of a PERSISTENT RESERVE OUT lost\n",
+            &*dev.name
+        );
+    }
+    carry_out(tgt_dev, &notices);
+    Response::status(status::GOOD)
+}
+
+/// The name of an error's errno, for the log.
+fn errno_text(e: Error) -> &'static str {
+    super::mgmt::errno_name(e.to_errno()).unwrap_or("error")
+}
+
+/// A copy of `dev`'s reservation state, with room for a few more
+/// registrations (more are allocated as needed, outside any lock).
+fn copy_of(dev: &DeviceState) -> Result<DevReservations> {
+    let n = dev.pr.lock().registrants().len();
+    let mut copy = DevReservations::new(KVec::with_capacity(n + 4, GFP_KERNEL)?, true);
+    let state = dev.pr.lock();
+    if state.registrants().len() > n + 4 {
+        // Only PERSISTENT RESERVE OUT adds registrations, and the caller
+        // holds its lock.
+        return Err(EAGAIN);
+    }
+    state.copy_to(&mut copy).map_err(|_| ENOMEM)?;
+    Ok(copy)
+}
+
+/// Delivers the unit attentions and aborts a service action decided, to
+/// the I_T_L nexuses of each registration named (the sender's excepted).
+fn carry_out(tgt_dev: &Arc<TgtDev>, notices: &[(Registrant, Notice)]) {
+    let dev = &tgt_dev.dev;
     let mut fenced: KVec<Arc<TgtDev>> = KVec::new();
     let mut unfenced = false;
-    let outcome = {
-        let mut state = dev.pr.lock();
-        let r = state.persistent_reserve_out(cdb, params, &nexus, &mut |reg, notice| {
-            for t in dev.tgt_devs.lock().iter() {
+    {
+        let tgt_devs = dev.tgt_devs.lock();
+        for (reg, notice) in notices {
+            for t in tgt_devs.iter() {
                 if Arc::ptr_eq(t, tgt_dev) || !reg.is_of(&nexus_of(t)) {
                     continue;
                 }
                 match notice {
-                    Notice::Ua(s) => t.queue_ua(s),
+                    Notice::Ua(s) => t.queue_ua(*s),
                     Notice::Abort => {
-                        // Ends every command the nexus has admitted so far.
                         unfenced |= fenced.push(t.clone(), GFP_ATOMIC).is_err();
                     }
                 }
             }
-        });
-        dev.pr_held.store(state.any_held(), Ordering::Release);
-        r
-    };
-    match outcome {
-        Ok(_) => {
-            if unfenced {
-                pr_warn!(
-                    "scst: {}: PREEMPT AND ABORT: out of memory, some preempted commands not aborted\n",
-                    &*dev.name
-                );
-            }
-            if !fenced.is_empty() {
-                abort_and_wait(dev, &fenced);
-            }
-            Response::status(status::GOOD)
         }
-        Err(e) => refused(e, format),
     }
+    if unfenced {
+        pr_warn!(
+            "{}: PREEMPT AND ABORT: out of memory, some preempted commands not aborted\n",
+            &*dev.name
+        );
+    }
+    if !fenced.is_empty() {
+        abort_and_wait(dev, &fenced);
+    }
+}
+
+/// Writes `state` to the device's reservation file: first to its backup
+/// (`<file>.1`), then to the file itself, each synced, so that one of
+/// them is whole whenever power fails.
+fn save(dev: &DeviceState, state: &DevReservations) -> Result {
+    let mut buf = KVec::new();
+    buf.extend_with(state.saved_len_bound(), 0u8, GFP_KERNEL)?;
+    let mut w = SliceWriter::new(&mut buf);
+    state.save(&mut w).map_err(|_| ENOSPC)?;
+    let text = w.written();
+    let backup = CString::try_from_fmt(fmt!("{}.1", &*dev.pr_file))?;
+    for path in [&*backup, &*dev.pr_file] {
+        let file = BackingFile::create(path)?;
+        let n = file.write_at(text, 0)?;
+        if n != text.len() {
+            return Err(EIO);
+        }
+        file.sync_range(0, text.len() as u64)?;
+    }
+    Ok(())
+}
+
+/// Largest reservation file read.
+const MAX_SAVED_LEN: usize = 1 << 20;
+
+/// Restores `dev`'s persistent reservations from its reservation file, or
+/// from the backup if the file is damaged, when they were saved with
+/// APTPL set (a new device, before it has any nexus).
+pub(crate) fn load_saved(dev: &DeviceState) {
+    let backup = match CString::try_from_fmt(fmt!("{}.1", &*dev.pr_file)) {
+        Ok(b) => b,
+        Err(_) => return,
+    };
+    for path in [&*dev.pr_file, &*backup] {
+        let (buf, n) = match read_file(path) {
+            Ok(t) => t,
+            // No file: nothing was saved.
+            Err(e) if e == ENOENT => continue,
+            Err(e) => {
+                pr_warn!("{}: cannot read {}: {}\n", &*dev.name, path, errno_text(e));
+                continue;
+            }
+        };
+        let text = buf.get(..n).unwrap_or(&[]);
+        let mut state = dev.pr.lock();
+        match state.load(text) {
+            Ok(restored) => {
+                let n = state.registrants().len();
+                drop(state);
+                if restored {
+                    pr_info!(
+                        "{}: restored {} persistent reservation registrations from {}\n",
+                        &*dev.name,
+                        n,
+                        path
+                    );
+                }
+                return;
+            }
+            Err(e) => {
+                drop(state);
+                pr_warn!("{}: {} not taken: {:?}\n", &*dev.name, path, e);
+            }
+        }
+    }
+}
+
+/// The contents of file `path` and their length.
+fn read_file(path: &CStr) -> Result<(KVec<u8>, usize)> {
+    let file = BackingFile::open(
+        path,
+        OpenOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )?;
+    let len = usize::try_from(file.size()).map_err(|_| EFBIG)?;
+    if len > MAX_SAVED_LEN {
+        return Err(EFBIG);
+    }
+    let mut text = KVec::new();
+    text.extend_with(len, 0u8, GFP_KERNEL)?;
+    let n = file.read_at(&mut text, 0)?;
+    Ok((text, n))
 }
 
 /// PREEMPT AND ABORT's fence: the preempted nexuses' commands that have
@@ -238,7 +385,7 @@ fn abort_and_wait(dev: &DeviceState, fenced: &[Arc<TgtDev>]) {
     {
         if waited >= ABORT_WAIT_MS {
             pr_warn!(
-                "scst: {}: PREEMPT AND ABORT: preempted commands still executing after {} ms\n",
+                "{}: PREEMPT AND ABORT: preempted commands still executing after {} ms\n",
                 &*dev.name,
                 ABORT_WAIT_MS
             );

@@ -26,6 +26,7 @@ def test_make_install_then_modprobe():
                  "usr/include/scst/scst_user.h", "etc/init.d/scst",
                  "lib/systemd/system/scst.service", "usr/share/doc/scst-rs/scstadmin.rst"]:
         assert os.path.exists(os.path.join(stage, path)), path
+    assert os.stat(os.path.join(stage, "var/lib/scst/pr")).st_mode & 0o777 == 0o700
     # modprobe finds it by name, as on an installed system.
     if loaded():
         unload()

@@ -4,6 +4,7 @@
 on two scst_local sessions, and an initiator fenced by PREEMPT AND ABORT
 while it writes."""
 
+import contextlib
 import mmap
 import os
 import re
@@ -12,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import backing_file, devices, host_of, kill_fio, libiscsi_suite, mgmt, sh
+from conftest import (backing_file, devices, host_of, kill_fio, libiscsi_suite, load, mgmt,
+                      read, sh, unload)
 
 IQN = "iqn.2026-11.org.scst-rs:pr"
 
@@ -54,11 +56,16 @@ def test_libiscsi_reservation_suites(iscsi_lun):
     assert len(verdicts) >= 27
 
 
-@pytest.fixture
-def two_sessions(scst):
-    """One fileio LUN seen by two scst_local sessions (two I_T nexuses):
-    ((sd, sg) of the first, (sd, sg) of the second)."""
-    path = backing_file("pr-local", 64 << 20)
+PR_DIR = "/var/lib/scst/pr"
+
+
+def forget_saved(dev):
+    for suffix in ("", ".1"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(PR_DIR, dev + suffix))
+
+
+def add_two_sessions(path):
     mgmt("handlers/vdisk_fileio/mgmt", f"add_device disk1 filename={path}")
     mgmt("targets/scst_local/mgmt", "add_target t1")
     mgmt("targets/scst_local/t1/luns/mgmt", "add disk1 0")
@@ -69,9 +76,18 @@ def two_sessions(scst):
     # Take the new nexuses' power-on unit attentions.
     for _, sg in (a, b):
         sh("sg_turs", sg, check=False)
-    yield a, b
+    return a, b
+
+
+@pytest.fixture
+def two_sessions(scst):
+    """One fileio LUN seen by two scst_local sessions (two I_T nexuses):
+    ((sd, sg) of the first, (sd, sg) of the second)."""
+    forget_saved("disk1")
+    yield add_two_sessions(backing_file("pr-local", 64 << 20))
     for s in ("nodeA", "nodeB"):
         mgmt("targets/scst_local/mgmt", f"del_session t1 {s}")
+    forget_saved("disk1")
 
 
 def sg_persist(*args, check=True):
@@ -122,7 +138,8 @@ def test_sg_persist_two_initiators(two_sessions):
     assert keys(sg_a) == ["0xa1", "0xb2"]
     caps = sg_persist("--in", "--report-capabilities", sg_a).stdout
     assert "Compatible Reservation Handling(CRH): 1" in caps, caps
-    assert "Persist Through Power Loss Capable(PTPL_C): 0" in caps, caps
+    assert "Persist Through Power Loss Capable(PTPL_C): 1" in caps, caps
+    assert "Persist Through Power Loss Active(PTPL_A): 0" in caps, caps
 
     # WRITE EXCLUSIVE held by A: B reads, B's writes conflict.
     sg_persist("--out", "--reserve", "--param-rk=0xa1", "--prout-type=1", sg_a)
@@ -164,12 +181,6 @@ def test_sg_persist_two_initiators(two_sessions):
     # Releasing with the wrong type is refused.
     r = sg_persist("--out", "--release", "--param-rk=0xb2", "--prout-type=1", sg_b, check=False)
     assert r.returncode != 0, r
-
-    # APTPL where nothing can keep the state: INVALID FIELD IN PARAMETER LIST.
-    r = sg_persist("--out", "--register", "--param-rk=0xa3", "--param-sark=0xa4",
-                   "--param-aptpl", sg_a, check=False)
-    assert r.returncode != 0 and "Illegal request" in r.stdout + r.stderr, r
-    assert keys(sg_a) == ["0xb2", "0xa3"]
 
     # CLEAR: everything goes; A hears RESERVATIONS PREEMPTED.
     sg_persist("--out", "--clear", "--param-rk=0xb2", sg_b)
@@ -263,3 +274,52 @@ def test_preempt_and_abort_fences_a_writer(two_sessions):
     assert keys(sg_b) == ["0xbb"]
     res = sg_persist("--in", "--read-reservation", sg_b).stdout
     assert "Key=0xbb" in res and "Write Exclusive" in res, res
+
+
+def test_aptpl_survives_reload(two_sessions):
+    """APTPL: registrations and the reservation come back after rmmod and
+    insmod, from a root-only file under /var/lib/scst/pr; without that
+    directory the REGISTER fails and changes nothing; clearing APTPL stops
+    the state from persisting."""
+    (_, sg_a), (_, sg_b) = two_sessions
+    saved = os.path.join(PR_DIR, "disk1")
+    assert read("devices/disk1/pr_file_name").strip() == saved
+    sh("rm", "-rf", PR_DIR)
+    r = sg_persist("--out", "--register", "--param-sark=0x11", "--param-aptpl", sg_a,
+                   check=False)
+    assert r.returncode != 0 and "Internal target failure" in r.stdout + r.stderr, r
+    assert keys(sg_a) == []
+    os.makedirs(PR_DIR, mode=0o700)
+    sg_persist("--out", "--register", "--param-sark=0x11", "--param-aptpl", sg_a)
+    # APTPL is the last REGISTER's, for the whole logical unit.
+    sg_persist("--out", "--register", "--param-sark=0x22", "--param-aptpl", sg_b)
+    sg_persist("--out", "--reserve", "--param-rk=0x11", "--prout-type=6", sg_a)
+    assert os.stat(saved).st_mode & 0o777 == 0o600
+    assert os.path.exists(saved + ".1")
+    caps = sg_persist("--in", "--report-capabilities", sg_a).stdout
+    assert "Persist Through Power Loss Active(PTPL_A): 1" in caps, caps
+
+    path = backing_file("pr-local", 64 << 20)
+    unload()
+    load()
+    (_, sg_a), (_, sg_b) = add_two_sessions(path)
+    assert keys(sg_a) == ["0x11", "0x22"]
+    res = sg_persist("--in", "--read-reservation", sg_b).stdout
+    assert "Key=0x11" in res and "Exclusive Access, registrants only" in res, res
+    full = sg_persist("--in", "--read-full-status", sg_b).stdout
+    assert "nodea" in full.lower() and "nodeb" in full.lower(), full
+
+    # A damaged file: the backup is taken.
+    with open(saved, "w") as f:
+        f.write("aptpl 1\nregistrant zz\n")
+    unload()
+    load()
+    (_, sg_a), (_, sg_b) = add_two_sessions(path)
+    assert keys(sg_a) == ["0x11", "0x22"]
+
+    # REGISTER with APTPL clear: the state stops persisting.
+    sg_persist("--out", "--register", "--param-rk=0x22", "--param-sark=0x33", sg_b)
+    unload()
+    load()
+    (_, sg_a), _ = add_two_sessions(path)
+    assert keys(sg_a) == []

@@ -4,8 +4,8 @@
 
 use scst_host_tests::scst_core::cdb::{Cdb, Out};
 use scst_host_tests::scst_core::pr::{
-    Nexus, Notice, Refused, Registrant, Reservations, TransportId, INVALID_RELEASE,
-    REGISTRATIONS_PREEMPTED, RESERVATIONS_PREEMPTED, RESERVATIONS_RELEASED,
+    LoadError, Nexus, Notice, Refused, Registrant, Reservations, SliceWriter, TransportId,
+    INVALID_RELEASE, REGISTRATIONS_PREEMPTED, RESERVATIONS_PREEMPTED, RESERVATIONS_RELEASED,
 };
 use scst_host_tests::scst_core::sense::{self, Sense};
 
@@ -563,4 +563,76 @@ fn spc2_reserve_release_and_their_exceptions() {
         Err(Refused::Conflict)
     );
     assert_eq!(reservation(&prs), Some((0xa, 1)));
+}
+
+fn saved(prs: &Prs) -> Vec<u8> {
+    let mut buf = vec![0u8; prs.saved_len_bound()];
+    let mut w = SliceWriter::new(&mut buf);
+    prs.save(&mut w).unwrap();
+    w.written().to_vec()
+}
+
+#[test]
+fn aptpl_state_saves_and_loads() {
+    let (a, b, _) = two();
+    let mut prs: Prs = Reservations::new(Vec::new(), true);
+    let (na, nb) = (nexus(&a), nexus(&b));
+    // REGISTER with APTPL.
+    let p = params(0, 0xa, 0x01);
+    let cdb = prout_cdb(0, 0, 24);
+    prs.persistent_reserve_out(Cdb(&cdb), &p, &na, &mut |_, _| ())
+        .unwrap();
+    assert!(prs.aptpl);
+    let p = params(0, 0xb, 0x05);
+    prs.persistent_reserve_out(Cdb(&cdb), &p, &nb, &mut |_, _| ())
+        .unwrap();
+    prout(&mut prs, &na, 1, 5, 0xa, 0).0.unwrap();
+    let caps = prin(&prs, 2);
+    assert_eq!(caps[2] & 0x01, 0x01, "PTPL_C");
+    assert_eq!(caps[3] & 0x01, 0x01, "PTPL_A");
+    let text = saved(&prs);
+    let shown = String::from_utf8(text.clone()).unwrap();
+    assert!(
+        shown.starts_with("# scst-rs persistent reservations"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\nreservation 5\n") && shown.ends_with("end\n"),
+        "{shown}"
+    );
+
+    let mut back: Prs = Reservations::new(Vec::new(), true);
+    assert_eq!(back.load(&text), Ok(true));
+    assert_eq!(keys(&back), vec![0xa, 0xb]);
+    assert_eq!(reservation(&back), Some((0xa, 5)));
+    assert_eq!(generation(&back), generation(&prs));
+    assert_eq!(saved(&back), text);
+    assert!(back.registrants()[1].rel_tgt_id.is_none());
+    assert!(back.check(Cdb(&WRITE10), &nexus(&port("iqn.x:other", 1)), 9));
+    assert!(!back.check(Cdb(&WRITE10), &nb, 9));
+
+    // Cut short, or damaged: nothing is taken.
+    let mut other: Prs = Reservations::new(Vec::new(), true);
+    let cut = &text[..text.len() - 4];
+    assert_eq!(other.load(cut), Err(LoadError::Incomplete));
+    let mut bad = text.clone();
+    let at = shown.find("registrant").unwrap() + 11;
+    bad[at] = b'z';
+    assert_eq!(other.load(&bad), Err(LoadError::BadLine(5)));
+    assert_eq!(
+        other.load(b"aptpl 1\nend\ngeneration 3\n"),
+        Err(LoadError::BadLine(3))
+    );
+    assert_eq!(keys(&other), Vec::<u64>::new());
+    // Saved without APTPL: the state did not persist.
+    assert_eq!(other.load(b"aptpl 0\ngeneration 3\nend\n"), Ok(false));
+    assert_eq!(generation(&other), 0);
+    // A reservation whose holder is not registered is dropped.
+    assert_eq!(other.load(b"aptpl 1\nreservation 1\nend\n"), Ok(true));
+    assert_eq!(reservation(&other), None);
+    // APTPL cleared by a later REGISTER: saved as not persisting.
+    prout(&mut prs, &na, 0, 0, 0xa, 0xc).0.unwrap();
+    assert!(!prs.aptpl);
+    let mut again: Prs = Reservations::new(Vec::new(), true);
+    assert_eq!(again.load(&saved(&prs)), Ok(false));
 }
