@@ -208,6 +208,8 @@ pub mod opcode {
     pub const WRITE_6: u8 = 0x0a;
     pub const INQUIRY: u8 = 0x12;
     pub const MODE_SELECT_6: u8 = 0x15;
+    pub const RESERVE_6: u8 = 0x16;
+    pub const RELEASE_6: u8 = 0x17;
     pub const MODE_SENSE_6: u8 = 0x1a;
     pub const START_STOP_UNIT: u8 = 0x1b;
     pub const PREVENT_ALLOW_MEDIUM_REMOVAL: u8 = 0x1e;
@@ -221,7 +223,11 @@ pub mod opcode {
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
+    pub const RESERVE_10: u8 = 0x56;
+    pub const RELEASE_10: u8 = 0x57;
     pub const MODE_SENSE_10: u8 = 0x5a;
+    pub const PERSISTENT_RESERVE_IN: u8 = 0x5e;
+    pub const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
     pub const READ_16: u8 = 0x88;
     pub const WRITE_16: u8 = 0x8a;
     pub const WRITE_VERIFY_16: u8 = 0x8e;
@@ -244,8 +250,41 @@ pub mod opcode {
 
 use opcode::*;
 
+/// PERSISTENT RESERVE IN with service action `sa`.
+const fn prin(sa: u8) -> OpInfo {
+    op_sa(
+        PERSISTENT_RESERVE_IN,
+        sa as u16,
+        match sa {
+            0 => &[0x5e, 0x00, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+            1 => &[0x5e, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+            2 => &[0x5e, 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+            _ => &[0x5e, 0x03, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+        },
+    )
+}
+
+/// PERSISTENT RESERVE OUT with service action `sa` (scope and type, and
+/// the parameter list length).
+const fn prout(sa: u8) -> OpInfo {
+    op_sa(
+        PERSISTENT_RESERVE_OUT,
+        sa as u16,
+        match sa {
+            0 => &[0x5f, 0x00, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+            1 => &[0x5f, 0x01, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+            2 => &[0x5f, 0x02, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+            3 => &[0x5f, 0x03, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+            4 => &[0x5f, 0x04, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+            5 => &[0x5f, 0x05, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+            6 => &[0x5f, 0x06, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+            _ => &[0x5f, 0x07, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+        },
+    )
+}
+
 /// The commands a vdisk device supports, in opcode order.
-pub static OPS: [OpInfo; 37] = [
+pub static OPS: [OpInfo; 53] = [
     op(TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
     op(REQUEST_SENSE, &[0x03, 0x01, 0, 0, 0xff, 0]),
     op(FORMAT_UNIT, &[0x04, 0, 0, 0, 0, 0]),
@@ -253,6 +292,10 @@ pub static OPS: [OpInfo; 37] = [
     op(WRITE_6, &[0x0a, 0x1f, 0xff, 0xff, 0xff, 0]),
     op(INQUIRY, &[0x12, 0x01, 0xff, 0xff, 0xff, 0]),
     op(MODE_SELECT_6, &[0x15, 0x11, 0, 0, 0xff, 0]),
+    // RESERVE, RELEASE and the persistent reservation commands are the
+    // core's (scst_core/reservation.rs), listed here as the device's.
+    op(RESERVE_6, &[0x16, 0, 0, 0, 0, 0]),
+    op(RELEASE_6, &[0x17, 0, 0, 0, 0, 0]),
     op(MODE_SENSE_6, &[0x1a, 0x08, 0xff, 0xff, 0xff, 0]),
     op(START_STOP_UNIT, &[0x1b, 0x01, 0, 0x0f, 0xf7, 0]),
     op(PREVENT_ALLOW_MEDIUM_REMOVAL, &[0x1e, 0, 0, 0, 0x03, 0]),
@@ -290,10 +333,24 @@ pub static OPS: [OpInfo; 37] = [
     ),
     op(UNMAP, &[0x42, 0, 0, 0, 0, 0, 0x3f, 0xff, 0xff, 0]),
     op(MODE_SELECT_10, &[0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0]),
+    op(RESERVE_10, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    op(RELEASE_10, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     op(
         MODE_SENSE_10,
         &[0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0],
     ),
+    prin(0x00),
+    prin(0x01),
+    prin(0x02),
+    prin(0x03),
+    prout(0x00),
+    prout(0x01),
+    prout(0x02),
+    prout(0x03),
+    prout(0x04),
+    prout(0x05),
+    prout(0x06),
+    prout(0x07),
     op(
         READ_16,
         &[

@@ -35,6 +35,10 @@ def _lio_modules():
         _sh("modprobe", m)
     if not os.path.ismount(CONFIGFS):
         _sh("mount", "-t", "configfs", "none", CONFIGFS)
+    # Where LIO writes its persistent reservation state, on every PERSISTENT
+    # RESERVE OUT (targetcli's packages create it); without it LIO answers
+    # them LOGICAL UNIT COMMUNICATION FAILURE.
+    os.makedirs("/var/target/pr", exist_ok=True)
 
 
 def _quietly(f, *a):

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import (backing_file, devices, host_of, kill_fio, libiscsi_suite, load, mgmt,
                       read, sh, unload)
+from peers import lio_target, tgt_target
 
 IQN = "iqn.2026-11.org.scst-rs:pr"
 
@@ -41,19 +42,43 @@ def iscsi_lun(scst):
     mgmt("targets/iscsi/enabled", "0")
 
 
-def test_libiscsi_reservation_suites(iscsi_lun):
-    """libiscsi's persistent reservation and RESERVE(6) suites, two
-    initiators over iSCSI; a test that skips itself counts as failed."""
+def reservation_verdicts(url):
+    """{test: passed without skipping itself} of the reservation suites."""
     verdicts = {}
     for suite in LIBISCSI_SUITES:
-        found = libiscsi_suite(iscsi_lun, suite)
-        assert found, f"{suite}: no test ran"
+        found = libiscsi_suite(url, suite)
+        assert found, f"{suite}: no test ran on {url}"
         verdicts.update(found)
-    print("\n".join(f"{name} {'passed' if ok else 'NOT PASSED'}"
-                    for name, ok in sorted(verdicts.items())))
-    failed = {name for name, ok in verdicts.items() if not ok}
+    return verdicts
+
+
+def test_libiscsi_reservation_suites(iscsi_lun):
+    """libiscsi's persistent reservation and RESERVE(6) suites, two
+    initiators over iSCSI, beside LIO and tgt in the same guest; a test
+    that skips itself counts as not passed. The table is kept in the
+    scratch directory (reservations-peers.md)."""
+    ours = reservation_verdicts(iscsi_lun)
+    mgmt("targets/iscsi/enabled", "0")
+    with lio_target(backing_file("peer-lio", 64 << 20)) as url:
+        lio = reservation_verdicts(url)
+    with tgt_target(backing_file("peer-tgt", 64 << 20)) as url:
+        tgt = reservation_verdicts(url)
+    verdict = lambda table, name: ("passed" if table[name] else "NOT PASSED") \
+        if name in table else "-"
+    table = os.path.join(os.environ.get("SCST_SCRATCH", "/tmp"), "reservations-peers.md")
+    with open(table, "w") as f:
+        f.write("# libiscsi reservation suites: scst-rs, LIO and tgt in one guest run\n\n")
+        for label, t in [("scst-rs", ours), ("LIO", lio), ("tgt", tgt)]:
+            f.write(f"- {label}: {sum(t.values())} passed of {len(t)}\n")
+        f.write("\n| test | scst-rs | LIO | tgt |\n|---|---|---|---|\n")
+        for name in sorted(set(ours) | set(lio) | set(tgt)):
+            f.write(f"| {name} | {verdict(ours, name)} | {verdict(lio, name)} | "
+                    f"{verdict(tgt, name)} |\n")
+    print(open(table).read())
+    failed = {name for name, ok in ours.items() if not ok}
     assert failed == set(NOT_PASSING), sorted(failed)
-    assert len(verdicts) >= 27
+    assert len(ours) >= 27
+    assert len(lio) == len(ours) and len(tgt) == len(ours), "a peer's run was cut short"
 
 
 PR_DIR = "/var/lib/scst/pr"
