@@ -23,6 +23,7 @@ use super::session::{status, Response, TgtDev};
 use crate::kernel_ext::file::{BackingFile, OpenOptions};
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::misc::sleep_ms;
+use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::sg::SgList;
 use core::sync::atomic::Ordering;
 use kernel::{
@@ -205,7 +206,8 @@ fn persistent_reserve_out(
     };
     if done.changed && (was_persistent || copy.aptpl) {
         if let Err(e) = save(dev, &copy) {
-            pr_err!(
+            pr_peer!(
+                pr_err,
                 "{}: cannot save persistent reservations to {}: {}; the command changed nothing\n",
                 &*dev.name,
                 &*dev.pr_file,
@@ -220,7 +222,8 @@ fn persistent_reserve_out(
         dev.pr_held.store(state.any_held(), Ordering::Release);
     }
     if lost_notices {
-        pr_warn!(
+        pr_peer!(
+            pr_warn,
             "{}: out of memory: unit attentions or aborts of a PERSISTENT RESERVE OUT lost\n",
             &*dev.name
         );
@@ -272,7 +275,8 @@ fn carry_out(tgt_dev: &Arc<TgtDev>, notices: &[(Registrant, Notice)]) {
         }
     }
     if unfenced {
-        pr_warn!(
+        pr_peer!(
+            pr_warn,
             "{}: PREEMPT AND ABORT: out of memory, some preempted commands not aborted\n",
             &*dev.name
         );
@@ -369,12 +373,19 @@ fn read_file(path: &CStr) -> Result<(KVec<u8>, usize)> {
 
 /// PREEMPT AND ABORT's fence: the preempted nexuses' commands that have
 /// not executed never will (they end as aborted by another nexus, with
-/// TASK ABORTED where TAS is set); those executing are waited for, so
+/// TASK ABORTED where TAS is set, else unanswered, with COMMANDS CLEARED
+/// BY ANOTHER INITIATOR queued); those executing are waited for, so
 /// that nothing of theirs lands after the PREEMPT AND ABORT completes.
 /// What they send next conflicts with the reservation, or, where the
 /// reservation leaves them access, runs as any registrant's would.
 fn abort_and_wait(dev: &DeviceState, fenced: &[Arc<TgtDev>]) {
+    let tas = dev.lu.task_aborted_status();
     for t in fenced {
+        // Without TAS their commands end unanswered: the nexuses hear why,
+        // as from CLEAR TASK SET (SPC-4 5.13.11.2.6, SAM-5 7.3).
+        if !tas && t.active.load(Ordering::Relaxed) > 0 {
+            t.queue_ua(sense::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+        }
         t.abort_epoch.fetch_add(1, Ordering::Release);
     }
     dev.release_aborted();
@@ -384,7 +395,8 @@ fn abort_and_wait(dev: &DeviceState, fenced: &[Arc<TgtDev>]) {
         .any(|t| t.executing.load(Ordering::Acquire) != 0)
     {
         if waited >= ABORT_WAIT_MS {
-            pr_warn!(
+            pr_peer!(
+                pr_warn,
                 "{}: PREEMPT AND ABORT: preempted commands still executing after {} ms\n",
                 &*dev.name,
                 ABORT_WAIT_MS
