@@ -759,9 +759,17 @@ impl Session {
     /// INIT: records a received command as in flight, from now until the
     /// returned [`Command`] is dropped (after XMIT), so that task
     /// management waits for it even while it is queued for execution, and
-    /// places it in its device's task set in arrival order (`attr` decides
-    /// what it waits for; a full task set refuses it).
-    pub(crate) fn begin(self: &Arc<Self>, lun: [u8; 8], tag: u32, attr: TaskAttr) -> Command {
+    /// places it in its device's task set in arrival order (`attr`, or what
+    /// its operation code `opcode` needs, decides what it waits for; a full
+    /// task set refuses it).
+    pub(crate) fn begin(
+        self: &Arc<Self>,
+        lun: [u8; 8],
+        tag: u32,
+        attr: TaskAttr,
+        opcode: u8,
+    ) -> Command {
+        let attr = attr.for_opcode(opcode);
         self.commands.fetch_add(1, Ordering::Relaxed);
         let lun = cdb::decode_lun(lun);
         let tracked = {

@@ -38,6 +38,27 @@ impl TaskAttr {
     }
 }
 
+/// COMPARE AND WRITE and ORWRITE(16), which the task set makes atomic.
+const COMPARE_AND_WRITE: u8 = 0x89;
+const ORWRITE_16: u8 = 0x8b;
+
+impl TaskAttr {
+    /// The attribute a command of `opcode` runs with: COMPARE AND WRITE
+    /// (and ORWRITE, a read-modify-write too) runs ORDERED, whatever it
+    /// was sent with (HEAD OF QUEUE included:
+    /// the data comes first), so that no other command of the device runs
+    /// between its compare and its write (SBC-4 5.3 requires it atomic
+    /// against every other write to its range). The one exception left is
+    /// a HEAD OF QUEUE write sent meanwhile, which starts at once by
+    /// definition.
+    pub fn for_opcode(self, opcode: u8) -> Self {
+        match opcode {
+            COMPARE_AND_WRITE | ORWRITE_16 => TaskAttr::Ordered,
+            _ => self,
+        }
+    }
+}
+
 /// Why a command was not accepted into the task set.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Refusal {

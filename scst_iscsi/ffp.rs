@@ -522,7 +522,7 @@ impl<'a> Ffp<'a> {
             return Err(Ending::Failed(EINVAL));
         }
         let attr = TaskAttr::from_wire(cmd.attr).unwrap_or(TaskAttr::Simple);
-        let mut command = session.begin(cmd.lun, cmd.itt, attr);
+        let mut command = session.begin(cmd.lun, cmd.itt, attr, cmd.cdb[0]);
         let direction = direction_of(&cmd);
         // The data's own buffer before any of it arrives: a user-space
         // handler's memory receives data-out straight from the socket,

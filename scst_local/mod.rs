@@ -116,6 +116,7 @@ impl LocalHostOps for LocalOps {
             cmd.tag(),
             // The midlayer sends every command SIMPLE.
             TaskAttr::Simple,
+            cmd.cdb().first().copied().unwrap_or(0),
         );
         let mut cdb = [0u8; MAX_CDB_LEN];
         let len = cmd.cdb().len().min(MAX_CDB_LEN);

@@ -125,3 +125,17 @@ fn empty_storage_refuses() {
     let mut ts = set(0);
     assert_eq!(ts.admit(Simple, 0, 4), Err(Refusal::Busy));
 }
+
+#[test]
+fn compare_and_write_runs_ordered() {
+    use scst_host_tests::scst_core::task_set::TaskAttr;
+    for attr in [TaskAttr::Simple, TaskAttr::HeadOfQueue, TaskAttr::Ordered] {
+        assert_eq!(attr.for_opcode(0x89), TaskAttr::Ordered);
+    }
+    assert_eq!(TaskAttr::Simple.for_opcode(0x8b), TaskAttr::Ordered);
+    assert_eq!(TaskAttr::Simple.for_opcode(0x2a), TaskAttr::Simple);
+    assert_eq!(
+        TaskAttr::HeadOfQueue.for_opcode(0x28),
+        TaskAttr::HeadOfQueue
+    );
+}
