@@ -519,30 +519,43 @@ impl Vdisk {
                 // What follows may block.
                 return Ok(Executed::WouldBlock);
             }
-            let dsync = fua && !self.nv_cache;
-            // A short write (the filesystem filled up midway) goes on, to
-            // learn why it stopped.
-            let mut done = 0;
-            while done < len {
-                match file.write_from(
-                    cmd.data,
-                    done,
-                    len - done,
-                    self.pos(lba) + done as u64,
-                    dsync,
-                ) {
-                    Ok(n) if n > 0 => done += n,
-                    // A full filesystem holds nothing more: the initiator
-                    // learns that space ran out, not that the medium
-                    // failed.
-                    Err(e) if e == ENOSPC => {
-                        return Err(sense::SPACE_ALLOCATION_FAILED.with_info(lba))
-                    }
-                    _ => return Err(sense::WRITE_ERROR.with_info(lba)),
-                }
-            }
+            self.write_buffer(file, cmd, 0, len, lba, fua)?;
         }
         Ok(Completion::NO_DATA.into())
+    }
+
+    /// Writes `len` bytes of the command's buffer from byte `skip` to the
+    /// medium at block `lba`, in this thread (`fua`: on stable storage
+    /// before it returns, unless the cache is non-volatile).
+    fn write_buffer(
+        &self,
+        file: &BackingFile,
+        cmd: &ExecCmd<'_, '_>,
+        skip: usize,
+        len: usize,
+        lba: u64,
+        fua: bool,
+    ) -> Result<(), Sense> {
+        let dsync = fua && !self.nv_cache;
+        // A short write (the filesystem filled up midway) goes on, to
+        // learn why it stopped.
+        let mut done = 0;
+        while done < len {
+            match file.write_from(
+                cmd.data,
+                skip + done,
+                len - done,
+                self.pos(lba) + done as u64,
+                dsync,
+            ) {
+                Ok(n) if n > 0 => done += n,
+                // A full filesystem holds nothing more: the initiator
+                // learns that space ran out, not that the medium failed.
+                Err(e) if e == ENOSPC => return Err(sense::SPACE_ALLOCATION_FAILED.with_info(lba)),
+                _ => return Err(sense::WRITE_ERROR.with_info(lba)),
+            }
+        }
+        Ok(())
     }
 
     fn verify(
@@ -598,6 +611,113 @@ impl Vdisk {
                 }
             }
             done += n;
+        }
+        Ok(Completion::NO_DATA)
+    }
+
+    /// Walks `total` bytes of the medium from block `lba` a chunk at a
+    /// time: `each` gets the medium's bytes (zeroes without a backing
+    /// file), the data-out's at the same offset, and that offset.
+    fn medium_chunks(
+        &self,
+        cmd: &ExecCmd<'_, '_>,
+        lba: u64,
+        total: usize,
+        mut each: impl FnMut(&mut [u8], &[u8], usize) -> Result<(), Sense>,
+    ) -> Result<(), Sense> {
+        let bs = self.block_size as usize;
+        let chunk_len = CHUNK.min(total.max(bs));
+        let mut medium = KVec::new();
+        medium
+            .extend_with(chunk_len, 0u8, GFP_KERNEL)
+            .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        let mut given = KVec::new();
+        given
+            .extend_with(chunk_len, 0u8, GFP_KERNEL)
+            .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+        let mut done = 0usize;
+        while done < total {
+            let n = (total - done).min(chunk_len);
+            let m = medium.get_mut(..n).ok_or(sense::INTERNAL_TARGET_FAILURE)?;
+            if let Some(file) = &self.file {
+                match file.read_at(m, self.pos(lba) + done as u64) {
+                    Ok(r) if r == n => {}
+                    _ => return Err(sense::READ_ERROR.with_info(lba + (done / bs) as u64)),
+                }
+            }
+            let g = given.get_mut(..n).ok_or(sense::INTERNAL_TARGET_FAILURE)?;
+            cmd.data.copy_to_slice(done, g);
+            each(m, g, done)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// COMPARE AND WRITE (SBC-4 5.3): the medium against the first half
+    /// of the data-out, then, if equal, the second half written over it.
+    /// Its atomicity is the task set's (the core runs it ORDERED, alone on
+    /// the device); nullio compares against zeroes and writes nothing.
+    fn compare_and_write(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    ) -> Result<Completion, Sense> {
+        let half = self.bytes(u64::from(blocks))?;
+        if cmd.data.len() != 2 * half {
+            // The transport's expected length disagrees with the CDB's:
+            // neither half can be trusted (nor a count of 256 blocks,
+            // which the one-byte field cannot hold, read as zero).
+            return Err(Sense::invalid_cdb_field(13, None));
+        }
+        if blocks == 0 {
+            return Ok(Completion::NO_DATA);
+        }
+        self.medium_chunks(cmd, lba, half, |medium, given, done| {
+            match medium.iter().zip(given).position(|(a, b)| a != b) {
+                // The offset in the data-out of the first byte that differs.
+                Some(i) => Err(sense::MISCOMPARE_DURING_VERIFY.with_info((done + i) as u64)),
+                None => Ok(()),
+            }
+        })?;
+        if let Some(file) = &self.file {
+            self.write_buffer(file, cmd, half, half, lba, fua)?;
+        }
+        Ok(Completion::NO_DATA)
+    }
+
+    /// ORWRITE (SBC-4 5.12): each block becomes the medium's OR the
+    /// data-out's, a chunk at a time (ORDERED, as COMPARE AND WRITE, so
+    /// that nothing writes in between). nullio writes nothing.
+    fn or_write(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    ) -> Result<Completion, Sense> {
+        let bs = self.block_size as usize;
+        let total = self.bytes(u64::from(blocks))?;
+        self.data_out(cmd, total)?;
+        let Some(file) = &self.file else {
+            return Ok(Completion::NO_DATA);
+        };
+        let dsync = fua && !self.nv_cache;
+        self.medium_chunks(cmd, lba, total, |medium, given, done| {
+            for (m, d) in medium.iter_mut().zip(given) {
+                *m |= *d;
+            }
+            let at = lba + (done / bs) as u64;
+            match file.write_at(medium, self.pos(lba) + done as u64) {
+                Ok(w) if w == medium.len() => Ok(()),
+                Err(e) if e == ENOSPC => Err(sense::SPACE_ALLOCATION_FAILED.with_info(at)),
+                _ => Err(sense::WRITE_ERROR.with_info(at)),
+            }
+        })?;
+        if dsync {
+            file.sync_range(self.pos(lba), self.pos(lba) + total as u64 - 1)
+                .map_err(|_| sense::WRITE_ERROR.with_info(lba))?;
         }
         Ok(Completion::NO_DATA)
     }
@@ -768,6 +888,10 @@ impl Vdisk {
                 })
             }
             Action::GetLbaStatus { lba, alloc_len } => self.lba_status(cmd, lba, alloc_len),
+            Action::CompareAndWrite { lba, blocks, fua } => {
+                self.compare_and_write(cmd, lba, blocks, fua)
+            }
+            Action::OrWrite { lba, blocks, fua } => self.or_write(cmd, lba, blocks, fua),
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct ModeState {
 
 /// Most blocks one READ or WRITE may move (block limits VPD page).
 pub const MAX_TRANSFER_BLOCKS: u32 = 1 << 16;
+/// Most blocks one COMPARE AND WRITE may compare and write (block limits
+/// VPD page; the field is one byte).
+pub const MAX_COMPARE_AND_WRITE_BLOCKS: u32 = 255;
 /// Most blocks one WRITE SAME may cover.
 pub const MAX_WRITE_SAME_BLOCKS: u32 = 1 << 22;
 /// Most LBAs one UNMAP may deallocate.
@@ -127,6 +130,27 @@ pub enum Action {
         /// MODE SELECT(10) header.
         ten: bool,
     },
+    /// Compare blocks with the first half of the data-out; if equal, write
+    /// the second half over them. The core runs it as an ORDERED command,
+    /// alone on the device, which makes it atomic.
+    CompareAndWrite {
+        /// First block.
+        lba: u64,
+        /// Number of blocks compared, then written.
+        blocks: u32,
+        /// Force unit access for the write.
+        fua: bool,
+    },
+    /// OR the data-out into blocks: each byte written is the medium's OR
+    /// the initiator's. ORDERED too, so that nothing writes in between.
+    OrWrite {
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+        /// Force unit access for the write.
+        fua: bool,
+    },
     /// Report the provisioning status from `lba` (see [`lba_status`]).
     GetLbaStatus {
         /// Starting LBA.
@@ -154,6 +178,8 @@ impl Action {
                 ..
             } => bs,
             Action::WriteSame { no_data: false, .. } => bs,
+            Action::CompareAndWrite { blocks, .. } => 2 * blocks as usize * bs,
+            Action::OrWrite { blocks, .. } => blocks as usize * bs,
             Action::Unmap { param_len } | Action::ModeSelect { param_len, .. } => {
                 param_len as usize
             }
@@ -165,7 +191,11 @@ impl Action {
     pub fn writes(&self) -> bool {
         matches!(
             self,
-            Action::Write { .. } | Action::WriteSame { .. } | Action::Unmap { .. }
+            Action::Write { .. }
+                | Action::WriteSame { .. }
+                | Action::Unmap { .. }
+                | Action::CompareAndWrite { .. }
+                | Action::OrWrite { .. }
         )
     }
 }
@@ -218,6 +248,7 @@ pub mod opcode {
     pub const WRITE_10: u8 = 0x2a;
     pub const WRITE_VERIFY_10: u8 = 0x2e;
     pub const VERIFY_10: u8 = 0x2f;
+    pub const PRE_FETCH_10: u8 = 0x34;
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
     pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
@@ -229,9 +260,12 @@ pub mod opcode {
     pub const PERSISTENT_RESERVE_IN: u8 = 0x5e;
     pub const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
     pub const READ_16: u8 = 0x88;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8a;
+    pub const ORWRITE_16: u8 = 0x8b;
     pub const WRITE_VERIFY_16: u8 = 0x8e;
     pub const VERIFY_16: u8 = 0x8f;
+    pub const PRE_FETCH_16: u8 = 0x90;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9e;
@@ -284,7 +318,7 @@ const fn prout(sa: u8) -> OpInfo {
 }
 
 /// The commands a vdisk device supports, in opcode order.
-pub static OPS: [OpInfo; 53] = [
+pub static OPS: [OpInfo; 57] = [
     op(TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
     op(REQUEST_SENSE, &[0x03, 0x01, 0, 0, 0xff, 0]),
     op(FORMAT_UNIT, &[0x04, 0, 0, 0, 0, 0]),
@@ -318,6 +352,10 @@ pub static OPS: [OpInfo; 53] = [
     op(
         VERIFY_10,
         &[0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0],
+    ),
+    op(
+        PRE_FETCH_10,
+        &[0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0],
     ),
     op(
         SYNCHRONIZE_CACHE_10,
@@ -359,10 +397,23 @@ pub static OPS: [OpInfo; 53] = [
         ],
     ),
     op(
+        COMPARE_AND_WRITE,
+        &[
+            0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x3f, 0,
+        ],
+    ),
+    op(
         WRITE_16,
         &[
             0x8a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
             0x3f, 0,
+        ],
+    ),
+    op(
+        ORWRITE_16,
+        &[
+            0x8b, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x1f, 0,
         ],
     ),
     op(
@@ -376,6 +427,13 @@ pub static OPS: [OpInfo; 53] = [
         VERIFY_16,
         &[
             0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x3f, 0,
+        ],
+    ),
+    op(
+        PRE_FETCH_16,
+        &[
+            0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
             0x3f, 0,
         ],
     ),
@@ -678,6 +736,44 @@ pub fn parse(
                 Action::DataIn(cdb.be32(6) as usize)
             }
         }
+        (PRE_FETCH_10, _) | (PRE_FETCH_16, _) => {
+            // Validated, and answered GOOD: SBC-4 5.10's answer when the
+            // cache takes none of the range (nothing is read ahead).
+            let (lba, blocks) = lba_and_len(cdb);
+            check_range(disk, lba, u64::from(blocks))?;
+            if blocks == 0 && lba >= disk.blocks {
+                return Err(sense::LBA_OUT_OF_RANGE);
+            }
+            Action::Done
+        }
+        (COMPARE_AND_WRITE, _) => {
+            let lba = cdb.be64(2);
+            let blocks = u32::from(cdb.u8(13));
+            if blocks > MAX_COMPARE_AND_WRITE_BLOCKS {
+                return Err(Sense::invalid_cdb_field(13, None));
+            }
+            check_range(disk, lba, u64::from(blocks))?;
+            // Zero blocks compare and write nothing, and are no error, but
+            // the executor still checks the initiator sent no data-out.
+            Action::CompareAndWrite {
+                lba,
+                blocks,
+                fua: cdb.u8(1) & 0x08 != 0 || !mode.wce,
+            }
+        }
+        (ORWRITE_16, _) => {
+            let (lba, blocks) = lba_and_len(cdb);
+            check_transfer(cdb, disk, lba, blocks)?;
+            if blocks == 0 {
+                Action::Done
+            } else {
+                Action::OrWrite {
+                    lba,
+                    blocks,
+                    fua: cdb.u8(1) & 0x08 != 0 || !mode.wce,
+                }
+            }
+        }
         (SYNCHRONIZE_CACHE_10, _) | (SYNCHRONIZE_CACHE_16, _) => {
             let (lba, blocks) = lba_and_len(cdb);
             check_range(disk, lba, u64::from(blocks))?;
@@ -797,7 +893,7 @@ fn inquiry(
         }
         0xb0 => {
             out.u8(0x01); // WSNZ
-            out.u8(0x00); // no COMPARE AND WRITE
+            out.u8(MAX_COMPARE_AND_WRITE_BLOCKS as u8);
             out.be16(1); // optimal transfer length granularity
             out.be32(MAX_TRANSFER_BLOCKS);
             out.be32((1 << 20) / disk.block_size.max(1)); // optimal: 1 MiB

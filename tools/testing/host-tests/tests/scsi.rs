@@ -540,3 +540,57 @@ fn request_sense_reports_pending_condition() {
     assert!(cdb::passes_unit_attention(0x12));
     assert!(!cdb::passes_unit_attention(0x00));
 }
+
+#[test]
+fn compare_and_write_and_pre_fetch() {
+    let d = disk(1000, 512);
+    let caw = |lba: u64, n: u8, flags: u8| {
+        let mut c = [0u8; 16];
+        c[0] = 0x89;
+        c[1] = flags;
+        c[2..10].copy_from_slice(&lba.to_be_bytes());
+        c[13] = n;
+        c
+    };
+    let (r, _) = run(&caw(10, 2, 0x08), &d);
+    let action = r.unwrap();
+    assert_eq!(
+        action,
+        Action::CompareAndWrite {
+            lba: 10,
+            blocks: 2,
+            fua: true
+        }
+    );
+    // Both halves: the data to compare and the data to write.
+    assert_eq!(action.data_out_len(512), 2 * 2 * 512);
+    assert!(action.writes());
+    let zero = run(&caw(10, 0, 0), &d).0.unwrap();
+    assert_eq!(zero.data_out_len(512), 0);
+    assert_eq!(run(&caw(999, 2, 0), &d).0, Err(sense::LBA_OUT_OF_RANGE));
+    // WRPROTECT: no protection information here.
+    assert_eq!(
+        run(&caw(0, 1, 0x20), &d).0,
+        Err(Sense::invalid_cdb_field(1, Some(5)))
+    );
+    // The block limits page says how many blocks one may name.
+    let (r, page) = run(&[0x12, 1, 0xb0, 0, 64, 0], &d);
+    r.unwrap();
+    assert_eq!(page[5], 255);
+
+    let (r, _) = run(&[0x34, 0x02, 0, 0, 3, 0xe8 - 8, 0, 0, 8, 0], &d);
+    assert_eq!(r, Ok(Action::Done));
+    assert_eq!(
+        run(&[0x34, 0, 0, 0, 3, 0xe8 - 8, 0, 0, 9, 0], &d).0,
+        Err(sense::LBA_OUT_OF_RANGE)
+    );
+    assert_eq!(
+        run(&[0x34, 0, 0, 0, 3, 0xe8, 0, 0, 0, 0], &d).0,
+        Err(sense::LBA_OUT_OF_RANGE)
+    );
+    let mut p16 = [0u8; 16];
+    p16[0] = 0x90;
+    p16[9] = 5;
+    p16[13] = 10;
+    assert_eq!(run(&p16, &d).0, Ok(Action::Done));
+}
