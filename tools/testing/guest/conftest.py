@@ -3,7 +3,9 @@
 (tools/testing/guest-run) and drive a freshly built scst.ko."""
 
 import contextlib
+import ctypes
 import errno
+import fcntl
 import glob
 import os
 import re
@@ -278,6 +280,21 @@ def local_disk(dev, target, session="s1"):
     return devices(host_of(target, session))
 
 
+def local_sessions(dev, target, *sessions):
+    """Device `dev` as LUN 0 of a new scst_local target with a session per
+    name in `sessions` (each an I_T nexus of its own): their (sdX, sgN),
+    with the new nexuses' power-on unit attentions taken."""
+    mgmt("targets/scst_local/mgmt", f"add_target {target}")
+    mgmt(f"targets/scst_local/{target}/luns/mgmt", f"add {dev} 0")
+    nodes = []
+    for s in sessions:
+        mgmt("targets/scst_local/mgmt", f"add_session {target} {s}")
+        nodes.append(devices(host_of(target, s)))
+    for _, sg in nodes:
+        sh("sg_turs", sg, check=False)
+    return nodes
+
+
 def openable(path):
     """Whether `path` opens: a disk's node exists a moment before the disk
     does (opening it then fails with ENXIO)."""
@@ -322,6 +339,52 @@ def devices(host, lun=0):
             return "/dev/" + os.path.basename(sd[0]), "/dev/" + os.path.basename(sg[0])
         time.sleep(0.2)
     raise AssertionError(f"no sd/sg for {host} LUN {lun}")
+
+
+# SCSI commands through the sg driver's SG_IO, from Python threads (no
+# process per command).
+
+SG_IO = 0x2285
+
+
+class _SgIoHdr(ctypes.Structure):
+    _fields_ = [("interface_id", ctypes.c_int), ("dxfer_direction", ctypes.c_int),
+                ("cmd_len", ctypes.c_ubyte), ("mx_sb_len", ctypes.c_ubyte),
+                ("iovec_count", ctypes.c_ushort), ("dxfer_len", ctypes.c_uint),
+                ("dxferp", ctypes.c_void_p), ("cmdp", ctypes.c_void_p),
+                ("sbp", ctypes.c_void_p), ("timeout", ctypes.c_uint),
+                ("flags", ctypes.c_uint), ("pack_id", ctypes.c_int),
+                ("usr_ptr", ctypes.c_void_p), ("status", ctypes.c_ubyte),
+                ("masked_status", ctypes.c_ubyte), ("msg_status", ctypes.c_ubyte),
+                ("sb_len_wr", ctypes.c_ubyte), ("host_status", ctypes.c_ushort),
+                ("driver_status", ctypes.c_ushort), ("resid", ctypes.c_int),
+                ("duration", ctypes.c_uint), ("info", ctypes.c_uint)]
+
+
+def sg_io(fd, cdb, data_out=b"", data_in_len=0, timeout_ms=30000):
+    """Sends `cdb` on the open sg node `fd`: (SCSI status, sense bytes,
+    data-in)."""
+    cdb_buf = ctypes.create_string_buffer(bytes(cdb), len(cdb))
+    sense = ctypes.create_string_buffer(64)
+    if data_out:
+        data = ctypes.create_string_buffer(bytes(data_out), len(data_out))
+        direction, length = -2, len(data_out)  # SG_DXFER_TO_DEV
+    elif data_in_len:
+        data = ctypes.create_string_buffer(data_in_len)
+        direction, length = -3, data_in_len  # SG_DXFER_FROM_DEV
+    else:
+        data, direction, length = None, -1, 0  # SG_DXFER_NONE
+    hdr = _SgIoHdr(interface_id=ord("S"), dxfer_direction=direction, cmd_len=len(cdb),
+                   mx_sb_len=len(sense), dxfer_len=length,
+                   dxferp=ctypes.cast(data, ctypes.c_void_p) if data is not None else None,
+                   cmdp=ctypes.cast(cdb_buf, ctypes.c_void_p),
+                   sbp=ctypes.cast(sense, ctypes.c_void_p), timeout=timeout_ms)
+    fcntl.ioctl(fd, SG_IO, hdr)
+    # DRIVER_SENSE (0x08) only says sense data came back.
+    assert hdr.host_status == 0 and hdr.driver_status & ~0x08 == 0, \
+        (hdr.host_status, hdr.driver_status)
+    data_in = data.raw[:length - hdr.resid] if direction == -3 else b""
+    return hdr.status, sense.raw[:hdr.sb_len_wr], data_in
 
 
 # Raw iSCSI: hand-made PDUs over a plain socket, for what no initiator sends.

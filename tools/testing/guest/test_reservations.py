@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from conftest import (backing_file, devices, host_of, kill_fio, libiscsi_suite, load, mgmt,
-                      read, sh, unload)
+from conftest import (backing_file, devices, host_of, kill_fio, libiscsi_suite, load,
+                      local_sessions, mgmt, read, sh, unload)
 from peers import lio_target, tgt_target
 
 IQN = "iqn.2026-11.org.scst-rs:pr"
@@ -92,16 +92,7 @@ def forget_saved(dev):
 
 def add_two_sessions(path):
     mgmt("handlers/vdisk_fileio/mgmt", f"add_device disk1 filename={path}")
-    mgmt("targets/scst_local/mgmt", "add_target t1")
-    mgmt("targets/scst_local/t1/luns/mgmt", "add disk1 0")
-    mgmt("targets/scst_local/mgmt", "add_session t1 nodeA")
-    mgmt("targets/scst_local/mgmt", "add_session t1 nodeB")
-    a = devices(host_of("t1", "nodeA"))
-    b = devices(host_of("t1", "nodeB"))
-    # Take the new nexuses' power-on unit attentions.
-    for _, sg in (a, b):
-        sh("sg_turs", sg, check=False)
-    return a, b
+    return local_sessions("disk1", "t1", "nodeA", "nodeB")
 
 
 @pytest.fixture
