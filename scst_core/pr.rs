@@ -620,6 +620,20 @@ fn parse_saved_line(line: &[u8]) -> Option<Option<SavedLine>> {
     Some(Some(parsed))
 }
 
+/// RESERVE and RELEASE with extents (the (6) CDBs' bit 0) or for a third
+/// party (LongID and 3rdPty of the (10) CDBs) are obsolete and refused as
+/// invalid fields.
+fn refuse_obsolete_fields(cdb: Cdb<'_>) -> Result<(), Refused> {
+    let refused_bits = match cdb.opcode() {
+        op::RESERVE_6 | op::RELEASE_6 => 0x01,
+        _ => 0x12,
+    };
+    match cdb.u8(1) & refused_bits {
+        0 => Ok(()),
+        set => Err(Sense::invalid_cdb_field(1, Some(set.trailing_zeros() as u8)).into()),
+    }
+}
+
 /// The persistent reservation state of a logical unit, and the SPC-2
 /// reservation.
 pub struct Reservations<S> {
@@ -842,17 +856,7 @@ impl<S: RegistrantStore> Reservations<S> {
     /// RESERVE(6) or RESERVE(10) from nexus `id` (SPC-2 7.21, with SPC-4
     /// 5.13.3: refused while any registration exists).
     pub fn reserve_spc2(&mut self, cdb: Cdb<'_>, id: u64) -> Result<(), Refused> {
-        // Extents (RESERVE(6) bit 0) and third-party reservations
-        // (RESERVE(10) bit 4) are obsolete and not supported.
-        let refused_bits = if cdb.opcode() == op::RESERVE_6 {
-            0x01
-        } else {
-            0x12
-        };
-        if cdb.u8(1) & refused_bits != 0 {
-            let bit = (cdb.u8(1) & refused_bits).trailing_zeros() as u8;
-            return Err(Sense::invalid_cdb_field(1, Some(bit)).into());
-        }
+        refuse_obsolete_fields(cdb)?;
         if !self.regs.all().is_empty() {
             return Err(Refused::Conflict);
         }
@@ -875,15 +879,7 @@ impl<S: RegistrantStore> Reservations<S> {
         nexus: &Nexus<'_>,
         id: u64,
     ) -> Result<(), Refused> {
-        let refused_bits = if cdb.opcode() == op::RELEASE_6 {
-            0x01
-        } else {
-            0x12
-        };
-        if cdb.u8(1) & refused_bits != 0 {
-            let bit = (cdb.u8(1) & refused_bits).trailing_zeros() as u8;
-            return Err(Sense::invalid_cdb_field(1, Some(bit)).into());
-        }
+        refuse_obsolete_fields(cdb)?;
         if !self.regs.all().is_empty() {
             return match self.find(nexus) {
                 Some(_) => Ok(()),
