@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from conftest import (backing_file, devices, host_of, kill_fio, libiscsi_suite, load,
-                      local_sessions, mgmt, read, sh, unload)
+from conftest import (backing_file, devices, host_of, iscsi_export, kill_fio, libiscsi_suite,
+                      load, local_sessions, mgmt, read, sh, unload)
 from peers import lio_target, tgt_target
 
 IQN = "iqn.2026-11.org.scst-rs:pr"
@@ -31,15 +31,10 @@ NOT_PASSING = {}
 def iscsi_lun(scst):
     """A fileio LUN 0 on an enabled iSCSI target that any initiator may
     log in to."""
-    sh("ip", "link", "set", "lo", "up")
     path = backing_file("pr", 64 << 20)
     mgmt("handlers/vdisk_fileio/mgmt", f"add_device disk1 filename={path}")
-    mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
-    mgmt(f"targets/iscsi/{IQN}/luns/mgmt", "add disk1 0")
-    mgmt(f"targets/iscsi/{IQN}/enabled", "1")
-    mgmt("targets/iscsi/enabled", "1")
-    yield f"iscsi://127.0.0.1/{IQN}/0"
-    mgmt("targets/iscsi/enabled", "0")
+    with iscsi_export(IQN, "disk1"):
+        yield f"iscsi://127.0.0.1/{IQN}/0"
 
 
 def reservation_verdicts(url):
