@@ -5,6 +5,9 @@
 //! They are mounted at the same paths as in the kernel crate
 //! (`crate::scst_core::mgmt`, ...), so their `use` lines resolve unchanged.
 
+#[path = "../../../../scst_core/alua.rs"]
+#[doc(hidden)]
+pub mod core_alua;
 #[path = "../../../../scst_core/cdb.rs"]
 #[doc(hidden)]
 pub mod core_cdb;
@@ -62,6 +65,7 @@ pub mod vdisk_sbc;
 
 /// The modules of `scst_core/` that need no kernel.
 pub mod scst_core {
+    pub use super::core_alua as alua;
     pub use super::core_cdb as cdb;
     pub use super::core_mgmt as mgmt;
     pub use super::core_pr as pr;
