@@ -7,6 +7,10 @@
 //! abstractions over C) may contain `unsafe` code; every other component is
 //! compiled with `deny(unsafe_code)`.
 
+// `pin_init!` recurses once per field: a device's state has more fields
+// than the default limit of 128 allows.
+#![recursion_limit = "256"]
+
 use kernel::prelude::*;
 
 #[path = "rust/mod.rs"]

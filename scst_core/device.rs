@@ -3,8 +3,10 @@
 //! Device handlers, the logical units they create, and the devices of the
 //! core (`handlers/`, `devices/`).
 
+use super::alua::PortView;
 use super::buffer::{BufferRequest, LendRefused, Lending, LentId};
 use super::cmd::{Defer, Deferral, ExecQueue, Scheduled};
+use super::device_groups::{AluaConfig, AluaView};
 use super::mgmt::{MgmtError, Params};
 use super::reservation::DevReservations;
 use super::sense::{Sense, SenseFormat};
@@ -119,6 +121,9 @@ pub(crate) struct ExecCmd<'a, 'b> {
     pub(crate) read_only: bool,
     /// Relative target port identifier of the target the command came to.
     pub(crate) rel_tgt_id: u16,
+    /// ALUA as the command's I_T_L nexus sees it, when the device is in a
+    /// device group (INQUIRY's TPGS and target port group designator).
+    pub(crate) alua: Option<PortView>,
     /// The data direction the transport has.
     pub(crate) direction: DataDirection,
     /// [`NexusInfo::id`] of the command's I_T_L nexus.
@@ -408,6 +413,14 @@ pub(crate) struct DeviceState {
     /// Where persistent reservations are kept when APTPL is set (SCST's
     /// `/var/lib/scst/pr/<device>`).
     pub(crate) pr_file: CString,
+    /// The ALUA view of the device group the device is in, if any (see
+    /// `device_groups.rs`); taken before `tgt_devs` when both are held.
+    #[pin]
+    pub(crate) alua: SpinLock<Option<Arc<AluaView>>>,
+    /// SET TARGET PORT GROUPS is accepted (SCST's `expl_alua`).
+    pub(crate) expl_alua: AtomicBool,
+    /// The ALUA configuration, which SET TARGET PORT GROUPS changes.
+    pub(crate) alua_config: Arc<AluaConfig>,
 }
 
 /// Where each device's persistent reservation file is (SCST's).
@@ -421,6 +434,7 @@ impl DeviceState {
         device_type: u8,
         lu: Arc<dyn LogicalUnit>,
         exec: Arc<ExecQueue>,
+        alua_config: Arc<AluaConfig>,
     ) -> Result<Arc<Self>> {
         let pr_file = CString::try_from_fmt(fmt!("{}/{}", PR_DIR, &*name))?;
         let n = MAX_DEV_COMMANDS as usize;
@@ -453,6 +467,9 @@ impl DeviceState {
                 pr_held: AtomicBool::new(false),
                 pr_out <- new_mutex!(()),
                 pr_file,
+                alua <- new_spinlock!(None),
+                expl_alua: AtomicBool::new(false),
+                alua_config,
             }),
             GFP_KERNEL,
         )
@@ -663,6 +680,12 @@ impl DeviceState {
 
     /// Tracks a new nexus of this device.
     pub(crate) fn attach(&self, tgt_dev: Arc<TgtDev>) -> Result {
+        // Under the view's lock, so that a change of the view reaches
+        // every nexus, this one included.
+        let view = self.alua.lock();
+        tgt_dev
+            .alua
+            .store(self.alua_bits(view.as_deref(), &tgt_dev), Ordering::Relaxed);
         self.tgt_devs.lock().push(tgt_dev, GFP_ATOMIC)?;
         Ok(())
     }
@@ -719,6 +742,8 @@ pub(crate) enum DeviceAttr {
     ActiveCommands,
     /// Where persistent reservations are kept.
     PrFileName,
+    /// SET TARGET PORT GROUPS is accepted.
+    ExplAlua,
     Lu(usize),
 }
 
@@ -764,6 +789,11 @@ impl SysfsOps for DeviceState {
             DeviceAttr::PrFileName => {
                 let _ = writeln!(out, "{}", &*self.pr_file);
             }
+            DeviceAttr::ExplAlua => {
+                let v = self.expl_alua.load(Ordering::Relaxed);
+                let _ = writeln!(out, "{}", u8::from(v));
+                key_mark(out, v);
+            }
             DeviceAttr::Lu(i) => self.lu.show(i, out),
         }
         Ok(())
@@ -804,6 +834,20 @@ impl SysfsOps for DeviceState {
                 // Commands already queued run under the new rule as
                 // workers take them.
                 self.per_initiator.store(per_initiator, Ordering::Relaxed);
+                return Ok(());
+            }
+            DeviceAttr::ExplAlua => {
+                let v = match text {
+                    "0" => false,
+                    "1" => true,
+                    _ => {
+                        pr_err!("device {}: expl_alua {:?}: not 0 or 1\n", &*self.name, text);
+                        return Err(EINVAL);
+                    }
+                };
+                if self.expl_alua.swap(v, Ordering::Relaxed) != v {
+                    self.alua_changed(super::sense::INQUIRY_DATA_CHANGED);
+                }
                 return Ok(());
             }
             DeviceAttr::Type | DeviceAttr::ActiveCommands | DeviceAttr::PrFileName => {

@@ -11,6 +11,9 @@
 //! holding it. Attribute reads never take it: removing an attribute waits
 //! for its reads, so a read waiting for `registry` could deadlock.
 
+// Pure logic shared with the host tests.
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod alua;
 pub(crate) mod buffer;
 pub(crate) mod cmd;
 // Shared with the host test crate, where its items are public API; some
@@ -18,6 +21,8 @@ pub(crate) mod cmd;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod cdb;
 pub(crate) mod device;
+pub(crate) mod device_groups;
+mod device_groups_sysfs;
 #[allow(unreachable_pub)]
 pub(crate) mod mgmt;
 // Pure logic shared with the host tests, where some items serve only them.
@@ -126,6 +131,9 @@ pub(crate) struct Scst {
     handlers_dir: DirRef,
     devices_dir: DirRef,
     targets_dir: DirRef,
+    device_groups_dir: DirRef,
+    /// Device groups and target port groups (ALUA).
+    alua_config: Arc<device_groups::AluaConfig>,
     /// Relative target port identifier of the next target.
     next_rel_tgt_id: AtomicU16,
     /// Number of the next `devices/<d>/exported/exportN` link.
@@ -285,6 +293,7 @@ impl Scst {
             .find(|d| d.name_is(name) && d.state.handler_name.as_bytes() == name.as_bytes())
             .map(|d| d.state.clone());
         if let Some(state) = state {
+            self.alua_forget_device(&state);
             if Self::unmap_device(&mut registry, &state).is_err() {
                 pr_warn!("device {}: not every LUN could be told\n", name);
             }
@@ -300,6 +309,7 @@ impl Scst {
     /// `mgmt` files, which hold the core.
     pub(crate) fn shutdown(&self) {
         let mut registry = self.registry.lock();
+        self.alua_clear();
         Self::remove_all_targets(&mut registry);
         while registry.drivers.take_any().is_some() {}
         while let Some(device) = registry.devices.take_any() {
@@ -334,7 +344,9 @@ impl Scst {
                     })
                     .map(|d| d.state.clone())
                     .ok_or(MgmtError::NoSuchObject(name))?;
-                // As in SCST, the device leaves every LUN table first.
+                // As in SCST, the device leaves its device group and every
+                // LUN table first.
+                self.alua_forget_device(&state);
                 Self::unmap_device(registry, &state)?;
                 let device = registry
                     .devices
@@ -366,6 +378,7 @@ impl Scst {
             handler.device_type(),
             lu.clone(),
             self.exec.clone(),
+            self.alua_config.clone(),
         )?;
         reservation::load_saved(&state);
         let dir = Dir::new(&self.devices_dir, name)?;
@@ -411,6 +424,7 @@ impl Scst {
                 Mode::ReadOnly,
                 DeviceAttr::PrFileName,
             ),
+            (c_str!("expl_alua"), Mode::ReadWrite, DeviceAttr::ExplAlua),
         ] {
             files.push(
                 File::new(&dir, file, mode, state.clone(), attr)?,
@@ -523,6 +537,8 @@ impl SysfsOps for HandlerOps {
 pub(crate) struct Core {
     scst: Arc<Scst>,
     _root_files: KVec<File<Scst>>,
+    _device_groups_mgmt: File<device_groups_sysfs::AluaOps>,
+    _device_groups: Dir,
     _handlers: Dir,
     _devices: Dir,
     _targets: Dir,
@@ -536,9 +552,15 @@ impl Core {
         let handlers = Dir::new(&root, "handlers")?;
         let devices = Dir::new(&root, "devices")?;
         let targets = Dir::new(&root, "targets")?;
-        let (handlers_dir, devices_dir, targets_dir) =
-            (handlers.to_ref(), devices.to_ref(), targets.to_ref());
+        let device_groups = Dir::new(&root, "device_groups")?;
+        let (handlers_dir, devices_dir, targets_dir, device_groups_dir) = (
+            handlers.to_ref(),
+            devices.to_ref(),
+            targets.to_ref(),
+            device_groups.to_ref(),
+        );
         let exec = cmd::ExecQueue::new()?;
+        let alua_config = device_groups::AluaConfig::new()?;
         let scst = Arc::pin_init(
             pin_init!(Scst {
                 registry <- new_mutex!(Registry {
@@ -553,6 +575,8 @@ impl Core {
                 handlers_dir,
                 devices_dir,
                 targets_dir,
+                device_groups_dir,
+                alua_config,
                 next_rel_tgt_id: AtomicU16::new(1),
                 next_export: AtomicU32::new(0),
                 exec,
@@ -569,9 +593,25 @@ impl Core {
                 GFP_KERNEL,
             )?;
         }
+        let device_groups_mgmt = File::new(
+            &device_groups,
+            c_str!("mgmt"),
+            Mode::ReadWrite,
+            Arc::new(
+                device_groups_sysfs::AluaOps {
+                    scst: scst.clone(),
+                    dg: None,
+                    tg: None,
+                },
+                GFP_KERNEL,
+            )?,
+            device_groups_sysfs::AluaAttr::GroupsMgmt,
+        )?;
         Ok(Self {
             scst,
             _root_files: root_files,
+            _device_groups_mgmt: device_groups_mgmt,
+            _device_groups: device_groups,
             _handlers: handlers,
             _devices: devices,
             _targets: targets,

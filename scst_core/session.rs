@@ -11,6 +11,7 @@
 //! cycle. What the core itself answers (REPORT LUNS, REQUEST SENSE, unit
 //! attentions, absent LUNs) is decided here, in [`Command::dispatch`].
 
+use super::alua::PortView;
 use super::buffer::{BufferRequest, CmdBuffer, DataBudget, LendRefused, Lending, LentId};
 use super::cdb::{self, Cdb, Out};
 use super::cmd::{Defer, State};
@@ -18,6 +19,7 @@ use super::device::{
     Completion, DataDirection, DeviceState, ExecCmd, Executed, NexusInfo, RawStatus, TaskMgmt,
     TmFunction,
 };
+use super::device_groups::{self, AluaCheck};
 use super::pr::TransportId;
 use super::reservation::{self, Intercept};
 use super::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
@@ -121,6 +123,9 @@ pub(crate) struct TgtDev {
     /// Bumped when PREEMPT AND ABORT fences this nexus: every command it
     /// admitted before is aborted.
     pub(crate) abort_epoch: AtomicU64,
+    /// ALUA as this nexus sees it, a packed [`PortView`] (0: its device
+    /// is in no device group); set by the device under its view's lock.
+    pub(crate) alua: AtomicU32,
 }
 
 /// Numbers the I_T_L nexuses of the module's lifetime.
@@ -173,6 +178,7 @@ impl TgtDev {
                 target: session.target.clone(),
                 executing: AtomicU32::new(0),
                 abort_epoch: AtomicU64::new(0),
+                alua: AtomicU32::new(0),
             }),
             GFP_KERNEL,
         )
@@ -849,6 +855,28 @@ impl Session {
         if let Some(r) = self.dispatch_core(Some(tgt_dev), cdb_bytes, data) {
             return Dispatched::Now(r);
         }
+        let alua = PortView::decode(tgt_dev.alua.load(Ordering::Relaxed));
+        if let Some(view) = alua {
+            let format = || tgt_dev.dev.lu.sense_format();
+            let cdb = Cdb(cdb_bytes);
+            match device_groups::check(tgt_dev, view, cdb, data, direction, nowait, format) {
+                AluaCheck::Answer(r) => return Dispatched::Now(r),
+                AluaCheck::WouldBlock => return Dispatched::WouldBlock,
+                AluaCheck::Report => {
+                    let alloc_len = cdb.be32(6) as usize;
+                    return Dispatched::Now(self.core_data_in(
+                        data,
+                        format(),
+                        |out| {
+                            device_groups::report(tgt_dev, cdb, out)
+                                .unwrap_or(Err(sense::INVALID_OPCODE))
+                        },
+                        alloc_len,
+                    ));
+                }
+                AluaCheck::Pass => {}
+            }
+        }
         match reservation::intercept(tgt_dev, cdb_bytes, data, direction, nowait) {
             Intercept::Answer(r) => return Dispatched::Now(r),
             Intercept::WouldBlock => return Dispatched::WouldBlock,
@@ -862,6 +890,7 @@ impl Session {
             data,
             read_only: tgt_dev.read_only,
             rel_tgt_id: self.target.rel_tgt_id.load(Ordering::Relaxed),
+            alua,
             direction,
             nexus: tgt_dev.attached.id,
             lent,

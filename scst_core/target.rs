@@ -1010,9 +1010,27 @@ impl Scst {
             .iter()
             .position(|t| name_eq(&t.name, name))
             .ok_or(MgmtError::NoSuchObject(name))?;
-        drop(entry.targets.swap_remove(i));
+        let target = entry.targets.swap_remove(i);
+        let state = target.as_ref().map(|t| t.state.clone());
+        drop(target);
+        if let Some(state) = state {
+            self.alua_forget_target(&state);
+        }
         pr_info!("{}: removed target {}\n", driver, name);
         Ok(())
+    }
+
+    /// The target named `name`, of whichever driver, with its directory.
+    pub(crate) fn find_target(
+        registry: &Registry,
+        name: &str,
+    ) -> Option<(Arc<TargetState>, DirRef)> {
+        registry.drivers.iter().find_map(|d| {
+            d.targets
+                .iter()
+                .find(|t| name_eq(&t.name, name))
+                .map(|t| (t.state.clone(), t._dir.to_ref()))
+        })
     }
 
     /// Opens a session of `initiator` on a target; `make` builds the

@@ -21,6 +21,7 @@ pub(crate) mod sbc;
 use crate::kernel_ext::file::{BackingFile, BiosDone, OpenOptions};
 use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::scst_core::{
+    alua::PortView,
     cdb::{Cdb, Out},
     cmd::Deferral,
     cstring,
@@ -343,7 +344,7 @@ impl Vdisk {
         self.size.load(Ordering::Relaxed) / u64::from(self.block_size)
     }
 
-    fn info(&self, rel_tgt_id: u16, read_only: bool) -> DiskInfo<'_> {
+    fn info(&self, rel_tgt_id: u16, read_only: bool, alua: Option<PortView>) -> DiskInfo<'_> {
         DiskInfo {
             vendor: self.kind.vendor(),
             product: self.name.as_bytes(),
@@ -352,6 +353,8 @@ impl Vdisk {
             usn: self.usn.as_bytes(),
             naa_id: self.naa_id,
             rel_tgt_id,
+            tpgs: alua.map_or(0, |a| a.tpgs()),
+            target_port_group: alua.and_then(|a| a.port).map(|(group, _)| group),
             blocks: self.blocks(),
             block_size: self.block_size,
             read_only: self.read_only || read_only,
@@ -899,7 +902,7 @@ impl Vdisk {
 impl LogicalUnit for Vdisk {
     fn execute(&self, cmd: &mut ExecCmd<'_, '_>) -> Result<Executed, Sense> {
         let mode = *self.mode.lock();
-        let info = self.info(cmd.rel_tgt_id, cmd.read_only);
+        let info = self.info(cmd.rel_tgt_id, cmd.read_only, cmd.alua);
         // First pass without a buffer: the I/O commands need none.
         let action = sbc::parse(Cdb(cmd.cdb), &info, &mode, &mut Out::new(&mut []))?;
         let data_out = action.data_out_len(self.block_size);

@@ -27,6 +27,11 @@ pub struct DiskInfo<'a> {
     pub naa_id: [u8; 8],
     /// Relative target port identifier of the port the command came in on.
     pub rel_tgt_id: u16,
+    /// Standard INQUIRY's TPGS field: 0 without ALUA, 1 implicit only, 3
+    /// implicit and explicit (SET TARGET PORT GROUPS).
+    pub tpgs: u8,
+    /// The target port group of that port (VPD page 83h), if it is in one.
+    pub target_port_group: Option<u16>,
     /// Number of logical blocks.
     pub blocks: u64,
     /// Logical block size in bytes.
@@ -852,7 +857,7 @@ fn inquiry(
         out.u8(0x06); // SPC-4
         out.u8(0x10 | 0x02); // HISUP, response data format 2
         out.u8(91); // additional length: 96 bytes in all
-        out.u8(0x00);
+        out.u8((disk.tpgs & 0x3) << 4);
         out.u8(0x00);
         out.u8(0x02); // CMDQUE
         out.ascii(disk.vendor, 8);
@@ -884,6 +889,11 @@ fn inquiry(
             // Relative target port identifier, associated with the port.
             out.put(&[0x01, 0x14, 0x00, 0x04, 0x00, 0x00]);
             out.be16(disk.rel_tgt_id);
+            // Target port group, associated with the port.
+            if let Some(group) = disk.target_port_group {
+                out.put(&[0x01, 0x15, 0x00, 0x04, 0x00, 0x00]);
+                out.be16(group);
+            }
         }
         0x86 => {
             out.u8(0x00);

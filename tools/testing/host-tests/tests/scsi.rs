@@ -15,6 +15,8 @@ fn disk(blocks: u64, block_size: u32) -> DiskInfo<'static> {
         usn: b"1a2b3c4d",
         naa_id: [0x30, 1, 2, 3, 4, 5, 6, 7],
         rel_tgt_id: 1,
+        tpgs: 0,
+        target_port_group: None,
         blocks,
         block_size,
         read_only: false,
@@ -228,6 +230,22 @@ fn write_through_when_cache_disabled() {
             fua: true
         })
     );
+}
+
+#[test]
+fn inquiry_reports_alua_when_in_a_device_group() {
+    let mut d = disk(1000, 512);
+    let (_, data) = run(&[0x12, 0, 0, 0, 96, 0], &d);
+    assert_eq!(data[5] & 0x30, 0);
+    let (_, plain) = run(&[0x12, 1, 0x83, 0, 255, 0], &d);
+    d.tpgs = 3;
+    d.target_port_group = Some(0x0101);
+    let (_, data) = run(&[0x12, 0, 0, 0, 96, 0], &d);
+    assert_eq!(data[5] & 0x30, 0x30);
+    let (_, vpd) = run(&[0x12, 1, 0x83, 0, 255, 0], &d);
+    assert_eq!(vpd.len(), plain.len() + 8);
+    assert_eq!(&vpd[plain.len()..], &[0x01, 0x15, 0, 4, 0, 0, 1, 1]);
+    assert_eq!(u16::from_be_bytes([vpd[2], vpd[3]]) as usize + 4, vpd.len());
 }
 
 #[test]
