@@ -90,6 +90,38 @@ pub struct Driver {
     pub line: usize,
 }
 
+/// `TARGET name [{ rel_tgt_id N }]` inside a `TARGET_GROUP`: a target of
+/// this system, or another node's target port with its relative id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupPort {
+    pub name: String,
+    pub attrs: Vec<Attr>,
+    pub line: usize,
+}
+
+/// `TARGET_GROUP name { group_id; preferred; state; TARGET ... }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetGroup {
+    pub name: String,
+    pub attrs: Vec<Attr>,
+    pub ports: Vec<GroupPort>,
+    pub line: usize,
+}
+
+/// `DEVICE_GROUP name { DEVICE ...; TARGET_GROUP ... }` (ALUA).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceGroup {
+    pub name: String,
+    /// Device names, with their lines.
+    pub devices: Vec<Initiator>,
+    pub target_groups: Vec<TargetGroup>,
+    pub line: usize,
+}
+
+/// The attributes of a target group, in the order they are applied
+/// (`state` last: a group's id is known when its state is announced).
+pub const TARGET_GROUP_ATTRS: [&str; 3] = ["group_id", "preferred", "state"];
+
 /// A whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
@@ -97,6 +129,7 @@ pub struct Config {
     pub attrs: Vec<Attr>,
     pub handlers: Vec<Handler>,
     pub drivers: Vec<Driver>,
+    pub device_groups: Vec<DeviceGroup>,
 }
 
 /// Something in a file that cannot be applied, with its line.
@@ -341,6 +374,123 @@ fn parse_driver(node: &Node, errors: &mut Errors) -> Option<Driver> {
     Some(driver)
 }
 
+fn parse_group_port(node: &Node, errors: &mut Errors) -> Option<GroupPort> {
+    let mut port = GroupPort {
+        name: name_of(node, errors)?,
+        line: node.line,
+        ..GroupPort::default()
+    };
+    for n in block(node) {
+        match keyword(n) {
+            Some(kw) => misplaced(n, kw, "inside a target group's TARGET", errors),
+            None => {
+                if let Some(a) = attr_of(n, errors) {
+                    if a.name == "rel_tgt_id" {
+                        port.attrs.push(a);
+                    } else {
+                        errors.add(
+                            a.line,
+                            format!("a target group's TARGET has no attribute '{}'", a.name),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Some(port)
+}
+
+fn parse_target_group(node: &Node, errors: &mut Errors) -> Option<TargetGroup> {
+    let mut group = TargetGroup {
+        name: name_of(node, errors)?,
+        line: node.line,
+        ..TargetGroup::default()
+    };
+    for n in block(node) {
+        match keyword(n) {
+            Some("TARGET") => {
+                if let Some(p) = parse_group_port(n, errors) {
+                    group.ports.push(p);
+                }
+            }
+            Some(kw) => misplaced(n, kw, "inside a TARGET_GROUP", errors),
+            None => {
+                if let Some(a) = attr_of(n, errors) {
+                    if TARGET_GROUP_ATTRS.contains(&a.name.as_str()) {
+                        group.attrs.push(a);
+                    } else {
+                        errors.add(
+                            a.line,
+                            format!("target groups have no attribute '{}'", a.name),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Some(group)
+}
+
+fn parse_device_group(node: &Node, errors: &mut Errors) -> Option<DeviceGroup> {
+    let mut group = DeviceGroup {
+        name: name_of(node, errors)?,
+        line: node.line,
+        ..DeviceGroup::default()
+    };
+    for n in block(node) {
+        match keyword(n) {
+            Some("DEVICE") => {
+                if n.block.is_some() {
+                    errors.add(n.line, "a device group's DEVICE takes no block");
+                }
+                if let Some(name) = name_of(n, errors) {
+                    group.devices.push(Initiator { name, line: n.line });
+                }
+            }
+            Some("TARGET_GROUP") => {
+                if let Some(tg) = parse_target_group(n, errors) {
+                    if let Some(first) = group.target_groups.iter().find(|x| x.name == tg.name) {
+                        errors.add(
+                            tg.line,
+                            format!(
+                                "TARGET_GROUP {} given twice (first on line {})",
+                                tg.name, first.line
+                            ),
+                        );
+                    } else {
+                        group.target_groups.push(tg);
+                    }
+                }
+            }
+            Some(kw) => misplaced(n, kw, "inside a DEVICE_GROUP", errors),
+            None => {
+                if let Some(a) = attr_of(n, errors) {
+                    errors.add(
+                        a.line,
+                        format!("device groups have no attribute '{}'", a.name),
+                    );
+                }
+            }
+        }
+    }
+    // A target is in one target group of a device group.
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for p in group.target_groups.iter().flat_map(|g| &g.ports) {
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == p.name) {
+            errors.add(
+                p.line,
+                format!(
+                    "target {} is already in a target group of this device group (line {})",
+                    p.name, first
+                ),
+            );
+        } else {
+            seen.push((&p.name, p.line));
+        }
+    }
+    Some(group)
+}
+
 fn parse_handler(node: &Node, errors: &mut Errors) -> Option<Handler> {
     let mut handler = Handler {
         name: name_of(node, errors)?,
@@ -421,10 +571,22 @@ impl Config {
                         }
                     }
                 }
-                Some("DEVICE_GROUP") => errors.add(
-                    n.line,
-                    "DEVICE_GROUP (ALUA) is not supported by scst-rs yet",
-                ),
+                Some("DEVICE_GROUP") => {
+                    if let Some(g) = parse_device_group(n, &mut errors) {
+                        if let Some(first) = config.device_groups.iter().find(|x| x.name == g.name)
+                        {
+                            errors.add(
+                                g.line,
+                                format!(
+                                    "DEVICE_GROUP {} given twice (first on line {})",
+                                    g.name, first.line
+                                ),
+                            );
+                        } else {
+                            config.device_groups.push(g);
+                        }
+                    }
+                }
                 Some(kw) => misplaced(n, kw, "at the top level", &mut errors),
                 None => config.attrs.extend(attr_of(n, &mut errors)),
             }
@@ -436,6 +598,21 @@ impl Config {
                 errors.add(
                     d.line,
                     format!("DEVICE {} given twice (first on line {})", d.name, first),
+                );
+            } else {
+                seen.push((&d.name, d.line));
+            }
+        }
+        // A device is in one device group.
+        let mut seen: Vec<(&str, usize)> = Vec::new();
+        for d in config.device_groups.iter().flat_map(|g| &g.devices) {
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == d.name) {
+                errors.add(
+                    d.line,
+                    format!(
+                        "device {} is already in a device group (line {})",
+                        d.name, first
+                    ),
                 );
             } else {
                 seen.push((&d.name, d.line));
@@ -502,6 +679,27 @@ impl Config {
                         out.push_str(&format!("\t\t\tINITIATOR {}\n", quote(&i.name)));
                     }
                     out.push_str("\t\t}\n");
+                }
+                out.push_str("\t}\n");
+            }
+            out.push_str("}\n");
+        }
+        for g in &self.device_groups {
+            out.push_str(&format!("\nDEVICE_GROUP {} {{\n", quote(&g.name)));
+            for d in &g.devices {
+                out.push_str(&format!("\tDEVICE {}\n", quote(&d.name)));
+            }
+            for tg in &g.target_groups {
+                out.push_str(&format!("\n\tTARGET_GROUP {} {{\n", quote(&tg.name)));
+                for a in &tg.attrs {
+                    write_attr(&mut out, 2, a);
+                }
+                for p in &tg.ports {
+                    write_block_start(&mut out, 2, &format!("TARGET {}", quote(&p.name)), &p.attrs);
+                    for a in &p.attrs {
+                        write_attr(&mut out, 3, a);
+                    }
+                    write_block_end(&mut out, 2, &p.attrs);
                 }
                 out.push_str("\t}\n");
             }

@@ -23,8 +23,12 @@ pub struct Step {
 
 /// Device attributes the core lets one write once a device exists, on
 /// every device (`devices/<name>/...`).
-pub const CORE_DEVICE_ATTRS: [&str; 3] =
-    ["threads_num", "threads_pool_type", "max_tgt_dev_commands"];
+pub const CORE_DEVICE_ATTRS: [&str; 4] = [
+    "threads_num",
+    "threads_pool_type",
+    "max_tgt_dev_commands",
+    "expl_alua",
+];
 
 /// Target attributes every target driver has.
 pub const CORE_TARGET_ATTRS: [&str; 2] = ["enabled", "rel_tgt_id"];
@@ -130,7 +134,42 @@ impl Planner<'_> {
 
     // ---- removals (force) ----
 
+    fn remove_unwanted_device_groups(&mut self, wanted: &Config) {
+        let running = self.cur.device_groups.clone();
+        for g in &running {
+            let Some(wg) = wanted.device_groups.iter().find(|w| w.name == g.name) else {
+                self.step("device_groups/mgmt", format!("del {}", g.name));
+                self.cur.device_groups.retain(|x| x.name != g.name);
+                continue;
+            };
+            let base = format!("device_groups/{}", g.name);
+            for d in &g.devices {
+                if !wg.devices.iter().any(|w| w.name == d.name) {
+                    self.step(format!("{base}/devices/mgmt"), format!("del {}", d.name));
+                }
+            }
+            for tg in &g.target_groups {
+                let Some(wtg) = wg.target_groups.iter().find(|w| w.name == tg.name) else {
+                    self.step(
+                        format!("{base}/target_groups/mgmt"),
+                        format!("del {}", tg.name),
+                    );
+                    continue;
+                };
+                for p in &tg.ports {
+                    if !wtg.ports.iter().any(|w| w.name == p.name) {
+                        self.step(
+                            format!("{base}/target_groups/{}/mgmt", tg.name),
+                            format!("del {}", p.name),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn remove_unwanted(&mut self, wanted: &Config) {
+        self.remove_unwanted_device_groups(wanted);
         let running = self.cur.clone();
         for d in &running.drivers {
             let want = wanted.drivers.iter().find(|w| w.name == d.name);
@@ -512,6 +551,106 @@ impl Planner<'_> {
         }
     }
 
+    // ---- device groups (ALUA) ----
+
+    fn device_groups(&mut self, wanted: &Config) {
+        for g in &wanted.device_groups {
+            let base = format!("device_groups/{}", g.name);
+            let have = self
+                .cur
+                .device_groups
+                .iter()
+                .find(|c| c.name == g.name)
+                .cloned();
+            if have.is_none() {
+                self.step("device_groups/mgmt", format!("create {}", g.name));
+            }
+            let have = have.unwrap_or_default();
+            for d in &g.devices {
+                if have.devices.iter().any(|h| h.name == d.name) {
+                    continue;
+                }
+                if !self.device_available(wanted, &d.name) {
+                    self.error(
+                        d.line,
+                        format!("no device '{}' to add to device group {}", d.name, g.name),
+                    );
+                    continue;
+                }
+                let elsewhere = self.cur.device_groups.iter().find(|c| {
+                    c.name != g.name
+                        && c.devices.iter().any(|x| x.name == d.name)
+                        && !wanted.device_groups.iter().any(|w| {
+                            w.name == c.name && !w.devices.iter().any(|x| x.name == d.name)
+                        })
+                });
+                if let Some(other) = elsewhere {
+                    self.error(
+                        d.line,
+                        format!(
+                            "device {} is in device group {} already",
+                            d.name, other.name
+                        ),
+                    );
+                    continue;
+                }
+                self.step(format!("{base}/devices/mgmt"), format!("add {}", d.name));
+            }
+            for tg in &g.target_groups {
+                let tdir = format!("{base}/target_groups/{}", tg.name);
+                let have_tg = have
+                    .target_groups
+                    .iter()
+                    .find(|h| h.name == tg.name)
+                    .cloned();
+                if have_tg.is_none() {
+                    self.step(
+                        format!("{base}/target_groups/mgmt"),
+                        format!("create {}", tg.name),
+                    );
+                }
+                let have_tg = have_tg.unwrap_or_default();
+                for name in crate::config::TARGET_GROUP_ATTRS {
+                    let Some(a) = attr(&tg.attrs, name) else {
+                        continue;
+                    };
+                    let valid = match name {
+                        "group_id" => a.value.parse::<u32>().is_ok_and(|v| v <= 0xffff),
+                        "preferred" => a.value == "0" || a.value == "1",
+                        _ => [
+                            "active",
+                            "nonoptimized",
+                            "standby",
+                            "unavailable",
+                            "offline",
+                            "transitioning",
+                        ]
+                        .contains(&a.value.to_ascii_lowercase().as_str()),
+                    };
+                    if !valid {
+                        self.error(
+                            a.line,
+                            format!("target group {}: bad {} '{}'", tg.name, name, a.value),
+                        );
+                    } else if !holds(&have_tg.attrs, a) {
+                        self.step(format!("{tdir}/{name}"), a.value.clone());
+                    }
+                }
+                for p in &tg.ports {
+                    let have_port = have_tg.ports.iter().find(|h| h.name == p.name);
+                    if have_port.is_none() {
+                        self.step(format!("{tdir}/mgmt"), format!("add {}", p.name));
+                    }
+                    for a in &p.attrs {
+                        if !have_port.is_some_and(|h| holds(&h.attrs, a)) {
+                            self.step(format!("{tdir}/{}/{}", p.name, a.name), a.value.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn target(&mut self, wanted: &Config, info: &crate::sysfs::DriverInfo, t: &Target) {
         let base = format!("targets/{}", info.name);
         let tdir = format!("{base}/{}", t.name);
@@ -696,6 +835,7 @@ pub fn plan(sys: &System, wanted: &Config, force: bool) -> Result<Vec<Step>, Vec
     }
     p.devices(wanted);
     p.drivers(wanted);
+    p.device_groups(wanted);
     if p.errors.is_empty() {
         Ok(p.steps)
     } else {

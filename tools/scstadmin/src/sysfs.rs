@@ -4,7 +4,10 @@
 //! [`Config`] (what `-write_config` saves) and a [`System`] (what each
 //! handler and driver can do), and written one line at a time.
 
-use crate::config::{Attr, Config, Device, Driver, Group, Handler, Initiator, Lun, Target};
+use crate::config::{
+    Attr, Config, Device, DeviceGroup, Driver, Group, GroupPort, Handler, Initiator, Lun, Target,
+    TargetGroup,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
@@ -394,6 +397,48 @@ impl Sysfs {
             }
             sys.drivers.push(info);
             sys.config.drivers.push(driver);
+        }
+        for g in self.entries("device_groups", true) {
+            let base = format!("device_groups/{g}");
+            let devices = self
+                .entries(&format!("{base}/devices"), false)
+                .into_iter()
+                .filter(|n| self.is_link(&format!("{base}/devices/{n}")))
+                .map(|name| Initiator { name, line: 0 })
+                .collect();
+            let mut group = DeviceGroup {
+                name: g.clone(),
+                devices,
+                ..DeviceGroup::default()
+            };
+            for tg in self.entries(&format!("{base}/target_groups"), true) {
+                let dir = format!("{base}/target_groups/{tg}");
+                let attrs = self.key_attrs(&mut sys, &dir, &[], &["state"]);
+                let mut ports = Vec::new();
+                for name in self.entries(&dir, false) {
+                    let rel = format!("{dir}/{name}");
+                    if self.is_link(&rel) {
+                        ports.push(GroupPort {
+                            name,
+                            ..GroupPort::default()
+                        });
+                    } else if self.path(&rel).is_dir() {
+                        let attrs = self.key_attrs(&mut sys, &rel, &[], &[]);
+                        ports.push(GroupPort {
+                            name,
+                            attrs,
+                            line: 0,
+                        });
+                    }
+                }
+                group.target_groups.push(TargetGroup {
+                    name: tg,
+                    attrs,
+                    ports,
+                    line: 0,
+                });
+            }
+            sys.config.device_groups.push(group);
         }
         Ok(sys)
     }

@@ -53,6 +53,25 @@ TARGET_DRIVER scst_local {
 		LUN 0 null1
 	}
 }
+
+DEVICE_GROUP dg1 {
+	DEVICE disk01
+	DEVICE disk02
+
+	TARGET_GROUP local {
+		group_id 256
+		preferred 1
+		state active
+		TARGET iqn.2026-12.org.example:tgt1
+	}
+	TARGET_GROUP remote {
+		group_id 257
+		state standby
+		TARGET iqn.2026-12.org.example:node2 {
+			rel_tgt_id 2
+		}
+	}
+}
 "#;
 
 #[test]
@@ -90,6 +109,16 @@ fn reads_scst_s_grammar() {
     );
     let local = &c.drivers[1].targets[0];
     assert_eq!(local.attrs[0].name, "session_name");
+
+    let dg = &c.device_groups[0];
+    assert_eq!(dg.devices.len(), 2);
+    assert_eq!(dg.target_groups[0].attrs.len(), 3);
+    assert_eq!(dg.target_groups[1].attrs[1].value, "standby");
+    let port = &dg.target_groups[1].ports[0];
+    assert_eq!(
+        (port.name.as_str(), port.attrs[0].value.as_str()),
+        ("iqn.2026-12.org.example:node2", "2")
+    );
 }
 
 #[test]
@@ -123,6 +152,18 @@ fn written_text_reads_back_the_same() {
                 for g in &mut t.groups {
                     g.line = 0;
                     g.initiators.iter_mut().for_each(|i| i.line = 0);
+                }
+            }
+        }
+        for g in &mut c.device_groups {
+            g.line = 0;
+            g.devices.iter_mut().for_each(|d| d.line = 0);
+            for tg in &mut g.target_groups {
+                tg.line = 0;
+                tg.attrs.iter_mut().for_each(|a| a.line = 0);
+                for p in &mut tg.ports {
+                    p.line = 0;
+                    p.attrs.iter_mut().for_each(|a| a.line = 0);
                 }
             }
         }
@@ -182,7 +223,15 @@ fn malformed_files_are_refused_with_line_numbers() {
         lines("HANDLER h {\n\tDEVICE d {\n\t\tfilename\n\t}\n}\n"),
         [3]
     );
-    assert!(errors("DEVICE_GROUP dg {\n}\n")[0].reason.contains("ALUA"));
+    // ALUA: what device groups, target groups and their ports may hold.
+    assert_eq!(
+        lines("DEVICE_GROUP dg {\n\tfoo 1\n\tTARGET_GROUP tg {\n\t\tbar 2\n\t\tTARGET t {\n\t\t\tbaz 3\n\t\t}\n\t\tTARGET t\n\t}\n\tLUN 0 x\n}\n"),
+        [2, 4, 6, 8, 10]
+    );
+    assert_eq!(
+        lines("DEVICE_GROUP a {\n\tDEVICE d\n}\nDEVICE_GROUP b {\n\tDEVICE d\n}\nDEVICE_GROUP a {\n}\n"),
+        [5, 7]
+    );
     // Every error of a well-formed file at once; a syntax error alone.
     assert_eq!(
         lines("FOO x\nHANDLER h {\n\tBAR y\n}\nTARGET_DRIVER d {\n\tLUN 0 x\n}\n"),
@@ -221,4 +270,15 @@ fn documented_examples_parse() {
     let t = &c.drivers[0].targets[0];
     assert_eq!(t.name, "iqn.2026-12.org.example:disk1");
     assert_eq!(t.attrs[0].name, "enabled");
+
+    let doc = include_str!("../../../Documentation/alua.rst");
+    let start = doc
+        .find("    DEVICE_GROUP dg1 {")
+        .expect("the ALUA page's example");
+    let end = start + doc[start..].find("\n\n- ").unwrap();
+    let c = Config::parse(&doc[start..end]).expect("the ALUA page's scst.conf");
+    assert_eq!(
+        c.device_groups[0].target_groups[1].ports[0].attrs[0].value,
+        "2"
+    );
 }

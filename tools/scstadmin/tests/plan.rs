@@ -527,3 +527,90 @@ fn force_leaves_unnamed_attributes_and_enabled_alone() {
     .unwrap();
     assert_eq!(texts(&plan(&sys, &c, true).unwrap()), Vec::<String>::new());
 }
+
+/// A device group as the kernel shows it: disk1 in dg1, whose target
+/// group tg1 (group 1, active) holds the iSCSI target, and tg2 (group 2,
+/// standby) another node's port 7.
+fn with_device_group() -> Tree {
+    let t = running();
+    let dg = "device_groups/dg1";
+    t.file("device_groups/mgmt", "Usage", true);
+    t.file(&format!("{dg}/devices/mgmt"), "Usage", true);
+    t.link(&format!("{dg}/devices/disk1"), "devices/disk1");
+    t.file(&format!("{dg}/target_groups/mgmt"), "Usage", true);
+    for (tg, id, state) in [("tg1", "1", "active"), ("tg2", "2", "standby")] {
+        let dir = format!("{dg}/target_groups/{tg}");
+        t.file(&format!("{dir}/mgmt"), "Usage", true);
+        t.file(&format!("{dir}/group_id"), &format!("{id}\n[key]"), true);
+        t.file(&format!("{dir}/state"), &format!("{state}\n[key]"), true);
+        t.file(&format!("{dir}/preferred"), "0", true);
+    }
+    t.link(
+        &format!("{dg}/target_groups/tg1/iqn.2026-12.org.example:t1"),
+        "targets/iscsi/iqn.2026-12.org.example:t1",
+    );
+    t.file(
+        &format!("{dg}/target_groups/tg2/node2/rel_tgt_id"),
+        "7\n[key]",
+        true,
+    );
+    t
+}
+
+#[test]
+fn device_groups_read_back_and_apply_as_differences() {
+    let t = with_device_group();
+    let sys = t.system();
+    let text = sys.config.to_text();
+    assert!(
+        text.contains(
+            "DEVICE_GROUP dg1 {\n\tDEVICE disk1\n\n\tTARGET_GROUP tg1 {\n\t\tgroup_id 1\n\t\tstate active\n\t\tTARGET iqn.2026-12.org.example:t1\n\t}\n\n\tTARGET_GROUP tg2 {\n\t\tgroup_id 2\n\t\tstate standby\n\t\tTARGET node2 {\n\t\t\trel_tgt_id 7\n\t\t}\n\t}\n}\n"
+        ),
+        "{text}"
+    );
+    let same = Config::parse(&text).unwrap();
+    assert_eq!(
+        texts(&plan(&sys, &same, true).unwrap()),
+        Vec::<String>::new()
+    );
+
+    let dg = "device_groups/dg1";
+    let changed = Config::parse(
+        &(text
+            .replace("\t\tstate standby\n", "\t\tpreferred 1\n\t\tstate active\n")
+            .replace("rel_tgt_id 7", "rel_tgt_id 9")
+            .replace("\tDEVICE disk1\n", "\tDEVICE disk1\n\tDEVICE null1\n")
+            + "\nDEVICE_GROUP dg2 {\n\tTARGET_GROUP a {\n\t\tgroup_id 5\n\t\tTARGET local1\n\t}\n}\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        texts(&plan(&sys, &changed, false).unwrap()),
+        [
+            format!("{dg}/devices/mgmt < add null1"),
+            format!("{dg}/target_groups/tg2/preferred < 1"),
+            format!("{dg}/target_groups/tg2/state < active"),
+            format!("{dg}/target_groups/tg2/node2/rel_tgt_id < 9"),
+            "device_groups/mgmt < create dg2".into(),
+            "device_groups/dg2/target_groups/mgmt < create a".into(),
+            "device_groups/dg2/target_groups/a/group_id < 5".into(),
+            "device_groups/dg2/target_groups/a/mgmt < add local1".into(),
+        ]
+    );
+
+    // With force, what the file lacks goes; clearing removes the group.
+    let fewer = Config::parse(&text.replace("\t\tTARGET node2 {\n\t\t\trel_tgt_id 7\n\t\t}\n", ""))
+        .unwrap();
+    assert_eq!(
+        texts(&plan(&sys, &fewer, true).unwrap()),
+        [format!("{dg}/target_groups/tg2/mgmt < del node2")]
+    );
+    assert!(texts(&clear(&sys)).contains(&"device_groups/mgmt < del dg1".to_string()));
+
+    // What cannot be applied is named before anything is written.
+    let bad = Config::parse(
+        "DEVICE_GROUP dg3 {\n\tDEVICE nosuch\n\tDEVICE disk1\n\tTARGET_GROUP x {\n\t\tstate sleepy\n\t}\n}\n",
+    )
+    .unwrap();
+    let errors = plan(&sys, &bad, false).unwrap_err();
+    assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3, 5]);
+}

@@ -30,6 +30,7 @@ HANDLER vdisk_fileio {{
 		blocksize 4096
 		nv_cache 1
 		threads_num 4
+		expl_alua 1
 	}}
 }}
 
@@ -79,6 +80,25 @@ TARGET_DRIVER scst_local {{
 		LUN 3 file1
 	}}
 }}
+
+DEVICE_GROUP dg1 {{
+	DEVICE file1
+	DEVICE null1
+
+	TARGET_GROUP here {{
+		group_id 17
+		preferred 1
+		state active
+		TARGET {IQN}
+	}}
+	TARGET_GROUP there {{
+		group_id 18
+		state standby
+		TARGET iqn.2026-12.org.example:node2 {{
+			rel_tgt_id 9
+		}}
+	}}
+}}
 """
 
 
@@ -123,6 +143,15 @@ def test_round_trip_of_every_object_kind(scst, loop):
     # scst_local's session is a SCSI host with both LUNs.
     host = host_of("local1", "host1")
     assert devices(host, 0) and devices(host, 3)
+    # ALUA.
+    dg = "device_groups/dg1"
+    assert sorted(os.listdir(os.path.join(ROOT, dg, "devices"))) == ["file1", "mgmt", "null1"]
+    assert read(f"{dg}/target_groups/here/group_id") == "17\n[key]\n"
+    assert read(f"{dg}/target_groups/here/preferred") == "1\n[key]\n"
+    assert read(f"{dg}/target_groups/there/state") == "standby\n[key]\n"
+    assert os.path.islink(os.path.join(ROOT, dg, "target_groups/here", IQN))
+    assert read(f"{dg}/target_groups/there/iqn.2026-12.org.example:node2/rel_tgt_id") == "9\n[key]\n"
+    assert read("devices/file1/expl_alua") == "1\n[key]\n"
 
     first = saved("first.conf")
     assert os.stat("/tmp/first.conf").st_mode & 0o777 == 0o600, "CHAP secrets stay root's"
@@ -133,6 +162,7 @@ def test_round_trip_of_every_object_kind(scst, loop):
 
     scstadmin("-clear_config", "-force", "-noprompt")
     assert os.listdir(os.path.join(ROOT, "devices")) == []
+    assert os.listdir(os.path.join(ROOT, "device_groups")) == ["mgmt"]
     assert not [d for d in os.listdir(os.path.join(ROOT, "targets/iscsi"))
                 if os.path.isdir(os.path.join(ROOT, "targets/iscsi", d))]
     assert read("targets/iscsi/IncomingUser") == "" and read("targets/iscsi/enabled") == "0\n"
