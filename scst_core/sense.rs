@@ -21,6 +21,8 @@ pub mod key {
     pub const UNIT_ATTENTION: u8 = 0x6;
     /// Write to a write-protected medium.
     pub const DATA_PROTECT: u8 = 0x7;
+    /// EXTENDED COPY stopped on an error of a copy target.
+    pub const COPY_ABORTED: u8 = 0xa;
     /// The command was aborted by the target.
     pub const ABORTED_COMMAND: u8 = 0xb;
     /// VERIFY with BYTCHK found different data.

@@ -23,6 +23,9 @@ pub mod core_sense;
 #[path = "../../../../scst_core/task_set.rs"]
 #[doc(hidden)]
 pub mod core_task_set;
+#[path = "../../../../scst_core/xcopy.rs"]
+#[doc(hidden)]
+pub mod core_xcopy;
 #[path = "../../../../scst_iscsi/chap.rs"]
 #[doc(hidden)]
 pub mod iscsi_chap;
@@ -71,6 +74,7 @@ pub mod scst_core {
     pub use super::core_pr as pr;
     pub use super::core_sense as sense;
     pub use super::core_task_set as task_set;
+    pub use super::core_xcopy as xcopy;
 }
 
 /// Registrations in a plain vector, as the kernel keeps them in a `KVec`.
