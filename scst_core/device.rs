@@ -159,6 +159,15 @@ impl ExecCmd<'_, '_> {
     }
 }
 
+/// A copy target as EXTENDED COPY finds and addresses it.
+#[derive(Clone, Copy)]
+pub(crate) struct CopyTargetInfo {
+    /// The NAA designator of VPD page 83h.
+    pub(crate) naa: [u8; 8],
+    pub(crate) block_size: u32,
+    pub(crate) blocks: u64,
+}
+
 /// How [`LogicalUnit::execute`] left a command.
 pub(crate) enum Executed {
     /// It is over.
@@ -270,6 +279,14 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
 
     /// Capacity in bytes, for the log and `size`.
     fn size(&self) -> u64;
+
+    /// What EXTENDED COPY needs of a block device it may copy from or to;
+    /// `None`: not a copy target. The logical unit then executes the
+    /// copy's READ (16) and WRITE (16) commands, on a core worker, with
+    /// no [`ExecCmd::defer`].
+    fn copy_target(&self) -> Option<CopyTargetInfo> {
+        None
+    }
 
     /// The handler-specific attributes under `devices/<name>/`.
     fn attributes(&self) -> &'static [LuAttr];

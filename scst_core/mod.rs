@@ -23,6 +23,7 @@ pub(crate) mod cdb;
 pub(crate) mod device;
 pub(crate) mod device_groups;
 mod device_groups_sysfs;
+mod extended_copy;
 #[allow(unreachable_pub)]
 pub(crate) mod mgmt;
 // Pure logic shared with the host tests, where some items serve only them.
@@ -38,6 +39,9 @@ pub(crate) mod target;
 // attributes.
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod task_set;
+// Pure logic shared with the host tests.
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod xcopy;
 
 use crate::kernel_ext::sysfs::{Dir, DirRef, File, Link, Mode, SysfsBuf, SysfsOps};
 use core::fmt::Write;

@@ -80,7 +80,7 @@ pub(super) enum Intercept {
 }
 
 /// The I_T nexus of `tgt_dev`'s commands, as reservations know it.
-fn nexus_of(tgt_dev: &TgtDev) -> Nexus<'_> {
+pub(super) fn nexus_of(tgt_dev: &TgtDev) -> Nexus<'_> {
     Nexus {
         port: &tgt_dev.port,
         rel_tgt_id: tgt_dev.target.rel_tgt_id.load(Ordering::Relaxed),

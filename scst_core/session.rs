@@ -20,10 +20,12 @@ use super::device::{
     TmFunction,
 };
 use super::device_groups::{self, AluaCheck};
+use super::extended_copy::{self, CopyCommand, HELD_RESULTS};
 use super::pr::TransportId;
 use super::reservation::{self, Intercept};
 use super::sense::{self, Sense, SenseFormat, MAX_RAW_SENSE_LEN};
 use super::task_set::{Refusal, TaskAttr, Ticket};
+use super::xcopy::CopyStatus;
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::sg::SgList;
@@ -126,6 +128,10 @@ pub(crate) struct TgtDev {
     /// ALUA as this nexus sees it, a packed [`PortView`] (0: its device
     /// is in no device group); set by the device under its view's lock.
     pub(crate) alua: AtomicU32,
+    /// Results of this nexus' EXTENDED COPY lists held for RECEIVE COPY
+    /// RESULTS, newest first.
+    #[pin]
+    pub(crate) copy_results: SpinLock<[Option<CopyStatus>; HELD_RESULTS]>,
 }
 
 /// Numbers the I_T_L nexuses of the module's lifetime.
@@ -179,6 +185,7 @@ impl TgtDev {
                 executing: AtomicU32::new(0),
                 abort_epoch: AtomicU64::new(0),
                 alua: AtomicU32::new(0),
+                copy_results <- new_spinlock!([None; HELD_RESULTS]),
             }),
             GFP_KERNEL,
         )
@@ -534,6 +541,7 @@ impl Command {
             lent,
             defer,
             nowait,
+            &|| self.is_aborted(),
         )
     }
 }
@@ -842,6 +850,7 @@ impl Session {
         lent: Option<LentId>,
         defer: Option<&dyn Defer>,
         nowait: bool,
+        aborted: &dyn Fn() -> bool,
     ) -> Dispatched {
         let Some(tgt_dev) = tgt_dev else {
             // The core answers every command for an absent LUN.
@@ -881,6 +890,36 @@ impl Session {
             Intercept::Answer(r) => return Dispatched::Now(r),
             Intercept::WouldBlock => return Dispatched::WouldBlock,
             Intercept::Pass => {}
+        }
+        match extended_copy::copy_command(tgt_dev, Cdb(cdb_bytes)) {
+            Some(CopyCommand::Results) => {
+                let cdb = Cdb(cdb_bytes);
+                return Dispatched::Now(self.core_data_in(
+                    data,
+                    tgt_dev.dev.lu.sense_format(),
+                    |out| extended_copy::receive_copy_results(tgt_dev, cdb, out),
+                    cdb.be32(10) as usize,
+                ));
+            }
+            Some(CopyCommand::Copy) if nowait => return Dispatched::WouldBlock,
+            Some(CopyCommand::Copy) => {
+                let Ok(luns) = self.snapshot() else {
+                    return Dispatched::Now(response_of(
+                        tgt_dev,
+                        Err(sense::INTERNAL_TARGET_FAILURE),
+                    ));
+                };
+                return Dispatched::Now(extended_copy::extended_copy(
+                    tgt_dev,
+                    &luns,
+                    tag,
+                    Cdb(cdb_bytes),
+                    data,
+                    direction,
+                    aborted,
+                ));
+            }
+            None => {}
         }
         if nowait && !tgt_dev.dev.lu.may_execute_nowait(cdb_bytes) {
             return Dispatched::WouldBlock;

@@ -26,7 +26,8 @@ use crate::scst_core::{
     cmd::Deferral,
     cstring,
     device::{
-        key_mark, AttrChange, Completion, DevHandler, ExecCmd, Executed, LogicalUnit, LuAttr,
+        key_mark, AttrChange, Completion, CopyTargetInfo, DevHandler, ExecCmd, Executed,
+        LogicalUnit, LuAttr,
     },
     mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, Params},
     sense::{self, Sense, SenseFormat},
@@ -970,6 +971,14 @@ impl LogicalUnit for Vdisk {
 
     fn size(&self) -> u64 {
         self.size.load(Ordering::Relaxed)
+    }
+
+    fn copy_target(&self) -> Option<CopyTargetInfo> {
+        Some(CopyTargetInfo {
+            naa: self.naa_id,
+            block_size: self.block_size,
+            blocks: self.blocks(),
+        })
     }
 
     fn attributes(&self) -> &'static [LuAttr] {

@@ -10,6 +10,7 @@
 
 use crate::scst_core::cdb::{Cdb, Out};
 use crate::scst_core::sense::{self, Sense};
+use crate::scst_core::xcopy;
 
 /// What a device reports about itself, and its geometry.
 pub struct DiskInfo<'a> {
@@ -837,7 +838,7 @@ fn check_transfer(cdb: Cdb<'_>, disk: &DiskInfo<'_>, lba: u64, blocks: u32) -> R
 }
 
 /// VPD pages in the order page 00h lists them.
-const VPD_PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2];
+const VPD_PAGES: [u8; 8] = [0x00, 0x80, 0x83, 0x86, 0x8f, 0xb0, 0xb1, 0xb2];
 
 /// Standard INQUIRY data and the VPD pages (SPC-4 6.6, 7.8; SBC-3 6.5).
 fn inquiry(
@@ -857,7 +858,8 @@ fn inquiry(
         out.u8(0x06); // SPC-4
         out.u8(0x10 | 0x02); // HISUP, response data format 2
         out.u8(91); // additional length: 96 bytes in all
-        out.u8((disk.tpgs & 0x3) << 4);
+                    // TPGS; 3PC: the core's copy manager takes EXTENDED COPY.
+        out.u8((disk.tpgs & 0x3) << 4 | 0x08);
         out.u8(0x00);
         out.u8(0x02); // CMDQUE
         out.ascii(disk.vendor, 8);
@@ -926,6 +928,7 @@ fn inquiry(
             out.u8(0);
             out.zeroes(56);
         }
+        0x8f => xcopy::third_party_copy_vpd(out),
         0xb2 => {
             out.u8(0); // threshold exponent
                        // LBPU, LBPWS, LBPWS10, LBPRZ

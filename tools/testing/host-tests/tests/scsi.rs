@@ -237,6 +237,7 @@ fn inquiry_reports_alua_when_in_a_device_group() {
     let mut d = disk(1000, 512);
     let (_, data) = run(&[0x12, 0, 0, 0, 96, 0], &d);
     assert_eq!(data[5] & 0x30, 0);
+    assert_eq!(data[5] & 0x08, 0x08, "3PC");
     let (_, plain) = run(&[0x12, 1, 0x83, 0, 255, 0], &d);
     d.tpgs = 3;
     d.target_port_group = Some(0x0101);
@@ -259,8 +260,11 @@ fn inquiry_standard_and_vpd() {
     assert_eq!(&data[16..21], b"disk1");
     assert_eq!(data[7] & 0x02, 0x02);
     let (_, data) = run(&[0x12, 1, 0, 0, 255, 0], &d);
-    assert_eq!(&data[4..], &[0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2]);
-    for page in [0x80u8, 0x83, 0x86, 0xb0, 0xb1, 0xb2] {
+    assert_eq!(
+        &data[4..],
+        &[0x00, 0x80, 0x83, 0x86, 0x8f, 0xb0, 0xb1, 0xb2]
+    );
+    for page in [0x80u8, 0x83, 0x86, 0x8f, 0xb0, 0xb1, 0xb2] {
         let (r, data) = run(&[0x12, 1, page, 0, 255, 0], &d);
         assert_eq!(r, Ok(Action::DataIn(255)), "page {page:#x}");
         assert_eq!(data[1], page);
