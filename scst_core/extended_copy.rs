@@ -120,7 +120,7 @@ pub(super) fn extended_copy(
         Ok(list) => list,
         Err(s) => return check(s),
     };
-    if list.segments().is_empty() {
+    if list.segment_count() == 0 {
         return Response::status(status::GOOD);
     }
     let mut done = CopyStatus {
@@ -164,7 +164,7 @@ fn copy_aborted(cause: Sense) -> Failure {
 }
 
 fn run(
-    list: &CopyList,
+    list: &CopyList<'_>,
     luns: &[Arc<TgtDev>],
     tag: u32,
     aborted: &dyn Fn() -> bool,
@@ -194,7 +194,7 @@ fn run(
         let source = resolve(segment.source)?;
         let destination = resolve(segment.destination)?;
         copy_segment(
-            segment,
+            &segment,
             &source,
             &destination,
             &mut buffer,

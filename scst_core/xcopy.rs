@@ -44,8 +44,9 @@ const TARGET_LEN: usize = 32;
 pub const IDENTIFICATION_TARGET: u8 = 0xe4;
 /// Block device to block device segment descriptor.
 pub const BLOCK_TO_BLOCK: u8 = 0x02;
-/// The bytes of a block to block segment descriptor after its first four.
-const BLOCK_TO_BLOCK_LEN: usize = 0x18;
+/// A block to block segment descriptor's length (DESCRIPTOR LENGTH 18h
+/// and its first four bytes).
+const SEGMENT_LEN: usize = 4 + 0x18;
 /// LIST ID USAGE: the copy manager holds the results for RECEIVE COPY
 /// RESULTS.
 const LIST_ID_HELD: u8 = 0b00;
@@ -99,44 +100,70 @@ pub struct Segment {
     pub destination_lba: u64,
 }
 
-/// A decoded EXTENDED COPY parameter list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CopyList {
+/// A checked EXTENDED COPY parameter list. Its descriptors are decoded
+/// from the list's own bytes when asked for, so that nothing of the
+/// size of a list is kept on the (kernel) stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyList<'a> {
     pub list_id: u8,
     /// The results are held for RECEIVE COPY RESULTS.
     pub held: bool,
-    pub targets: [Option<CopyTarget>; MAX_TARGETS],
-    pub segments: [Segment; MAX_SEGMENTS],
-    pub segment_count: usize,
+    targets: &'a [u8],
+    segments: &'a [u8],
 }
 
-impl CopyList {
-    fn empty() -> Self {
-        Self {
-            list_id: 0,
-            held: false,
-            targets: [None; MAX_TARGETS],
-            segments: [Segment::default(); MAX_SEGMENTS],
-            segment_count: 0,
+impl<'a> CopyList<'a> {
+    /// CSCD descriptor `index`, if the list has it.
+    pub fn target(&self, index: u16) -> Option<CopyTarget> {
+        let at = usize::from(index) * TARGET_LEN;
+        let d = Cdb(self.targets.get(at..at + TARGET_LEN)?);
+        let designator_len = usize::from(d.u8(7)).min(20);
+        let mut designator = [0u8; 20];
+        if let (Some(to), Some(from)) = (
+            designator.get_mut(..designator_len),
+            d.0.get(8..8 + designator_len),
+        ) {
+            to.copy_from_slice(from);
         }
+        Some(CopyTarget {
+            designator_type: d.u8(5) & 0x0f,
+            association: (d.u8(5) >> 4) & 0x3,
+            designator,
+            designator_len,
+            block_len: d.be32(28) & 0x00ff_ffff,
+        })
     }
 
     /// The segments, in order.
-    pub fn segments(&self) -> &[Segment] {
-        self.segments.get(..self.segment_count).unwrap_or(&[])
+    pub fn segments(&self) -> impl Iterator<Item = Segment> + 'a {
+        self.segments.chunks_exact(SEGMENT_LEN).map(|d| {
+            let d = Cdb(d);
+            Segment {
+                source: d.be16(4),
+                destination: d.be16(6),
+                blocks: d.be16(10),
+                source_lba: d.be64(12),
+                destination_lba: d.be64(20),
+            }
+        })
     }
 
-    /// CSCD descriptor `index`, if the list has it.
-    pub fn target(&self, index: u16) -> Option<&CopyTarget> {
-        self.targets.get(usize::from(index))?.as_ref()
+    /// How many segments the list has.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len() / SEGMENT_LEN
     }
 }
 
-/// Decodes an EXTENDED COPY (LID1) parameter list: `params` is what the
+/// Checks an EXTENDED COPY (LID1) parameter list: `params` is what the
 /// initiator sent (PARAMETER LIST LENGTH bytes). An empty list copies
 /// nothing and is not an error (SPC-4 6.4.1).
-pub fn parse(params: &[u8]) -> Result<CopyList, Sense> {
-    let mut list = CopyList::empty();
+pub fn parse(params: &[u8]) -> Result<CopyList<'_>, Sense> {
+    let mut list = CopyList {
+        list_id: 0,
+        held: false,
+        targets: &[],
+        segments: &[],
+    };
     if params.is_empty() {
         return Ok(list);
     }
@@ -165,64 +192,43 @@ pub fn parse(params: &[u8]) -> Result<CopyList, Sense> {
     if targets_len / TARGET_LEN > MAX_TARGETS {
         return Err(TOO_MANY_TARGETS);
     }
-    for (i, slot) in list
-        .targets
-        .iter_mut()
-        .take(targets_len / TARGET_LEN)
-        .enumerate()
-    {
-        let at = HEADER_LEN + i * TARGET_LEN;
-        let d = Cdb(params.get(at..at + TARGET_LEN).unwrap_or(&[]));
+    let targets = params
+        .get(HEADER_LEN..HEADER_LEN + targets_len)
+        .ok_or(sense::PARAMETER_LIST_LENGTH_ERROR)?;
+    for d in targets.chunks_exact(TARGET_LEN) {
         // Only identification descriptors of block devices (peripheral
         // device type 0); LU ID TYPE is ignored and NUL obsolete (SPC-4).
+        let d = Cdb(d);
         if d.u8(0) != IDENTIFICATION_TARGET || d.u8(1) & 0x1f != 0 {
             return Err(UNSUPPORTED_TARGET);
         }
-        let designator_len = usize::from(d.u8(7)).min(20);
-        let mut designator = [0u8; 20];
-        if let (Some(to), Some(from)) = (
-            designator.get_mut(..designator_len),
-            d.0.get(8..8 + designator_len),
-        ) {
-            to.copy_from_slice(from);
-        }
-        *slot = Some(CopyTarget {
-            designator_type: d.u8(5) & 0x0f,
-            association: (d.u8(5) >> 4) & 0x3,
-            designator,
-            designator_len,
-            block_len: (d.be32(28) & 0x00ff_ffff),
-        });
     }
-    let mut at = HEADER_LEN + targets_len;
-    let end = at + segments_len;
-    while at < end {
-        let d = Cdb(params.get(at..end).unwrap_or(&[]));
-        if end - at < 4 {
+    let start = HEADER_LEN + targets_len;
+    let segments = params
+        .get(start..start + segments_len)
+        .ok_or(sense::PARAMETER_LIST_LENGTH_ERROR)?;
+    let mut at = 0;
+    let mut count = 0;
+    while at < segments.len() {
+        let d = Cdb(segments.get(at..).unwrap_or(&[]));
+        if segments.len() - at < 4 {
             return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
         }
         let len = 4 + usize::from(d.be16(2));
-        if at + len > end {
+        if at + len > segments.len() {
             return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
         }
-        if list.segment_count == MAX_SEGMENTS {
+        if count == MAX_SEGMENTS {
             return Err(TOO_MANY_SEGMENTS);
         }
-        if d.u8(0) != BLOCK_TO_BLOCK || len != 4 + BLOCK_TO_BLOCK_LEN {
+        if d.u8(0) != BLOCK_TO_BLOCK || len != SEGMENT_LEN {
             return Err(UNSUPPORTED_SEGMENT);
         }
-        if let Some(s) = list.segments.get_mut(list.segment_count) {
-            *s = Segment {
-                source: d.be16(4),
-                destination: d.be16(6),
-                blocks: d.be16(10),
-                source_lba: d.be64(12),
-                destination_lba: d.be64(20),
-            };
-        }
-        list.segment_count += 1;
+        count += 1;
         at += len;
     }
+    list.targets = targets;
+    list.segments = segments;
     Ok(list)
 }
 

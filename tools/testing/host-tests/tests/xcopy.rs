@@ -56,8 +56,8 @@ fn a_block_to_block_list_decodes() {
     assert_eq!(l.target(0).unwrap().block_len, 512);
     assert!(l.target(1).is_none());
     assert_eq!(
-        l.segments(),
-        &[Segment {
+        l.segments().collect::<Vec<_>>(),
+        [Segment {
             source: 0,
             destination: 0,
             blocks: 2048,
@@ -76,7 +76,7 @@ fn a_block_to_block_list_decodes() {
         Some(Sense::invalid_param_field(0, None))
     );
     assert!(xcopy::parse(&list(0, 3, &[], &[])).is_ok());
-    assert_eq!(xcopy::parse(&[]).unwrap().segments().len(), 0);
+    assert_eq!(xcopy::parse(&[]).unwrap().segment_count(), 0);
 }
 
 #[test]
