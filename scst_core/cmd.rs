@@ -339,7 +339,9 @@ impl<T: TgtCmd> Body<T> {
     fn respond(self, response: Response) {
         match self.command.abort_response() {
             Some(aborted) => self.end_aborted(aborted),
-            None => self.send(response),
+            None if self.command.commit_response() => self.send(response),
+            // ABORT TASK marked it between the two looks.
+            None => self.end_aborted(None),
         }
     }
 

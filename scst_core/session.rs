@@ -230,6 +230,11 @@ struct InFlightEntry {
     lun: u64,
     /// Task management aborted it: it is not to execute.
     aborted: bool,
+    /// Its response is on its way (XMIT_RESP): too late to abort, and
+    /// ABORT TASK finds no task to abort (RFC 7143 11.6.1: the initiator
+    /// gets the response and TASK DOES NOT EXIST, never both the response
+    /// and FUNCTION COMPLETE).
+    responding: bool,
 }
 
 /// Commands in flight on a session.
@@ -495,6 +500,29 @@ impl Command {
             .iter()
             .any(|e| e.tag == self.tag && e.lun == lun && e.aborted)
             .then_some(AbortedBy::ItsNexus)
+    }
+
+    /// Commits the command to its response unless task management aborted
+    /// it first; from here on ABORT TASK leaves it alone. Whether it may
+    /// respond.
+    pub(super) fn commit_response(&self) -> bool {
+        if !self.tracked {
+            return true;
+        }
+        let lun = self.lun.unwrap_or(u64::MAX);
+        let mut f = self.session.in_flight.lock();
+        match f
+            .commands
+            .iter_mut()
+            .find(|e| e.tag == self.tag && e.lun == lun)
+        {
+            Some(e) if e.aborted => false,
+            Some(e) => {
+                e.responding = true;
+                true
+            }
+            None => true,
+        }
     }
 
     /// How an aborted command ends: without a response, or, aborted by
@@ -796,6 +824,7 @@ impl Session {
                             tag,
                             lun: lun.unwrap_or(u64::MAX),
                             aborted: false,
+                            responding: false,
                         },
                         GFP_ATOMIC,
                     )
@@ -1134,12 +1163,15 @@ impl Session {
     /// started executing never will (see [`Command::is_aborted`]); those
     /// waiting for older commands in `affected`'s task sets leave them at
     /// once.
-    fn mark_aborted(&self, affected: &[Arc<TgtDev>], pred: impl Fn(u32, u64) -> bool) {
+    /// Returns how many are marked (those responding already are not).
+    fn mark_aborted(&self, affected: &[Arc<TgtDev>], pred: impl Fn(u32, u64) -> bool) -> usize {
+        let mut marked = 0;
         {
             let mut f = self.in_flight.lock();
             for e in f.commands.iter_mut() {
-                if pred(e.tag, e.lun) {
+                if pred(e.tag, e.lun) && !e.responding {
                     e.aborted = true;
+                    marked += 1;
                 }
             }
             self.abort_gen.fetch_add(1, Ordering::Release);
@@ -1147,20 +1179,32 @@ impl Session {
         for t in affected {
             t.dev.release_aborted();
         }
+        marked
     }
 
-    /// ABORT TASK: the command has finished (or is finished) when this
-    /// returns true.
-    pub(crate) fn abort_task(&self, tag: u32) -> bool {
+    /// ABORT TASK: `None` when no command with `tag` may still be
+    /// aborted (none is in flight, or its response is on its way); else
+    /// whether the command is finished, without a response, when this
+    /// returns.
+    pub(crate) fn abort_task(&self, tag: u32) -> Option<bool> {
         let lun = {
             let f = self.in_flight.lock();
-            f.commands.iter().find(|e| e.tag == tag).map(|e| e.lun)
+            f.commands
+                .iter()
+                .find(|e| e.tag == tag && !e.responding)
+                .map(|e| e.lun)?
         };
-        let affected = lun.and_then(|l| self.find(l));
-        self.manage(affected.as_slice(), TmFunction::AbortTask(tag), || {
-            self.mark_aborted(affected.as_slice(), |t, _| t == tag);
-            self.quiesce(|t, _| t == tag)
-        })
+        let affected = self.find(lun);
+        let mut aborted = false;
+        let done = self.manage(affected.as_slice(), TmFunction::AbortTask(tag), || {
+            aborted = self.mark_aborted(affected.as_slice(), |t, l| t == tag && l == lun) > 0;
+            self.quiesce(|t, l| t == tag && l == lun)
+        });
+        // It committed to its response between the look and the mark.
+        if !aborted {
+            return None;
+        }
+        Some(done)
     }
 
     /// ABORT TASK SET from this nexus: this session's commands to the LUN

@@ -946,7 +946,11 @@ impl TmJob {
     fn run(self, session: &Session) -> TmfResponse {
         let done = match self {
             TmJob::Answer(r) => return r,
-            TmJob::AbortTask(tag) => session.abort_task(tag),
+            TmJob::AbortTask(tag) => match session.abort_task(tag) {
+                Some(done) => done,
+                // Its response went out first.
+                None => return TmfResponse::TaskDoesNotExist,
+            },
             TmJob::AbortTaskSet(lun) => session.abort_task_set(lun),
             TmJob::ClearTaskSet(lun) => session.clear_task_set(lun),
             TmJob::LunReset(lun) => session.lun_reset(lun),

@@ -138,7 +138,8 @@ impl LocalHostOps for LocalOps {
 
     fn error_handler(&self, request: EhRequest, tag: u32, lun: u64) -> bool {
         let ok = match request {
-            EhRequest::Abort => self.session.abort_task(tag),
+            // A command answered already is no longer the host's to abort.
+            EhRequest::Abort => self.session.abort_task(tag).unwrap_or(true),
             EhRequest::DeviceReset => match decode_lun(lun_from_linux(lun)) {
                 Some(l) => self.session.lun_reset(l),
                 None => true,
