@@ -324,7 +324,7 @@ const fn prout(sa: u8) -> OpInfo {
 }
 
 /// The commands a vdisk device supports, in opcode order.
-pub static OPS: [OpInfo; 57] = [
+pub static OPS: [OpInfo; 60] = [
     op(TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
     op(REQUEST_SENSE, &[0x03, 0x01, 0, 0, 0xff, 0]),
     op(FORMAT_UNIT, &[0x04, 0, 0, 0, 0, 0]),
@@ -395,6 +395,28 @@ pub static OPS: [OpInfo; 57] = [
     prout(0x05),
     prout(0x06),
     prout(0x07),
+    // The core's copy manager answers these for every vdisk device.
+    op_sa(
+        xcopy::op::EXTENDED_COPY,
+        xcopy::op::SA_LID1 as u16,
+        &[
+            0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    op_sa(
+        xcopy::op::RECEIVE_COPY_RESULTS,
+        xcopy::op::SA_COPY_STATUS as u16,
+        &[
+            0x84, 0x00, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    op_sa(
+        xcopy::op::RECEIVE_COPY_RESULTS,
+        xcopy::op::SA_OPERATING_PARAMETERS as u16,
+        &[
+            0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
     op(
         READ_16,
         &[
@@ -790,7 +812,17 @@ pub fn parse(
         }
         (WRITE_SAME_10, _) | (WRITE_SAME_16, _) => {
             let (lba, blocks) = lba_and_len(cdb);
-            // WSNZ is set in the block limits page: zero blocks is refused.
+            // WSNZ is clear in the block limits page: zero blocks means
+            // up to the last logical block (SBC-4 5.50), within the
+            // maximum WRITE SAME length like any other count.
+            let blocks = if blocks == 0 {
+                if lba >= disk.blocks {
+                    return Err(sense::LBA_OUT_OF_RANGE);
+                }
+                u32::try_from(disk.blocks - lba).unwrap_or(u32::MAX)
+            } else {
+                blocks
+            };
             if blocks == 0 || blocks > MAX_WRITE_SAME_BLOCKS {
                 return Err(Sense::invalid_cdb_field(len_field(cdb), None));
             }
@@ -904,7 +936,7 @@ fn inquiry(
             out.zeroes(57);
         }
         0xb0 => {
-            out.u8(0x01); // WSNZ
+            out.u8(0x00); // WSNZ clear: WRITE SAME takes 0 blocks
             out.u8(MAX_COMPARE_AND_WRITE_BLOCKS as u8);
             out.be16(1); // optimal transfer length granularity
             out.be32(MAX_TRANSFER_BLOCKS);

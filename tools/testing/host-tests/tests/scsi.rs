@@ -455,8 +455,26 @@ fn unmap_and_write_same() {
             no_data: false
         })
     );
+    // Zero blocks: to the end of the medium.
     assert_eq!(
         run(&[0x41, 0, 0, 0, 0, 1, 0, 0, 0, 0], &d).0,
+        Ok(Action::WriteSame {
+            lba: 1,
+            blocks: 999,
+            unmap: false,
+            no_data: false
+        })
+    );
+    assert_eq!(
+        run(&[0x41, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 0], &d).0,
+        Err(sense::LBA_OUT_OF_RANGE)
+    );
+    assert_eq!(
+        run(
+            &[0x41, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &disk(u64::from(sbc::MAX_WRITE_SAME_BLOCKS) + 1, 512)
+        )
+        .0,
         Err(Sense::invalid_cdb_field(7, None))
     );
     // Fully provisioned: UNMAP is refused (LBPWS10 and LBPWS are zero), a
