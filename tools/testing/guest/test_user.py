@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from conftest import (FILEIO, ROOT, SG_IO_LIMITED, backing_file, device_of, devices,
-                      dmesg_since, host_of, iscsi_export, iscsi_test_cu, mark_dmesg, mgmt,
-                      open_iscsi_login, read, sh, write)
+from conftest import (FILEIO, ROOT, SCST_USER_SKIPS, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG,
+                      backing_file, device_of, devices, dmesg_since, host_of, iscsi_export,
+                      iscsi_test_cu, mark_dmesg, mgmt, open_iscsi_login, read, sh, write)
 
 KERNEL_TROUBLE = ("BUG:", "Oops", "WARNING:", "hung_task", "blocked for more than",
                   "general protection", "kernel BUG")
@@ -333,7 +333,8 @@ def test_iscsi_test_cu_local(handlers):
     path = backing_file("ucu", 256 << 20)
     handlers("udisk", path)
     _, sg = export("udisk", "t1")
-    failed, _ = iscsi_test_cu(sg, "iscsi-test-cu-scst_user-local.txt")
+    failed, _ = iscsi_test_cu(sg, "iscsi-test-cu-scst_user-local.txt",
+                              allowed_skips=SKIPS_NEEDING_CONFIG | SCST_USER_SKIPS)
     unexpected = failed - set(SG_IO_LIMITED)
     assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"
 
@@ -346,5 +347,6 @@ def test_iscsi_test_cu_over_iscsi(handlers):
     handlers("udisk", path)
     with iscsi_export(iqn, "udisk"):
         failed, _ = iscsi_test_cu(f"iscsi://127.0.0.1/{iqn}/0",
-                                  "iscsi-test-cu-scst_user-iscsi.txt")
+                                  "iscsi-test-cu-scst_user-iscsi.txt",
+                                  allowed_skips=SKIPS_NEEDING_CONFIG | SCST_USER_SKIPS)
     assert not failed, f"iscsi-test-cu failures: {sorted(failed)}"
