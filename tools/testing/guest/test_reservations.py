@@ -2,19 +2,22 @@
 """Reservations: persistent reservations (SPC-4) and RESERVE/RELEASE
 (SPC-2), through libiscsi's suites over iSCSI with two initiators, sg3_utils
 on two scst_local sessions, and an initiator fenced by PREEMPT AND ABORT
-while it writes."""
+while it writes (two scst_local sessions, and two iSCSI initiators)."""
 
 import contextlib
+import glob
 import mmap
 import os
 import re
+import struct
 import subprocess
 import time
 
 import pytest
 
-from conftest import (backing_file, devices, host_of, iscsi_export, kill_fio, libiscsi_suite,
-                      load, local_sessions, mgmt, read, sh, unload)
+from conftest import (backing_file, devices, host_of, iscsi_daemon, iscsi_export, kill_fio,
+                      libiscsi_suite, load, local_sessions, mgmt, openable, read, sg_io, sh,
+                      unload)
 from peers import lio_target, tgt_target
 
 IQN = "iqn.2026-11.org.scst-rs:pr"
@@ -245,13 +248,12 @@ def test_reserve6_and_resets(two_sessions):
     raw(sg_b, *release6)
 
 
-def test_preempt_and_abort_fences_a_writer(two_sessions):
+def fence_a_writer(sd_a, sg_a, sd_b, sg_b):
     """Two nodes: A writes under fio at QD32 while holding a WRITE
     EXCLUSIVE - REGISTRANTS ONLY reservation; B preempts and aborts it. Once
     the PREEMPT AND ABORT completes, nothing A sends lands: B overwrites
     the region, A's writes in flight and those it tries after fail, and B
     reads back only its own data."""
-    (sd_a, sg_a), (sd_b, sg_b) = two_sessions
     size = 8 << 20
     sg_persist("--out", "--register", "--param-sark=0xaa", sg_a)
     sg_persist("--out", "--register", "--param-sark=0xbb", sg_b)
@@ -285,6 +287,79 @@ def test_preempt_and_abort_fences_a_writer(two_sessions):
     assert keys(sg_b) == ["0xbb"]
     res = sg_persist("--in", "--read-reservation", sg_b).stdout
     assert "Key=0xbb" in res and "Write Exclusive" in res, res
+
+
+def test_preempt_and_abort_fences_a_writer(two_sessions):
+    """Two scst_local sessions as the two nodes."""
+    (sd_a, sg_a), (sd_b, sg_b) = two_sessions
+    fence_a_writer(sd_a, sg_a, sd_b, sg_b)
+
+
+def iscsi_disk(initiator):
+    """(sdX, sgN) of the kernel initiator's session named `initiator`."""
+    for _ in range(200):
+        for s in glob.glob("/sys/class/iscsi_session/session*"):
+            with open(f"{s}/initiatorname") as f:
+                if f.read().strip() != initiator:
+                    continue
+            sd = glob.glob(f"{s}/device/target*/*:0:0:0/block/*")
+            sg = glob.glob(f"{s}/device/target*/*:0:0:0/scsi_generic/*")
+            if sd and sg and openable("/dev/" + os.path.basename(sd[0])):
+                sh("udevadm", "settle", check=False)
+                return "/dev/" + os.path.basename(sd[0]), "/dev/" + os.path.basename(sg[0])
+        time.sleep(0.1)
+    raise AssertionError(f"no disk for {initiator}")
+
+
+def set_tas(sg):
+    """Sets TAS in the control mode page (MODE SELECT (10) through `sg`):
+    commands another nexus aborts end with TASK ABORTED, rather than with
+    no response for the initiator to time out on."""
+    fd = os.open(sg, os.O_RDWR)
+    try:
+        status, _, data = sg_io(fd, bytes([0x5A, 0x08, 0x0A, 0, 0, 0, 0, 0, 255, 0]),
+                                data_in_len=255)
+        assert status == 0
+        page = bytearray(data[8:8 + 2 + data[9]])
+        page[0] &= 0x3F
+        page[5] |= 0x40  # TAS
+        params = bytes(8) + bytes(page)
+        status, sense, _ = sg_io(fd, struct.pack(">BB5xHB", 0x55, 0x10, len(params), 0),
+                                 data_out=params)
+        assert status == 0, sense.hex()
+    finally:
+        os.close(fd)
+
+
+def test_preempt_and_abort_fences_an_iscsi_node(iscsi_lun):
+    """The two nodes as two iSCSI initiators (the kernel's, through two
+    open-iscsi interfaces with their own initiator names) on one target.
+    TAS is set, as a cluster's shared LUN would have it: the fenced node's
+    commands that never ran end at once with TASK ABORTED (without it the
+    kernel initiator waits out its command timeout, 30 s, for each)."""
+    names = {"nodeA": "iqn.2026-12.org.scst-rs:node-a", "nodeB": "iqn.2026-12.org.scst-rs:node-b"}
+    adm = ["timeout", "120", "iscsiadm"]
+    with iscsi_daemon():
+        try:
+            for iface, name in names.items():
+                sh(*adm, "-m", "iface", "-I", iface, "-o", "new")
+                sh(*adm, "-m", "iface", "-I", iface, "-o", "update", "-n",
+                   "iface.initiatorname", "-v", name)
+            sh(*adm, "-m", "discovery", "-t", "sendtargets", "-p", "127.0.0.1",
+               *[a for iface in names for a in ("-I", iface)])
+            for iface in names:
+                sh(*adm, "-m", "node", "-T", IQN, "-p", "127.0.0.1", "-I", iface, "--login")
+            (sd_a, sg_a), (sd_b, sg_b) = (iscsi_disk(n) for n in names.values())
+            for sg in (sg_a, sg_b):
+                sh("sg_turs", sg, check=False)
+            set_tas(sg_b)
+            sh("sg_turs", sg_a, check=False)
+            fence_a_writer(sd_a, sg_a, sd_b, sg_b)
+        finally:
+            sh(*adm, "-m", "node", "--logout", check=False)
+            sh(*adm, "-m", "node", "-o", "delete", check=False)
+            for iface in names:
+                sh(*adm, "-m", "iface", "-I", iface, "-o", "delete", check=False)
 
 
 def test_aptpl_survives_reload(two_sessions):
