@@ -42,8 +42,16 @@ def storm(sg, kinds, fio):
             assert fio.poll() is None, "fio stopped: " + fio.communicate()[1]
             r = subprocess.run(["sg_reset", "-N", kind, sg], capture_output=True, text=True,
                                timeout=300)
+            if r.returncode != 0 and "busy" in r.stderr.lower():
+                # The initiator's SCSI layer was still recovering from
+                # the last reset (EBUSY before any handler ran): once more.
+                time.sleep(1)
+                r = subprocess.run(["sg_reset", "-N", kind, sg], capture_output=True,
+                                   text=True, timeout=300)
             if r.returncode == 0:
                 done[kind] += 1
+            else:
+                print(f"sg_reset {kind}: {r.stdout}{r.stderr}")
     return done
 
 
