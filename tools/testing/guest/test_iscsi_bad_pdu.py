@@ -11,7 +11,7 @@ import pytest
 
 from conftest import (RESERVED, ROOT, backing_file, bhs, closed, connect, dmesg_since,
                       login_request, mark_dmesg, mgmt, padded, ping, raw_full_feature, raw_login,
-                      read, recv_pdu, sh)
+                      recv_pdu, sh)
 
 IQN = "iqn.2026-11.org.scst-rs:bad"
 INITIATOR = "iqn.2026-11.org.scst-rs:raw-client"
