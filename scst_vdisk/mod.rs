@@ -747,7 +747,11 @@ impl Vdisk {
             return Ok(Completion::NO_DATA);
         };
         let total = self.bytes(u64::from(blocks))?;
-        if unmap && pattern.iter().all(|&b| b == 0) {
+        // UNMAP set (only a thin LUN takes it): the blocks are deallocated
+        // whatever the data, and read back as zeroes (LBPRZ), as SCST and
+        // LIO do; SBC-4 lets the data be written instead, but initiators
+        // that set UNMAP want the space back.
+        if unmap {
             file.punch_hole(self.pos(lba), total as u64)
                 .map_err(|_| sense::WRITE_ERROR.with_info(lba))?;
             return Ok(Completion::NO_DATA);
