@@ -342,7 +342,12 @@ impl Vdisk {
     }
 
     fn blocks(&self) -> u64 {
-        self.size.load(Ordering::Relaxed) / u64::from(self.block_size)
+        // Never a division by zero (the block size is checked at
+        // creation), and no panic path for objtool to find.
+        self.size
+            .load(Ordering::Relaxed)
+            .checked_div(u64::from(self.block_size))
+            .unwrap_or(0)
     }
 
     fn info(&self, rel_tgt_id: u16, read_only: bool, alua: Option<PortView>) -> DiskInfo<'_> {
