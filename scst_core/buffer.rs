@@ -6,12 +6,13 @@
 //! between the wire and the backend without a copy, or fresh pages.
 
 use super::device::{DataDirection, RawStatus};
-use super::sense::Sense;
+use super::sense::{self, Sense};
+use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::misc::PinnedUserBuf;
 use crate::kernel_ext::pages::Pages;
 use crate::kernel_ext::sg::SgList;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use kernel::{prelude::*, sync::Arc};
+use kernel::{alloc::flags::GFP_KERNEL, prelude::*, sync::Arc};
 
 /// Bytes of the target's own pages the commands of one session may hold at
 /// once. Writes that wait for their data-out hold their buffers until it
@@ -327,4 +328,34 @@ impl CmdBuffer {
             buf.ended = Some((data_in, status));
         }
     }
+}
+
+/// A copy of the parameter list of a data-out command: the first
+/// `list_len` bytes of its buffer (fewer when fewer arrived, none for a
+/// command without data-out). A list longer than `max` is refused with
+/// PARAMETER LIST LENGTH ERROR. May sleep (a core worker's commands).
+pub(crate) fn parameter_list(
+    data: &SgList<'_>,
+    direction: DataDirection,
+    list_len: usize,
+    max: usize,
+) -> core::result::Result<KVec<u8>, Sense> {
+    if list_len > max {
+        return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
+    }
+    let got = if direction == DataDirection::Write {
+        list_len.min(data.len())
+    } else {
+        0
+    };
+    let mut params = KVec::new();
+    params
+        .extend_with(got, 0u8, GFP_KERNEL)
+        .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+    // All of it, unless the buffer is shorter than it said.
+    let got = data.copy_to_slice(0, &mut params);
+    while params.len() > got {
+        params.pop();
+    }
+    Ok(params)
 }

@@ -19,6 +19,7 @@
 //! A device's view lock comes before its nexus list.
 
 use super::alua::{self, AccessState, GroupCommand, GroupReport, PortView};
+use super::buffer::parameter_list;
 use super::cdb::{Cdb, Out};
 use super::device::{DataDirection, DeviceState};
 use super::device_groups_sysfs::{AluaAttr, AluaOps, RemotePortOps};
@@ -799,22 +800,11 @@ fn set_target_port_groups(
     format: SenseFormat,
 ) -> Response {
     let list_len = alua::set_list_len(cdb);
-    if list_len > alua::MAX_SET_LIST_LEN {
-        return Response::check_condition(sense::PARAMETER_LIST_LENGTH_ERROR, format);
-    }
-    let got = if direction == DataDirection::Write {
-        list_len.min(data.len())
-    } else {
-        0
+    let params = match parameter_list(data, direction, list_len, alua::MAX_SET_LIST_LEN) {
+        Ok(p) if p.len() == list_len => p,
+        Ok(_) => return Response::check_condition(sense::PARAMETER_LIST_LENGTH_ERROR, format),
+        Err(s) => return Response::check_condition(s, format),
     };
-    let mut params = KVec::new();
-    if params.extend_with(got, 0u8, GFP_KERNEL).is_err() {
-        return Response::check_condition(sense::INTERNAL_TARGET_FAILURE, format);
-    }
-    let got = data.copy_to_slice(0, &mut params);
-    if got < list_len {
-        return Response::check_condition(sense::PARAMETER_LIST_LENGTH_ERROR, format);
-    }
 
     let dev = &tgt_dev.dev;
     let groups = dev.alua_config.groups.lock();

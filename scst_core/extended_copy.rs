@@ -14,6 +14,7 @@
 //! as they would to the initiator's own.
 
 use super::alua::PortView;
+use super::buffer::parameter_list;
 use super::cdb::{Cdb, Out};
 use super::device::{CopyTargetInfo, DataDirection, ExecCmd, Executed};
 use super::sense::{self, key, Sense};
@@ -22,7 +23,7 @@ use super::xcopy::{self, CopyList, CopyStatus, Segment};
 use crate::kernel_ext::pages::Pages;
 use crate::kernel_ext::sg::SgList;
 use core::sync::atomic::Ordering;
-use kernel::{alloc::flags::GFP_KERNEL, prelude::*, sync::Arc};
+use kernel::sync::Arc;
 
 /// Bytes moved per READ/WRITE pair.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -100,22 +101,11 @@ pub(super) fn extended_copy(
     let format = tgt_dev.dev.lu.sense_format();
     let check = |s: Sense| Response::check_condition(s, format);
     let list_len = cdb.be32(10) as usize;
-    if list_len > xcopy::MAX_PARAMETER_LIST_LEN {
-        return check(sense::PARAMETER_LIST_LENGTH_ERROR);
-    }
-    let got = if direction == DataDirection::Write {
-        list_len.min(data.len())
-    } else {
-        0
+    let params = match parameter_list(data, direction, list_len, xcopy::MAX_PARAMETER_LIST_LEN) {
+        Ok(p) if p.len() == list_len => p,
+        Ok(_) => return check(sense::PARAMETER_LIST_LENGTH_ERROR),
+        Err(s) => return check(s),
     };
-    let mut params = KVec::new();
-    if params.extend_with(got, 0u8, GFP_KERNEL).is_err() {
-        return check(sense::INTERNAL_TARGET_FAILURE);
-    }
-    let got = data.copy_to_slice(0, &mut params);
-    if got < list_len {
-        return check(sense::PARAMETER_LIST_LENGTH_ERROR);
-    }
     let list = match xcopy::parse(&params) {
         Ok(list) => list,
         Err(s) => return check(s),

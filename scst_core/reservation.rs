@@ -15,6 +15,7 @@
 //! executing commands, and a state with APTPL set is saved there. Lock order: the reservation lock, then the
 //! device's nexus list, then a nexus' unit attention queue.
 
+use super::buffer::parameter_list;
 use super::cdb::{Cdb, Out};
 use super::device::{DataDirection, DeviceState};
 use super::pr::{self, Nexus, NoRoom, Notice, Refused, Registrant, RegistrantStore, SliceWriter};
@@ -172,22 +173,13 @@ fn persistent_reserve_out(
 ) -> Response {
     let dev = &tgt_dev.dev;
     let format = dev.lu.sense_format();
-    let list_len = cdb.be32(5) as usize;
-    if list_len > MAX_PROUT_PARAMETERS {
-        return Response::check_condition(sense::PARAMETER_LIST_LENGTH_ERROR, format);
-    }
     let failure = || Response::check_condition(sense::INTERNAL_TARGET_FAILURE, format);
-    let mut params = KVec::new();
-    let got = if direction == DataDirection::Write {
-        list_len.min(data.len())
-    } else {
-        0
+    // What arrived of the list: the rules refuse a short one.
+    let params = match parameter_list(data, direction, cdb.be32(5) as usize, MAX_PROUT_PARAMETERS) {
+        Ok(p) => p,
+        Err(s) => return Response::check_condition(s, format),
     };
-    if params.extend_with(got, 0u8, GFP_KERNEL).is_err() {
-        return failure();
-    }
-    let got = data.copy_to_slice(0, &mut params);
-    let params = params.get(..got).unwrap_or(&[]);
+    let params = params.as_slice();
 
     let _serialized = dev.pr_out.lock();
     let Ok(mut copy) = copy_of(dev) else {
