@@ -153,11 +153,15 @@ impl DeviceState {
     /// Something every nexus sees of ALUA changed (a state, `expl_alua`):
     /// the nexuses get their new view and unit attention `ua`.
     pub(crate) fn alua_changed(&self, ua: Sense) {
-        {
-            let view = self.alua.lock();
-            self.spread_alua(view.as_deref());
-        }
+        self.respread_alua();
         self.raise_ua(ua, None);
+    }
+
+    /// Gives every nexus its view again, after a state, group id or
+    /// `expl_alua` changed.
+    fn respread_alua(&self) {
+        let view = self.alua.lock();
+        self.spread_alua(view.as_deref());
     }
 
     /// Whether the device is in a device group.
@@ -254,10 +258,7 @@ impl DeviceGroup {
     /// but the `sender`'s own (SET TARGET PORT GROUPS) get `ua`.
     fn states_changed(&self, ua: Option<Sense>, sender: Option<&TgtDev>) {
         for d in self.devices.iter() {
-            {
-                let view = d.dev.alua.lock();
-                d.dev.spread_alua(view.as_deref());
-            }
+            d.dev.respread_alua();
             let Some(ua) = ua else { continue };
             for t in d.dev.tgt_devs.lock().iter() {
                 let same_nexus =
@@ -269,10 +270,16 @@ impl DeviceGroup {
         }
     }
 
-    fn target_group(&self, group: &Arc<PortGroup>) -> Option<&TargetGroup> {
+    /// The entry of `group`, which a write of one of its files names:
+    /// gone when the group was deleted meanwhile.
+    fn target_group<'a>(
+        &mut self,
+        group: &Arc<PortGroup>,
+    ) -> core::result::Result<&mut TargetGroup, MgmtError<'a>> {
         self.target_groups
-            .iter()
+            .iter_mut()
             .find(|tg| Arc::ptr_eq(&tg.group, group))
+            .ok_or(MgmtError::Refused("the target group is being removed"))
     }
 
     fn has_port(&self, name: &str) -> bool {
@@ -608,11 +615,7 @@ fn ports_mgmt<'a>(
                 return Err(MgmtError::AlreadyExists(name).into());
             }
             let local = Scst::find_target(registry, name);
-            let tg = dg
-                .target_groups
-                .iter_mut()
-                .find(|tg| Arc::ptr_eq(&tg.group, group))
-                .ok_or(MgmtError::Refused("the target group is being removed"))?;
+            let tg = dg.target_group(group)?;
             if tg.members.len() >= MAX_GROUP_PORTS {
                 return Err(MgmtError::Refused("a target group holds at most 255 targets").into());
             }
@@ -648,11 +651,7 @@ fn ports_mgmt<'a>(
             tg.members.push(member, GFP_KERNEL)?;
         }
         "del" => {
-            let tg = dg
-                .target_groups
-                .iter_mut()
-                .find(|tg| Arc::ptr_eq(&tg.group, group))
-                .ok_or(MgmtError::Refused("the target group is being removed"))?;
+            let tg = dg.target_group(group)?;
             let i = tg
                 .members
                 .iter()
@@ -673,8 +672,7 @@ fn set_group_id<'a>(
 ) -> MgmtOutcome<'a> {
     let id = parse_ranged("group_id", line.verb(), 0, 0xffff)? as u16;
     line.end()?;
-    dg.target_group(group)
-        .ok_or(MgmtError::Refused("the target group is being removed"))?;
+    dg.target_group(group)?;
     if id != 0
         && dg.target_groups.iter().any(|tg| {
             !Arc::ptr_eq(&tg.group, group) && tg.group.group_id.load(Ordering::Relaxed) == id
@@ -698,8 +696,7 @@ fn set_state<'a>(dg: &mut DeviceGroup, group: &Arc<PortGroup>, line: Line<'a>) -
         expected: "active, nonoptimized, standby, unavailable, offline or transitioning",
     })?;
     line.end()?;
-    dg.target_group(group)
-        .ok_or(MgmtError::Refused("the target group is being removed"))?;
+    dg.target_group(group)?;
     if group.state() == state {
         return Ok(());
     }
@@ -725,8 +722,7 @@ fn set_preferred<'a>(
 ) -> MgmtOutcome<'a> {
     let v = parse_bool("preferred", line.verb())?;
     line.end()?;
-    dg.target_group(group)
-        .ok_or(MgmtError::Refused("the target group is being removed"))?;
+    dg.target_group(group)?;
     if group.preferred.swap(v, Ordering::Relaxed) != v {
         // Not required by SPC-4, but it ends an initiator's loop of SET
         // TARGET PORT GROUPS retries (as in SCST).
