@@ -127,6 +127,10 @@ def direct_write(sd, offset, data):
         return False
     finally:
         os.close(fd)
+        # Closing a disk opened for writing makes udev probe it, through
+        # the same I_T_L nexus: its reads would take the unit attention a
+        # test waits for next.
+        sh("udevadm", "settle", check=False)
 
 
 def direct_read(sd, offset, length):
