@@ -55,8 +55,14 @@ def load():
 
 def unload():
     # udev may still be probing a disk the test created (an open /dev/sdX
-    # holds the module): let it finish first.
-    sh("udevadm", "settle", check=False)
+    # holds the module), or about to: the SCSI layer emits its uevents
+    # for the unit attentions a test took from its own event thread. Let
+    # it finish, a few times over (bounded), as the init script does.
+    for _ in range(10):
+        sh("udevadm", "settle", check=False)
+        if sh("rmmod", "scst", check=False).returncode == 0:
+            return
+        time.sleep(0.5)
     sh("rmmod", "scst")
 
 
