@@ -68,6 +68,14 @@ bool scst_rs_file_bios_nowait(struct file *file)
 	return S_ISBLK(file_inode(file)->i_mode) && bdev_nowait(file_bdev(file));
 }
 
+/* The physical block size of the block device behind @file; 0 for a file. */
+unsigned int scst_rs_file_physical_block_size(struct file *file)
+{
+	if (!S_ISBLK(file_inode(file)->i_mode))
+		return 0;
+	return bdev_physical_block_size(file_bdev(file));
+}
+
 /*
  * Whether @len bytes from @skip in @sgl go to @bdev as bios the block layer
  * need not split: a REQ_NOWAIT bio that needs splitting ends with EAGAIN.

@@ -222,6 +222,13 @@ impl BackingFile {
         unsafe { bindings::scst_rs_file_bios_nowait(self.file) }
     }
 
+    /// The physical block size of a block device; `None` for a file.
+    pub(crate) fn physical_block_size(&self) -> Option<u32> {
+        // SAFETY: `file` is valid by the type invariants.
+        let size = unsafe { bindings::scst_rs_file_physical_block_size(self.file) };
+        (size != 0).then_some(size)
+    }
+
     /// Reads into `buf` at `pos`.
     pub(crate) fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize> {
         // SAFETY: `file` is valid; `buf` is valid for writes of its length.

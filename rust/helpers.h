@@ -41,6 +41,7 @@ int scst_rs_file_sync(struct file *file, loff_t start, loff_t end);
 int scst_rs_file_punch_hole(struct file *file, loff_t pos, loff_t len);
 loff_t scst_rs_file_seek(struct file *file, loff_t pos, bool hole);
 bool scst_rs_file_bios_nowait(struct file *file);
+unsigned int scst_rs_file_physical_block_size(struct file *file);
 int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 			     unsigned int nents, size_t skip, size_t len,
 			     u64 pos, bool write, bool fua, bool nowait,

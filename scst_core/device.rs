@@ -59,6 +59,9 @@ pub(crate) struct LuAttr {
 pub(crate) enum AttrChange {
     /// The capacity changed: CAPACITY DATA HAS CHANGED.
     Capacity,
+    /// Something else initiators see changed: every nexus gets this unit
+    /// attention.
+    Attention(Sense),
     /// Nothing initiators need to learn of.
     Nothing,
 }
@@ -214,8 +217,9 @@ pub(crate) struct Completion {
     /// data-out it takes), whatever the buffer held: a transport whose
     /// expected length differs reports the residual from it.
     pub(crate) transfer_len: usize,
-    /// MODE SELECT changed parameters: other nexuses get a unit attention.
-    pub(crate) mode_changed: bool,
+    /// A unit attention for the device's other nexuses: the command
+    /// changed what they see (MODE SELECT's parameters, a loaded medium).
+    pub(crate) others_ua: Option<Sense>,
     /// A status other than GOOD, with its sense as built by the logical
     /// unit.
     pub(crate) raw: Option<RawStatus>,
@@ -226,7 +230,7 @@ impl Completion {
     pub(crate) const NO_DATA: Self = Self {
         data_in: 0,
         transfer_len: 0,
-        mode_changed: false,
+        others_ua: None,
         raw: None,
     };
 
@@ -235,7 +239,7 @@ impl Completion {
         Self {
             data_in: placed,
             transfer_len: wanted,
-            mode_changed: false,
+            others_ua: None,
             raw: None,
         }
     }
@@ -879,6 +883,10 @@ impl SysfsOps for DeviceState {
                     self.lu.size()
                 );
                 self.raise_ua(super::sense::CAPACITY_DATA_CHANGED, None);
+                Ok(())
+            }
+            Ok(AttrChange::Attention(ua)) => {
+                self.raise_ua(ua, None);
                 Ok(())
             }
             Ok(AttrChange::Nothing) => Ok(()),

@@ -245,6 +245,12 @@ pub const CAPACITY_DATA_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2a, 0
 pub const REPORTED_LUNS_DATA_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x3f, 0x0e);
 /// INQUIRY DATA HAS CHANGED.
 pub const INQUIRY_DATA_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x3f, 0x03);
+/// MEDIUM NOT PRESENT: a removable medium was ejected.
+pub const MEDIUM_NOT_PRESENT: Sense = Sense::new(key::NOT_READY, 0x3a, 0x00);
+/// MEDIUM REMOVAL PREVENTED: an I_T nexus keeps the medium in.
+pub const MEDIUM_REMOVAL_PREVENTED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x53, 0x02);
+/// NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED: a medium was loaded.
+pub const MEDIUM_MAY_HAVE_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x28, 0x00);
 /// LOGICAL UNIT NOT READY, INITIALIZING COMMAND REQUIRED (stopped unit).
 pub const NOT_READY_STOPPED: Sense = Sense::new(key::NOT_READY, 0x04, 0x02);
 /// ASYMMETRIC ACCESS STATE CHANGED: a target port group changed state.

@@ -596,14 +596,12 @@ pub(super) enum Dispatched {
 }
 
 /// DEV_DONE: the response to a command `tgt_dev`'s logical unit executed;
-/// MODE SELECT that changed parameters tells the device's other nexuses.
+/// a command that changed what the device's other nexuses see tells them.
 pub(super) fn response_of(tgt_dev: &TgtDev, result: Result<Completion, Sense>) -> Response {
     match result {
         Ok(done) => {
-            if done.mode_changed {
-                tgt_dev
-                    .dev
-                    .raise_ua(sense::MODE_PARAMETERS_CHANGED, Some(tgt_dev));
+            if let Some(ua) = done.others_ua {
+                tgt_dev.dev.raise_ua(ua, Some(tgt_dev));
             }
             let r = Response::good(done.data_in, done.transfer_len);
             match done.raw {

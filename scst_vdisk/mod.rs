@@ -15,6 +15,7 @@
 // Shared with the host test crate, where its items are public API.
 #[allow(unreachable_pub)]
 pub(crate) mod geometry;
+mod medium;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod sbc;
 
@@ -27,14 +28,14 @@ use crate::scst_core::{
     cstring,
     device::{
         key_mark, AttrChange, Completion, CopyTargetInfo, DevHandler, ExecCmd, Executed,
-        LogicalUnit, LuAttr,
+        LogicalUnit, LuAttr, TaskMgmt,
     },
     mgmt::{collect_params, parse_bool, parse_ranged, parse_size, MgmtError, Params},
     sense::{self, Sense, SenseFormat},
     MgmtFailure, Scst,
 };
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::{
     alloc::flags::{GFP_KERNEL, GFP_NOWAIT},
     c_str,
@@ -44,6 +45,7 @@ use kernel::{
     str::CString,
     sync::{Arc, SpinLock},
 };
+use medium::Medium;
 use sbc::{Action, DiskInfo, ModeState};
 
 /// Size of a nullio device when `add_device` names none: 1 TiB, large enough
@@ -84,7 +86,7 @@ struct VdiskHandler {
     kind: Kind,
 }
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 13] = [
     "filename",
     "size",
     "size_mb",
@@ -96,7 +98,13 @@ const KEYS: [&str; 11] = [
     "rotational",
     "thin_provisioned",
     "t10_dev_id",
+    "removable",
+    "lb_per_pb_exp",
 ];
+
+/// Physical block size reported for a file or nullio device (as SCST
+/// does): a page, what the page cache reads and writes at once.
+const DEFAULT_PHYSICAL_BLOCK_SIZE: u32 = 4096;
 
 /// A range of a blockio device a command reads or writes with bios.
 struct Bios {
@@ -143,6 +151,15 @@ struct Vdisk {
     t10_dev_id: CString,
     usn: CString,
     naa_id: [u8; 8],
+    /// `lb_per_pb_exp` (SCST's): report the backing storage's physical
+    /// block size, else one logical block per physical block.
+    report_physical: AtomicBool,
+    /// The backing storage's physical block size.
+    physical_block_size: u32,
+    /// `removable`: the medium can be ejected and loaded.
+    removable: bool,
+    #[pin]
+    medium: Medium,
     #[pin]
     mode: SpinLock<ModeState>,
     /// Reads go through the page cache of a file that can be read without
@@ -176,14 +193,15 @@ impl DevHandler for VdiskHandler {
                  \x20      echo \"del_device device_name\" >mgmt\n\
                  \n\
                  The following parameters available: size, size_mb, blocksize, read_only,\n\
-                 rotational, thin_provisioned, t10_dev_id\n"
+                 rotational, thin_provisioned, t10_dev_id, removable, lb_per_pb_exp\n"
             }
             _ => {
                 "Usage: echo \"add_device device_name filename=PATH [parameters]\" >mgmt\n\
                  \x20      echo \"del_device device_name\" >mgmt\n\
                  \n\
                  The following parameters available: filename, blocksize, read_only,\n\
-                 nv_cache, o_direct, write_through, rotational, thin_provisioned, t10_dev_id\n"
+                 nv_cache, o_direct, write_through, rotational, thin_provisioned, t10_dev_id,\n\
+                 removable, lb_per_pb_exp\n"
             }
         }
     }
@@ -195,7 +213,7 @@ impl DevHandler for VdiskHandler {
     ) -> Result<Arc<dyn LogicalUnit>, MgmtFailure<'a>> {
         let mut v = [None; KEYS.len()];
         collect_params(params, &KEYS, &mut v)?;
-        let [filename, size, size_mb, block_size, read_only, nv_cache, o_direct, write_through, rotational, thin, t10_dev_id] =
+        let [filename, size, size_mb, block_size, read_only, nv_cache, o_direct, write_through, rotational, thin, t10_dev_id, removable, lb_per_pb_exp] =
             v;
         let flag = |key: &'a str, v: Option<&'a str>| v.map_or(Ok(false), |v| parse_bool(key, v));
         let block_size = block_size.map_or(Ok(DEFAULT_BLOCK_SIZE), geometry::parse_block_size)?;
@@ -204,6 +222,8 @@ impl DevHandler for VdiskHandler {
         let o_direct = flag("o_direct", o_direct)?;
         let write_through = flag("write_through", write_through)?;
         let rotational = flag("rotational", rotational)?;
+        let removable = flag("removable", removable)?;
+        let report_physical = lb_per_pb_exp.map_or(Ok(true), |v| parse_bool("lb_per_pb_exp", v))?;
         let (file, filename, bytes, thin) = match self.kind {
             Kind::Null => {
                 if filename.is_some() {
@@ -287,6 +307,10 @@ impl DevHandler for VdiskHandler {
             self.kind == Kind::File && !o_direct && file.as_ref().is_some_and(|f| f.can_nowait());
         let nowait_bios =
             self.kind == Kind::Block && file.as_ref().is_some_and(|f| f.bios_nowait());
+        let physical_block_size = file
+            .as_ref()
+            .and_then(|f| f.physical_block_size())
+            .unwrap_or(DEFAULT_PHYSICAL_BLOCK_SIZE);
         let lu = Arc::pin_init(
             pin_init!(Vdisk {
                 kind: self.kind,
@@ -304,6 +328,10 @@ impl DevHandler for VdiskHandler {
                 t10_dev_id,
                 usn,
                 naa_id,
+                report_physical: AtomicBool::new(report_physical),
+                physical_block_size,
+                removable,
+                medium <- Medium::new(),
                 mode <- new_spinlock!(ModeState {
                     wce,
                     d_sense: false,
@@ -337,6 +365,8 @@ impl Vdisk {
             8 => self.rotational,
             9 => self.thin,
             10 => self.t10_dev_id.as_bytes() != self.name.as_bytes(),
+            13 => self.removable,
+            14 => !self.report_physical.load(Ordering::Relaxed),
             _ => false,
         }
     }
@@ -366,7 +396,19 @@ impl Vdisk {
             read_only: self.read_only || read_only,
             thin: self.thin,
             rotational: self.rotational,
+            lbppb_exp: self.lbppb_exp(),
+            removable: self.removable,
+            medium: !self.removable || self.medium.loaded(),
         }
+    }
+
+    /// Logical blocks per physical block, as a power of two.
+    fn lbppb_exp(&self) -> u8 {
+        if !self.report_physical.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let exp = self.physical_block_size.max(1).ilog2();
+        exp.saturating_sub(self.block_size.max(1).ilog2()) as u8
     }
 
     fn pos(&self, lba: u64) -> u64 {
@@ -746,6 +788,11 @@ impl Vdisk {
             .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
         if !no_data {
             self.data_out(cmd, bs)?;
+            if cmd.data.len() > bs {
+                // The data-out is one logical block: an initiator that
+                // sends more meant another command.
+                return Err(sense::INVALID_FIELD_IN_CDB);
+            }
             cmd.data.copy_to_slice(0, &mut pattern);
         }
         let Some(file) = &self.file else {
@@ -895,7 +942,7 @@ impl Vdisk {
                 let changed = *current != new;
                 *current = new;
                 Ok(Completion {
-                    mode_changed: changed,
+                    others_ua: changed.then_some(sense::MODE_PARAMETERS_CHANGED),
                     raw: None,
                     ..Completion::NO_DATA
                 })
@@ -905,6 +952,22 @@ impl Vdisk {
                 self.compare_and_write(cmd, lba, blocks, fua)
             }
             Action::OrWrite { lba, blocks, fua } => self.or_write(cmd, lba, blocks, fua),
+            Action::PreventRemoval(prevent) => {
+                self.medium.prevent(cmd.nexus, prevent)?;
+                Ok(Completion::NO_DATA)
+            }
+            Action::LoadEject(load) => {
+                if !load && self.medium.loaded() {
+                    // What the cache holds goes to the medium before it
+                    // leaves.
+                    self.sync(0, 0)?;
+                }
+                let loaded = self.medium.load_eject(load)?;
+                Ok(Completion {
+                    others_ua: loaded.then_some(sense::MEDIUM_MAY_HAVE_CHANGED),
+                    ..Completion::NO_DATA
+                })
+            }
         }
     }
 }
@@ -970,6 +1033,14 @@ impl LogicalUnit for Vdisk {
         self.mode.lock().tas
     }
 
+    fn nexus_detached(&self, id: u64) {
+        self.medium.nexus_detached(id);
+    }
+
+    fn task_mgmt_done(&self, tm: &TaskMgmt, _done: bool) {
+        self.medium.task_mgmt_done(tm.function);
+    }
+
     fn sense_format(&self) -> SenseFormat {
         if self.mode.lock().d_sense {
             SenseFormat::Descriptor
@@ -1020,12 +1091,23 @@ impl LogicalUnit for Vdisk {
                 }
                 writeln!(out)
             }
+            13 => writeln!(out, "{}", b(self.removable)),
+            14 => writeln!(out, "{}", b(self.report_physical.load(Ordering::Relaxed))),
             _ => Ok(()),
         };
         key_mark(out, self.is_key(index));
     }
 
     fn store<'a>(&self, index: usize, value: &'a str) -> Result<AttrChange, MgmtFailure<'a>> {
+        if index == 14 {
+            let v = parse_bool("lb_per_pb_exp", value)?;
+            return Ok(if self.report_physical.swap(v, Ordering::Relaxed) != v {
+                // READ CAPACITY (16) reports it.
+                AttrChange::Attention(sense::CAPACITY_DATA_CHANGED)
+            } else {
+                AttrChange::Nothing
+            });
+        }
         let bytes = match index {
             1 => parse_size("size", value)?,
             2 => parse_ranged("size_mb", value, 1, u64::MAX >> 20)? << 20,
@@ -1055,7 +1137,7 @@ impl LogicalUnit for Vdisk {
     }
 }
 
-static VDISK_ATTRS: [LuAttr; 13] = [
+static VDISK_ATTRS: [LuAttr; 15] = [
     LuAttr {
         name: c_str!("filename"),
         writable: false,
@@ -1107,6 +1189,14 @@ static VDISK_ATTRS: [LuAttr; 13] = [
     LuAttr {
         name: c_str!("naa_id"),
         writable: false,
+    },
+    LuAttr {
+        name: c_str!("removable"),
+        writable: false,
+    },
+    LuAttr {
+        name: c_str!("lb_per_pb_exp"),
+        writable: true,
     },
 ];
 

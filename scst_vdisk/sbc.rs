@@ -44,6 +44,15 @@ pub struct DiskInfo<'a> {
     pub thin: bool,
     /// Reported as rotating media (VPD page B1h).
     pub rotational: bool,
+    /// Logical blocks per physical block, as a power of two (READ
+    /// CAPACITY (16), and the block limits' granularities).
+    pub lbppb_exp: u8,
+    /// The medium is removable (INQUIRY's RMB): START STOP UNIT ejects and
+    /// loads it, PREVENT ALLOW MEDIUM REMOVAL keeps it in.
+    pub removable: bool,
+    /// A medium is loaded: without one, only the commands that need no
+    /// medium run, the rest end with MEDIUM NOT PRESENT.
+    pub medium: bool,
 }
 
 /// Mode parameters that MODE SELECT may change.
@@ -164,6 +173,12 @@ pub enum Action {
         /// Allocation length.
         alloc_len: u32,
     },
+    /// PREVENT ALLOW MEDIUM REMOVAL on a removable medium: this I_T nexus
+    /// prevents removal, or no longer does.
+    PreventRemoval(bool),
+    /// START STOP UNIT with LOEJ on a removable medium: load it (`true`)
+    /// or eject it, unless an I_T nexus prevents removal.
+    LoadEject(bool),
 }
 
 impl Action {
@@ -617,8 +632,23 @@ pub fn parse(
         .get(..info.usage.len())
         .ok_or(Sense::invalid_cdb_field(0, None))?);
     cdb.check_usage(info.usage)?;
+    if !disk.medium && needs_medium(info.opcode) {
+        return Err(sense::MEDIUM_NOT_PRESENT);
+    }
     let action = match (info.opcode, info.service_action) {
-        (TEST_UNIT_READY, _) | (PREVENT_ALLOW_MEDIUM_REMOVAL, _) => Action::Done,
+        (TEST_UNIT_READY, _) => Action::Done,
+        // PREVENT field 01b prevents, 00b allows; 1xb are obsolete (SBC-4
+        // 5.11) and taken by their low bit, as SCST does.
+        (PREVENT_ALLOW_MEDIUM_REMOVAL, _) if disk.removable => {
+            Action::PreventRemoval(cdb.u8(4) & 0x01 != 0)
+        }
+        (PREVENT_ALLOW_MEDIUM_REMOVAL, _) => Action::Done,
+        // LOEJ: load (START) or eject; without it, or on a fixed medium,
+        // there is nothing to start or stop. A POWER CONDITION other than
+        // 0h has START and LOEJ ignored (SBC-4 5.31).
+        (START_STOP_UNIT, _) if disk.removable && cdb.u8(4) & 0xf2 == 0x02 => {
+            Action::LoadEject(cdb.u8(4) & 0x01 != 0)
+        }
         (START_STOP_UNIT, _) => Action::Done,
         (FORMAT_UNIT, _) => {
             if disk.read_only {
@@ -671,7 +701,7 @@ pub fn parse(
             out.be64(disk.blocks.saturating_sub(1));
             out.be32(disk.block_size);
             out.u8(0); // no protection information
-            out.u8(0); // one logical block per physical block
+            out.u8(disk.lbppb_exp & 0x0f);
             let lbp = if disk.thin { 0x80 | 0x40 } else { 0 };
             out.be16(lbp << 8);
             out.zeroes(16);
@@ -861,6 +891,24 @@ pub fn parse(
     Ok(action)
 }
 
+/// Whether a command with `opcode` needs the medium: without one, it ends
+/// with MEDIUM NOT PRESENT. What the device server answers from its own
+/// state (INQUIRY, mode pages, supported operation codes) and what loads
+/// the medium or keeps it in runs without one.
+fn needs_medium(opcode: u8) -> bool {
+    !matches!(
+        opcode,
+        INQUIRY
+            | MODE_SENSE_6
+            | MODE_SENSE_10
+            | MODE_SELECT_6
+            | MODE_SELECT_10
+            | START_STOP_UNIT
+            | PREVENT_ALLOW_MEDIUM_REMOVAL
+            | MAINTENANCE_IN
+    )
+}
+
 fn check_transfer(cdb: Cdb<'_>, disk: &DiskInfo<'_>, lba: u64, blocks: u32) -> Result<(), Sense> {
     check_range(disk, lba, u64::from(blocks))?;
     if blocks > MAX_TRANSFER_BLOCKS {
@@ -886,7 +934,7 @@ fn inquiry(
             return Err(Sense::invalid_cdb_field(2, None));
         }
         out.u8(0x00); // connected direct-access device
-        out.u8(0x00); // not removable
+        out.u8(if disk.removable { 0x80 } else { 0x00 }); // RMB
         out.u8(0x06); // SPC-4
         out.u8(0x10 | 0x02); // HISUP, response data format 2
         out.u8(91); // additional length: 96 bytes in all
@@ -938,7 +986,8 @@ fn inquiry(
         0xb0 => {
             out.u8(0x00); // WSNZ clear: WRITE SAME takes 0 blocks
             out.u8(MAX_COMPARE_AND_WRITE_BLOCKS as u8);
-            out.be16(1); // optimal transfer length granularity
+            // Optimal transfer length granularity: a physical block.
+            out.be16(1 << disk.lbppb_exp.min(15));
             out.be32(MAX_TRANSFER_BLOCKS);
             out.be32((1 << 20) / disk.block_size.max(1)); // optimal: 1 MiB
             out.be32(0);
@@ -949,7 +998,7 @@ fn inquiry(
                 out.be32(0);
                 out.be32(0);
             }
-            out.be32(1); // optimal unmap granularity
+            out.be32(1 << disk.lbppb_exp.min(31)); // optimal unmap granularity
             out.be32(0);
             out.be64(u64::from(MAX_WRITE_SAME_BLOCKS));
             out.zeroes(20);

@@ -22,6 +22,9 @@ fn disk(blocks: u64, block_size: u32) -> DiskInfo<'static> {
         read_only: false,
         thin: true,
         rotational: false,
+        lbppb_exp: 0,
+        removable: false,
+        medium: true,
     }
 }
 
@@ -633,4 +636,78 @@ fn compare_and_write_and_pre_fetch() {
     p16[9] = 5;
     p16[13] = 10;
     assert_eq!(run(&p16, &d).0, Ok(Action::Done));
+}
+
+#[test]
+fn physical_block_exponent() {
+    let d = DiskInfo {
+        lbppb_exp: 3,
+        ..disk(1 << 20, 512)
+    };
+    let mut c = [0u8; 16];
+    c[0] = 0x9e;
+    c[1] = 0x10;
+    c[13] = 32;
+    let (_, data) = run(&c, &d);
+    assert_eq!(data[13], 3);
+    // Block limits: transfer and unmap granularities are a physical block.
+    let (r, data) = run(&[0x12, 1, 0xb0, 0, 64, 0], &d);
+    assert!(r.is_ok());
+    assert_eq!(&data[6..8], &8u16.to_be_bytes());
+    assert_eq!(&data[28..32], &8u32.to_be_bytes());
+}
+
+#[test]
+fn removable_medium() {
+    let fixed = disk(1024, 512);
+    let prevent = [0x1e, 0, 0, 0, 1, 0];
+    let eject = [0x1b, 0, 0, 0, 0x02, 0];
+    let load = [0x1b, 0, 0, 0, 0x03, 0];
+    // A fixed medium: RMB clear, nothing to prevent or eject.
+    let (_, data) = run(&[0x12, 0, 0, 0, 96, 0], &fixed);
+    assert_eq!(data[1], 0);
+    assert_eq!(run(&prevent, &fixed).0, Ok(Action::Done));
+    assert_eq!(run(&eject, &fixed).0, Ok(Action::Done));
+
+    let d = DiskInfo {
+        removable: true,
+        ..disk(1024, 512)
+    };
+    let (_, data) = run(&[0x12, 0, 0, 0, 96, 0], &d);
+    assert_eq!(data[1], 0x80);
+    assert_eq!(run(&prevent, &d).0, Ok(Action::PreventRemoval(true)));
+    assert_eq!(
+        run(&[0x1e, 0, 0, 0, 0, 0], &d).0,
+        Ok(Action::PreventRemoval(false))
+    );
+    assert_eq!(run(&eject, &d).0, Ok(Action::LoadEject(false)));
+    assert_eq!(run(&load, &d).0, Ok(Action::LoadEject(true)));
+    // START without LOEJ starts nothing; a power condition ignores LOEJ.
+    assert_eq!(run(&[0x1b, 0, 0, 0, 0x01, 0], &d).0, Ok(Action::Done));
+    assert_eq!(run(&[0x1b, 0, 0, 0, 0x32, 0], &d).0, Ok(Action::Done));
+
+    // Ejected: what needs the medium is NOT READY, the rest runs.
+    let ejected = DiskInfo {
+        medium: false,
+        ..DiskInfo {
+            removable: true,
+            ..disk(1024, 512)
+        }
+    };
+    for cdb in [
+        &[0u8, 0, 0, 0, 0, 0][..],
+        &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+        &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ] {
+        assert_eq!(
+            run(cdb, &ejected).0,
+            Err(sense::MEDIUM_NOT_PRESENT),
+            "{cdb:x?}"
+        );
+    }
+    assert!(run(&[0x12, 0, 0, 0, 96, 0], &ejected).0.is_ok());
+    assert!(run(&[0x1a, 0, 0x3f, 0, 255, 0], &ejected).0.is_ok());
+    assert_eq!(run(&load, &ejected).0, Ok(Action::LoadEject(true)));
+    assert_eq!(run(&prevent, &ejected).0, Ok(Action::PreventRemoval(true)));
 }
