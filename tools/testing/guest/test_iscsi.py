@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import (KNOWN_ISCSI_FAILURES, ROOT, backing_file, iscsi_test_cu, mgmt, read, sh,
-                      write)
+from conftest import (KNOWN_ISCSI_FAILURES, LIBISCSI_WRONG, ROOT, SCRATCH, SKIPS_NEEDING_CONFIG,
+                      backing_file, iscsi_test_cu, libiscsi_suite, mgmt, read, sh, write)
 
 IQN = "iqn.2026-11.org.scst-rs:t1"
 PORTAL = "iscsi://127.0.0.1"
@@ -269,3 +269,36 @@ def test_iscsi_test_cu(target):
     assert sum(1 for name, _ in results if name.startswith("iSCSI.")) >= 10, "iSCSI suite missing"
     unexpected = failed - set(KNOWN_ISCSI_FAILURES)
     assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"
+
+
+def test_iscsi_test_cu_on_configured_luns(scst):
+    """The suites that skip themselves on the default LUN, each on a LUN
+    that gives it what it needs: a removable medium (PREVENT ALLOW MEDIUM
+    REMOVAL over nexus loss, logout, resets and a second nexus; START STOP
+    UNIT's eject and load) and a read-only LUN; and GET LBA STATUS on one
+    logical block per physical block, where libiscsi's UnmapSingle is
+    right. None may skip or fail."""
+    sh("ip", "link", "set", "lo", "up")
+    for name, params in [("disk1", "removable=1"), ("disk2", "read_only=1"),
+                         ("disk3", "lb_per_pb_exp=0")]:
+        path = backing_file(name, 64 << 20)
+        mgmt("handlers/vdisk_fileio/mgmt",
+             f"add_device {name} filename={path}; {params}; thin_provisioned=1")
+    mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
+    for lun, name in enumerate(["disk1", "disk2", "disk3"]):
+        mgmt(f"targets/iscsi/{IQN}/luns/mgmt", f"add {name} {lun}")
+    mgmt(f"targets/iscsi/{IQN}/enabled", "1")
+    mgmt("targets/iscsi/enabled", "1")
+    try:
+        verdicts = {}
+        for lun, suites in [(0, ["SCSI.PreventAllow", "SCSI.StartStopUnit"]),
+                            (1, ["SCSI.ReadOnly"]), (2, ["SCSI.GetLBAStatus"])]:
+            for suite in suites:
+                verdicts.update(libiscsi_suite(f"{PORTAL}/{IQN}/{lun}", suite))
+    finally:
+        mgmt("targets/iscsi/enabled", "0")
+    with open(os.path.join(SCRATCH, "iscsi-test-cu-configured.txt"), "w") as f:
+        f.writelines(f"{name} {'passed' if ok else 'FAILED'}\n"
+                     for name, ok in sorted(verdicts.items()))
+    assert set(SKIPS_NEEDING_CONFIG) | set(LIBISCSI_WRONG) <= set(verdicts), "a suite did not run"
+    assert not [n for n, ok in verdicts.items() if not ok], verdicts
