@@ -77,6 +77,24 @@ unsigned int scst_rs_file_physical_block_size(struct file *file)
 }
 
 /*
+ * Whether the block device behind @file writes atomically (REQ_ATOMIC); if
+ * so, the smallest and largest atomic write in bytes in @min and @max.
+ */
+bool scst_rs_file_atomic_write_unit(struct file *file, u32 *min, u32 *max)
+{
+	struct block_device *bdev;
+
+	if (!S_ISBLK(file_inode(file)->i_mode))
+		return false;
+	bdev = file_bdev(file);
+	if (!bdev_can_atomic_write(bdev))
+		return false;
+	*min = queue_atomic_write_unit_min_bytes(bdev_get_queue(bdev));
+	*max = queue_atomic_write_unit_max_bytes(bdev_get_queue(bdev));
+	return true;
+}
+
+/*
  * Whether @len bytes from @skip in @sgl go to @bdev as bios the block layer
  * need not split: a REQ_NOWAIT bio that needs splitting ends with EAGAIN.
  */
@@ -96,7 +114,8 @@ static bool scst_rs_bios_fit(struct block_device *bdev, struct scatterlist *sgl,
  * Reads (or, with @write, writes) @len bytes at byte offset @pos of the
  * block device behind @file, between it and the scatterlist @sgl (@nents
  * entries) from @skip bytes in. @fua writes reach stable storage before
- * they complete. Every page is referenced until its bio ends. Process
+ * they complete. An @atomic write goes as one REQ_ATOMIC bio, written
+ * whole or not at all; one that needs more fails before anything starts. Every page is referenced until its bio ends. Process
  * context; with @nowait it never sleeps: the bios go with REQ_NOWAIT, and
  * where the device would make them wait (no request free, a split needed,
  * no memory at hand) @done hears -EAGAIN.
@@ -107,8 +126,9 @@ static bool scst_rs_bios_fit(struct block_device *bdev, struct scatterlist *sgl,
  */
 int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 			     unsigned int nents, size_t skip, size_t len,
-			     u64 pos, bool write, bool fua, bool nowait,
-			     void (*done)(void *ctx, int err), void *ctx)
+			     u64 pos, bool write, bool fua, bool atomic,
+			     bool nowait, void (*done)(void *ctx, int err),
+			     void *ctx)
 {
 	gfp_t gfp = nowait ? GFP_NOWAIT : GFP_NOIO;
 	struct block_device *bdev;
@@ -125,6 +145,11 @@ int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 		return -ENOTBLK;
 	bdev = file_bdev(file);
 	if (!len || (pos | len) & (bdev_logical_block_size(bdev) - 1))
+		return -EINVAL;
+	if (atomic && (!write || !bdev_can_atomic_write(bdev) ||
+		       len > queue_atomic_write_unit_max_bytes(bdev_get_queue(bdev)) ||
+		       DIV_ROUND_UP(offset_in_page(sgl->offset + skip) + len, PAGE_SIZE) >
+			       BIO_MAX_VECS))
 		return -EINVAL;
 	if (nowait && (!bdev_nowait(bdev) || !scst_rs_bios_fit(bdev, sgl, skip, len))) {
 		done(ctx, -EAGAIN);
@@ -146,6 +171,8 @@ int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 	opf = write ? REQ_OP_WRITE | REQ_SYNC | REQ_IDLE : REQ_OP_READ;
 	if (write && fua)
 		opf |= REQ_FUA;
+	if (atomic)
+		opf |= REQ_ATOMIC;
 	if (nowait)
 		opf |= REQ_NOWAIT;
 	sector = pos >> SECTOR_SHIFT;
@@ -178,6 +205,17 @@ int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 			if (bio_add_page(bio, page, n, in_page) != n) {
 				if (!bio->bi_vcnt) {
 					/* Not even one page fits: give up. */
+					bio_put(bio);
+					bio = NULL;
+					goto out;
+				}
+				/* An atomic write is one bio or nothing. */
+				if (atomic) {
+					struct bvec_iter_all iter;
+					struct bio_vec *bv;
+
+					bio_for_each_segment_all(bv, bio, iter)
+						put_page(bv->bv_page);
 					bio_put(bio);
 					bio = NULL;
 					goto out;

@@ -172,6 +172,10 @@ impl BackingFile {
     /// With `nowait` it never sleeps (see [`Self::bios_nowait`]): where the
     /// device would make it wait, `done` hears `EAGAIN` instead, perhaps
     /// before this returns.
+    ///
+    /// An `atomic` write goes as one bio with `REQ_ATOMIC`: the device
+    /// writes all of it or none (see [`Self::atomic_write_unit`]); one that
+    /// does not fit in one bio fails.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn submit_bios<T: BiosDone>(
         &self,
@@ -181,6 +185,7 @@ impl BackingFile {
         pos: u64,
         write: bool,
         fua: bool,
+        atomic: bool,
         nowait: bool,
         done: KBox<T>,
     ) -> Result {
@@ -200,6 +205,7 @@ impl BackingFile {
                 pos,
                 write,
                 fua,
+                atomic,
                 nowait,
                 Some(bios_ended::<T>),
                 ctx,
@@ -220,6 +226,18 @@ impl BackingFile {
     pub(crate) fn bios_nowait(&self) -> bool {
         // SAFETY: `file` is valid by the type invariants.
         unsafe { bindings::scst_rs_file_bios_nowait(self.file) }
+    }
+
+    /// The smallest and largest atomic write (bytes, powers of two) of a
+    /// block device that writes atomically; `None` for one that does not,
+    /// and for a file.
+    pub(crate) fn atomic_write_unit(&self) -> Option<(u32, u32)> {
+        let (mut min, mut max) = (0u32, 0u32);
+        // SAFETY: `file` is valid by the type invariants; `min` and `max`
+        // are valid for writes.
+        let can =
+            unsafe { bindings::scst_rs_file_atomic_write_unit(self.file, &mut min, &mut max) };
+        (can && min > 0 && max >= min).then_some((min, max))
     }
 
     /// The physical block size of a block device; `None` for a file.

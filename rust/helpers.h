@@ -42,10 +42,12 @@ int scst_rs_file_punch_hole(struct file *file, loff_t pos, loff_t len);
 loff_t scst_rs_file_seek(struct file *file, loff_t pos, bool hole);
 bool scst_rs_file_bios_nowait(struct file *file);
 unsigned int scst_rs_file_physical_block_size(struct file *file);
+bool scst_rs_file_atomic_write_unit(struct file *file, u32 *min, u32 *max);
 int scst_rs_file_submit_bios(struct file *file, struct scatterlist *sgl,
 			     unsigned int nents, size_t skip, size_t len,
-			     u64 pos, bool write, bool fua, bool nowait,
-			     void (*done)(void *ctx, int err), void *ctx);
+			     u64 pos, bool write, bool fua, bool atomic,
+			     bool nowait, void (*done)(void *ctx, int err),
+			     void *ctx);
 size_t scst_rs_sg_copy_from_buffer(struct scatterlist *sgl, unsigned int nents,
 				   const void *buf, size_t len, size_t skip);
 size_t scst_rs_sg_copy_to_buffer(struct scatterlist *sgl, unsigned int nents,

@@ -46,7 +46,7 @@ use kernel::{
     sync::{Arc, SpinLock},
 };
 use medium::Medium;
-use sbc::{Action, DiskInfo, ModeState};
+use sbc::{Action, AtomicLimits, DiskInfo, ModeState};
 
 /// Size of a nullio device when `add_device` names none: 1 TiB, large enough
 /// for any benchmark, costing nothing.
@@ -112,6 +112,8 @@ struct Bios {
     len: usize,
     write: bool,
     fua: bool,
+    /// One `REQ_ATOMIC` bio: all of it is written or none.
+    atomic: bool,
 }
 
 /// Completes a blockio command when its bios end.
@@ -158,6 +160,8 @@ struct Vdisk {
     physical_block_size: u32,
     /// `removable`: the medium can be ejected and loaded.
     removable: bool,
+    /// The block device writes atomically: WRITE ATOMIC (16) is offered.
+    atomic: Option<AtomicLimits>,
     #[pin]
     medium: Medium,
     #[pin]
@@ -307,6 +311,19 @@ impl DevHandler for VdiskHandler {
             self.kind == Kind::File && !o_direct && file.as_ref().is_some_and(|f| f.can_nowait());
         let nowait_bios =
             self.kind == Kind::Block && file.as_ref().is_some_and(|f| f.bios_nowait());
+        let atomic = file
+            .as_ref()
+            .filter(|_| self.kind == Kind::Block)
+            .and_then(|f| f.atomic_write_unit())
+            .map(|(min, max)| {
+                let granularity = (min / block_size).max(1);
+                AtomicLimits {
+                    max_blocks: (max / block_size).min(sbc::MAX_TRANSFER_BLOCKS),
+                    alignment: granularity,
+                    granularity,
+                }
+            })
+            .filter(|a| a.max_blocks >= a.granularity);
         let physical_block_size = file
             .as_ref()
             .and_then(|f| f.physical_block_size())
@@ -331,6 +348,7 @@ impl DevHandler for VdiskHandler {
                 report_physical: AtomicBool::new(report_physical),
                 physical_block_size,
                 removable,
+                atomic,
                 medium <- Medium::new(),
                 mode <- new_spinlock!(ModeState {
                     wce,
@@ -399,6 +417,7 @@ impl Vdisk {
             lbppb_exp: self.lbppb_exp(),
             removable: self.removable,
             medium: !self.removable || self.medium.loaded(),
+            atomic: self.atomic,
         }
     }
 
@@ -468,6 +487,7 @@ impl Vdisk {
                     len,
                     write: false,
                     fua: false,
+                    atomic: false,
                 };
                 if let Some(later) = self.start_bios(cmd, file, io, done, failed) {
                     return Ok(later);
@@ -534,7 +554,9 @@ impl Vdisk {
         let fua = io.write && ((io.fua && !self.nv_cache) || self.write_through);
         // Refused before anything started: `end` drops with the deferral,
         // which fails the command with `failed`.
-        let _ = file.submit_bios(cmd.data, 0, io.len, io.pos, io.write, fua, nowait, end);
+        let _ = file.submit_bios(
+            cmd.data, 0, io.len, io.pos, io.write, fua, io.atomic, nowait, end,
+        );
         Some(Executed::Later)
     }
 
@@ -561,6 +583,7 @@ impl Vdisk {
                 len,
                 write: true,
                 fua,
+                atomic: false,
             };
             let failed = sense::WRITE_ERROR.with_info(lba);
             if let Some(later) = self.start_bios(cmd, file, io, done, failed) {
@@ -573,6 +596,39 @@ impl Vdisk {
             self.write_buffer(file, cmd, 0, len, lba, fua)?;
         }
         Ok(Completion::NO_DATA.into())
+    }
+
+    /// WRITE ATOMIC (16): one `REQ_ATOMIC` bio, which the block device
+    /// writes whole or not at all. Only a block device that writes
+    /// atomically offers the command.
+    fn write_atomic(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    ) -> Result<Executed, Sense> {
+        let len = self.bytes(u64::from(blocks))?;
+        if cmd.data.len() < len {
+            // Part of an atomic write is not one.
+            return Err(sense::INVALID_FIELD_IN_CDB);
+        }
+        let file = self.file.as_ref().ok_or(sense::INVALID_OPCODE)?;
+        let done = Completion {
+            transfer_len: len,
+            ..Completion::NO_DATA
+        };
+        let io = Bios {
+            pos: self.pos(lba),
+            len,
+            write: true,
+            fua,
+            atomic: true,
+        };
+        // Never written piecewise through the file instead: a command
+        // that cannot be deferred is refused.
+        self.start_bios(cmd, file, io, done, sense::WRITE_ERROR.with_info(lba))
+            .ok_or(sense::INTERNAL_TARGET_FAILURE)
     }
 
     /// Writes `len` bytes of the command's buffer from byte `skip` to the
@@ -917,7 +973,9 @@ impl Vdisk {
                 Ok(Completion::data_in(copied, n))
             }
             // `execute`'s own.
-            Action::Read { .. } | Action::Write { .. } => Err(sense::INTERNAL_TARGET_FAILURE),
+            Action::Read { .. } | Action::Write { .. } | Action::AtomicWrite { .. } => {
+                Err(sense::INTERNAL_TARGET_FAILURE)
+            }
             Action::Verify {
                 lba,
                 blocks,
@@ -982,6 +1040,7 @@ impl LogicalUnit for Vdisk {
         let executed = match action {
             Action::Read { lba, blocks } => self.read(cmd, lba, blocks),
             Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
+            Action::AtomicWrite { lba, blocks, fua } => self.write_atomic(cmd, lba, blocks, fua),
             // Only nullio runs anything else where it may not block.
             _ if cmd.nowait && self.kind != Kind::Null => return Ok(Executed::WouldBlock),
             other => self

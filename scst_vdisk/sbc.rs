@@ -53,6 +53,21 @@ pub struct DiskInfo<'a> {
     /// A medium is loaded: without one, only the commands that need no
     /// medium run, the rest end with MEDIUM NOT PRESENT.
     pub medium: bool,
+    /// The backend writes atomically: WRITE ATOMIC (16) is supported
+    /// within these limits (block limits VPD page).
+    pub atomic: Option<AtomicLimits>,
+}
+
+/// What WRITE ATOMIC (16) takes, in logical blocks (SBC-4 4.29). No
+/// ATOMIC BOUNDARY: the device writes every atomic write as one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AtomicLimits {
+    /// MAXIMUM ATOMIC TRANSFER LENGTH.
+    pub max_blocks: u32,
+    /// ATOMIC ALIGNMENT: the LBA is a multiple of it.
+    pub alignment: u32,
+    /// ATOMIC TRANSFER LENGTH GRANULARITY: the length is a multiple of it.
+    pub granularity: u32,
 }
 
 /// Mode parameters that MODE SELECT may change.
@@ -173,6 +188,16 @@ pub enum Action {
         /// Allocation length.
         alloc_len: u32,
     },
+    /// WRITE ATOMIC (16): write blocks from the initiator all at once or
+    /// not at all (within [`DiskInfo::atomic`]).
+    AtomicWrite {
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+        /// Force unit access: on stable storage before GOOD.
+        fua: bool,
+    },
     /// PREVENT ALLOW MEDIUM REMOVAL on a removable medium: this I_T nexus
     /// prevents removal, or no longer does.
     PreventRemoval(bool),
@@ -186,7 +211,9 @@ impl Action {
     pub fn data_out_len(&self, block_size: u32) -> usize {
         let bs = block_size as usize;
         match *self {
-            Action::Write { blocks, .. } => blocks as usize * bs,
+            Action::Write { blocks, .. } | Action::AtomicWrite { blocks, .. } => {
+                blocks as usize * bs
+            }
             Action::Verify {
                 compare: true,
                 same: false,
@@ -213,6 +240,7 @@ impl Action {
         matches!(
             self,
             Action::Write { .. }
+                | Action::AtomicWrite { .. }
                 | Action::WriteSame { .. }
                 | Action::Unmap { .. }
                 | Action::CompareAndWrite { .. }
@@ -289,6 +317,7 @@ pub mod opcode {
     pub const PRE_FETCH_16: u8 = 0x90;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
+    pub const WRITE_ATOMIC_16: u8 = 0x9c;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9e;
     pub const REPORT_LUNS: u8 = 0xa0;
     pub const MAINTENANCE_IN: u8 = 0xa3;
@@ -339,7 +368,7 @@ const fn prout(sa: u8) -> OpInfo {
 }
 
 /// The commands a vdisk device supports, in opcode order.
-pub static OPS: [OpInfo; 60] = [
+pub static OPS: [OpInfo; 61] = [
     op(TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
     op(REQUEST_SENSE, &[0x03, 0x01, 0, 0, 0xff, 0]),
     op(FORMAT_UNIT, &[0x04, 0, 0, 0, 0, 0]),
@@ -492,6 +521,13 @@ pub static OPS: [OpInfo; 60] = [
         &[
             0x93, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
             0x3f, 0,
+        ],
+    ),
+    // WRPROTECT, and ATOMIC BOUNDARY (bytes 10-11), must be zero.
+    op(
+        WRITE_ATOMIC_16,
+        &[
+            0x9c, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0xff, 0xff, 0x3f, 0,
         ],
     ),
     op_sa(
@@ -718,7 +754,7 @@ pub fn parse(
             }
         }
         (MAINTENANCE_IN, Some(MI_REPORT_SUPPORTED_OPCODES)) => {
-            report_supported_opcodes(cdb, out)?;
+            report_supported_opcodes(cdb, disk, out)?;
             Action::DataIn(cdb.be32(6) as usize)
         }
         (MAINTENANCE_IN, _) => {
@@ -749,6 +785,29 @@ pub fn parse(
                 lba,
                 blocks,
                 fua: fua || !mode.wce,
+            }
+        }
+        (WRITE_ATOMIC_16, _) => {
+            let limits = disk.atomic.ok_or(sense::INVALID_OPCODE)?;
+            let lba = cdb.be64(2);
+            let blocks = u32::from(cdb.be16(12));
+            // Out of range first: libiscsi's BeyondEol writes past the end
+            // with lengths beyond the atomic limits.
+            check_range(disk, lba, u64::from(blocks))?;
+            if blocks > limits.max_blocks || blocks % limits.granularity.max(1) != 0 {
+                return Err(Sense::invalid_cdb_field(12, None));
+            }
+            if lba % u64::from(limits.alignment.max(1)) != 0 {
+                return Err(Sense::invalid_cdb_field(2, None));
+            }
+            if blocks == 0 {
+                Action::Done
+            } else {
+                Action::AtomicWrite {
+                    lba,
+                    blocks,
+                    fua: cdb.u8(1) & 0x08 != 0 || !mode.wce,
+                }
             }
         }
         (WRITE_VERIFY_10, _) | (WRITE_VERIFY_12, _) | (WRITE_VERIFY_16, _) => {
@@ -1001,7 +1060,15 @@ fn inquiry(
             out.be32(1 << disk.lbppb_exp.min(31)); // optimal unmap granularity
             out.be32(0);
             out.be64(u64::from(MAX_WRITE_SAME_BLOCKS));
-            out.zeroes(20);
+            let atomic = disk.atomic.unwrap_or(AtomicLimits {
+                max_blocks: 0,
+                alignment: 0,
+                granularity: 0,
+            });
+            out.be32(atomic.max_blocks);
+            out.be32(atomic.alignment);
+            out.be32(atomic.granularity);
+            out.zeroes(8); // no atomic boundary
         }
         0xb1 => {
             out.be16(if disk.rotational { 0 } else { 1 });
@@ -1239,7 +1306,16 @@ pub fn mode_select(
 }
 
 /// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
-fn report_supported_opcodes(cdb: Cdb<'_>, out: &mut Out<'_>) -> Result<(), Sense> {
+fn report_supported_opcodes(
+    cdb: Cdb<'_>,
+    disk: &DiskInfo<'_>,
+    out: &mut Out<'_>,
+) -> Result<(), Sense> {
+    // Only what this device supports.
+    let ops = || {
+        OPS.iter()
+            .filter(|i| i.opcode != WRITE_ATOMIC_16 || disk.atomic.is_some())
+    };
     let rctd = cdb.u8(2) & 0x80 != 0;
     let options = cdb.u8(2) & 0x07;
     let opcode = cdb.u8(3);
@@ -1250,7 +1326,7 @@ fn report_supported_opcodes(cdb: Cdb<'_>, out: &mut Out<'_>) -> Result<(), Sense
     };
     if options == 0 {
         out.be32(0);
-        for info in OPS.iter() {
+        for info in ops() {
             out.u8(info.opcode);
             out.u8(0);
             out.be16(info.service_action.unwrap_or(0));
@@ -1265,17 +1341,13 @@ fn report_supported_opcodes(cdb: Cdb<'_>, out: &mut Out<'_>) -> Result<(), Sense
         out.set_be32(0, len as u32);
         return Ok(());
     }
-    let has_sa = OPS
-        .iter()
-        .any(|i| i.opcode == opcode && i.service_action.is_some());
+    let has_sa = ops().any(|i| i.opcode == opcode && i.service_action.is_some());
     let found = match options {
         1 if has_sa => return Err(Sense::invalid_cdb_field(2, Some(2))),
-        1 => OPS.iter().find(|i| i.opcode == opcode),
+        1 => ops().find(|i| i.opcode == opcode),
         2 if !has_sa => return Err(Sense::invalid_cdb_field(2, Some(2))),
-        2 => OPS
-            .iter()
-            .find(|i| i.opcode == opcode && i.service_action == Some(sa)),
-        3 => OPS.iter().find(|i| {
+        2 => ops().find(|i| i.opcode == opcode && i.service_action == Some(sa)),
+        3 => ops().find(|i| {
             i.opcode == opcode && (i.service_action.is_none() || i.service_action == Some(sa))
         }),
         _ => return Err(Sense::invalid_cdb_field(2, Some(2))),

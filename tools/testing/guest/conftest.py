@@ -161,6 +161,8 @@ SKIPS_NEEDING_CONFIG = {
                  "LUNReset", "2ITNexuses")},
     "SCSI.StartStopUnit.Simple": _REMOVABLE,
     "SCSI.ReadOnly.ReadOnlySBC": "a read-only LUN",
+    **{f"SCSI.WriteAtomic16.{t}": "a blockio LUN on a block device that writes atomically"
+       for t in ("Simple", "BeyondEol", "ZeroBlocks", "WriteProtect", "DpoFua", "VPD")},
 }
 
 # What skips itself over SG_IO (scst_local): it makes iSCSI PDUs of its own.
@@ -468,6 +470,30 @@ def sg_io(fd, cdb, data_out=b"", data_in_len=0, timeout_ms=30000):
         (hdr.host_status, hdr.driver_status)
     data_in = data.raw[:length - hdr.resid] if direction == -3 else b""
     return hdr.status, sense.raw[:hdr.sb_len_wr], data_in
+
+
+@contextlib.contextmanager
+def atomic_scsi_debug_disk(size_mb=32):
+    """A scsi_debug disk that writes atomically (WRITE ATOMIC (16) under
+    the kernel's REQ_ATOMIC): /dev/sdX, removed afterwards."""
+    sh("modprobe", "scsi_debug", "atomic_wr=1", f"dev_size_mb={size_mb}")
+    try:
+        found = []
+        for _ in range(100):
+            found = glob.glob("/sys/bus/pseudo/drivers/scsi_debug/adapter*/host*/"
+                              "target*/*/block/*")
+            if found:
+                break
+            time.sleep(0.1)
+        assert found, "scsi_debug made no disk"
+        sh("udevadm", "settle", check=False)
+        yield "/dev/" + os.path.basename(found[0])
+    finally:
+        sh("udevadm", "settle", check=False)
+        for _ in range(20):
+            if sh("rmmod", "scsi_debug", check=False).returncode == 0:
+                break
+            time.sleep(0.5)
 
 
 # Raw iSCSI: hand-made PDUs over a plain socket, for what no initiator sends.

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from conftest import (KNOWN_ISCSI_FAILURES, LIBISCSI_WRONG, ROOT, SCRATCH, SKIPS_NEEDING_CONFIG,
-                      backing_file, iscsi_test_cu, libiscsi_suite, mgmt, read, sh, write)
+                      atomic_scsi_debug_disk, backing_file, iscsi_test_cu, libiscsi_suite, mgmt,
+                      read, sh, write)
 
 IQN = "iqn.2026-11.org.scst-rs:t1"
 PORTAL = "iscsi://127.0.0.1"
@@ -275,7 +276,8 @@ def test_iscsi_test_cu_on_configured_luns(scst):
     """The suites that skip themselves on the default LUN, each on a LUN
     that gives it what it needs: a removable medium (PREVENT ALLOW MEDIUM
     REMOVAL over nexus loss, logout, resets and a second nexus; START STOP
-    UNIT's eject and load) and a read-only LUN; and GET LBA STATUS on one
+    UNIT's eject and load), a read-only LUN, and a blockio LUN on a disk
+    that writes atomically (scsi_debug's); and GET LBA STATUS on one
     logical block per physical block, where libiscsi's UnmapSingle is
     right. None may skip or fail."""
     sh("ip", "link", "set", "lo", "up")
@@ -284,19 +286,24 @@ def test_iscsi_test_cu_on_configured_luns(scst):
         path = backing_file(name, 64 << 20)
         mgmt("handlers/vdisk_fileio/mgmt",
              f"add_device {name} filename={path}; {params}; thin_provisioned=1")
-    mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
-    for lun, name in enumerate(["disk1", "disk2", "disk3"]):
-        mgmt(f"targets/iscsi/{IQN}/luns/mgmt", f"add {name} {lun}")
-    mgmt(f"targets/iscsi/{IQN}/enabled", "1")
-    mgmt("targets/iscsi/enabled", "1")
-    try:
-        verdicts = {}
-        for lun, suites in [(0, ["SCSI.PreventAllow", "SCSI.StartStopUnit"]),
-                            (1, ["SCSI.ReadOnly"]), (2, ["SCSI.GetLBAStatus"])]:
-            for suite in suites:
-                verdicts.update(libiscsi_suite(f"{PORTAL}/{IQN}/{lun}", suite))
-    finally:
-        mgmt("targets/iscsi/enabled", "0")
+    with atomic_scsi_debug_disk() as atomic:
+        mgmt("handlers/vdisk_blockio/mgmt", f"add_device disk4 filename={atomic}")
+        mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
+        for lun, name in enumerate(["disk1", "disk2", "disk3", "disk4"]):
+            mgmt(f"targets/iscsi/{IQN}/luns/mgmt", f"add {name} {lun}")
+        mgmt(f"targets/iscsi/{IQN}/enabled", "1")
+        mgmt("targets/iscsi/enabled", "1")
+        try:
+            verdicts = {}
+            for lun, suites in [(0, ["SCSI.PreventAllow", "SCSI.StartStopUnit"]),
+                                (1, ["SCSI.ReadOnly"]), (2, ["SCSI.GetLBAStatus"]),
+                                (3, ["SCSI.WriteAtomic16"])]:
+                for suite in suites:
+                    verdicts.update(libiscsi_suite(f"{PORTAL}/{IQN}/{lun}", suite))
+        finally:
+            mgmt("targets/iscsi/enabled", "0")
+            mgmt("targets/iscsi/mgmt", f"del_target {IQN}")
+            mgmt("handlers/vdisk_blockio/mgmt", "del_device disk4")
     with open(os.path.join(SCRATCH, "iscsi-test-cu-configured.txt"), "w") as f:
         f.writelines(f"{name} {'passed' if ok else 'FAILED'}\n"
                      for name, ok in sorted(verdicts.items()))

@@ -25,6 +25,7 @@ fn disk(blocks: u64, block_size: u32) -> DiskInfo<'static> {
         lbppb_exp: 0,
         removable: false,
         medium: true,
+        atomic: None,
     }
 }
 
@@ -526,7 +527,9 @@ fn supported_opcodes() {
     let (r, data) = run(&c, &d);
     assert_eq!(r, Ok(Action::DataIn(4096)));
     let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
-    assert_eq!(len, sbc::OPS.len() * 8);
+    // All but WRITE ATOMIC (16), which needs a backend that writes
+    // atomically.
+    assert_eq!(len, (sbc::OPS.len() - 1) * 8);
     // One command: READ(10).
     c[2] = 1;
     c[3] = 0x28;
@@ -710,4 +713,67 @@ fn removable_medium() {
     assert!(run(&[0x1a, 0, 0x3f, 0, 255, 0], &ejected).0.is_ok());
     assert_eq!(run(&load, &ejected).0, Ok(Action::LoadEject(true)));
     assert_eq!(run(&prevent, &ejected).0, Ok(Action::PreventRemoval(true)));
+}
+
+#[test]
+fn write_atomic() {
+    use sbc::AtomicLimits;
+    let cdb = |lba: u64, blocks: u16| {
+        let mut c = [0u8; 16];
+        c[0] = 0x9c;
+        c[2..10].copy_from_slice(&lba.to_be_bytes());
+        c[12..14].copy_from_slice(&blocks.to_be_bytes());
+        c
+    };
+    // Without atomic writes in the backend: no such command, and none
+    // listed or limited.
+    let plain = disk(1024, 512);
+    assert_eq!(run(&cdb(0, 8), &plain).0, Err(sense::INVALID_OPCODE));
+    let (_, data) = run(&[0x12, 1, 0xb0, 0, 64, 0], &plain);
+    assert!(data[44..64].iter().all(|&b| b == 0));
+    let d = DiskInfo {
+        atomic: Some(AtomicLimits {
+            max_blocks: 64,
+            alignment: 8,
+            granularity: 8,
+        }),
+        ..disk(1024, 512)
+    };
+    let (_, data) = run(&[0x12, 1, 0xb0, 0, 64, 0], &d);
+    assert_eq!(&data[44..56], &[0, 0, 0, 64, 0, 0, 0, 8, 0, 0, 0, 8]);
+    assert_eq!(
+        run(&cdb(16, 32), &d).0,
+        Ok(Action::AtomicWrite {
+            lba: 16,
+            blocks: 32,
+            fua: false
+        })
+    );
+    assert_eq!(run(&cdb(0, 0), &d).0, Ok(Action::Done));
+    // Misaligned, not a multiple of the granularity, too long.
+    assert_eq!(
+        run(&cdb(4, 8), &d).0,
+        Err(Sense::invalid_cdb_field(2, None))
+    );
+    assert_eq!(
+        run(&cdb(0, 12), &d).0,
+        Err(Sense::invalid_cdb_field(12, None))
+    );
+    assert_eq!(
+        run(&cdb(0, 72), &d).0,
+        Err(Sense::invalid_cdb_field(12, None))
+    );
+    // Past the end is out of range before it is too long.
+    assert_eq!(run(&cdb(1016, 512), &d).0, Err(sense::LBA_OUT_OF_RANGE));
+    // WRPROTECT and ATOMIC BOUNDARY are not supported.
+    let mut c = cdb(0, 8);
+    c[1] = 0x20;
+    assert!(run(&c, &d).0.is_err());
+    let mut c = cdb(0, 8);
+    c[11] = 1;
+    assert!(run(&c, &d).0.is_err());
+    // Listed by REPORT SUPPORTED OPERATION CODES only where supported.
+    let one = [0xa3, 0x0c, 0x01, 0x9c, 0, 0, 0, 0, 0, 64, 0, 0];
+    assert_eq!(run(&one, &d).1[1] & 0x07, 0x03);
+    assert_eq!(run(&one, &plain).1[1] & 0x07, 0x01);
 }
