@@ -257,13 +257,15 @@ def libiscsi_test(target, test):
     return ok, out
 
 
-def libiscsi_suite(target, suite, timeout=600):
+def libiscsi_suite(target, suite, timeout=600, second_path=None):
     """Runs the libiscsi suite `suite` (`SCSI.Suite`) on `target` with two
-    initiator names; {test name: whether it passed without skipping
-    itself}."""
+    initiator names (and `second_path`, another URL of the same LUN, for
+    the MultipathIO suite); {test name: whether it passed without
+    skipping itself}."""
+    paths = [target] + ([second_path] if second_path else [])
     r = sh("timeout", str(timeout), "iscsi-test-cu", "--dataloss", f"--test={suite}",
            "--initiator-name=iqn.2026-11.org.scst-rs:test-cu",
-           "--initiator-name-2=iqn.2026-11.org.scst-rs:test-cu-2", target, check=False)
+           "--initiator-name-2=iqn.2026-11.org.scst-rs:test-cu-2", *paths, check=False)
     out = r.stdout + r.stderr
     print(out)
     verdicts = {}

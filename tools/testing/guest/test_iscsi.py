@@ -276,20 +276,20 @@ def test_iscsi_test_cu_on_configured_luns(scst):
     """The suites that skip themselves on the default LUN, each on a LUN
     that gives it what it needs: a removable medium (PREVENT ALLOW MEDIUM
     REMOVAL over nexus loss, logout, resets and a second nexus; START STOP
-    UNIT's eject and load), a read-only LUN, and a blockio LUN on a disk
-    that writes atomically (scsi_debug's); and GET LBA STATUS on one
-    logical block per physical block, where libiscsi's UnmapSingle is
-    right. None may skip or fail."""
+    UNIT's eject and load), a read-only LUN, a blockio LUN on a disk that
+    writes atomically (scsi_debug's), and two paths to one LUN
+    (MultipathIO); and GET LBA STATUS on one logical block per physical
+    block, where libiscsi's UnmapSingle is right. None may skip or fail."""
     sh("ip", "link", "set", "lo", "up")
     for name, params in [("disk1", "removable=1"), ("disk2", "read_only=1"),
-                         ("disk3", "lb_per_pb_exp=0")]:
+                         ("disk3", "lb_per_pb_exp=0"), ("disk5", "")]:
         path = backing_file(name, 64 << 20)
         mgmt("handlers/vdisk_fileio/mgmt",
-             f"add_device {name} filename={path}; {params}; thin_provisioned=1")
+             f"add_device {name} filename={path}; thin_provisioned=1; {params}".rstrip("; "))
     with atomic_scsi_debug_disk() as atomic:
         mgmt("handlers/vdisk_blockio/mgmt", f"add_device disk4 filename={atomic}")
         mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
-        for lun, name in enumerate(["disk1", "disk2", "disk3", "disk4"]):
+        for lun, name in enumerate(["disk1", "disk2", "disk3", "disk4", "disk5"]):
             mgmt(f"targets/iscsi/{IQN}/luns/mgmt", f"add {name} {lun}")
         mgmt(f"targets/iscsi/{IQN}/enabled", "1")
         mgmt("targets/iscsi/enabled", "1")
@@ -300,6 +300,12 @@ def test_iscsi_test_cu_on_configured_luns(scst):
                                 (3, ["SCSI.WriteAtomic16"])]:
                 for suite in suites:
                     verdicts.update(libiscsi_suite(f"{PORTAL}/{IQN}/{lun}", suite))
+            # Two paths to one LUN: the same target through 127.0.0.2. A
+            # LUN of its own, never written: Debian's libiscsi (1.19)
+            # compares LBA 256 with zeroes after writing only LBAs 0-255
+            # (fixed upstream in 1.20, commit 33c66f2).
+            verdicts.update(libiscsi_suite(f"{PORTAL}/{IQN}/4", "SCSI.MultipathIO",
+                                           second_path=f"iscsi://127.0.0.2/{IQN}/4"))
         finally:
             mgmt("targets/iscsi/enabled", "0")
             mgmt("targets/iscsi/mgmt", f"del_target {IQN}")
@@ -308,4 +314,5 @@ def test_iscsi_test_cu_on_configured_luns(scst):
         f.writelines(f"{name} {'passed' if ok else 'FAILED'}\n"
                      for name, ok in sorted(verdicts.items()))
     assert set(SKIPS_NEEDING_CONFIG) | set(LIBISCSI_WRONG) <= set(verdicts), "a suite did not run"
+    assert sum(1 for n in verdicts if n.startswith("SCSI.MultipathIO.")) == 4
     assert not [n for n, ok in verdicts.items() if not ok], verdicts
