@@ -71,6 +71,22 @@ impl<'a> Cdb<'a> {
         }
     }
 
+    /// NACA set in the CONTROL byte: a normal ACA condition asked for,
+    /// which this target does not establish (INQUIRY's NORMACA is clear),
+    /// so the command ends with INVALID FIELD IN CDB pointing at the bit
+    /// (SAM-5 5.10, SPC-4 7.2.1). Vendor-specific and reserved groups are
+    /// not looked at.
+    pub fn naca_refusal(&self) -> Option<Sense> {
+        let opcode = self.opcode();
+        let control = match Self::group_len(opcode) {
+            Some(n) => n - 1,
+            // Variable-length CDBs have their CONTROL byte second.
+            None if opcode == 0x7f => 1,
+            None => return None,
+        };
+        (self.u8(control) & 0x04 != 0).then(|| Sense::invalid_cdb_field(control as u16, Some(2)))
+    }
+
     /// Checks every bit the usage map does not allow is clear; a set bit
     /// gives INVALID FIELD IN CDB pointing at it (SPC-4 4.2.5.2 reserved
     /// fields). `usage[0]` is the operation code.

@@ -1012,6 +1012,11 @@ impl Session {
                 format_of(tgt_dev),
             ));
         }
+        // No auto contingent allegiance: NACA is refused for every device
+        // and command, the core's own included.
+        if let Some(refused) = cdb.naca_refusal() {
+            return Some(Response::check_condition(refused, format_of(tgt_dev)));
+        }
         if opcode == cdb::op::REPORT_LUNS {
             return Some(self.core_data_in(
                 data,

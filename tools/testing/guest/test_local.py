@@ -149,6 +149,15 @@ def test_invalid_commands_get_sense(scst):
     r = sh("sg_raw", "-v", sg, "00", "00", "00", "10", "00", "00", check=False)
     text = sense_of(r.stderr + r.stdout)
     assert "invalid field in cdb" in text and "byte 3" in text
+    # NACA (no ACA here): refused at the CONTROL byte, the core's own
+    # commands (REPORT LUNS) included.
+    r = sh("sg_raw", "-v", sg, "00", "00", "00", "00", "00", "04", check=False)
+    text = sense_of(r.stderr + r.stdout)
+    assert "invalid field in cdb" in text and "byte 5 bit 2" in text, text
+    r = sh("sg_raw", "-v", "-r", "64", sg, "a0", "00", "00", "00", "00", "00", "00", "00", "00",
+           "40", "00", "04", check=False)
+    text = sense_of(r.stderr + r.stdout)
+    assert "invalid field in cdb" in text and "byte 11 bit 2" in text, text
 
 
 def test_read_only_lun(scst):

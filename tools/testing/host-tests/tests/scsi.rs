@@ -777,3 +777,33 @@ fn write_atomic() {
     assert_eq!(run(&one, &d).1[1] & 0x07, 0x03);
     assert_eq!(run(&one, &plain).1[1] & 0x07, 0x01);
 }
+
+#[test]
+fn naca_is_refused_at_the_control_byte() {
+    // The CONTROL byte ends a fixed-length CDB; NACA is its bit 2.
+    assert_eq!(Cdb(&[0, 0, 0, 0, 0, 0]).naca_refusal(), None);
+    assert_eq!(
+        Cdb(&[0, 0, 0, 0, 0, 0x04]).naca_refusal(),
+        Some(Sense::invalid_cdb_field(5, Some(2)))
+    );
+    let mut read16 = [0u8; 16];
+    read16[0] = 0x88;
+    read16[15] = 0x04;
+    assert_eq!(
+        Cdb(&read16).naca_refusal(),
+        Some(Sense::invalid_cdb_field(15, Some(2)))
+    );
+    // LINK and vendor bits are not NACA.
+    read16[15] = 0xc1;
+    assert_eq!(Cdb(&read16).naca_refusal(), None);
+    // Variable-length: the second byte.
+    let mut var = [0u8; 32];
+    var[0] = 0x7f;
+    var[1] = 0x04;
+    assert_eq!(
+        Cdb(&var).naca_refusal(),
+        Some(Sense::invalid_cdb_field(1, Some(2)))
+    );
+    // Vendor-specific groups are the device's.
+    assert_eq!(Cdb(&[0xc0, 0, 0, 0, 0, 0x04]).naca_refusal(), None);
+}
