@@ -545,6 +545,9 @@ pub(crate) trait Resumable: Send + Sync {
     /// Records how the command ends, before [`Self::deferral_done`];
     /// process context (its lock is not taken with interrupts disabled).
     fn set_outcome(&self, outcome: Outcome);
+
+    /// Task management aborted the command meanwhile.
+    fn aborted(&self) -> bool;
 }
 
 impl<T: TgtCmd> Resumable for Cmd<T> {
@@ -561,6 +564,10 @@ impl<T: TgtCmd> Resumable for Cmd<T> {
     fn set_outcome(&self, outcome: Outcome) {
         *self.late.lock() = Some(outcome);
     }
+
+    fn aborted(&self) -> bool {
+        Scheduled::aborted(self)
+    }
 }
 
 /// How a logical unit completes a command it deferred
@@ -571,6 +578,13 @@ pub(crate) struct Deferral {
 }
 
 impl Deferral {
+    /// Whether task management (or the end of its session) aborted the
+    /// command since it was deferred: a logical unit whose work goes on
+    /// without it (a sanitize) ends it early. Process context.
+    pub(crate) fn aborted(&self) -> bool {
+        self.cmd.as_ref().is_some_and(|c| c.aborted())
+    }
+
     /// The command ends as its logical unit said it would on success or
     /// on failure. Any context, hard interrupt included; never sleeps.
     pub(crate) fn complete(mut self, succeeded: bool) {

@@ -281,6 +281,13 @@ pub(crate) trait LogicalUnit: Send + Sync + 'static {
         false
     }
 
+    /// What REQUEST SENSE reports when no unit attention is pending: a
+    /// condition the logical unit is in (SANITIZE IN PROGRESS), or `None`
+    /// for NO SENSE.
+    fn current_condition(&self) -> Option<Sense> {
+        None
+    }
+
     /// Capacity in bytes, for the log and `size`.
     fn size(&self) -> u64;
 

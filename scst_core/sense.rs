@@ -245,6 +245,12 @@ pub const CAPACITY_DATA_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2a, 0
 pub const REPORTED_LUNS_DATA_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x3f, 0x0e);
 /// INQUIRY DATA HAS CHANGED.
 pub const INQUIRY_DATA_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x3f, 0x03);
+/// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
+pub const SANITIZE_IN_PROGRESS: Sense = Sense::new(key::NOT_READY, 0x04, 0x1b);
+/// SANITIZE COMMAND FAILED: the medium is in sanitize failure mode.
+pub const SANITIZE_COMMAND_FAILED: Sense = Sense::new(key::MEDIUM_ERROR, 0x31, 0x03);
+/// LOGICAL UNIT SOFTWARE WRITE PROTECTED (control mode page SWP).
+pub const SOFTWARE_WRITE_PROTECTED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x02);
 /// MEDIUM NOT PRESENT: a removable medium was ejected.
 pub const MEDIUM_NOT_PRESENT: Sense = Sense::new(key::NOT_READY, 0x3a, 0x00);
 /// MEDIUM REMOVAL PREVENTED: an I_T nexus keeps the medium in.

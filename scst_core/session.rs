@@ -1074,7 +1074,9 @@ impl Session {
                     tgt_dev.dev.lu.sense_format(),
                 ));
             }
-            let pending = tgt_dev.take_ua();
+            let pending = tgt_dev
+                .take_ua()
+                .or_else(|| tgt_dev.dev.lu.current_condition());
             return Some(self.core_data_in(
                 data,
                 tgt_dev.dev.lu.sense_format(),

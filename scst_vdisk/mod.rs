@@ -16,6 +16,7 @@
 #[allow(unreachable_pub)]
 pub(crate) mod geometry;
 mod medium;
+mod sanitize;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod sbc;
 
@@ -46,7 +47,8 @@ use kernel::{
     sync::{Arc, SpinLock},
 };
 use medium::Medium;
-use sbc::{Action, AtomicLimits, DiskInfo, ModeState};
+use sanitize::{Job, Sanitizer};
+use sbc::{Action, AtomicLimits, DiskInfo, ModeState, SanitizeOp};
 
 /// Size of a nullio device when `add_device` names none: 1 TiB, large enough
 /// for any benchmark, costing nothing.
@@ -140,7 +142,8 @@ struct Vdisk {
     kind: Kind,
     name: CString,
     filename: Option<CString>,
-    file: Option<BackingFile>,
+    /// Shared with a running sanitize operation.
+    file: Option<Arc<BackingFile>>,
     block_size: u32,
     /// Capacity in bytes; changes on resize.
     size: AtomicU64,
@@ -164,6 +167,7 @@ struct Vdisk {
     atomic: Option<AtomicLimits>,
     #[pin]
     medium: Medium,
+    sanitizer: Sanitizer,
     #[pin]
     mode: SpinLock<ModeState>,
     /// Reads go through the page cache of a file that can be read without
@@ -297,7 +301,7 @@ impl DevHandler for VdiskHandler {
                 }
                 // Thin provisioning needs hole punching (files) or discard.
                 let thin = flag("thin_provisioned", thin)?;
-                (Some(file), Some(cpath), bytes, thin)
+                (Some(Arc::new(file, GFP_KERNEL)?), Some(cpath), bytes, thin)
             }
         };
         let hash = fnv1a(name.as_bytes());
@@ -324,6 +328,7 @@ impl DevHandler for VdiskHandler {
                 }
             })
             .filter(|a| a.max_blocks >= a.granularity);
+        let sanitizer = Sanitizer::new()?;
         let physical_block_size = file
             .as_ref()
             .and_then(|f| f.physical_block_size())
@@ -350,10 +355,12 @@ impl DevHandler for VdiskHandler {
                 removable,
                 atomic,
                 medium <- Medium::new(),
+                sanitizer,
                 mode <- new_spinlock!(ModeState {
                     wce,
                     d_sense: false,
                     tas: false,
+                    swp: false,
                 }),
                 nowait_reads,
                 nowait_bios,
@@ -418,6 +425,7 @@ impl Vdisk {
             removable: self.removable,
             medium: !self.removable || self.medium.loaded(),
             atomic: self.atomic,
+            sanitize: self.sanitizer.state(),
         }
     }
 
@@ -596,6 +604,57 @@ impl Vdisk {
             self.write_buffer(file, cmd, 0, len, lba, fua)?;
         }
         Ok(Completion::NO_DATA.into())
+    }
+
+    /// SANITIZE: starts the operation (see [`sanitize`]); without IMMED the
+    /// command is deferred until it ends.
+    fn sanitize(
+        &self,
+        cmd: &mut ExecCmd<'_, '_>,
+        op: SanitizeOp,
+        immed: bool,
+    ) -> Result<(), Sense> {
+        let job = match op {
+            SanitizeOp::ExitFailureMode => return self.sanitizer.exit_failure_mode(),
+            SanitizeOp::BlockErase => Job::BlockErase,
+            SanitizeOp::Overwrite { param_len } => {
+                let params = self.params(cmd, usize::from(param_len))?;
+                if params.len() < usize::from(param_len) {
+                    return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
+                }
+                let o = sbc::parse_overwrite(&params, self.block_size)?;
+                // The pattern repeats over each logical block.
+                let mut block = KVec::with_capacity(self.block_size as usize, GFP_KERNEL)
+                    .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+                for &b in o.pattern.iter().cycle().take(self.block_size as usize) {
+                    block
+                        .push(b, GFP_KERNEL)
+                        .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
+                }
+                Job::Overwrite {
+                    block,
+                    invert: o.invert,
+                    passes: o.passes,
+                }
+            }
+        };
+        let waiter = if immed {
+            None
+        } else {
+            Some(
+                cmd.defer(Completion::NO_DATA, sense::SANITIZE_COMMAND_FAILED)
+                    .ok_or(sense::INTERNAL_TARGET_FAILURE)?,
+            )
+        };
+        let deferred = waiter.is_some();
+        match self
+            .sanitizer
+            .start(job, self.file.clone(), self.size(), waiter)
+        {
+            // A deferred command already ended, as failed.
+            Err(_) if deferred => Ok(()),
+            other => other,
+        }
     }
 
     /// WRITE ATOMIC (16): one `REQ_ATOMIC` bio, which the block device
@@ -1010,6 +1069,11 @@ impl Vdisk {
                 self.compare_and_write(cmd, lba, blocks, fua)
             }
             Action::OrWrite { lba, blocks, fua } => self.or_write(cmd, lba, blocks, fua),
+            Action::Sanitize { op, immed } => self.sanitize(cmd, op, immed).map(|()| {
+                // Deferred (without IMMED): the deferral's outcome is the
+                // command's.
+                Completion::NO_DATA
+            }),
             Action::PreventRemoval(prevent) => {
                 self.medium.prevent(cmd.nexus, prevent)?;
                 Ok(Completion::NO_DATA)
@@ -1041,7 +1105,9 @@ impl LogicalUnit for Vdisk {
             Action::Read { lba, blocks } => self.read(cmd, lba, blocks),
             Action::Write { lba, blocks, fua } => self.write(cmd, lba, blocks, fua),
             Action::AtomicWrite { lba, blocks, fua } => self.write_atomic(cmd, lba, blocks, fua),
-            // Only nullio runs anything else where it may not block.
+            // Only nullio runs anything else where it may not block; a
+            // sanitize starts a work, which allocates.
+            Action::Sanitize { .. } if cmd.nowait => return Ok(Executed::WouldBlock),
             _ if cmd.nowait && self.kind != Kind::Null => return Ok(Executed::WouldBlock),
             other => self
                 .execute_other(cmd, other, &info, &mode)
@@ -1090,6 +1156,11 @@ impl LogicalUnit for Vdisk {
 
     fn task_aborted_status(&self) -> bool {
         self.mode.lock().tas
+    }
+
+    fn current_condition(&self) -> Option<Sense> {
+        (self.sanitizer.state() == sbc::SanitizeState::InProgress)
+            .then_some(sense::SANITIZE_IN_PROGRESS)
     }
 
     fn nexus_detached(&self, id: u64) {

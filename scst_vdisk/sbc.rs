@@ -56,6 +56,73 @@ pub struct DiskInfo<'a> {
     /// The backend writes atomically: WRITE ATOMIC (16) is supported
     /// within these limits (block limits VPD page).
     pub atomic: Option<AtomicLimits>,
+    /// Where a sanitize operation is.
+    pub sanitize: SanitizeState,
+}
+
+/// A sanitize operation's state, as commands see it (SBC-4 4.11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanitizeState {
+    /// None runs; the last one, if any, completed.
+    Idle,
+    /// One runs: only INQUIRY, REPORT LUNS and REQUEST SENSE are served.
+    InProgress,
+    /// The last one failed: the medium is in sanitize failure mode until
+    /// a sanitize completes or EXIT FAILURE MODE.
+    Failed,
+}
+
+/// SANITIZE's service actions (SBC-4 5.30).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanitizeOp {
+    /// OVERWRITE with the parameter list's pattern.
+    Overwrite {
+        /// Parameter list length.
+        param_len: u16,
+    },
+    /// BLOCK ERASE: every block deallocated (thin LUNs).
+    BlockErase,
+    /// EXIT FAILURE MODE: the medium usable again after a failed sanitize.
+    ExitFailureMode,
+}
+
+/// An OVERWRITE parameter list (SBC-4 5.30.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overwrite<'a> {
+    /// The pattern inverted between passes.
+    pub invert: bool,
+    /// Passes over the medium (1 to 31).
+    pub passes: u8,
+    /// The initialization pattern, repeated over each block.
+    pub pattern: &'a [u8],
+}
+
+/// Checks an OVERWRITE parameter list against `block_size`.
+pub fn parse_overwrite(params: &[u8], block_size: u32) -> Result<Overwrite<'_>, Sense> {
+    let p = Cdb(params);
+    if params.len() < 5 {
+        return Err(sense::PARAMETER_LIST_LENGTH_ERROR);
+    }
+    let passes = p.u8(0) & 0x1f;
+    // TEST (bits 6-5) is vendor-specific for testing; only 00b is taken.
+    if p.u8(0) & 0x60 != 0 {
+        return Err(Sense::invalid_param_field(0, Some(6)));
+    }
+    if passes == 0 {
+        return Err(Sense::invalid_param_field(0, Some(4)));
+    }
+    if p.u8(1) != 0 {
+        return Err(Sense::invalid_param_field(1, None));
+    }
+    let len = usize::from(p.be16(2));
+    if len == 0 || len > block_size as usize || params.len() != 4 + len {
+        return Err(Sense::invalid_param_field(2, None));
+    }
+    Ok(Overwrite {
+        invert: p.u8(0) & 0x80 != 0,
+        passes,
+        pattern: params.get(4..).unwrap_or(&[]),
+    })
 }
 
 /// What WRITE ATOMIC (16) takes, in logical blocks (SBC-4 4.29). No
@@ -81,6 +148,9 @@ pub struct ModeState {
     /// Commands aborted by another I_T nexus end with TASK ABORTED status
     /// (control page TAS); clear, they end without a response.
     pub tas: bool,
+    /// Software write protect (control page SWP): writes are refused
+    /// until it is cleared.
+    pub swp: bool,
 }
 
 /// Most blocks one READ or WRITE may move (block limits VPD page).
@@ -198,6 +268,14 @@ pub enum Action {
         /// Force unit access: on stable storage before GOOD.
         fua: bool,
     },
+    /// SANITIZE: the operation runs on its own, past this command (see
+    /// [`SanitizeOp`]); `immed`: GOOD as soon as it started.
+    Sanitize {
+        /// What it does.
+        op: SanitizeOp,
+        /// IMMED.
+        immed: bool,
+    },
     /// PREVENT ALLOW MEDIUM REMOVAL on a removable medium: this I_T nexus
     /// prevents removal, or no longer does.
     PreventRemoval(bool),
@@ -231,6 +309,10 @@ impl Action {
             Action::Unmap { param_len } | Action::ModeSelect { param_len, .. } => {
                 param_len as usize
             }
+            Action::Sanitize {
+                op: SanitizeOp::Overwrite { param_len },
+                ..
+            } => usize::from(param_len),
             _ => 0,
         }
     }
@@ -245,6 +327,7 @@ impl Action {
                 | Action::Unmap { .. }
                 | Action::CompareAndWrite { .. }
                 | Action::OrWrite { .. }
+                | Action::Sanitize { .. }
         )
     }
 }
@@ -318,6 +401,7 @@ pub mod opcode {
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
     pub const WRITE_ATOMIC_16: u8 = 0x9c;
+    pub const SANITIZE: u8 = 0x48;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9e;
     pub const REPORT_LUNS: u8 = 0xa0;
     pub const MAINTENANCE_IN: u8 = 0xa3;
@@ -330,6 +414,9 @@ pub mod opcode {
     pub const SAI_GET_LBA_STATUS: u16 = 0x12;
     pub const MI_REPORT_SUPPORTED_OPCODES: u16 = 0x0c;
     pub const MI_REPORT_SUPPORTED_TMFS: u16 = 0x0d;
+    pub const SA_SANITIZE_OVERWRITE: u16 = 0x01;
+    pub const SA_SANITIZE_BLOCK_ERASE: u16 = 0x02;
+    pub const SA_SANITIZE_EXIT_FAILURE_MODE: u16 = 0x1f;
 }
 
 use opcode::*;
@@ -368,7 +455,7 @@ const fn prout(sa: u8) -> OpInfo {
 }
 
 /// The commands a vdisk device supports, in opcode order.
-pub static OPS: [OpInfo; 61] = [
+pub static OPS: [OpInfo; 64] = [
     op(TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
     op(REQUEST_SENSE, &[0x03, 0x01, 0, 0, 0xff, 0]),
     op(FORMAT_UNIT, &[0x04, 0, 0, 0, 0, 0]),
@@ -523,6 +610,23 @@ pub static OPS: [OpInfo; 61] = [
             0x3f, 0,
         ],
     ),
+    // SANITIZE: IMMED and AUSE with each service action; CRYPTOGRAPHIC
+    // ERASE is not among them (nothing here is encrypted).
+    op_sa(
+        SANITIZE,
+        SA_SANITIZE_OVERWRITE,
+        &[0x48, 0xa1, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    op_sa(
+        SANITIZE,
+        SA_SANITIZE_BLOCK_ERASE,
+        &[0x48, 0xa2, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    op_sa(
+        SANITIZE,
+        SA_SANITIZE_EXIT_FAILURE_MODE,
+        &[0x48, 0xbf, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
     // WRPROTECT, and ATOMIC BOUNDARY (bytes 10-11), must be zero.
     op(
         WRITE_ATOMIC_16,
@@ -671,6 +775,17 @@ pub fn parse(
     if !disk.medium && needs_medium(info.opcode) {
         return Err(sense::MEDIUM_NOT_PRESENT);
     }
+    match disk.sanitize {
+        // SBC-4 4.11.2: INQUIRY, REPORT LUNS and REQUEST SENSE (the last
+        // two the core's) are all that run meanwhile.
+        SanitizeState::InProgress if info.opcode != INQUIRY => {
+            return Err(sense::SANITIZE_IN_PROGRESS)
+        }
+        SanitizeState::Failed if needs_medium(info.opcode) && info.opcode != SANITIZE => {
+            return Err(sense::SANITIZE_COMMAND_FAILED)
+        }
+        _ => {}
+    }
     let action = match (info.opcode, info.service_action) {
         (TEST_UNIT_READY, _) => Action::Done,
         // PREVENT field 01b prevents, 00b allows; 1xb are obsolete (SBC-4
@@ -786,6 +901,28 @@ pub fn parse(
                 blocks,
                 fua: fua || !mode.wce,
             }
+        }
+        (SANITIZE, Some(sa)) => {
+            let immed = cdb.u8(1) & 0x80 != 0;
+            let param_len = cdb.be16(7);
+            let op = match sa {
+                SA_SANITIZE_OVERWRITE => {
+                    if !(5..=4 + disk.block_size).contains(&u32::from(param_len)) {
+                        return Err(Sense::invalid_cdb_field(7, None));
+                    }
+                    SanitizeOp::Overwrite { param_len }
+                }
+                // Deallocating every block is what a thin LUN can do.
+                SA_SANITIZE_BLOCK_ERASE if disk.thin => SanitizeOp::BlockErase,
+                SA_SANITIZE_EXIT_FAILURE_MODE if disk.sanitize == SanitizeState::Failed => {
+                    SanitizeOp::ExitFailureMode
+                }
+                _ => return Err(Sense::invalid_cdb_field(1, Some(4))),
+            };
+            if op != (SanitizeOp::Overwrite { param_len }) && param_len != 0 {
+                return Err(Sense::invalid_cdb_field(7, None));
+            }
+            Action::Sanitize { op, immed }
         }
         (WRITE_ATOMIC_16, _) => {
             let limits = disk.atomic.ok_or(sense::INVALID_OPCODE)?;
@@ -947,6 +1084,9 @@ pub fn parse(
     if disk.read_only && action.writes() {
         return Err(sense::WRITE_PROTECTED);
     }
+    if mode.swp && action.writes() {
+        return Err(sense::SOFTWARE_WRITE_PROTECTED);
+    }
     Ok(action)
 }
 
@@ -1073,7 +1213,9 @@ fn inquiry(
         0xb1 => {
             out.be16(if disk.rotational { 0 } else { 1 });
             out.u8(0);
-            out.u8(0);
+            // WABEREQ 01b: after a BLOCK ERASE (thin LUNs) blocks read
+            // back GOOD, as zeroes.
+            out.u8(if disk.thin { 0x40 } else { 0 });
             out.zeroes(56);
         }
         0x8f => xcopy::third_party_copy_vpd(out),
@@ -1104,6 +1246,7 @@ fn mode_page(code: u8, mode: &ModeState, changeable: bool, default: bool) -> Opt
             wce: true,
             d_sense: false,
             tas: false,
+            swp: false,
         }
     } else {
         *mode
@@ -1118,6 +1261,9 @@ fn mode_page(code: u8, mode: &ModeState, changeable: bool, default: bool) -> Opt
         0x0a => {
             if changeable || state.d_sense {
                 p[0] = 0x04; // D_SENSE
+            }
+            if changeable || state.swp {
+                p[2] = 0x08; // SWP
             }
             if changeable || state.tas {
                 p[3] = 0x40; // TAS
@@ -1175,7 +1321,8 @@ fn mode_sense(
             None => return Err(Sense::invalid_cdb_field(2, Some(5))),
         }
     };
-    let device_specific = 0x10 | if disk.read_only { 0x80 } else { 0 }; // DPOFUA, WP
+    // DPOFUA; WP, by the LUN's configuration or SWP.
+    let device_specific = 0x10 | if disk.read_only || mode.swp { 0x80 } else { 0 };
     let bd_len: usize = if dbd {
         0
     } else if llbaa {
@@ -1296,6 +1443,7 @@ pub fn mode_select(
             0x08 => new.wce = body.first().is_some_and(|b| b & 0x04 != 0),
             0x0a => {
                 new.d_sense = body.first().is_some_and(|b| b & 0x04 != 0);
+                new.swp = body.get(2).is_some_and(|b| b & 0x08 != 0);
                 new.tas = body.get(3).is_some_and(|b| b & 0x40 != 0);
             }
             _ => {}
@@ -1313,8 +1461,11 @@ fn report_supported_opcodes(
 ) -> Result<(), Sense> {
     // Only what this device supports.
     let ops = || {
-        OPS.iter()
-            .filter(|i| i.opcode != WRITE_ATOMIC_16 || disk.atomic.is_some())
+        OPS.iter().filter(|i| match (i.opcode, i.service_action) {
+            (WRITE_ATOMIC_16, _) => disk.atomic.is_some(),
+            (SANITIZE, Some(SA_SANITIZE_BLOCK_ERASE)) => disk.thin,
+            _ => true,
+        })
     };
     let rctd = cdb.u8(2) & 0x80 != 0;
     let options = cdb.u8(2) & 0x07;

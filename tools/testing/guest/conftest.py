@@ -155,6 +155,9 @@ __all__ = ["errno"]
 # and no other. test_iscsi.py's test_iscsi_test_cu_on_configured_luns runs
 # each of them on a LUN that has what it needs, where none may skip.
 _REMOVABLE = "a removable LUN (PREVENT ALLOW and START STOP UNIT's eject and load)"
+SANITIZE_TESTS = ("BlockErase", "BlockEraseReserved", "CryptoErase", "CryptoEraseReserved",
+                  "ExitFailureMode", "InvalidServiceAction", "Overwrite", "OverwriteReserved",
+                  "Readonly", "Reservations", "Reset")
 SKIPS_NEEDING_CONFIG = {
     **{f"SCSI.PreventAllow.{t}": _REMOVABLE
        for t in ("Simple", "Eject", "ITNexusLoss", "Logout", "WarmReset", "ColdReset",
@@ -163,6 +166,19 @@ SKIPS_NEEDING_CONFIG = {
     "SCSI.ReadOnly.ReadOnlySBC": "a read-only LUN",
     **{f"SCSI.WriteAtomic16.{t}": "a blockio LUN on a block device that writes atomically"
        for t in ("Simple", "BeyondEol", "ZeroBlocks", "WriteProtect", "DpoFua", "VPD")},
+    **{f"SCSI.Sanitize.{t}": "--allow-sanitize (it erases the LUN; Reset: a LUN whose "
+       "sanitize lasts past a reconnection)" for t in SANITIZE_TESTS},
+}
+
+# What is not offered by design, so that a test (or the part of one) that
+# needs it skips itself, with the "[SKIPPED]" line that says so.
+_NO_CRYPTO = ("CRYPTOGRAPHIC ERASE: vdisk keeps data unencrypted, so there is no key to "
+              "change; it is refused precisely (INVALID FIELD IN CDB, and absent from REPORT "
+              "SUPPORTED OPERATION CODES), which libiscsi logs as a skip")
+NOT_OFFERED = {
+    name: ("SANITIZE CRYPTO_ERASE is not implemented", _NO_CRYPTO)
+    for name in ("SCSI.Sanitize.CryptoErase", "SCSI.Sanitize.Readonly",
+                 "SCSI.Sanitize.Reservations")
 }
 
 # What skips itself over SG_IO (scst_local): it makes iSCSI PDUs of its own.
@@ -257,13 +273,18 @@ def libiscsi_test(target, test):
     return ok, out
 
 
-def libiscsi_suite(target, suite, timeout=600, second_path=None):
-    """Runs the libiscsi suite `suite` (`SCSI.Suite`) on `target` with two
-    initiator names (and `second_path`, another URL of the same LUN, for
-    the MultipathIO suite); {test name: whether it passed without
-    skipping itself}."""
+def libiscsi_suite(target, suite, timeout=600, second_path=None, allow_sanitize=False,
+                   skipped=None):
+    """Runs the libiscsi suite `suite` (`SCSI.Suite`, or one test of it,
+    `SCSI.Suite.Test`) on `target` with two initiator names (and
+    `second_path`, another URL of the same LUN, for the MultipathIO
+    suite; `allow_sanitize` for the Sanitize suite); {`SCSI.Suite.Test`:
+    whether it passed without skipping itself}. `skipped`, a dict, gets
+    each test's "[SKIPPED]" lines."""
     paths = [target] + ([second_path] if second_path else [])
-    r = sh("timeout", str(timeout), "iscsi-test-cu", "--dataloss", f"--test={suite}",
+    flags = ["--allow-sanitize"] if allow_sanitize else []
+    suite_name = ".".join(suite.split(".")[:2])
+    r = sh("timeout", str(timeout), "iscsi-test-cu", "--dataloss", *flags, f"--test={suite}",
            "--initiator-name=iqn.2026-11.org.scst-rs:test-cu",
            "--initiator-name-2=iqn.2026-11.org.scst-rs:test-cu-2", *paths, check=False)
     out = r.stdout + r.stderr
@@ -275,7 +296,9 @@ def libiscsi_suite(target, suite, timeout=600, second_path=None):
         # own "[FAILED] ..." lines report expected errors.
         passed = re.search(r"^\s*passed", part, re.M) is not None
         failed = re.search(r"^\s*FAILED($|[^]])", part, re.M) is not None
-        verdicts[f"{suite}.{name}"] = passed and not failed and "[SKIPPED]" not in part
+        verdicts[f"{suite_name}.{name}"] = passed and not failed and "[SKIPPED]" not in part
+        if skipped is not None:
+            skipped[f"{suite_name}.{name}"] = re.findall(r"\[SKIPPED\][^\n]*", part)
     return verdicts
 
 
@@ -494,6 +517,28 @@ def atomic_scsi_debug_disk(size_mb=32):
         sh("udevadm", "settle", check=False)
         for _ in range(20):
             if sh("rmmod", "scsi_debug", check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def slow_null_blk(gb=1, completion_ms=2):
+    """null_blk's /dev/nullb0, `gb` GiB that keep no data, each request
+    completing after `completion_ms` (a timer): a disk that takes its time,
+    for operations that must be seen running. Removed afterwards."""
+    sh("modprobe", "null_blk", "nr_devices=1", f"gb={gb}", "irqmode=2",
+       f"completion_nsec={completion_ms * 1000000}")
+    try:
+        for _ in range(100):
+            if os.path.exists("/dev/nullb0"):
+                break
+            time.sleep(0.1)
+        sh("udevadm", "settle", check=False)
+        yield "/dev/nullb0"
+    finally:
+        sh("udevadm", "settle", check=False)
+        for _ in range(20):
+            if sh("rmmod", "null_blk", check=False).returncode == 0:
                 break
             time.sleep(0.5)
 

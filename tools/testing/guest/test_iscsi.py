@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from conftest import (KNOWN_ISCSI_FAILURES, LIBISCSI_WRONG, ROOT, SCRATCH, SKIPS_NEEDING_CONFIG,
-                      atomic_scsi_debug_disk, backing_file, iscsi_test_cu, libiscsi_suite, mgmt,
-                      read, sh, write)
+from conftest import (KNOWN_ISCSI_FAILURES, LIBISCSI_WRONG, NOT_OFFERED, ROOT, SANITIZE_TESTS,
+                      SCRATCH, SKIPS_NEEDING_CONFIG, atomic_scsi_debug_disk, backing_file,
+                      iscsi_test_cu, libiscsi_suite, mgmt, read, sh, slow_null_blk, write)
 
 IQN = "iqn.2026-11.org.scst-rs:t1"
 PORTAL = "iscsi://127.0.0.1"
@@ -277,24 +277,28 @@ def test_iscsi_test_cu_on_configured_luns(scst):
     that gives it what it needs: a removable medium (PREVENT ALLOW MEDIUM
     REMOVAL over nexus loss, logout, resets and a second nexus; START STOP
     UNIT's eject and load), a read-only LUN, a blockio LUN on a disk that
-    writes atomically (scsi_debug's), and two paths to one LUN
-    (MultipathIO); and GET LBA STATUS on one logical block per physical
-    block, where libiscsi's UnmapSingle is right. None may skip or fail."""
+    writes atomically (scsi_debug's), two paths to one LUN (MultipathIO),
+    and the Sanitize suite with --allow-sanitize (its Reset on a disk slow
+    enough for the sanitize to outlast a reconnection); and GET LBA STATUS
+    on one logical block per physical block, where libiscsi's UnmapSingle
+    is right. None may skip or fail."""
     sh("ip", "link", "set", "lo", "up")
     for name, params in [("disk1", "removable=1"), ("disk2", "read_only=1"),
-                         ("disk3", "lb_per_pb_exp=0"), ("disk5", "")]:
+                         ("disk3", "lb_per_pb_exp=0"), ("disk5", ""), ("disk6", "")]:
         path = backing_file(name, 64 << 20)
         mgmt("handlers/vdisk_fileio/mgmt",
              f"add_device {name} filename={path}; thin_provisioned=1; {params}".rstrip("; "))
-    with atomic_scsi_debug_disk() as atomic:
+    with atomic_scsi_debug_disk() as atomic, slow_null_blk() as slow:
         mgmt("handlers/vdisk_blockio/mgmt", f"add_device disk4 filename={atomic}")
+        mgmt("handlers/vdisk_blockio/mgmt", f"add_device disk7 filename={slow}")
         mgmt("targets/iscsi/mgmt", f"add_target {IQN}")
-        for lun, name in enumerate(["disk1", "disk2", "disk3", "disk4", "disk5"]):
+        for lun, name in enumerate(["disk1", "disk2", "disk3", "disk4", "disk5", "disk6",
+                                    "disk7"]):
             mgmt(f"targets/iscsi/{IQN}/luns/mgmt", f"add {name} {lun}")
         mgmt(f"targets/iscsi/{IQN}/enabled", "1")
         mgmt("targets/iscsi/enabled", "1")
         try:
-            verdicts = {}
+            verdicts, skipped = {}, {}
             for lun, suites in [(0, ["SCSI.PreventAllow", "SCSI.StartStopUnit"]),
                                 (1, ["SCSI.ReadOnly"]), (2, ["SCSI.GetLBAStatus"]),
                                 (3, ["SCSI.WriteAtomic16"])]:
@@ -306,13 +310,25 @@ def test_iscsi_test_cu_on_configured_luns(scst):
             # (fixed upstream in 1.20, commit 33c66f2).
             verdicts.update(libiscsi_suite(f"{PORTAL}/{IQN}/4", "SCSI.MultipathIO",
                                            second_path=f"iscsi://127.0.0.2/{IQN}/4"))
+            # Sanitize: what reads back what it wrote on a thin file; Reset
+            # on the slow disk, where the overwrite outlasts the resets and
+            # a reconnection (the test then polls once a minute).
+            for test in SANITIZE_TESTS:
+                lun = 6 if test == "Reset" else 5
+                verdicts.update(libiscsi_suite(f"{PORTAL}/{IQN}/{lun}", f"SCSI.Sanitize.{test}",
+                                               allow_sanitize=True, skipped=skipped))
         finally:
             mgmt("targets/iscsi/enabled", "0")
             mgmt("targets/iscsi/mgmt", f"del_target {IQN}")
             mgmt("handlers/vdisk_blockio/mgmt", "del_device disk4")
+            mgmt("handlers/vdisk_blockio/mgmt", "del_device disk7")
     with open(os.path.join(SCRATCH, "iscsi-test-cu-configured.txt"), "w") as f:
         f.writelines(f"{name} {'passed' if ok else 'FAILED'}\n"
                      for name, ok in sorted(verdicts.items()))
     assert set(SKIPS_NEEDING_CONFIG) | set(LIBISCSI_WRONG) <= set(verdicts), "a suite did not run"
     assert sum(1 for n in verdicts if n.startswith("SCSI.MultipathIO.")) == 4
-    assert not [n for n, ok in verdicts.items() if not ok], verdicts
+    # What is not offered skips that part, and nothing else.
+    for name, (why, _) in NOT_OFFERED.items():
+        assert skipped.get(name) and all(why in line for line in skipped[name]), \
+            (name, skipped.get(name))
+    assert not [n for n, ok in verdicts.items() if not ok and n not in NOT_OFFERED], verdicts

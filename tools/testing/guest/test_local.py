@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from conftest import (NEEDS_ISCSI, ROOT, atomic_scsi_debug_disk, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG, backing_file,
-                      devices, dmesg_since, host_of, iscsi_test_cu, libiscsi_suite, libiscsi_test,
-                      local_sessions,
-                      loop_device, mark_dmesg, mgmt, read, sg_io, sh, write)
+from conftest import (NEEDS_ISCSI, ROOT, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG,
+                      atomic_scsi_debug_disk, backing_file, devices, dmesg_since, host_of,
+                      iscsi_test_cu, libiscsi_suite, libiscsi_test, local_sessions, loop_device,
+                      mark_dmesg, mgmt, read, sg_io, sh, slow_null_blk, write)
 
 
 
@@ -329,6 +329,49 @@ def test_write_atomic(scst):
     r = sh("sg_raw", "-s", "512", "-i", "/dev/zero", sg, "9c", "00", "00", "00", "00", "00",
            "00", "00", "00", "00", "00", "00", "00", "01", "00", "00", check=False)
     assert "invalid command operation code" in sense_of(r.stdout + r.stderr), r
+
+
+def test_sanitize(scst):
+    """SANITIZE with sg3_utils: OVERWRITE leaves the pattern on every
+    block, BLOCK ERASE deallocates them, CRYPTOGRAPHIC ERASE is refused
+    precisely; while one runs (IMMED, on a slow disk), commands get
+    SANITIZE IN PROGRESS and REQUEST SENSE says so; deleting the device
+    stops it at once."""
+    path = backing_file("sanitize", 4 << 20)
+    _, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}; thin_provisioned=1")
+    sh("sg_turs", sg, check=False)
+    with open("/tmp/sanitize-pattern", "wb") as f:
+        f.write(b"scst")
+    sh("sg_sanitize", "--quick", "--overwrite", "--pattern=/tmp/sanitize-pattern", sg)
+    with open(path, "rb") as f:
+        assert f.read() == b"scst" * (1 << 20), "a block not overwritten"
+    sh("sg_sanitize", "--quick", "--block", sg)
+    out = sh("sg_get_lba_status", "--lba=0", sg).stdout
+    assert "deallocated" in out.lower() or " 1 " in out, out
+    with open(path, "rb") as f:
+        assert f.read() == bytes(4 << 20)
+    r = sh("sg_sanitize", "-v", "--quick", "--crypto", sg, check=False)
+    assert "invalid field in cdb" in sense_of(r.stdout + r.stderr), r
+    r = sh("sg_sanitize", "-v", "--quick", "--fail", sg, check=False)
+    assert "invalid field in cdb" in sense_of(r.stdout + r.stderr), r
+    mgmt("targets/scst_local/mgmt", "del_target t1")
+    mgmt("handlers/vdisk_fileio/mgmt", "del_device disk1")
+
+    with slow_null_blk() as slow:
+        _, sg = lun_disk("vdisk_blockio", "slow", f"filename={slow}", target="t2")
+        sh("sg_turs", sg, check=False)
+        sh("sg_sanitize", "--quick", "--early", "--overwrite", "--pattern=/tmp/sanitize-pattern",
+           sg)
+        r = sh("sg_turs", "-v", sg, check=False)
+        assert "sanitize in progress" in sense_of(r.stdout + r.stderr), r
+        r = sh("sg_requests", sg, check=False)
+        assert "sanitize in progress" in sense_of(r.stdout + r.stderr), r
+        assert "SCST" in sh("sg_inq", sg).stdout
+        # Deleting the device stops the operation between two chunks.
+        started = time.monotonic()
+        mgmt("targets/scst_local/mgmt", "del_target t2")
+        mgmt("handlers/vdisk_blockio/mgmt", "del_device slow")
+        assert time.monotonic() - started < 20, "the sanitize held up the device's deletion"
 
 
 def test_acl_groups(scst):

@@ -26,6 +26,7 @@ fn disk(blocks: u64, block_size: u32) -> DiskInfo<'static> {
         removable: false,
         medium: true,
         atomic: None,
+        sanitize: sbc::SanitizeState::Idle,
     }
 }
 
@@ -33,6 +34,7 @@ const MODE: ModeState = ModeState {
     wce: true,
     d_sense: false,
     tas: false,
+    swp: false,
 };
 
 fn run(cdb: &[u8], d: &DiskInfo<'_>) -> (Result<Action, Sense>, Vec<u8>) {
@@ -219,6 +221,7 @@ fn write_through_when_cache_disabled() {
         wce: false,
         d_sense: false,
         tas: false,
+        swp: false,
     };
     let r = sbc::parse(
         Cdb(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
@@ -385,6 +388,7 @@ fn mode_select_changes_only_changeable_bits() {
             wce: false,
             d_sense: false,
             tas: false,
+            swp: false,
         }
     );
     let mut bad = sensed.clone();
@@ -806,4 +810,129 @@ fn naca_is_refused_at_the_control_byte() {
     );
     // Vendor-specific groups are the device's.
     assert_eq!(Cdb(&[0xc0, 0, 0, 0, 0, 0x04]).naca_refusal(), None);
+}
+
+#[test]
+fn sanitize() {
+    use sbc::{parse_overwrite, SanitizeOp, SanitizeState};
+    let d = disk(1024, 512);
+    let overwrite = |len: u16| [0x48, 0x01, 0, 0, 0, 0, 0, (len >> 8) as u8, len as u8, 0];
+    assert_eq!(
+        run(&overwrite(516), &d).0,
+        Ok(Action::Sanitize {
+            op: SanitizeOp::Overwrite { param_len: 516 },
+            immed: false
+        })
+    );
+    for bad in [0, 4, 517] {
+        assert_eq!(
+            run(&overwrite(bad), &d).0,
+            Err(Sense::invalid_cdb_field(7, None))
+        );
+    }
+    // BLOCK ERASE on a thin LUN only; no parameter list.
+    let erase = [0x48, 0x82, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(
+        run(&erase, &d).0,
+        Ok(Action::Sanitize {
+            op: SanitizeOp::BlockErase,
+            immed: true
+        })
+    );
+    assert!(run(&[0x48, 0x02, 0, 0, 0, 0, 0, 0, 8, 0], &d).0.is_err());
+    let thick = DiskInfo {
+        thin: false,
+        ..disk(1024, 512)
+    };
+    assert_eq!(
+        run(&erase, &thick).0,
+        Err(Sense::invalid_cdb_field(1, Some(4)))
+    );
+    // CRYPTOGRAPHIC ERASE, EXIT FAILURE MODE outside failure mode, and
+    // reserved service actions are refused.
+    for sa in [0x00, 0x03, 0x04, 0x1e, 0x1f] {
+        assert_eq!(
+            run(&[0x48, sa, 0, 0, 0, 0, 0, 0, 0, 0], &d).0,
+            Err(Sense::invalid_cdb_field(1, Some(4))),
+            "{sa:#x}"
+        );
+    }
+    // While one runs: NOT READY, but INQUIRY.
+    let running = DiskInfo {
+        sanitize: SanitizeState::InProgress,
+        ..disk(1024, 512)
+    };
+    assert_eq!(
+        run(&[0, 0, 0, 0, 0, 0], &running).0,
+        Err(sense::SANITIZE_IN_PROGRESS)
+    );
+    assert_eq!(
+        run(&overwrite(516), &running).0,
+        Err(sense::SANITIZE_IN_PROGRESS)
+    );
+    assert!(run(&[0x12, 0, 0, 0, 96, 0], &running).0.is_ok());
+    // After a failure: MEDIUM ERROR until EXIT FAILURE MODE or a sanitize.
+    let failed = DiskInfo {
+        sanitize: SanitizeState::Failed,
+        ..disk(1024, 512)
+    };
+    assert_eq!(
+        run(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &failed).0,
+        Err(sense::SANITIZE_COMMAND_FAILED)
+    );
+    assert_eq!(
+        run(&[0x48, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0], &failed).0,
+        Ok(Action::Sanitize {
+            op: SanitizeOp::ExitFailureMode,
+            immed: false
+        })
+    );
+    assert!(run(&overwrite(516), &failed).0.is_ok());
+    // The parameter list.
+    let mut p = vec![0x81, 0, 0x02, 0x00];
+    p.extend(std::iter::repeat_n(0xaa, 512));
+    let o = parse_overwrite(&p, 512).unwrap();
+    assert_eq!((o.invert, o.passes, o.pattern.len()), (true, 1, 512));
+    p[0] = 0x80; // no passes
+    assert!(parse_overwrite(&p, 512).is_err());
+    p[0] = 0x01;
+    p[3] = 0x01; // length disagrees with the list
+    assert!(parse_overwrite(&p, 512).is_err());
+    assert!(parse_overwrite(&[1, 0, 0, 0, 0], 512).is_err());
+    assert!(parse_overwrite(&[1, 0, 0, 1, 7], 512).is_ok());
+    // VPD B1h: WABEREQ 01b on a thin LUN.
+    let (_, data) = run(&[0x12, 1, 0xb1, 0, 64, 0], &d);
+    assert_eq!(data[7] & 0xc0, 0x40);
+}
+
+#[test]
+fn software_write_protect() {
+    let d = disk(1024, 512);
+    let swp = ModeState { swp: true, ..MODE };
+    let mut buf = vec![0u8; 4096];
+    let mut out = Out::new(&mut buf);
+    let r = sbc::parse(Cdb(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0]), &d, &swp, &mut out);
+    assert_eq!(r, Err(sense::SOFTWARE_WRITE_PROTECTED));
+    let r = sbc::parse(Cdb(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]), &d, &swp, &mut out);
+    assert!(r.is_ok());
+    // Changeable, and set by MODE SELECT of the control page.
+    let (_, sensed) = run(&[0x1a, 0x08, 0x0a, 0, 255, 0], &d);
+    let mut ms = sensed.clone();
+    ms[0] = 0;
+    ms[8] |= 0x08; // SWP: byte 4 of the page
+    let new = sbc::mode_select(&ms, false, &d, &MODE).unwrap();
+    assert!(new.swp);
+    let (_, sensed) = {
+        let mut buf = vec![0u8; 255];
+        let mut out = Out::new(&mut buf);
+        let r = sbc::parse(Cdb(&[0x1a, 0x08, 0x0a, 0, 255, 0]), &d, &new, &mut out);
+        let n = out.len();
+        buf.truncate(n);
+        (r, buf)
+    };
+    assert_eq!(
+        sensed[2] & 0x80,
+        0x80,
+        "WP in the device-specific parameter"
+    );
 }
