@@ -204,7 +204,8 @@ struct Scsi_Host *scst_rs_local_host_add(void *ops, unsigned int max_lun)
 	shost->max_id = 1;
 	shost->max_channel = 0;
 	shost->max_lun = max_lun;
-	shost->max_cmd_len = 16;
+	/* Every CDB the midlayer can carry: variable-length ones included. */
+	shost->max_cmd_len = sizeof_field(struct scsi_cmnd, cmnd);
 	err = scsi_add_host(shost, NULL);
 	if (err) {
 		scsi_host_put(shost);

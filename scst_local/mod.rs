@@ -30,8 +30,9 @@ use kernel::{alloc::flags::GFP_KERNEL, prelude::*, sync::Arc};
 
 const DRIVER: &str = "scst_local";
 
-/// Longest CDB the host accepts (its `max_cmd_len`).
-const MAX_CDB_LEN: usize = 16;
+/// Longest CDB the core takes; the host accepts what the midlayer
+/// carries (its `max_cmd_len`), 32 bytes, variable-length CDBs included.
+const MAX_CDB_LEN: usize = crate::scst_core::cmd::MAX_CDB_LEN;
 
 struct LocalDriver;
 

@@ -402,6 +402,7 @@ pub mod opcode {
     pub const WRITE_SAME_16: u8 = 0x93;
     pub const WRITE_ATOMIC_16: u8 = 0x9c;
     pub const SANITIZE: u8 = 0x48;
+    pub const VARIABLE_LENGTH: u8 = 0x7f;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9e;
     pub const REPORT_LUNS: u8 = 0xa0;
     pub const MAINTENANCE_IN: u8 = 0xa3;
@@ -414,6 +415,7 @@ pub mod opcode {
     pub const SAI_GET_LBA_STATUS: u16 = 0x12;
     pub const MI_REPORT_SUPPORTED_OPCODES: u16 = 0x0c;
     pub const MI_REPORT_SUPPORTED_TMFS: u16 = 0x0d;
+    pub const VL_WRITE_SAME_32: u16 = 0x000d;
     pub const SA_SANITIZE_OVERWRITE: u16 = 0x01;
     pub const SA_SANITIZE_BLOCK_ERASE: u16 = 0x02;
     pub const SA_SANITIZE_EXIT_FAILURE_MODE: u16 = 0x1f;
@@ -455,7 +457,7 @@ const fn prout(sa: u8) -> OpInfo {
 }
 
 /// The commands a vdisk device supports, in opcode order.
-pub static OPS: [OpInfo; 64] = [
+pub static OPS: [OpInfo; 65] = [
     op(TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
     op(REQUEST_SENSE, &[0x03, 0x01, 0, 0, 0xff, 0]),
     op(FORMAT_UNIT, &[0x04, 0, 0, 0, 0, 0]),
@@ -610,6 +612,18 @@ pub static OPS: [OpInfo; 64] = [
             0x3f, 0,
         ],
     ),
+    // WRITE SAME (32): UNMAP and NDOB; WRPROTECT and ANCHOR must be zero,
+    // and the protection information tags (bytes 20-27) are ignored, as
+    // nothing is formatted with protection information.
+    op_sa(
+        VARIABLE_LENGTH,
+        VL_WRITE_SAME_32,
+        &[
+            0x7f, 0, 0, 0, 0, 0, 0x3f, 0x18, 0x00, 0x0d, 0x09, 0, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff,
+        ],
+    ),
     // SANITIZE: IMMED and AUSE with each service action; CRYPTOGRAPHIC
     // ERASE is not among them (nothing here is encrypted).
     op_sa(
@@ -708,16 +722,26 @@ pub fn lookup(cdb: Cdb<'_>) -> Result<&'static OpInfo, Sense> {
             None => return Ok(info),
             Some(sa) => {
                 has_sa = true;
-                if u16::from(cdb.u8(1) & 0x1f) == sa {
+                if service_action(cdb) == sa {
                     return Ok(info);
                 }
             }
         }
     }
-    if has_sa {
-        Err(Sense::invalid_cdb_field(1, Some(4)))
+    match (has_sa, opcode) {
+        (true, VARIABLE_LENGTH) => Err(Sense::invalid_cdb_field(8, None)),
+        (true, _) => Err(Sense::invalid_cdb_field(1, Some(4))),
+        _ => Err(sense::INVALID_OPCODE),
+    }
+}
+
+/// The service action of a CDB whose operation code has them: bytes 8-9
+/// of a variable-length CDB, else the low five bits of byte 1.
+fn service_action(cdb: Cdb<'_>) -> u16 {
+    if cdb.opcode() == VARIABLE_LENGTH {
+        cdb.be16(8)
     } else {
-        Err(sense::INVALID_OPCODE)
+        u16::from(cdb.u8(1) & 0x1f)
     }
 }
 
@@ -1036,8 +1060,21 @@ pub fn parse(
                 blocks: u64::from(blocks),
             }
         }
-        (WRITE_SAME_10, _) | (WRITE_SAME_16, _) => {
-            let (lba, blocks) = lba_and_len(cdb);
+        (WRITE_SAME_10, _) | (WRITE_SAME_16, _) | (VARIABLE_LENGTH, Some(VL_WRITE_SAME_32)) => {
+            let long = info.opcode == VARIABLE_LENGTH;
+            if long && cdb.u8(7) != 0x18 {
+                return Err(Sense::invalid_cdb_field(7, None));
+            }
+            let (lba, blocks) = if long {
+                (cdb.be64(12), cdb.be32(28))
+            } else {
+                lba_and_len(cdb)
+            };
+            let (flags, len_at) = if long {
+                (cdb.u8(10), 28)
+            } else {
+                (cdb.u8(1), len_field(cdb))
+            };
             // WSNZ is clear in the block limits page: zero blocks means
             // up to the last logical block (SBC-4 5.50), within the
             // maximum WRITE SAME length like any other count.
@@ -1050,17 +1087,17 @@ pub fn parse(
                 blocks
             };
             if blocks == 0 || blocks > MAX_WRITE_SAME_BLOCKS {
-                return Err(Sense::invalid_cdb_field(len_field(cdb), None));
+                return Err(Sense::invalid_cdb_field(len_at, None));
             }
-            let unmap = cdb.u8(1) & 0x08 != 0;
+            let unmap = flags & 0x08 != 0;
             // A fully provisioned LUN reports LBPWS and LBPWS10 zero: it
             // refuses to unmap rather than writing zeroes in silence (as
             // SCST does; libiscsi's UnmapVPD checks the two agree).
             if unmap && !disk.thin {
-                return Err(Sense::invalid_cdb_field(1, Some(3)));
+                return Err(Sense::invalid_cdb_field(if long { 10 } else { 1 }, Some(3)));
             }
             check_range(disk, lba, u64::from(blocks))?;
-            let no_data = info.opcode == WRITE_SAME_16 && cdb.u8(1) & 0x01 != 0;
+            let no_data = info.opcode != WRITE_SAME_10 && flags & 0x01 != 0;
             Action::WriteSame {
                 lba,
                 blocks,

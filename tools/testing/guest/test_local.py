@@ -50,6 +50,27 @@ def test_fully_provisioned_lun_refuses_write_same_unmap(scst):
     assert r.returncode == 5 and "invalid field in cdb" in (r.stdout + r.stderr).lower(), r
 
 
+def test_write_same_32(scst):
+    """WRITE SAME (32), the variable-length CDB, as sg_write_same sends
+    it: one block's data over a range, and UNMAP on a thin LUN."""
+    path = backing_file("ws32", 4 << 20)
+    _, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}; thin_provisioned=1")
+    sh("sg_turs", sg, check=False)
+    block = bytes(range(256)) * 2
+    with open("/tmp/ws32-block", "wb") as f:
+        f.write(block)
+    sh("sg_write_same", "--32", "--in=/tmp/ws32-block", "--lba=8", "--num=16", sg)
+    with open(path, "rb") as f:
+        f.seek(8 * 512)
+        assert f.read(16 * 512) == block * 16
+        assert f.read(512) == bytes(512), "written past the range"
+    sh("sg_write_same", "--32", "--unmap", "--lba=8", "--num=8", sg)
+    with open(path, "rb") as f:
+        f.seek(8 * 512)
+        assert f.read(8 * 512) == bytes(8 * 512)
+        assert f.read(512) == block
+
+
 def test_read_defect_data(scst):
     """READ DEFECT DATA (10) and (12): an empty list, not a skip."""
     path = backing_file("defects", 16 << 20)

@@ -936,3 +936,55 @@ fn software_write_protect() {
         "WP in the device-specific parameter"
     );
 }
+
+#[test]
+fn write_same_32() {
+    let d = disk(1024, 512);
+    let cdb = |lba: u64, blocks: u32, flags: u8| {
+        let mut c = [0u8; 32];
+        c[0] = 0x7f;
+        c[7] = 0x18;
+        c[9] = 0x0d;
+        c[10] = flags;
+        c[12..20].copy_from_slice(&lba.to_be_bytes());
+        c[28..32].copy_from_slice(&blocks.to_be_bytes());
+        c
+    };
+    assert_eq!(
+        run(&cdb(8, 16, 0x08), &d).0,
+        Ok(Action::WriteSame {
+            lba: 8,
+            blocks: 16,
+            unmap: true,
+            no_data: false
+        })
+    );
+    assert_eq!(
+        run(&cdb(0, 0, 0x01), &d).0,
+        Ok(Action::WriteSame {
+            lba: 0,
+            blocks: 1024,
+            unmap: false,
+            no_data: true
+        })
+    );
+    assert_eq!(run(&cdb(1020, 8, 0), &d).0, Err(sense::LBA_OUT_OF_RANGE));
+    // WRPROTECT (no protection information here) and a wrong length.
+    assert!(run(&cdb(0, 1, 0x20), &d).0.is_err());
+    let mut c = cdb(0, 1, 0);
+    c[7] = 0x10;
+    assert_eq!(run(&c, &d).0, Err(Sense::invalid_cdb_field(7, None)));
+    // Another variable-length service action: the field points at it.
+    let mut c = cdb(0, 1, 0);
+    c[9] = 0x09;
+    assert_eq!(run(&c, &d).0, Err(Sense::invalid_cdb_field(8, None)));
+    // UNMAP on a fully provisioned LUN points at byte 10.
+    let thick = DiskInfo {
+        thin: false,
+        ..disk(1024, 512)
+    };
+    assert_eq!(
+        run(&cdb(0, 1, 0x08), &thick).0,
+        Err(Sense::invalid_cdb_field(10, Some(3)))
+    );
+}
