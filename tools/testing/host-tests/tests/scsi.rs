@@ -556,7 +556,9 @@ fn supported_opcodes() {
     // Every table entry validates its own usage map as a CDB.
     for info in sbc::OPS.iter() {
         let mut cdb = info.usage.to_vec();
-        if let Some(sa) = info.service_action {
+        // A variable-length CDB's usage map holds its service action
+        // (bytes 8-9) already; the others' is in byte 1.
+        if let (Some(sa), false) = (info.service_action, info.opcode == 0x7f) {
             cdb[1] = sa as u8;
         }
         assert!(Cdb(&cdb).check_usage(info.usage).is_ok());
