@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import (NEEDS_ISCSI, ROOT, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG,
+from conftest import (NEEDS_ISCSI, ROOT, SCRATCH, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG,
                       atomic_scsi_debug_disk, backing_file, devices, dmesg_since, host_of,
                       iscsi_test_cu, libiscsi_suite, libiscsi_test, local_sessions, loop_device,
                       mark_dmesg, mgmt, read, sg_io, sh, slow_null_blk, write)
@@ -620,3 +620,35 @@ def test_iscsi_test_cu(scst):
     assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"
 
 
+
+
+def test_iscsi_test_cu_on_configured_luns(scst):
+    """Over SG_IO, the suites the default LUN skips, each on a LUN that has
+    what it needs (as test_iscsi.py does over iSCSI, which alone runs the
+    tests that need sessions of their own: resets, logouts, a second
+    nexus, two paths, reserved bits set in the PDU). None may skip."""
+    runs = [
+        ("removable=1", ["SCSI.PreventAllow.Simple", "SCSI.PreventAllow.Eject",
+                         "SCSI.StartStopUnit"]),
+        ("read_only=1", ["SCSI.ReadOnly"]),
+        ("lb_per_pb_exp=0", ["SCSI.GetLBAStatus"]),
+        # The *Reserved tests set their reserved bits by rewriting the
+        # iSCSI PDU, so they run over iSCSI only, as do Reset, Readonly
+        # and Reservations (and CryptoErase is not offered).
+        ("", [f"SCSI.Sanitize.{t}" for t in ("BlockErase", "ExitFailureMode",
+                                             "InvalidServiceAction", "Overwrite")]),
+    ]
+    verdicts, skipped = {}, {}
+    for i, (params, suites) in enumerate(runs):
+        path = backing_file(f"configured{i}", 64 << 20)
+        extra = f"; {params}" if params else ""
+        _, sg = lun_disk("vdisk_fileio", f"disk{i}", f"filename={path}; thin_provisioned=1{extra}",
+                         target=f"t{i}")
+        for suite in suites:
+            verdicts.update(libiscsi_suite(sg, suite, allow_sanitize=True, skipped=skipped))
+    with open(os.path.join(SCRATCH, "iscsi-test-cu-scst_local-configured.txt"), "w") as f:
+        f.writelines(f"{name} {'passed' if ok else 'FAILED'}\n"
+                     for name, ok in sorted(verdicts.items()))
+    assert len(verdicts) == 13, verdicts
+    assert not skipped or not any(skipped.values()), skipped
+    assert all(verdicts.values()), verdicts
