@@ -503,6 +503,16 @@ def sg_io(fd, cdb, data_out=b"", data_in_len=0, timeout_ms=30000):
     return hdr.status, sense.raw[:hdr.sb_len_wr], data_in
 
 
+def remove_module(name, attempts=20):
+    """rmmod `name` once udev no longer holds its disks (bounded retries;
+    a module left loaded does not fail the test that used it)."""
+    for _ in range(attempts):
+        sh("udevadm", "settle", check=False)
+        if sh("rmmod", name, check=False).returncode == 0:
+            return
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def atomic_scsi_debug_disk(size_mb=32):
     """A scsi_debug disk that writes atomically (WRITE ATOMIC (16) under
@@ -520,11 +530,7 @@ def atomic_scsi_debug_disk(size_mb=32):
         sh("udevadm", "settle", check=False)
         yield "/dev/" + os.path.basename(found[0])
     finally:
-        sh("udevadm", "settle", check=False)
-        for _ in range(20):
-            if sh("rmmod", "scsi_debug", check=False).returncode == 0:
-                break
-            time.sleep(0.5)
+        remove_module("scsi_debug")
 
 
 @contextlib.contextmanager
@@ -542,11 +548,7 @@ def slow_null_blk(gb=1, completion_ms=2):
         sh("udevadm", "settle", check=False)
         yield "/dev/nullb0"
     finally:
-        sh("udevadm", "settle", check=False)
-        for _ in range(20):
-            if sh("rmmod", "null_blk", check=False).returncode == 0:
-                break
-            time.sleep(0.5)
+        remove_module("null_blk")
 
 
 # Raw iSCSI: hand-made PDUs over a plain socket, for what no initiator sends.
