@@ -59,6 +59,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// The operation is over (or never started): the device is in
+    /// `phase`, and the waiting command, if any, ends as `ok` says.
+    fn finish(&self, phase: SanitizeState, ok: bool) {
+        let waiter = {
+            let mut s = self.state.lock();
+            s.phase = phase;
+            s.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w.complete(ok);
+        }
+    }
+
     /// Ends the waiting command, if task management aborted it.
     fn release_aborted_waiter(&self) {
         let mut s = self.state.lock();
@@ -98,21 +111,15 @@ impl WorkItem for Operation {
         let job = this.job.lock().take();
         let shared = &this.shared;
         let ok = job.is_some_and(|job| run(shared, job, this.file.as_deref(), this.size));
-        let waiter = {
-            let mut s = shared.state.lock();
-            s.phase = if ok {
-                SanitizeState::Idle
-            } else {
-                SanitizeState::Failed
-            };
-            s.waiter.take()
-        };
         if !ok && !shared.stop.load(Ordering::Relaxed) {
             pr_err!("scst: a sanitize operation failed: the medium is in failure mode\n");
         }
-        if let Some(w) = waiter {
-            w.complete(ok);
-        }
+        let phase = if ok {
+            SanitizeState::Idle
+        } else {
+            SanitizeState::Failed
+        };
+        shared.finish(phase, ok);
     }
 }
 
@@ -199,14 +206,7 @@ impl Sanitizer {
             Err(_) => Err(()),
         };
         if spawned.is_err() {
-            let waiter = {
-                let mut s = self.shared.state.lock();
-                s.phase = SanitizeState::Idle;
-                s.waiter.take()
-            };
-            if let Some(w) = waiter {
-                w.complete(false);
-            }
+            self.shared.finish(SanitizeState::Idle, false);
             return Err(sense::INTERNAL_TARGET_FAILURE);
         }
         Ok(())
