@@ -9,6 +9,7 @@ import fcntl
 import glob
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -38,6 +39,9 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("seconds per test file")
     for path, seconds in sorted(FILE_SECONDS.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
+    st = os.statvfs("/tmp")
+    terminalreporter.write_line(f"/tmp: {st.f_bfree * st.f_frsize >> 20} MiB of "
+                                f"{st.f_blocks * st.f_frsize >> 20} MiB free at the end")
 
 
 def sh(*args, check=True):
@@ -131,6 +135,30 @@ def dmesg_since(marker):
 def mark_dmesg(text):
     with open("/dev/kmsg", "w") as f:
         f.write(text + "\n")
+
+
+# The guest's /tmp is an overlay on a RAM file system of half the guest's
+# memory (about 1 GB): the backing files, patterns and trees each test
+# leaves there would, over the whole suite, fill it and fail whatever test
+# comes next with ENOSPC (a sanitize pass, a fio job, a handler's file).
+@pytest.fixture(autouse=True)
+def tmp_left_clean():
+    """Removes what the test created at the top of /tmp, once its other
+    fixtures are torn down (an autouse fixture is finalized last)."""
+    before = set(os.listdir("/tmp"))
+    yield
+    if os.path.realpath(SCRATCH) == "/tmp":
+        return
+    for name in set(os.listdir("/tmp")) - before:
+        path = os.path.join("/tmp", name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            # (Not asked of files: an overlay's files report the upper
+            # layer's device, so ismount takes every one for a mount.)
+            if not os.path.ismount(path):
+                shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 @pytest.fixture
