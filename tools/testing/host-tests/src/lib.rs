@@ -44,6 +44,9 @@ pub mod iscsi_portal;
 #[path = "../../../../scst_iscsi/text.rs"]
 #[doc(hidden)]
 pub mod iscsi_text;
+#[path = "../../../../srpt/iu.rs"]
+#[doc(hidden)]
+pub mod srpt_iu;
 #[path = "../../../../scst_user/abi.rs"]
 #[doc(hidden)]
 pub mod user_abi;
@@ -108,6 +111,11 @@ pub mod scst_iscsi {
     pub use super::iscsi_pdu as pdu;
     pub use super::iscsi_portal as portal;
     pub use super::iscsi_text as text;
+}
+
+/// The modules of `srpt/` that need no kernel.
+pub mod srpt {
+    pub use super::srpt_iu as iu;
 }
 
 /// The modules of `scst_user/` that need no kernel.
