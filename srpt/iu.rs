@@ -342,7 +342,8 @@ impl<'a> Command<'a> {
                 let total = be32(b, at + DIRECT_DESC_LEN);
                 let table_len = table.len as usize;
                 let table_count = table_len / DIRECT_DESC_LEN;
-                if !table_len.is_multiple_of(DIRECT_DESC_LEN) || count > table_count {
+                // (A whole number of 16-byte descriptors.)
+                if table_len & (DIRECT_DESC_LEN - 1) != 0 || count > table_count {
                     return Err(IuError::BadDescriptorCount);
                 }
                 let offset = at + INDIRECT_HDR_LEN;

@@ -47,6 +47,9 @@ pub mod iscsi_text;
 #[path = "../../../../srpt/iu.rs"]
 #[doc(hidden)]
 pub mod srpt_iu;
+#[path = "../../../../srpt/login.rs"]
+#[doc(hidden)]
+pub mod srpt_login;
 #[path = "../../../../scst_user/abi.rs"]
 #[doc(hidden)]
 pub mod user_abi;
@@ -116,6 +119,7 @@ pub mod scst_iscsi {
 /// The modules of `srpt/` that need no kernel.
 pub mod srpt {
     pub use super::srpt_iu as iu;
+    pub use super::srpt_login as login;
 }
 
 /// The modules of `scst_user/` that need no kernel.

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Whether a login is accepted, and on what terms (SRP-2, 6.2; the checks
+//! and grants of SCST's ib_srpt).
+//!
+//! Plain `core` Rust: the connection manager's handler decides with it, the
+//! host tests check it.
+
+use crate::srpt::iu::{
+    buf_fmt, reject, LoginRequest, LoginResponse, LOGIN_RSP_MULTICHAN_MAINTAINED,
+    LOGIN_RSP_MULTICHAN_NO_CHAN, LOGIN_RSP_MULTICHAN_TERMINATED, MULTICHAN_MULTI, MULTICHAN_SINGLE,
+};
+
+/// The smallest request unit an initiator may announce: an SRP_LOGIN_REQ
+/// must fit.
+pub const MIN_IT_IU_LEN: u32 = 64;
+
+/// What the target allows, from its parameters and its device.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `srp_max_req_size`: the largest request unit received.
+    pub max_req_size: u32,
+    /// The target port's identifier halves (`id_ext`, `ioc_guid`):
+    /// `srpt_service_guid`, or the device's node GUID.
+    pub service_guid: u64,
+    /// Receive units posted per channel: the requests an initiator may
+    /// have outstanding.
+    pub rq_size: u32,
+}
+
+/// The terms of an accepted login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub response: LoginResponse,
+    /// The initiator's other channels to this target port end (it asked
+    /// for a single channel).
+    pub terminate_others: bool,
+}
+
+/// Judges `req`, arriving while the same initiator port has
+/// `other_channels` to this target port: the grant, or the reject reason.
+pub fn judge(req: &LoginRequest, limits: &Limits, other_channels: bool) -> Result<Grant, u32> {
+    if req.req_it_iu_len < MIN_IT_IU_LEN || req.req_it_iu_len > limits.max_req_size {
+        return Err(reject::REQ_IT_IU_LENGTH_TOO_LARGE);
+    }
+    let supported = buf_fmt::DIRECT | buf_fmt::INDIRECT;
+    if req.req_buf_fmt & supported == 0 {
+        return Err(reject::UNSUPPORTED_DESCRIPTOR_FMT);
+    }
+    let guid = limits.service_guid.to_be_bytes();
+    if req.target_port_id[..8] != guid || req.target_port_id[8..] != guid {
+        return Err(reject::UNABLE_ASSOCIATE_CHANNEL);
+    }
+    let (rsp_flags, terminate_others) = match req.multichannel() {
+        _ if !other_channels => (LOGIN_RSP_MULTICHAN_NO_CHAN, false),
+        MULTICHAN_SINGLE => (LOGIN_RSP_MULTICHAN_TERMINATED, true),
+        MULTICHAN_MULTI => (LOGIN_RSP_MULTICHAN_MAINTAINED, false),
+        // Reserved values (SRP-2, table 9).
+        _ => return Err(reject::UNABLE_ESTABLISH_CHANNEL),
+    };
+    Ok(Grant {
+        response: LoginResponse {
+            tag: req.tag,
+            req_lim_delta: limits.rq_size,
+            // As ib_srpt grants: requests up to its limit, responses up to
+            // the initiator's own unit size (it sends no more than
+            // `max_rsp_size` of them).
+            max_it_iu_len: limits.max_req_size,
+            max_ti_iu_len: req.req_it_iu_len,
+            buf_fmt: supported,
+            rsp_flags,
+        },
+        terminate_others,
+    })
+}
+
+/// A channel's initiator port identifier as sessions are named after it:
+/// `0x` and its 16 bytes in hex, as ib_srpt's ACLs name initiators.
+pub fn initiator_name(port_id: &[u8; 16]) -> [u8; 34] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut name = [0u8; 34];
+    name[0] = b'0';
+    name[1] = b'x';
+    for (i, b) in port_id.iter().enumerate() {
+        name[2 + 2 * i] = HEX[usize::from(b >> 4)];
+        name[3 + 2 * i] = HEX[usize::from(b & 0xf)];
+    }
+    name
+}

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Login decisions of srpt/login.rs: SRP-2's checks and ib_srpt's grants.
+
+use scst_host_tests::srpt::iu::*;
+use scst_host_tests::srpt::login::*;
+
+const GUID: u64 = 0x0002_c903_00a1_b2c3;
+
+fn limits() -> Limits {
+    Limits {
+        max_req_size: 8276,
+        service_guid: GUID,
+        rq_size: 128,
+    }
+}
+
+fn request(it_iu_len: u32, flags: u8) -> LoginRequest {
+    let mut target = [0u8; 16];
+    target[..8].copy_from_slice(&GUID.to_be_bytes());
+    target[8..].copy_from_slice(&GUID.to_be_bytes());
+    LoginRequest {
+        tag: [4; 8],
+        req_it_iu_len: it_iu_len,
+        req_buf_fmt: buf_fmt::DIRECT | buf_fmt::INDIRECT,
+        req_flags: flags,
+        imm_data_offset: 0,
+        initiator_port_id: [0x11; 16],
+        target_port_id: target,
+    }
+}
+
+#[test]
+fn a_good_login_is_granted_what_ib_srpt_grants() {
+    let g = judge(&request(8260, MULTICHAN_SINGLE), &limits(), false).unwrap();
+    assert_eq!(g.response.tag, [4; 8]);
+    assert_eq!(g.response.req_lim_delta, 128);
+    assert_eq!(g.response.max_it_iu_len, 8276);
+    assert_eq!(g.response.max_ti_iu_len, 8260);
+    assert_eq!(g.response.buf_fmt, buf_fmt::DIRECT | buf_fmt::INDIRECT);
+    assert_eq!(g.response.rsp_flags, LOGIN_RSP_MULTICHAN_NO_CHAN);
+    assert!(!g.terminate_others);
+}
+
+#[test]
+fn other_channels_are_terminated_or_kept_as_asked() {
+    let single = judge(&request(8260, MULTICHAN_SINGLE), &limits(), true).unwrap();
+    assert_eq!(single.response.rsp_flags, LOGIN_RSP_MULTICHAN_TERMINATED);
+    assert!(single.terminate_others);
+    let multi = judge(&request(8260, MULTICHAN_MULTI), &limits(), true).unwrap();
+    assert_eq!(multi.response.rsp_flags, LOGIN_RSP_MULTICHAN_MAINTAINED);
+    assert!(!multi.terminate_others);
+    assert_eq!(
+        judge(&request(8260, 3), &limits(), true),
+        Err(reject::UNABLE_ESTABLISH_CHANNEL)
+    );
+}
+
+#[test]
+fn bad_logins_get_the_reason() {
+    assert_eq!(
+        judge(&request(8277, 0), &limits(), false),
+        Err(reject::REQ_IT_IU_LENGTH_TOO_LARGE)
+    );
+    assert_eq!(
+        judge(&request(63, 0), &limits(), false),
+        Err(reject::REQ_IT_IU_LENGTH_TOO_LARGE)
+    );
+    assert!(judge(&request(64, 0), &limits(), false).is_ok());
+    let mut no_fmt = request(8260, 0);
+    no_fmt.req_buf_fmt = 0;
+    assert_eq!(
+        judge(&no_fmt, &limits(), false),
+        Err(reject::UNSUPPORTED_DESCRIPTOR_FMT)
+    );
+    for half in [0, 8] {
+        let mut other = request(8260, 0);
+        other.target_port_id[half + 7] ^= 1;
+        assert_eq!(
+            judge(&other, &limits(), false),
+            Err(reject::UNABLE_ASSOCIATE_CHANNEL)
+        );
+    }
+}
+
+#[test]
+fn initiators_are_named_by_their_port_id() {
+    let mut id = [0u8; 16];
+    id[8..].copy_from_slice(&0x0002_c903_000f_e0c1u64.to_be_bytes());
+    assert_eq!(&initiator_name(&id), b"0x00000000000000000002c903000fe0c1");
+}
