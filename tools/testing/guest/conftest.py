@@ -150,6 +150,9 @@ def tmp_left_clean():
     if os.path.realpath(SCRATCH) == "/tmp":
         return
     for name in set(os.listdir("/tmp")) - before:
+        if name.startswith("pytest-of-"):
+            # pytest's own tmp_path root, which it cleans at exit.
+            continue
         path = os.path.join("/tmp", name)
         if os.path.isdir(path) and not os.path.islink(path):
             # (Not asked of files: an overlay's files report the upper
