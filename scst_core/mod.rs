@@ -99,7 +99,7 @@ impl From<AllocError> for MgmtFailure<'_> {
 }
 
 impl MgmtFailure<'_> {
-    fn errno(&self) -> Error {
+    pub(crate) fn errno(&self) -> Error {
         match self {
             Self::Invalid(MgmtError::AlreadyExists(_)) => EEXIST,
             Self::Invalid(_) => EINVAL,

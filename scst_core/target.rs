@@ -901,6 +901,21 @@ impl Scst {
         })
     }
 
+    /// Unregisters a driver that leaves before the core (one in a module of
+    /// its own): its targets go with their sessions, then `targets/<name>`.
+    pub(crate) fn unregister_target_driver(&self, name: &str) {
+        let mut registry = self.registry.lock();
+        let Some(mut entry) = registry.drivers.remove(|d| d.driver.name() == name) else {
+            return;
+        };
+        while let Some(target) = entry.targets.pop() {
+            let state = target.state.clone();
+            pr_info!("{}: removed target {}\n", name, &*target.name);
+            drop(target);
+            self.alua_forget_target(&state);
+        }
+    }
+
     /// Creates target `name` of `driver`, with its `luns/`, `ini_groups/`
     /// and `sessions/` directories.
     pub(crate) fn add_target<'a>(
