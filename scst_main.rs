@@ -57,6 +57,8 @@ struct ScstModule {
     _user: scst_user::ScstUser,
     // Dropped first: closes every iSCSI connection while the core stands.
     _iscsi: scst_iscsi::Iscsi,
+    // Nothing attached by now (scst_srpt.ko depends on scst.ko).
+    _srpt: srpt::Srpt,
     _core: scst_core::Core,
 }
 
@@ -67,10 +69,12 @@ impl kernel::Module for ScstModule {
         scst_local::register(core.scst())?;
         let iscsi = scst_iscsi::register(core.scst())?;
         let user = scst_user::register(core.scst())?;
+        let srpt = srpt::register(core.scst())?;
         pr_info!("scst-rs {} loaded\n", scst_core::VERSION);
         Ok(Self {
             _user: user,
             _iscsi: iscsi,
+            _srpt: srpt,
             _core: core,
         })
     }

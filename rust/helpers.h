@@ -153,4 +153,21 @@ long scst_rs_misc_cb_ioctl(void *private, unsigned int cmd, unsigned long arg,
 unsigned int scst_rs_misc_cb_poll(void *private, struct scst_rs_pollq **q);
 #endif
 
+/* The RDMA stack, through scst_srpt.ko (rdma_helpers.c, rdma_ops.h). */
+#include "rdma_ops.h"
+void scst_rs_rdma_set_handler(void *handler);
+const struct scst_srpt_params *scst_rs_srpt_params(void);
+int scst_rs_ib_register_client(void);
+void scst_rs_ib_unregister_client(void);
+const char *scst_rs_ib_device_name(struct ib_device *dev);
+u32 scst_rs_ib_first_port(struct ib_device *dev);
+u32 scst_rs_ib_last_port(struct ib_device *dev);
+int scst_rs_ib_port_gid(struct ib_device *dev, u32 port, u8 *gid);
+u64 scst_rs_ib_node_guid(struct ib_device *dev);
+struct rdma_cm_id *scst_rs_cm_listen(u16 port, void *ctx, int *err);
+void scst_rs_cm_destroy(struct rdma_cm_id *id);
+int scst_rs_cm_reject(struct rdma_cm_id *id, const void *data, u8 len);
+struct ib_device *scst_rs_cm_device(struct rdma_cm_id *id);
+u32 scst_rs_cm_port(struct rdma_cm_id *id);
+
 #endif /* SCST_RS_HELPERS_H */

@@ -13,6 +13,7 @@ pub(crate) mod kvec_ext;
 pub(crate) mod misc;
 pub(crate) mod net;
 pub(crate) mod pages;
+pub(crate) mod rdma;
 pub(crate) mod scsi_host;
 pub(crate) mod sg;
 pub(crate) mod sysfs;

@@ -1,4 +1,288 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! srpt: the SRP target driver over RDMA (ib_srpt-compatible parameters,
-//! RDMA/CM login). Status: not started.
+//! srpt: SCST's SRP target driver (`ib_srpt`) over RDMA.
+//!
+//! It runs while scst_srpt.ko is loaded (that module links the RDMA stack:
+//! see `rust/rdma_ops.h`). Each port of each RDMA device is a target,
+//! named by the port's GID as SCST names it
+//! (`targets/ib_srpt/fe80:0000:0000:0000:5054:00ff:fe12:3456`), created
+//! when the device appears and removed when it goes.
+//!
+//! With `rdma_cm_port` set, an RDMA/CM listener takes logins on that port:
+//! each is checked (`login.rs`) and a bad one rejected with its reason.
+//!
+//! Status: RDMA channels and the SRP data path are not written yet, so a
+//! login that passes the checks is rejected too (UNABLE TO ESTABLISH
+//! CHANNEL), and IB/CM logins (native InfiniBand) are not listened for.
+
+// Shared with the host tests, which use all of it.
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod iu;
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod login;
+
+use crate::kernel_ext::net::peer_log_allowed;
+use crate::kernel_ext::rdma::{
+    CmListener, CmListenerHandler, ConnectRequest, IbClientDevice, IbDevice, Rdma, RdmaHandler,
+    RdmaHost, SrptParams,
+};
+use crate::scst_core::{
+    mgmt::{Line, MgmtError},
+    target::TargetDriver,
+    MgmtOutcome, Registry, Scst,
+};
+use kernel::{
+    alloc::flags::GFP_KERNEL,
+    new_mutex,
+    prelude::*,
+    sync::{Arc, Mutex},
+};
+
+/// Receive units posted per channel: the requests an initiator may have
+/// outstanding (SCST's limit; a device with fewer work requests lowers it).
+const RQ_SIZE: u32 = 128;
+
+/// SCST's name of the driver, under `targets/`.
+const DRIVER: &str = "ib_srpt";
+
+/// The driver under `targets/ib_srpt/`: its targets are the RDMA ports, so
+/// `mgmt` creates none.
+struct SrptDriver;
+
+impl TargetDriver for SrptDriver {
+    fn name(&self) -> &'static str {
+        DRIVER
+    }
+
+    fn mgmt_help(&self) -> &'static str {
+        "The targets of ib_srpt are the ports of the RDMA devices: \
+         none is added or removed here.\n"
+    }
+
+    fn mgmt<'a>(
+        &self,
+        _scst: &Arc<Scst>,
+        _registry: &mut Registry,
+        line: Line<'a>,
+    ) -> MgmtOutcome<'a> {
+        Err(MgmtError::UnknownCommand(line.verb()).into())
+    }
+}
+
+/// A target's name: the port's GID as SCST prints it (`%pI6`, eight
+/// groups of four hex digits).
+struct GidName([u8; 39]);
+
+impl GidName {
+    fn new(gid: &[u8; 16]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut name = [b':'; 39];
+        for (i, pair) in gid.chunks_exact(2).enumerate() {
+            let at = i * 5;
+            name[at] = HEX[usize::from(pair[0] >> 4)];
+            name[at + 1] = HEX[usize::from(pair[0] & 0xf)];
+            name[at + 2] = HEX[usize::from(pair[1] >> 4)];
+            name[at + 3] = HEX[usize::from(pair[1] & 0xf)];
+        }
+        Self(name)
+    }
+
+    fn as_str(&self) -> &str {
+        // Hex digits and colons only.
+        core::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+/// The RDMA devices' side of the driver.
+#[pin_data]
+struct Handler {
+    scst: Arc<Scst>,
+    /// The RDMA/CM listener, while attached with `rdma_cm_port` set.
+    #[pin]
+    listener: Mutex<Option<CmListener>>,
+}
+
+impl RdmaHandler for Handler {
+    fn attach(&self, rdma: &Rdma) -> Result {
+        let params = rdma.params();
+        self.scst
+            .register_target_driver(Arc::new(SrptDriver, GFP_KERNEL)?)?;
+        if let Err(e) = rdma.register_client() {
+            self.scst.unregister_target_driver(DRIVER);
+            return Err(e);
+        }
+        if params.rdma_cm_port != 0 {
+            let logins = Arc::new(Logins { params }, GFP_KERNEL)?;
+            match CmListener::new(rdma, params.rdma_cm_port, logins) {
+                Ok(l) => *self.listener.lock() = Some(l),
+                Err(e) => {
+                    pr_err!(
+                        "ib_srpt: cannot listen on RDMA/CM port {} ({:?})\n",
+                        params.rdma_cm_port,
+                        e
+                    );
+                    rdma.unregister_client();
+                    self.scst.unregister_target_driver(DRIVER);
+                    return Err(e);
+                }
+            }
+        }
+        pr_info!(
+            "ib_srpt: SRP target up: rdma_cm_port {}, srp_max_req_size {}, \
+             srp_max_rsp_size {}, srp_max_rdma_size {}, srpt_sq_size {}, \
+             srpt_srq_size {}, use_srq {}, srpt_service_guid {:#018x}\n",
+            params.rdma_cm_port,
+            params.srp_max_req_size,
+            params.srp_max_rsp_size,
+            params.srp_max_rdma_size,
+            params.srpt_sq_size,
+            params.srpt_srq_size,
+            params.use_srq,
+            params.srpt_service_guid
+        );
+        Ok(())
+    }
+
+    fn detach(&self, rdma: &Rdma) {
+        // No login comes in once the listener is gone.
+        let listener = self.listener.lock().take();
+        drop(listener);
+        rdma.unregister_client();
+        self.scst.unregister_target_driver(DRIVER);
+        pr_info!("ib_srpt: SRP target down\n");
+    }
+
+    fn add_device(&self, dev: &IbDevice<'_>) -> Result<Arc<dyn IbClientDevice>> {
+        let mut device = SrptDevice {
+            scst: self.scst.clone(),
+            targets: KVec::new(),
+        };
+        for port in dev.ports() {
+            let gid = match dev.port_gid(port) {
+                Ok(gid) => gid,
+                Err(e) => {
+                    pr_warn!(
+                        "ib_srpt: {} port {}: no GID ({:?}): no target\n",
+                        dev.name(),
+                        port,
+                        e
+                    );
+                    continue;
+                }
+            };
+            let name = GidName::new(&gid);
+            let added = self.scst.with_registry(|r| {
+                self.scst
+                    .add_target(r, DRIVER, name.as_str())
+                    .map_err(|e| e.errno())
+            });
+            match added {
+                Ok(()) => device.targets.push(name, GFP_KERNEL)?,
+                Err(e) => pr_warn!(
+                    "ib_srpt: {} port {}: target {} not added ({:?})\n",
+                    dev.name(),
+                    port,
+                    name.as_str(),
+                    e
+                ),
+            }
+        }
+        Ok(Arc::new(device, GFP_KERNEL)?)
+    }
+}
+
+/// The RDMA/CM listener's side: SRP logins.
+struct Logins {
+    params: SrptParams,
+}
+
+impl CmListenerHandler for Logins {
+    fn connect_request(&self, req: &ConnectRequest<'_>) {
+        let formats = iu::buf_fmt::DIRECT | iu::buf_fmt::INDIRECT;
+        let login = match iu::LoginRequest::parse_rdma_cm(req.private_data()) {
+            Ok(login) => login,
+            Err(e) => {
+                if peer_log_allowed() {
+                    pr_warn!(
+                        "ib_srpt: malformed RDMA/CM login ({:?}, {} bytes): rejected\n",
+                        e,
+                        req.private_data().len()
+                    );
+                }
+                req.reject(&iu::login_reject(
+                    [0; 8],
+                    iu::reject::UNABLE_ESTABLISH_CHANNEL,
+                    formats,
+                ));
+                return;
+            }
+        };
+        let dev = req.device();
+        let limits = login::Limits {
+            max_req_size: self.params.srp_max_req_size,
+            service_guid: match self.params.srpt_service_guid {
+                0 => dev.node_guid(),
+                guid => guid,
+            },
+            rq_size: RQ_SIZE,
+        };
+        let (reason, why) = match login::judge(&login, &limits, false) {
+            Err(reason) => (reason, "refused"),
+            // Channels are not written yet.
+            Ok(_) => (
+                iu::reject::UNABLE_ESTABLISH_CHANNEL,
+                "valid, but RDMA channels are not implemented yet",
+            ),
+        };
+        if peer_log_allowed() {
+            let name = login::initiator_name(&login.initiator_port_id);
+            pr_info!(
+                "ib_srpt: login of {} on {} port {} (it_iu_len {}) {}: reject reason {:#010x}\n",
+                core::str::from_utf8(&name).unwrap_or("?"),
+                dev.name(),
+                req.port(),
+                login.req_it_iu_len,
+                why,
+                reason
+            );
+        }
+        req.reject(&iu::login_reject(login.tag, reason, formats));
+    }
+}
+
+/// An RDMA device's targets, one per port.
+struct SrptDevice {
+    scst: Arc<Scst>,
+    targets: KVec<GidName>,
+}
+
+impl IbClientDevice for SrptDevice {
+    fn remove(&self) {
+        for name in self.targets.iter() {
+            let _ = self.scst.with_registry(|r| {
+                self.scst
+                    .del_target(r, DRIVER, name.as_str())
+                    .map_err(|e| e.errno())
+            });
+        }
+    }
+}
+
+/// srpt's registration with the RDMA stack, for scst.ko's lifetime.
+pub(crate) struct Srpt {
+    _host: RdmaHost,
+}
+
+/// Makes srpt the handler scst_srpt.ko attaches to.
+pub(crate) fn register(scst: &Arc<Scst>) -> Result<Srpt> {
+    let handler: Arc<dyn RdmaHandler> = Arc::pin_init(
+        pin_init!(Handler {
+            scst: scst.clone(),
+            listener <- new_mutex!(None),
+        }),
+        GFP_KERNEL,
+    )?;
+    Ok(Srpt {
+        _host: RdmaHost::new(handler)?,
+    })
+}

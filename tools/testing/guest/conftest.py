@@ -582,6 +582,91 @@ def slow_null_blk(gb=1, completion_ms=2):
         remove_module("null_blk")
 
 
+# Soft RDMA on the guest's NIC (guest-run -n): rdma_rxe (RoCE v2) and siw
+# (iWARP). Neither works on lo: rxe refuses loopback addresses, siw needs a
+# MAC and an IPv6 link-local address.
+SRPT_MODULE = os.path.join(REPO, "scst_srpt.ko")
+RDMA_MODULES = ("ib_srp", "rdma_rxe", "siw", "rdma_cm", "iw_cm", "ib_cm", "ib_core")
+
+
+def guest_nic():
+    """The guest's NIC (guest-run -n), up; None without one."""
+    names = sorted(n for n in os.listdir("/sys/class/net")
+                   if n != "lo" and os.path.exists(f"/sys/class/net/{n}/device"))
+    if not names:
+        return None
+    sh("ip", "link", "set", "dev", names[0], "up")
+    return names[0]
+
+
+@contextlib.contextmanager
+def soft_rdma(kind):
+    """An RDMA device of `kind` ("rxe" or "siw") on the guest's NIC, removed
+    afterwards; yields its name."""
+    nic = guest_nic()
+    assert nic, "the guest has no NIC: run it with guest-run -n"
+    module = {"rxe": "rdma_rxe", "siw": "siw"}[kind]
+    name = f"{kind}_scst0"
+    sh("modprobe", module)
+    sh("rdma", "link", "add", name, "type", kind, "netdev", nic)
+    try:
+        deadline = time.monotonic() + 30
+        while not glob.glob(f"/sys/class/infiniband/{name}/ports/1/gids/0"):
+            assert time.monotonic() < deadline, f"{name}: no port 1"
+            time.sleep(0.2)
+        yield name
+    finally:
+        sh("rdma", "link", "delete", name, check=False)
+
+
+def nic_ipv4(nic, address="192.168.157.1/24"):
+    """Gives the guest's NIC an IPv4 address (RoCE v2 and iWARP address by
+    IP); returns the address."""
+    sh("ip", "addr", "replace", address, "dev", nic)
+    return address.split("/")[0]
+
+
+def node_guid(ibdev):
+    """The device's node GUID as ib_srp's add_target takes it (hex)."""
+    with open(f"/sys/class/infiniband/{ibdev}/node_guid") as f:
+        return f.read().strip().replace(":", "")
+
+
+def srp_add_target(ibdev, options):
+    """ib_srp's add_target on port 1 of `ibdev`; returns 0 or the errno of
+    the write (a rejected login fails it)."""
+    path = f"/sys/class/infiniband_srp/srp-{ibdev}-1/add_target"
+    try:
+        with open(path, "w") as f:
+            f.write(options)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def port_gids(ibdev):
+    """GID 0 of each port of `ibdev`, as sysfs (and SCST) print it."""
+    gids = []
+    for port in sorted(glob.glob(f"/sys/class/infiniband/{ibdev}/ports/*")):
+        with open(os.path.join(port, "gids", "0")) as f:
+            gids.append(f.read().strip())
+    return gids
+
+
+def unload_rdma_stack():
+    """Removes the RDMA modules tests loaded, and whatever udev loaded on
+    top of them (the holders of ib_core, first)."""
+    def remove(name, depth=0):
+        holders = f"/sys/module/{name}/holders"
+        if depth > 8 or not os.path.isdir(holders):
+            return
+        for holder in os.listdir(holders):
+            remove(holder, depth + 1)
+        remove_module(name, attempts=3)
+    for name in RDMA_MODULES:
+        remove(name)
+
+
 # Raw iSCSI: hand-made PDUs over a plain socket, for what no initiator sends.
 
 RESERVED = 0xFFFFFFFF

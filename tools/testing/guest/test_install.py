@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
-"""`make install` against the test kernel's build tree: scst.ko where
-`modprobe scst` finds it (modules_install and depmod), scstadmin, the
+"""`make install` against the test kernel's build tree: scst.ko (and
+scst_srpt.ko) where `modprobe scst` finds it (modules_install and
+depmod), scstadmin, the
 scst_user header and handlers, the init script and unit."""
 
 import os
@@ -21,7 +22,11 @@ def test_make_install_then_modprobe():
     moddir = os.path.join(stage, "lib/modules", release)
     assert os.path.exists(os.path.join(moddir, "updates/scst.ko"))
     with open(os.path.join(moddir, "modules.dep")) as f:
-        assert "updates/scst.ko:" in f.read(), "depmod indexed the module"
+        deps = {line.split(":")[0]: line.split(":")[1].split() for line in f}
+    assert "updates/scst.ko" in deps, "depmod indexed the module"
+    # The SRP target's link to the RDMA stack, on top of scst.ko (the
+    # staging tree has none of the kernel's own modules to depend on).
+    assert "updates/scst.ko" in deps.get("updates/scst_srpt.ko", []), deps
     for path in ["usr/sbin/scstadmin", "usr/bin/scst-user-fileio", "usr/bin/scst-user-tape",
                  "usr/include/scst/scst_user.h", "etc/init.d/scst",
                  "lib/systemd/system/scst.service", "usr/share/doc/scst-rs/scstadmin.rst"]:

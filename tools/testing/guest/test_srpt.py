@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: GPL-2.0
+"""The SRP target's place beside the RDMA stack: scst.ko loads without it,
+scst_srpt.ko (which links ib_core and rdma_cm) brings targets/ib_srpt up,
+and each port of each RDMA device is a target, named by its GID, that
+comes and goes with the device (soft RoCE and soft iWARP on the guest's
+NIC)."""
+
+import os
+
+import pytest
+
+from conftest import (ROOT, SRPT_MODULE, dmesg_since, guest_nic, loaded, load, mark_dmesg,
+                      nic_ipv4, node_guid, port_gids, read, sh, soft_rdma, srp_add_target,
+                      unload, unload_rdma_stack, write)
+
+DRIVER = os.path.join(ROOT, "targets", "ib_srpt")
+
+
+def modules():
+    with open("/proc/modules") as f:
+        return {line.split()[0] for line in f}
+
+
+@pytest.fixture
+def rdma_free():
+    """scst.ko loaded on a guest where no RDMA module is."""
+    if loaded():
+        unload()
+    if "scst_srpt" in modules():
+        sh("rmmod", "scst_srpt")
+    unload_rdma_stack()
+    assert "ib_core" not in modules(), "the RDMA stack stays loaded"
+    load()
+    yield ROOT
+    if "scst_srpt" in modules():
+        sh("rmmod", "scst_srpt")
+    unload()
+    unload_rdma_stack()
+
+
+def test_scst_needs_no_rdma_stack(rdma_free):
+    """insmod scst.ko pulls in nothing of RDMA, and ib_srpt is not there
+    until scst_srpt.ko is."""
+    assert "ib_core" not in modules() and "rdma_cm" not in modules()
+    assert not os.path.exists(DRIVER)
+    assert set(sh("modinfo", "-F", "depends", SRPT_MODULE).stdout.strip().split(",")) \
+        == {"scst", "rdma_cm", "ib_core"}
+
+
+@pytest.mark.parametrize("kind", ["rxe", "siw"])
+def test_a_target_per_rdma_port(rdma_free, kind):
+    """Every port of an RDMA device is a target named by its GID; it goes
+    with the device, comes back with it, and everything goes with
+    scst_srpt.ko; scst.ko cannot go before it."""
+    mark = f"scst-test: srpt targets over {kind}"
+    mark_dmesg(mark)
+    with soft_rdma(kind) as ibdev:
+        # insmod resolves no dependency: what scst_srpt.ko links first.
+        sh("modprobe", "rdma_cm")
+        sh("insmod", SRPT_MODULE, "rdma_cm_port=5000")
+        gids = port_gids(ibdev)
+        assert gids, f"{ibdev} has no port"
+        for gid in gids:
+            target = os.path.join(DRIVER, gid)
+            assert os.path.isdir(target), (gid, os.listdir(DRIVER))
+            assert read(f"targets/ib_srpt/{gid}/enabled").strip() == "1"
+            for d in ("luns", "ini_groups", "sessions"):
+                assert os.path.isdir(os.path.join(target, d))
+        assert "rdma_cm_port 5000" in dmesg_since(mark)
+        # Its targets are the ports: none is added by hand.
+        assert write("targets/ib_srpt/mgmt", "add_target foo") != 0
+        assert sh("rmmod", "scst", check=False).returncode != 0, "scst.ko went under scst_srpt.ko"
+
+        # A LUN on the target stays until the device goes.
+        write("handlers/vdisk_nullio/mgmt", "add_device n0 size_mb=16")
+        assert write(f"targets/ib_srpt/{gids[0]}/luns/mgmt", "add n0 0") == 0
+
+        sh("rdma", "link", "delete", ibdev)
+        assert os.listdir(DRIVER) == ["mgmt"], os.listdir(DRIVER)
+    # The device is back: so is its target.
+    with soft_rdma(kind) as ibdev:
+        assert sorted(os.listdir(DRIVER)) == sorted(["mgmt"] + port_gids(ibdev))
+        sh("rmmod", "scst_srpt")
+        assert not os.path.exists(DRIVER)
+    assert "n0" in os.listdir(os.path.join(ROOT, "devices"))
+
+
+def test_logins_are_checked_and_rejected_with_their_reason(rdma_free):
+    """ib_srp logs in over RDMA/CM (soft RoCE): a login for another target
+    port, or announcing requests larger than srp_max_req_size, is rejected
+    with SRP-2's reason; the initiator's add_target fails. (RDMA channels
+    are not written yet: a valid login is refused too, and says so.)"""
+    with soft_rdma("rxe") as ibdev:
+        ip = nic_ipv4(guest_nic())
+        sh("modprobe", "-a", "ib_srp", "rdma_cm")
+        guid = node_guid(ibdev)
+        base = f"dest={ip}:5000,src={ip}"
+        cases = [
+            ("", f"id_ext=1234,ioc_guid={guid},{base}", "reject reason 0x00010003"),
+            # ib_srp announces 8260-byte requests (immediate data).
+            ("srp_max_req_size=1024", f"id_ext={guid},ioc_guid={guid},{base}",
+             "reject reason 0x00010002"),
+            ("", f"id_ext={guid},ioc_guid={guid},{base}",
+             "RDMA channels are not implemented yet: reject reason 0x00010000"),
+        ]
+        for params, options, said in cases:
+            sh("insmod", SRPT_MODULE, "rdma_cm_port=5000", *params.split())
+            mark = f"scst-test: login {params} {options}"
+            mark_dmesg(mark)
+            assert srp_add_target(ibdev, options) != 0, options
+            assert said in dmesg_since(mark), (options, dmesg_since(mark)[-2000:])
+            assert os.listdir(os.path.join(DRIVER, port_gids(ibdev)[0], "sessions")) == []
+            sh("rmmod", "scst_srpt")
