@@ -155,7 +155,7 @@ unsigned int scst_rs_misc_cb_poll(void *private, struct scst_rs_pollq **q);
 
 /* The RDMA stack, through scst_srpt.ko (rdma_helpers.c, rdma_ops.h). */
 #include "rdma_ops.h"
-void scst_rs_rdma_set_handler(void *handler);
+int scst_rs_rdma_set_handler(void *handler);
 const struct scst_srpt_params *scst_rs_srpt_params(void);
 int scst_rs_ib_register_client(void);
 void scst_rs_ib_unregister_client(void);

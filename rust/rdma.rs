@@ -82,7 +82,9 @@ impl Rdma {
     }
 
     /// Registers the IB client: [`RdmaHandler::add_device`] runs for every
-    /// device there now, before this returns, and for those that come.
+    /// device there now, before this returns, and for those that come. A
+    /// second registration is refused (`EBUSY`); the client is
+    /// unregistered at the latest when the stack is detached.
     pub(crate) fn register_client(&self) -> Result {
         // SAFETY: the table is attached and its lock held (type invariant).
         to_result(unsafe { bindings::scst_rs_ib_register_client() })
@@ -151,7 +153,8 @@ pub(crate) trait CmListenerHandler: Send + Sync + 'static {
     /// A connect request, in the connection manager's process context
     /// (it may sleep, never for long: the CM's other events wait). A
     /// request the handler does not reject is rejected without private
-    /// data; the request's id goes when this returns.
+    /// data; the request's id goes when this returns. The handler must not
+    /// drop its own listener here (destroying it waits for this call).
     fn connect_request(&self, req: &ConnectRequest<'_>);
 }
 
@@ -190,8 +193,9 @@ impl ConnectRequest<'_> {
         unsafe { bindings::scst_rs_cm_port(self.id.as_ptr()) }
     }
 
-    /// Rejects the request with `data` (at most 255 bytes) as the reject's
-    /// private data (the consumer-defined reason).
+    /// Rejects the request with `data` as the reject's private data (the
+    /// consumer-defined reason; IB carries at most 148 bytes, and longer
+    /// data rejects without any).
     pub(crate) fn reject(&self, data: &[u8]) {
         if self.rejected.replace(true) {
             return;
@@ -244,9 +248,9 @@ impl CmListener {
 
 impl Drop for CmListener {
     fn drop(&mut self) {
-        // SAFETY: the id is live (type invariant), and this is not its
-        // handler (which has no way to the listener); destroying it waits
-        // for running handlers, after which `handler` may go.
+        // SAFETY: the id is live (type invariant); destroying it waits for
+        // its running handlers (from one of them it would wait forever: see
+        // `CmListenerHandler`), after which `handler` may go.
         unsafe { bindings::scst_rs_cm_destroy(self.id.as_ptr()) };
         let _ = &self.handler;
     }
@@ -302,8 +306,9 @@ impl RdmaHost {
     pub(crate) fn new(handler: Arc<dyn RdmaHandler>) -> Result<Self> {
         let handler = KBox::new(handler, GFP_KERNEL)?;
         let ptr: *const Arc<dyn RdmaHandler> = &*handler;
-        // SAFETY: the box outlives the registration (`Drop` withdraws it).
-        unsafe { bindings::scst_rs_rdma_set_handler(ptr as *mut c_void) };
+        // SAFETY: the box outlives the registration (`Drop` withdraws it);
+        // a second handler is refused.
+        to_result(unsafe { bindings::scst_rs_rdma_set_handler(ptr as *mut c_void) })?;
         Ok(Self { handler })
     }
 }
@@ -313,8 +318,10 @@ impl Drop for RdmaHost {
         // scst.ko is unloading, so scst_srpt.ko, which depends on it, is
         // gone: nothing is attached.
         let _ = &self.handler;
-        // SAFETY: withdraws the pointer before the box is freed.
-        unsafe { bindings::scst_rs_rdma_set_handler(core::ptr::null_mut()) };
+        // SAFETY: withdraws the pointer before the box is freed (refused,
+        // with a warning, only while attached, which scst_srpt.ko's
+        // dependency on scst.ko rules out).
+        let _ = unsafe { bindings::scst_rs_rdma_set_handler(core::ptr::null_mut()) };
     }
 }
 

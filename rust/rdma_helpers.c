@@ -34,6 +34,8 @@ static DEFINE_MUTEX(rdma_lock);
 static void *handler;
 static const struct scst_rdma_ops *ops;
 static struct scst_srpt_params params;
+/* The IB client is registered (under rdma_lock). */
+static bool client_registered;
 
 /*
  * RDMA objects scst.ko holds (CM ids). The table stays attached until they
@@ -74,13 +76,38 @@ static void client_remove(struct ib_device *dev, void *data)
 	scst_rs_ib_remove(handler, dev, data);
 }
 
-void scst_rs_rdma_set_handler(void *h)
+/* One handler at a time: set at scst.ko's load, withdrawn at its unload. */
+int scst_rs_rdma_set_handler(void *h)
 {
+	int ret = 0;
+
 	mutex_lock(&rdma_lock);
-	/* scst.ko cannot go while scst_srpt.ko, which depends on it, is here. */
-	WARN_ON(!h && ops);
-	handler = h;
+	if (h && handler)
+		ret = -EBUSY;
+	else if (!h && WARN_ON(ops))
+		/* scst_srpt.ko depends on scst.ko: it cannot be attached. */
+		ret = -EBUSY;
+	else
+		handler = h;
 	mutex_unlock(&rdma_lock);
+	return ret;
+}
+
+/*
+ * Before the table goes: the client unregistered and every object gone,
+ * whatever the handler did. A handler that left an object waits here, and
+ * says so every 10 s.
+ */
+static void quiesce(void)
+{
+	if (WARN_ON(client_registered)) {
+		ops->ib_unregister_client(&client);
+		client_registered = false;
+	}
+	while (!wait_event_timeout(live_objects_wait,
+				   !atomic_read(&live_objects), 10 * HZ))
+		pr_warn("scst: scst_srpt unload waits for %d RDMA objects\n",
+			atomic_read(&live_objects));
 }
 
 int scst_rdma_attach(const struct scst_rdma_ops *o,
@@ -101,8 +128,10 @@ int scst_rdma_attach(const struct scst_rdma_ops *o,
 		ops = o;
 		params = *p;
 		ret = scst_rs_rdma_attach(handler);
-		if (ret)
+		if (ret) {
+			quiesce();
 			ops = NULL;
+		}
 	}
 	mutex_unlock(&rdma_lock);
 	return ret;
@@ -114,7 +143,7 @@ void scst_rdma_detach(const struct scst_rdma_ops *o)
 	mutex_lock(&rdma_lock);
 	if (ops == o) {
 		scst_rs_rdma_detach(handler);
-		wait_event(live_objects_wait, !atomic_read(&live_objects));
+		quiesce();
 		ops = NULL;
 	}
 	mutex_unlock(&rdma_lock);
@@ -129,17 +158,27 @@ const struct scst_srpt_params *scst_rs_srpt_params(void)
 /* Called by the handler's attach and detach only, under rdma_lock. */
 int scst_rs_ib_register_client(void)
 {
-	return ops->ib_register_client(&client);
+	int ret;
+
+	if (client_registered)
+		return -EBUSY;
+	ret = ops->ib_register_client(&client);
+	client_registered = !ret;
+	return ret;
 }
 
 void scst_rs_ib_unregister_client(void)
 {
+	if (!client_registered)
+		return;
 	ops->ib_unregister_client(&client);
+	client_registered = false;
 }
 
+/* The name array, which a rename rewrites in place (dev_name() is freed). */
 const char *scst_rs_ib_device_name(struct ib_device *dev)
 {
-	return dev_name(&dev->dev);
+	return dev->name;
 }
 
 u32 scst_rs_ib_first_port(struct ib_device *dev)

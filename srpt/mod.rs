@@ -153,9 +153,12 @@ impl RdmaHandler for Handler {
     }
 
     fn add_device(&self, dev: &IbDevice<'_>) -> Result<Arc<dyn IbClientDevice>> {
+        // Room for every port's target first: once a target is added,
+        // nothing fails before the device holds it (a failed add is never
+        // removed).
         let mut device = SrptDevice {
             scst: self.scst.clone(),
-            targets: KVec::new(),
+            targets: KVec::with_capacity(dev.ports().count(), GFP_KERNEL)?,
         };
         for port in dev.ports() {
             let gid = match dev.port_gid(port) {
@@ -187,6 +190,7 @@ impl RdmaHandler for Handler {
                 ),
             }
         }
+        // Should this fail, dropping the device removes its targets.
         Ok(Arc::new(device, GFP_KERNEL)?)
     }
 }
@@ -256,8 +260,8 @@ struct SrptDevice {
     targets: KVec<GidName>,
 }
 
-impl IbClientDevice for SrptDevice {
-    fn remove(&self) {
+impl SrptDevice {
+    fn remove_targets(&self) {
         for name in self.targets.iter() {
             let _ = self.scst.with_registry(|r| {
                 self.scst
@@ -265,6 +269,20 @@ impl IbClientDevice for SrptDevice {
                     .map_err(|e| e.errno())
             });
         }
+    }
+}
+
+impl IbClientDevice for SrptDevice {
+    fn remove(&self) {
+        self.remove_targets();
+    }
+}
+
+impl Drop for SrptDevice {
+    /// A device whose add failed is never removed: its targets go here.
+    /// (After `remove`, they are gone already and this finds none.)
+    fn drop(&mut self) {
+        self.remove_targets();
     }
 }
 
