@@ -21,20 +21,25 @@ pub(crate) mod iu;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod login;
 
+use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::peer_log_allowed;
 use crate::kernel_ext::rdma::{
     CmListener, CmListenerHandler, ConnectRequest, IbClientDevice, IbDevice, Rdma, RdmaHandler,
     RdmaHost, SrptParams,
 };
+use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::scst_core::{
     mgmt::{Line, MgmtError},
     target::TargetDriver,
     MgmtOutcome, Registry, Scst,
 };
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    new_mutex,
+    c_str, new_mutex,
     prelude::*,
+    str::CStr,
     sync::{Arc, Mutex},
 };
 
@@ -47,7 +52,25 @@ const DRIVER: &str = "ib_srpt";
 
 /// The driver under `targets/ib_srpt/`: its targets are the RDMA ports, so
 /// `mgmt` creates none.
-struct SrptDriver;
+#[pin_data]
+struct SrptDriver {
+    /// What each target's attributes show, by target.
+    #[pin]
+    ports: Mutex<KVec<PortInfo>>,
+}
+
+/// A target's port.
+struct PortInfo {
+    target: GidName,
+    gid: [u8; 16],
+    /// The RDMA device's name.
+    device: KVec<u8>,
+    /// The target port identifier's halves (`id_ext`, `ioc_guid`).
+    service_guid: u64,
+}
+
+/// SCST's ib_srpt target attributes (of those it has, these apply).
+const TARGET_ATTRS: &[&CStr] = &[c_str!("login_info"), c_str!("device")];
 
 impl TargetDriver for SrptDriver {
     fn name(&self) -> &'static str {
@@ -67,10 +90,49 @@ impl TargetDriver for SrptDriver {
     ) -> MgmtOutcome<'a> {
         Err(MgmtError::UnknownCommand(line.verb()).into())
     }
+
+    fn target_attributes(&self) -> &'static [&'static CStr] {
+        TARGET_ATTRS
+    }
+
+    fn show_target_attribute(&self, target: &CStr, index: usize, out: &mut SysfsBuf) {
+        let ports = self.ports.lock();
+        let Some(port) = ports
+            .iter()
+            .find(|p| p.target.as_str().as_bytes() == target.as_bytes())
+        else {
+            return;
+        };
+        let _ = match index {
+            // What an initiator's add_target needs, as SCST shows it.
+            0 => {
+                let _ = write!(
+                    out,
+                    "tid_ext={:016x},ioc_guid={:016x},pkey=ffff,dgid=",
+                    port.service_guid, port.service_guid
+                );
+                for b in port.gid {
+                    let _ = write!(out, "{:02x}", b);
+                }
+                writeln!(out, ",service_id={:016x}", port.service_guid)
+            }
+            _ => writeln!(out, "{}", core::str::from_utf8(&port.device).unwrap_or("?")),
+        };
+    }
+}
+
+impl SrptDriver {
+    fn forget(&self, target: &GidName) {
+        let mut ports = self.ports.lock();
+        if let Some(i) = ports.iter().position(|p| p.target.0 == target.0) {
+            ports.swap_remove(i);
+        }
+    }
 }
 
 /// A target's name: the port's GID as SCST prints it (`%pI6`, eight
 /// groups of four hex digits).
+#[derive(Clone, Copy)]
 struct GidName([u8; 39]);
 
 impl GidName {
@@ -97,6 +159,10 @@ impl GidName {
 #[pin_data]
 struct Handler {
     scst: Arc<Scst>,
+    driver: Arc<SrptDriver>,
+    /// `srpt_service_guid` of the attached stack (0: each device's node
+    /// GUID).
+    service_guid: AtomicU64,
     /// The RDMA/CM listener, while attached with `rdma_cm_port` set.
     #[pin]
     listener: Mutex<Option<CmListener>>,
@@ -105,8 +171,9 @@ struct Handler {
 impl RdmaHandler for Handler {
     fn attach(&self, rdma: &Rdma) -> Result {
         let params = rdma.params();
-        self.scst
-            .register_target_driver(Arc::new(SrptDriver, GFP_KERNEL)?)?;
+        self.service_guid
+            .store(params.srpt_service_guid, Ordering::Relaxed);
+        self.scst.register_target_driver(self.driver.clone())?;
         if let Err(e) = rdma.register_client() {
             self.scst.unregister_target_driver(DRIVER);
             return Err(e);
@@ -158,7 +225,12 @@ impl RdmaHandler for Handler {
         // removed).
         let mut device = SrptDevice {
             scst: self.scst.clone(),
+            driver: self.driver.clone(),
             targets: KVec::with_capacity(dev.ports().count(), GFP_KERNEL)?,
+        };
+        let service_guid = match self.service_guid.load(Ordering::Relaxed) {
+            0 => dev.node_guid(),
+            guid => guid,
         };
         for port in dev.ports() {
             let gid = match dev.port_gid(port) {
@@ -174,6 +246,18 @@ impl RdmaHandler for Handler {
                 }
             };
             let name = GidName::new(&gid);
+            let mut device_name = KVec::new();
+            device_name.extend_from_slice(dev.name().as_bytes(), GFP_KERNEL)?;
+            // Shown from the moment the target exists.
+            self.driver.ports.lock().push(
+                PortInfo {
+                    target: name,
+                    gid,
+                    device: device_name,
+                    service_guid,
+                },
+                GFP_KERNEL,
+            )?;
             let added = self.scst.with_registry(|r| {
                 self.scst
                     .add_target(r, DRIVER, name.as_str())
@@ -181,13 +265,16 @@ impl RdmaHandler for Handler {
             });
             match added {
                 Ok(()) => device.targets.push(name, GFP_KERNEL)?,
-                Err(e) => pr_warn!(
-                    "ib_srpt: {} port {}: target {} not added ({:?})\n",
-                    dev.name(),
-                    port,
-                    name.as_str(),
-                    e
-                ),
+                Err(e) => {
+                    self.driver.forget(&name);
+                    pr_warn!(
+                        "ib_srpt: {} port {}: target {} not added ({:?})\n",
+                        dev.name(),
+                        port,
+                        name.as_str(),
+                        e
+                    );
+                }
             }
         }
         // Should this fail, dropping the device removes its targets.
@@ -257,12 +344,14 @@ impl CmListenerHandler for Logins {
 /// An RDMA device's targets, one per port.
 struct SrptDevice {
     scst: Arc<Scst>,
+    driver: Arc<SrptDriver>,
     targets: KVec<GidName>,
 }
 
 impl SrptDevice {
     fn remove_targets(&self) {
         for name in self.targets.iter() {
+            self.driver.forget(name);
             let _ = self.scst.with_registry(|r| {
                 self.scst
                     .del_target(r, DRIVER, name.as_str())
@@ -293,9 +382,17 @@ pub(crate) struct Srpt {
 
 /// Makes srpt the handler scst_srpt.ko attaches to.
 pub(crate) fn register(scst: &Arc<Scst>) -> Result<Srpt> {
+    let driver = Arc::pin_init(
+        pin_init!(SrptDriver {
+            ports <- new_mutex!(KVec::new()),
+        }),
+        GFP_KERNEL,
+    )?;
     let handler: Arc<dyn RdmaHandler> = Arc::pin_init(
         pin_init!(Handler {
             scst: scst.clone(),
+            driver,
+            service_guid: AtomicU64::new(0),
             listener <- new_mutex!(None),
         }),
         GFP_KERNEL,

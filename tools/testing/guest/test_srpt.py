@@ -66,6 +66,12 @@ def test_a_target_per_rdma_port(rdma_free, kind):
             assert read(f"targets/ib_srpt/{gid}/enabled").strip() == "1"
             for d in ("luns", "ini_groups", "sessions"):
                 assert os.path.isdir(os.path.join(target, d))
+            # What an initiator's add_target needs, as SCST shows it.
+            guid = node_guid(ibdev)
+            assert read(f"targets/ib_srpt/{gid}/login_info").strip() == (
+                f"tid_ext={guid},ioc_guid={guid},pkey=ffff,dgid={gid.replace(':', '')},"
+                f"service_id={guid}")
+            assert read(f"targets/ib_srpt/{gid}/device").strip() == ibdev
         assert "rdma_cm_port 5000" in dmesg_since(mark)
         # Its targets are the ports: none is added by hand.
         assert write("targets/ib_srpt/mgmt", "add_target foo") != 0
@@ -105,6 +111,10 @@ def test_logins_are_checked_and_rejected_with_their_reason(rdma_free):
         ]
         for params, options, said in cases:
             sh("insmod", SRPT_MODULE, "rdma_cm_port=5000", *params.split())
+            # The target port identifier, as the target shows it.
+            info = read(f"targets/ib_srpt/{port_gids(ibdev)[0]}/login_info").strip()
+            fields = dict(f.split("=") for f in info.split(","))
+            assert fields["tid_ext"] == fields["ioc_guid"] == guid
             mark = f"scst-test: login {params} {options}"
             mark_dmesg(mark)
             assert srp_add_target(ibdev, options) != 0, options
