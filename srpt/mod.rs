@@ -17,6 +17,8 @@
 
 // Shared with the host tests, which use all of it.
 #[allow(unreachable_pub, dead_code)]
+pub(crate) mod data;
+#[allow(unreachable_pub, dead_code)]
 pub(crate) mod iu;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod login;

@@ -44,6 +44,9 @@ pub mod iscsi_portal;
 #[path = "../../../../scst_iscsi/text.rs"]
 #[doc(hidden)]
 pub mod iscsi_text;
+#[path = "../../../../srpt/data.rs"]
+#[doc(hidden)]
+pub mod srpt_data;
 #[path = "../../../../srpt/iu.rs"]
 #[doc(hidden)]
 pub mod srpt_iu;
@@ -118,6 +121,7 @@ pub mod scst_iscsi {
 
 /// The modules of `srpt/` that need no kernel.
 pub mod srpt {
+    pub use super::srpt_data as data;
     pub use super::srpt_iu as iu;
     pub use super::srpt_login as login;
 }
