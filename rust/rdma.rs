@@ -36,8 +36,10 @@ pub(crate) trait RdmaHandler: Send + Sync + 'static {
     /// client registered). An error fails the load.
     fn attach(&self, rdma: &Rdma) -> Result;
 
-    /// scst_srpt.ko is unloading: everything of the stack must go before
-    /// this returns (the client unregistered through `rdma`).
+    /// scst_srpt.ko is unloading: everything of the stack should go
+    /// before this returns (the client unregistered through `rdma`, the
+    /// listeners dropped). A client left registered is unregistered after
+    /// it, with a warning, and the unload waits for objects left alive.
     fn detach(&self, rdma: &Rdma);
 
     /// An RDMA device is there (at registration, or plugged in later).
@@ -93,8 +95,8 @@ impl Rdma {
     /// Unregisters the IB client: every device added is removed
     /// ([`IbClientDevice::remove`]) before this returns.
     pub(crate) fn unregister_client(&self) {
-        // SAFETY: as in `register_client`; the client was registered by
-        // the attach that this detach ends.
+        // SAFETY: as in `register_client`; the helper unregisters only a
+        // client it registered.
         unsafe { bindings::scst_rs_ib_unregister_client() }
     }
 }
