@@ -11,6 +11,10 @@
 //! (echoed as received). The layouts are those of the kernel's
 //! `include/scsi/srp.h`, which follows the standard.
 
+// The core's big-endian field reader (named for CDBs; any bytes will do:
+// every length is checked before a field is read).
+use crate::scst_core::cdb::Cdb;
+
 /// Information unit types (SRP-2, 5.1).
 pub mod opcode {
     pub const LOGIN_REQ: u8 = 0x00;
@@ -93,20 +97,6 @@ pub const LOGIN_RSP_MULTICHAN_NO_CHAN: u8 = 0x0;
 pub const LOGIN_RSP_MULTICHAN_TERMINATED: u8 = 0x1;
 pub const LOGIN_RSP_MULTICHAN_MAINTAINED: u8 = 0x2;
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn be64(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(v)
-}
-
 fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     let mut v = [0u8; N];
     v.copy_from_slice(&b[at..at + N]);
@@ -154,10 +144,10 @@ impl LoginRequest {
         }
         Ok(Self {
             tag: array(b, 8),
-            req_it_iu_len: be32(b, 16),
-            req_buf_fmt: be16(b, 24),
+            req_it_iu_len: Cdb(b).be32(16),
+            req_buf_fmt: Cdb(b).be16(24),
             req_flags: b[26],
-            imm_data_offset: be16(b, 28),
+            imm_data_offset: Cdb(b).be16(28),
             initiator_port_id: array(b, 32),
             target_port_id: array(b, 48),
         })
@@ -174,12 +164,12 @@ impl LoginRequest {
         }
         Ok(Self {
             tag: array(b, 0),
-            req_buf_fmt: be16(b, 8),
+            req_buf_fmt: Cdb(b).be16(8),
             req_flags: b[10],
-            req_it_iu_len: be32(b, 12),
+            req_it_iu_len: Cdb(b).be32(12),
             initiator_port_id: array(b, 16),
             target_port_id: array(b, 32),
-            imm_data_offset: be16(b, 48),
+            imm_data_offset: Cdb(b).be16(48),
         })
     }
 
@@ -237,9 +227,9 @@ pub struct DirectBuf {
 impl DirectBuf {
     fn parse(b: &[u8], at: usize) -> Self {
         Self {
-            va: be64(b, at),
-            key: be32(b, at + 8),
-            len: be32(b, at + 12),
+            va: Cdb(b).be64(at),
+            key: Cdb(b).be32(at + 8),
+            len: Cdb(b).be32(at + 12),
         }
     }
 }
@@ -339,7 +329,7 @@ impl<'a> Command<'a> {
                     return Err(IuError::TooShort);
                 }
                 let table = DirectBuf::parse(b, at);
-                let total = be32(b, at + DIRECT_DESC_LEN);
+                let total = Cdb(b).be32(at + DIRECT_DESC_LEN);
                 let table_len = table.len as usize;
                 let table_count = table_len / DIRECT_DESC_LEN;
                 // (A whole number of 16-byte descriptors.)
@@ -362,7 +352,9 @@ impl<'a> Command<'a> {
                     return Err(IuError::TooShort);
                 }
                 // The data sits at the offset the login agreed on.
-                Data::Immediate { len: be32(b, at) }
+                Data::Immediate {
+                    len: Cdb(b).be32(at),
+                }
             }
             f => return Err(IuError::BadDescriptorFormat(f)),
         };
