@@ -74,16 +74,32 @@ pub fn judge(req: &LoginRequest, limits: &Limits, other_channels: bool) -> Resul
     })
 }
 
+/// Writes `byte` as two lowercase hex digits at `out[0..2]`.
+fn put_hex(out: &mut [u8], byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out[0] = HEX[usize::from(byte >> 4)];
+    out[1] = HEX[usize::from(byte & 0xf)];
+}
+
 /// A channel's initiator port identifier as sessions are named after it:
 /// `0x` and its 16 bytes in hex, as ib_srpt's ACLs name initiators.
 pub fn initiator_name(port_id: &[u8; 16]) -> [u8; 34] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut name = [0u8; 34];
     name[0] = b'0';
     name[1] = b'x';
-    for (i, b) in port_id.iter().enumerate() {
-        name[2 + 2 * i] = HEX[usize::from(b >> 4)];
-        name[3 + 2 * i] = HEX[usize::from(b & 0xf)];
+    for (i, &b) in port_id.iter().enumerate() {
+        put_hex(&mut name[2 + 2 * i..], b);
+    }
+    name
+}
+
+/// A target's name: its port's GID as SCST prints it (`%pI6`, eight
+/// groups of four hex digits).
+pub fn target_name(gid: &[u8; 16]) -> [u8; 39] {
+    let mut name = [b':'; 39];
+    for (i, &b) in gid.iter().enumerate() {
+        // Two bytes to a group, and a colon after each group.
+        put_hex(&mut name[i / 2 * 5 + i % 2 * 2..], b);
     }
     name
 }

@@ -139,16 +139,7 @@ struct GidName([u8; 39]);
 
 impl GidName {
     fn new(gid: &[u8; 16]) -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut name = [b':'; 39];
-        for (i, pair) in gid.chunks_exact(2).enumerate() {
-            let at = i * 5;
-            name[at] = HEX[usize::from(pair[0] >> 4)];
-            name[at + 1] = HEX[usize::from(pair[0] & 0xf)];
-            name[at + 2] = HEX[usize::from(pair[1] >> 4)];
-            name[at + 3] = HEX[usize::from(pair[1] & 0xf)];
-        }
-        Self(name)
+        Self(login::target_name(gid))
     }
 
     fn as_str(&self) -> &str {
