@@ -91,7 +91,7 @@ pub(crate) struct BufferRequest<'a> {
     /// [`super::device::NexusInfo::id`] of the command's I_T_L nexus.
     pub(crate) nexus: u64,
     /// The command's tag on that nexus.
-    pub(crate) tag: u32,
+    pub(crate) tag: u64,
     /// The caller may not sleep for the memory: it receives (a transport's
     /// receive loop), and the logical unit answers
     /// [`Lending::WouldBlock`] rather than wait for its handler.

@@ -134,7 +134,7 @@ pub(crate) struct ExecCmd<'a, 'b> {
     /// `data` is the buffer this logical unit lent the command.
     pub(crate) lent: Option<LentId>,
     /// The command's tag on its nexus (what ABORT TASK names).
-    pub(crate) tag: u32,
+    pub(crate) tag: u64,
     /// The command, for a logical unit that completes it later.
     pub(super) defer: Option<&'a dyn Defer>,
     /// What [`Self::defer`] was told the command ends with.
@@ -193,7 +193,7 @@ impl From<Completion> for Executed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TmFunction {
     /// ABORT TASK of the command with this tag.
-    AbortTask(u32),
+    AbortTask(u64),
     /// ABORT TASK SET: the nexus' own commands.
     AbortTaskSet,
     /// CLEAR TASK SET: every nexus' commands.

@@ -92,7 +92,7 @@ struct Target {
 pub(super) fn extended_copy(
     tgt_dev: &Arc<TgtDev>,
     luns: &[Arc<TgtDev>],
-    tag: u32,
+    tag: u64,
     cdb: Cdb<'_>,
     data: &mut SgList<'_>,
     direction: DataDirection,
@@ -156,7 +156,7 @@ fn copy_aborted(cause: Sense) -> Failure {
 fn run(
     list: &CopyList<'_>,
     luns: &[Arc<TgtDev>],
-    tag: u32,
+    tag: u64,
     aborted: &dyn Fn() -> bool,
     done: &mut CopyStatus,
 ) -> core::result::Result<(), Failure> {
@@ -202,7 +202,7 @@ fn copy_segment(
     source: &Target,
     destination: &Target,
     buffer: &mut Pages,
-    tag: u32,
+    tag: u64,
     aborted: &dyn Fn() -> bool,
     done: &mut CopyStatus,
 ) -> core::result::Result<(), Failure> {
@@ -254,7 +254,7 @@ fn io(
     n: u64,
     buffer: &mut Pages,
     len: usize,
-    tag: u32,
+    tag: u64,
 ) -> core::result::Result<(), Failure> {
     let t = &target.tgt_dev;
     let mut cdb = [0u8; 16];

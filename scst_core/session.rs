@@ -225,7 +225,7 @@ pub(crate) struct LunView {
 #[derive(Clone, Copy)]
 struct InFlightEntry {
     /// Its tag (what ABORT TASK names).
-    tag: u32,
+    tag: u64,
     /// Its LUN, `u64::MAX` for an undecodable one.
     lun: u64,
     /// Task management aborted it: it is not to execute.
@@ -310,7 +310,7 @@ impl Response {
 /// FINISHED (see `cmd.rs`).
 pub(crate) struct Command {
     session: Arc<Session>,
-    tag: u32,
+    tag: u64,
     lun: Option<u64>,
     /// The in-flight set holds the command (it was not full).
     tracked: bool,
@@ -805,7 +805,7 @@ impl Session {
     pub(crate) fn begin(
         self: &Arc<Self>,
         lun: [u8; 8],
-        tag: u32,
+        tag: u64,
         attr: TaskAttr,
         opcode: u8,
     ) -> Command {
@@ -870,7 +870,7 @@ impl Session {
     fn dispatch(
         &self,
         tgt_dev: Option<&Arc<TgtDev>>,
-        tag: u32,
+        tag: u64,
         cdb_bytes: &[u8],
         data: &mut SgList<'_>,
         direction: DataDirection,
@@ -1120,7 +1120,7 @@ impl Session {
 
     /// Waits until no command matching `pred` is in flight, up to the
     /// quiesce timeout; returns whether they all finished.
-    fn quiesce(&self, pred: impl Fn(u32, u64) -> bool) -> bool {
+    fn quiesce(&self, pred: impl Fn(u64, u64) -> bool) -> bool {
         let mut waited = 0u32;
         let mut f = self.in_flight.lock();
         while f.commands.iter().any(|e| pred(e.tag, e.lun)) {
@@ -1160,7 +1160,7 @@ impl Session {
     }
 
     /// Whether a command with `tag` is in flight.
-    pub(crate) fn has_in_flight(&self, tag: u32) -> bool {
+    pub(crate) fn has_in_flight(&self, tag: u64) -> bool {
         self.in_flight.lock().commands.iter().any(|e| e.tag == tag)
     }
 
@@ -1169,7 +1169,7 @@ impl Session {
     /// waiting for older commands in `affected`'s task sets leave them at
     /// once.
     /// Returns how many are marked (those responding already are not).
-    fn mark_aborted(&self, affected: &[Arc<TgtDev>], pred: impl Fn(u32, u64) -> bool) -> usize {
+    fn mark_aborted(&self, affected: &[Arc<TgtDev>], pred: impl Fn(u64, u64) -> bool) -> usize {
         let mut marked = 0;
         {
             let mut f = self.in_flight.lock();
@@ -1191,7 +1191,7 @@ impl Session {
     /// aborted (none is in flight, or its response is on its way); else
     /// whether the command is finished, without a response, when this
     /// returns.
-    pub(crate) fn abort_task(&self, tag: u32) -> Option<bool> {
+    pub(crate) fn abort_task(&self, tag: u64) -> Option<bool> {
         let lun = {
             let f = self.in_flight.lock();
             f.commands

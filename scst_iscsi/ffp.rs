@@ -522,7 +522,7 @@ impl<'a> Ffp<'a> {
             return Err(Ending::Failed(EINVAL));
         }
         let attr = TaskAttr::from_wire(cmd.attr).unwrap_or(TaskAttr::Simple);
-        let mut command = session.begin(cmd.lun, cmd.itt, attr, cmd.cdb[0]);
+        let mut command = session.begin(cmd.lun, cmd.itt.into(), attr, cmd.cdb[0]);
         let direction = direction_of(&cmd);
         // The data's own buffer before any of it arrives: a user-space
         // handler's memory receives data-out straight from the socket,
@@ -842,7 +842,7 @@ impl<'a> Ffp<'a> {
                     // Waiting for data: it never ran; it ends here, unanswered.
                     drop(self.pending.swap_remove(i));
                     TmJob::Answer(TmfResponse::Complete)
-                } else if s.has_in_flight(tag) {
+                } else if s.has_in_flight(tag.into()) {
                     TmJob::AbortTask(tag)
                 } else if cmd_sn_in_window(t.ref_cmd_sn, exp, max) && sn_lt(t.ref_cmd_sn, t.cmd_sn)
                 {
@@ -946,7 +946,7 @@ impl TmJob {
     fn run(self, session: &Session) -> TmfResponse {
         let done = match self {
             TmJob::Answer(r) => return r,
-            TmJob::AbortTask(tag) => match session.abort_task(tag) {
+            TmJob::AbortTask(tag) => match session.abort_task(tag.into()) {
                 Some(done) => done,
                 // Its response went out first.
                 None => return TmfResponse::TaskDoesNotExist,

@@ -114,7 +114,7 @@ impl LocalHostOps for LocalOps {
     fn queue_command(&self, cmd: ScsiCmnd) {
         let command = self.session.begin(
             lun_from_linux(cmd.lun()),
-            cmd.tag(),
+            cmd.tag().into(),
             // The midlayer sends every command SIMPLE.
             TaskAttr::Simple,
             cmd.cdb().first().copied().unwrap_or(0),
@@ -140,7 +140,7 @@ impl LocalHostOps for LocalOps {
     fn error_handler(&self, request: EhRequest, tag: u32, lun: u64) -> bool {
         let ok = match request {
             // A command answered already is no longer the host's to abort.
-            EhRequest::Abort => self.session.abort_task(tag).unwrap_or(true),
+            EhRequest::Abort => self.session.abort_task(tag.into()).unwrap_or(true),
             EhRequest::DeviceReset => match decode_lun(lun_from_linux(lun)) {
                 Some(l) => self.session.lun_reset(l),
                 None => true,

@@ -73,7 +73,7 @@ pub(super) static USER_ATTRS: [LuAttr; 4] = [
 
 /// The ABI's code of a task management function, and the tag an ABORT
 /// TASK names.
-pub(super) fn tm_function(f: TmFunction) -> (u32, Option<u32>) {
+pub(super) fn tm_function(f: TmFunction) -> (u32, Option<u64>) {
     match f {
         TmFunction::AbortTask(tag) => (abi::tm_fn::ABORT_TASK, Some(tag)),
         TmFunction::AbortTaskSet => (abi::tm_fn::ABORT_TASK_SET, None),

@@ -36,7 +36,7 @@ pub(super) enum Msg {
     Parse {
         sess_h: u64,
         /// The command's tag on its nexus (for ABORT TASK).
-        tag: u32,
+        tag: u64,
         cdb: Cdb,
         bufflen: usize,
         direction: u8,
@@ -44,14 +44,14 @@ pub(super) enum Msg {
     },
     AllocMem {
         sess_h: u64,
-        tag: u32,
+        tag: u64,
         cdb: Cdb,
         alloc_len: usize,
         direction: u8,
     },
     Exec {
         sess_h: u64,
-        tag: u32,
+        tag: u64,
         cdb: Cdb,
         bufflen: usize,
         alloc_len: usize,
