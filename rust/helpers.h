@@ -164,10 +164,58 @@ u32 scst_rs_ib_first_port(struct ib_device *dev);
 u32 scst_rs_ib_last_port(struct ib_device *dev);
 int scst_rs_ib_port_gid(struct ib_device *dev, u32 port, u8 *gid);
 u64 scst_rs_ib_node_guid(struct ib_device *dev);
-struct rdma_cm_id *scst_rs_cm_listen(u16 port, void *ctx, int *err);
-void scst_rs_cm_destroy(struct rdma_cm_id *id);
+struct scst_rs_listener;
+struct scst_rs_listener *scst_rs_cm_listen(u16 port, void *ctx, int *err);
+void scst_rs_cm_destroy(struct scst_rs_listener *l);
 int scst_rs_cm_reject(struct rdma_cm_id *id, const void *data, u8 len);
 struct ib_device *scst_rs_cm_device(struct rdma_cm_id *id);
 u32 scst_rs_cm_port(struct rdma_cm_id *id);
+size_t scst_rs_cm_peer_name(struct rdma_cm_id *id, char *buf, size_t len);
+
+/* What a CM id's context points to (an int first). */
+enum { SCST_RS_CM_LISTENER = 1, SCST_RS_CM_CHANNEL = 2 };
+
+/* Connected channels (rdma_channel.c). */
+struct scst_rs_ch;
+struct scst_rs_xfer;
+struct scatterlist;
+
+/* What a channel is made with: asked for, then given. */
+struct scst_rs_ch_config {
+	/* Receive units, and the largest request they take. */
+	u32 rq_size;
+	u32 req_size;
+	/* Send units (at most rq_size), and the largest response. */
+	u32 tx_count;
+	u32 rsp_size;
+	/* Send queue entries, half of them for RDMA transfers. */
+	u32 sq_size;
+};
+
+/* What a channel's owner is told (scst_rs_ch_event()). */
+enum {
+	SCST_RS_CH_ESTABLISHED = 1,
+	SCST_RS_CH_CLOSED = 2,
+	SCST_RS_CH_FAILED = 3,
+};
+
+struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
+				     struct scst_rs_ch_config *cfg,
+				     void *owner, int *err);
+int scst_rs_ch_accept(struct scst_rs_ch *ch, const void *data, u8 len);
+void scst_rs_ch_abandon(struct scst_rs_ch *ch);
+void scst_rs_ch_get(struct scst_rs_ch *ch);
+bool scst_rs_ch_tryget(struct scst_rs_ch *ch);
+void scst_rs_ch_put(struct scst_rs_ch *ch);
+void scst_rs_ch_close(struct scst_rs_ch *ch);
+int scst_rs_ch_send(struct scst_rs_ch *ch, u32 slot, const void *data,
+		    u32 len, struct scst_rs_xfer *x);
+int scst_rs_ch_read(struct scst_rs_ch *ch, struct scst_rs_xfer *x,
+		    u64 cookie);
+struct scst_rs_xfer *scst_rs_xfer_alloc(struct scst_rs_ch *ch, u32 max,
+					bool write);
+int scst_rs_xfer_add(struct scst_rs_xfer *x, struct scatterlist *sgl,
+		     u32 nents, u32 offset, u32 len, u64 remote, u32 rkey);
+void scst_rs_xfer_free(struct scst_rs_xfer *x);
 
 #endif /* SCST_RS_HELPERS_H */

@@ -14,6 +14,7 @@ pub(crate) mod misc;
 pub(crate) mod net;
 pub(crate) mod pages;
 pub(crate) mod rdma;
+pub(crate) mod rdma_channel;
 pub(crate) mod scsi_host;
 pub(crate) mod sg;
 pub(crate) mod sysfs;

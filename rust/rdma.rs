@@ -12,6 +12,7 @@
 //! told of was removed first.
 
 use super::bindings;
+use super::rdma_channel::{Channel, ChannelConfig, ChannelHandler, PendingChannel};
 use core::ffi::c_void;
 use core::ops::RangeInclusive;
 use core::ptr::NonNull;
@@ -143,6 +144,12 @@ impl IbDevice<'_> {
         Ok(gid)
     }
 
+    /// The device's identity while it is registered (its address), to
+    /// tell devices apart; not a name.
+    pub(crate) fn id(&self) -> usize {
+        self.dev as usize
+    }
+
     /// The device's node GUID.
     pub(crate) fn node_guid(&self) -> u64 {
         // SAFETY: `dev` is registered (type invariant).
@@ -169,7 +176,10 @@ pub(crate) trait CmListenerHandler: Send + Sync + 'static {
 pub(crate) struct ConnectRequest<'a> {
     id: NonNull<bindings::rdma_cm_id>,
     data: &'a [u8],
+    /// Rejected, or accepted: answered either way.
     rejected: core::cell::Cell<bool>,
+    /// Accepted: the id stays, the channel's.
+    accepted: core::cell::Cell<bool>,
 }
 
 impl ConnectRequest<'_> {
@@ -189,10 +199,48 @@ impl ConnectRequest<'_> {
         }
     }
 
+    /// The initiator's address as text (`192.168.1.2`, or an IPv6
+    /// address in eight groups), in `buf`.
+    pub(crate) fn peer_name<'b>(&self, buf: &'b mut [u8; 48]) -> &'b [u8] {
+        // SAFETY: the id is live (type invariant); `buf` holds 48 bytes.
+        let n = unsafe {
+            bindings::scst_rs_cm_peer_name(self.id.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        buf.get(..n).unwrap_or(&[])
+    }
+
     /// The device's port the request arrived on.
     pub(crate) fn port(&self) -> u32 {
         // SAFETY: the id is live (type invariant).
         unsafe { bindings::scst_rs_cm_port(self.id.as_ptr()) }
+    }
+
+    /// Makes the channel that accepting the request will connect, as
+    /// `cfg` asks (and says, on return, as the device gave); its `handler`
+    /// is told of it once accepted. Not once rejected.
+    pub(crate) fn create_channel(
+        &self,
+        cfg: &mut ChannelConfig,
+        handler: Arc<dyn ChannelHandler>,
+    ) -> Result<PendingChannel<'_>> {
+        if self.rejected.get() {
+            return Err(EINVAL);
+        }
+        // SAFETY: the id is the request's, live in its handler for the
+        // request's lifetime (type invariant).
+        unsafe { super::rdma_channel::create(self.id.as_ptr(), cfg, handler) }
+    }
+
+    /// Accepts the request on `ch` with `private_data` (the login
+    /// response).
+    pub(crate) fn accept(&self, ch: PendingChannel<'_>, private_data: &[u8]) -> Result<Channel> {
+        if self.rejected.get() || !ch.of(self.id.as_ptr()) {
+            return Err(EINVAL);
+        }
+        let ch = ch.accept(private_data)?;
+        self.rejected.set(true);
+        self.accepted.set(true);
+        Ok(ch)
     }
 
     /// Rejects the request with `data` as the reject's private data (the
@@ -216,10 +264,11 @@ impl ConnectRequest<'_> {
 ///
 /// # Invariants
 ///
-/// `id` is a listening CM id whose handler context is `handler`'s box; the
-/// table stays attached until it is destroyed (`rdma_helpers.c` counts it).
+/// `id` is a listener of `rdma_helpers.c` (a listening CM id per address
+/// family) whose context is `handler`'s box; the table stays attached
+/// until it is destroyed (`rdma_helpers.c` counts it).
 pub(crate) struct CmListener {
-    id: NonNull<bindings::rdma_cm_id>,
+    id: NonNull<bindings::scst_rs_listener>,
     handler: KBox<Arc<dyn CmListenerHandler>>,
 }
 
@@ -230,8 +279,8 @@ unsafe impl Send for CmListener {}
 unsafe impl Sync for CmListener {}
 
 impl CmListener {
-    /// Listens on `port` (IPv6 and IPv4 wildcard, else IPv4), while the
-    /// stack is attached (`_rdma`).
+    /// Listens on `port` of every IPv4 and IPv6 address, while the stack
+    /// is attached (`_rdma`).
     pub(crate) fn new(
         _rdma: &Rdma,
         port: u16,
@@ -287,8 +336,13 @@ unsafe extern "C" fn scst_rs_cm_connect_request(
         id,
         data,
         rejected: core::cell::Cell::new(false),
+        accepted: core::cell::Cell::new(false),
     };
     handler.connect_request(&req);
+    if req.accepted.get() {
+        // The id is the channel's now.
+        return 0;
+    }
     req.reject(&[]);
     // Non-zero: the CM destroys the request's id.
     1

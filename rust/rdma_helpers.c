@@ -8,6 +8,7 @@
 #include <linux/in6.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/slab.h>
 #include <linux/wait.h>
 #include <net/net_namespace.h>
 #include <rdma/ib_cm.h>
@@ -15,7 +16,7 @@
 #include <rdma/rdma_cm.h>
 
 #include "helpers.h"
-#include "rdma_ops.h"
+#include "rdma_internal.h"
 
 /* Rust (rust/rdma.rs). */
 int scst_rs_rdma_attach(void *handler);
@@ -27,12 +28,13 @@ int scst_rs_cm_connect_request(void *ctx, struct rdma_cm_id *id,
 
 /*
  * Serializes attach, detach and the handler's coming and going. Under it,
- * `ops` is set only while `handler` is, and the IB client registered only
- * while `ops` is set.
+ * `scst_rs_rdma` is set only while `handler` is, and the IB client registered only
+ * while `scst_rs_rdma` is set.
  */
 static DEFINE_MUTEX(rdma_lock);
 static void *handler;
-static const struct scst_rdma_ops *ops;
+const struct scst_rdma_ops *scst_rs_rdma;
+struct workqueue_struct *scst_rs_rdma_wq;
 static struct scst_srpt_params params;
 /* The IB client is registered (under rdma_lock). */
 static bool client_registered;
@@ -45,7 +47,12 @@ static bool client_registered;
 static atomic_t live_objects = ATOMIC_INIT(0);
 static DECLARE_WAIT_QUEUE_HEAD(live_objects_wait);
 
-static void object_put(void)
+void scst_rs_rdma_object_get(void)
+{
+	atomic_inc(&live_objects);
+}
+
+void scst_rs_rdma_object_put(void)
 {
 	if (atomic_dec_and_test(&live_objects))
 		wake_up(&live_objects_wait);
@@ -67,7 +74,7 @@ static int client_add(struct ib_device *dev)
 
 	if (ret)
 		return ret;
-	ops->ib_set_client_data(dev, &client, data);
+	scst_rs_rdma->ib_set_client_data(dev, &client, data);
 	return 0;
 }
 
@@ -84,7 +91,7 @@ int scst_rs_rdma_set_handler(void *h)
 	mutex_lock(&rdma_lock);
 	if (h && handler)
 		ret = -EBUSY;
-	else if (!h && WARN_ON(ops))
+	else if (!h && WARN_ON(scst_rs_rdma))
 		/* scst_srpt.ko depends on scst.ko: it cannot be attached. */
 		ret = -EBUSY;
 	else
@@ -101,13 +108,16 @@ int scst_rs_rdma_set_handler(void *h)
 static void quiesce(void)
 {
 	if (WARN_ON(client_registered)) {
-		ops->ib_unregister_client(&client);
+		scst_rs_rdma->ib_unregister_client(&client);
 		client_registered = false;
 	}
 	while (!wait_event_timeout(live_objects_wait,
 				   !atomic_read(&live_objects), 10 * HZ))
 		pr_warn("scst: scst_srpt unload waits for %d RDMA objects\n",
 			atomic_read(&live_objects));
+	/* The last object's work may still be returning. */
+	destroy_workqueue(scst_rs_rdma_wq);
+	scst_rs_rdma_wq = NULL;
 }
 
 int scst_rdma_attach(const struct scst_rdma_ops *o,
@@ -115,24 +125,34 @@ int scst_rdma_attach(const struct scst_rdma_ops *o,
 {
 	int ret;
 
-	if (o->version != SCST_RDMA_OPS_VERSION) {
+	if (o->version != SCST_RDMA_OPS_VERSION ||
+	    o->size != sizeof(*o)) {
 		pr_err("scst: scst_srpt.ko was built for another scst.ko\n");
 		return -EINVAL;
 	}
 	mutex_lock(&rdma_lock);
 	if (!handler) {
 		ret = -ENODEV;
-	} else if (ops) {
+		goto out;
+	}
+	if (scst_rs_rdma) {
 		ret = -EBUSY;
+		goto out;
+	}
+	scst_rs_rdma_wq = alloc_workqueue("scst_rdma",
+					  WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	if (!scst_rs_rdma_wq) {
+		ret = -ENOMEM;
 	} else {
-		ops = o;
+		scst_rs_rdma = o;
 		params = *p;
 		ret = scst_rs_rdma_attach(handler);
 		if (ret) {
 			quiesce();
-			ops = NULL;
+			scst_rs_rdma = NULL;
 		}
 	}
+out:
 	mutex_unlock(&rdma_lock);
 	return ret;
 }
@@ -141,10 +161,10 @@ EXPORT_SYMBOL_GPL(scst_rdma_attach);
 void scst_rdma_detach(const struct scst_rdma_ops *o)
 {
 	mutex_lock(&rdma_lock);
-	if (ops == o) {
+	if (scst_rs_rdma == o) {
 		scst_rs_rdma_detach(handler);
 		quiesce();
-		ops = NULL;
+		scst_rs_rdma = NULL;
 	}
 	mutex_unlock(&rdma_lock);
 }
@@ -162,7 +182,7 @@ int scst_rs_ib_register_client(void)
 
 	if (client_registered)
 		return -EBUSY;
-	ret = ops->ib_register_client(&client);
+	ret = scst_rs_rdma->ib_register_client(&client);
 	client_registered = !ret;
 	return ret;
 }
@@ -171,7 +191,7 @@ void scst_rs_ib_unregister_client(void)
 {
 	if (!client_registered)
 		return;
-	ops->ib_unregister_client(&client);
+	scst_rs_rdma->ib_unregister_client(&client);
 	client_registered = false;
 }
 
@@ -194,7 +214,7 @@ u32 scst_rs_ib_last_port(struct ib_device *dev)
 int scst_rs_ib_port_gid(struct ib_device *dev, u32 port, u8 *gid)
 {
 	union ib_gid g;
-	int ret = ops->rdma_query_gid(dev, port, 0, &g);
+	int ret = scst_rs_rdma->rdma_query_gid(dev, port, 0, &g);
 
 	if (!ret)
 		memcpy(gid, g.raw, sizeof(g.raw));
@@ -207,45 +227,67 @@ u64 scst_rs_ib_node_guid(struct ib_device *dev)
 }
 
 /*
- * The RDMA/CM listener. Its handler runs in the CM's process context; a
- * connect request's new id is the request's, destroyed by the CM when the
- * handler returns non-zero (an id is never destroyed inside its own
- * handler).
+ * The RDMA/CM handler of the listener and of the channels accepted
+ * through it (rdma_channel.c), told apart by what id->context points to.
+ * It runs in the CM's process context. A connect request's new id is the
+ * request's, destroyed by the CM when the handler returns non-zero (an id
+ * is never destroyed inside its own handler); it stays when the request
+ * is accepted, with the channel as its context from then on.
  */
+struct scst_rs_listener {
+	int kind;
+	void *ctx;
+	/*
+	 * One id per address family: an IPv6 wildcard taking IPv4 too works
+	 * for RoCE, but not for iWARP (siw refuses the mapped addresses).
+	 */
+	struct rdma_cm_id *v4;
+	struct rdma_cm_id *v6;
+};
+
 static int cm_handler(struct rdma_cm_id *id, struct rdma_cm_event *event)
 {
+	const int *kind = id->context;
+	struct scst_rs_listener *l;
+
+	if (*kind == SCST_RS_CM_CHANNEL)
+		return scst_rs_ch_cm_event(id, event);
 	if (event->event != RDMA_CM_EVENT_CONNECT_REQUEST)
 		return 0;
-	return scst_rs_cm_connect_request(id->context, id,
+	l = id->context;
+	return scst_rs_cm_connect_request(l->ctx, id,
 					  event->param.conn.private_data,
 					  event->param.conn.private_data_len);
 }
 
-static struct rdma_cm_id *cm_listen_on(struct sockaddr *addr, void *ctx,
-				       bool any_family)
+static struct rdma_cm_id *cm_listen_on(struct sockaddr *addr,
+				       struct scst_rs_listener *l)
 {
 	struct rdma_cm_id *id;
 	int ret;
 
-	id = ops->create_kernel_id(&init_net, cm_handler, ctx, RDMA_PS_TCP,
-				 IB_QPT_RC, "scst_srpt");
+	id = scst_rs_rdma->create_kernel_id(&init_net, cm_handler, l,
+					    RDMA_PS_TCP, IB_QPT_RC, "scst_srpt");
 	if (IS_ERR(id))
 		return id;
-	/* The IPv6 wildcard takes IPv4 connections too. */
-	ret = any_family ? ops->rdma_set_afonly(id, 0) : 0;
+	ret = addr->sa_family == AF_INET6 ?
+		scst_rs_rdma->rdma_set_afonly(id, 1) : 0;
 	if (!ret)
-		ret = ops->rdma_bind_addr(id, addr);
+		ret = scst_rs_rdma->rdma_bind_addr(id, addr);
 	if (!ret)
-		ret = ops->rdma_listen(id, 128);
+		ret = scst_rs_rdma->rdma_listen(id, 128);
 	if (ret) {
-		ops->rdma_destroy_id(id);
+		scst_rs_rdma->rdma_destroy_id(id);
 		return ERR_PTR(ret);
 	}
 	return id;
 }
 
-/* Listens on `port` of every address, IPv6 and IPv4, else IPv4 only. */
-struct rdma_cm_id *scst_rs_cm_listen(u16 port, void *ctx, int *err)
+/*
+ * Listens on `port` of every IPv4 and IPv6 address (of either alone where
+ * the other cannot be had, such as IPv6 turned off).
+ */
+struct scst_rs_listener *scst_rs_cm_listen(u16 port, void *ctx, int *err)
 {
 	struct sockaddr_in6 any6 = {
 		.sin6_family = AF_INET6,
@@ -255,29 +297,50 @@ struct rdma_cm_id *scst_rs_cm_listen(u16 port, void *ctx, int *err)
 		.sin_family = AF_INET,
 		.sin_port = cpu_to_be16(port),
 	};
+	struct scst_rs_listener *l = kzalloc(sizeof(*l), GFP_KERNEL);
 	struct rdma_cm_id *id;
 
-	id = cm_listen_on((struct sockaddr *)&any6, ctx, true);
-	if (IS_ERR(id))
-		id = cm_listen_on((struct sockaddr *)&any4, ctx, false);
-	if (IS_ERR(id)) {
-		*err = PTR_ERR(id);
+	if (!l) {
+		*err = -ENOMEM;
 		return NULL;
 	}
-	atomic_inc(&live_objects);
-	return id;
+	l->kind = SCST_RS_CM_LISTENER;
+	l->ctx = ctx;
+	id = cm_listen_on((struct sockaddr *)&any4, l);
+	if (!IS_ERR(id))
+		l->v4 = id;
+	else
+		*err = PTR_ERR(id);
+	id = cm_listen_on((struct sockaddr *)&any6, l);
+	if (!IS_ERR(id))
+		l->v6 = id;
+	else if (!l->v4)
+		*err = PTR_ERR(id);
+	if (!l->v4 && !l->v6) {
+		kfree(l);
+		return NULL;
+	}
+	scst_rs_rdma_object_get();
+	return l;
 }
 
-/* Waits for the id's handlers to return: never call it from one of them. */
-void scst_rs_cm_destroy(struct rdma_cm_id *id)
+/*
+ * Destroys a listener. Waits for its ids' handlers to return: never call
+ * it from one of them.
+ */
+void scst_rs_cm_destroy(struct scst_rs_listener *l)
 {
-	ops->rdma_destroy_id(id);
-	object_put();
+	if (l->v4)
+		scst_rs_rdma->rdma_destroy_id(l->v4);
+	if (l->v6)
+		scst_rs_rdma->rdma_destroy_id(l->v6);
+	kfree(l);
+	scst_rs_rdma_object_put();
 }
 
 int scst_rs_cm_reject(struct rdma_cm_id *id, const void *data, u8 len)
 {
-	return ops->rdma_reject(id, data, len, IB_CM_REJ_CONSUMER_DEFINED);
+	return scst_rs_rdma->rdma_reject(id, data, len, IB_CM_REJ_CONSUMER_DEFINED);
 }
 
 struct ib_device *scst_rs_cm_device(struct rdma_cm_id *id)
@@ -288,4 +351,26 @@ struct ib_device *scst_rs_cm_device(struct rdma_cm_id *id)
 u32 scst_rs_cm_port(struct rdma_cm_id *id)
 {
 	return id->port_num;
+}
+
+/* The peer's address of a connect request's id, as text; its length. */
+size_t scst_rs_cm_peer_name(struct rdma_cm_id *id, char *buf, size_t len)
+{
+	const struct sockaddr *sa = (struct sockaddr *)&id->route.addr.dst_addr;
+	int n;
+
+	switch (sa->sa_family) {
+	case AF_INET:
+		n = snprintf(buf, len, "%pI4",
+			     &((const struct sockaddr_in *)sa)->sin_addr);
+		break;
+	case AF_INET6:
+		n = snprintf(buf, len, "%pI6",
+			     &((const struct sockaddr_in6 *)sa)->sin6_addr);
+		break;
+	default:
+		n = snprintf(buf, len, "unknown");
+		break;
+	}
+	return min_t(size_t, n, len ? len - 1 : 0);
 }

@@ -38,12 +38,14 @@ enum ib_poll_context;
 enum rdma_ucm_port_space;
 enum ib_qp_type;
 enum dma_data_direction;
+enum ib_event_type;
 
 /* Bumped whenever the table changes, so that a stale scst_srpt.ko is told. */
-#define SCST_RDMA_OPS_VERSION 1
+#define SCST_RDMA_OPS_VERSION 2
 
 struct scst_rdma_ops {
 	unsigned int version;
+	unsigned int size;
 	int (*ib_register_client)(struct ib_client *client);
 	void (*ib_unregister_client)(struct ib_client *client);
 	void (*ib_set_client_data)(struct ib_device *device,
@@ -71,6 +73,7 @@ struct scst_rdma_ops {
 	int (*rdma_reject)(struct rdma_cm_id *id, const void *private_data,
 			   u8 private_data_len, u8 reason);
 	int (*rdma_disconnect)(struct rdma_cm_id *id);
+	int (*rdma_notify)(struct rdma_cm_id *id, enum ib_event_type event);
 	void (*rdma_destroy_id)(struct rdma_cm_id *id);
 	int (*rdma_create_qp)(struct rdma_cm_id *id, struct ib_pd *pd,
 			      struct ib_qp_init_attr *qp_init_attr);
@@ -82,9 +85,10 @@ struct scst_rdma_ops {
 	void (*rdma_rw_ctx_destroy)(struct rdma_rw_ctx *ctx, struct ib_qp *qp,
 				    u32 port_num, struct scatterlist *sg,
 				    u32 sg_cnt, enum dma_data_direction dir);
-	int (*rdma_rw_ctx_post)(struct rdma_rw_ctx *ctx, struct ib_qp *qp,
-				u32 port_num, struct ib_cqe *cqe,
-				struct ib_send_wr *chain_wr);
+	struct ib_send_wr *(*rdma_rw_ctx_wrs)(struct rdma_rw_ctx *ctx,
+					      struct ib_qp *qp, u32 port_num,
+					      struct ib_cqe *cqe,
+					      struct ib_send_wr *chain_wr);
 };
 
 /* SCST's ib_srpt module parameters, as scst_srpt.ko was loaded with. */

@@ -112,6 +112,17 @@ impl TransportId {
         Some(id)
     }
 
+    /// An SRP initiator port (SPC-4 7.6.4.5): its 16-byte identifier.
+    pub fn srp(port_id: [u8; 16]) -> Self {
+        let mut id = Self {
+            len: 24,
+            bytes: [0; MAX_TRANSPORT_ID_LEN],
+        };
+        id.bytes[0] = proto::SRP;
+        id.bytes[8..24].copy_from_slice(&port_id);
+        id
+    }
+
     /// The iSCSI-format TransportID (format 00b) a session named `name`
     /// gets when its transport has no port identifiers of its own
     /// (scst_local): NULs and commas become `_`, and a name too long is

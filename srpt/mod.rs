@@ -9,12 +9,16 @@
 //! when the device appears and removed when it goes.
 //!
 //! With `rdma_cm_port` set, an RDMA/CM listener takes logins on that port:
-//! each is checked (`login.rs`) and a bad one rejected with its reason.
+//! each is checked (`login.rs`) and a bad one rejected with its reason; an
+//! accepted one opens a session named after the initiator's address and
+//! an RDMA channel (`channel.rs`) whose commands (`command.rs`) move their
+//! data with RDMA READ and WRITE. A device that goes closes its channels
+//! first, then its targets.
 //!
-//! Status: RDMA channels and the SRP data path are not written yet, so a
-//! login that passes the checks is rejected too (UNABLE TO ESTABLISH
-//! CHANNEL), and IB/CM logins (native InfiniBand) are not listened for.
+//! IB/CM logins (native InfiniBand, without IP) are not listened for yet.
 
+mod channel;
+mod command;
 // Shared with the host tests, which use all of it.
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod data;
@@ -24,19 +28,23 @@ pub(crate) mod iu;
 pub(crate) mod login;
 
 use crate::kernel_ext::kvec_ext::VecExt;
-use crate::kernel_ext::net::peer_log_allowed;
+use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::rdma::{
     CmListener, CmListenerHandler, ConnectRequest, IbClientDevice, IbDevice, Rdma, RdmaHandler,
     RdmaHost, SrptParams,
 };
+use crate::kernel_ext::rdma_channel::ChannelConfig;
 use crate::kernel_ext::sysfs::SysfsBuf;
+use crate::kernel_ext::wq::OwnedQueue;
 use crate::scst_core::{
     mgmt::{Line, MgmtError},
-    target::TargetDriver,
+    pr::TransportId,
+    target::{SessionHandle, TargetDriver},
     MgmtOutcome, Registry, Scst,
 };
+use channel::{Events, SrpChannel};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     c_str, new_mutex,
@@ -148,11 +156,87 @@ impl GidName {
     }
 }
 
+/// What the driver's parts share: the core, the driver's targets, its
+/// workqueue, and the RDMA devices it serves.
+#[pin_data]
+pub(crate) struct SrptShared {
+    scst: Arc<Scst>,
+    driver: Arc<SrptDriver>,
+    /// Task management and session teardown run here (they wait).
+    wq: OwnedQueue,
+    #[pin]
+    devices: Mutex<KVec<Arc<SrptDevice>>>,
+}
+
+impl SrptShared {
+    fn device(&self, id: usize) -> Option<Arc<SrptDevice>> {
+        self.devices.lock().iter().find(|d| d.dev_id == id).cloned()
+    }
+
+    /// Takes a closing channel off its device's list.
+    fn forget_channel(&self, ch: &Arc<SrpChannel>) {
+        let devices = self.devices.lock();
+        for d in devices.iter() {
+            let mut c = d.channels.lock();
+            if let Some(i) = c.list.iter().position(|x| Arc::ptr_eq(x, ch)) {
+                c.list.swap_remove(i);
+                return;
+            }
+        }
+    }
+}
+
+/// Channels alive (until their last command is gone), which a device's
+/// removal waits for.
+pub(crate) struct ChannelCount {
+    n: AtomicUsize,
+}
+
+/// How often a device's removal looks again for its channels, and how
+/// often it says it still waits.
+const REMOVE_POLL_MS: u32 = 10;
+const REMOVE_REPORT_MS: u32 = 10_000;
+
+/// One channel counted alive, until this drops.
+pub(crate) struct Counted(Arc<ChannelCount>);
+
+impl Counted {
+    fn new(count: &Arc<ChannelCount>) -> Self {
+        count.n.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.n.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ChannelCount {
+    /// Waits until none is alive: each ends once its commands have (a
+    /// backend ends or times out its I/O), so the wait ends too; it says
+    /// so every 10 s meanwhile.
+    fn wait_none(&self, device: &CStr) {
+        let mut waited = 0u32;
+        while self.n.load(Ordering::Acquire) != 0 {
+            crate::kernel_ext::misc::sleep_ms(REMOVE_POLL_MS);
+            waited += REMOVE_POLL_MS;
+            if waited % REMOVE_REPORT_MS == 0 {
+                pr_info!(
+                    "ib_srpt: {} waits for {} channels to end\n",
+                    device,
+                    self.n.load(Ordering::Acquire)
+                );
+            }
+        }
+    }
+}
+
 /// The RDMA devices' side of the driver.
 #[pin_data]
 struct Handler {
-    scst: Arc<Scst>,
-    driver: Arc<SrptDriver>,
+    shared: Arc<SrptShared>,
     /// `srpt_service_guid` of the attached stack (0: each device's node
     /// GUID).
     service_guid: AtomicU64,
@@ -164,15 +248,22 @@ struct Handler {
 impl RdmaHandler for Handler {
     fn attach(&self, rdma: &Rdma) -> Result {
         let params = rdma.params();
+        let scst = &self.shared.scst;
         self.service_guid
             .store(params.srpt_service_guid, Ordering::Relaxed);
-        self.scst.register_target_driver(self.driver.clone())?;
+        scst.register_target_driver(self.shared.driver.clone())?;
         if let Err(e) = rdma.register_client() {
-            self.scst.unregister_target_driver(DRIVER);
+            scst.unregister_target_driver(DRIVER);
             return Err(e);
         }
         if params.rdma_cm_port != 0 {
-            let logins = Arc::new(Logins { params }, GFP_KERNEL)?;
+            let logins = Arc::new(
+                Logins {
+                    shared: self.shared.clone(),
+                    params,
+                },
+                GFP_KERNEL,
+            )?;
             match CmListener::new(rdma, params.rdma_cm_port, logins) {
                 Ok(l) => *self.listener.lock() = Some(l),
                 Err(e) => {
@@ -182,7 +273,7 @@ impl RdmaHandler for Handler {
                         e
                     );
                     rdma.unregister_client();
-                    self.scst.unregister_target_driver(DRIVER);
+                    scst.unregister_target_driver(DRIVER);
                     return Err(e);
                 }
             }
@@ -207,24 +298,33 @@ impl RdmaHandler for Handler {
         // No login comes in once the listener is gone.
         let listener = self.listener.lock().take();
         drop(listener);
+        // Each device closes its channels and waits for them.
         rdma.unregister_client();
-        self.scst.unregister_target_driver(DRIVER);
+        self.shared.scst.unregister_target_driver(DRIVER);
         pr_info!("ib_srpt: SRP target down\n");
     }
 
     fn add_device(&self, dev: &IbDevice<'_>) -> Result<Arc<dyn IbClientDevice>> {
+        let shared = &self.shared;
         // Room for every port's target first: once a target is added,
         // nothing fails before the device holds it (a failed add is never
         // removed).
-        let mut device = SrptDevice {
-            scst: self.scst.clone(),
-            driver: self.driver.clone(),
-            targets: KVec::with_capacity(dev.ports().count(), GFP_KERNEL)?,
-        };
+        let mut targets = KVec::with_capacity(dev.ports().count(), GFP_KERNEL)?;
+        let mut name = KVec::new();
+        name.extend_from_slice(dev.name().as_bytes_with_nul(), GFP_KERNEL)?;
         let service_guid = match self.service_guid.load(Ordering::Relaxed) {
             0 => dev.node_guid(),
             guid => guid,
         };
+        let live = Arc::new(
+            ChannelCount {
+                n: AtomicUsize::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        let mut list = KVec::new();
+        shared.devices.lock().reserve(1, GFP_KERNEL)?;
+        list.reserve(4, GFP_KERNEL)?;
         for port in dev.ports() {
             let gid = match dev.port_gid(port) {
                 Ok(gid) => gid,
@@ -242,7 +342,7 @@ impl RdmaHandler for Handler {
             let mut device_name = KVec::new();
             device_name.extend_from_slice(dev.name().as_bytes(), GFP_KERNEL)?;
             // Shown from the moment the target exists.
-            self.driver.ports.lock().push(
+            shared.driver.ports.lock().push(
                 PortInfo {
                     target: name,
                     gid,
@@ -251,15 +351,16 @@ impl RdmaHandler for Handler {
                 },
                 GFP_KERNEL,
             )?;
-            let added = self.scst.with_registry(|r| {
-                self.scst
+            let added = shared.scst.with_registry(|r| {
+                shared
+                    .scst
                     .add_target(r, DRIVER, name.as_str())
                     .map_err(|e| e.errno())
             });
             match added {
-                Ok(()) => device.targets.push(name, GFP_KERNEL)?,
+                Ok(()) => targets.push((port, name), GFP_KERNEL)?,
                 Err(e) => {
-                    self.driver.forget(&name);
+                    shared.driver.forget(&name);
                     pr_warn!(
                         "ib_srpt: {} port {}: target {} not added ({:?})\n",
                         dev.name(),
@@ -270,15 +371,49 @@ impl RdmaHandler for Handler {
                 }
             }
         }
-        // Should this fail, dropping the device removes its targets.
-        Ok(Arc::new(device, GFP_KERNEL)?)
+        let device = Arc::pin_init(
+            pin_init!(SrptDevice {
+                shared: shared.clone(),
+                dev_id: dev.id(),
+                name,
+                service_guid,
+                targets,
+                channels <- new_mutex!(DeviceChannels {
+                    removed: false,
+                    list,
+                }),
+                live,
+            }),
+            GFP_KERNEL,
+        );
+        let device = match device {
+            Ok(d) => d,
+            Err(e) => {
+                // A failed add is never removed: its targets go now. (The
+                // targets moved into the failed initializer are dropped
+                // with it; their names are the ports' GIDs again.)
+                for port in dev.ports() {
+                    if let Ok(gid) = dev.port_gid(port) {
+                        remove_targets(shared, &[(port, GidName::new(&gid))]);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        // Reserved above; a device not listed takes no login.
+        let _ = shared.devices.lock().push(device.clone(), GFP_KERNEL);
+        Ok(device)
     }
 }
 
 /// The RDMA/CM listener's side: SRP logins.
 struct Logins {
+    shared: Arc<SrptShared>,
     params: SrptParams,
 }
+
+/// A login's refusal: the SRP_LOGIN_REJ reason and what the log says.
+struct Refused(u32, &'static str);
 
 impl CmListenerHandler for Logins {
     fn connect_request(&self, req: &ConnectRequest<'_>) {
@@ -286,13 +421,12 @@ impl CmListenerHandler for Logins {
         let login = match iu::LoginRequest::parse_rdma_cm(req.private_data()) {
             Ok(login) => login,
             Err(e) => {
-                if peer_log_allowed() {
-                    pr_warn!(
-                        "ib_srpt: malformed RDMA/CM login ({:?}, {} bytes): rejected\n",
-                        e,
-                        req.private_data().len()
-                    );
-                }
+                pr_peer!(
+                    pr_warn,
+                    "ib_srpt: malformed RDMA/CM login ({:?}, {} bytes): rejected\n",
+                    e,
+                    req.private_data().len()
+                );
                 req.reject(&iu::login_reject(
                     [0; 8],
                     iu::reject::UNABLE_ESTABLISH_CHANNEL,
@@ -301,69 +435,257 @@ impl CmListenerHandler for Logins {
                 return;
             }
         };
-        let dev = req.device();
-        let limits = login::Limits {
-            max_req_size: self.params.srp_max_req_size,
-            service_guid: match self.params.srpt_service_guid {
-                0 => dev.node_guid(),
-                guid => guid,
-            },
-            rq_size: RQ_SIZE,
-        };
-        let (reason, why) = match login::judge(&login, &limits, false) {
-            Err(reason) => (reason, "refused"),
-            // Channels are not written yet.
-            Ok(_) => (
-                iu::reject::UNABLE_ESTABLISH_CHANNEL,
-                "valid, but RDMA channels are not implemented yet",
-            ),
-        };
-        if peer_log_allowed() {
-            let name = login::initiator_name(&login.initiator_port_id);
-            pr_info!(
-                "ib_srpt: login of {} on {} port {} (it_iu_len {}) {}: reject reason {:#010x}\n",
-                core::str::from_utf8(&name).unwrap_or("?"),
-                dev.name(),
+        let mut peer = [0u8; 48];
+        let peer = req.peer_name(&mut peer);
+        let peer_str = core::str::from_utf8(peer).unwrap_or("?");
+        match self.login(req, &login, peer_str) {
+            Ok(()) => pr_peer!(
+                pr_info,
+                "ib_srpt: {} logged in on {} port {} (it_iu_len {})\n",
+                peer_str,
+                req.device().name(),
                 req.port(),
-                login.req_it_iu_len,
-                why,
-                reason
-            );
+                login.req_it_iu_len
+            ),
+            Err(Refused(reason, why)) => {
+                pr_peer!(
+                    pr_info,
+                    "ib_srpt: login of {} on {} port {} (it_iu_len {}) rejected ({}): reason {:#010x}\n",
+                    peer_str,
+                    req.device().name(),
+                    req.port(),
+                    login.req_it_iu_len,
+                    why,
+                    reason
+                );
+                req.reject(&iu::login_reject(login.tag, reason, formats));
+            }
         }
-        req.reject(&iu::login_reject(login.tag, reason, formats));
     }
 }
 
-/// An RDMA device's targets, one per port.
+impl Logins {
+    /// Checks a login and opens its session and channel.
+    fn login(
+        &self,
+        req: &ConnectRequest<'_>,
+        login: &iu::LoginRequest,
+        peer: &str,
+    ) -> core::result::Result<(), Refused> {
+        use iu::reject::{INSUFFICIENT_RESOURCES, UNABLE_ESTABLISH_CHANNEL};
+        let dev = req.device();
+        let port = req.port();
+        let device = self
+            .shared
+            .device(dev.id())
+            .ok_or(Refused(UNABLE_ESTABLISH_CHANNEL, "device not served"))?;
+        let target = device
+            .target_of(port)
+            .ok_or(Refused(UNABLE_ESTABLISH_CHANNEL, "port without a target"))?;
+        let scst = &self.shared.scst;
+        let enabled = scst
+            .with_registry(|r| Scst::target_state(r, DRIVER, target.as_str().as_bytes()))
+            .is_some_and(|t| t.enabled.load(Ordering::Relaxed));
+        if !enabled {
+            return Err(Refused(INSUFFICIENT_RESOURCES, "target not enabled"));
+        }
+        let limits = login::Limits {
+            max_req_size: self.params.srp_max_req_size,
+            service_guid: device.service_guid,
+            rq_size: RQ_SIZE,
+        };
+        let others = device.has_channels_of(&login.initiator_port_id, port);
+        let grant = login::judge(login, &limits, others).map_err(|r| Refused(r, "refused"))?;
+        if grant.terminate_others {
+            device.shutdown_channels_of(&login.initiator_port_id, port);
+        }
+        let session = scst
+            .with_registry(|r| {
+                scst.add_network_session(
+                    r,
+                    DRIVER,
+                    target.as_str(),
+                    peer,
+                    TransportId::srp(login.initiator_port_id),
+                    |_| {
+                        let handle: Arc<dyn SessionHandle> = Arc::new(SrptSession, GFP_KERNEL)?;
+                        Ok(handle)
+                    },
+                )
+            })
+            .map_err(|_| Refused(INSUFFICIENT_RESOURCES, "no session"))?;
+        let closing = |session| {
+            scst.with_registry(|r| Scst::remove_session(r, DRIVER, &session));
+        };
+        let max_rsp =
+            (grant.response.max_ti_iu_len as usize).min(self.params.srp_max_rsp_size as usize);
+        let srp = match SrpChannel::new(
+            self.shared.clone(),
+            session.clone(),
+            login.initiator_port_id,
+            port,
+            max_rsp,
+            RQ_SIZE,
+            Counted::new(&device.live),
+        ) {
+            Ok(srp) => srp,
+            Err(_) => {
+                closing(session);
+                return Err(Refused(INSUFFICIENT_RESOURCES, "no memory"));
+            }
+        };
+        let mut cfg = ChannelConfig {
+            rq_size: RQ_SIZE,
+            req_size: self.params.srp_max_req_size,
+            tx_count: RQ_SIZE,
+            rsp_size: self.params.srp_max_rsp_size,
+            sq_size: self.params.srpt_sq_size,
+        };
+        let events = match Arc::new(Events(srp.clone()), GFP_KERNEL) {
+            Ok(e) => e,
+            Err(_) => {
+                srp.shutdown();
+                return Err(Refused(INSUFFICIENT_RESOURCES, "no memory"));
+            }
+        };
+        let pending = match req.create_channel(&mut cfg, events) {
+            Ok(p) => p,
+            Err(e) => {
+                pr_warn!("ib_srpt: {}: no RDMA channel ({:?})\n", peer, e);
+                srp.shutdown();
+                return Err(Refused(INSUFFICIENT_RESOURCES, "no RDMA channel"));
+            }
+        };
+        // Its send units free before a request can arrive.
+        srp.ready(cfg.tx_count);
+        let mut response = grant.response;
+        response.req_lim_delta = cfg.tx_count;
+        let mut channels = device.channels.lock();
+        if channels.removed || channels.list.reserve(1, GFP_KERNEL).is_err() {
+            drop(channels);
+            drop(pending);
+            srp.shutdown();
+            return Err(Refused(UNABLE_ESTABLISH_CHANNEL, "device going"));
+        }
+        match req.accept(pending, &response.encode()) {
+            Ok(ch) => {
+                srp.open(ch);
+                // Reserved above.
+                let _ = channels.list.push(srp, GFP_KERNEL);
+                Ok(())
+            }
+            Err(e) => {
+                drop(channels);
+                pr_warn!("ib_srpt: {}: accept failed ({:?})\n", peer, e);
+                srp.shutdown();
+                Err(Refused(UNABLE_ESTABLISH_CHANNEL, "accept failed"))
+            }
+        }
+    }
+}
+
+/// A session's side in the driver: nothing beyond its channel.
+struct SrptSession;
+
+impl SessionHandle for SrptSession {}
+
+/// A device's channels.
+struct DeviceChannels {
+    /// The device is going: no new channel.
+    removed: bool,
+    list: KVec<Arc<SrpChannel>>,
+}
+
+/// An RDMA device: its targets, one per port, and its channels.
+#[pin_data]
 struct SrptDevice {
-    scst: Arc<Scst>,
-    driver: Arc<SrptDriver>,
-    targets: KVec<GidName>,
+    shared: Arc<SrptShared>,
+    /// The `ib_device`'s identity, and its name (NUL-terminated).
+    dev_id: usize,
+    name: KVec<u8>,
+    service_guid: u64,
+    targets: KVec<(u32, GidName)>,
+    #[pin]
+    channels: Mutex<DeviceChannels>,
+    live: Arc<ChannelCount>,
 }
 
 impl SrptDevice {
-    fn remove_targets(&self) {
-        for name in self.targets.iter() {
-            self.driver.forget(name);
-            let _ = self.scst.with_registry(|r| {
-                self.scst
-                    .del_target(r, DRIVER, name.as_str())
-                    .map_err(|e| e.errno())
-            });
+    fn name(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.name).unwrap_or(c_str!("?"))
+    }
+
+    fn target_of(&self, port: u32) -> Option<GidName> {
+        self.targets
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, n)| *n)
+    }
+
+    fn has_channels_of(&self, initiator: &[u8; 16], port: u32) -> bool {
+        self.channels
+            .lock()
+            .list
+            .iter()
+            .any(|c| c.port == port && c.initiator_port_id == *initiator)
+    }
+
+    /// Ends an initiator's channels on a port (a single-channel login
+    /// replaces them).
+    fn shutdown_channels_of(&self, initiator: &[u8; 16], port: u32) {
+        loop {
+            let next = self
+                .channels
+                .lock()
+                .list
+                .iter()
+                .find(|c| c.port == port && c.initiator_port_id == *initiator)
+                .cloned();
+            match next {
+                Some(c) => c.shutdown(),
+                None => return,
+            }
         }
+    }
+
+    fn remove_targets(&self) {
+        remove_targets(&self.shared, &self.targets);
+    }
+}
+
+/// Removes a device's targets.
+fn remove_targets(shared: &SrptShared, targets: &[(u32, GidName)]) {
+    for (_, name) in targets.iter() {
+        shared.driver.forget(name);
+        let _ = shared.scst.with_registry(|r| {
+            shared
+                .scst
+                .del_target(r, DRIVER, name.as_str())
+                .map_err(|e| e.errno())
+        });
     }
 }
 
 impl IbClientDevice for SrptDevice {
+    /// Closes the device's channels and waits for them (their QPs and CQs
+    /// are the device's), then removes its targets.
     fn remove(&self) {
-        self.remove_targets();
-    }
-}
-
-impl Drop for SrptDevice {
-    /// A device whose add failed is never removed: its targets go here.
-    /// (After `remove`, they are gone already and this finds none.)
-    fn drop(&mut self) {
+        let list = {
+            let mut c = self.channels.lock();
+            c.removed = true;
+            core::mem::replace(&mut c.list, KVec::new())
+        };
+        for ch in list.iter() {
+            ch.shutdown();
+        }
+        drop(list);
+        self.live.wait_none(self.name());
+        {
+            let mut devices = self.shared.devices.lock();
+            if let Some(i) = devices.iter().position(|d| d.dev_id == self.dev_id) {
+                devices.swap_remove(i);
+            }
+        }
         self.remove_targets();
     }
 }
@@ -371,6 +693,15 @@ impl Drop for SrptDevice {
 /// srpt's registration with the RDMA stack, for scst.ko's lifetime.
 pub(crate) struct Srpt {
     _host: RdmaHost,
+    shared: Arc<SrptShared>,
+}
+
+impl Drop for Srpt {
+    fn drop(&mut self) {
+        // Works of channels long gone (session teardown) end before the
+        // module does.
+        self.shared.wq.drain();
+    }
 }
 
 /// Makes srpt the handler scst_srpt.ko attaches to.
@@ -381,10 +712,19 @@ pub(crate) fn register(scst: &Arc<Scst>) -> Result<Srpt> {
         }),
         GFP_KERNEL,
     )?;
-    let handler: Arc<dyn RdmaHandler> = Arc::pin_init(
-        pin_init!(Handler {
+    let shared = Arc::pin_init(
+        try_pin_init!(SrptShared {
             scst: scst.clone(),
             driver,
+            wq: OwnedQueue::new(c_str!("scst_srpt"))?,
+            devices <- new_mutex!(KVec::new()),
+        }? Error),
+        GFP_KERNEL,
+    )?;
+    let handler_shared = shared.clone();
+    let handler: Arc<dyn RdmaHandler> = Arc::pin_init(
+        pin_init!(Handler {
+            shared: handler_shared,
             service_guid: AtomicU64::new(0),
             listener <- new_mutex!(None),
         }),
@@ -392,5 +732,6 @@ pub(crate) fn register(scst: &Arc<Scst>) -> Result<Srpt> {
     )?;
     Ok(Srpt {
         _host: RdmaHost::new(handler)?,
+        shared,
     })
 }

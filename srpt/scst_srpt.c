@@ -55,6 +55,7 @@ MODULE_PARM_DESC(srpt_service_guid,
 
 static const struct scst_rdma_ops ops = {
 	.version = SCST_RDMA_OPS_VERSION,
+	.size = sizeof(struct scst_rdma_ops),
 	.ib_register_client = ib_register_client,
 	.ib_unregister_client = ib_unregister_client,
 	.ib_set_client_data = ib_set_client_data,
@@ -71,12 +72,13 @@ static const struct scst_rdma_ops ops = {
 	.rdma_accept = rdma_accept,
 	.rdma_reject = rdma_reject,
 	.rdma_disconnect = rdma_disconnect,
+	.rdma_notify = rdma_notify,
 	.rdma_destroy_id = rdma_destroy_id,
 	.rdma_create_qp = rdma_create_qp,
 	.rdma_destroy_qp = rdma_destroy_qp,
 	.rdma_rw_ctx_init = rdma_rw_ctx_init,
 	.rdma_rw_ctx_destroy = rdma_rw_ctx_destroy,
-	.rdma_rw_ctx_post = rdma_rw_ctx_post,
+	.rdma_rw_ctx_wrs = rdma_rw_ctx_wrs,
 };
 
 static int __init scst_srpt_init(void)

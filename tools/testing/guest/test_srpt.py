@@ -5,11 +5,13 @@ and each port of each RDMA device is a target, named by its GID, that
 comes and goes with the device (soft RoCE and soft iWARP on the guest's
 NIC)."""
 
+import glob
 import os
+import time
 
 import pytest
 
-from conftest import (ROOT, SRPT_MODULE, dmesg_since, guest_nic, loaded, load, mark_dmesg,
+from conftest import (ROOT, SRPT_MODULE, backing_file, device_of, dmesg_since, guest_nic, loaded, load, mark_dmesg,
                       nic_ipv4, node_guid, port_gids, read, sh, soft_rdma, srp_add_target,
                       unload, unload_rdma_stack, write)
 
@@ -93,24 +95,27 @@ def test_a_target_per_rdma_port(rdma_free, kind):
 
 def test_logins_are_checked_and_rejected_with_their_reason(rdma_free):
     """ib_srp logs in over RDMA/CM (soft RoCE): a login for another target
-    port, or announcing requests larger than srp_max_req_size, is rejected
-    with SRP-2's reason; the initiator's add_target fails. (RDMA channels
-    are not written yet: a valid login is refused too, and says so.)"""
+    port, announcing requests larger than srp_max_req_size, or to a
+    disabled target, is rejected with SRP-2's reason (SCST's for the last);
+    the initiator's add_target fails, and no session stays."""
     with soft_rdma("rxe") as ibdev:
         ip = nic_ipv4(guest_nic())
         sh("modprobe", "-a", "ib_srp", "rdma_cm")
         guid = node_guid(ibdev)
         base = f"dest={ip}:5000,src={ip}"
         cases = [
-            ("", f"id_ext=1234,ioc_guid={guid},{base}", "reject reason 0x00010003"),
+            ("", f"id_ext=1234,ioc_guid={guid},{base}", "reason 0x00010003"),
             # ib_srp announces 8260-byte requests (immediate data).
             ("srp_max_req_size=1024", f"id_ext={guid},ioc_guid={guid},{base}",
-             "reject reason 0x00010002"),
-            ("", f"id_ext={guid},ioc_guid={guid},{base}",
-             "RDMA channels are not implemented yet: reject reason 0x00010000"),
+             "reason 0x00010002"),
+            ("disabled", f"id_ext={guid},ioc_guid={guid},{base}",
+             "(target not enabled): reason 0x00010001"),
         ]
         for params, options, said in cases:
-            sh("insmod", SRPT_MODULE, "rdma_cm_port=5000", *params.split())
+            sh("insmod", SRPT_MODULE, "rdma_cm_port=5000",
+               *params.replace("disabled", "").split())
+            if params == "disabled":
+                write(f"targets/ib_srpt/{port_gids(ibdev)[0]}/enabled", "0")
             # The target port identifier, as the target shows it.
             info = read(f"targets/ib_srpt/{port_gids(ibdev)[0]}/login_info").strip()
             fields = dict(f.split("=") for f in info.split(","))
@@ -121,3 +126,64 @@ def test_logins_are_checked_and_rejected_with_their_reason(rdma_free):
             assert said in dmesg_since(mark), (options, dmesg_since(mark)[-2000:])
             assert os.listdir(os.path.join(DRIVER, port_gids(ibdev)[0], "sessions")) == []
             sh("rmmod", "scst_srpt")
+
+
+def srp_scsi_devices():
+    """The SCSI devices of ib_srp's hosts (sysfs directories)."""
+    found = []
+    for host in glob.glob("/sys/class/scsi_host/host*"):
+        with open(os.path.join(host, "proc_name")) as f:
+            if f.read().strip() != "ib_srp":
+                continue
+        found += glob.glob(os.path.join(host, "device", "target*", "*:*:*:*"))
+    return sorted(found)
+
+
+def srp_logout():
+    """ib_srp's logout of every remote port."""
+    for port in glob.glob("/sys/class/srp_remote_ports/port-*"):
+        with open(os.path.join(port, "delete"), "w") as f:
+            f.write("1")
+
+
+@pytest.mark.parametrize("kind", ["rxe", "siw"])
+def test_io_through_an_srp_login(rdma_free, kind):
+    """ib_srp logs in (a session per channel, named by its address), sees
+    the LUN, and what it writes through it (RDMA READs) it reads back (RDMA
+    WRITEs); its logout ends the sessions."""
+    with soft_rdma(kind) as ibdev:
+        ip = nic_ipv4(guest_nic())
+        sh("modprobe", "-a", "ib_srp", "rdma_cm")
+        sh("insmod", SRPT_MODULE, "rdma_cm_port=5000")
+        gid = port_gids(ibdev)[0]
+        path = backing_file("srp0", 64 << 20)
+        write("handlers/vdisk_fileio/mgmt", f"add_device srp0 filename={path}")
+        assert write(f"targets/ib_srpt/{gid}/luns/mgmt", "add srp0 0") == 0
+        guid = node_guid(ibdev)
+        mark = f"scst-test: srp io over {kind}"
+        mark_dmesg(mark)
+        options = f"id_ext={guid},ioc_guid={guid},dest={ip}:5000,src={ip}"
+        assert srp_add_target(ibdev, options) == 0, dmesg_since(mark)[-3000:]
+        sessions = os.path.join(DRIVER, gid, "sessions")
+        # ib_srp opens a channel per completion vector (ch_count).
+        names = sorted(os.listdir(sessions))
+        assert names and names[0] == ip and all(n.startswith(ip) for n in names), names
+        disk = device_of(srp_scsi_devices, "block/sd*")
+        assert disk, (srp_scsi_devices(), dmesg_since(mark)[-3000:])
+        pattern = os.path.join("/tmp", "srp-pattern")
+        with open(pattern, "wb") as f:
+            f.write(os.urandom(4 << 20))
+        sh("dd", f"if={pattern}", f"of={disk}", "bs=1M", "seek=3", "oflag=direct")
+        back = os.path.join("/tmp", "srp-back")
+        sh("dd", f"if={disk}", f"of={back}", "bs=1M", "skip=3", "count=4", "iflag=direct")
+        with open(pattern, "rb") as f, open(back, "rb") as g:
+            assert f.read() == g.read()
+        # udev's probes of the new disk end first (else the removal fails them).
+        sh("udevadm", "settle", check=False)
+        srp_logout()
+        for _ in range(100):
+            if not os.listdir(sessions):
+                break
+            time.sleep(0.1)
+        assert os.listdir(sessions) == [], (glob.glob("/sys/class/srp_remote_ports/*"),
+                                            dmesg_since(mark)[-3000:])

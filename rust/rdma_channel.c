@@ -1,0 +1,769 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A connected RDMA channel, as srpt uses one: an accepted RDMA/CM id with
+ * its protection domain, a completion queue from the device's pool, a
+ * reliable-connected QP, a ring of receive units and one of send units;
+ * and the transfers (RDMA READ and WRITE through the kernel's rdma_rw API)
+ * of the commands on it.
+ *
+ * Completions run in the CQ pool's workqueue (IB_POLL_WORKQUEUE: process
+ * context) and call the owner (Rust, rust/rdma.rs). A channel is counted:
+ * the last reference queues its destruction on scst_rs_rdma_wq, so that a
+ * reference may be dropped in any context, a completion or a CM handler
+ * included, where draining the QP or destroying the id would deadlock.
+ *
+ * Posting and closing exclude each other (ch->lock): once a channel is
+ * closing, nothing more is posted, and the drain that follows returns
+ * every unit and transfer posted before.
+ */
+#include <linux/kref.h>
+#include <linux/mm.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+#include <rdma/ib_verbs.h>
+#include <rdma/rdma_cm.h>
+#include <rdma/rw.h>
+
+#include "helpers.h"
+#include "rdma_internal.h"
+
+/* Rust (rust/rdma.rs). */
+void scst_rs_ch_received(void *owner, struct scst_rs_ch *ch, const void *data,
+			 u32 len);
+void scst_rs_ch_sent(void *owner, struct scst_rs_ch *ch, u32 slot, bool ok);
+void scst_rs_ch_read_done(void *owner, struct scst_rs_ch *ch, u64 cookie,
+			  bool ok);
+void scst_rs_ch_event(void *owner, struct scst_rs_ch *ch, int event);
+void scst_rs_ch_released(void *owner);
+
+/* A receive or send unit. */
+struct scst_rs_iu {
+	struct ib_cqe cqe;
+	struct scst_rs_ch *ch;
+	void *buf;
+	u64 dma;
+	u32 index;
+	/* Send units: posted, and what that took of the send queue. */
+	bool busy;
+	u32 wrs;
+	/* The RDMA WRITEs chained before the unit, freed with it. */
+	struct scst_rs_xfer *xfer;
+};
+
+/* One remote region's context, over its own slice of the buffer. */
+struct scst_rs_rw {
+	struct rdma_rw_ctx ctx;
+	struct scatterlist *sgl;
+	u32 nents;
+};
+
+struct scst_rs_xfer {
+	struct ib_cqe cqe;
+	struct scst_rs_ch *ch;
+	u64 cookie;
+	enum dma_data_direction dir;
+	/* Contexts made, of `max`; the work requests they take. */
+	u32 count;
+	u32 max;
+	u32 wrs;
+	struct scst_rs_rw rw[];
+};
+
+enum { CH_CLOSE_QUEUED, CH_DRAINED };
+
+struct scst_rs_ch {
+	/* SCST_RS_CM_CHANNEL: what the CM handler finds in id->context. */
+	int kind;
+	struct kref ref;
+	struct rdma_cm_id *id;
+	struct ib_device *dev;
+	struct ib_pd *pd;
+	struct ib_cq *cq;
+	u32 cq_size;
+	struct ib_qp *qp;
+	u32 port;
+	void *owner;
+	/* Posting against closing; the send queue's free entries. */
+	spinlock_t lock;
+	bool closing;
+	u32 sq_avail;
+	struct scst_rs_ch_config cfg;
+	/* The id's context before it was the channel's (the listener's). */
+	void *listener;
+	struct scst_rs_iu *recv;
+	struct scst_rs_iu *send;
+	unsigned long flags;
+	struct work_struct close_work;
+	struct work_struct destroy_work;
+};
+
+static void ch_release(struct kref *ref);
+
+void scst_rs_ch_get(struct scst_rs_ch *ch)
+{
+	kref_get(&ch->ref);
+}
+
+/* A reference, unless the channel is being destroyed already. */
+bool scst_rs_ch_tryget(struct scst_rs_ch *ch)
+{
+	return kref_get_unless_zero(&ch->ref);
+}
+
+void scst_rs_ch_put(struct scst_rs_ch *ch)
+{
+	kref_put(&ch->ref, ch_release);
+}
+
+static void recv_done(struct ib_cq *cq, struct ib_wc *wc);
+static void send_done(struct ib_cq *cq, struct ib_wc *wc);
+
+static int post_recv(struct scst_rs_iu *iu)
+{
+	struct ib_sge sge = {
+		.addr = iu->dma,
+		.length = iu->ch->cfg.req_size,
+		.lkey = iu->ch->pd->local_dma_lkey,
+	};
+	struct ib_recv_wr wr = {
+		.wr_cqe = &iu->cqe,
+		.sg_list = &sge,
+		.num_sge = 1,
+	};
+
+	return ib_post_recv(iu->ch->qp, &wr, NULL);
+}
+
+static void free_ius(struct scst_rs_ch *ch, struct scst_rs_iu *ius, u32 n,
+		     u32 size, enum dma_data_direction dir)
+{
+	u32 i;
+
+	if (!ius)
+		return;
+	for (i = 0; i < n; i++) {
+		if (!ius[i].buf)
+			continue;
+		ib_dma_unmap_single(ch->dev, ius[i].dma, size, dir);
+		kfree(ius[i].buf);
+	}
+	kvfree(ius);
+}
+
+static struct scst_rs_iu *alloc_ius(struct scst_rs_ch *ch, u32 n, u32 size,
+				    enum dma_data_direction dir,
+				    void (*done)(struct ib_cq *, struct ib_wc *))
+{
+	struct scst_rs_iu *ius = kvcalloc(n, sizeof(*ius), GFP_KERNEL);
+	u32 i;
+
+	if (!ius)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		struct scst_rs_iu *iu = &ius[i];
+
+		iu->ch = ch;
+		iu->index = i;
+		iu->cqe.done = done;
+		iu->buf = kzalloc(size, GFP_KERNEL);
+		if (!iu->buf)
+			goto fail;
+		iu->dma = ib_dma_map_single(ch->dev, iu->buf, size, dir);
+		if (ib_dma_mapping_error(ch->dev, iu->dma)) {
+			kfree(iu->buf);
+			iu->buf = NULL;
+			goto fail;
+		}
+	}
+	return ius;
+fail:
+	free_ius(ch, ius, n, size, dir);
+	return NULL;
+}
+
+static void qp_event(struct ib_event *event, void *context)
+{
+	struct scst_rs_ch *ch = context;
+
+	/* The first request may arrive before the CM's RTU: say it came. */
+	if (event->event == IB_EVENT_COMM_EST && ch->id)
+		scst_rs_rdma->rdma_notify(ch->id, event->event);
+	else if (event->event != IB_EVENT_QP_LAST_WQE_REACHED)
+		pr_info_ratelimited("scst: RDMA channel QP event %d\n",
+				    event->event);
+}
+
+/* The QP, shrinking the send queue while the device refuses it. */
+static int create_qp(struct scst_rs_ch *ch)
+{
+	const struct ib_device_attr *attrs = &ch->dev->attrs;
+	u32 sq = ch->cfg.sq_size;
+	int ret;
+
+	for (;;) {
+		struct ib_qp_init_attr init = {
+			.event_handler = qp_event,
+			.qp_context = ch,
+			.send_cq = ch->cq,
+			.recv_cq = ch->cq,
+			.sq_sig_type = IB_SIGNAL_REQ_WR,
+			.qp_type = IB_QPT_RC,
+			.port_num = ch->port,
+		};
+
+		/*
+		 * Half the queue for responses, half for RDMA contexts (which
+		 * the rw API widens by the registrations they need). One more
+		 * send and receive each for the drain's markers.
+		 */
+		init.cap.max_send_wr = min_t(u32, sq / 2 + 1, attrs->max_qp_wr);
+		init.cap.max_rdma_ctxs = sq / 2;
+		init.cap.max_recv_wr = ch->cfg.rq_size + 1;
+		init.cap.max_send_sge = min_t(u32, attrs->max_send_sge, 16);
+		init.cap.max_recv_sge = 1;
+		ret = scst_rs_rdma->rdma_create_qp(ch->id, ch->pd, &init);
+		if (!ret) {
+			ch->qp = ch->id->qp;
+			ch->sq_avail = init.cap.max_send_wr - 1;
+			ch->cfg.sq_size = sq;
+			return 0;
+		}
+		if (sq <= 32)
+			return ret;
+		sq /= 2;
+	}
+}
+
+/*
+ * The channel of a connect request's id, with its receive units posted,
+ * before it is accepted. `cfg` says what is wanted and, on return, what
+ * the device gave.
+ */
+struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
+				     struct scst_rs_ch_config *cfg,
+				     void *owner, int *err)
+{
+	struct scst_rs_ch *ch;
+	u32 i;
+	int ret = -ENOMEM;
+
+	ch = kzalloc(sizeof(*ch), GFP_KERNEL);
+	if (!ch)
+		goto out;
+	ch->kind = SCST_RS_CM_CHANNEL;
+	kref_init(&ch->ref);
+	spin_lock_init(&ch->lock);
+	ch->id = id;
+	ch->dev = id->device;
+	ch->port = id->port_num;
+	ch->owner = owner;
+	ch->cfg = *cfg;
+	ch->cfg.rq_size = min_t(u32, cfg->rq_size, ch->dev->attrs.max_qp_wr - 1);
+	ch->cfg.tx_count = min(cfg->tx_count, ch->cfg.rq_size);
+
+	ch->pd = scst_rs_rdma->alloc_pd(ch->dev, 0, "scst_srpt");
+	if (IS_ERR(ch->pd)) {
+		ret = PTR_ERR(ch->pd);
+		ch->pd = NULL;
+		goto fail;
+	}
+	/* Every work request may complete (a flush completes them all). */
+	ch->cq_size = ch->cfg.rq_size + 1 + ch->cfg.sq_size * 3 + 1;
+	ch->cq = scst_rs_rdma->ib_cq_pool_get(ch->dev, ch->cq_size, -1,
+					      IB_POLL_WORKQUEUE);
+	if (IS_ERR(ch->cq)) {
+		ret = PTR_ERR(ch->cq);
+		ch->cq = NULL;
+		goto fail;
+	}
+	ret = create_qp(ch);
+	if (ret)
+		goto fail;
+	ret = -ENOMEM;
+	ch->recv = alloc_ius(ch, ch->cfg.rq_size, ch->cfg.req_size,
+			     DMA_FROM_DEVICE, recv_done);
+	ch->send = alloc_ius(ch, ch->cfg.tx_count, ch->cfg.rsp_size,
+			     DMA_TO_DEVICE, send_done);
+	if (!ch->recv || !ch->send)
+		goto fail;
+	for (i = 0; i < ch->cfg.rq_size; i++) {
+		ret = post_recv(&ch->recv[i]);
+		if (ret)
+			goto fail;
+	}
+	*cfg = ch->cfg;
+	/* The CM handler finds the channel from now on. */
+	ch->listener = id->context;
+	id->context = ch;
+	scst_rs_rdma_object_get();
+	return ch;
+fail:
+	/* Nothing was connected: what was posted is drained with the QP. */
+	if (ch->qp) {
+		scst_rs_rdma->ib_drain_qp(ch->qp);
+		scst_rs_rdma->rdma_destroy_qp(id);
+	}
+	free_ius(ch, ch->recv, ch->cfg.rq_size, ch->cfg.req_size,
+		 DMA_FROM_DEVICE);
+	free_ius(ch, ch->send, ch->cfg.tx_count, ch->cfg.rsp_size,
+		 DMA_TO_DEVICE);
+	if (ch->cq)
+		scst_rs_rdma->ib_cq_pool_put(ch->cq, ch->cq_size);
+	if (ch->pd)
+		scst_rs_rdma->ib_dealloc_pd_user(ch->pd, NULL);
+	kfree(ch);
+	ch = NULL;
+out:
+	*err = ret;
+	return NULL;
+}
+
+/* Accepts the connection with `data` (the login response). */
+int scst_rs_ch_accept(struct scst_rs_ch *ch, const void *data, u8 len)
+{
+	struct rdma_conn_param param = {
+		.private_data = data,
+		.private_data_len = len,
+		.responder_resources = 4,
+		.initiator_depth = 4,
+		.flow_control = 1,
+		.rnr_retry_count = 7,
+	};
+
+	return scst_rs_rdma->rdma_accept(ch->id, &param);
+}
+
+/* The channel's QP, CQ, units and PD, now; the id is the CM's to destroy. */
+static void destroy_verbs(struct scst_rs_ch *ch)
+{
+	if (ch->qp) {
+		if (!test_and_set_bit(CH_DRAINED, &ch->flags))
+			scst_rs_rdma->ib_drain_qp(ch->qp);
+		scst_rs_rdma->rdma_destroy_qp(ch->id);
+		ch->qp = NULL;
+	}
+	free_ius(ch, ch->recv, ch->cfg.rq_size, ch->cfg.req_size,
+		 DMA_FROM_DEVICE);
+	ch->recv = NULL;
+	free_ius(ch, ch->send, ch->cfg.tx_count, ch->cfg.rsp_size,
+		 DMA_TO_DEVICE);
+	ch->send = NULL;
+	if (ch->cq) {
+		scst_rs_rdma->ib_cq_pool_put(ch->cq, ch->cq_size);
+		ch->cq = NULL;
+	}
+	if (ch->pd) {
+		scst_rs_rdma->ib_dealloc_pd_user(ch->pd, NULL);
+		ch->pd = NULL;
+	}
+}
+
+/*
+ * The connect request was not accepted after all (the accept failed):
+ * called in the request's handler, which then has the CM destroy the id.
+ * Drops the creator's reference.
+ */
+void scst_rs_ch_abandon(struct scst_rs_ch *ch)
+{
+	spin_lock_irq(&ch->lock);
+	ch->closing = true;
+	spin_unlock_irq(&ch->lock);
+	destroy_verbs(ch);
+	/* The CM destroys the id once the handler returns. */
+	ch->id->context = ch->listener;
+	ch->id = NULL;
+	scst_rs_ch_put(ch);
+}
+
+/* Stops posting, disconnects, and drains: every posted unit completes. */
+static void close_now(struct scst_rs_ch *ch)
+{
+	spin_lock_irq(&ch->lock);
+	ch->closing = true;
+	spin_unlock_irq(&ch->lock);
+	if (ch->id)
+		scst_rs_rdma->rdma_disconnect(ch->id);
+	if (ch->qp && !test_and_set_bit(CH_DRAINED, &ch->flags))
+		scst_rs_rdma->ib_drain_qp(ch->qp);
+}
+
+static void close_work(struct work_struct *work)
+{
+	struct scst_rs_ch *ch = container_of(work, struct scst_rs_ch,
+					     close_work);
+
+	close_now(ch);
+	scst_rs_ch_put(ch);
+}
+
+/* Closes the channel, on the RDMA workqueue; any context. Idempotent. */
+void scst_rs_ch_close(struct scst_rs_ch *ch)
+{
+	if (test_and_set_bit(CH_CLOSE_QUEUED, &ch->flags))
+		return;
+	scst_rs_ch_get(ch);
+	INIT_WORK(&ch->close_work, close_work);
+	queue_work(scst_rs_rdma_wq, &ch->close_work);
+}
+
+static void destroy_work(struct work_struct *work)
+{
+	struct scst_rs_ch *ch = container_of(work, struct scst_rs_ch,
+					     destroy_work);
+	void *owner = ch->owner;
+
+	/* A close queued earlier held a reference: it ran. */
+	close_now(ch);
+	destroy_verbs(ch);
+	/* Its handlers wait: never from one of them (this is a work item). */
+	if (ch->id)
+		scst_rs_rdma->rdma_destroy_id(ch->id);
+	kfree(ch);
+	scst_rs_ch_released(owner);
+	scst_rs_rdma_object_put();
+}
+
+static void ch_release(struct kref *ref)
+{
+	struct scst_rs_ch *ch = container_of(ref, struct scst_rs_ch, ref);
+
+	if (!ch->id && !ch->qp) {
+		/* Abandoned: nothing left to drain or destroy. */
+		void *owner = ch->owner;
+
+		kfree(ch);
+		scst_rs_ch_released(owner);
+		scst_rs_rdma_object_put();
+		return;
+	}
+	INIT_WORK(&ch->destroy_work, destroy_work);
+	queue_work(scst_rs_rdma_wq, &ch->destroy_work);
+}
+
+int scst_rs_ch_cm_event(struct rdma_cm_id *id, struct rdma_cm_event *event)
+{
+	struct scst_rs_ch *ch = id->context;
+	int kind;
+
+	switch (event->event) {
+	case RDMA_CM_EVENT_ESTABLISHED:
+		kind = SCST_RS_CH_ESTABLISHED;
+		break;
+	case RDMA_CM_EVENT_DISCONNECTED:
+	case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+	case RDMA_CM_EVENT_REJECTED:
+	case RDMA_CM_EVENT_UNREACHABLE:
+	case RDMA_CM_EVENT_CONNECT_ERROR:
+	case RDMA_CM_EVENT_DEVICE_REMOVAL:
+	case RDMA_CM_EVENT_ADDR_CHANGE:
+		kind = SCST_RS_CH_CLOSED;
+		break;
+	default:
+		return 0;
+	}
+	scst_rs_ch_event(ch->owner, ch, kind);
+	/* The id is destroyed with the channel, never by the CM. */
+	return 0;
+}
+
+/* A completion that failed other than by a flush ends the channel. */
+static void completion_failed(struct scst_rs_ch *ch, struct ib_wc *wc,
+			      const char *what)
+{
+	if (wc->status == IB_WC_WR_FLUSH_ERR)
+		return;
+	/* (ib_wc_status_msg() is ib_core's: the number says it.) */
+	pr_info_ratelimited("scst: RDMA %s failed: work completion status %d\n",
+			    what, wc->status);
+	scst_rs_ch_event(ch->owner, ch, SCST_RS_CH_FAILED);
+}
+
+static void recv_done(struct ib_cq *cq, struct ib_wc *wc)
+{
+	struct scst_rs_iu *iu = container_of(wc->wr_cqe, struct scst_rs_iu,
+					     cqe);
+	struct scst_rs_ch *ch = iu->ch;
+	unsigned long flags;
+
+	if (wc->status != IB_WC_SUCCESS) {
+		completion_failed(ch, wc, "receive");
+		return;
+	}
+	ib_dma_sync_single_for_cpu(ch->dev, iu->dma, ch->cfg.req_size,
+				   DMA_FROM_DEVICE);
+	scst_rs_ch_received(ch->owner, ch, iu->buf,
+			    min(wc->byte_len, ch->cfg.req_size));
+	ib_dma_sync_single_for_device(ch->dev, iu->dma, ch->cfg.req_size,
+				      DMA_FROM_DEVICE);
+	spin_lock_irqsave(&ch->lock, flags);
+	if (!ch->closing && post_recv(iu))
+		pr_info_ratelimited("scst: RDMA receive not reposted\n");
+	spin_unlock_irqrestore(&ch->lock, flags);
+}
+
+static void xfer_destroy_rw(struct scst_rs_xfer *x)
+{
+	u32 i;
+
+	for (i = 0; i < x->count; i++) {
+		struct scst_rs_rw *rw = &x->rw[i];
+		u32 j;
+
+		scst_rs_rdma->rdma_rw_ctx_destroy(&rw->ctx, x->ch->qp,
+						  x->ch->port, rw->sgl,
+						  rw->nents, x->dir);
+		for (j = 0; j < rw->nents; j++)
+			put_page(sg_page(&rw->sgl[j]));
+		kfree(rw->sgl);
+	}
+	x->count = 0;
+}
+
+void scst_rs_xfer_free(struct scst_rs_xfer *x)
+{
+	struct scst_rs_ch *ch = x->ch;
+
+	xfer_destroy_rw(x);
+	kfree(x);
+	scst_rs_ch_put(ch);
+}
+
+static void send_done(struct ib_cq *cq, struct ib_wc *wc)
+{
+	struct scst_rs_iu *iu = container_of(wc->wr_cqe, struct scst_rs_iu,
+					     cqe);
+	struct scst_rs_ch *ch = iu->ch;
+	struct scst_rs_xfer *x = iu->xfer;
+	unsigned long flags;
+
+	if (wc->status != IB_WC_SUCCESS)
+		completion_failed(ch, wc, "send");
+	iu->xfer = NULL;
+	if (x)
+		scst_rs_xfer_free(x);
+	spin_lock_irqsave(&ch->lock, flags);
+	ch->sq_avail += iu->wrs;
+	iu->busy = false;
+	spin_unlock_irqrestore(&ch->lock, flags);
+	scst_rs_ch_sent(ch->owner, ch, iu->index, wc->status == IB_WC_SUCCESS);
+}
+
+static void read_done(struct ib_cq *cq, struct ib_wc *wc)
+{
+	struct scst_rs_xfer *x = container_of(wc->wr_cqe, struct scst_rs_xfer,
+					      cqe);
+	struct scst_rs_ch *ch = x->ch;
+	u64 cookie = x->cookie;
+	unsigned long flags;
+
+	if (wc->status != IB_WC_SUCCESS)
+		completion_failed(ch, wc, "RDMA READ");
+	spin_lock_irqsave(&ch->lock, flags);
+	ch->sq_avail += x->wrs;
+	spin_unlock_irqrestore(&ch->lock, flags);
+	/* Unmapped first: the data is the CPU's. The xfer's ref holds ch. */
+	scst_rs_ch_get(ch);
+	scst_rs_xfer_free(x);
+	scst_rs_ch_read_done(ch->owner, ch, cookie,
+			     wc->status == IB_WC_SUCCESS);
+	scst_rs_ch_put(ch);
+}
+
+/* A transfer of up to `max` regions, RDMA WRITE (`write`) or READ. */
+struct scst_rs_xfer *scst_rs_xfer_alloc(struct scst_rs_ch *ch, u32 max,
+					bool write)
+{
+	struct scst_rs_xfer *x;
+
+	x = kzalloc(struct_size(x, rw, max), GFP_KERNEL);
+	if (!x)
+		return NULL;
+	scst_rs_ch_get(ch);
+	x->ch = ch;
+	x->max = max;
+	x->dir = write ? DMA_TO_DEVICE : DMA_FROM_DEVICE;
+	x->cqe.done = read_done;
+	return x;
+}
+
+/*
+ * Adds the region of `len` bytes at `remote`/`rkey`, to or from `len`
+ * bytes at `offset` of the scatterlist `sgl` (`nents` entries). The
+ * region holds references to the pages, so that they outlive its DMA
+ * whatever their owner does. -EAGAIN: the QP's registrations are all in
+ * use; try again once a transfer ended.
+ */
+int scst_rs_xfer_add(struct scst_rs_xfer *x, struct scatterlist *sgl,
+		     u32 nents, u32 offset, u32 len, u64 remote, u32 rkey)
+{
+	struct scst_rs_rw *rw;
+	struct scatterlist *s, *first = NULL;
+	u32 n = 0, left = len, skip = offset, first_off = 0, i;
+	int ret;
+
+	if (x->count >= x->max || !len || !x->ch->qp)
+		return -EINVAL;
+	rw = &x->rw[x->count];
+	/* The entries of the slice: where it starts, and how many. */
+	for_each_sg(sgl, s, nents, i) {
+		u32 room;
+
+		if (!first) {
+			if (skip >= s->length) {
+				skip -= s->length;
+				continue;
+			}
+			first = s;
+			first_off = skip;
+		}
+		room = s->length - (s == first ? first_off : 0);
+		n++;
+		if (room >= left) {
+			left = 0;
+			break;
+		}
+		left -= room;
+	}
+	if (!first || left)
+		return -EINVAL;
+	rw->sgl = kmalloc_array(n, sizeof(*rw->sgl), GFP_KERNEL);
+	if (!rw->sgl)
+		return -ENOMEM;
+	sg_init_table(rw->sgl, n);
+	left = len;
+	s = first;
+	for (i = 0; i < n; i++, s = sg_next(s)) {
+		u32 off = s->offset + (i ? 0 : first_off);
+		u32 room = s->length - (i ? 0 : first_off);
+		u32 take = min(room, left);
+
+		get_page(sg_page(s));
+		sg_set_page(&rw->sgl[i], sg_page(s), take, off);
+		left -= take;
+	}
+	rw->nents = n;
+	ret = scst_rs_rdma->rdma_rw_ctx_init(&rw->ctx, x->ch->qp, x->ch->port,
+					     rw->sgl, n, 0, remote, rkey,
+					     x->dir);
+	if (ret < 0) {
+		for (i = 0; i < n; i++)
+			put_page(sg_page(&rw->sgl[i]));
+		kfree(rw->sgl);
+		rw->sgl = NULL;
+		return ret;
+	}
+	x->wrs += ret;
+	x->count++;
+	return 0;
+}
+
+/* The transfer's work requests, chained before `next` (or signaled). */
+static struct ib_send_wr *xfer_wrs(struct scst_rs_xfer *x,
+				   struct ib_send_wr *next)
+{
+	u32 i = x->count;
+
+	while (i--) {
+		struct ib_cqe *cqe = next ? NULL : &x->cqe;
+
+		next = scst_rs_rdma->rdma_rw_ctx_wrs(&x->rw[i].ctx, x->ch->qp,
+						     x->ch->port, cqe, next);
+	}
+	return next;
+}
+
+/*
+ * Takes `wrs` entries of the send queue, unless the channel is closing
+ * (-ESHUTDOWN) or they are not free (-EAGAIN: try again once a send or
+ * transfer completed). Called with ch->lock held.
+ */
+static int take_sq(struct scst_rs_ch *ch, u32 wrs)
+{
+	if (ch->closing || !ch->qp)
+		return -ESHUTDOWN;
+	if (wrs > ch->sq_avail)
+		return -EAGAIN;
+	ch->sq_avail -= wrs;
+	return 0;
+}
+
+/*
+ * Posts the RDMA READs of `x`: `cookie` is told when they completed. 0:
+ * the transfer is the channel's until then; else it is still the
+ * caller's (-EAGAIN: the send queue is full for now).
+ */
+int scst_rs_ch_read(struct scst_rs_ch *ch, struct scst_rs_xfer *x, u64 cookie)
+{
+	struct ib_send_wr *first;
+	unsigned long flags;
+	int ret;
+
+	if (x->ch != ch || !x->count || x->dir != DMA_FROM_DEVICE)
+		return -EINVAL;
+	x->cookie = cookie;
+	spin_lock_irqsave(&ch->lock, flags);
+	ret = take_sq(ch, x->wrs);
+	if (!ret) {
+		first = xfer_wrs(x, NULL);
+		ret = ib_post_send(ch->qp, first, NULL);
+		if (ret)
+			ch->sq_avail += x->wrs;
+	}
+	spin_unlock_irqrestore(&ch->lock, flags);
+	return ret;
+}
+
+/*
+ * Sends `len` bytes of `data` in send unit `slot`, after the RDMA WRITEs
+ * of `x` (if any). 0: the unit (and the transfer) are the channel's until
+ * the owner is told the send completed; else both are still the caller's
+ * (-EAGAIN: the send queue is full for now; -EBUSY: the unit is in use).
+ */
+int scst_rs_ch_send(struct scst_rs_ch *ch, u32 slot, const void *data,
+		    u32 len, struct scst_rs_xfer *x)
+{
+	struct scst_rs_iu *iu;
+	struct ib_sge sge;
+	struct ib_send_wr wr = {}, *first;
+	unsigned long flags;
+	u32 wrs = 1;
+	int ret;
+
+	if (slot >= ch->cfg.tx_count || len > ch->cfg.rsp_size || !ch->send)
+		return -EINVAL;
+	if (x && (x->ch != ch || x->dir != DMA_TO_DEVICE))
+		return -EINVAL;
+	if (x)
+		wrs += x->wrs;
+	iu = &ch->send[slot];
+	spin_lock_irqsave(&ch->lock, flags);
+	if (iu->busy) {
+		ret = -EBUSY;
+		goto out;
+	}
+	ret = take_sq(ch, wrs);
+	if (ret)
+		goto out;
+	memcpy(iu->buf, data, len);
+	ib_dma_sync_single_for_device(ch->dev, iu->dma, len, DMA_TO_DEVICE);
+	sge.addr = iu->dma;
+	sge.length = len;
+	sge.lkey = ch->pd->local_dma_lkey;
+	wr.wr_cqe = &iu->cqe;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = IB_WR_SEND;
+	wr.send_flags = IB_SEND_SIGNALED;
+	first = x && x->count ? xfer_wrs(x, &wr) : &wr;
+	ret = ib_post_send(ch->qp, first, NULL);
+	if (ret) {
+		ch->sq_avail += wrs;
+		goto out;
+	}
+	iu->busy = true;
+	iu->wrs = wrs;
+	iu->xfer = x;
+out:
+	spin_unlock_irqrestore(&ch->lock, flags);
+	return ret;
+}

@@ -1,0 +1,558 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! An SRP channel: one accepted login, its RDMA connection and its core
+//! session, from the login to the release of its last command.
+//!
+//! Requests arrive in the CQ pool's workqueue (process context that must
+//! not wait for a backend): a command is decoded, recorded in the session
+//! and its buffer taken there; its data-out is fetched with RDMA READs,
+//! whose completion submits it to the core ([`Context::Direct`]); its
+//! response goes out from wherever the core ends it (`command.rs`).
+//!
+//! Each request holds one send unit from its arrival to the completion of
+//! its response: the initiator may have as many outstanding as it has
+//! credits, and the target grants as many credits as it has send units
+//! (`req_lim_delta`, given back with each response). A post that finds
+//! the send queue full waits in the channel's FIFO until a completion
+//! frees room (SCST's XMIT_WAIT).
+
+use super::command::{self, PendingResponse, PendingWrite};
+use super::{iu, SrptShared};
+use crate::kernel_ext::kvec_ext::VecExt;
+use crate::kernel_ext::net::pr_peer;
+use crate::kernel_ext::rdma_channel::{
+    Channel, ChannelEvent, ChannelHandler, ChannelRef, PostError,
+};
+use crate::scst_core::{buffer::CmdBuffer, session::Session, Scst};
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::{
+    alloc::flags::GFP_KERNEL,
+    new_spinlock,
+    prelude::*,
+    sync::{Arc, SpinLock},
+};
+
+/// What a send unit is doing.
+pub(super) enum Slot {
+    Free,
+    /// Its request is in the core, or in task management.
+    Busy,
+    /// Its command's data-out is being fetched, or waits for room to be.
+    DataOut(PendingWrite),
+    /// Its response waits for room in the send queue.
+    Respond(PendingResponse),
+    /// Its response is on the wire, with the buffer its data-in is read
+    /// from (held only: it is given back when the unit is free).
+    Sent(#[allow(dead_code)] Option<CmdBuffer>),
+}
+
+/// The channel's state, under its lock.
+struct State {
+    /// The channel's own reference, until it closes.
+    channel: Option<Channel>,
+    closed: bool,
+    /// Send units: what each is doing, and those free.
+    slots: KVec<Slot>,
+    free: KVec<u32>,
+    /// Units whose post waits for room, oldest first (a ring of
+    /// `slots.len()` places).
+    waiting: KVec<u32>,
+    wait_head: usize,
+    wait_len: usize,
+    /// Credits of requests that ended without a response, given back
+    /// with the next one.
+    owed: u32,
+}
+
+/// One SRP channel.
+#[pin_data]
+pub(super) struct SrpChannel {
+    pub(super) shared: Arc<SrptShared>,
+    pub(super) session: Arc<Session>,
+    /// The initiator port, and the device port the channel is on.
+    pub(super) initiator_port_id: [u8; 16],
+    pub(super) port: u32,
+    /// The largest response the initiator takes.
+    pub(super) max_rsp: usize,
+    /// Counts the channel alive, so that device removal can wait for it.
+    _live: super::Counted,
+    /// Its session was removed (once).
+    session_closed: AtomicBool,
+    #[pin]
+    state: SpinLock<State>,
+}
+
+impl SrpChannel {
+    /// A channel of up to `units` send units, before its connection.
+    pub(super) fn new(
+        shared: Arc<SrptShared>,
+        session: Arc<Session>,
+        initiator_port_id: [u8; 16],
+        port: u32,
+        max_rsp: usize,
+        units: u32,
+        live: super::Counted,
+    ) -> Result<Arc<Self>> {
+        let n = units as usize;
+        let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut waiting = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            slots.push(Slot::Free, GFP_KERNEL)?;
+            waiting.push(0, GFP_KERNEL)?;
+        }
+        let free = KVec::with_capacity(n, GFP_KERNEL)?;
+        Arc::pin_init(
+            pin_init!(Self {
+                shared,
+                session,
+                initiator_port_id,
+                port,
+                max_rsp,
+                _live: live,
+                session_closed: AtomicBool::new(false),
+                state <- new_spinlock!(State {
+                    channel: None,
+                    closed: false,
+                    slots,
+                    free,
+                    waiting,
+                    wait_head: 0,
+                    wait_len: 0,
+                    owed: 0,
+                }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The channel has `units` send units (at most as many as it was
+    /// made for): they are free, before any request can arrive.
+    pub(super) fn ready(&self, units: u32) {
+        let mut st = self.state.lock();
+        let n = (units as usize).min(st.slots.len());
+        for i in (0..n).rev() {
+            // Reserved in `new`.
+            let _ = st.free.push(i as u32, GFP_KERNEL);
+        }
+    }
+
+    /// The channel is connected: its own reference is kept until it
+    /// closes (at once if it closed meanwhile).
+    pub(super) fn open(&self, channel: Channel) {
+        let mut st = self.state.lock();
+        if st.closed {
+            drop(st);
+            channel.close();
+            return;
+        }
+        st.channel = Some(channel);
+    }
+
+    /// Whether the channel is closing.
+    pub(super) fn closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    /// Ends the channel: its connection, its session; commands still in
+    /// the core end without a response. Any context; once.
+    pub(super) fn shutdown(self: &Arc<Self>) {
+        let channel = {
+            let mut st = self.state.lock();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            st.channel.take()
+        };
+        if let Some(ch) = channel {
+            ch.close();
+        }
+        self.shared.forget_channel(self);
+        self.close_session();
+    }
+
+    /// Removes the session, on the driver's workqueue (it takes the
+    /// registry, which a CM handler or a completion must not wait for).
+    fn close_session(self: &Arc<Self>) {
+        if self.session_closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let scst: Arc<Scst> = self.shared.scst.clone();
+        let session = self.session.clone();
+        let spawned = self.shared.wq.queue().try_spawn(GFP_KERNEL, move || {
+            scst.with_registry(|r| Scst::remove_session(r, super::DRIVER, &session));
+        });
+        if spawned.is_err() {
+            pr_warn!("ib_srpt: no memory to close a session\n");
+        }
+    }
+
+    /// A free send unit for a new request, or `None` when the initiator
+    /// sent more requests than it had credits.
+    fn take_slot(&self) -> Option<u32> {
+        let mut st = self.state.lock();
+        let slot = st.free.pop()?;
+        if let Some(s) = st.slots.get_mut(slot as usize) {
+            *s = Slot::Busy;
+        }
+        Some(slot)
+    }
+
+    /// Send unit `slot` is free again; `unanswered`, its request got no
+    /// response, and its credit goes with the next one.
+    pub(super) fn release_slot(&self, slot: u32, unanswered: bool) {
+        let mut st = self.state.lock();
+        if unanswered {
+            st.owed = st.owed.saturating_add(1);
+        }
+        let Some(s) = st.slots.get_mut(slot as usize) else {
+            return;
+        };
+        if matches!(s, Slot::Free) {
+            return;
+        }
+        // What it held (a buffer a user-space handler lent) is given back
+        // outside the lock.
+        let held = core::mem::replace(s, Slot::Free);
+        // Room reserved for every unit.
+        let _ = st.free.push(slot, GFP_KERNEL);
+        drop(st);
+        drop(held);
+    }
+
+    /// The credits a response gives back: its own request's and those
+    /// owed.
+    pub(super) fn credits(&self) -> u32 {
+        let mut st = self.state.lock();
+        1 + core::mem::take(&mut st.owed)
+    }
+
+    /// Parks `slot`'s work until the send queue has room, behind any that
+    /// waits already. Returns the work if the channel closed meanwhile.
+    fn park(&self, slot: u32, work: Slot) -> Option<Slot> {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Some(work);
+        }
+        let n = st.waiting.len();
+        if n == 0 || st.wait_len >= n {
+            return Some(work);
+        }
+        let at = (st.wait_head + st.wait_len) % n;
+        st.waiting[at] = slot;
+        st.wait_len += 1;
+        if let Some(s) = st.slots.get_mut(slot as usize) {
+            *s = work;
+        }
+        None
+    }
+
+    /// Whether work waits for room: new work queues behind it.
+    fn has_waiting(&self) -> bool {
+        self.state.lock().wait_len > 0
+    }
+
+    /// The oldest parked work, taken out of its unit.
+    fn unpark(&self) -> Option<(u32, Slot)> {
+        let mut st = self.state.lock();
+        if st.wait_len == 0 {
+            return None;
+        }
+        let n = st.waiting.len();
+        let slot = st.waiting[st.wait_head];
+        st.wait_head = (st.wait_head + 1) % n;
+        st.wait_len -= 1;
+        let work = match st.slots.get_mut(slot as usize) {
+            Some(s) => core::mem::replace(s, Slot::Busy),
+            None => Slot::Busy,
+        };
+        Some((slot, work))
+    }
+
+    /// Puts back parked work that still finds no room, first in line.
+    fn repark(&self, slot: u32, work: Slot) {
+        let mut st = self.state.lock();
+        let n = st.waiting.len();
+        if n == 0 {
+            return;
+        }
+        st.wait_head = (st.wait_head + n - 1) % n;
+        st.wait_len += 1;
+        let head = st.wait_head;
+        st.waiting[head] = slot;
+        if let Some(s) = st.slots.get_mut(slot as usize) {
+            *s = work;
+        }
+    }
+
+    /// Takes what `slot` holds, leaving it busy.
+    fn take_work(&self, slot: u32) -> Slot {
+        match self.state.lock().slots.get_mut(slot as usize) {
+            Some(s) => core::mem::replace(s, Slot::Busy),
+            None => Slot::Free,
+        }
+    }
+
+    /// Posts the RDMA READs of a command's data-out. The command is in
+    /// its unit before the completion can look for it: the post is made
+    /// under the channel's lock.
+    // The work comes back on failure, to be parked: moved, not boxed.
+    #[allow(clippy::result_large_err)]
+    fn post_read(
+        &self,
+        ch: &Channel,
+        slot: u32,
+        mut pw: PendingWrite,
+    ) -> core::result::Result<(), (PostError, PendingWrite)> {
+        let xfer = match pw.xfer(ch) {
+            Ok(x) => x,
+            Err(e) => return Err((e, pw)),
+        };
+        let mut st = self.state.lock();
+        match ch.read(xfer, u64::from(slot)) {
+            Ok(()) => {
+                if let Some(s) = st.slots.get_mut(slot as usize) {
+                    *s = Slot::DataOut(pw);
+                }
+                Ok(())
+            }
+            Err((e, xfer)) => {
+                drop(st);
+                drop(xfer);
+                Err((e, pw))
+            }
+        }
+    }
+
+    /// Posts a response, its buffer kept in its unit until it completes.
+    #[allow(clippy::result_large_err)]
+    fn post_response(
+        &self,
+        ch: &Channel,
+        slot: u32,
+        mut pr: PendingResponse,
+    ) -> core::result::Result<(), (PostError, PendingResponse)> {
+        let xfer = match pr.xfer(ch) {
+            Ok(x) => x,
+            Err(e) => return Err((e, pr)),
+        };
+        let mut st = self.state.lock();
+        match ch.send(slot, pr.bytes(), xfer) {
+            Ok(()) => {
+                if let Some(s) = st.slots.get_mut(slot as usize) {
+                    *s = Slot::Sent(pr.take_buffer());
+                }
+                Ok(())
+            }
+            Err((e, xfer)) => {
+                drop(st);
+                drop(xfer);
+                Err((e, pr))
+            }
+        }
+    }
+
+    /// Fetches a command's data-out (or parks it until there is room).
+    pub(super) fn fetch(self: &Arc<Self>, ch: &Channel, slot: u32, pw: PendingWrite) {
+        let pw = if self.has_waiting() {
+            pw
+        } else {
+            match self.post_read(ch, slot, pw) {
+                Ok(()) => return,
+                Err((PostError::Full, pw)) => pw,
+                Err((e, pw)) => {
+                    command::log_post_failure("RDMA READ", e);
+                    return self.drop_write(slot, pw);
+                }
+            }
+        };
+        if let Some(Slot::DataOut(pw)) = self.park(slot, Slot::DataOut(pw)) {
+            self.drop_write(slot, pw);
+        }
+    }
+
+    /// A command whose data-out cannot come (the channel is closing):
+    /// it ends without a response.
+    fn drop_write(&self, slot: u32, pw: PendingWrite) {
+        drop(pw);
+        self.release_slot(slot, true);
+    }
+
+    /// Sends a response (or parks it until there is room).
+    pub(super) fn respond(self: &Arc<Self>, ch: &Channel, slot: u32, pr: PendingResponse) {
+        let pr = if self.has_waiting() {
+            pr
+        } else {
+            match self.post_response(ch, slot, pr) {
+                Ok(()) => return,
+                Err((PostError::Full, pr)) => pr,
+                Err((e, _)) => {
+                    command::log_post_failure("send", e);
+                    return self.release_slot(slot, true);
+                }
+            }
+        };
+        if self.park(slot, Slot::Respond(pr)).is_some() {
+            self.release_slot(slot, true);
+        }
+    }
+
+    /// Posts parked work while the send queue has room; after each
+    /// completion.
+    fn post_waiting(&self, ch: &Channel) {
+        while let Some((slot, work)) = self.unpark() {
+            match work {
+                Slot::DataOut(pw) => match self.post_read(ch, slot, pw) {
+                    Ok(()) => {}
+                    Err((PostError::Full, pw)) => {
+                        self.repark(slot, Slot::DataOut(pw));
+                        return;
+                    }
+                    Err((_, pw)) => self.drop_write(slot, pw),
+                },
+                Slot::Respond(pr) => match self.post_response(ch, slot, pr) {
+                    Ok(()) => {}
+                    Err((PostError::Full, pr)) => {
+                        self.repark(slot, Slot::Respond(pr));
+                        return;
+                    }
+                    Err(_) => self.release_slot(slot, true),
+                },
+                _ => {}
+            }
+        }
+    }
+
+    /// A completion made room in the send queue: parked work goes, or
+    /// ends if the channel closed.
+    fn after_completion(&self, ch: &Channel) {
+        if self.closed() {
+            self.end_waiting();
+        } else {
+            self.post_waiting(ch);
+        }
+    }
+
+    /// Ends parked work of a closed channel.
+    fn end_waiting(&self) {
+        while let Some((slot, work)) = self.unpark() {
+            drop(work);
+            self.release_slot(slot, true);
+        }
+    }
+
+    /// An SRP_CMD.
+    fn command(self: &Arc<Self>, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
+        let Some(slot) = self.take_slot() else {
+            pr_peer!(
+                pr_warn,
+                "ib_srpt: {}: request beyond the credits granted: dropped\n",
+                &*self.session.initiator
+            );
+            return;
+        };
+        let Some(owned) = ch.get() else {
+            self.release_slot(slot, true);
+            return;
+        };
+        command::start(self, owned, slot, iu_bytes);
+    }
+
+    /// An SRP_TSK_MGMT: run on the driver's workqueue (it waits for the
+    /// commands it ends).
+    fn task_mgmt(self: &Arc<Self>, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
+        let Some(slot) = self.take_slot() else {
+            pr_peer!(
+                pr_warn,
+                "ib_srpt: {}: request beyond the credits granted: dropped\n",
+                &*self.session.initiator
+            );
+            return;
+        };
+        let Some(owned) = ch.get() else {
+            self.release_slot(slot, true);
+            return;
+        };
+        let tm = match iu::TaskMgmt::parse(iu_bytes) {
+            Ok(tm) => tm,
+            Err(_) => {
+                // Too short to carry its own tag: nothing to answer.
+                self.release_slot(slot, true);
+                return;
+            }
+        };
+        let this = self.clone();
+        let spawned = self.shared.wq.queue().try_spawn(GFP_KERNEL, move || {
+            command::task_mgmt(&this, &owned, slot, &tm);
+        });
+        if spawned.is_err() {
+            self.release_slot(slot, true);
+        }
+    }
+
+    /// Data-out of `slot` arrived (`ok`) or will not.
+    fn data_out_done(self: &Arc<Self>, ch: &ChannelRef<'_>, slot: u32, ok: bool) {
+        let Slot::DataOut(pw) = self.take_work(slot) else {
+            return;
+        };
+        match ch.get() {
+            Some(owned) if ok && !self.closed() => pw.submit(self, owned, slot),
+            _ => self.drop_write(slot, pw),
+        }
+    }
+}
+
+/// What the RDMA channel tells its SRP channel.
+pub(super) struct Events(pub(super) Arc<SrpChannel>);
+
+impl ChannelHandler for Events {
+    fn received(&self, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
+        let this = &self.0;
+        match iu_bytes.first().copied() {
+            Some(iu::opcode::CMD) => this.command(ch, iu_bytes),
+            Some(iu::opcode::TSK_MGMT) => this.task_mgmt(ch, iu_bytes),
+            Some(iu::opcode::I_LOGOUT) => {
+                pr_peer!(
+                    pr_info,
+                    "ib_srpt: {} logged out\n",
+                    &*this.session.initiator
+                );
+                this.shutdown();
+            }
+            // Answers to requests this target does not send.
+            Some(iu::opcode::CRED_RSP) | Some(iu::opcode::AER_RSP) => {}
+            op => pr_peer!(
+                pr_info,
+                "ib_srpt: {}: unit with opcode {:?} ignored\n",
+                &*this.session.initiator,
+                op
+            ),
+        }
+    }
+
+    fn sent(&self, ch: &ChannelRef<'_>, slot: u32, _ok: bool) {
+        let this = &self.0;
+        // Its buffer goes with it: the data-in was read.
+        this.release_slot(slot, false);
+        this.after_completion(ch);
+    }
+
+    fn read_done(&self, ch: &ChannelRef<'_>, cookie: u64, ok: bool) {
+        let this = &self.0;
+        if let Ok(slot) = u32::try_from(cookie) {
+            this.data_out_done(ch, slot, ok);
+        }
+        this.after_completion(ch);
+    }
+
+    fn event(&self, _ch: &ChannelRef<'_>, event: ChannelEvent) {
+        let this = &self.0;
+        match event {
+            ChannelEvent::Established => {}
+            ChannelEvent::Closed | ChannelEvent::Failed => {
+                this.shutdown();
+                this.end_waiting();
+            }
+        }
+    }
+}
