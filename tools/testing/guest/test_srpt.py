@@ -5,13 +5,16 @@ and each port of each RDMA device is a target, named by its GID, that
 comes and goes with the device (soft RoCE and soft iWARP on the guest's
 NIC)."""
 
+import contextlib
 import glob
 import os
+import subprocess
 import time
 
 import pytest
 
-from conftest import (ROOT, SRPT_MODULE, backing_file, device_of, dmesg_since, guest_nic, loaded, load, mark_dmesg,
+from conftest import (ROOT, SRPT_MODULE, backing_file, device_of, dmesg_since, fio_running,
+                      kill_fio, guest_nic, loaded, load, mark_dmesg,
                       nic_ipv4, node_guid, port_gids, read, sh, soft_rdma, srp_add_target,
                       unload, unload_rdma_stack, write)
 
@@ -146,21 +149,21 @@ def srp_logout():
             f.write("1")
 
 
-@pytest.mark.parametrize("kind", ["rxe", "siw"])
-def test_io_through_an_srp_login(rdma_free, kind):
-    """ib_srp logs in (a session per channel, named by its address), sees
-    the LUN, and what it writes through it (RDMA READs) it reads back (RDMA
-    WRITEs); its logout ends the sessions."""
+@contextlib.contextmanager
+def srp_login(kind, lun_mb=64):
+    """scst_srpt on a soft RDMA device of `kind` exporting a fileio LUN of
+    `lun_mb` MiB, and ib_srp logged in to it: yields (disk, device,
+    sessions directory). Logs out afterwards, if still logged in."""
     with soft_rdma(kind) as ibdev:
         ip = nic_ipv4(guest_nic())
         sh("modprobe", "-a", "ib_srp", "rdma_cm")
         sh("insmod", SRPT_MODULE, "rdma_cm_port=5000")
         gid = port_gids(ibdev)[0]
-        path = backing_file("srp0", 64 << 20)
+        path = backing_file("srp0", lun_mb << 20)
         write("handlers/vdisk_fileio/mgmt", f"add_device srp0 filename={path}")
         assert write(f"targets/ib_srpt/{gid}/luns/mgmt", "add srp0 0") == 0
         guid = node_guid(ibdev)
-        mark = f"scst-test: srp io over {kind}"
+        mark = f"scst-test: srp login over {kind}"
         mark_dmesg(mark)
         options = f"id_ext={guid},ioc_guid={guid},dest={ip}:5000,src={ip}"
         assert srp_add_target(ibdev, options) == 0, dmesg_since(mark)[-3000:]
@@ -170,20 +173,64 @@ def test_io_through_an_srp_login(rdma_free, kind):
         assert names and names[0] == ip and all(n.startswith(ip) for n in names), names
         disk = device_of(srp_scsi_devices, "block/sd*")
         assert disk, (srp_scsi_devices(), dmesg_since(mark)[-3000:])
-        pattern = os.path.join("/tmp", "srp-pattern")
-        with open(pattern, "wb") as f:
-            f.write(os.urandom(4 << 20))
-        sh("dd", f"if={pattern}", f"of={disk}", "bs=1M", "seek=3", "oflag=direct")
-        back = os.path.join("/tmp", "srp-back")
-        sh("dd", f"if={disk}", f"of={back}", "bs=1M", "skip=3", "count=4", "iflag=direct")
-        with open(pattern, "rb") as f, open(back, "rb") as g:
-            assert f.read() == g.read()
         # udev's probes of the new disk end first (else the removal fails them).
         sh("udevadm", "settle", check=False)
+        try:
+            yield disk, ibdev, sessions
+        finally:
+            srp_logout()
+
+
+def fio_verify(disk, bs, size, *extra):
+    """fio writes `size` of `disk` in `bs` blocks at QD32 and reads every
+    block back against its checksum."""
+    r = subprocess.run(["fio", "--name=verify", f"--filename={disk}", "--direct=1",
+                        "--ioengine=libaio", "--iodepth=32", f"--bs={bs}", f"--size={size}",
+                        "--randseed=2612", "--verify=crc32c", "--verify_fatal=1",
+                        "--do_verify=1", "--output-format=terse", *extra],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("kind", ["rxe", "siw"])
+def test_io_through_an_srp_login(rdma_free, kind):
+    """Through ib_srp's login (a session per channel, named by the
+    initiator's address): fio verify at QD32 with 4 KiB random writes and
+    1 MiB ones (RDMA READs of several regions, RDMA WRITEs chained before
+    the responses), mkfs.ext4 and a clean fsck; its logout ends the
+    sessions."""
+    with srp_login(kind) as (disk, _, sessions):
+        fio_verify(disk, "4k", "16M", "--rw=randwrite")
+        fio_verify(disk, "1M", "32M", "--rw=write")
+        sh("mkfs.ext4", "-q", "-F", disk)
+        sh("fsck.ext4", "-f", "-n", disk)
         srp_logout()
         for _ in range(100):
             if not os.listdir(sessions):
                 break
             time.sleep(0.1)
-        assert os.listdir(sessions) == [], (glob.glob("/sys/class/srp_remote_ports/*"),
-                                            dmesg_since(mark)[-3000:])
+        assert os.listdir(sessions) == []
+
+
+def test_lun_reset_and_device_removal_under_io(rdma_free):
+    """A LUN reset from the initiator (sg_reset -d: SRP_TSK_MGMT) while fio
+    runs completes, and fio goes on; then the RDMA device is deleted under
+    fio: the target closes its channels, drops its sessions and its
+    target, and scst_srpt unloads."""
+    with srp_login("rxe") as (disk, ibdev, sessions):
+        mark = "scst-test: srp lun reset"
+        mark_dmesg(mark)
+        fio = fio_running(disk, 10)
+        time.sleep(3)
+        sh("sg_reset", "-d", disk)
+        out, err = fio.communicate(timeout=120)
+        assert fio.returncode == 0, out + err
+        log = dmesg_since(mark)
+        assert "task management function 0x8: response 0" in log, log[-3000:]
+        fio = fio_running(disk, 60)
+        time.sleep(3)
+        sh("rdma", "link", "delete", ibdev)
+        assert os.listdir(DRIVER) == ["mgmt"], os.listdir(DRIVER)
+        kill_fio(fio)
+    sh("rmmod", "scst_srpt")
+    assert "scst_srpt" not in modules()
