@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from conftest import (ROOT, SRPT_MODULE, backing_file, device_of, dmesg_since, fio_running,
-                      kill_fio, guest_nic, loaded, load, mark_dmesg,
+from conftest import (NEEDS_ISCSI, ROOT, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG, SRPT_MODULE,
+                      backing_file, device_of, dmesg_since, fio_running, iscsi_test_cu,
+                      kill_fio, libiscsi_suite, guest_nic, loaded, load, mark_dmesg,
                       nic_ipv4, node_guid, port_gids, read, sh, soft_rdma, srp_add_target,
                       unload, unload_rdma_stack, write)
 
@@ -160,7 +161,10 @@ def srp_login(kind, lun_mb=64):
         sh("insmod", SRPT_MODULE, "rdma_cm_port=5000")
         gid = port_gids(ibdev)[0]
         path = backing_file("srp0", lun_mb << 20)
-        write("handlers/vdisk_fileio/mgmt", f"add_device srp0 filename={path}")
+        # Thin, as the conformance runs' LUNs are (libiscsi's provisioning
+        # tests skip themselves on a fully provisioned one).
+        write("handlers/vdisk_fileio/mgmt",
+              f"add_device srp0 filename={path}; thin_provisioned=1")
         assert write(f"targets/ib_srpt/{gid}/luns/mgmt", "add srp0 0") == 0
         guid = node_guid(ibdev)
         mark = f"scst-test: srp login over {kind}"
@@ -234,3 +238,81 @@ def test_lun_reset_and_device_removal_under_io(rdma_free):
         kill_fio(fio)
     sh("rmmod", "scst_srpt")
     assert "scst_srpt" not in modules()
+
+
+def scsi_models():
+    """The product identification of each ib_srp disk, by SCSI host."""
+    models = {}
+    for d in srp_scsi_devices():
+        with open(os.path.join(d, "model")) as f:
+            models[d.split("/")[4]] = f.read().strip()
+    return models
+
+
+def test_two_initiators_see_their_own_luns(rdma_free):
+    """Two logins from two addresses (two initiator ports) are sessions of
+    their own; an initiator group naming one address gives it its own
+    LUN 0, the other sees the target's."""
+    with soft_rdma("rxe") as ibdev:
+        nic = guest_nic()
+        ip = nic_ipv4(nic)
+        other = "192.168.157.2"
+        sh("ip", "addr", "add", f"{other}/24", "dev", nic)
+        sh("modprobe", "-a", "ib_srp", "rdma_cm")
+        sh("insmod", SRPT_MODULE, "rdma_cm_port=5000")
+        t = f"targets/ib_srpt/{port_gids(ibdev)[0]}"
+        for name in ("srpa", "srpb"):
+            path = backing_file(name, 16 << 20)
+            write("handlers/vdisk_fileio/mgmt", f"add_device {name} filename={path}")
+        assert write(f"{t}/luns/mgmt", "add srpa 0") == 0
+        assert write(f"{t}/ini_groups/mgmt", "create g2") == 0
+        assert write(f"{t}/ini_groups/g2/initiators/mgmt", f"add {other}") == 0
+        assert write(f"{t}/ini_groups/g2/luns/mgmt", "add srpb 0") == 0
+        guid = node_guid(ibdev)
+        for ext, src in ((1, ip), (2, other)):
+            options = (f"id_ext={guid},ioc_guid={guid},initiator_ext={ext},"
+                       f"dest={ip}:5000,src={src}")
+            # The new address's GID may take a moment to reach rxe's table.
+            for _ in range(50):
+                if srp_add_target(ibdev, options) == 0:
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"login from {src} failed")
+        sessions = sorted(os.listdir(os.path.join(ROOT, t, "sessions")))
+        assert {n.split("_")[0] for n in sessions} == {ip, other}, sessions
+        for _ in range(100):
+            if len(scsi_models()) == 2:
+                break
+            time.sleep(0.1)
+        assert sorted(scsi_models().values()) == ["srpa", "srpb"], scsi_models()
+        sh("udevadm", "settle", check=False)
+        srp_logout()
+        sh("ip", "addr", "del", f"{other}/24", "dev", nic, check=False)
+
+
+# libiscsi's suites through ib_srp's sg node: a slice in every run (data
+# both ways, sense, a task attribute held in order); with
+# SRPT_CONFORMANCE=1, every suite scst-rs implements over rxe and siw,
+# each table kept in the results (iscsi-test-cu-srp-<kind>.txt).
+LIBISCSI_SLICE = ["SCSI.TestUnitReady", "SCSI.Inquiry", "SCSI.ReadCapacity16",
+                  "SCSI.Read16", "SCSI.Write16", "SCSI.CompareAndWrite", "SCSI.ModeSense6"]
+FULL = os.environ.get("SRPT_CONFORMANCE") == "1"
+
+
+@pytest.mark.parametrize("kind", ["rxe", "siw"] if FULL else ["rxe"])
+def test_libiscsi_suites_over_srp(rdma_free, kind):
+    """libiscsi's SCSI suites on the SRP disk's /dev/sg node pass, as over
+    scst_local's (a test that skips itself is not a pass)."""
+    with srp_login(kind, lun_mb=256) as _:
+        sg = device_of(srp_scsi_devices, "scsi_generic/sg*")
+        assert sg, srp_scsi_devices()
+        if FULL:
+            failed, _ = iscsi_test_cu(sg, f"iscsi-test-cu-srp-{kind}.txt",
+                                      allowed_skips=SKIPS_NEEDING_CONFIG | NEEDS_ISCSI)
+            unexpected = failed - set(SG_IO_LIMITED)
+            assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"
+            return
+        for suite in LIBISCSI_SLICE:
+            verdicts = libiscsi_suite(sg, suite)
+            assert verdicts and all(verdicts.values()), (suite, verdicts)
