@@ -24,6 +24,7 @@ use crate::kernel_ext::rdma_channel::{
     Channel, ChannelEvent, ChannelHandler, ChannelRef, PostError,
 };
 use crate::scst_core::{buffer::CmdBuffer, session::Session, Scst};
+use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
@@ -44,6 +45,66 @@ pub(super) enum Slot {
     /// Its response is on the wire, with the buffer its data-in is read
     /// from (held only: it is given back when the unit is free).
     Sent(#[allow(dead_code)] Option<CmdBuffer>),
+}
+
+/// An I_T nexus: an initiator port's channels to a target port, which
+/// share one session (SRP-2's multichannel: one nexus, several channels),
+/// so that unit attentions, reservations, task management and tags are
+/// the nexus' whatever channel a command takes.
+pub(super) struct Nexus {
+    pub(super) session: Arc<Session>,
+    pub(super) initiator_port_id: [u8; 16],
+    pub(super) port: u32,
+    /// Channels on it; the session closes with the last.
+    channels: AtomicUsize,
+}
+
+impl Nexus {
+    /// A nexus with its first channel.
+    pub(super) fn new(session: Arc<Session>, initiator_port_id: [u8; 16], port: u32) -> Self {
+        Self {
+            session,
+            initiator_port_id,
+            port,
+            channels: AtomicUsize::new(1),
+        }
+    }
+
+    /// Takes it for one more channel, unless its last one left (its
+    /// session is closing).
+    pub(super) fn join(&self) -> bool {
+        self.channels
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                if n == 0 {
+                    None
+                } else {
+                    Some(n + 1)
+                }
+            })
+            .is_ok()
+    }
+
+    /// Whether a channel is on it.
+    pub(super) fn open(&self) -> bool {
+        self.channels.load(Ordering::Acquire) > 0
+    }
+
+    /// A channel left; the last one removes the session, on the driver's
+    /// workqueue (it takes the registry, which a CM handler or a
+    /// completion must not wait for).
+    pub(super) fn release(&self, shared: &SrptShared) {
+        if self.channels.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let scst: Arc<Scst> = shared.scst.clone();
+        let session = self.session.clone();
+        let spawned = shared.wq.queue().try_spawn(GFP_KERNEL, move || {
+            scst.with_registry(|r| Scst::remove_session(r, super::DRIVER, &session));
+        });
+        if spawned.is_err() {
+            pr_warn!("ib_srpt: no memory to close a session\n");
+        }
+    }
 }
 
 /// The channel's state, under its lock.
@@ -76,8 +137,10 @@ pub(super) struct SrpChannel {
     pub(super) max_rsp: usize,
     /// Counts the channel alive, so that device removal can wait for it.
     _live: super::Counted,
-    /// Its session was removed (once).
-    session_closed: AtomicBool,
+    /// The I_T nexus the channel belongs to, with its session.
+    nexus: Arc<Nexus>,
+    /// It let go of its nexus (once).
+    left_nexus: AtomicBool,
     #[pin]
     state: SpinLock<State>,
 }
@@ -86,7 +149,7 @@ impl SrpChannel {
     /// A channel of up to `units` send units, before its connection.
     pub(super) fn new(
         shared: Arc<SrptShared>,
-        session: Arc<Session>,
+        nexus: Arc<Nexus>,
         initiator_port_id: [u8; 16],
         port: u32,
         max_rsp: usize,
@@ -104,12 +167,13 @@ impl SrpChannel {
         Arc::pin_init(
             pin_init!(Self {
                 shared,
-                session,
+                session: nexus.session.clone(),
                 initiator_port_id,
                 port,
                 max_rsp,
                 _live: live,
-                session_closed: AtomicBool::new(false),
+                nexus,
+                left_nexus: AtomicBool::new(false),
                 state <- new_spinlock!(State {
                     channel: None,
                     closed: false,
@@ -153,8 +217,9 @@ impl SrpChannel {
         self.state.lock().closed
     }
 
-    /// Ends the channel: its connection, its session; commands still in
-    /// the core end without a response. Any context; once.
+    /// Ends the channel: its connection, and its session if no other
+    /// channel of its I_T nexus is left; commands still in the core end
+    /// without a response. Any context; once.
     pub(super) fn shutdown(self: &Arc<Self>) {
         let channel = {
             let mut st = self.state.lock();
@@ -168,22 +233,8 @@ impl SrpChannel {
             ch.close();
         }
         self.shared.forget_channel(self);
-        self.close_session();
-    }
-
-    /// Removes the session, on the driver's workqueue (it takes the
-    /// registry, which a CM handler or a completion must not wait for).
-    fn close_session(self: &Arc<Self>) {
-        if self.session_closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let scst: Arc<Scst> = self.shared.scst.clone();
-        let session = self.session.clone();
-        let spawned = self.shared.wq.queue().try_spawn(GFP_KERNEL, move || {
-            scst.with_registry(|r| Scst::remove_session(r, super::DRIVER, &session));
-        });
-        if spawned.is_err() {
-            pr_warn!("ib_srpt: no memory to close a session\n");
+        if !self.left_nexus.swap(true, Ordering::AcqRel) {
+            self.nexus.release(&self.shared);
         }
     }
 
@@ -218,6 +269,12 @@ impl SrpChannel {
         let _ = st.free.push(slot, GFP_KERNEL);
         drop(st);
         drop(held);
+    }
+
+    /// A request that gets no response took a credit.
+    fn owe(&self) {
+        let mut st = self.state.lock();
+        st.owed = st.owed.saturating_add(1);
     }
 
     /// The credits a response gives back: its own request's and those
@@ -521,12 +578,16 @@ impl ChannelHandler for Events {
             }
             // Answers to requests this target does not send.
             Some(iu::opcode::CRED_RSP) | Some(iu::opcode::AER_RSP) => {}
-            op => pr_peer!(
-                pr_info,
-                "ib_srpt: {}: unit with opcode {:?} ignored\n",
-                &*this.session.initiator,
-                op
-            ),
+            op => {
+                pr_peer!(
+                    pr_info,
+                    "ib_srpt: {}: unit with opcode {:?} ignored\n",
+                    &*this.session.initiator,
+                    op
+                );
+                // It took a credit: the next response gives it back.
+                this.owe();
+            }
         }
     }
 

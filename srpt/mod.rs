@@ -42,7 +42,7 @@ use crate::scst_core::{
     target::{SessionHandle, TargetDriver},
     MgmtOutcome, Registry, Scst,
 };
-use channel::{Events, SrpChannel};
+use channel::{Events, Nexus, SrpChannel};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel::{
@@ -245,9 +245,53 @@ struct Handler {
     listener: Mutex<Option<CmListener>>,
 }
 
+/// The ranges SCST's ib_srpt takes its parameters in (a request unit for
+/// a CDB and a few descriptors at least; a response with its fixed part and
+/// a little sense; a send queue for a few commands), and bounds on what a
+/// channel allocates per unit.
+const MIN_MAX_REQ_SIZE: u32 = 996;
+const MAX_MAX_REQ_SIZE: u32 = 65536;
+const MIN_MAX_RSP_SIZE: u32 = iu::RSP_LEN as u32 + 4;
+const MAX_MAX_RSP_SIZE: u32 = 4096;
+const MIN_SQ_SIZE: u32 = 16;
+const MAX_SQ_SIZE: u32 = 16384;
+
+/// Refuses parameters out of range, saying which.
+fn check_params(p: &SrptParams) -> Result {
+    let checks = [
+        (
+            "srp_max_req_size",
+            p.srp_max_req_size,
+            MIN_MAX_REQ_SIZE,
+            MAX_MAX_REQ_SIZE,
+        ),
+        (
+            "srp_max_rsp_size",
+            p.srp_max_rsp_size,
+            MIN_MAX_RSP_SIZE,
+            MAX_MAX_RSP_SIZE,
+        ),
+        ("srpt_sq_size", p.srpt_sq_size, MIN_SQ_SIZE, MAX_SQ_SIZE),
+    ];
+    for (name, value, min, max) in checks {
+        if value < min || value > max {
+            pr_err!(
+                "ib_srpt: {} {} is out of range ({} to {})\n",
+                name,
+                value,
+                min,
+                max
+            );
+            return Err(EINVAL);
+        }
+    }
+    Ok(())
+}
+
 impl RdmaHandler for Handler {
     fn attach(&self, rdma: &Rdma) -> Result {
         let params = rdma.params();
+        check_params(&params)?;
         let scst = &self.shared.scst;
         self.service_guid
             .store(params.srpt_service_guid, Ordering::Relaxed);
@@ -381,6 +425,7 @@ impl RdmaHandler for Handler {
                 channels <- new_mutex!(DeviceChannels {
                     removed: false,
                     list,
+                    nexuses: KVec::new(),
                 }),
                 live,
             }),
@@ -499,29 +544,50 @@ impl Logins {
         if grant.terminate_others {
             device.shutdown_channels_of(&login.initiator_port_id, port);
         }
-        let session = scst
-            .with_registry(|r| {
-                scst.add_network_session(
-                    r,
-                    DRIVER,
-                    target.as_str(),
-                    peer,
-                    TransportId::srp(login.initiator_port_id),
-                    |_| {
-                        let handle: Arc<dyn SessionHandle> = Arc::new(SrptSession, GFP_KERNEL)?;
-                        Ok(handle)
-                    },
-                )
-            })
-            .map_err(|_| Refused(INSUFFICIENT_RESOURCES, "no session"))?;
-        let closing = |session| {
-            scst.with_registry(|r| Scst::remove_session(r, DRIVER, &session));
+        // Another channel of the same I_T nexus shares its session.
+        let joined = match grant.terminate_others {
+            true => None,
+            false => device.join_nexus(&login.initiator_port_id, port),
+        };
+        let nexus = match joined {
+            Some(nexus) => nexus,
+            None => {
+                let session = scst
+                    .with_registry(|r| {
+                        scst.add_network_session(
+                            r,
+                            DRIVER,
+                            target.as_str(),
+                            peer,
+                            TransportId::srp(login.initiator_port_id),
+                            |_| {
+                                let handle: Arc<dyn SessionHandle> =
+                                    Arc::new(SrptSession, GFP_KERNEL)?;
+                                Ok(handle)
+                            },
+                        )
+                    })
+                    .map_err(|_| Refused(INSUFFICIENT_RESOURCES, "no session"))?;
+                match Arc::new(
+                    Nexus::new(session.clone(), login.initiator_port_id, port),
+                    GFP_KERNEL,
+                ) {
+                    Ok(nexus) => {
+                        device.add_nexus(nexus.clone());
+                        nexus
+                    }
+                    Err(_) => {
+                        scst.with_registry(|r| Scst::remove_session(r, DRIVER, &session));
+                        return Err(Refused(INSUFFICIENT_RESOURCES, "no memory"));
+                    }
+                }
+            }
         };
         let max_rsp =
             (grant.response.max_ti_iu_len as usize).min(self.params.srp_max_rsp_size as usize);
         let srp = match SrpChannel::new(
             self.shared.clone(),
-            session.clone(),
+            nexus.clone(),
             login.initiator_port_id,
             port,
             max_rsp,
@@ -530,7 +596,7 @@ impl Logins {
         ) {
             Ok(srp) => srp,
             Err(_) => {
-                closing(session);
+                nexus.release(&self.shared);
                 return Err(Refused(INSUFFICIENT_RESOURCES, "no memory"));
             }
         };
@@ -589,11 +655,12 @@ struct SrptSession;
 
 impl SessionHandle for SrptSession {}
 
-/// A device's channels.
+/// A device's channels, and the I_T nexuses they make.
 struct DeviceChannels {
     /// The device is going: no new channel.
     removed: bool,
     list: KVec<Arc<SrpChannel>>,
+    nexuses: KVec<Arc<Nexus>>,
 }
 
 /// An RDMA device: its targets, one per port, and its channels.
@@ -620,6 +687,31 @@ impl SrptDevice {
             .iter()
             .find(|(p, _)| *p == port)
             .map(|(_, n)| *n)
+    }
+
+    /// Joins the open nexus of an initiator port and a target port, if
+    /// there is one.
+    fn join_nexus(&self, initiator: &[u8; 16], port: u32) -> Option<Arc<Nexus>> {
+        let c = self.channels.lock();
+        c.nexuses
+            .iter()
+            .find(|n| n.port == port && n.initiator_port_id == *initiator && n.join())
+            .cloned()
+    }
+
+    /// Records a new nexus (forgetting those whose channels all left).
+    fn add_nexus(&self, nexus: Arc<Nexus>) {
+        let mut c = self.channels.lock();
+        let mut i = 0;
+        while i < c.nexuses.len() {
+            if c.nexuses[i].open() {
+                i += 1;
+            } else {
+                c.nexuses.swap_remove(i);
+            }
+        }
+        // Without room, later channels of the nexus get sessions of their own.
+        let _ = c.nexuses.push(nexus, GFP_KERNEL);
     }
 
     fn has_channels_of(&self, initiator: &[u8; 16], port: u32) -> bool {
