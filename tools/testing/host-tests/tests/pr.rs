@@ -636,3 +636,23 @@ fn aptpl_state_saves_and_loads() {
     let mut again: Prs = Reservations::new(Vec::new(), true);
     assert_eq!(again.load(&saved(&prs)), Ok(false));
 }
+
+/// An SRP initiator port's TransportID (SPC-4 7.6.4.5): protocol 4, format
+/// 0, the 16-byte port identifier at byte 8, 24 bytes in all; it decodes
+/// back to itself, and covers only itself.
+#[test]
+fn srp_transport_id() {
+    let port: [u8; 16] = core::array::from_fn(|i| i as u8 + 1);
+    let id = TransportId::srp(port);
+    let b = id.as_bytes();
+    assert_eq!(b.len(), 24);
+    assert_eq!(b[0], 0x04);
+    assert_eq!(&b[1..8], &[0; 7]);
+    assert_eq!(&b[8..24], &port);
+    let (back, used) = TransportId::decode(b).unwrap();
+    assert_eq!(used, 24);
+    assert_eq!(back, id);
+    let mut other = port;
+    other[15] ^= 1;
+    assert_ne!(TransportId::srp(other), id);
+}
