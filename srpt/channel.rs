@@ -129,16 +129,13 @@ struct State {
 #[pin_data]
 pub(super) struct SrpChannel {
     pub(super) shared: Arc<SrptShared>,
-    pub(super) session: Arc<Session>,
-    /// The initiator port, and the device port the channel is on.
-    pub(super) initiator_port_id: [u8; 16],
-    pub(super) port: u32,
     /// The largest response the initiator takes.
     pub(super) max_rsp: usize,
     /// Counts the channel alive, so that device removal can wait for it.
     _live: super::Counted,
-    /// The I_T nexus the channel belongs to, with its session.
-    nexus: Arc<Nexus>,
+    /// The I_T nexus the channel belongs to (initiator port, target
+    /// port), with its session.
+    pub(super) nexus: Arc<Nexus>,
     /// It let go of its nexus (once).
     left_nexus: AtomicBool,
     #[pin]
@@ -150,8 +147,6 @@ impl SrpChannel {
     pub(super) fn new(
         shared: Arc<SrptShared>,
         nexus: Arc<Nexus>,
-        initiator_port_id: [u8; 16],
-        port: u32,
         max_rsp: usize,
         units: u32,
         live: super::Counted,
@@ -167,9 +162,6 @@ impl SrpChannel {
         Arc::pin_init(
             pin_init!(Self {
                 shared,
-                session: nexus.session.clone(),
-                initiator_port_id,
-                port,
                 max_rsp,
                 _live: live,
                 nexus,
@@ -210,6 +202,11 @@ impl SrpChannel {
             return;
         }
         st.channel = Some(channel);
+    }
+
+    /// The session of the channel's nexus.
+    pub(super) fn session(&self) -> &Arc<Session> {
+        &self.nexus.session
     }
 
     /// Whether the channel is closing.
@@ -498,36 +495,36 @@ impl SrpChannel {
         }
     }
 
-    /// An SRP_CMD.
-    fn command(self: &Arc<Self>, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
+    /// A request's send unit and a reference to its channel, or `None`
+    /// when the initiator sent more requests than it had credits (or the
+    /// channel is going).
+    fn admit(&self, ch: &ChannelRef<'_>) -> Option<(u32, Channel)> {
         let Some(slot) = self.take_slot() else {
             pr_peer!(
                 pr_warn,
                 "ib_srpt: {}: request beyond the credits granted: dropped\n",
-                &*self.session.initiator
+                &*self.session().initiator
             );
-            return;
+            return None;
         };
         let Some(owned) = ch.get() else {
             self.release_slot(slot, true);
-            return;
+            return None;
         };
-        command::start(self, owned, slot, iu_bytes);
+        Some((slot, owned))
+    }
+
+    /// An SRP_CMD.
+    fn command(self: &Arc<Self>, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
+        if let Some((slot, owned)) = self.admit(ch) {
+            command::start(self, owned, slot, iu_bytes);
+        }
     }
 
     /// An SRP_TSK_MGMT: run on the driver's workqueue (it waits for the
     /// commands it ends).
     fn task_mgmt(self: &Arc<Self>, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
-        let Some(slot) = self.take_slot() else {
-            pr_peer!(
-                pr_warn,
-                "ib_srpt: {}: request beyond the credits granted: dropped\n",
-                &*self.session.initiator
-            );
-            return;
-        };
-        let Some(owned) = ch.get() else {
-            self.release_slot(slot, true);
+        let Some((slot, owned)) = self.admit(ch) else {
             return;
         };
         let tm = match iu::TaskMgmt::parse(iu_bytes) {
@@ -572,7 +569,7 @@ impl ChannelHandler for Events {
                 pr_peer!(
                     pr_info,
                     "ib_srpt: {} logged out\n",
-                    &*this.session.initiator
+                    &*this.session().initiator
                 );
                 this.shutdown();
             }
@@ -582,7 +579,7 @@ impl ChannelHandler for Events {
                 pr_peer!(
                     pr_info,
                     "ib_srpt: {}: unit with opcode {:?} ignored\n",
-                    &*this.session.initiator,
+                    &*this.session().initiator,
                     op
                 );
                 // It took a credit: the next response gives it back.

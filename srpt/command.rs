@@ -44,7 +44,28 @@ pub(super) struct CmdInfo {
     direction: iu::Direction,
     /// The bytes the descriptors offer, and where they are.
     offered: u32,
-    regions: KVec<data::Segment>,
+    regions: Regions,
+}
+
+/// A command's remote regions: most name one (a direct descriptor, or
+/// the one region an initiator registered), kept in place so that such a
+/// command allocates no list.
+#[derive(Default)]
+enum Regions {
+    #[default]
+    None,
+    One(data::Segment),
+    Many(KVec<data::Segment>),
+}
+
+impl Regions {
+    fn as_slice(&self) -> &[data::Segment] {
+        match self {
+            Self::None => &[],
+            Self::One(s) => core::slice::from_ref(s),
+            Self::Many(v) => v,
+        }
+    }
 }
 
 impl CmdInfo {
@@ -80,7 +101,7 @@ pub(super) fn start(srp: &Arc<SrpChannel>, ch: Channel, slot: u32, bytes: &[u8])
             pr_peer!(
                 pr_info,
                 "ib_srpt: {}: malformed SRP_CMD ({:?})\n",
-                &*srp.session.initiator,
+                &*srp.session().initiator,
                 e
             );
             let tag = iu::tag_of(bytes).unwrap_or([0; 8]);
@@ -92,26 +113,32 @@ pub(super) fn start(srp: &Arc<SrpChannel>, ch: Channel, slot: u32, bytes: &[u8])
         pr_peer!(
             pr_info,
             "ib_srpt: {}: SRP_CMD refused ({:?})\n",
-            &*srp.session.initiator,
+            &*srp.session().initiator,
             why
         );
         Response::check_condition(INVALID_FIELD_IN_IU, SenseFormat::Fixed)
     };
-    let (segments, offered) = match data::segments(&cmd, bytes, MAX_REGIONS) {
+    let (mut segments, offered) = match data::segments(&cmd, bytes, MAX_REGIONS) {
         Ok(s) => s,
         Err(e) => return answer(srp, &ch, slot, cmd.tag, refused(&e)),
     };
     if offered > MAX_COMMAND_DATA {
         return answer(srp, &ch, slot, cmd.tag, refused(&offered));
     }
-    let mut regions = KVec::new();
-    if regions.reserve(segments.regions(), GFP_KERNEL).is_err() {
-        return answer(srp, &ch, slot, cmd.tag, Response::status(status::BUSY));
-    }
-    for s in segments {
-        // Reserved: no allocation.
-        let _ = regions.push(s, GFP_KERNEL);
-    }
+    let regions = match segments.regions() {
+        0 | 1 => segments.next().map_or(Regions::None, Regions::One),
+        n => {
+            let mut v = KVec::new();
+            if v.reserve(n, GFP_KERNEL).is_err() {
+                return answer(srp, &ch, slot, cmd.tag, Response::status(status::BUSY));
+            }
+            for s in segments {
+                // Reserved: no allocation.
+                let _ = v.push(s, GFP_KERNEL);
+            }
+            Regions::Many(v)
+        }
+    };
     let mut info = CmdInfo {
         tag: cmd.tag,
         cdb: [0; MAX_CDB_LEN],
@@ -123,7 +150,7 @@ pub(super) fn start(srp: &Arc<SrpChannel>, ch: Channel, slot: u32, bytes: &[u8])
     let n = info.cdb_len;
     info.cdb[..n].copy_from_slice(&cmd.cdb[..n]);
     let opcode = info.cdb.first().copied().unwrap_or(0);
-    let mut command = srp.session.begin(
+    let mut command = srp.session().begin(
         cmd.lun,
         u64::from_be_bytes(cmd.tag),
         task_attr(cmd.task_attr),
@@ -201,7 +228,13 @@ impl PendingWrite {
     /// The RDMA READs of its data-out, into its buffer.
     pub(super) fn xfer(&mut self, ch: &Channel) -> core::result::Result<Xfer, PostError> {
         let mut sg = self.buf.sg();
-        transfer(ch, &mut sg, &self.info.regions, self.info.offered, false)
+        transfer(
+            ch,
+            &mut sg,
+            self.info.regions.as_slice(),
+            self.info.offered,
+            false,
+        )
     }
 
     /// Its data-out arrived: to the core.
@@ -249,7 +282,7 @@ pub(super) struct PendingResponse {
 
 struct DataIn {
     buf: CmdBuffer,
-    regions: KVec<data::Segment>,
+    regions: Regions,
     len: u32,
 }
 
@@ -276,7 +309,7 @@ impl PendingResponse {
             return Ok(None);
         };
         let mut sg = d.buf.sg();
-        transfer(ch, &mut sg, &d.regions, d.len, true).map(Some)
+        transfer(ch, &mut sg, d.regions.as_slice(), d.len, true).map(Some)
     }
 
     /// Its buffer, which must outlive the data-in's RDMA WRITEs.
@@ -370,7 +403,7 @@ impl Drop for SrpCmd {
 /// SRP-2 codes it, in an SRP_RSP with response data.
 pub(super) fn task_mgmt(srp: &Arc<SrpChannel>, ch: &Channel, slot: u32, tm: &iu::TaskMgmt) {
     use iu::{tsk, tsk_response};
-    let session = &srp.session;
+    let session = srp.session();
     let lun = decode_lun(tm.lun);
     let done = |ok: bool| {
         if ok {

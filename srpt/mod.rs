@@ -588,8 +588,6 @@ impl Logins {
         let srp = match SrpChannel::new(
             self.shared.clone(),
             nexus.clone(),
-            login.initiator_port_id,
-            port,
             max_rsp,
             RQ_SIZE,
             Counted::new(&device.live),
@@ -719,7 +717,7 @@ impl SrptDevice {
             .lock()
             .list
             .iter()
-            .any(|c| c.port == port && c.initiator_port_id == *initiator)
+            .any(|c| c.nexus.port == port && c.nexus.initiator_port_id == *initiator)
     }
 
     /// Ends an initiator's channels on a port (a single-channel login
@@ -731,7 +729,7 @@ impl SrptDevice {
                 .lock()
                 .list
                 .iter()
-                .find(|c| c.port == port && c.initiator_port_id == *initiator)
+                .find(|c| c.nexus.port == port && c.nexus.initiator_port_id == *initiator)
                 .cloned();
             match next {
                 Some(c) => c.shutdown(),
