@@ -153,10 +153,9 @@ impl Channel {
         let raw = xfer
             .as_ref()
             .map_or(core::ptr::null_mut(), |x| x.x.as_ptr());
-        // SAFETY: the channel is live (type invariant); `data` is valid
-        // for `len` bytes during the call (the helper copies them); `raw`
-        // is null or a transfer of this channel (checked above), which the
-        // helper takes only on success.
+        // The helper copies `data`, and takes `raw` only on success.
+        // SAFETY: the channel is live (type invariant); `data` holds `len`
+        // bytes; `raw` is null or a transfer of this channel (checked).
         let ret = unsafe {
             bindings::scst_rs_ch_send(self.ch.as_ptr(), slot, data.as_ptr().cast(), len, raw)
         };
@@ -271,11 +270,10 @@ impl Xfer {
             return Err(EINVAL);
         }
         let (sgl, nents) = data.raw();
+        // The helper takes references to the pages it maps: they outlive
+        // the DMA whatever `data`'s owner does later.
         // SAFETY: the transfer is this one's (type invariant); `sgl` has
-        // `nents` valid entries covering `offset + len` bytes (checked
-        // above) during the call, and the helper takes references to the
-        // pages it maps, so they outlive the DMA whatever `data`'s owner
-        // does later.
+        // `nents` entries covering `offset + len` bytes (checked above).
         to_result(unsafe {
             bindings::scst_rs_xfer_add(self.x.as_ptr(), sgl, nents, offset, len, remote, rkey)
         })
