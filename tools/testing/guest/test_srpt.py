@@ -8,6 +8,7 @@ NIC)."""
 import contextlib
 import glob
 import os
+import re
 import subprocess
 import time
 
@@ -16,6 +17,7 @@ import pytest
 from conftest import (NEEDS_ISCSI, ROOT, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG, SRPT_MODULE,
                       backing_file, device_of, dmesg_since, fio_running, iscsi_test_cu,
                       kill_fio, libiscsi_suite, guest_nic, loaded, load, mark_dmesg,
+                      Handler,
                       nic_ipv4, node_guid, port_gids, read, sh, soft_rdma, srp_add_target,
                       unload, unload_rdma_stack, write)
 
@@ -157,21 +159,24 @@ def srp_logout():
 
 
 @contextlib.contextmanager
-def srp_login(kind, lun_mb=64):
+def srp_login(kind, lun_mb=64, device=None):
     """scst_srpt on a soft RDMA device of `kind` exporting a fileio LUN of
-    `lun_mb` MiB, and ib_srp logged in to it: yields (disk, device,
-    sessions directory). Logs out afterwards, if still logged in."""
+    `lun_mb` MiB (or the SCST device named `device`) as srp0, and ib_srp
+    logged in to it: yields (disk, RDMA device, sessions directory). Logs
+    out afterwards, if still logged in."""
     with soft_rdma(kind) as ibdev:
         ip = nic_ipv4(guest_nic())
         sh("modprobe", "-a", "ib_srp", "rdma_cm")
         sh("insmod", SRPT_MODULE, "rdma_cm_port=5000")
         gid = port_gids(ibdev)[0]
-        path = backing_file("srp0", lun_mb << 20)
-        # Thin, as the conformance runs' LUNs are (libiscsi's provisioning
-        # tests skip themselves on a fully provisioned one).
-        write("handlers/vdisk_fileio/mgmt",
-              f"add_device srp0 filename={path}; thin_provisioned=1")
-        assert write(f"targets/ib_srpt/{gid}/luns/mgmt", "add srp0 0") == 0
+        if not device:
+            device = "srp0"
+            path = backing_file(device, lun_mb << 20)
+            # Thin, as the conformance runs' LUNs are (libiscsi's
+            # provisioning tests skip themselves on a fully provisioned one).
+            write("handlers/vdisk_fileio/mgmt",
+                  f"add_device {device} filename={path}; thin_provisioned=1")
+        assert write(f"targets/ib_srpt/{gid}/luns/mgmt", f"add {device} 0") == 0
         guid = node_guid(ibdev)
         mark = f"scst-test: srp login over {kind}"
         mark_dmesg(mark)
@@ -244,6 +249,76 @@ def test_lun_reset_and_device_removal_under_io(rdma_free):
         kill_fio(fio)
     sh("rmmod", "scst_srpt")
     assert "scst_srpt" not in modules()
+
+
+def test_host_resets_log_in_again_under_io(rdma_free):
+    """sg_reset -H while fio writes: each host reset is ib_srp's reconnect
+    (its channels log out and in again, srp_reconnect_rport), five in a
+    row. The target ends the old channels, the new ones make one session
+    again, the commands ib_srp requeues complete, and every block fio wrote
+    verifies. (ib_srp has no bus reset: sg_reset -b fails on it whatever
+    the target.)"""
+    with srp_login("rxe") as (disk, _, sessions):
+        ip = os.listdir(sessions)[0]
+        mark = "scst-test: srp host resets"
+        mark_dmesg(mark)
+        fio = subprocess.Popen(
+            ["fio", "--name=verify", f"--filename={disk}", "--direct=1", "--ioengine=libaio",
+             "--iodepth=32", "--bs=4k", "--size=64M", "--rw=randwrite", "--randseed=2612",
+             "--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        resets = 0
+        try:
+            while resets < 5:
+                time.sleep(1)
+                assert fio.poll() is None, f"fio ended after {resets} resets"
+                sh("sg_reset", "-H", disk)
+                resets += 1
+            out, err = fio.communicate(timeout=600)
+        finally:
+            if fio.poll() is None:
+                fio.kill()
+        assert fio.returncode == 0, out + err
+        log = dmesg_since(mark)
+        # ib_srp says so for every reconnect that succeeded.
+        assert log.count("reconnect succeeded") >= resets, log[-3000:]
+        assert os.listdir(sessions) == [ip], os.listdir(sessions)
+
+
+def test_a_timed_out_command_is_aborted(rdma_free):
+    """A READ the backend holds (a scst_user handler keeping it until task
+    management aborts it) times out at the initiator (sd timeout 5 s): the
+    SCSI error handler's abort is ib_srp's ABORT TASK, which reaches the
+    handler and ends the command; the target answers the abort and sends
+    no response for the aborted command, no LUN reset follows, and the
+    retried READ returns the block."""
+    path = backing_file("srpab", 16 << 20)
+    lba = 5000
+    with open(path, "r+b") as f:
+        f.seek(lba * 512)
+        f.write(b"held block".ljust(512, b"."))
+    handler = Handler("srp0", path, "-t", "2", "--hold-lba", str(lba))
+    try:
+        with srp_login("rxe", device="srp0") as (disk, _, _):
+            write(f"/sys/block/{os.path.basename(disk)}/device/timeout", "5")
+            mark = "scst-test: srp abort"
+            mark_dmesg(mark)
+            r = subprocess.run(["dd", f"if={disk}", "bs=512", f"skip={lba}", "count=1",
+                                "iflag=direct", "status=none"], capture_output=True, timeout=300)
+            assert r.returncode == 0, r.stderr
+            assert r.stdout == b"held block".ljust(512, b".")
+            log = dmesg_since(mark)
+            assert "task management function 0x1: response 0" in log, log[-3000:]
+            assert "task management function 0x8" not in log, log[-3000:]
+            # What ib_srp says of a response to a tag it no longer has.
+            assert "Null scmnd" not in log, log[-3000:]
+    finally:
+        said = handler.kill()
+    held = [line.split()[2] for line in said.splitlines() if line.startswith("holding command")]
+    assert len(held) == 1, said
+    # The handler heard of the abort (fn 0: ABORT TASK) naming its command.
+    assert re.search(rf"^task management received: fn 0 session \S+ command {held[0]}$", said,
+                     re.M), said
 
 
 def scsi_models():
