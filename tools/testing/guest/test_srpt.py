@@ -9,12 +9,14 @@ import contextlib
 import glob
 import os
 import re
+import select
+import struct
 import subprocess
 import time
 
 import pytest
 
-from conftest import (NEEDS_ISCSI, ROOT, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG, SRPT_MODULE,
+from conftest import (NEEDS_ISCSI, REPO, ROOT, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG, SRPT_MODULE,
                       backing_file, device_of, dmesg_since, fio_running, iscsi_test_cu,
                       kill_fio, libiscsi_suite, guest_nic, loaded, load, mark_dmesg,
                       Handler,
@@ -405,3 +407,193 @@ def test_libiscsi_suites_over_srp(rdma_free, kind):
             verdicts = libiscsi_suite(sg, suite)
             failed = [t for t, ok in verdicts.items() if not ok and t not in allowed]
             assert verdicts and not failed, (suite, failed)
+
+
+# Units no real initiator sends, from srp-raw (tools/testing/srp-raw): a
+# hand-made SRP initiator over RDMA/CM that sends the bytes it is given.
+SRP_RAW = os.path.join(REPO, "tools/testing/srp-raw/srp-raw")
+LOGIN_RSP, RSP, LOGIN_REJ = 0xC0, 0xC1, 0xC2
+
+
+def srp_login_req(guid, it_iu_len=8260, buf_fmt=0x6, flags=0, opcode=0):
+    """SRP_LOGIN_REQ in RDMA/CM's layout (struct srp_login_req_rdma) to
+    the target port (guid, guid)."""
+    port = bytes.fromhex(guid) * 2
+    return (struct.pack(">QHBBI", 1, buf_fmt, flags, opcode, it_iu_len) +
+            bytes.fromhex("fe80000000000000") + bytes.fromhex(guid) + port + bytes(8))
+
+
+def srp_cmd(tag, cdb, in_desc=b"", in_fmt=0, out_fmt=0, out_cnt=0, in_cnt=0, add_cdb_len=0):
+    """SRP_CMD for LUN 0 with descriptors `in_desc` appended."""
+    return (bytes([0x02, 0, 0, 0, 0, (out_fmt << 4) | in_fmt, out_cnt, in_cnt]) +
+            struct.pack(">Q", tag) + bytes(4) + bytes(8) + bytes([0, 0, 0, add_cdb_len]) +
+            bytes(cdb).ljust(16, b"\0") + in_desc)
+
+
+def srp_tsk_mgmt(tag, function, task_tag=0):
+    return (bytes([0x01]) + bytes(7) + struct.pack(">Q", tag) + bytes(4) + bytes(8) +
+            bytes([0, 0, function, 0]) + struct.pack(">Q", task_tag) + bytes(8))
+
+
+class RawSrp:
+    """srp-raw logged in (or not) with the login request `login`. A
+    context manager: the process goes at its end, whatever happened (an
+    RDMA device cannot go while a process has it open)."""
+
+    def __init__(self, ip, login):
+        assert os.path.exists(SRP_RAW), "build tools/testing/srp-raw first (make)"
+        # Unbuffered: select() must see every line not yet read.
+        self.proc = subprocess.Popen([SRP_RAW, ip, ip, "5000", login.hex()], bufsize=0,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def __enter__(self):
+        try:
+            self.outcome = self.line().split()
+            if self.outcome[0] == "ESTABLISHED":
+                _, addr, rkey = self.line().split()
+                self.addr, self.rkey = int(addr), int(rkey)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+    def line(self, timeout=60):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert ready, "srp-raw said nothing"
+        line = self.proc.stdout.readline()
+        assert line, f"srp-raw exited with {self.proc.wait(timeout=10)}"
+        return line.decode().strip()
+
+    def ask(self, command):
+        self.proc.stdin.write(command.encode() + b"\n")
+        return self.line()
+
+    def send(self, unit, ms=3000):
+        """Sends `unit`: the unit that came back (bytes), or what happened
+        instead ("TIMEOUT", "DISCONNECTED", "SEND_ERROR ...")."""
+        said = self.ask(f"send {unit.hex()} {ms}")
+        return bytes.fromhex(said.split()[1]) if said.startswith("RECV ") else said
+
+    def direct(self, length, offset=0):
+        """A direct descriptor of `length` bytes of srp-raw's buffer."""
+        return struct.pack(">QII", self.addr + offset, self.rkey, length)
+
+    def close(self):
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(b"quit\n")
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def srp_rsp(unit):
+    """(tag, status, sense) of an SRP_RSP."""
+    assert isinstance(unit, bytes) and unit[0] == RSP, unit
+    sense_len, resp_len = struct.unpack(">II", unit[28:36])
+    sense = unit[36 + resp_len:36 + resp_len + sense_len] if unit[18] & 0x2 else b""
+    return struct.unpack(">Q", unit[8:16])[0], unit[19], sense
+
+
+def test_malformed_logins_and_units_are_answered(rdma_free):
+    """A hand-made initiator: logins that are short, of another unit type,
+    announcing a request size below an SRP_CMD's or no descriptor format
+    the target knows are rejected with their reason; on a channel, an
+    SRP_CMD with more descriptors than it holds, an additional CDB that
+    overruns it, or too short to hold its CDB gets CHECK CONDITION INVALID
+    FIELD IN INFORMATION UNIT; a unit of no known type is ignored; task
+    management for a tag that is not there completes and an unknown
+    function is not supported; and a unit larger than the granted request
+    size ends the channel. Between them a direct-descriptor INQUIRY
+    returns its data: the channel survived each."""
+    with soft_rdma("rxe") as ibdev:
+        ip = nic_ipv4(guest_nic())
+        sh("modprobe", "-a", "rdma_cm", "rdma_ucm", "ib_uverbs")
+        sh("insmod", SRPT_MODULE, "rdma_cm_port=5000")
+        gid = port_gids(ibdev)[0]
+        path = backing_file("srpraw", 16 << 20)
+        write("handlers/vdisk_fileio/mgmt", f"add_device srpraw filename={path}")
+        assert write(f"targets/ib_srpt/{gid}/luns/mgmt", "add srpraw 0") == 0
+        guid = node_guid(ibdev)
+        mark = "scst-test: srp raw"
+        mark_dmesg(mark)
+        good = srp_login_req(guid)
+        rejected = {
+            # RoCE's CM pads it with zeros: no target port identifier.
+            "short": (good[:40], 0x00010003),
+            "not a login": (srp_login_req(guid, opcode=0x02), 0x00010000),
+            "request size below an SRP_CMD": (srp_login_req(guid, it_iu_len=40), 0x00010002),
+            "no known descriptor format": (srp_login_req(guid, buf_fmt=0x1), 0x00010004),
+        }
+        for what, (login, reason) in rejected.items():
+            with RawSrp(ip, login) as raw:
+                assert raw.outcome[0] == "REJECTED", (what, raw.outcome)
+                rej = bytes.fromhex(raw.outcome[2])
+                assert rej[0] == LOGIN_REJ, (what, rej.hex())
+                if reason is not None:
+                    assert struct.unpack(">I", rej[4:8])[0] == reason, (what, rej.hex())
+        assert "malformed RDMA/CM login" in dmesg_since(mark)
+
+        with RawSrp(ip, good) as raw:
+            assert raw.outcome[0] == "ESTABLISHED", raw.outcome
+            rsp = bytes.fromhex(raw.outcome[1])
+            assert rsp[0] == LOGIN_RSP and struct.unpack(">I", rsp[4:8])[0] > 8, rsp.hex()
+            max_it_iu_len = struct.unpack(">I", rsp[16:20])[0]
+            inquiry = [0x12, 0, 0, 0, 36, 0]
+            tags = iter(range(100, 1000))
+
+            def inquiry_works():
+                raw.ask("fill 0 " + "00" * 36)
+                tag = next(tags)
+                assert srp_rsp(raw.send(srp_cmd(tag, inquiry, raw.direct(36), in_fmt=1,
+                                                in_cnt=1))) == (tag, 0, b"")
+                data = bytes.fromhex(raw.ask("data 0 36").split()[1])
+                assert data[8:16] == b"SCST_FIO", data
+
+            inquiry_works()
+            invalid_field_in_iu = (0x05, 0x0E, 0x03)
+            malformed = {
+                # Indirect data-in naming five descriptors, holding none.
+                "descriptor count": srp_cmd(next(tags), inquiry, in_fmt=2, in_cnt=5),
+                # An additional CDB of 64 bytes the unit does not carry.
+                "additional CDB": srp_cmd(next(tags), inquiry, add_cdb_len=16 << 2),
+                # Cut inside its CDB.
+                "too short": srp_cmd(next(tags), inquiry)[:40],
+            }
+            for what, unit in malformed.items():
+                tag, status, sense = srp_rsp(raw.send(unit))
+                assert tag == struct.unpack(">Q", unit[8:16])[0], what
+                assert status == 0x02, (what, status)
+                assert (sense[2] & 0xF, sense[12], sense[13]) == invalid_field_in_iu, \
+                    (what, sense.hex())
+                inquiry_works()
+            # A unit of no known type: no answer, and the channel goes on.
+            assert raw.send(bytes([0x7F]) + bytes(63), ms=1000) == "TIMEOUT"
+            inquiry_works()
+            for function, code in ((0x01, 0), (0x99, 4)):
+                tag = next(tags)
+                unit = raw.send(srp_tsk_mgmt(tag, function, task_tag=0xDEAD))
+                assert srp_rsp(unit)[:2] == (tag, 0), unit.hex()
+                assert unit[18] & 0x1 and unit[36 + 3] == code, (function, unit.hex())
+            inquiry_works()
+            # Larger than the receive units the target posted.
+            said = raw.send(srp_cmd(next(tags), inquiry) + bytes(max_it_iu_len), ms=10000)
+            assert said == "DISCONNECTED" or said.startswith("SEND_ERROR"), said
+        sessions = os.path.join(DRIVER, gid, "sessions")
+        for _ in range(100):
+            if not os.listdir(sessions):
+                break
+            time.sleep(0.1)
+        assert os.listdir(sessions) == []
+        # The target still logs a good initiator in.
+        with RawSrp(ip, good) as raw:
+            assert raw.outcome[0] == "ESTABLISHED", raw.outcome
+        log = dmesg_since(mark)
+        assert "malformed SRP_CMD" in log and "opcode Some(127) ignored" in log, log[-3000:]
+    sh("rmmod", "scst_srpt")
