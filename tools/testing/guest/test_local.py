@@ -354,7 +354,7 @@ def test_write_atomic(scst):
 
 def test_sanitize(scst):
     """SANITIZE with sg3_utils: OVERWRITE leaves the pattern on every
-    block, BLOCK ERASE deallocates them, CRYPTOGRAPHIC ERASE is refused
+    block, BLOCK ERASE deallocates them (both waited for), CRYPTOGRAPHIC ERASE is refused
     precisely; while one runs (IMMED, on a slow disk), commands get
     SANITIZE IN PROGRESS and REQUEST SENSE says so; deleting the device
     stops it at once."""
@@ -363,10 +363,11 @@ def test_sanitize(scst):
     sh("sg_turs", sg, check=False)
     with open("/tmp/sanitize-pattern", "wb") as f:
         f.write(b"scst")
-    sh("sg_sanitize", "--quick", "--overwrite", "--pattern=/tmp/sanitize-pattern", sg)
+    # --wait: without IMMED (sg_sanitize would otherwise poll once a minute).
+    sh("sg_sanitize", "--quick", "--wait", "--overwrite", "--pattern=/tmp/sanitize-pattern", sg)
     with open(path, "rb") as f:
         assert f.read() == b"scst" * (1 << 20), "a block not overwritten"
-    sh("sg_sanitize", "--quick", "--block", sg)
+    sh("sg_sanitize", "--quick", "--wait", "--block", sg)
     out = sh("sg_get_lba_status", "--lba=0", sg).stdout
     assert "deallocated" in out.lower() or " 1 " in out, out
     with open(path, "rb") as f:
