@@ -123,6 +123,55 @@ def lio_target(backing, port=LIO_PORT, iqn=PEER_IQN):
         yield urls[0]
 
 
+# LIO's SRP target listens with RDMA/CM on a port of its own, beside
+# scst_srpt's.
+LIO_SRPT_PORT = 5001
+
+
+@contextlib.contextmanager
+def lio_srpt(cores, ibdev, initiator, rdma_cm_port=LIO_SRPT_PORT):
+    """LIO's SRP target (ib_srpt) serving `cores` as LUNs 0, 1, ... on port
+    1 of `ibdev` (the target port named by its GUID) to `initiator`, the
+    address RDMA/CM logins name their LIO sessions after; listening on
+    `rdma_cm_port`."""
+    _lio_modules()
+    _sh("modprobe", "ib_srpt")
+    # The fabric's directory appears on its first mkdir.
+    os.makedirs(f"{CONFIGFS}/target/srpt", exist_ok=True)
+    _write(f"{CONFIGFS}/target/srpt/discovery_auth/rdma_cm_port", str(rdma_cm_port))
+    with open(f"/sys/class/infiniband/{ibdev}/ports/1/gids/0") as f:
+        # LIO's GUID name: the GID's interface identifier, as 4 groups.
+        guid = ":".join(f.read().strip().split(":")[4:])
+    tport = f"{CONFIGFS}/target/srpt/{guid}"
+    tpg = f"{tport}/tpg_1"
+    acl = f"{tpg}/acls/{initiator}"
+    luns, mapped = [], []
+    try:
+        os.makedirs(tpg)
+        for i, core in enumerate(cores):
+            os.makedirs(f"{tpg}/lun/lun_{i}")
+            luns.append(f"{tpg}/lun/lun_{i}")
+            os.symlink(core, f"{tpg}/lun/lun_{i}/{os.path.basename(core)}")
+        os.makedirs(acl)
+        for i, lun in enumerate(luns):
+            os.makedirs(f"{acl}/lun_{i}")
+            mapped.append(f"{acl}/lun_{i}")
+            os.symlink(lun, f"{acl}/lun_{i}/lun_{i}")
+        _write(f"{tpg}/enable", "1")
+        yield guid
+    finally:
+        if os.path.exists(f"{tpg}/enable"):
+            _quietly(_write, f"{tpg}/enable", "0")
+        _unlink_luns(mapped)
+        _quietly(os.rmdir, acl)
+        _unlink_luns(luns)
+        _quietly(os.rmdir, tpg)
+        _quietly(os.rmdir, tport)
+        # The fabric's directory holds the module.
+        _quietly(os.rmdir, f"{CONFIGFS}/target/srpt")
+        _sh("rmmod", "ib_srpt", check=False)
+
+
 TCM_LOOP_WWN = "naa.5001405000000b01"
 TCM_LOOP_NEXUS = "naa.5001405000000b02"
 

@@ -16,12 +16,12 @@ import time
 
 import pytest
 
-from conftest import (NEEDS_ISCSI, REPO, ROOT, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG, SRPT_MODULE,
-                      backing_file, device_of, dmesg_since, fio_running, iscsi_test_cu,
-                      kill_fio, libiscsi_suite, guest_nic, loaded, load, mark_dmesg,
-                      Handler,
+from conftest import (LIBISCSI_WRONG, NEEDS_ISCSI, REPO, ROOT, SCRATCH, SG_IO_LIMITED,
+                      SKIPS_NEEDING_CONFIG, SRPT_MODULE, Handler, backing_file, device_of,
+                      dmesg_since, fio_running, guest_nic, kill_fio, load, loaded, mark_dmesg,
                       nic_ipv4, node_guid, port_gids, read, sh, soft_rdma, srp_add_target,
                       unload, unload_rdma_stack, write)
+from peers import LIO_SRPT_PORT, lio_backstores, lio_srpt
 
 DRIVER = os.path.join(ROOT, "targets", "ib_srpt")
 
@@ -374,12 +374,13 @@ def test_two_initiators_see_their_own_luns(rdma_free):
         sh("ip", "addr", "del", f"{other}/24", "dev", nic, check=False)
 
 
-# libiscsi's suites through ib_srp's sg node: a slice in every run (data
-# both ways, sense, a task attribute held in order); with
-# SRPT_CONFORMANCE=1, every suite scst-rs implements over rxe and siw,
-# each table kept in the results (iscsi-test-cu-srp-<kind>.txt).
-LIBISCSI_SLICE = ["SCSI.TestUnitReady", "SCSI.Inquiry", "SCSI.ReadCapacity16",
-                  "SCSI.Read16", "SCSI.Write16", "SCSI.CompareAndWrite", "SCSI.ModeSense6"]
+# libiscsi's suites through ib_srp's sg node, beside LIO's ib_srpt on the
+# same guest: a slice in every run (data both ways, sense, a task
+# attribute held in order); with SRPT_CONFORMANCE=1, every suite scst-rs
+# implements over rxe and siw, LIO's over rxe, each table kept in the
+# results (iscsi-test-cu-srp-<kind>.txt, iscsi-test-cu-srp-lio-rxe.txt)
+# and side by side in iscsi-test-cu-srp-peers.md.
+SRP_SLICE = "TestUnitReady Inquiry ReadCapacity16 Read16 Write16 CompareAndWrite ModeSense6"
 FULL = os.environ.get("SRPT_CONFORMANCE") == "1"
 # Beyond SG_IO_LIMITED: a test whose single command is larger than ib_srp's
 # disk takes in one request, which SG_IO refuses ("SG_IO ioctl failed")
@@ -387,26 +388,110 @@ FULL = os.environ.get("SRPT_CONFORMANCE") == "1"
 SRP_SG_IO_LIMITED = {
     "SCSI.ExtendedCopy.Simple": "reads its 1 MiB copy back in one READ(16)",
 }
+SRP_LUN_SIZE = 256 << 20
 
 
-@pytest.mark.parametrize("kind", ["rxe", "siw"] if FULL else ["rxe"])
-def test_libiscsi_suites_over_srp(rdma_free, kind):
-    """libiscsi's SCSI suites on the SRP disk's /dev/sg node pass, as over
-    scst_local's (a test that skips itself is not a pass)."""
-    with srp_login(kind, lun_mb=256) as _:
-        sg = device_of(srp_scsi_devices, "scsi_generic/sg*")
-        assert sg, srp_scsi_devices()
-        if FULL:
-            failed, _ = iscsi_test_cu(sg, f"iscsi-test-cu-srp-{kind}.txt",
-                                      allowed_skips=SKIPS_NEEDING_CONFIG | NEEDS_ISCSI)
-            unexpected = failed - set(SG_IO_LIMITED) - set(SRP_SG_IO_LIMITED)
-            assert not unexpected, f"iscsi-test-cu failures: {sorted(unexpected)}"
-            return
-        allowed = SKIPS_NEEDING_CONFIG | NEEDS_ISCSI
-        for suite in LIBISCSI_SLICE:
-            verdicts = libiscsi_suite(sg, suite)
-            failed = [t for t, ok in verdicts.items() if not ok and t not in allowed]
-            assert verdicts and not failed, (suite, failed)
+def srp_conformance(name):
+    """libiscsi's suites (the slice, or with FULL every one) on the sg node
+    of ib_srp's disk; {test: verdict}, the table kept as
+    iscsi-test-cu-`name`.txt in the scratch directory."""
+    sg = device_of(srp_scsi_devices, "scsi_generic/sg*")
+    assert sg, srp_scsi_devices()
+    table = os.path.join(SCRATCH, f"iscsi-test-cu-{name}.txt")
+    env = dict(os.environ)
+    if not FULL:
+        env["LIBISCSI_SUITES"] = SRP_SLICE
+    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), sg, table],
+                       capture_output=True, text=True, timeout=3000, env=env)
+    print(name, r.stdout)
+    with open(table) as f:
+        verdicts = dict(line.split()[:2] for line in f if line.strip())
+    assert len(verdicts) > (100 if FULL else 20), f"{name}: too few tests ran"
+    return verdicts
+
+
+@contextlib.contextmanager
+def console_quiet():
+    """Only critical messages on the console meanwhile (LIO logs each bad
+    command libiscsi sends as an error: thousands of lines); dmesg keeps
+    them all."""
+    with open("/proc/sys/kernel/printk") as f:
+        level = f.read().split()[0]
+    assert write("/proc/sys/kernel/printk", "2") == 0
+    try:
+        yield
+    finally:
+        write("/proc/sys/kernel/printk", level)
+
+
+@contextlib.contextmanager
+def lio_srp_login(kind):
+    """LIO's ib_srpt on a soft RDMA device of `kind` serving a fileio LUN of
+    SRP_LUN_SIZE, and ib_srp logged in to it (logged out afterwards)."""
+    with soft_rdma(kind) as ibdev, console_quiet():
+        ip = nic_ipv4(guest_nic())
+        sh("modprobe", "-a", "ib_srp", "rdma_cm")
+        path = backing_file("srp-lio", SRP_LUN_SIZE)
+        with lio_backstores(path) as cores, lio_srpt(cores, ibdev, ip):
+            guid = node_guid(ibdev)
+            mark = f"scst-test: LIO srp login over {kind}"
+            mark_dmesg(mark)
+            options = f"id_ext={guid},ioc_guid={guid},dest={ip}:{LIO_SRPT_PORT},src={ip}"
+            assert srp_add_target(ibdev, options) == 0, dmesg_since(mark)[-3000:]
+            try:
+                sh("udevadm", "settle", check=False)
+                yield
+            finally:
+                srp_logout()
+                # LIO ends its sessions before its LUNs can go.
+                for _ in range(100):
+                    if not srp_scsi_devices():
+                        break
+                    time.sleep(0.1)
+                time.sleep(1)
+
+
+def write_srp_side_by_side(tables):
+    path = os.path.join(SCRATCH, "iscsi-test-cu-srp-peers.md")
+    names = sorted(set().union(*tables.values()))
+    with open(path, "w") as f:
+        f.write("# iscsi-test-cu --dataloss through ib_srp: scst-rs and LIO's ib_srpt "
+                "in one guest run\n\n")
+        f.write(f"kernel {os.uname().release}; a test that skips itself is not a pass\n\n")
+        for label, table in tables.items():
+            passed = sum(1 for v in table.values() if v == "passed")
+            f.write(f"- {label}: {passed} passed of {len(table)}\n")
+        f.write("\n| test | " + " | ".join(tables) + " |\n|---|" + "---|" * len(tables) + "\n")
+        for name in names:
+            f.write(f"| {name} | " + " | ".join(t.get(name, "-") for t in tables.values()) +
+                    " |\n")
+    print(open(path).read())
+
+
+def test_libiscsi_suites_over_srp_beside_lio(rdma_free):
+    """libiscsi's SCSI suites on the SRP disk's /dev/sg node pass (a test
+    that skips itself is not a pass, unless it needs a configuration the
+    LUN does not have), over rxe (and siw, with SRPT_CONFORMANCE=1); and
+    scst-rs passes every test LIO's ib_srpt passes on the same guest."""
+    tables = {}
+    for kind in ["rxe", "siw"] if FULL else ["rxe"]:
+        with srp_login(kind, lun_mb=SRP_LUN_SIZE >> 20):
+            tables[f"scst-rs {kind}"] = srp_conformance(f"srp-{kind}")
+    allowed = SKIPS_NEEDING_CONFIG | NEEDS_ISCSI
+    for label, table in tables.items():
+        failed = {n for n, v in table.items()
+                  if v != "passed" and not (v == "skipped" and n in allowed)
+                  and not (v == "FAILED" and n in LIBISCSI_WRONG)}
+        unexpected = failed - set(SG_IO_LIMITED) - set(SRP_SG_IO_LIMITED)
+        assert not unexpected, f"{label}: iscsi-test-cu failures: {sorted(unexpected)}"
+    if "scst_srpt" in modules():
+        sh("rmmod", "scst_srpt")
+    with lio_srp_login("rxe"):
+        tables["LIO rxe"] = lio = srp_conformance("srp-lio-rxe")
+    write_srp_side_by_side(tables)
+    behind = sorted(n for n, v in lio.items()
+                    if v == "passed" and tables["scst-rs rxe"].get(n) != "passed")
+    assert not behind, f"scst-rs fails what LIO's ib_srpt passes: {behind}"
 
 
 # Units no real initiator sends, from srp-raw (tools/testing/srp-raw): a
