@@ -477,6 +477,7 @@ def test_libiscsi_suites_over_srp_beside_lio(rdma_free):
     for kind in ["rxe", "siw"] if FULL else ["rxe"]:
         with srp_login(kind, lun_mb=SRP_LUN_SIZE >> 20):
             tables[f"scst-rs {kind}"] = srp_conformance(f"srp-{kind}")
+        sh("rmmod", "scst_srpt")
     allowed = SKIPS_NEEDING_CONFIG | NEEDS_ISCSI
     for label, table in tables.items():
         failed = {n for n, v in table.items()
@@ -484,8 +485,6 @@ def test_libiscsi_suites_over_srp_beside_lio(rdma_free):
                   and not (v == "FAILED" and n in LIBISCSI_WRONG)}
         unexpected = failed - set(SG_IO_LIMITED) - set(SRP_SG_IO_LIMITED)
         assert not unexpected, f"{label}: iscsi-test-cu failures: {sorted(unexpected)}"
-    if "scst_srpt" in modules():
-        sh("rmmod", "scst_srpt")
     with lio_srp_login("rxe"):
         tables["LIO rxe"] = lio = srp_conformance("srp-lio-rxe")
     write_srp_side_by_side(tables)
