@@ -488,8 +488,15 @@ def test_libiscsi_suites_over_srp_beside_lio(rdma_free):
     with lio_srp_login("rxe"):
         tables["LIO rxe"] = lio = srp_conformance("srp-lio-rxe")
     write_srp_side_by_side(tables)
+    # An SG_IO limit is the initiator's, whichever target answers; LIO may
+    # pass such a test by never reaching it (WriteSame16.Unmap reads 65536
+    # blocks back in one READ(16) only from a LUN reporting LBPRZ and a
+    # MAXIMUM WRITE SAME LENGTH of at least that; LIO's fileio reports 0
+    # and 4096).
+    limited = set(SG_IO_LIMITED) | set(SRP_SG_IO_LIMITED)
     behind = sorted(n for n, v in lio.items()
-                    if v == "passed" and tables["scst-rs rxe"].get(n) != "passed")
+                    if v == "passed" and tables["scst-rs rxe"].get(n) != "passed"
+                    and n not in limited)
     assert not behind, f"scst-rs fails what LIO's ib_srpt passes: {behind}"
 
 
