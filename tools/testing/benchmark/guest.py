@@ -5,8 +5,9 @@
 Sets up, all at once and on their own ports, scst-rs, LIO and tgt serving
 the same backings (no storage, a file on tmpfs, and each its own slow
 null_blk device), the ceiling
-responder, scst_local and tcm_loop; logs the kernel's initiator in to every
-iSCSI target once; then runs each workload on each target in turn, round
+responder, scst_local and tcm_loop, and the SRP targets (scst-rs' srpt and
+LIO's ib_srpt, soft RoCE on the guest's NIC); logs the kernel's initiators
+in to every iSCSI and SRP target once; then runs each workload on each target in turn, round
 after round (A B C D A B C D ...), so that the machine's drift hits every
 target alike. Every run is appended to OUT/raw.json as it ends.
 """
@@ -28,7 +29,8 @@ REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tools", "testing", "guest"))
 
 import peers  # noqa: E402
-from conftest import ROOT, mgmt, sh, write  # noqa: E402
+from conftest import (ROOT, guest_nic, mgmt, nic_ipv4, node_guid, port_gids,  # noqa: E402
+                      sh, soft_rdma, srp_add_target, write)
 SIZE = 256 << 20
 BASE_IQN = "iqn.2026-11.org.scst-rs:bench"
 PORTS = {"scst-rs": 3260, "LIO": 3262, "tgt": 3263, "ceiling": 3264}
@@ -194,6 +196,56 @@ def host_disks(host, luns):
     raise AssertionError(f"{host}: LUNs {luns} did not appear")
 
 
+def srp_hosts():
+    hosts = set()
+    for host in glob.glob("/sys/class/scsi_host/host*"):
+        with open(f"{host}/proc_name") as f:
+            if f.read().strip() == "ib_srp":
+                hosts.add(os.path.basename(host))
+    return hosts
+
+
+def srp_logout():
+    for port in glob.glob("/sys/class/srp_remote_ports/port-*"):
+        with contextlib.suppress(OSError), open(f"{port}/delete", "w") as f:
+            f.write("1")
+
+
+def srp(stack, srpt_module, cores):
+    """scst-rs' srpt (its bnull and bfile devices) and LIO's ib_srpt (the
+    first two `cores`: the same backings) as LUNs 0 and 1 on soft RoCE, and
+    ib_srp logged in to both: {(target, backing): /dev/sdX}; none without
+    a NIC (guest-run -n)."""
+    if not guest_nic():
+        log("no NIC: no SRP runs")
+        return {}
+    ibdev = stack.enter_context(soft_rdma("rxe"))
+    ip = nic_ipv4(guest_nic())
+    sh("modprobe", "-a", "ib_srp", "rdma_cm")
+    sh("insmod", srpt_module, "rdma_cm_port=5000")
+    stack.callback(sh, "rmmod", "scst_srpt", check=False)
+    gid = port_gids(ibdev)[0]
+    for lun, name in enumerate(["bnull", "bfile"]):
+        mgmt(f"targets/ib_srpt/{gid}/luns/mgmt", f"add {name} {lun}")
+    stack.enter_context(peers.lio_srpt(cores[:2], ibdev, ip))
+    stack.callback(srp_logout)
+    guid = node_guid(ibdev)
+    endpoints = {}
+    # ib_srp takes one login per (id_ext, ioc_guid, initiator_ext): the
+    # two targets share the first two.
+    for ext, (target, port) in enumerate([("scst-rs", 5000), ("LIO", peers.LIO_SRPT_PORT)]):
+        before = srp_hosts()
+        err = srp_add_target(ibdev, f"id_ext={guid},ioc_guid={guid},initiator_ext={ext + 1},"
+                                    f"dest={ip}:{port},src={ip}")
+        if err:
+            raise RuntimeError(f"ib_srp's login to {target} failed: errno {err}")
+        host = (srp_hosts() - before).pop()
+        disks = host_disks(host, [0, 1])
+        for lun, backing in enumerate(BACKINGS):
+            endpoints[(target, backing)] = disks[lun]
+    return endpoints
+
+
 def no_scheduler(disk):
     """Every disk gets the same block layer: no I/O scheduler."""
     with contextlib.suppress(OSError), \
@@ -293,6 +345,7 @@ def plan(endpoints, only=None):
         ("fio-local", FIO, ["scst_local", "tcm_loop"]),
         ("fio-user", FIO, ["scst_user", "vdisk_fileio"]),
         ("fio-user-iscsi", FIO, ["scst_user", "vdisk_fileio"]),
+        ("fio-srp", FIO, ["scst-rs", "LIO"]),
     ]:
         for workload in workloads:
             for backing in BACKINGS + [SLOW]:
@@ -422,6 +475,8 @@ def main():
                                                       port=PORTS["tgt"], iqn=iqn("tgt")))
         ceiling_urls = stack.enter_context(ceiling())
         stack.enter_context(iscsid())
+        srpt_module = os.path.join(os.path.dirname(args.module), "scst_srpt.ko")
+        srp_disks = srp(stack, srpt_module, cores)
 
         endpoints = {}
         for target, urls in [("scst-rs", scst_urls), ("LIO", lio_urls), ("tgt", tgt_urls)]:
@@ -448,6 +503,8 @@ def main():
         disks = session_disks(iqn("scst-rs"), [1, 2])
         endpoints[("fio-user-iscsi", "scst_user", "file")] = disks[2]
         endpoints[("fio-user-iscsi", "vdisk_fileio", "file")] = disks[1]
+        for (target, b), disk in srp_disks.items():
+            endpoints[("fio-srp", target, b)] = disk
         for key, endpoint in sorted(endpoints.items()):
             if endpoint.startswith("/dev/"):
                 no_scheduler(endpoint)

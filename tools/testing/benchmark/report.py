@@ -21,6 +21,8 @@ TOOLS = {
     "fio-user-iscsi": "fio (libaio, O_DIRECT) through the kernel's iSCSI initiator: the "
                       "scst_user file handler (its buffers lent to iSCSI) against "
                       "vdisk_fileio on the same file",
+    "fio-srp": "fio (libaio, O_DIRECT) through the kernel's SRP initiator (ib_srp) over soft "
+               "RoCE (rxe): scst-rs' srpt against LIO's ib_srpt",
 }
 # Per tool: ours first, then the peers it is compared with.
 TARGETS = {
@@ -29,6 +31,7 @@ TARGETS = {
     "fio-local": ["scst_local", "tcm_loop"],
     "fio-user": ["scst_user", "vdisk_fileio"],
     "fio-user-iscsi": ["scst_user", "vdisk_fileio"],
+    "fio-srp": ["scst-rs", "LIO"],
 }
 FIGURES = ["iops", "bw_bytes", "lat_mean_us", "lat_p99_us", "ctxt_per_io", "cpu_us_per_io"]
 
@@ -117,6 +120,10 @@ def goals(find):
         goal(f"4 KiB QD32 random read >= 2.5x tgt ({backing})", "iscsi-perf",
              "randread-4k-qd32", backing, "tgt", "iops", 2.5)
         goal(f"512 B QD1 mean latency <= LIO's ({backing})", "fio-iscsi",
+             "randread-512-qd1", backing, "LIO", "lat_mean_us", 1.0, higher_is_better=False)
+        goal(f"SRP: 4 KiB QD32 random read >= LIO's ib_srpt ({backing})", "fio-srp",
+             "randread-4k-qd32", backing, "LIO", "iops", 1.0)
+        goal(f"SRP: 512 B QD1 mean latency <= LIO's ib_srpt ({backing})", "fio-srp",
              "randread-512-qd1", backing, "LIO", "lat_mean_us", 1.0, higher_is_better=False)
     goal("1 MiB sequential read from the page cache >= 80% of the ceiling", "iscsi-perf",
          "read-1m-qd8", "file", "ceiling", "bw_bytes", 0.8)

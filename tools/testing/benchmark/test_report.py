@@ -84,6 +84,21 @@ class Summaries(unittest.TestCase):
         self.assertIn("not measured", report.markdown(self.record(), report.summarize(
             self.record())))
 
+    def test_srp_goals_against_lio_srpt(self):
+        record = self.record()
+        record["runs"] += [
+            run(0, "fio-srp", "randread-4k-qd32", "null", "scst-rs", 900),
+            run(0, "fio-srp", "randread-4k-qd32", "null", "LIO", 1000),
+            run(0, "fio-srp", "randread-512-qd1", "null", "scst-rs", 500, lat_mean_us=90.0),
+            run(0, "fio-srp", "randread-512-qd1", "null", "LIO", 400, lat_mean_us=100.0)]
+        summary = report.summarize(record)
+        goals = {g["goal"]: g for g in summary["goals"]}
+        iops = goals["SRP: 4 KiB QD32 random read >= LIO's ib_srpt (null)"]
+        self.assertAlmostEqual(iops["ratio"], 0.9)
+        self.assertFalse(iops["met"])
+        self.assertTrue(goals["SRP: 512 B QD1 mean latency <= LIO's ib_srpt (null)"]["met"])
+        self.assertIn("## fio-srp: ", report.markdown(record, summary))
+
 
 class Parsing(unittest.TestCase):
     def test_iscsi_perf_final_average(self):
