@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(REPO, "tools", "testing", "guest"))
 
 import peers  # noqa: E402
 from conftest import (ROOT, guest_nic, mgmt, nic_ipv4, node_guid, port_gids,  # noqa: E402
-                      sh, soft_rdma, srp_add_target, write)
+                      sh, soft_rdma, srp_add_target, srp_hosts, srp_logout, write)
 SIZE = 256 << 20
 BASE_IQN = "iqn.2026-11.org.scst-rs:bench"
 PORTS = {"scst-rs": 3260, "LIO": 3262, "tgt": 3263, "ceiling": 3264}
@@ -194,21 +194,6 @@ def host_disks(host, luns):
             return disks
         time.sleep(0.1)
     raise AssertionError(f"{host}: LUNs {luns} did not appear")
-
-
-def srp_hosts():
-    hosts = set()
-    for host in glob.glob("/sys/class/scsi_host/host*"):
-        with open(f"{host}/proc_name") as f:
-            if f.read().strip() == "ib_srp":
-                hosts.add(os.path.basename(host))
-    return hosts
-
-
-def srp_logout():
-    for port in glob.glob("/sys/class/srp_remote_ports/port-*"):
-        with contextlib.suppress(OSError), open(f"{port}/delete", "w") as f:
-            f.write("1")
 
 
 def srp(stack, srpt_module, cores):

@@ -278,21 +278,61 @@ LIBISCSI_WRONG = {
 }
 
 
-def iscsi_test_cu(target, table, *extra, allowed_skips=SKIPS_NEEDING_CONFIG):
-    """Runs libiscsi's suites (tools/testing/iscsi-test-cu-local) on `target`
-    (/dev/sgN or an iscsi:// URL), keeping the table as `table` in the
-    scratch directory; the names of the tests that did not pass (a test
-    that skipped itself did not, unless `allowed_skips` names it; one
-    LIBISCSI_WRONG names failed as it must), and every (name, verdict)."""
+def libiscsi_table(target, table, *extra, suites=None):
+    """Runs libiscsi's suites (tools/testing/iscsi-test-cu-local: every one
+    scst-rs implements, or `suites`, a space-separated slice, and `extra`)
+    on `target` (/dev/sgN or an iscsi:// URL), keeping the table as `table`
+    in the scratch directory; {test: verdict}."""
     path = os.path.join(SCRATCH, table)
+    env = dict(os.environ)
+    if suites:
+        env["LIBISCSI_SUITES"] = suites
     r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), target, path,
-                        *extra], capture_output=True, text=True, timeout=3000)
-    print(r.stdout)
-    results = [line.split() for line in open(path) if line.strip()]
-    assert len(results) > 100, "too few tests ran"
-    return {name for name, verdict in results
+                        *extra], capture_output=True, text=True, timeout=3000, env=env)
+    print(table, r.stdout)
+    return read_libiscsi_table(path)
+
+
+def read_libiscsi_table(path):
+    """{test: verdict} of a table iscsi-test-cu-local wrote."""
+    with open(path) as f:
+        return dict(line.split()[:2] for line in f if line.strip())
+
+
+def not_passed(verdicts, allowed_skips=SKIPS_NEEDING_CONFIG):
+    """The tests of {test: verdict} that did not pass: a test that skipped
+    itself did not, unless `allowed_skips` names it; one LIBISCSI_WRONG
+    names failed as it must."""
+    return {name for name, verdict in verdicts.items()
             if verdict != "passed" and not (verdict == "skipped" and name in allowed_skips)
-            and not (verdict == "FAILED" and name in LIBISCSI_WRONG)}, results
+            and not (verdict == "FAILED" and name in LIBISCSI_WRONG)}
+
+
+def iscsi_test_cu(target, table, *extra, allowed_skips=SKIPS_NEEDING_CONFIG):
+    """Every suite of libiscsi_table on `target`: the names of the tests
+    that did not pass (see not_passed), and every (name, verdict)."""
+    verdicts = libiscsi_table(target, table, *extra)
+    assert len(verdicts) > 100, "too few tests ran"
+    return not_passed(verdicts, allowed_skips), list(verdicts.items())
+
+
+def side_by_side(table, title, note, tables):
+    """Writes per-test tables ({label: {test: verdict}}) side by side as
+    markdown `table` in the scratch directory, each with its count of
+    passes, and prints it."""
+    path = os.path.join(SCRATCH, table)
+    names = sorted(set().union(*tables.values()))
+    with open(path, "w") as f:
+        f.write(f"# {title}\n\n{note}\n\n")
+        for label, verdicts in tables.items():
+            passed = sum(1 for v in verdicts.values() if v == "passed")
+            f.write(f"- {label}: {passed} passed of {len(verdicts)}\n")
+        f.write("\n| test | " + " | ".join(tables) + " |\n|---|" + "---|" * len(tables) + "\n")
+        for name in names:
+            f.write(f"| {name} | " + " | ".join(t.get(name, "-") for t in tables.values()) +
+                    " |\n")
+    with open(path) as f:
+        print(f.read())
 
 
 def libiscsi_test(target, test):
@@ -653,6 +693,23 @@ def port_gids(ibdev):
     return gids
 
 
+def srp_hosts():
+    """The SCSI hosts of ib_srp (one per target port it logged in to)."""
+    hosts = set()
+    for host in glob.glob("/sys/class/scsi_host/host*"):
+        with open(os.path.join(host, "proc_name")) as f:
+            if f.read().strip() == "ib_srp":
+                hosts.add(os.path.basename(host))
+    return hosts
+
+
+def srp_logout():
+    """ib_srp's logout of every remote port (asynchronous)."""
+    for port in glob.glob("/sys/class/srp_remote_ports/port-*"):
+        with contextlib.suppress(OSError), open(os.path.join(port, "delete"), "w") as f:
+            f.write("1")
+
+
 def unload_rdma_stack():
     """Removes the RDMA modules tests loaded, and whatever udev loaded on
     top of them (the holders of ib_core, first)."""
@@ -950,6 +1007,36 @@ SG_IO_LIMITED = {
 # iSCSI-family tests that fail for now, each with the reason (every SCSI
 # suite must pass).
 KNOWN_ISCSI_FAILURES = {}
+
+
+# A block a handler run with --hold-lba holds the READ of.
+HELD_BLOCK = b"held block".ljust(512, b".")
+
+
+def held_block_backing(name, lba, size=16 << 20):
+    """A backing file of `size` with HELD_BLOCK at 512-byte block `lba`."""
+    path = backing_file(name, size)
+    with open(path, "r+b") as f:
+        f.seek(lba * 512)
+        f.write(HELD_BLOCK)
+    return path
+
+
+def read_block(disk, lba):
+    """dd's O_DIRECT read of 512-byte block `lba` of `disk`."""
+    return subprocess.run(["dd", f"if={disk}", "bs=512", f"skip={lba}", "count=1",
+                           "iflag=direct", "status=none"], capture_output=True, timeout=300)
+
+
+def held_commands(said):
+    """The commands a handler said it held, from its log."""
+    return [line.split()[2] for line in said.splitlines() if line.startswith("holding command")]
+
+
+def abort_received(said, command):
+    """Whether the handler's log shows ABORT TASK (fn 0) naming `command`."""
+    return re.search(rf"^task management received: fn 0 session \S+ command {command}$", said,
+                     re.M) is not None
 
 
 class Handler:

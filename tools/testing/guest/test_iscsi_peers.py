@@ -8,15 +8,14 @@ the SCSI suites and the iSCSI family in every run; with
 PEERS_CONFORMANCE=1 (tools/testing/peers-conformance) every suite."""
 
 import os
-import subprocess
 import time
 
-from conftest import KNOWN_ISCSI_FAILURES, REPO, backing_file, mgmt, read, sh
+from conftest import (KNOWN_ISCSI_FAILURES, SCRATCH, backing_file, libiscsi_table, mgmt, read,
+                      read_libiscsi_table, sh, side_by_side)
 from peers import lio_target, tgt_target
 
 IQN = "iqn.2026-11.org.scst-rs:t1"
 PORTAL = "iscsi://127.0.0.1"
-SCRATCH = os.environ.get("SCST_SCRATCH", "/tmp")
 BACKING_SIZE = 256 << 20
 FULL = os.environ.get("PEERS_CONFORMANCE") == "1"
 # The peers' slice: data both ways, sense, the commands clusters and
@@ -27,19 +26,8 @@ PEER_SLICE = ("TestUnitReady Inquiry ModeSense6 ReadCapacity16 Read10 Read16 Wri
 
 def conformance(url, name, full=True):
     """Runs the suites (or the slice) against `url`; returns {test: verdict}."""
-    table = os.path.join(SCRATCH, f"iscsi-test-cu-{name}.txt")
-    env = dict(os.environ)
-    if not full:
-        env["LIBISCSI_SUITES"] = PEER_SLICE
-    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), url, table,
-                        "iSCSI"], capture_output=True, text=True, timeout=3000, env=env)
-    print(name, r.stdout)
-    return read_table(table)
-
-
-def read_table(path):
-    with open(path) as f:
-        return dict(line.split()[:2] for line in f if line.strip())
+    return libiscsi_table(url, f"iscsi-test-cu-{name}.txt", "iSCSI",
+                          suites=None if full else PEER_SLICE)
 
 
 def fresh(path):
@@ -53,7 +41,7 @@ def scst_rs_conformance():
     """scst-rs' table: test_iscsi.py's from this run, or a run of its own."""
     table = os.path.join(SCRATCH, "iscsi-test-cu-iscsi.txt")
     if fresh(table):
-        return read_table(table)
+        return read_libiscsi_table(table)
     sh("ip", "link", "set", "lo", "up")
     path = backing_file("iscsi", BACKING_SIZE)
     mgmt("handlers/vdisk_fileio/mgmt", f"add_device disk1 filename={path}; thin_provisioned=1")
@@ -69,23 +57,6 @@ def scst_rs_conformance():
         mgmt("handlers/vdisk_fileio/mgmt", "del_device disk1")
 
 
-def write_side_by_side(ours, lio, tgt):
-    path = os.path.join(SCRATCH, "iscsi-test-cu-peers.md")
-    names = sorted(set(ours) | set(lio) | set(tgt))
-    cell = lambda table, name: table.get(name, "-")
-    with open(path, "w") as f:
-        f.write("# iscsi-test-cu --dataloss: scst-rs, LIO and tgt in one guest run\n\n")
-        f.write(f"kernel {os.uname().release}; each suite under a 300 s timeout\n\n")
-        for label, table in [("scst-rs", ours), ("LIO", lio), ("tgt", tgt)]:
-            passed = sum(1 for v in table.values() if v == "passed")
-            f.write(f"- {label}: {passed} passed of {len(table)}\n")
-        f.write("\n| test | scst-rs | LIO | tgt |\n|---|---|---|---|\n")
-        for name in names:
-            f.write(f"| {name} | {cell(ours, name)} | {cell(lio, name)} | {cell(tgt, name)} |\n")
-    print(open(path).read())
-    return path
-
-
 def test_conformance_beside_lio_and_tgt(scst):
     ours = scst_rs_conformance()
     # The peers on their own ports; scst-rs' portals are off meanwhile.
@@ -93,7 +64,10 @@ def test_conformance_beside_lio_and_tgt(scst):
         lio = conformance(url, "lio", FULL)
     with tgt_target(backing_file("peer-tgt", BACKING_SIZE)) as url:
         tgt = conformance(url, "tgt", FULL)
-    write_side_by_side(ours, lio, tgt)
+    side_by_side("iscsi-test-cu-peers.md",
+                 "iscsi-test-cu --dataloss: scst-rs, LIO and tgt in one guest run",
+                 f"kernel {os.uname().release}; each suite under a 300 s timeout",
+                 {"scst-rs": ours, "LIO": lio, "tgt": tgt})
     least = 100 if FULL else 40
     assert len(lio) > least and len(tgt) > least, "a peer's run was cut short"
     both_pass = {n for n in lio if lio[n] == "passed" and tgt.get(n) == "passed"}

@@ -8,7 +8,6 @@ NIC)."""
 import contextlib
 import glob
 import os
-import re
 import select
 import struct
 import subprocess
@@ -16,11 +15,12 @@ import time
 
 import pytest
 
-from conftest import (LIBISCSI_WRONG, NEEDS_ISCSI, REPO, ROOT, SCRATCH, SG_IO_LIMITED,
-                      SKIPS_NEEDING_CONFIG, SRPT_MODULE, Handler, backing_file, device_of,
-                      dmesg_since, fio_running, guest_nic, kill_fio, load, loaded, mark_dmesg,
-                      nic_ipv4, node_guid, port_gids, read, sh, soft_rdma, srp_add_target,
-                      unload, unload_rdma_stack, write)
+from conftest import (HELD_BLOCK, NEEDS_ISCSI, REPO, ROOT, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG,
+                      SRPT_MODULE, Handler, abort_received, backing_file, device_of,
+                      dmesg_since, fio_running, guest_nic, held_block_backing, held_commands,
+                      kill_fio, libiscsi_table, load, loaded, mark_dmesg, nic_ipv4, node_guid,
+                      not_passed, port_gids, read, read_block, sh, side_by_side, soft_rdma,
+                      srp_add_target, srp_hosts, srp_logout, unload, unload_rdma_stack, write)
 from peers import LIO_SRPT_PORT, lio_backstores, lio_srpt
 
 DRIVER = os.path.join(ROOT, "targets", "ib_srpt")
@@ -144,20 +144,8 @@ def test_logins_are_checked_and_rejected_with_their_reason(rdma_free):
 
 def srp_scsi_devices():
     """The SCSI devices of ib_srp's hosts (sysfs directories)."""
-    found = []
-    for host in glob.glob("/sys/class/scsi_host/host*"):
-        with open(os.path.join(host, "proc_name")) as f:
-            if f.read().strip() != "ib_srp":
-                continue
-        found += glob.glob(os.path.join(host, "device", "target*", "*:*:*:*"))
-    return sorted(found)
-
-
-def srp_logout():
-    """ib_srp's logout of every remote port."""
-    for port in glob.glob("/sys/class/srp_remote_ports/port-*"):
-        with open(os.path.join(port, "delete"), "w") as f:
-            f.write("1")
+    return sorted(d for host in srp_hosts() for d in
+                  glob.glob(f"/sys/class/scsi_host/{host}/device/target*/*:*:*:*"))
 
 
 @contextlib.contextmanager
@@ -294,21 +282,17 @@ def test_a_timed_out_command_is_aborted(rdma_free):
     handler and ends the command; the target answers the abort and sends
     no response for the aborted command, no LUN reset follows, and the
     retried READ returns the block."""
-    path = backing_file("srpab", 16 << 20)
     lba = 5000
-    with open(path, "r+b") as f:
-        f.seek(lba * 512)
-        f.write(b"held block".ljust(512, b"."))
+    path = held_block_backing("srpab", lba)
     handler = Handler("srp0", path, "-t", "2", "--hold-lba", str(lba))
     try:
         with srp_login("rxe", device="srp0") as (disk, _, _):
             write(f"/sys/block/{os.path.basename(disk)}/device/timeout", "5")
             mark = "scst-test: srp abort"
             mark_dmesg(mark)
-            r = subprocess.run(["dd", f"if={disk}", "bs=512", f"skip={lba}", "count=1",
-                                "iflag=direct", "status=none"], capture_output=True, timeout=300)
+            r = read_block(disk, lba)
             assert r.returncode == 0, r.stderr
-            assert r.stdout == b"held block".ljust(512, b".")
+            assert r.stdout == HELD_BLOCK
             log = dmesg_since(mark)
             assert "task management function 0x1: response 0" in log, log[-3000:]
             assert "task management function 0x8" not in log, log[-3000:]
@@ -316,11 +300,10 @@ def test_a_timed_out_command_is_aborted(rdma_free):
             assert "Null scmnd" not in log, log[-3000:]
     finally:
         said = handler.kill()
-    held = [line.split()[2] for line in said.splitlines() if line.startswith("holding command")]
+    held = held_commands(said)
     assert len(held) == 1, said
-    # The handler heard of the abort (fn 0: ABORT TASK) naming its command.
-    assert re.search(rf"^task management received: fn 0 session \S+ command {held[0]}$", said,
-                     re.M), said
+    # The handler heard of the abort naming its command.
+    assert abort_received(said, held[0]), said
 
 
 def scsi_models():
@@ -397,15 +380,8 @@ def srp_conformance(name):
     iscsi-test-cu-`name`.txt in the scratch directory."""
     sg = device_of(srp_scsi_devices, "scsi_generic/sg*")
     assert sg, srp_scsi_devices()
-    table = os.path.join(SCRATCH, f"iscsi-test-cu-{name}.txt")
-    env = dict(os.environ)
-    if not FULL:
-        env["LIBISCSI_SUITES"] = SRP_SLICE
-    r = subprocess.run([os.path.join(REPO, "tools/testing/iscsi-test-cu-local"), sg, table],
-                       capture_output=True, text=True, timeout=3000, env=env)
-    print(name, r.stdout)
-    with open(table) as f:
-        verdicts = dict(line.split()[:2] for line in f if line.strip())
+    verdicts = libiscsi_table(sg, f"iscsi-test-cu-{name}.txt",
+                              suites=None if FULL else SRP_SLICE)
     assert len(verdicts) > (100 if FULL else 20), f"{name}: too few tests ran"
     return verdicts
 
@@ -451,23 +427,6 @@ def lio_srp_login(kind):
                 time.sleep(1)
 
 
-def write_srp_side_by_side(tables):
-    path = os.path.join(SCRATCH, "iscsi-test-cu-srp-peers.md")
-    names = sorted(set().union(*tables.values()))
-    with open(path, "w") as f:
-        f.write("# iscsi-test-cu --dataloss through ib_srp: scst-rs and LIO's ib_srpt "
-                "in one guest run\n\n")
-        f.write(f"kernel {os.uname().release}; a test that skips itself is not a pass\n\n")
-        for label, table in tables.items():
-            passed = sum(1 for v in table.values() if v == "passed")
-            f.write(f"- {label}: {passed} passed of {len(table)}\n")
-        f.write("\n| test | " + " | ".join(tables) + " |\n|---|" + "---|" * len(tables) + "\n")
-        for name in names:
-            f.write(f"| {name} | " + " | ".join(t.get(name, "-") for t in tables.values()) +
-                    " |\n")
-    print(open(path).read())
-
-
 def test_libiscsi_suites_over_srp_beside_lio(rdma_free):
     """libiscsi's SCSI suites on the SRP disk's /dev/sg node pass (a test
     that skips itself is not a pass, unless it needs a configuration the
@@ -478,16 +437,16 @@ def test_libiscsi_suites_over_srp_beside_lio(rdma_free):
         with srp_login(kind, lun_mb=SRP_LUN_SIZE >> 20):
             tables[f"scst-rs {kind}"] = srp_conformance(f"srp-{kind}")
         sh("rmmod", "scst_srpt")
-    allowed = SKIPS_NEEDING_CONFIG | NEEDS_ISCSI
     for label, table in tables.items():
-        failed = {n for n, v in table.items()
-                  if v != "passed" and not (v == "skipped" and n in allowed)
-                  and not (v == "FAILED" and n in LIBISCSI_WRONG)}
+        failed = not_passed(table, SKIPS_NEEDING_CONFIG | NEEDS_ISCSI)
         unexpected = failed - set(SG_IO_LIMITED) - set(SRP_SG_IO_LIMITED)
         assert not unexpected, f"{label}: iscsi-test-cu failures: {sorted(unexpected)}"
     with lio_srp_login("rxe"):
         tables["LIO rxe"] = lio = srp_conformance("srp-lio-rxe")
-    write_srp_side_by_side(tables)
+    side_by_side("iscsi-test-cu-srp-peers.md",
+                 "iscsi-test-cu --dataloss through ib_srp: scst-rs and LIO's ib_srpt in one "
+                 "guest run",
+                 f"kernel {os.uname().release}; a test that skips itself is not a pass", tables)
     # An SG_IO limit is the initiator's, whichever target answers; LIO may
     # pass such a test by never reaching it (WriteSame16.Unmap reads 65536
     # blocks back in one READ(16) only from a LUN reporting LBPRZ and a

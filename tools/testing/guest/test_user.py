@@ -12,9 +12,11 @@ import time
 
 import pytest
 
-from conftest import (FILEIO, ROOT, SCST_USER_SKIPS, SG_IO_LIMITED, SKIPS_NEEDING_CONFIG,
-                      backing_file, device_of, devices, dmesg_since, host_of, iscsi_export,
-                      iscsi_test_cu, mark_dmesg, mgmt, open_iscsi_login, read, sh, write)
+from conftest import (FILEIO, HELD_BLOCK, ROOT, SCST_USER_SKIPS, SG_IO_LIMITED,
+                      SKIPS_NEEDING_CONFIG, abort_received, backing_file, device_of, devices,
+                      dmesg_since, held_block_backing, held_commands, host_of, iscsi_export,
+                      iscsi_test_cu, mark_dmesg, mgmt, open_iscsi_login, read, read_block, sh,
+                      write)
 
 KERNEL_TROUBLE = ("BUG:", "Oops", "WARNING:", "hung_task", "blocked for more than",
                   "general protection", "kernel BUG")
@@ -214,29 +216,24 @@ def test_abort_reaches_the_handler(handlers):
     the command would end only at the handler's 60 s timeout."""
     marker = f"scst-test: abort {time.time()}"
     mark_dmesg(marker)
-    path = backing_file("uab", 16 << 20)
     lba = 5000
-    with open(path, "r+b") as f:
-        f.seek(lba * 512)
-        f.write(b"held block".ljust(512, b"."))
+    path = held_block_backing("uab", lba)
     h = handlers("udisk", path, "-t", "2", "--hold-lba", str(lba))
     sd, _ = export("udisk", "t1")
     write(f"/sys/block/{os.path.basename(sd)}/device/timeout", "5")
     start = time.monotonic()
-    r = subprocess.run(["dd", f"if={sd}", "bs=512", f"skip={lba}", "count=1", "iflag=direct",
-                        "status=none"], capture_output=True, timeout=300)
+    r = read_block(sd, lba)
     elapsed = time.monotonic() - start
     print(f"the held READ returned after {elapsed:.1f} s")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == b"held block".ljust(512, b".")
+    assert r.stdout == HELD_BLOCK
     assert elapsed < 55, "the command ended only at the handler's timeout"
     log = h.kill()
     print(log)
-    held = [line.split()[2] for line in log.splitlines() if line.startswith("holding command")]
+    held = held_commands(log)
     assert len(held) == 1, log
-    # fn 0 is ABORT TASK; it names the held command.
-    assert re.search(rf"^task management received: fn 0 session \S+ command {held[0]}$", log,
-                     re.M), log
+    # ABORT TASK names the held command.
+    assert abort_received(log, held[0]), log
     assert f"replied to held command {held[0]}" in log, log
     assert "task management done: fn 0 " in log, log
     no_kernel_trouble(marker)
