@@ -1136,23 +1136,29 @@ impl Session {
         true
     }
 
-    /// Task management `function` on the nexuses `affected`: their logical
-    /// units hear of it before `wait` (which waits for its commands) and
-    /// after.
+    /// Task management `function` on the nexuses `affected`: `mark` marks
+    /// the commands it ends, then their logical units hear of it, then
+    /// the commands are waited for (up to the quiesce timeout) and the
+    /// logical units hear how it ended. The mark comes first so that a
+    /// logical unit that answers a command the moment it hears of the
+    /// function (a scst_user handler does) cannot get its response out
+    /// ahead of the mark: such a command ends without one, as SAM has it.
     fn manage(
         &self,
         affected: &[Arc<TgtDev>],
         function: TmFunction,
-        wait: impl FnOnce() -> bool,
+        mark: impl FnOnce(),
+        wait: impl Fn(u64, u64) -> bool,
     ) -> bool {
         let tm = |t: &TgtDev| TaskMgmt {
             function,
             nexus: t.attached.id,
         };
+        mark();
         for t in affected {
             t.dev.lu.task_mgmt_received(&tm(t));
         }
-        let done = wait();
+        let done = self.quiesce(wait);
         for t in affected {
             t.dev.lu.task_mgmt_done(&tm(t), done);
         }
@@ -1201,10 +1207,12 @@ impl Session {
         };
         let affected = self.find(lun);
         let mut aborted = false;
-        let done = self.manage(affected.as_slice(), TmFunction::AbortTask(tag), || {
-            aborted = self.mark_aborted(affected.as_slice(), |t, l| t == tag && l == lun) > 0;
-            self.quiesce(|t, l| t == tag && l == lun)
-        });
+        let done = self.manage(
+            affected.as_slice(),
+            TmFunction::AbortTask(tag),
+            || aborted = self.mark_aborted(affected.as_slice(), |t, l| t == tag && l == lun) > 0,
+            |t, l| t == tag && l == lun,
+        );
         // It committed to its response between the look and the mark.
         if !aborted {
             return None;
@@ -1217,10 +1225,14 @@ impl Session {
     /// response; waits for them.
     pub(crate) fn abort_task_set(&self, lun: u64) -> bool {
         let affected = self.find(lun);
-        self.manage(affected.as_slice(), TmFunction::AbortTaskSet, || {
-            self.mark_aborted(affected.as_slice(), |_, l| l == lun);
-            self.quiesce(|_, l| l == lun)
-        })
+        self.manage(
+            affected.as_slice(),
+            TmFunction::AbortTaskSet,
+            || {
+                self.mark_aborted(affected.as_slice(), |_, l| l == lun);
+            },
+            |_, l| l == lun,
+        )
     }
 
     /// CLEAR TASK SET from this nexus: every initiator's commands to the
@@ -1230,17 +1242,21 @@ impl Session {
     /// for this session's.
     pub(crate) fn clear_task_set(&self, lun: u64) -> bool {
         let affected = self.find(lun);
-        self.manage(affected.as_slice(), TmFunction::ClearTaskSet, || {
-            for t in affected.iter() {
-                if !t.dev.lu.task_aborted_status() {
-                    t.dev
-                        .raise_ua_where_busy(sense::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, t);
+        self.manage(
+            affected.as_slice(),
+            TmFunction::ClearTaskSet,
+            || {
+                for t in affected.iter() {
+                    if !t.dev.lu.task_aborted_status() {
+                        t.dev
+                            .raise_ua_where_busy(sense::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, t);
+                    }
+                    t.dev.abort_all(t.attached.id);
                 }
-                t.dev.abort_all(t.attached.id);
-            }
-            self.mark_aborted(affected.as_slice(), |_, l| l == lun);
-            self.quiesce(|_, l| l == lun)
-        })
+                self.mark_aborted(affected.as_slice(), |_, l| l == lun);
+            },
+            |_, l| l == lun,
+        )
     }
 
     /// LUN RESET: every initiator's commands to the device are aborted
@@ -1249,13 +1265,17 @@ impl Session {
     /// FUNCTION OCCURRED on every nexus.
     pub(crate) fn lun_reset(&self, lun: u64) -> bool {
         let affected = self.find(lun);
-        if !self.manage(affected.as_slice(), TmFunction::LunReset, || {
-            for t in affected.iter() {
-                t.dev.abort_all(t.attached.id);
-            }
-            self.mark_aborted(affected.as_slice(), |_, l| l == lun);
-            self.quiesce(|_, l| l == lun)
-        }) {
+        if !self.manage(
+            affected.as_slice(),
+            TmFunction::LunReset,
+            || {
+                for t in affected.iter() {
+                    t.dev.abort_all(t.attached.id);
+                }
+                self.mark_aborted(affected.as_slice(), |_, l| l == lun);
+            },
+            |_, l| l == lun,
+        ) {
             return false;
         }
         // Looked up again: the LUN may have been replaced meanwhile. The
@@ -1274,13 +1294,17 @@ impl Session {
         let Ok(luns) = self.snapshot() else {
             return false;
         };
-        if !self.manage(&luns, TmFunction::TargetReset, || {
-            for t in luns.iter() {
-                t.dev.abort_all(t.attached.id);
-            }
-            self.mark_aborted(&luns, |_, _| true);
-            self.quiesce(|_, _| true)
-        }) {
+        if !self.manage(
+            &luns,
+            TmFunction::TargetReset,
+            || {
+                for t in luns.iter() {
+                    t.dev.abort_all(t.attached.id);
+                }
+                self.mark_aborted(&luns, |_, _| true);
+            },
+            |_, _| true,
+        ) {
             return false;
         }
         for t in luns.iter() {
