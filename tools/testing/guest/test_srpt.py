@@ -275,6 +275,187 @@ def test_host_resets_log_in_again_under_io(rdma_free):
         assert os.listdir(sessions) == [ip], os.listdir(sessions)
 
 
+def host_disk(host):
+    """/dev/sdX of LUN 0 behind ib_srp's SCSI host `host`."""
+    return device_of(lambda: sorted(
+        glob.glob(f"/sys/class/scsi_host/{host}/device/target*/*:*:*:0")), "block/sd*")
+
+
+def srp_path_login(ibdev, ext):
+    """ib_srp's login with initiator_ext `ext` (a nexus of its own) to
+    scst_srpt on port 5000: (SCSI host, disk)."""
+    guid = node_guid(ibdev)
+    ip = nic_ipv4(guest_nic())
+    before = srp_hosts()
+    options = f"id_ext={guid},ioc_guid={guid},initiator_ext={ext},dest={ip}:5000,src={ip}"
+    assert srp_add_target(ibdev, options) == 0, f"login {ext} failed"
+    for _ in range(100):
+        new = srp_hosts() - before
+        if new:
+            break
+        time.sleep(0.1)
+    host = new.pop()
+    disk = host_disk(host)
+    assert disk, f"no disk behind {host}"
+    return host, disk
+
+
+def srp_path_logout(host):
+    """ib_srp's logout of the remote port behind `host`; returns once the
+    host is gone."""
+    with open(f"/sys/class/srp_remote_ports/port-{host[len('host'):]}:1/delete", "w") as f:
+        f.write("1")
+    for _ in range(300):
+        if host not in srp_hosts():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{host} still there after its logout")
+
+
+def dev_number(disk):
+    n = os.stat(disk).st_rdev
+    return f"{os.major(n)}:{os.minor(n)}"
+
+
+def test_relogin_in_a_loop_under_io_through_multipath(rdma_free):
+    """blktests' srp/002 and srp/011 shape, without multipathd: two ib_srp
+    logins (initiator_ext 1 and 2: two I_T nexuses, two disks of one LUN)
+    under one dm-multipath table that queues while no path is left. While
+    fio writes through it and reads every block back against its checksum,
+    one path at a time logs out and logs in again, its new disk replacing
+    the dead one in the table, round after round. Every block verifies,
+    each round leaves two sessions, and nothing is left after the last
+    logout."""
+    rounds = 6
+    with srp_login("rxe") as (_, ibdev, sessions):
+        srp_logout()
+        for _ in range(300):
+            if not srp_hosts():
+                break
+            time.sleep(0.1)
+        paths = [srp_path_login(ibdev, ext) for ext in (1, 2)]
+        sh("udevadm", "settle", check=False)
+        sectors = int(open(f"/sys/block/{os.path.basename(paths[0][1])}/size").read())
+
+        def table():
+            devs = " ".join(f"{dev_number(d)} 1" for _, d in paths)
+            return (f"0 {sectors} multipath 1 queue_if_no_path 0 1 1 "
+                    f"round-robin 0 2 1 {devs}")
+        sh("dmsetup", "create", "srp-mp", "--table", table())
+        mp = "/dev/mapper/srp-mp"
+        fio = subprocess.Popen(
+            ["fio", "--name=verify", f"--filename={mp}", "--direct=1", "--ioengine=libaio",
+             "--iodepth=32", "--bs=4k", "--size=64M", "--rw=randwrite", "--randseed=2612",
+             "--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        done = 0
+        try:
+            while done < rounds and fio.poll() is None:
+                time.sleep(1)
+                i = done % 2
+                host, _ = paths[i]
+                srp_path_logout(host)
+                paths[i] = srp_path_login(ibdev, i + 1)
+                sh("dmsetup", "reload", "srp-mp", "--table", table())
+                sh("dmsetup", "resume", "srp-mp")
+                done += 1
+                mark_dmesg(f"scst-test: srp relogin {done} done")
+                assert len(os.listdir(sessions)) == 2, os.listdir(sessions)
+            out, err = fio.communicate(timeout=600)
+            assert fio.returncode == 0, out + err
+            # Both paths went and came back, more than once, under fio.
+            assert done >= 4, f"fio ended after {done} relogins"
+        finally:
+            if fio.poll() is None:
+                fio.kill()
+                fio.communicate()
+            subprocess.run(["dmsetup", "remove", "--retry", "srp-mp"], check=False)
+        srp_logout()
+        for _ in range(100):
+            if not os.listdir(sessions):
+                break
+            time.sleep(0.1)
+        assert os.listdir(sessions) == [], os.listdir(sessions)
+
+
+UNLOAD_BOUND_S = 60
+
+
+def timed_unload():
+    """rmmod scst_srpt, failing the test past UNLOAD_BOUND_S (the module is
+    left to finish unloading in the background then); returns seconds."""
+    start = time.monotonic()
+    rmmod = subprocess.Popen(["rmmod", "scst_srpt"], stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = rmmod.communicate(timeout=UNLOAD_BOUND_S)
+    except subprocess.TimeoutExpired:
+        with open(f"/proc/{rmmod.pid}/stack") as f:
+            stack = f.read()
+        raise AssertionError(f"rmmod scst_srpt still waits after {UNLOAD_BOUND_S} s:\n{stack}"
+                             + dmesg_since("scst-test: srp unload")[-3000:])
+    assert rmmod.returncode == 0, err
+    return time.monotonic() - start
+
+
+def test_unload_while_initiators_log_out_or_write(rdma_free):
+    """scst_srpt unloads at once however ib_srp leaves. First with ib_srp
+    logged in to it and to LIO's ib_srpt on the same rxe port, writing to
+    both, and its logouts of both still under way (it logs out
+    asynchronously) while LIO goes; then with ib_srp logged in and writing,
+    its channels closed under its commands (its reconnects find no
+    listener). Every channel ends, the module goes, and a new load serves
+    a new login."""
+    with srp_login("rxe") as (disk, ibdev, sessions):
+        ip = nic_ipv4(guest_nic())
+        path = backing_file("srp-lio-unload", 16 << 20)
+        guid = node_guid(ibdev)
+        with lio_backstores(path) as cores, lio_srpt(cores, ibdev, ip):
+            before = srp_hosts()
+            options = (f"id_ext={guid},ioc_guid={guid},initiator_ext=2,"
+                       f"dest={ip}:{LIO_SRPT_PORT},src={ip}")
+            assert srp_add_target(ibdev, options) == 0
+            lio_disk = device_of(lambda: sorted(
+                d for h in srp_hosts() - before
+                for d in glob.glob(f"/sys/class/scsi_host/{h}/device/target*/*:*:*:*")),
+                "block/sd*")
+            assert lio_disk, srp_hosts()
+            sh("udevadm", "settle", check=False)
+            writers = [fio_running(d, 30) for d in (disk, lio_disk)]
+            time.sleep(3)
+            mark = "scst-test: srp unload while logging out"
+            mark_dmesg(mark)
+            srp_logout()
+        # LIO went; ib_srp may still be leaving either.
+        took = timed_unload()
+        for fio in writers:
+            kill_fio(fio)
+        assert not os.path.exists(DRIVER), dmesg_since(mark)[-3000:]
+        print(f"unload while logging out: {took:.1f} s")
+        for _ in range(300):
+            if not srp_hosts():
+                break
+            time.sleep(0.1)
+    with srp_login("rxe", device="srp0") as (disk, _, _):
+        fio = fio_running(disk, 30)
+        time.sleep(3)
+        mark = "scst-test: srp unload under I/O"
+        mark_dmesg(mark)
+        took = timed_unload()
+        kill_fio(fio)
+        log = dmesg_since(mark)
+        assert "waits for" not in log, log[-3000:]
+        print(f"unload under I/O: {took:.1f} s")
+        srp_logout()
+    for _ in range(300):
+        if not srp_hosts():
+            break
+        time.sleep(0.1)
+    # Loaded again, it serves a new login.
+    with srp_login("rxe", device="srp0") as (disk, _, _):
+        r = read_block(disk, 0)
+        assert r.returncode == 0, r.stderr
+
+
 def test_a_timed_out_command_is_aborted(rdma_free):
     """A READ the backend holds (a scst_user handler keeping it until task
     management aborts it) times out at the initiator (sd timeout 5 s): the
