@@ -164,6 +164,8 @@ u32 scst_rs_ib_first_port(struct ib_device *dev);
 u32 scst_rs_ib_last_port(struct ib_device *dev);
 int scst_rs_ib_port_gid(struct ib_device *dev, u32 port, u8 *gid);
 u64 scst_rs_ib_node_guid(struct ib_device *dev);
+const char *scst_rs_ib_link_layer(struct ib_device *dev, u32 port);
+u32 scst_rs_ib_comp_vectors(struct ib_device *dev);
 struct scst_rs_listener;
 struct scst_rs_listener *scst_rs_cm_listen(u16 port, void *ctx, int *err);
 void scst_rs_cm_destroy(struct scst_rs_listener *l);
@@ -190,6 +192,8 @@ struct scst_rs_ch_config {
 	u32 rsp_size;
 	/* Send queue entries, half of them for RDMA transfers. */
 	u32 sq_size;
+	/* The completion vector its CQ should take; -1: the pool's choice. */
+	int comp_vector;
 };
 
 /* What a channel's owner is told (scst_rs_ch_event()). */

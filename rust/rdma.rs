@@ -155,6 +155,20 @@ impl IbDevice<'_> {
         // SAFETY: `dev` is registered (type invariant).
         unsafe { bindings::scst_rs_ib_node_guid(self.dev) }
     }
+
+    /// `port`'s link layer as ib_core's sysfs names it: `InfiniBand`,
+    /// `Ethernet` (RoCE, iWARP) or `Unknown`.
+    pub(crate) fn link_layer(&self, port: u32) -> &'static CStr {
+        // SAFETY: `dev` is registered and the table attached (type
+        // invariant); the helper returns one of its string literals.
+        unsafe { CStr::from_char_ptr(bindings::scst_rs_ib_link_layer(self.dev, port)) }
+    }
+
+    /// How many completion vectors the device's CQs may take.
+    pub(crate) fn comp_vectors(&self) -> u32 {
+        // SAFETY: `dev` is registered (type invariant).
+        unsafe { bindings::scst_rs_ib_comp_vectors(self.dev) }
+    }
 }
 
 /// What an RDMA/CM listener does with the connect requests it gets.

@@ -269,7 +269,8 @@ struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
 	}
 	/* Every work request may complete (a flush completes them all). */
 	ch->cq_size = ch->cfg.rq_size + 1 + ch->cfg.sq_size * 3 + 1;
-	ch->cq = scst_rs_rdma->ib_cq_pool_get(ch->dev, ch->cq_size, -1,
+	ch->cq = scst_rs_rdma->ib_cq_pool_get(ch->dev, ch->cq_size,
+					      ch->cfg.comp_vector,
 					      IB_POLL_WORKQUEUE);
 	if (IS_ERR(ch->cq)) {
 		ret = PTR_ERR(ch->cq);

@@ -28,6 +28,10 @@ pub(crate) struct ChannelConfig {
     pub(crate) rsp_size: u32,
     /// Send queue entries, half of them for RDMA transfers.
     pub(crate) sq_size: u32,
+    /// The completion vector the channel's CQ should take (any vector
+    /// number: the pool takes it modulo the device's); `None`, the pool's
+    /// choice.
+    pub(crate) comp_vector: Option<u32>,
 }
 
 /// What happened to a channel's connection.
@@ -357,6 +361,10 @@ pub(super) unsafe fn create<'a>(
         tx_count: cfg.tx_count,
         rsp_size: cfg.rsp_size,
         sq_size: cfg.sq_size,
+        comp_vector: cfg
+            .comp_vector
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(-1),
     };
     let mut err = 0;
     // SAFETY: `id` is live in its handler (contract); `owner` is a boxed
@@ -373,6 +381,7 @@ pub(super) unsafe fn create<'a>(
         tx_count: raw.tx_count,
         rsp_size: raw.rsp_size,
         sq_size: raw.sq_size,
+        comp_vector: cfg.comp_vector,
     };
     // INVARIANT: the creator's reference, in the request's handler.
     Ok(PendingChannel {

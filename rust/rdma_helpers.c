@@ -226,6 +226,25 @@ u64 scst_rs_ib_node_guid(struct ib_device *dev)
 	return be64_to_cpu(dev->node_guid);
 }
 
+/* The port's link layer, named as ib_core's sysfs names it. */
+const char *scst_rs_ib_link_layer(struct ib_device *dev, u32 port)
+{
+	switch (scst_rs_rdma->rdma_port_get_link_layer(dev, port)) {
+	case IB_LINK_LAYER_INFINIBAND:
+		return "InfiniBand";
+	case IB_LINK_LAYER_ETHERNET:
+		return "Ethernet";
+	default:
+		return "Unknown";
+	}
+}
+
+/* The completion vectors a CQ of the device may take. */
+u32 scst_rs_ib_comp_vectors(struct ib_device *dev)
+{
+	return dev->num_comp_vectors;
+}
+
 /*
  * The RDMA/CM handler of the listener and of the channels accepted
  * through it (rdma_channel.c), told apart by what id->context points to.

@@ -39,9 +39,10 @@ enum rdma_ucm_port_space;
 enum ib_qp_type;
 enum dma_data_direction;
 enum ib_event_type;
+enum rdma_link_layer;
 
 /* Bumped whenever the table changes, so that a stale scst_srpt.ko is told. */
-#define SCST_RDMA_OPS_VERSION 2
+#define SCST_RDMA_OPS_VERSION 3
 
 struct scst_rdma_ops {
 	unsigned int version;
@@ -52,6 +53,8 @@ struct scst_rdma_ops {
 				   struct ib_client *client, void *data);
 	int (*rdma_query_gid)(struct ib_device *device, u32 port_num,
 			      int index, union ib_gid *gid);
+	enum rdma_link_layer (*rdma_port_get_link_layer)(struct ib_device *device,
+							 u32 port_num);
 	struct ib_pd *(*alloc_pd)(struct ib_device *device,
 				     unsigned int flags, const char *caller);
 	int (*ib_dealloc_pd_user)(struct ib_pd *pd, struct ib_udata *udata);

@@ -107,6 +107,46 @@ impl Nexus {
     }
 }
 
+/// What a channel's trace counts (see [`super::ChannelTrace`]).
+#[derive(Clone, Copy)]
+pub(super) enum Held {
+    /// A command the core holds.
+    InCore,
+    /// A command whose data-out is being fetched.
+    DataOut,
+    /// A task management function.
+    TaskMgmt,
+}
+
+/// One thing a channel holds, counted in its trace until this drops (in
+/// any context).
+pub(super) struct Tally {
+    trace: Arc<super::ChannelTrace>,
+    held: Held,
+}
+
+impl Tally {
+    pub(super) fn new(srp: &SrpChannel, held: Held) -> Self {
+        let trace = srp.live.trace.clone();
+        Self::counter(&trace, held).fetch_add(1, Ordering::Relaxed);
+        Self { trace, held }
+    }
+
+    fn counter(trace: &super::ChannelTrace, held: Held) -> &AtomicUsize {
+        match held {
+            Held::InCore => &trace.in_core,
+            Held::DataOut => &trace.data_out,
+            Held::TaskMgmt => &trace.in_tm,
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        Self::counter(&self.trace, self.held).fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The channel's state, under its lock.
 struct State {
     /// The channel's own reference, until it closes.
@@ -131,8 +171,9 @@ pub(super) struct SrpChannel {
     pub(super) shared: Arc<SrptShared>,
     /// The largest response the initiator takes.
     pub(super) max_rsp: usize,
-    /// Counts the channel alive, so that device removal can wait for it.
-    _live: super::Counted,
+    /// Counts the channel alive, so that device removal can wait for it
+    /// (and say what it waits for).
+    pub(super) live: super::Counted,
     /// The I_T nexus the channel belongs to (initiator port, target
     /// port), with its session.
     pub(super) nexus: Arc<Nexus>,
@@ -163,7 +204,7 @@ impl SrpChannel {
             pin_init!(Self {
                 shared,
                 max_rsp,
-                _live: live,
+                live,
                 nexus,
                 left_nexus: AtomicBool::new(false),
                 state <- new_spinlock!(State {
@@ -226,6 +267,7 @@ impl SrpChannel {
             st.closed = true;
             st.channel.take()
         };
+        self.live.trace.closed.store(true, Ordering::Relaxed);
         if let Some(ch) = channel {
             ch.close();
         }
@@ -536,8 +578,10 @@ impl SrpChannel {
             }
         };
         let this = self.clone();
+        let tally = Tally::new(self, Held::TaskMgmt);
         let spawned = self.shared.wq.queue().try_spawn(GFP_KERNEL, move || {
             command::task_mgmt(&this, &owned, slot, &tm);
+            drop(tally);
         });
         if spawned.is_err() {
             self.release_slot(slot, true);
@@ -558,6 +602,13 @@ impl SrpChannel {
 
 /// What the RDMA channel tells its SRP channel.
 pub(super) struct Events(pub(super) Arc<SrpChannel>);
+
+impl Drop for Events {
+    /// The RDMA channel is destroyed.
+    fn drop(&mut self) {
+        self.0.live.trace.released.store(true, Ordering::Relaxed);
+    }
+}
 
 impl ChannelHandler for Events {
     fn received(&self, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {

@@ -5,7 +5,7 @@
 //! and answered with its data-in as RDMA WRITEs chained before SRP_RSP;
 //! and the task management functions of SRP_TSK_MGMT.
 
-use super::channel::SrpChannel;
+use super::channel::{Held, SrpChannel, Tally};
 use super::{data, iu};
 use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::rdma_channel::{Channel, PostError, Xfer};
@@ -168,7 +168,17 @@ pub(super) fn start(srp: &Arc<SrpChannel>, ch: Channel, slot: u32, bytes: &[u8])
     };
     if info.direction == iu::Direction::Out && offered > 0 && buf.wants_data_out() {
         command.awaiting_data();
-        srp.fetch(&ch, slot, PendingWrite { command, buf, info });
+        let tally = Tally::new(srp, Held::DataOut);
+        srp.fetch(
+            &ch,
+            slot,
+            PendingWrite {
+                command,
+                buf,
+                info,
+                _tally: tally,
+            },
+        );
         return;
     }
     submit(srp, ch, slot, command, buf, info);
@@ -192,6 +202,7 @@ fn submit(
         slot: Some(slot),
         info,
         buf: Some(buf),
+        _tally: Tally::new(srp, Held::InCore),
     };
     // A completion's workqueue: what its logical unit can do without
     // blocking runs right here, the rest on a core worker.
@@ -222,6 +233,7 @@ pub(super) struct PendingWrite {
     command: Command,
     buf: CmdBuffer,
     info: CmdInfo,
+    _tally: Tally,
 }
 
 impl PendingWrite {
@@ -326,6 +338,7 @@ pub(super) struct SrpCmd {
     slot: Option<u32>,
     info: CmdInfo,
     buf: Option<CmdBuffer>,
+    _tally: Tally,
 }
 
 impl TgtCmd for SrpCmd {

@@ -26,6 +26,8 @@ pub(crate) mod data;
 pub(crate) mod iu;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod login;
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod vectors;
 
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::pr_peer;
@@ -37,14 +39,14 @@ use crate::kernel_ext::rdma_channel::ChannelConfig;
 use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::kernel_ext::wq::OwnedQueue;
 use crate::scst_core::{
-    mgmt::{Line, MgmtError},
+    mgmt::{Line, MgmtError, KEY_MARK},
     pr::TransportId,
     target::{SessionHandle, TargetDriver},
     MgmtOutcome, Registry, Scst,
 };
 use channel::{Events, Nexus, SrpChannel};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     c_str, new_mutex,
@@ -77,10 +79,44 @@ struct PortInfo {
     device: KVec<u8>,
     /// The target port identifier's halves (`id_ext`, `ioc_guid`).
     service_guid: u64,
+    /// The port's link layer, as ib_core names it.
+    link_layer: &'static CStr,
+    /// `port_id`: the ID string a device management agent reports for
+    /// the port (SCST's default until an administrator names it).
+    port_id: KVec<u8>,
+    /// The device's completion vectors, those the port's channels may
+    /// take (`comp_v_mask`), and the last one a channel took.
+    comp_vectors: u32,
+    comp_v_mask: KVec<u32>,
+    last_vector: Option<u32>,
+}
+
+impl PortInfo {
+    /// The completion vector the next channel's CQ takes.
+    fn next_vector(&mut self) -> Option<u32> {
+        let v = vectors::next(&self.comp_v_mask, self.comp_vectors, self.last_vector)?;
+        self.last_vector = Some(v);
+        Some(v)
+    }
 }
 
 /// SCST's ib_srpt target attributes (of those it has, these apply).
-const TARGET_ATTRS: &[&CStr] = &[c_str!("login_info"), c_str!("device")];
+const TARGET_ATTRS: &[&CStr] = &[
+    c_str!("login_info"),
+    c_str!("device"),
+    c_str!("link_layer"),
+    c_str!("port_id"),
+    c_str!("comp_v_mask"),
+];
+const ATTR_LOGIN_INFO: usize = 0;
+const ATTR_DEVICE: usize = 1;
+const ATTR_LINK_LAYER: usize = 2;
+const ATTR_PORT_ID: usize = 3;
+const ATTR_COMP_V_MASK: usize = 4;
+
+/// SCST's ib_srpt's `port_id` until one is set, and the room it has.
+const DEFAULT_PORT_ID: &str = "SCST SRP target";
+const MAX_PORT_ID_LEN: usize = 63;
 
 impl TargetDriver for SrptDriver {
     fn name(&self) -> &'static str {
@@ -115,7 +151,7 @@ impl TargetDriver for SrptDriver {
         };
         let _ = match index {
             // What an initiator's add_target needs, as SCST shows it.
-            0 => {
+            ATTR_LOGIN_INFO => {
                 let _ = write!(
                     out,
                     "tid_ext={:016x},ioc_guid={:016x},pkey=ffff,dgid=",
@@ -126,12 +162,86 @@ impl TargetDriver for SrptDriver {
                 }
                 writeln!(out, ",service_id={:016x}", port.service_guid)
             }
-            _ => writeln!(out, "{}", core::str::from_utf8(&port.device).unwrap_or("?")),
+            ATTR_DEVICE => writeln!(out, "{}", core::str::from_utf8(&port.device).unwrap_or("?")),
+            ATTR_LINK_LAYER => writeln!(out, "{}", port.link_layer.to_str().unwrap_or("?")),
+            ATTR_PORT_ID => {
+                let id = core::str::from_utf8(&port.port_id).unwrap_or("?");
+                let _ = writeln!(out, "{}", id);
+                // Saved by scstadmin only when it is not the default.
+                if id != DEFAULT_PORT_ID {
+                    let _ = out.write_str(KEY_MARK);
+                }
+                Ok(())
+            }
+            ATTR_COMP_V_MASK => {
+                let _ = vectors::format(&port.comp_v_mask, port.comp_vectors, out);
+                let _ = writeln!(out);
+                out.write_str(KEY_MARK)
+            }
+            _ => Ok(()),
         };
+    }
+
+    fn store_target_attribute<'a>(
+        &self,
+        target: &CStr,
+        index: usize,
+        value: &'a str,
+    ) -> MgmtOutcome<'a> {
+        let mut ports = self.ports.lock();
+        let port = ports
+            .iter_mut()
+            .find(|p| p.target.as_str().as_bytes() == target.as_bytes())
+            .ok_or(MgmtError::Refused("the target is being removed"))?;
+        match index {
+            ATTR_PORT_ID => {
+                if value.len() > MAX_PORT_ID_LEN {
+                    return Err(MgmtError::BadValue {
+                        key: "port_id",
+                        value,
+                        expected: "at most 63 characters",
+                    }
+                    .into());
+                }
+                let mut id = KVec::new();
+                id.extend_from_slice(value.as_bytes(), GFP_KERNEL)?;
+                port.port_id = id;
+                Ok(())
+            }
+            ATTR_COMP_V_MASK => {
+                vectors::parse(value, port.comp_vectors, &mut port.comp_v_mask).map_err(|e| {
+                    MgmtError::BadValue {
+                        key: "comp_v_mask",
+                        value,
+                        expected: match e {
+                            vectors::MaskError::Malformed => {
+                                "a hex mask, a comma between groups of 8 digits"
+                            }
+                            vectors::MaskError::OutOfRange => {
+                                "no bit past the device's completion vectors"
+                            }
+                            vectors::MaskError::Empty => "at least one completion vector",
+                        },
+                    }
+                })?;
+                Ok(())
+            }
+            _ => Err(MgmtError::Refused("read-only attribute").into()),
+        }
     }
 }
 
 impl SrptDriver {
+    /// The completion vector the next channel of `target` takes (`None`:
+    /// the CQ pool's choice).
+    fn next_vector(&self, target: &GidName) -> Option<u32> {
+        self.ports
+            .lock()
+            .iter_mut()
+            .find(|p| p.target.0 == target.0)
+            .and_then(PortInfo::next_vector)
+    }
+
     fn forget(&self, target: &GidName) {
         let mut ports = self.ports.lock();
         if let Some(i) = ports.iter().position(|p| p.target.0 == target.0) {
@@ -187,9 +297,54 @@ impl SrptShared {
 }
 
 /// Channels alive (until their last command is gone), which a device's
-/// removal waits for.
+/// removal waits for, with what each still holds.
+#[pin_data]
 pub(crate) struct ChannelCount {
     n: AtomicUsize,
+    /// The channels' traces, those ended pruned as new ones come.
+    #[pin]
+    traces: Mutex<KVec<Arc<ChannelTrace>>>,
+}
+
+/// What keeps a channel alive, for the log of a removal that waits for
+/// it. Counters only: a channel's parts update them from any context.
+pub(crate) struct ChannelTrace {
+    peer: [u8; 48],
+    peer_len: usize,
+    /// Commands the core holds, and those whose data-out is being fetched.
+    pub(super) in_core: AtomicUsize,
+    pub(super) data_out: AtomicUsize,
+    /// Task management functions running.
+    pub(super) in_tm: AtomicUsize,
+    /// The channel is closing; its RDMA connection is destroyed; it ended.
+    pub(super) closed: AtomicBool,
+    pub(super) released: AtomicBool,
+    ended: AtomicBool,
+}
+
+impl ChannelTrace {
+    fn new(peer: &str) -> Result<Arc<Self>> {
+        let mut name = [0u8; 48];
+        let n = peer.len().min(name.len());
+        name[..n].copy_from_slice(&peer.as_bytes()[..n]);
+        Ok(Arc::new(
+            Self {
+                peer: name,
+                peer_len: n,
+                in_core: AtomicUsize::new(0),
+                data_out: AtomicUsize::new(0),
+                in_tm: AtomicUsize::new(0),
+                closed: AtomicBool::new(false),
+                released: AtomicBool::new(false),
+                ended: AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    fn peer(&self) -> &str {
+        core::str::from_utf8(self.peer.get(..self.peer_len).unwrap_or(&[])).unwrap_or("?")
+    }
 }
 
 /// How often a device's removal looks again for its channels, and how
@@ -197,19 +352,40 @@ pub(crate) struct ChannelCount {
 const REMOVE_POLL_MS: u32 = 10;
 const REMOVE_REPORT_MS: u32 = 10_000;
 
-/// One channel counted alive, until this drops.
-pub(crate) struct Counted(Arc<ChannelCount>);
+/// One channel counted alive, until this drops (in any context).
+pub(crate) struct Counted {
+    count: Arc<ChannelCount>,
+    pub(super) trace: Arc<ChannelTrace>,
+}
 
 impl Counted {
-    fn new(count: &Arc<ChannelCount>) -> Self {
+    /// Counts the channel of `peer`; process context.
+    fn new(count: &Arc<ChannelCount>, peer: &str) -> Result<Self> {
+        let trace = ChannelTrace::new(peer)?;
+        {
+            let mut traces = count.traces.lock();
+            let mut i = 0;
+            while i < traces.len() {
+                if traces[i].ended.load(Ordering::Acquire) {
+                    traces.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            traces.push(trace.clone(), GFP_KERNEL)?;
+        }
         count.n.fetch_add(1, Ordering::AcqRel);
-        Self(count.clone())
+        Ok(Self {
+            count: count.clone(),
+            trace,
+        })
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.n.fetch_sub(1, Ordering::AcqRel);
+        self.trace.ended.store(true, Ordering::Release);
+        self.count.n.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -228,7 +404,29 @@ impl ChannelCount {
                     device,
                     self.n.load(Ordering::Acquire)
                 );
+                self.report(device);
             }
+        }
+    }
+
+    /// Says what each channel still alive holds.
+    fn report(&self, device: &CStr) {
+        for t in self.traces.lock().iter() {
+            if t.ended.load(Ordering::Acquire) {
+                continue;
+            }
+            pr_info!(
+                "ib_srpt: {}: channel of {}: closing {}, {} commands in the core, \
+                 {} awaiting data-out, {} task management functions, connection \
+                 released {}\n",
+                device,
+                t.peer(),
+                t.closed.load(Ordering::Relaxed),
+                t.in_core.load(Ordering::Relaxed),
+                t.data_out.load(Ordering::Relaxed),
+                t.in_tm.load(Ordering::Relaxed),
+                t.released.load(Ordering::Relaxed)
+            );
         }
     }
 }
@@ -360,10 +558,11 @@ impl RdmaHandler for Handler {
             0 => dev.node_guid(),
             guid => guid,
         };
-        let live = Arc::new(
-            ChannelCount {
+        let live = Arc::pin_init(
+            pin_init!(ChannelCount {
                 n: AtomicUsize::new(0),
-            },
+                traces <- new_mutex!(KVec::new()),
+            }),
             GFP_KERNEL,
         )?;
         let mut list = KVec::new();
@@ -385,6 +584,12 @@ impl RdmaHandler for Handler {
             let name = GidName::new(&gid);
             let mut device_name = KVec::new();
             device_name.extend_from_slice(dev.name().as_bytes(), GFP_KERNEL)?;
+            let mut port_id = KVec::new();
+            port_id.extend_from_slice(DEFAULT_PORT_ID.as_bytes(), GFP_KERNEL)?;
+            let comp_vectors = dev.comp_vectors();
+            let mut comp_v_mask = KVec::new();
+            comp_v_mask.extend_with(vectors::words_for(comp_vectors), 0u32, GFP_KERNEL)?;
+            vectors::allow_all(&mut comp_v_mask, comp_vectors);
             // Shown from the moment the target exists.
             shared.driver.ports.lock().push(
                 PortInfo {
@@ -392,6 +597,11 @@ impl RdmaHandler for Handler {
                     gid,
                     device: device_name,
                     service_guid,
+                    link_layer: dev.link_layer(port),
+                    port_id,
+                    comp_vectors,
+                    comp_v_mask,
+                    last_vector: None,
                 },
                 GFP_KERNEL,
             )?;
@@ -457,6 +667,18 @@ struct Logins {
     params: SrptParams,
 }
 
+/// The completion vector a channel's CQ was asked for, as the log says it.
+struct Vector(Option<u32>);
+
+impl core::fmt::Display for Vector {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{}", v),
+            None => f.write_str("any"),
+        }
+    }
+}
+
 /// A login's refusal: the SRP_LOGIN_REJ reason and what the log says.
 struct Refused(u32, &'static str);
 
@@ -484,13 +706,14 @@ impl CmListenerHandler for Logins {
         let peer = req.peer_name(&mut peer);
         let peer_str = core::str::from_utf8(peer).unwrap_or("?");
         match self.login(req, &login, peer_str) {
-            Ok(()) => pr_peer!(
+            Ok(vector) => pr_peer!(
                 pr_info,
-                "ib_srpt: {} logged in on {} port {} (it_iu_len {})\n",
+                "ib_srpt: {} logged in on {} port {} (it_iu_len {}, completion vector {})\n",
                 peer_str,
                 req.device().name(),
                 req.port(),
-                login.req_it_iu_len
+                login.req_it_iu_len,
+                Vector(vector)
             ),
             Err(Refused(reason, why)) => {
                 pr_peer!(
@@ -516,7 +739,7 @@ impl Logins {
         req: &ConnectRequest<'_>,
         login: &iu::LoginRequest,
         peer: &str,
-    ) -> core::result::Result<(), Refused> {
+    ) -> core::result::Result<Option<u32>, Refused> {
         use iu::reject::{INSUFFICIENT_RESOURCES, UNABLE_ESTABLISH_CHANNEL};
         let dev = req.device();
         let port = req.port();
@@ -585,13 +808,9 @@ impl Logins {
         };
         let max_rsp =
             (grant.response.max_ti_iu_len as usize).min(self.params.srp_max_rsp_size as usize);
-        let srp = match SrpChannel::new(
-            self.shared.clone(),
-            nexus.clone(),
-            max_rsp,
-            RQ_SIZE,
-            Counted::new(&device.live),
-        ) {
+        let srp = match Counted::new(&device.live, peer).and_then(|live| {
+            SrpChannel::new(self.shared.clone(), nexus.clone(), max_rsp, RQ_SIZE, live)
+        }) {
             Ok(srp) => srp,
             Err(_) => {
                 nexus.release(&self.shared);
@@ -604,7 +823,9 @@ impl Logins {
             tx_count: RQ_SIZE,
             rsp_size: self.params.srp_max_rsp_size,
             sq_size: self.params.srpt_sq_size,
+            comp_vector: self.shared.driver.next_vector(&target),
         };
+        let vector = cfg.comp_vector;
         let events = match Arc::new(Events(srp.clone()), GFP_KERNEL) {
             Ok(e) => e,
             Err(_) => {
@@ -636,7 +857,7 @@ impl Logins {
                 srp.open(ch);
                 // Reserved above.
                 let _ = channels.list.push(srp, GFP_KERNEL);
-                Ok(())
+                Ok(vector)
             }
             Err(e) => {
                 drop(channels);

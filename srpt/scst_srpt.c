@@ -60,6 +60,7 @@ static const struct scst_rdma_ops ops = {
 	.ib_unregister_client = ib_unregister_client,
 	.ib_set_client_data = ib_set_client_data,
 	.rdma_query_gid = rdma_query_gid,
+	.rdma_port_get_link_layer = rdma_port_get_link_layer,
 	.alloc_pd = __ib_alloc_pd,
 	.ib_dealloc_pd_user = ib_dealloc_pd_user,
 	.ib_cq_pool_get = ib_cq_pool_get,

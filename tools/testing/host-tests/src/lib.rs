@@ -53,6 +53,9 @@ pub mod srpt_iu;
 #[path = "../../../../srpt/login.rs"]
 #[doc(hidden)]
 pub mod srpt_login;
+#[path = "../../../../srpt/vectors.rs"]
+#[doc(hidden)]
+pub mod srpt_vectors;
 #[path = "../../../../scst_user/abi.rs"]
 #[doc(hidden)]
 pub mod user_abi;
@@ -124,6 +127,7 @@ pub mod srpt {
     pub use super::srpt_data as data;
     pub use super::srpt_iu as iu;
     pub use super::srpt_login as login;
+    pub use super::srpt_vectors as vectors;
 }
 
 /// The modules of `scst_user/` that need no kernel.
