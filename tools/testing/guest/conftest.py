@@ -697,7 +697,8 @@ def srp_hosts():
     """The SCSI hosts of ib_srp (one per target port it logged in to)."""
     hosts = set()
     for host in glob.glob("/sys/class/scsi_host/host*"):
-        with open(os.path.join(host, "proc_name")) as f:
+        # A host being removed may go between the glob and the open.
+        with contextlib.suppress(OSError), open(os.path.join(host, "proc_name")) as f:
             if f.read().strip() == "ib_srp":
                 hosts.add(os.path.basename(host))
     return hosts

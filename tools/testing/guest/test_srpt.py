@@ -6,8 +6,10 @@ comes and goes with the device (soft RoCE and soft iWARP on the guest's
 NIC)."""
 
 import contextlib
+import errno
 import glob
 import os
+import re
 import select
 import struct
 import subprocess
@@ -82,6 +84,7 @@ def test_a_target_per_rdma_port(rdma_free, kind):
                 f"tid_ext={guid},ioc_guid={guid},pkey=ffff,dgid={gid.replace(':', '')},"
                 f"service_id={guid}")
             assert read(f"targets/ib_srpt/{gid}/device").strip() == ibdev
+        port_attributes(ibdev, gids[0])
         assert "rdma_cm_port 5000" in dmesg_since(mark)
         # Its targets are the ports: none is added by hand.
         assert write("targets/ib_srpt/mgmt", "add_target foo") != 0
@@ -99,6 +102,39 @@ def test_a_target_per_rdma_port(rdma_free, kind):
         sh("rmmod", "scst_srpt")
         assert not os.path.exists(DRIVER)
     assert "n0" in os.listdir(os.path.join(ROOT, "devices"))
+
+
+def port_attributes(ibdev, gid):
+    """SCST's link_layer, port_id and comp_v_mask of port 1's target:
+    shown, set, and refused with a reason when wrong."""
+    t = f"targets/ib_srpt/{gid}"
+    with open(f"/sys/class/infiniband/{ibdev}/ports/1/link_layer") as f:
+        assert read(f"{t}/link_layer") == f.read()
+    assert write(f"{t}/link_layer", "InfiniBand") != 0
+    assert read(f"{t}/port_id") == "SCST SRP target\n"
+    assert write(f"{t}/port_id", "rack 4 srpt") == 0
+    assert read(f"{t}/port_id") == "rack 4 srpt\n[key]\n"
+    assert write(f"{t}/port_id", "x" * 64) == errno.EINVAL
+    assert "at most 63" in read("last_sysfs_mgmt_res"), read("last_sysfs_mgmt_res")
+    assert read(f"{t}/port_id") == "rack 4 srpt\n[key]\n"
+    # Every completion vector of the device, at first.
+    mask, key = read(f"{t}/comp_v_mask").split("\n")[:2]
+    assert key == "[key]"
+    vectors = bin(int(mask.replace(",", ""), 16)).count("1")
+    assert vectors >= 1 and int(mask.replace(",", ""), 16) == (1 << vectors) - 1, mask
+    for bad, reason in (("0", "at least one"), (f"{1 << vectors:x}", "past the device"),
+                        ("0x1", "hex mask")):
+        assert write(f"{t}/comp_v_mask", bad) == errno.EINVAL, bad
+        assert reason in read("last_sysfs_mgmt_res"), (bad, read("last_sysfs_mgmt_res"))
+    assert read(f"{t}/comp_v_mask").split("\n")[0] == mask
+    assert write(f"{t}/comp_v_mask", "1") == 0
+    assert int(read(f"{t}/comp_v_mask").split("\n")[0], 16) == 1
+    return vectors
+
+
+def login_vectors(log):
+    """The completion vectors the logins in `log` took, in order."""
+    return [int(v) for v in re.findall(r"logged in on .*completion vector (\d+)\)", log)]
 
 
 def test_logins_are_checked_and_rejected_with_their_reason(rdma_free):
@@ -203,8 +239,16 @@ def test_io_through_an_srp_login(rdma_free, kind):
     initiator's address): fio verify at QD32 with 4 KiB random writes and
     1 MiB ones (RDMA READs of several regions, RDMA WRITEs chained before
     the responses), mkfs.ext4 and a clean fsck; its logout ends the
-    sessions."""
-    with srp_login(kind) as (disk, _, sessions):
+    sessions. Its channels took the device's completion vectors in turn;
+    with comp_v_mask naming one, a new login's channels all take that
+    one."""
+    with srp_login(kind) as (disk, ibdev, sessions):
+        gid = port_gids(ibdev)[0]
+        t = f"targets/ib_srpt/{gid}"
+        mask = int(read(f"{t}/comp_v_mask").split("\n")[0].replace(",", ""), 16)
+        vectors = bin(mask).count("1")
+        taken = login_vectors(dmesg_since(f"scst-test: srp login over {kind}"))
+        assert taken == [i % vectors for i in range(len(taken))] and taken, taken
         fio_verify(disk, "4k", "16M", "--rw=randwrite")
         fio_verify(disk, "1M", "32M", "--rw=write")
         sh("mkfs.ext4", "-q", "-F", disk)
@@ -215,6 +259,14 @@ def test_io_through_an_srp_login(rdma_free, kind):
                 break
             time.sleep(0.1)
         assert os.listdir(sessions) == []
+        last = vectors - 1
+        assert write(f"{t}/comp_v_mask", f"{1 << last:x}") == 0
+        mark = f"scst-test: srp login with one completion vector over {kind}"
+        mark_dmesg(mark)
+        srp_path_login(ibdev, 1)
+        taken = login_vectors(dmesg_since(mark))
+        assert taken and set(taken) == {last}, taken
+        srp_logout()
 
 
 def test_lun_reset_and_device_removal_under_io(rdma_free):
@@ -323,10 +375,10 @@ def test_relogin_in_a_loop_under_io_through_multipath(rdma_free):
     under one dm-multipath table that queues while no path is left. While
     fio writes through it and reads every block back against its checksum,
     one path at a time logs out and logs in again, its new disk replacing
-    the dead one in the table, round after round. Every block verifies,
-    each round leaves two sessions, and nothing is left after the last
-    logout."""
-    rounds = 6
+    the dead one in the table, four rounds (a fio run that ends meanwhile
+    is followed by another). Every block verifies, each round leaves two
+    sessions, and nothing is left after the last logout."""
+    rounds = 4
     with srp_login("rxe") as (_, ibdev, sessions):
         srp_logout()
         for _ in range(300):
@@ -343,15 +395,27 @@ def test_relogin_in_a_loop_under_io_through_multipath(rdma_free):
                     f"round-robin 0 2 1 {devs}")
         sh("dmsetup", "create", "srp-mp", "--table", table())
         mp = "/dev/mapper/srp-mp"
-        fio = subprocess.Popen(
-            ["fio", "--name=verify", f"--filename={mp}", "--direct=1", "--ioengine=libaio",
-             "--iodepth=32", "--bs=4k", "--size=64M", "--rw=randwrite", "--randseed=2612",
-             "--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def verifying(seed):
+            return subprocess.Popen(
+                ["fio", "--name=verify", f"--filename={mp}", "--direct=1",
+                 "--ioengine=libaio", "--iodepth=32", "--bs=4k", "--size=32M",
+                 "--rw=randwrite", f"--randseed={seed}", "--verify=crc32c",
+                 "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        runs = 1
+        fio = verifying(runs)
         done = 0
         try:
-            while done < rounds and fio.poll() is None:
+            while done < rounds:
                 time.sleep(1)
+                # Each round under I/O: a run that ended passed, and
+                # another one starts.
+                if fio.poll() is not None:
+                    out, err = fio.communicate()
+                    assert fio.returncode == 0, f"run {runs}: {out}{err}"
+                    runs += 1
+                    fio = verifying(runs)
                 i = done % 2
                 host, _ = paths[i]
                 srp_path_logout(host)
@@ -362,9 +426,7 @@ def test_relogin_in_a_loop_under_io_through_multipath(rdma_free):
                 mark_dmesg(f"scst-test: srp relogin {done} done")
                 assert len(os.listdir(sessions)) == 2, os.listdir(sessions)
             out, err = fio.communicate(timeout=600)
-            assert fio.returncode == 0, out + err
-            # Both paths went and came back, more than once, under fio.
-            assert done >= 4, f"fio ended after {done} relogins"
+            assert fio.returncode == 0, f"run {runs}: {out}{err}"
         finally:
             if fio.poll() is None:
                 fio.kill()
