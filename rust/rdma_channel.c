@@ -534,18 +534,25 @@ static void send_done(struct ib_cq *cq, struct ib_wc *wc)
 	struct scst_rs_iu *iu = container_of(wc->wr_cqe, struct scst_rs_iu,
 					     cqe);
 	struct scst_rs_ch *ch = iu->ch;
-	struct scst_rs_xfer *x = iu->xfer;
+	struct scst_rs_xfer *x;
 	unsigned long flags;
 
 	if (wc->status != IB_WC_SUCCESS)
 		completion_failed(ch, wc, "send");
-	iu->xfer = NULL;
-	if (x)
-		scst_rs_xfer_free(x);
+	/*
+	 * The poster sets the unit's transfer under the lock after posting:
+	 * a completion on another CPU may come first, and must not read it
+	 * before the poster is done with the unit.
+	 */
 	spin_lock_irqsave(&ch->lock, flags);
+	x = iu->xfer;
+	iu->xfer = NULL;
 	ch->sq_avail += iu->wrs;
 	iu->busy = false;
 	spin_unlock_irqrestore(&ch->lock, flags);
+	/* Unmapped before the owner hears: the data-in was read. */
+	if (x)
+		scst_rs_xfer_free(x);
 	scst_rs_ch_sent(ch->owner, ch, iu->index, wc->status == IB_WC_SUCCESS);
 }
 
