@@ -212,6 +212,7 @@ void scst_rs_ch_get(struct scst_rs_ch *ch);
 bool scst_rs_ch_tryget(struct scst_rs_ch *ch);
 void scst_rs_ch_put(struct scst_rs_ch *ch);
 void scst_rs_ch_close(struct scst_rs_ch *ch);
+void scst_rs_ch_report(void);
 int scst_rs_ch_send(struct scst_rs_ch *ch, u32 slot, const void *data,
 		    u32 len, struct scst_rs_xfer *x);
 int scst_rs_ch_read(struct scst_rs_ch *ch, struct scst_rs_xfer *x,

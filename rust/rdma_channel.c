@@ -71,6 +71,19 @@ struct scst_rs_xfer {
 
 enum { CH_CLOSE_QUEUED, CH_DRAINED };
 
+/* How far a channel's teardown went, for scst_rs_ch_report(). */
+enum ch_stage {
+	CH_LIVE,
+	CH_CLOSING,
+	CH_CLOSED,
+	CH_DESTROYING,
+	CH_VERBS_GONE,
+};
+
+/* Every channel not yet freed, for scst_rs_ch_report(). */
+static LIST_HEAD(all_channels);
+static DEFINE_SPINLOCK(all_channels_lock);
+
 struct scst_rs_ch {
 	/* SCST_RS_CM_CHANNEL: what the CM handler finds in id->context. */
 	int kind;
@@ -95,7 +108,43 @@ struct scst_rs_ch {
 	unsigned long flags;
 	struct work_struct close_work;
 	struct work_struct destroy_work;
+	struct list_head all;
+	enum ch_stage stage;
+	atomic_t xfers;
 };
+
+static void ch_listed(struct scst_rs_ch *ch)
+{
+	spin_lock_irq(&all_channels_lock);
+	list_add_tail(&ch->all, &all_channels);
+	spin_unlock_irq(&all_channels_lock);
+}
+
+static void ch_unlisted(struct scst_rs_ch *ch)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&all_channels_lock, flags);
+	list_del(&ch->all);
+	spin_unlock_irqrestore(&all_channels_lock, flags);
+}
+
+/*
+ * Says, for each channel not yet freed, its references and how far its
+ * teardown went: what a removal that waits for channels reports.
+ */
+void scst_rs_ch_report(void)
+{
+	struct scst_rs_ch *ch;
+
+	spin_lock_irq(&all_channels_lock);
+	list_for_each_entry(ch, &all_channels, all)
+		pr_info("scst: RDMA channel %p: %u references, %d transfers, stage %d, flags %#lx, closing %d\n",
+			ch, kref_read(&ch->ref), atomic_read(&ch->xfers),
+			READ_ONCE(ch->stage), READ_ONCE(ch->flags),
+			READ_ONCE(ch->closing));
+	spin_unlock_irq(&all_channels_lock);
+}
 
 static void ch_release(struct kref *ref);
 
@@ -297,6 +346,7 @@ struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
 	ch->listener = id->context;
 	id->context = ch;
 	scst_rs_rdma_object_get();
+	ch_listed(ch);
 	return ch;
 fail:
 	/* Nothing was connected: what was posted is drained with the QP. */
@@ -379,6 +429,8 @@ void scst_rs_ch_abandon(struct scst_rs_ch *ch)
 /* Stops posting, disconnects, and drains: every posted unit completes. */
 static void close_now(struct scst_rs_ch *ch)
 {
+	if (READ_ONCE(ch->stage) < CH_CLOSING)
+		WRITE_ONCE(ch->stage, CH_CLOSING);
 	spin_lock_irq(&ch->lock);
 	ch->closing = true;
 	spin_unlock_irq(&ch->lock);
@@ -386,6 +438,8 @@ static void close_now(struct scst_rs_ch *ch)
 		scst_rs_rdma->rdma_disconnect(ch->id);
 	if (ch->qp && !test_and_set_bit(CH_DRAINED, &ch->flags))
 		scst_rs_rdma->ib_drain_qp(ch->qp);
+	if (READ_ONCE(ch->stage) < CH_CLOSED)
+		WRITE_ONCE(ch->stage, CH_CLOSED);
 }
 
 static void close_work(struct work_struct *work)
@@ -414,11 +468,14 @@ static void destroy_work(struct work_struct *work)
 	void *owner = ch->owner;
 
 	/* A close queued earlier held a reference: it ran. */
+	WRITE_ONCE(ch->stage, CH_DESTROYING);
 	close_now(ch);
 	destroy_verbs(ch);
+	WRITE_ONCE(ch->stage, CH_VERBS_GONE);
 	/* Its handlers wait: never from one of them (this is a work item). */
 	if (ch->id)
 		scst_rs_rdma->rdma_destroy_id(ch->id);
+	ch_unlisted(ch);
 	kfree(ch);
 	scst_rs_ch_released(owner);
 	scst_rs_rdma_object_put();
@@ -432,6 +489,7 @@ static void ch_release(struct kref *ref)
 		/* Abandoned: nothing left to drain or destroy. */
 		void *owner = ch->owner;
 
+		ch_unlisted(ch);
 		kfree(ch);
 		scst_rs_ch_released(owner);
 		scst_rs_rdma_object_put();
@@ -526,6 +584,7 @@ void scst_rs_xfer_free(struct scst_rs_xfer *x)
 
 	xfer_destroy_rw(x);
 	kfree(x);
+	atomic_dec(&ch->xfers);
 	scst_rs_ch_put(ch);
 }
 
@@ -587,6 +646,7 @@ struct scst_rs_xfer *scst_rs_xfer_alloc(struct scst_rs_ch *ch, u32 max,
 	if (!x)
 		return NULL;
 	scst_rs_ch_get(ch);
+	atomic_inc(&ch->xfers);
 	x->ch = ch;
 	x->max = max;
 	x->dir = write ? DMA_TO_DEVICE : DMA_FROM_DEVICE;

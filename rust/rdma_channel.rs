@@ -210,6 +210,13 @@ impl Channel {
     }
 }
 
+/// Logs, for every channel not yet freed, its references and how far its
+/// teardown went (what a removal waiting for channels says).
+pub(crate) fn report_channels() {
+    // SAFETY: the helper only walks its own list, under its lock.
+    unsafe { bindings::scst_rs_ch_report() };
+}
+
 /// A channel during a callback of its handler: the channel lives at least
 /// as long, without a reference of its own.
 pub(crate) struct ChannelRef<'a> {

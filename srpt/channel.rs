@@ -243,6 +243,7 @@ impl SrpChannel {
             return;
         }
         st.channel = Some(channel);
+        self.live.trace.holds.store(true, Ordering::Relaxed);
     }
 
     /// The session of the channel's nexus.
@@ -265,6 +266,7 @@ impl SrpChannel {
                 return;
             }
             st.closed = true;
+            self.live.trace.holds.store(false, Ordering::Relaxed);
             st.channel.take()
         };
         self.live.trace.closed.store(true, Ordering::Relaxed);

@@ -319,6 +319,8 @@ pub(crate) struct ChannelTrace {
     /// The channel is closing; its RDMA connection is destroyed; it ended.
     pub(super) closed: AtomicBool,
     pub(super) released: AtomicBool,
+    /// The channel holds its RDMA channel's own reference.
+    pub(super) holds: AtomicBool,
     ended: AtomicBool,
 }
 
@@ -336,6 +338,7 @@ impl ChannelTrace {
                 in_tm: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 released: AtomicBool::new(false),
+                holds: AtomicBool::new(false),
                 ended: AtomicBool::new(false),
             },
             GFP_KERNEL,
@@ -411,6 +414,7 @@ impl ChannelCount {
 
     /// Says what each channel still alive holds.
     fn report(&self, device: &CStr) {
+        crate::kernel_ext::rdma_channel::report_channels();
         for t in self.traces.lock().iter() {
             if t.ended.load(Ordering::Acquire) {
                 continue;
@@ -418,14 +422,15 @@ impl ChannelCount {
             pr_info!(
                 "ib_srpt: {}: channel of {}: closing {}, {} commands in the core, \
                  {} awaiting data-out, {} task management functions, connection \
-                 released {}\n",
+                 released {}, held {}\n",
                 device,
                 t.peer(),
                 t.closed.load(Ordering::Relaxed),
                 t.in_core.load(Ordering::Relaxed),
                 t.data_out.load(Ordering::Relaxed),
                 t.in_tm.load(Ordering::Relaxed),
-                t.released.load(Ordering::Relaxed)
+                t.released.load(Ordering::Relaxed),
+                t.holds.load(Ordering::Relaxed)
             );
         }
     }
