@@ -142,11 +142,8 @@ impl TargetDriver for SrptDriver {
     }
 
     fn show_target_attribute(&self, target: &CStr, index: usize, out: &mut SysfsBuf) {
-        let ports = self.ports.lock();
-        let Some(port) = ports
-            .iter()
-            .find(|p| p.target.as_str().as_bytes() == target.as_bytes())
-        else {
+        let mut ports = self.ports.lock();
+        let Some(port) = port_of(&mut ports, target.as_bytes()) else {
             return;
         };
         let _ = match index {
@@ -189,9 +186,7 @@ impl TargetDriver for SrptDriver {
         value: &'a str,
     ) -> MgmtOutcome<'a> {
         let mut ports = self.ports.lock();
-        let port = ports
-            .iter_mut()
-            .find(|p| p.target.as_str().as_bytes() == target.as_bytes())
+        let port = port_of(&mut ports, target.as_bytes())
             .ok_or(MgmtError::Refused("the target is being removed"))?;
         match index {
             ATTR_PORT_ID => {
@@ -231,15 +226,16 @@ impl TargetDriver for SrptDriver {
     }
 }
 
+/// The port whose target is named `target`.
+fn port_of<'p>(ports: &'p mut [PortInfo], target: &[u8]) -> Option<&'p mut PortInfo> {
+    ports.iter_mut().find(|p| p.target.0 == target)
+}
+
 impl SrptDriver {
     /// The completion vector the next channel of `target` takes (`None`:
     /// the CQ pool's choice).
     fn next_vector(&self, target: &GidName) -> Option<u32> {
-        self.ports
-            .lock()
-            .iter_mut()
-            .find(|p| p.target.0 == target.0)
-            .and_then(PortInfo::next_vector)
+        port_of(&mut self.ports.lock(), &target.0).and_then(PortInfo::next_vector)
     }
 
     fn forget(&self, target: &GidName) {

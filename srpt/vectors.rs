@@ -32,15 +32,19 @@ pub fn words_for(count: u32) -> usize {
     (count.div_ceil(GROUP_BITS) as usize).max(1)
 }
 
+/// The bits of word `i` that name one of `count` vectors.
+fn word_of_all(i: usize, count: u32) -> u32 {
+    match count.saturating_sub((i as u32).saturating_mul(GROUP_BITS)) {
+        0 => 0,
+        n if n >= GROUP_BITS => u32::MAX,
+        n => (1u32 << n) - 1,
+    }
+}
+
 /// Allows every one of `count` vectors (the default, as SCST has it).
 pub fn allow_all(words: &mut [u32], count: u32) {
     for (i, w) in words.iter_mut().enumerate() {
-        let first = i as u32 * GROUP_BITS;
-        *w = match count.saturating_sub(first) {
-            0 => 0,
-            n if n >= GROUP_BITS => u32::MAX,
-            n => (1u32 << n) - 1,
-        };
+        *w = word_of_all(i, count);
     }
 }
 
@@ -70,20 +74,11 @@ pub fn parse(text: &str, count: u32, words: &mut [u32]) -> Result<(), MaskError>
         }
         parsed[i] = u32::from_str_radix(group, 16).map_err(|_| MaskError::Malformed)?;
     }
-    let mut any = false;
-    for (i, &w) in parsed.iter().enumerate().take(groups) {
-        for bit in 0..GROUP_BITS {
-            if w & (1 << bit) == 0 {
-                continue;
-            }
-            let v = i as u32 * GROUP_BITS + bit;
-            if v >= count || (v / GROUP_BITS) as usize >= words.len() {
-                return Err(MaskError::OutOfRange);
-            }
-            any = true;
-        }
+    let room = |i: usize| words.get(i).map_or(0, |_| word_of_all(i, count));
+    if parsed.iter().enumerate().any(|(i, &w)| w & !room(i) != 0) {
+        return Err(MaskError::OutOfRange);
     }
-    if !any {
+    if parsed.iter().all(|&w| w == 0) {
         return Err(MaskError::Empty);
     }
     for (i, w) in words.iter_mut().enumerate() {
