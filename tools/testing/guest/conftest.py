@@ -711,6 +711,16 @@ def srp_logout():
             f.write("1")
 
 
+def srp_hosts_gone(seconds=30):
+    """Waits up to `seconds` for ib_srp's hosts to go (its logout is
+    asynchronous); returns whether they did."""
+    for _ in range(seconds * 10):
+        if not srp_hosts():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def unload_rdma_stack():
     """Removes the RDMA modules tests loaded, and whatever udev loaded on
     top of them (the holders of ib_core, first)."""

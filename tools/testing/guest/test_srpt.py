@@ -22,7 +22,8 @@ from conftest import (HELD_BLOCK, NEEDS_ISCSI, REPO, ROOT, SG_IO_LIMITED, SKIPS_
                       dmesg_since, fio_running, guest_nic, held_block_backing, held_commands,
                       kill_fio, libiscsi_table, load, loaded, mark_dmesg, nic_ipv4, node_guid,
                       not_passed, port_gids, read, read_block, sh, side_by_side, soft_rdma,
-                      srp_add_target, srp_hosts, srp_logout, unload, unload_rdma_stack, write)
+                      srp_add_target, srp_hosts, srp_hosts_gone, srp_logout, unload,
+                      unload_rdma_stack, write)
 from peers import LIO_SRPT_PORT, lio_backstores, lio_srpt
 
 DRIVER = os.path.join(ROOT, "targets", "ib_srpt")
@@ -382,10 +383,7 @@ def test_relogin_in_a_loop_under_io_through_multipath(rdma_free):
     rounds = 4
     with srp_login("rxe") as (_, ibdev, sessions):
         srp_logout()
-        for _ in range(300):
-            if not srp_hosts():
-                break
-            time.sleep(0.1)
+        srp_hosts_gone()
         paths = [srp_path_login(ibdev, ext) for ext in (1, 2)]
         sh("udevadm", "settle", check=False)
         sectors = int(open(f"/sys/block/{os.path.basename(paths[0][1])}/size").read())
@@ -494,10 +492,7 @@ def test_unload_while_initiators_log_out_or_write(rdma_free):
             kill_fio(fio)
         assert not os.path.exists(DRIVER), dmesg_since(mark)[-3000:]
         print(f"unload while logging out: {took:.1f} s")
-        for _ in range(300):
-            if not srp_hosts():
-                break
-            time.sleep(0.1)
+        srp_hosts_gone()
     with srp_login("rxe", device="srp0") as (disk, _, _):
         fio = fio_running(disk, 30)
         time.sleep(3)
@@ -509,10 +504,7 @@ def test_unload_while_initiators_log_out_or_write(rdma_free):
         assert "waits for" not in log, log[-3000:]
         print(f"unload under I/O: {took:.1f} s")
         srp_logout()
-    for _ in range(300):
-        if not srp_hosts():
-            break
-        time.sleep(0.1)
+    srp_hosts_gone()
     # Loaded again, it serves a new login.
     with srp_login("rxe", device="srp0") as (disk, _, _):
         r = read_block(disk, 0)
