@@ -165,12 +165,22 @@ struct State {
     owed: u32,
 }
 
+/// What a channel's login agreed on.
+pub(super) struct Terms {
+    /// The largest response the initiator takes.
+    pub(super) max_rsp: usize,
+    /// Where immediate data begins in an SRP_CMD, if granted.
+    pub(super) immediate_offset: Option<usize>,
+}
+
 /// One SRP channel.
 #[pin_data]
 pub(super) struct SrpChannel {
     pub(super) shared: Arc<SrptShared>,
     /// The largest response the initiator takes.
     pub(super) max_rsp: usize,
+    /// Where immediate data begins in an SRP_CMD, if the login granted it.
+    pub(super) immediate_offset: Option<usize>,
     /// Counts the channel alive, so that device removal can wait for it
     /// (and say what it waits for).
     pub(super) live: super::Counted,
@@ -184,11 +194,12 @@ pub(super) struct SrpChannel {
 }
 
 impl SrpChannel {
-    /// A channel of up to `units` send units, before its connection.
+    /// A channel of up to `units` send units, before its connection, on
+    /// the login's `terms`.
     pub(super) fn new(
         shared: Arc<SrptShared>,
         nexus: Arc<Nexus>,
-        max_rsp: usize,
+        terms: &Terms,
         units: u32,
         live: super::Counted,
     ) -> Result<Arc<Self>> {
@@ -203,7 +214,8 @@ impl SrpChannel {
         Arc::pin_init(
             pin_init!(Self {
                 shared,
-                max_rsp,
+                max_rsp: terms.max_rsp,
+                immediate_offset: terms.immediate_offset,
                 live,
                 nexus,
                 left_nexus: AtomicBool::new(false),

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! An SRP command's way through a channel: decoded, recorded in the
-//! session, its data-out fetched with RDMA READs, submitted to the core,
-//! and answered with its data-in as RDMA WRITEs chained before SRP_RSP;
-//! and the task management functions of SRP_TSK_MGMT.
+//! session, its data-out copied from its unit (immediate data) or fetched
+//! with RDMA READs, submitted to the core, and answered with its data-in
+//! as RDMA WRITEs chained before SRP_RSP; and the task management
+//! functions of SRP_TSK_MGMT.
 
 use super::channel::{Held, SrpChannel, Tally};
 use super::{data, iu};
@@ -118,13 +119,17 @@ pub(super) fn start(srp: &Arc<SrpChannel>, ch: Channel, slot: u32, bytes: &[u8])
         );
         Response::check_condition(INVALID_FIELD_IN_IU, SenseFormat::Fixed)
     };
-    let (mut segments, offered) = match data::segments(&cmd, bytes, MAX_REGIONS) {
-        Ok(s) => s,
-        Err(e) => return answer(srp, &ch, slot, cmd.tag, refused(&e)),
-    };
+    let (mut segments, offered) =
+        match data::segments(&cmd, bytes, MAX_REGIONS, srp.immediate_offset) {
+            Ok(s) => s,
+            Err(e) => return answer(srp, &ch, slot, cmd.tag, refused(&e)),
+        };
     if offered > MAX_COMMAND_DATA {
         return answer(srp, &ch, slot, cmd.tag, refused(&offered));
     }
+    // Borrowed from the receive unit, which is posted again when this
+    // returns: copied into the command's buffer below.
+    let immediate = segments.immediate();
     let regions = match segments.regions() {
         0 | 1 => segments.next().map_or(Regions::None, Regions::One),
         n => {
@@ -159,13 +164,24 @@ pub(super) fn start(srp: &Arc<SrpChannel>, ch: Channel, slot: u32, bytes: &[u8])
     let direction = info.core_direction();
     // Taken where nothing waits for a logical unit: a user-space
     // handler's memory when it has it ready, else pages of ours.
-    let buf = match command.data_buffer(info.cdb(), offered as usize, direction, true) {
+    let mut buf = match command.data_buffer(info.cdb(), offered as usize, direction, true) {
         Ok(buf) => buf,
         Err(_) => {
             drop(command);
             return answer(srp, &ch, slot, info.tag, Response::status(status::BUSY));
         }
     };
+    if let Some(data) = immediate {
+        // One copy of at most a unit's size, on this CPU, where an RDMA
+        // READ would cost a round trip and a completion. (ib_srpt lends
+        // the receive unit itself instead, and holds it until the
+        // command ends; here a unit is posted again at once.)
+        if buf.wants_data_out() && buf.sg().copy_from_slice(0, data) != data.len() {
+            drop(command);
+            return answer(srp, &ch, slot, info.tag, Response::status(status::BUSY));
+        }
+        return submit(srp, ch, slot, command, buf, info);
+    }
     if info.direction == iu::Direction::Out && offered > 0 && buf.wants_data_out() {
         command.awaiting_data();
         let tally = Tally::new(srp, Held::DataOut);

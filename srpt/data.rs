@@ -2,13 +2,13 @@
 
 //! Where an SRP command's data goes: the remote regions its descriptors
 //! name, each placed in the command's buffer at the offset the data before
-//! it fills, and the residuals of what moved against what the initiator
-//! offered.
+//! it fills, or the immediate data its unit carries; and the residuals of
+//! what moved against what the initiator offered.
 //!
 //! Plain `core` Rust: the channel turns each [`Segment`] into one RDMA
 //! READ or WRITE context; the host tests check the rules.
 
-use crate::srpt::iu::{indirect_desc, Command, Data, DirectBuf};
+use crate::srpt::iu::{indirect_desc, Command, Data, DirectBuf, IMMEDIATE_DESC_LEN};
 
 /// Why a command's descriptors cannot be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +21,13 @@ pub enum DataError {
     TooManyRegions,
     /// The regions' lengths do not add up to the total the table states.
     LengthMismatch,
-    /// Immediate data, which this target does not grant at login.
-    Immediate,
+    /// Immediate data on a channel whose login did not grant it.
+    ImmediateNotGranted,
+    /// The immediate data descriptor ends past the offset where the data
+    /// begins.
+    ImmediateOverlapsDescriptor,
+    /// The immediate data runs past the unit that arrived.
+    ImmediateBeyondUnit,
 }
 
 /// One remote region and where its bytes sit in the command's buffer.
@@ -37,18 +42,23 @@ pub struct Segment {
 pub struct Segments<'a> {
     iu: &'a [u8],
     source: Source,
+    immediate: Option<&'a [u8]>,
     next: usize,
     offset: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Source {
+    /// No remote region: no data, or the data is in the unit.
     None,
     Direct(DirectBuf),
-    Indirect { at: usize, count: usize },
+    Indirect {
+        at: usize,
+        count: usize,
+    },
 }
 
-impl Segments<'_> {
+impl<'a> Segments<'a> {
     /// How many segments there are.
     pub fn regions(&self) -> usize {
         match self.source {
@@ -56,6 +66,12 @@ impl Segments<'_> {
             Source::Direct(_) => 1,
             Source::Indirect { count, .. } => count,
         }
+    }
+
+    /// The data-out the unit itself carries (immediate data): it needs
+    /// no RDMA READ.
+    pub fn immediate(&self) -> Option<&'a [u8]> {
+        self.immediate
     }
 }
 
@@ -84,11 +100,15 @@ impl Iterator for Segments<'_> {
 
 /// The segments of `cmd`, decoded from unit `iu`, with at most
 /// `max_regions` regions; and the bytes they offer in all.
+/// `immediate_offset` is where immediate data begins in a unit, if the
+/// channel's login granted it.
 pub fn segments<'a>(
     cmd: &Command<'_>,
     iu: &'a [u8],
     max_regions: usize,
+    immediate_offset: Option<usize>,
 ) -> Result<(Segments<'a>, u32), DataError> {
+    let mut immediate = None;
     let (source, total) = match cmd.data {
         Data::None => (Source::None, 0),
         Data::Direct(d) => (Source::Direct(d), d.len),
@@ -114,12 +134,24 @@ pub fn segments<'a>(
             }
             (Source::Indirect { at: offset, count }, total)
         }
-        Data::Immediate { .. } => return Err(DataError::Immediate),
+        Data::Immediate { desc, len } => {
+            let at = immediate_offset.ok_or(DataError::ImmediateNotGranted)?;
+            if desc + IMMEDIATE_DESC_LEN > at {
+                return Err(DataError::ImmediateOverlapsDescriptor);
+            }
+            let data = usize::try_from(len)
+                .ok()
+                .and_then(|len| iu.get(at..at.checked_add(len)?))
+                .ok_or(DataError::ImmediateBeyondUnit)?;
+            immediate = Some(data);
+            (Source::None, len)
+        }
     };
     Ok((
         Segments {
             iu,
             source,
+            immediate,
             next: 0,
             offset: 0,
         },

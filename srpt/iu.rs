@@ -83,6 +83,8 @@ pub const CRED_RSP_LEN: usize = 16;
 pub const DIRECT_DESC_LEN: usize = 16;
 /// An indirect table header: the table's descriptor, then the total length.
 pub const INDIRECT_HDR_LEN: usize = 20;
+/// An immediate data descriptor: the data's length.
+pub const IMMEDIATE_DESC_LEN: usize = 4;
 
 /// The `REQ_FLAGS` multi-channel action (low two bits).
 pub const MULTICHAN_MASK: u8 = 0x3;
@@ -96,6 +98,9 @@ pub const IMMED_REQUESTED: u8 = 0x80;
 pub const LOGIN_RSP_MULTICHAN_NO_CHAN: u8 = 0x0;
 pub const LOGIN_RSP_MULTICHAN_TERMINATED: u8 = 0x1;
 pub const LOGIN_RSP_MULTICHAN_MAINTAINED: u8 = 0x2;
+/// `RSP_FLAGS`: the target takes immediate data, at the offset the
+/// initiator asked for (SRP-2).
+pub const LOGIN_RSP_IMMED_SUPP: u8 = 0x80;
 
 fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     let mut v = [0u8; N];
@@ -270,8 +275,9 @@ pub enum Data {
         total: u32,
     },
     /// `len` bytes of data-out in the unit itself, at the offset the
-    /// login agreed on.
+    /// login agreed on; its descriptor is at `desc` of the unit.
     Immediate {
+        desc: usize,
         len: u32,
     },
 }
@@ -348,11 +354,13 @@ impl<'a> Command<'a> {
                 }
             }
             desc_fmt::IMMEDIATE if direction == Direction::Out => {
-                if b.len() < at + 4 {
+                if b.len() < at + IMMEDIATE_DESC_LEN {
                     return Err(IuError::TooShort);
                 }
-                // The data sits at the offset the login agreed on.
+                // The data sits at the offset the login agreed on, which
+                // only the channel knows.
                 Data::Immediate {
+                    desc: at,
                     len: Cdb(b).be32(at),
                 }
             }
@@ -375,7 +383,7 @@ impl<'a> Command<'a> {
             Data::None => 0,
             Data::Direct(d) => d.len,
             Data::Indirect { total, .. } => total,
-            Data::Immediate { len } => len,
+            Data::Immediate { len, .. } => len,
         }
     }
 }

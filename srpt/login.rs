@@ -7,8 +7,9 @@
 //! host tests check it.
 
 use crate::srpt::iu::{
-    buf_fmt, reject, LoginRequest, LoginResponse, LOGIN_RSP_MULTICHAN_MAINTAINED,
-    LOGIN_RSP_MULTICHAN_NO_CHAN, LOGIN_RSP_MULTICHAN_TERMINATED, MULTICHAN_MULTI, MULTICHAN_SINGLE,
+    buf_fmt, reject, LoginRequest, LoginResponse, CMD_LEN, IMMED_REQUESTED, LOGIN_RSP_IMMED_SUPP,
+    LOGIN_RSP_MULTICHAN_MAINTAINED, LOGIN_RSP_MULTICHAN_NO_CHAN, LOGIN_RSP_MULTICHAN_TERMINATED,
+    MULTICHAN_MULTI, MULTICHAN_SINGLE,
 };
 
 /// The smallest request unit an initiator may announce: an SRP_LOGIN_REQ
@@ -35,6 +36,8 @@ pub struct Grant {
     /// The initiator's other channels to this target port end (it asked
     /// for a single channel).
     pub terminate_others: bool,
+    /// Where immediate data begins in an SRP_CMD, if it was granted.
+    pub immediate_offset: Option<u16>,
 }
 
 /// Judges `req`, arriving while the same initiator port has
@@ -58,6 +61,19 @@ pub fn judge(req: &LoginRequest, limits: &Limits, other_channels: bool) -> Resul
         // Reserved values (SRP-2, table 9).
         _ => return Err(reject::UNABLE_ESTABLISH_CHANNEL),
     };
+    // Immediate data saves a write of up to a unit's size the round trip
+    // of an RDMA READ. Granted, as ib_srpt grants it, where the data
+    // begins after an SRP_CMD's fixed part, and where a unit the target
+    // takes has room for some of it.
+    let offset = req.imm_data_offset;
+    let immediate_offset = (req.req_flags & IMMED_REQUESTED != 0
+        && usize::from(offset) >= CMD_LEN
+        && u32::from(offset) < limits.max_req_size)
+        .then_some(offset);
+    let immed_flag = match immediate_offset {
+        Some(_) => LOGIN_RSP_IMMED_SUPP,
+        None => 0,
+    };
     Ok(Grant {
         response: LoginResponse {
             tag: req.tag,
@@ -68,9 +84,10 @@ pub fn judge(req: &LoginRequest, limits: &Limits, other_channels: bool) -> Resul
             max_it_iu_len: limits.max_req_size,
             max_ti_iu_len: req.req_it_iu_len,
             buf_fmt: supported,
-            rsp_flags,
+            rsp_flags: rsp_flags | immed_flag,
         },
         terminate_others,
+        immediate_offset,
     })
 }
 

@@ -44,7 +44,7 @@ use crate::scst_core::{
     target::{SessionHandle, TargetDriver},
     MgmtOutcome, Registry, Scst,
 };
-use channel::{Events, Nexus, SrpChannel};
+use channel::{Events, Nexus, SrpChannel, Terms};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel::{
@@ -680,6 +680,24 @@ impl core::fmt::Display for Vector {
     }
 }
 
+/// Where a channel takes immediate data, as the log says it.
+struct Immediate(Option<usize>);
+
+impl core::fmt::Display for Immediate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(offset) => write!(f, "immediate data at {}", offset),
+            None => f.write_str("no immediate data"),
+        }
+    }
+}
+
+/// An accepted login, as the log says it.
+struct Accepted {
+    vector: Option<u32>,
+    immediate_offset: Option<usize>,
+}
+
 /// A login's refusal: the SRP_LOGIN_REJ reason and what the log says.
 struct Refused(u32, &'static str);
 
@@ -707,14 +725,15 @@ impl CmListenerHandler for Logins {
         let peer = req.peer_name(&mut peer);
         let peer_str = core::str::from_utf8(peer).unwrap_or("?");
         match self.login(req, &login, peer_str) {
-            Ok(vector) => pr_peer!(
+            Ok(accepted) => pr_peer!(
                 pr_info,
-                "ib_srpt: {} logged in on {} port {} (it_iu_len {}, completion vector {})\n",
+                "ib_srpt: {} logged in on {} port {} (it_iu_len {}, completion vector {}, {})\n",
                 peer_str,
                 req.device().name(),
                 req.port(),
                 login.req_it_iu_len,
-                Vector(vector)
+                Vector(accepted.vector),
+                Immediate(accepted.immediate_offset)
             ),
             Err(Refused(reason, why)) => {
                 pr_peer!(
@@ -740,7 +759,7 @@ impl Logins {
         req: &ConnectRequest<'_>,
         login: &iu::LoginRequest,
         peer: &str,
-    ) -> core::result::Result<Option<u32>, Refused> {
+    ) -> core::result::Result<Accepted, Refused> {
         use iu::reject::{INSUFFICIENT_RESOURCES, UNABLE_ESTABLISH_CHANNEL};
         let dev = req.device();
         let port = req.port();
@@ -807,10 +826,13 @@ impl Logins {
                 }
             }
         };
-        let max_rsp =
-            (grant.response.max_ti_iu_len as usize).min(self.params.srp_max_rsp_size as usize);
+        let terms = Terms {
+            max_rsp: (grant.response.max_ti_iu_len as usize)
+                .min(self.params.srp_max_rsp_size as usize),
+            immediate_offset: grant.immediate_offset.map(usize::from),
+        };
         let srp = match Counted::new(&device.live, peer).and_then(|live| {
-            SrpChannel::new(self.shared.clone(), nexus.clone(), max_rsp, RQ_SIZE, live)
+            SrpChannel::new(self.shared.clone(), nexus.clone(), &terms, RQ_SIZE, live)
         }) {
             Ok(srp) => srp,
             Err(_) => {
@@ -858,7 +880,10 @@ impl Logins {
                 srp.open(ch);
                 // Reserved above.
                 let _ = channels.list.push(srp, GFP_KERNEL);
-                Ok(vector)
+                Ok(Accepted {
+                    vector,
+                    immediate_offset: terms.immediate_offset,
+                })
             }
             Err(e) => {
                 drop(channels);

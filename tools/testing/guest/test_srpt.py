@@ -136,7 +136,7 @@ def port_attributes(ibdev, gid):
 
 def login_vectors(log):
     """The completion vectors the logins in `log` took, in order."""
-    return [int(v) for v in re.findall(r"logged in on .*completion vector (\d+)\)", log)]
+    return [int(v) for v in re.findall(r"logged in on .*completion vector (\d+),", log)]
 
 
 def test_logins_are_checked_and_rejected_with_their_reason(rdma_free):
@@ -238,9 +238,10 @@ def fio_verify(disk, bs, size, *extra):
 @pytest.mark.parametrize("kind", ["rxe", "siw"])
 def test_io_through_an_srp_login(rdma_free, kind):
     """Through ib_srp's login (its channels one session, named by the
-    initiator's address): fio verify at QD32 with 4 KiB random writes and
-    1 MiB ones (RDMA READs of several regions, RDMA WRITEs chained before
-    the responses), mkfs.ext4 and a clean fsck; its logout ends the
+    initiator's address, immediate data granted): fio verify at QD32 with
+    4 KiB random writes (immediate data) and 1 MiB ones (RDMA READs of
+    several regions, RDMA WRITEs chained before the responses), mkfs.ext4
+    and a clean fsck; its logout ends the
     sessions. Its channels took the device's completion vectors in turn;
     with comp_v_mask naming one, a new login's channels all take that
     one."""
@@ -249,8 +250,15 @@ def test_io_through_an_srp_login(rdma_free, kind):
         t = f"targets/ib_srpt/{gid}"
         mask = int(read(f"{t}/comp_v_mask").split("\n")[0].replace(",", ""), 16)
         vectors = bin(mask).count("1")
-        taken = login_vectors(dmesg_since(f"scst-test: srp login over {kind}"))
+        log = dmesg_since(f"scst-test: srp login over {kind}")
+        taken = login_vectors(log)
         assert taken == [i % vectors for i in range(len(taken))] and taken, taken
+        # Immediate data, at ib_srp's offset: its 4 KiB writes below carry
+        # their data in the SRP_CMD (at most 8 KiB do; 1 MiB ones are
+        # RDMA READs).
+        assert "using immediate data" in log, log[-3000:]
+        assert len(re.findall(r"logged in on .*immediate data at 68\)", log)) == len(taken), \
+            log[-3000:]
         fio_verify(disk, "4k", "16M", "--rw=randwrite")
         fio_verify(disk, "1M", "32M", "--rw=write")
         sh("mkfs.ext4", "-q", "-F", disk)
@@ -701,19 +709,37 @@ SRP_RAW = os.path.join(REPO, "tools/testing/srp-raw/srp-raw")
 LOGIN_RSP, RSP, LOGIN_REJ = 0xC0, 0xC1, 0xC2
 
 
-def srp_login_req(guid, it_iu_len=8260, buf_fmt=0x6, flags=0, opcode=0):
+IMMED_REQUESTED = LOGIN_RSP_IMMED_SUPP = 0x80
+# ib_srp's immediate data offset: an SRP_CMD, 16 bytes of additional CDB,
+# the 4-byte immediate descriptor.
+IMM_OFFSET = 48 + 16 + 4
+
+
+def srp_login_req(guid, it_iu_len=8260, buf_fmt=0x6, flags=0, opcode=0, imm_offset=0):
     """SRP_LOGIN_REQ in RDMA/CM's layout (struct srp_login_req_rdma) to
     the target port (guid, guid)."""
     port = bytes.fromhex(guid) * 2
     return (struct.pack(">QHBBI", 1, buf_fmt, flags, opcode, it_iu_len) +
-            bytes.fromhex("fe80000000000000") + bytes.fromhex(guid) + port + bytes(8))
+            bytes.fromhex("fe80000000000000") + bytes.fromhex(guid) + port +
+            struct.pack(">H", imm_offset) + bytes(6))
 
 
-def srp_cmd(tag, cdb, in_desc=b"", in_fmt=0, out_fmt=0, out_cnt=0, in_cnt=0, add_cdb_len=0):
-    """SRP_CMD for LUN 0 with descriptors `in_desc` appended."""
+def srp_cmd(tag, cdb, in_desc=b"", in_fmt=0, out_fmt=0, out_cnt=0, in_cnt=0, add_cdb_len=0,
+            lun=0):
+    """SRP_CMD for `lun` with descriptors `in_desc` appended."""
     return (bytes([0x02, 0, 0, 0, 0, (out_fmt << 4) | in_fmt, out_cnt, in_cnt]) +
-            struct.pack(">Q", tag) + bytes(4) + bytes(8) + bytes([0, 0, 0, add_cdb_len]) +
-            bytes(cdb).ljust(16, b"\0") + in_desc)
+            struct.pack(">Q", tag) + bytes(4) + struct.pack(">H", lun) + bytes(6) +
+            bytes([0, 0, 0, add_cdb_len]) + bytes(cdb).ljust(16, b"\0") + in_desc)
+
+
+def srp_immediate_write(tag, lba, data, stated=None, offset=IMM_OFFSET, lun=0):
+    """WRITE(10) of `data` (512-byte blocks) at `lba`, carried in the unit
+    at `offset` as immediate data whose descriptor states `stated` bytes
+    (by default, all of them)."""
+    cdb = struct.pack(">BBIBHB", 0x2A, 0, lba, 0, len(data) // 512, 0)
+    desc = struct.pack(">I", len(data) if stated is None else stated)
+    unit = srp_cmd(tag, cdb, desc, out_fmt=3, lun=lun)
+    return unit.ljust(offset, b"\0") + data
 
 
 def srp_tsk_mgmt(tag, function, task_tag=0):
@@ -787,6 +813,21 @@ def srp_rsp(unit):
     return struct.unpack(">Q", unit[8:16])[0], unit[19], sense
 
 
+@contextlib.contextmanager
+def raw_target(name):
+    """scst_srpt on an rxe device exporting a 16 MiB fileio LUN `name` as
+    LUN 0, for srp-raw: yields (address, node GUID, target GID)."""
+    with soft_rdma("rxe") as ibdev:
+        ip = nic_ipv4(guest_nic())
+        sh("modprobe", "-a", "rdma_cm", "rdma_ucm", "ib_uverbs")
+        sh("insmod", SRPT_MODULE, "rdma_cm_port=5000")
+        gid = port_gids(ibdev)[0]
+        path = backing_file(name, 16 << 20)
+        write("handlers/vdisk_fileio/mgmt", f"add_device {name} filename={path}")
+        assert write(f"targets/ib_srpt/{gid}/luns/mgmt", f"add {name} 0") == 0
+        yield ip, node_guid(ibdev), gid
+
+
 def test_malformed_logins_and_units_are_answered(rdma_free):
     """A hand-made initiator: logins that are short, of another unit type,
     announcing a request size below an SRP_CMD's or no descriptor format
@@ -798,15 +839,7 @@ def test_malformed_logins_and_units_are_answered(rdma_free):
     function is not supported; and a unit larger than the granted request
     size ends the channel. Between them a direct-descriptor INQUIRY
     returns its data: the channel survived each."""
-    with soft_rdma("rxe") as ibdev:
-        ip = nic_ipv4(guest_nic())
-        sh("modprobe", "-a", "rdma_cm", "rdma_ucm", "ib_uverbs")
-        sh("insmod", SRPT_MODULE, "rdma_cm_port=5000")
-        gid = port_gids(ibdev)[0]
-        path = backing_file("srpraw", 16 << 20)
-        write("handlers/vdisk_fileio/mgmt", f"add_device srpraw filename={path}")
-        assert write(f"targets/ib_srpt/{gid}/luns/mgmt", "add srpraw 0") == 0
-        guid = node_guid(ibdev)
+    with raw_target("srpraw") as (ip, guid, gid):
         mark = "scst-test: srp raw"
         mark_dmesg(mark)
         good = srp_login_req(guid)
@@ -882,4 +915,85 @@ def test_malformed_logins_and_units_are_answered(rdma_free):
             assert raw.outcome[0] == "ESTABLISHED", raw.outcome
         log = dmesg_since(mark)
         assert "malformed SRP_CMD" in log and "opcode Some(127) ignored" in log, log[-3000:]
+    sh("rmmod", "scst_srpt")
+
+
+def test_immediate_data_is_granted_and_checked(rdma_free):
+    """Immediate data as ib_srp asks for it: granted at the offset the
+    login names (past an SRP_CMD's fixed part) and only where asked; a
+    write of 4 KiB or 8 KiB carried in its SRP_CMD reads back; one to a
+    LUN that is not there is answered without its data. Refused with
+    CHECK CONDITION INVALID FIELD IN INFORMATION UNIT, the blocks
+    unchanged: stating more than the unit carries, a descriptor that runs
+    into the data, and immediate data on a channel that did not ask for
+    it. The channel survives each."""
+    with raw_target("srpimm") as (ip, guid, gid):
+        mark = "scst-test: srp immediate data"
+        mark_dmesg(mark)
+        tags = iter(range(100, 1000))
+        invalid_field_in_iu = (0x05, 0x0E, 0x03)
+
+        def read_back(raw, lba, length):
+            tag = next(tags)
+            cdb = struct.pack(">BBIBHB", 0x28, 0, lba, 0, length // 512, 0)
+            unit = srp_cmd(tag, cdb, raw.direct(length), in_fmt=1, in_cnt=1)
+            assert srp_rsp(raw.send(unit)) == (tag, 0, b"")
+            return bytes.fromhex(raw.ask(f"data 0 {length}").split()[1])
+
+        def attached(raw):
+            """The new session's unit attentions (power on, reset) taken."""
+            for _ in range(4):
+                tag = next(tags)
+                if srp_rsp(raw.send(srp_cmd(tag, bytes(6))))[1] == 0:
+                    return raw
+            raise AssertionError("TEST UNIT READY never succeeds")
+
+        def refused(raw, unit):
+            tag, status, sense = srp_rsp(raw.send(unit))
+            assert tag == struct.unpack(">Q", unit[8:16])[0] and status == 0x02, status
+            assert (sense[2] & 0xF, sense[12], sense[13]) == invalid_field_in_iu, sense.hex()
+
+        asking = srp_login_req(guid, flags=IMMED_REQUESTED, imm_offset=IMM_OFFSET)
+        with RawSrp(ip, asking) as raw:
+            assert raw.outcome[0] == "ESTABLISHED", raw.outcome
+            rsp = bytes.fromhex(raw.outcome[1])
+            assert rsp[26] & LOGIN_RSP_IMMED_SUPP, rsp.hex()
+            attached(raw)
+            written = {}
+            for lba, length in ((8, 4096), (64, 8192)):
+                data = os.urandom(length)
+                tag = next(tags)
+                assert srp_rsp(raw.send(srp_immediate_write(tag, lba, data))) == (tag, 0, b"")
+                assert read_back(raw, lba, length) == data
+                written[lba] = data
+            # More than the unit carries: nothing is written.
+            refused(raw, srp_immediate_write(next(tags), 8, bytes(512) * 8, stated=8192))
+            assert read_back(raw, 8, 4096) == written[8]
+            # LUN 5 is not there: answered, its data not taken.
+            tag = next(tags)
+            _, status, sense = srp_rsp(raw.send(srp_immediate_write(tag, 8, bytes(4096), lun=5)))
+            assert status == 0x02 and (sense[2] & 0xF, sense[12]) == (0x05, 0x25), sense.hex()
+            assert read_back(raw, 8, 4096) == written[8]
+        # At the end of the fixed part: granted, but an SRP_CMD's
+        # descriptor then runs into its data.
+        with RawSrp(ip, srp_login_req(guid, flags=IMMED_REQUESTED, imm_offset=48)) as raw:
+            rsp = bytes.fromhex(raw.outcome[1])
+            assert rsp[26] & LOGIN_RSP_IMMED_SUPP, rsp.hex()
+            attached(raw)
+            refused(raw, srp_immediate_write(next(tags), 8, bytes(4096), offset=48))
+            assert read_back(raw, 8, 4096) == written[8]
+        # Not asked for (or inside the fixed part): not granted, and
+        # refused when used anyway.
+        for login in (srp_login_req(guid), srp_login_req(guid, flags=IMMED_REQUESTED,
+                                                         imm_offset=40)):
+            with RawSrp(ip, login) as raw:
+                rsp = bytes.fromhex(raw.outcome[1])
+                assert raw.outcome[0] == "ESTABLISHED" and not rsp[26] & LOGIN_RSP_IMMED_SUPP
+                attached(raw)
+                refused(raw, srp_immediate_write(next(tags), 8, bytes(4096)))
+                assert read_back(raw, 8, 4096) == written[8]
+        # (The refusals' reasons are logged too, as far as the peer log's
+        # rate limit lets them through.)
+        log = dmesg_since(mark)
+        assert "immediate data at 68)" in log and "ImmediateBeyondUnit" in log, log[-3000:]
     sh("rmmod", "scst_srpt")

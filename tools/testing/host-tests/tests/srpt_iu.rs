@@ -236,7 +236,10 @@ fn commands_without_data_bidirectional_and_unknown_formats() {
     let imm = cmd(desc_fmt::IMMEDIATE << 4, 1, 0, &cdb, &[0, 0, 2, 0]);
     assert_eq!(
         Command::parse(&imm).unwrap().data,
-        Data::Immediate { len: 512 }
+        Data::Immediate {
+            desc: CMD_LEN,
+            len: 512
+        }
     );
     // An additional CDB length the unit does not hold.
     let mut short = cmd(0, 0, 0, &cdb, &[]);

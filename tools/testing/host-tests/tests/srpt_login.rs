@@ -40,6 +40,49 @@ fn a_good_login_is_granted_what_ib_srpt_grants() {
     assert_eq!(g.response.buf_fmt, buf_fmt::DIRECT | buf_fmt::INDIRECT);
     assert_eq!(g.response.rsp_flags, LOGIN_RSP_MULTICHAN_NO_CHAN);
     assert!(!g.terminate_others);
+    // Not asked for, not granted.
+    assert_eq!(g.immediate_offset, None);
+}
+
+fn asking_immediate(offset: u16) -> LoginRequest {
+    let mut req = request(8260, IMMED_REQUESTED | MULTICHAN_SINGLE);
+    req.imm_data_offset = offset;
+    req
+}
+
+#[test]
+fn immediate_data_is_granted_at_the_offset_asked_for() {
+    // ib_srp's offset: an SRP_CMD, a 16-byte additional CDB, the
+    // immediate descriptor.
+    let g = judge(&asking_immediate(68), &limits(), false).unwrap();
+    assert_eq!(g.immediate_offset, Some(68));
+    assert_eq!(g.response.rsp_flags, LOGIN_RSP_IMMED_SUPP);
+    // At the end of the fixed part (a command without additional CDB
+    // whose descriptor is then checked per command).
+    let g = judge(&asking_immediate(CMD_LEN as u16), &limits(), false).unwrap();
+    assert_eq!(g.immediate_offset, Some(CMD_LEN as u16));
+    // With another channel kept, both flags.
+    let mut multi = asking_immediate(68);
+    multi.req_flags = IMMED_REQUESTED | MULTICHAN_MULTI;
+    let g = judge(&multi, &limits(), true).unwrap();
+    assert_eq!(
+        g.response.rsp_flags,
+        LOGIN_RSP_IMMED_SUPP | LOGIN_RSP_MULTICHAN_MAINTAINED
+    );
+    // Inside the fixed part, or where no unit has room: the login goes
+    // on without it.
+    for offset in [0, 47, 8276, u16::MAX] {
+        let g = judge(&asking_immediate(offset), &limits(), false).unwrap();
+        assert_eq!(g.immediate_offset, None, "{offset}");
+        assert_eq!(g.response.rsp_flags & LOGIN_RSP_IMMED_SUPP, 0, "{offset}");
+    }
+    // An offset without the request is no request.
+    let mut req = request(8260, 0);
+    req.imm_data_offset = 68;
+    assert_eq!(
+        judge(&req, &limits(), false).unwrap().immediate_offset,
+        None
+    );
 }
 
 #[test]
