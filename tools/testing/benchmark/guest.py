@@ -399,8 +399,12 @@ def profile(out_dir, prefix, run):
     figures = run()
     proc.send_signal(2)
     proc.wait(timeout=120)
+    # scst.ko is not where perf looks for modules: its samples stay
+    # addresses, each listed (resolve them with nm on the module).
     for name, args in [("symbols.txt", ["--no-children", "--sort", "symbol"]),
-                       ("comm.txt", ["--no-children", "--sort", "comm,dso"])]:
+                       ("comm.txt", ["--no-children", "--sort", "comm,dso"]),
+                       ("scst.txt", ["--no-children", "--dsos", "[scst]", "--sort", "symbol",
+                                     "--percent-limit", "0.01"])]:
         report = sh("timeout", "600", perf, "report", "-i", data, "--stdio", "-g", "none",
                     "--percent-limit", "0.5", *args, check=False).stdout
         with open(os.path.join(out_dir, prefix + name), "w") as f:
@@ -410,9 +414,10 @@ def profile(out_dir, prefix, run):
 
 
 def profiles(out_dir, endpoints, seconds):
-    """scst-rs serving 4 KiB random reads at QD32 (iscsi-perf), and 1 MiB
+    """scst-rs serving 4 KiB random reads at QD32 (iscsi-perf), 1 MiB
     sequential reads of the file through the kernel's initiator from
-    scst-rs and from tgt side by side (the workload where tgt is ahead)."""
+    scst-rs and from tgt side by side (the workload where tgt is ahead),
+    and 4 KiB random reads through ib_srp from scst-rs and LIO."""
     url = endpoints[("iscsi-perf", "scst-rs", "null")]
     profile(out_dir, "perf-", lambda: run_iscsi_perf(url, "randread-4k-qd32", seconds))
     for target in ("scst-rs", "tgt"):
@@ -423,6 +428,17 @@ def profiles(out_dir, endpoints, seconds):
                           lambda: run_fio(disk, "read-1m-qd8", seconds))
         if figures:
             log(f"profiled read-1m-qd8 {target}: {figures['bw_bytes'] / 2**20:.0f} MiB/s, "
+                f"{figures.get('cpu_us_per_io', 0):.0f} CPU us per I/O")
+    # And SRP: scst-rs' srpt and LIO's ib_srpt serving 4 KiB random reads
+    # from null backings at QD32 through ib_srp.
+    for target in ("scst-rs", "LIO"):
+        disk = endpoints.get(("fio-srp", target, "null"))
+        if not disk:
+            continue
+        figures = profile(out_dir, f"perf-srp-randread-4k-{target}-",
+                          lambda: run_fio(disk, "randread-4k-qd32", seconds))
+        if figures:
+            log(f"profiled fio-srp randread-4k-qd32 {target}: {figures['iops']:.0f} IOPS, "
                 f"{figures.get('cpu_us_per_io', 0):.0f} CPU us per I/O")
 
 
