@@ -91,15 +91,15 @@ impl BackingFile {
         unsafe { bindings::scst_rs_file_is_regular(self.file) }
     }
 
-    /// Whether I/O on this file can be asked not to block
-    /// ([`Self::read_into_nowait`]); files of some filesystems (tmpfs)
-    /// cannot.
+    /// Whether this file can be read without blocking
+    /// ([`Self::read_into_nowait`]): its filesystem honours `RWF_NOWAIT`
+    /// (ext4, XFS, Btrfs, block devices), or it is a tmpfs file, whose
+    /// page cache is read directly. Others (NFS, FUSE) cannot.
     pub(crate) fn can_nowait(&self) -> bool {
         // SAFETY: `file` is valid by the type invariants.
         unsafe { bindings::scst_rs_file_can_nowait(self.file) }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn rw_sg(
         &self,
         sg: &SgList<'_>,
@@ -108,14 +108,13 @@ impl BackingFile {
         pos: u64,
         write: bool,
         dsync: bool,
-        nowait: bool,
     ) -> Result<usize> {
         let (sgl, nents) = range_of(sg, skip, len)?;
         // SAFETY: `file` is valid by the type invariants; `sgl` has `nents`
         // entries covering `skip + len` bytes, valid while `sg` is borrowed.
         check_len(unsafe {
             bindings::scst_rs_file_rw_sg(
-                self.file, sgl, nents, skip, len, pos as i64, write, dsync, nowait,
+                self.file, sgl, nents, skip, len, pos as i64, write, dsync, false,
             )
         })
     }
@@ -128,7 +127,7 @@ impl BackingFile {
         len: usize,
         pos: u64,
     ) -> Result<usize> {
-        self.rw_sg(sg, skip, len, pos, false, false, false)
+        self.rw_sg(sg, skip, len, pos, false, false)
     }
 
     /// [`Self::read_into`], but what it would have to wait for (a page not
@@ -142,7 +141,13 @@ impl BackingFile {
         len: usize,
         pos: u64,
     ) -> Result<usize> {
-        self.rw_sg(sg, skip, len, pos, false, false, true)
+        let (sgl, nents) = range_of(sg, skip, len)?;
+        // SAFETY: `file` is valid by the type invariants; `sgl` has `nents`
+        // entries covering `skip + len` bytes, valid (and ours to write)
+        // while `sg` is mutably borrowed.
+        check_len(unsafe {
+            bindings::scst_rs_file_read_nowait(self.file, sgl, nents, skip, len, pos as i64)
+        })
     }
 
     /// Writes `len` bytes of `sg` from offset `skip` at `pos`; `dsync`
@@ -155,7 +160,7 @@ impl BackingFile {
         pos: u64,
         dsync: bool,
     ) -> Result<usize> {
-        self.rw_sg(sg, skip, len, pos, true, dsync, false)
+        self.rw_sg(sg, skip, len, pos, true, dsync)
     }
 
     /// Starts reading (or, with `write`, writing) `len` bytes at `pos` of

@@ -8,8 +8,11 @@
 #include <linux/err.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
+#include <linux/pagemap.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
+#include <linux/swap.h>
 #include <linux/uio.h>
 
 #include "helpers.h"
@@ -58,10 +61,25 @@ bool scst_rs_file_is_regular(struct file *file)
 	return S_ISREG(file_inode(file)->i_mode);
 }
 
-/* Whether I/O on @file honours RWF_NOWAIT (else it is refused outright). */
+/*
+ * A regular file of tmpfs: its page cache is the file itself (no server
+ * whose copy could be newer, nothing to revalidate), so a read may copy
+ * from it directly. shmem does not honour RWF_NOWAIT.
+ */
+static bool cache_is_file(struct file *file)
+{
+	struct inode *inode = file_inode(file);
+
+	return S_ISREG(inode->i_mode) && inode->i_sb->s_magic == TMPFS_MAGIC;
+}
+
+/*
+ * Whether @file can be read without blocking (scst_rs_file_read_nowait()):
+ * its filesystem honours RWF_NOWAIT, or it is a tmpfs file.
+ */
 bool scst_rs_file_can_nowait(struct file *file)
 {
-	return file->f_mode & FMODE_NOWAIT;
+	return (file->f_mode & FMODE_NOWAIT) || cache_is_file(file);
 }
 
 /*
@@ -146,6 +164,73 @@ ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
 		ret = vfs_iter_write(file, &iter, &pos, flags);
 	else
 		ret = vfs_iter_read(file, &iter, &pos, flags);
+	scst_rs_bvecs_release(&b);
+	return ret;
+}
+
+/*
+ * Copies @len bytes at @pos of a tmpfs file's page cache into @iter, never
+ * sleeping: -EAGAIN unless every page of the range is there and up to
+ * date, within the file's size (a hole, a page swapped out or only
+ * fallocated is a blocking read's to serve). Without the page lock, as
+ * filemap_read() copies: a write the range races with may be seen in part,
+ * as with any read beside a write.
+ */
+static ssize_t read_cached(struct file *file, struct iov_iter *iter,
+			   size_t len, loff_t pos)
+{
+	struct address_space *mapping = file->f_mapping;
+	size_t done = 0;
+
+	if (pos < 0 || pos + len > i_size_read(mapping->host))
+		return -EAGAIN;
+	while (done < len) {
+		loff_t at = pos + done;
+		struct folio *folio = filemap_get_folio(mapping, at >> PAGE_SHIFT);
+		size_t off, n;
+
+		if (IS_ERR(folio))
+			return -EAGAIN;
+		if (!folio_test_uptodate(folio)) {
+			folio_put(folio);
+			return -EAGAIN;
+		}
+		off = offset_in_folio(folio, at);
+		n = min_t(size_t, folio_size(folio) - off, len - done);
+		if (copy_folio_to_iter(folio, off, n, iter) != n) {
+			folio_put(folio);
+			return -EFAULT;
+		}
+		folio_mark_accessed(folio);
+		folio_put(folio);
+		done += n;
+	}
+	return done;
+}
+
+/*
+ * Reads @len bytes at @pos of @file into the scatterlist @sgl (@nents
+ * entries) from @skip bytes in, without waiting for I/O: -EAGAIN (or a
+ * short count) where it would have to, -EOPNOTSUPP for a file that cannot
+ * be read so (see scst_rs_file_can_nowait()).
+ */
+ssize_t scst_rs_file_read_nowait(struct file *file, struct scatterlist *sgl,
+				 unsigned int nents, size_t skip, size_t len,
+				 loff_t pos)
+{
+	struct scst_rs_bvecs b;
+	struct iov_iter iter;
+	ssize_t ret;
+
+	if (file->f_mode & FMODE_NOWAIT)
+		return scst_rs_file_rw_sg(file, sgl, nents, skip, len, pos,
+					  false, false, true);
+	if (!cache_is_file(file))
+		return -EOPNOTSUPP;
+	ret = scst_rs_sg_iter(&b, &iter, ITER_DEST, sgl, nents, skip, len);
+	if (ret)
+		return ret;
+	ret = read_cached(file, &iter, len, pos);
 	scst_rs_bvecs_release(&b);
 	return ret;
 }

@@ -34,6 +34,9 @@ bool scst_rs_file_can_nowait(struct file *file);
 ssize_t scst_rs_file_rw_sg(struct file *file, struct scatterlist *sgl,
 			   unsigned int nents, size_t skip, size_t len,
 			   loff_t pos, bool write, bool dsync, bool nowait);
+ssize_t scst_rs_file_read_nowait(struct file *file, struct scatterlist *sgl,
+				 unsigned int nents, size_t skip, size_t len,
+				 loff_t pos);
 ssize_t scst_rs_file_read(struct file *file, void *buf, size_t len, loff_t pos);
 ssize_t scst_rs_file_write(struct file *file, const void *buf, size_t len,
 			   loff_t pos);

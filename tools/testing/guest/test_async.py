@@ -472,6 +472,91 @@ def test_cached_read_needs_no_worker(stalling_disk):
             s.close()
 
 
+TRACING = "/sys/kernel/tracing"
+
+
+@contextlib.contextmanager
+def work_queued(workqueue):
+    """Counts the work items queued on `workqueue` from here on (the
+    workqueue_queue_work trace event): yields a function that says how
+    many so far."""
+    if not os.path.exists(f"{TRACING}/events"):
+        sh("mount", "-t", "tracefs", "nodev", TRACING)
+    event = f"{TRACING}/events/workqueue/workqueue_queue_work"
+    with open(f"{event}/filter", "w") as f:
+        f.write(f'workqueue == "{workqueue}"')
+    with open(f"{TRACING}/trace", "w") as f:
+        f.write("")
+    with open(f"{event}/enable", "w") as f:
+        f.write("1")
+
+    def count():
+        with open(f"{TRACING}/trace") as f:
+            return sum(1 for line in f if not line.startswith("#"))
+    try:
+        yield count
+    finally:
+        with open(f"{event}/enable", "w") as f:
+            f.write("0")
+        with open(f"{event}/filter", "w") as f:
+            f.write("0")
+
+
+def read_back(s, itt, cmd_sn, lba, blocks):
+    """READ(10) of `blocks` blocks at `lba`, alone on the connection: its
+    data and status."""
+    read10(s, itt, cmd_sn, lba, blocks)
+    s.settimeout(30)
+    data = b""
+    while True:
+        hdr, payload = recv_pdu(s)
+        op = hdr[0] & 0x3F
+        if op == DATA_IN:
+            data += payload
+            if hdr[1] & 0x01:
+                return data, hdr[3]
+        elif op == SCSI_RESPONSE:
+            return data, hdr[3]
+
+
+def test_tmpfs_read_needs_no_worker(scst):
+    """A fileio READ of a tmpfs file (whose filesystem does not take
+    RWF_NOWAIT) is copied from the file's pages in the receive loop when
+    they are all there: sixteen 4 KiB READs queue no work on the core's
+    workers, and return the file's data. A READ of a hole (no page yet)
+    goes to a worker and returns zeros."""
+    sh("ip", "link", "set", "lo", "up")
+    mount = "/run/scst-tmpfs"
+    os.makedirs(mount, exist_ok=True)
+    sh("mount", "-t", "tmpfs", "-o", "size=8m", "scst-tmpfs", mount)
+    try:
+        path = f"{mount}/disk.img"
+        data = os.urandom(64 << 10)
+        with open(path, "wb") as f:
+            f.write(data)
+            f.truncate(1 << 20)
+        mgmt("handlers/vdisk_fileio/mgmt", f"add_device utmpfs filename={path}")
+        try:
+            with iscsi_export(IQN, "utmpfs"):
+                s, exp = logged_in(IQN, INITIATOR)
+                try:
+                    with work_queued("scst_cmd") as queued:
+                        for i in range(16):
+                            got = read_back(s, 0xD0 + i, exp, 8 * i, 8)
+                            exp += 1
+                            assert got == (data[4096 * i:4096 * (i + 1)], 0), i
+                        assert queued() == 0, "a cached tmpfs READ went to a worker"
+                        # 512 KiB in: a hole.
+                        assert read_back(s, 0xE0, exp, 1024, 8) == (bytes(4096), 0)
+                        assert queued() >= 1, "the hole's READ ran without a worker"
+                finally:
+                    s.close()
+        finally:
+            write(os.path.join(ROOT, "handlers/vdisk_fileio/mgmt"), "del_device utmpfs")
+    finally:
+        sh("umount", mount)
+
+
 def test_full_window_reopens_with_each_status(stalling_disk):
     """QueuedCommands 4 and four uncached READs outstanding (2 s each at
     the device): the window is full. The status of the first to end
