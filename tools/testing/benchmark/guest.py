@@ -420,25 +420,22 @@ def profiles(out_dir, endpoints, seconds):
     and 4 KiB random reads through ib_srp from scst-rs and LIO."""
     url = endpoints[("iscsi-perf", "scst-rs", "null")]
     profile(out_dir, "perf-", lambda: run_iscsi_perf(url, "randread-4k-qd32", seconds))
-    for target in ("scst-rs", "tgt"):
-        disk = endpoints.get(("fio-iscsi", target, "file"))
+    # Through kernel initiators: 1 MiB sequential reads of the file from
+    # scst-rs and tgt side by side (the workload where tgt is ahead), and
+    # 4 KiB random reads of the null backings through ib_srp from scst-rs'
+    # srpt and LIO's ib_srpt.
+    runs = [("fio-iscsi", target, "file", "read-1m-qd8", f"perf-read-1m-{target}-")
+            for target in ("scst-rs", "tgt")]
+    runs += [("fio-srp", target, "null", "randread-4k-qd32", f"perf-srp-randread-4k-{target}-")
+             for target in ("scst-rs", "LIO")]
+    for tool, target, backing, workload, prefix in runs:
+        disk = endpoints.get((tool, target, backing))
         if not disk:
             continue
-        figures = profile(out_dir, f"perf-read-1m-{target}-",
-                          lambda: run_fio(disk, "read-1m-qd8", seconds))
+        figures = profile(out_dir, prefix, lambda: run_fio(disk, workload, seconds))
         if figures:
-            log(f"profiled read-1m-qd8 {target}: {figures['bw_bytes'] / 2**20:.0f} MiB/s, "
-                f"{figures.get('cpu_us_per_io', 0):.0f} CPU us per I/O")
-    # And SRP: scst-rs' srpt and LIO's ib_srpt serving 4 KiB random reads
-    # from null backings at QD32 through ib_srp.
-    for target in ("scst-rs", "LIO"):
-        disk = endpoints.get(("fio-srp", target, "null"))
-        if not disk:
-            continue
-        figures = profile(out_dir, f"perf-srp-randread-4k-{target}-",
-                          lambda: run_fio(disk, "randread-4k-qd32", seconds))
-        if figures:
-            log(f"profiled fio-srp randread-4k-qd32 {target}: {figures['iops']:.0f} IOPS, "
+            log(f"profiled {tool} {workload} {target}: {figures['iops']:.0f} IOPS "
+                f"({figures['bw_bytes'] / 2**20:.0f} MiB/s), "
                 f"{figures.get('cpu_us_per_io', 0):.0f} CPU us per I/O")
 
 
