@@ -166,6 +166,7 @@ struct State {
 }
 
 /// What a channel's login agreed on.
+#[derive(Clone, Copy)]
 pub(super) struct Terms {
     /// The largest response the initiator takes.
     pub(super) max_rsp: usize,
@@ -177,10 +178,8 @@ pub(super) struct Terms {
 #[pin_data]
 pub(super) struct SrpChannel {
     pub(super) shared: Arc<SrptShared>,
-    /// The largest response the initiator takes.
-    pub(super) max_rsp: usize,
-    /// Where immediate data begins in an SRP_CMD, if the login granted it.
-    pub(super) immediate_offset: Option<usize>,
+    /// What its login agreed on.
+    pub(super) terms: Terms,
     /// Counts the channel alive, so that device removal can wait for it
     /// (and say what it waits for).
     pub(super) live: super::Counted,
@@ -199,7 +198,7 @@ impl SrpChannel {
     pub(super) fn new(
         shared: Arc<SrptShared>,
         nexus: Arc<Nexus>,
-        terms: &Terms,
+        terms: Terms,
         units: u32,
         live: super::Counted,
     ) -> Result<Arc<Self>> {
@@ -214,8 +213,7 @@ impl SrpChannel {
         Arc::pin_init(
             pin_init!(Self {
                 shared,
-                max_rsp: terms.max_rsp,
-                immediate_offset: terms.immediate_offset,
+                terms,
                 live,
                 nexus,
                 left_nexus: AtomicBool::new(false),

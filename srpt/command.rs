@@ -120,7 +120,7 @@ pub(super) fn start(srp: &Arc<SrpChannel>, ch: Channel, slot: u32, bytes: &[u8])
         Response::check_condition(INVALID_FIELD_IN_IU, SenseFormat::Fixed)
     };
     let (mut segments, offered) =
-        match data::segments(&cmd, bytes, MAX_REGIONS, srp.immediate_offset) {
+        match data::segments(&cmd, bytes, MAX_REGIONS, srp.terms.immediate_offset) {
             Ok(s) => s,
             Err(e) => return answer(srp, &ch, slot, cmd.tag, refused(&e)),
         };
@@ -317,7 +317,7 @@ struct DataIn {
 impl PendingResponse {
     fn new(srp: &SrpChannel, rsp: &iu::Response<'_>, data: Option<DataIn>) -> Self {
         let mut out = [0u8; RSP_MAX];
-        let max = srp.max_rsp.min(RSP_MAX);
+        let max = srp.terms.max_rsp.min(RSP_MAX);
         let len = rsp.encode(&mut out[..max]);
         Self {
             rsp: out,

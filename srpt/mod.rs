@@ -832,7 +832,7 @@ impl Logins {
             immediate_offset: grant.immediate_offset.map(usize::from),
         };
         let srp = match Counted::new(&device.live, peer).and_then(|live| {
-            SrpChannel::new(self.shared.clone(), nexus.clone(), &terms, RQ_SIZE, live)
+            SrpChannel::new(self.shared.clone(), nexus.clone(), terms, RQ_SIZE, live)
         }) {
             Ok(srp) => srp,
             Err(_) => {

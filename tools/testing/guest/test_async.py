@@ -17,6 +17,7 @@ import pytest
 
 from conftest import (ROOT, backing_file, bhs, device_of, devices, host_of, iscsi_export,
                       mgmt, open_iscsi_login, ping, raw_full_feature, recv_pdu, sh, write)
+from conftest import read10 as read_with_data
 
 IQN = "iqn.2026-12.org.scst-rs:async"
 INITIATOR = "iqn.2026-12.org.scst-rs:async-client"
@@ -502,23 +503,6 @@ def work_queued(workqueue):
             f.write("0")
 
 
-def read_back(s, itt, cmd_sn, lba, blocks):
-    """READ(10) of `blocks` blocks at `lba`, alone on the connection: its
-    data and status."""
-    read10(s, itt, cmd_sn, lba, blocks)
-    s.settimeout(30)
-    data = b""
-    while True:
-        hdr, payload = recv_pdu(s)
-        op = hdr[0] & 0x3F
-        if op == DATA_IN:
-            data += payload
-            if hdr[1] & 0x01:
-                return data, hdr[3]
-        elif op == SCSI_RESPONSE:
-            return data, hdr[3]
-
-
 def test_tmpfs_read_needs_no_worker(scst):
     """A fileio READ of a tmpfs file (whose filesystem does not take
     RWF_NOWAIT) is copied from the file's pages in the receive loop when
@@ -542,12 +526,12 @@ def test_tmpfs_read_needs_no_worker(scst):
                 try:
                     with work_queued("scst_cmd") as queued:
                         for i in range(16):
-                            got = read_back(s, 0xD0 + i, exp, 8 * i, 8)
+                            got = read_with_data(s, 0xD0 + i, exp, 8 * i, 8)[:2]
                             exp += 1
                             assert got == (data[4096 * i:4096 * (i + 1)], 0), i
                         assert queued() == 0, "a cached tmpfs READ went to a worker"
                         # 512 KiB in: a hole.
-                        assert read_back(s, 0xE0, exp, 1024, 8) == (bytes(4096), 0)
+                        assert read_with_data(s, 0xE0, exp, 1024, 8)[:2] == (bytes(4096), 0)
                         assert queued() >= 1, "the hole's READ ran without a worker"
                 finally:
                     s.close()

@@ -21,7 +21,7 @@ from conftest import (HELD_BLOCK, NEEDS_ISCSI, REPO, ROOT, SG_IO_LIMITED, SKIPS_
                       SRPT_MODULE, Handler, abort_received, backing_file, device_of,
                       dmesg_since, fio_running, guest_nic, held_block_backing, held_commands,
                       kill_fio, libiscsi_table, load, loaded, mark_dmesg, nic_ipv4, node_guid,
-                      not_passed, port_gids, read, read_block, sh, side_by_side, soft_rdma,
+                      not_passed, port_gids, read, read_block, rw10, sh, side_by_side, soft_rdma,
                       srp_add_target, srp_hosts, srp_hosts_gone, srp_logout, unload,
                       unload_rdma_stack, write)
 from peers import LIO_SRPT_PORT, lio_backstores, lio_srpt
@@ -736,7 +736,7 @@ def srp_immediate_write(tag, lba, data, stated=None, offset=IMM_OFFSET, lun=0):
     """WRITE(10) of `data` (512-byte blocks) at `lba`, carried in the unit
     at `offset` as immediate data whose descriptor states `stated` bytes
     (by default, all of them)."""
-    cdb = struct.pack(">BBIBHB", 0x2A, 0, lba, 0, len(data) // 512, 0)
+    cdb = rw10(0x2A, lba, len(data) // 512)
     desc = struct.pack(">I", len(data) if stated is None else stated)
     unit = srp_cmd(tag, cdb, desc, out_fmt=3, lun=lun)
     return unit.ljust(offset, b"\0") + data
@@ -935,7 +935,7 @@ def test_immediate_data_is_granted_and_checked(rdma_free):
 
         def read_back(raw, lba, length):
             tag = next(tags)
-            cdb = struct.pack(">BBIBHB", 0x28, 0, lba, 0, length // 512, 0)
+            cdb = rw10(0x28, lba, length // 512)
             unit = srp_cmd(tag, cdb, raw.direct(length), in_fmt=1, in_cnt=1)
             assert srp_rsp(raw.send(unit)) == (tag, 0, b"")
             return bytes.fromhex(raw.ask(f"data 0 {length}").split()[1])
