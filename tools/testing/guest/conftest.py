@@ -164,6 +164,36 @@ def tmp_left_clean():
                 os.unlink(path)
 
 
+def _files_in_dev():
+    """Regular files in /dev and /dev/mapper, where only device nodes,
+    directories and links belong."""
+    found = set()
+    for directory in ("/dev", "/dev/mapper"):
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(directory):
+                if entry.is_file(follow_symlinks=False):
+                    found.add(entry.path)
+    return found
+
+
+# A writer that opens a disk's path just after the disk went away (dd, fio,
+# open(..., "w")) creates a regular file in devtmpfs under the disk's name.
+# The file outlives the test and hides the next disk of that name: devtmpfs
+# cannot make its node, and a later test writes to the file, not the disk,
+# and sees its writes "succeed" past a reservation or a table load fail.
+# Writers to disks pass conv=nocreat or --allow_file_create=0; this names
+# any test that still leaves such a file, and removes it.
+@pytest.fixture(autouse=True)
+def dev_left_clean():
+    before = _files_in_dev()
+    yield
+    left = _files_in_dev() - before
+    for path in left:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    assert not left, f"the test left regular files in /dev: {sorted(left)}"
+
+
 @pytest.fixture
 def scst():
     """scst.ko loaded for one test and unloaded after it."""
@@ -952,7 +982,8 @@ def logout(s, itt, cmd_sn):
 def fio_running(dev, seconds=30, *extra):
     """fio at QD32, random 4 KiB reads and writes on `dev` for `seconds`,
     started in the background."""
-    return subprocess.Popen(["fio", "--name=busy", f"--filename={dev}", "--direct=1",
+    return subprocess.Popen(["fio", "--name=busy", f"--filename={dev}", "--allow_file_create=0",
+                             "--direct=1",
                              "--ioengine=libaio", "--iodepth=32", "--rw=randrw", "--bs=4k",
                              "--size=32M", "--time_based", f"--runtime={seconds}",
                              "--output-format=terse", *extra], stdout=subprocess.PIPE,

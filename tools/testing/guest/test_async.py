@@ -631,7 +631,8 @@ def test_page_cache_reads_verify_through_iscsi(page_cache_disk):
     with iscsi_export(IQN, page_cache_disk), open_iscsi_login(IQN) as scsi_devices:
         dev = device_of(scsi_devices, "block/sd*")
         assert dev, "no disk from the iSCSI login"
-        job = ["fio", "--name=verify", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+        job = ["fio", "--name=verify", f"--filename={dev}", "--allow_file_create=0",
+               "--direct=1", "--ioengine=libaio",
                "--iodepth=32", "--rw=randwrite", "--bsrange=4k-512k", "--size=32M",
                "--randseed=2612", "--verify=crc32c", "--verify_fatal=1",
                "--output-format=terse"]
@@ -715,7 +716,8 @@ def slow_disk(scst):
 def most_in_flight(dev, seconds):
     """The largest number of requests the null_blk device had in flight,
     sampled for `seconds`, while fio drives `dev` at queue depth 32."""
-    fio = subprocess.Popen(["fio", "--name=qd32", f"--filename={dev}", "--direct=1",
+    fio = subprocess.Popen(["fio", "--name=qd32", f"--filename={dev}", "--allow_file_create=0",
+                            "--direct=1",
                             "--ioengine=libaio", "--iodepth=32", "--bs=4k", "--rw=randread",
                             "--time_based", f"--runtime={seconds}", "--size=64M",
                             "--output-format=terse"], stdout=subprocess.PIPE,
@@ -734,7 +736,8 @@ def verify_at_qd32(dev):
     """Writes and reads back, checksummed, at queue depth 32 in sizes that
     take several bios each: what completes from the bios' end is what was
     written."""
-    r = subprocess.run(["fio", "--name=verify", f"--filename={dev}", "--direct=1",
+    r = subprocess.run(["fio", "--name=verify", f"--filename={dev}", "--allow_file_create=0",
+                        "--direct=1",
                         "--ioengine=libaio", "--iodepth=32", "--rw=randwrite",
                         "--bsrange=4k-512k", "--size=32M", "--randrepeat=0",
                         "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",

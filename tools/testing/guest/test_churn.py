@@ -68,7 +68,8 @@ class FioVerifyLoop:
 
     def run(self):
         while not self.stopping.is_set():
-            r = subprocess.run(["fio", "--name=verify", f"--filename={self.dev}", "--direct=1",
+            r = subprocess.run(["fio", "--name=verify", f"--filename={self.dev}",
+                                "--allow_file_create=0", "--direct=1",
                                 "--ioengine=libaio", "--iodepth=16", "--rw=randwrite", "--bs=4k",
                                 "--size=8M", "--verify=crc32c", "--verify_fatal=1",
                                 "--do_verify=1", "--randrepeat=0", "--output-format=terse"],

@@ -75,7 +75,8 @@ def test_digests_fio_verify_and_filesystem(iscsid):
     assert shown["HeaderDigest"] == "CRC32C" and shown["DataDigest"] == "CRC32C", shown
     assert shown["MaxRecvDataSegmentLength"] == "8192", shown
     assert shown["initiator_address"].startswith("127.0.0.1:"), shown
-    r = sh("timeout", "600", "fio", "--name=verify", f"--filename={dev}", "--rw=randwrite",
+    r = sh("timeout", "600", "fio", "--name=verify", f"--filename={dev}", "--allow_file_create=0",
+           "--rw=randwrite",
            "--bs=4k,64k", "--bsrange=4k-256k", "--size=48M", "--direct=1", "--ioengine=libaio",
            "--iodepth=16", "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
            "--output-format=terse")

@@ -88,7 +88,7 @@ def test_fileio_round_trip(scst):
     data = os.urandom(4 << 20)
     with open("/tmp/pattern", "wb") as f:
         f.write(data)
-    sh("dd", "if=/tmp/pattern", f"of={sd}", "bs=64k", "oflag=direct")
+    sh("dd", "if=/tmp/pattern", f"of={sd}", "conv=nocreat", "bs=64k", "oflag=direct")
     sh("dd", f"if={sd}", "of=/tmp/back", "bs=64k", "count=64", "iflag=direct")
     with open("/tmp/back", "rb") as f:
         assert f.read() == data
@@ -148,7 +148,7 @@ def test_sg3_utils(scst):
         f.seek(100 * 512)
         assert f.read(8 * 512) == b"\xff" * 8 * 512
     # UNMAP punches holes: the sparse file shrinks.
-    sh("dd", "if=/dev/urandom", f"of={sd}", "bs=1M", "count=8", "oflag=direct")
+    sh("dd", "if=/dev/urandom", f"of={sd}", "conv=nocreat", "bs=1M", "count=8", "oflag=direct")
     before = os.stat(path).st_blocks
     sh("sg_unmap", "--force", "--lba=0", "--num=16384", sg)
     after = os.stat(path).st_blocks
@@ -486,7 +486,8 @@ def test_bad_mgmt_lines(scst):
 
 
 def fio(dev, bs, size="16M", verify=True, extra=()):
-    args = ["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+    args = ["fio", "--name=t", f"--filename={dev}", "--allow_file_create=0",
+            "--direct=1", "--ioengine=libaio",
             "--iodepth=8", f"--bs={bs}", f"--size={size}", "--rw=randwrite",
             "--randrepeat=0", "--output-format=terse"]
     if verify:
@@ -597,7 +598,8 @@ def test_resets_during_io(scst):
     path = backing_file("rst", 32 << 20)
     sd, sg = lun_disk("vdisk_fileio", "disk1", f"filename={path}")
     job = subprocess.Popen(
-        ["fio", "--name=t", f"--filename={sd}", "--direct=1", "--ioengine=libaio",
+        ["fio", "--name=t", f"--filename={sd}", "--allow_file_create=0",
+         "--direct=1", "--ioengine=libaio",
          "--iodepth=16", "--bs=4k", "--size=16M", "--rw=randwrite", "--randrepeat=0",
          "--verify=crc32c", "--verify_fatal=1", "--do_verify=1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

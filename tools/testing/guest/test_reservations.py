@@ -262,7 +262,8 @@ def fence_a_writer(sd_a, sg_a, sd_b, sg_b):
     sg_persist("--out", "--register", "--param-sark=0xaa", sg_a)
     sg_persist("--out", "--register", "--param-sark=0xbb", sg_b)
     sg_persist("--out", "--reserve", "--param-rk=0xaa", "--prout-type=5", sg_a)
-    fio = subprocess.Popen(["fio", "--name=nodeA", f"--filename={sd_a}", "--direct=1",
+    fio = subprocess.Popen(["fio", "--name=nodeA", f"--filename={sd_a}", "--allow_file_create=0",
+                            "--direct=1",
                             "--ioengine=libaio", "--iodepth=32", "--rw=randwrite", "--bs=4k",
                             f"--size={size}", "--time_based", "--runtime=60",
                             "--buffer_pattern=0xaa", "--continue_on_error=all",
@@ -274,7 +275,8 @@ def fence_a_writer(sd_a, sg_a, sd_b, sg_b):
         sg_persist("--out", "--preempt-abort", "--param-rk=0xbb", "--param-sark=0xaa",
                    "--prout-type=1", sg_b)
         # From here on, none of A's writes may land.
-        sh("dd", "if=/dev/zero", f"of={sd_b}", "bs=1M", f"count={size >> 20}", "oflag=direct")
+        sh("dd", "if=/dev/zero", f"of={sd_b}", "conv=nocreat",
+           "bs=1M", f"count={size >> 20}", "oflag=direct")
         zeros_written = time.monotonic()
         # fio may give up on its errors meanwhile.
         time.sleep(3)

@@ -24,7 +24,8 @@ ROUNDS = int(os.environ.get("RESET_STORM", "6"))
 def fio_verify(dev):
     """fio writing random 4 KiB blocks at QD16 and verifying each
     (crc32c), in the background; it runs until stopped."""
-    return subprocess.Popen(["fio", "--name=storm", f"--filename={dev}", "--direct=1",
+    return subprocess.Popen(["fio", "--name=storm", f"--filename={dev}", "--allow_file_create=0",
+                             "--direct=1",
                              "--ioengine=libaio", "--iodepth=16", "--rw=randwrite", "--bs=4k",
                              "--size=16M", "--verify=crc32c", "--verify_fatal=1",
                              "--verify_backlog=256", "--time_based", "--runtime=3600",

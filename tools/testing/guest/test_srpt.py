@@ -227,7 +227,8 @@ def srp_login(kind, lun_mb=64, device=None):
 def fio_verify(disk, bs, size, *extra):
     """fio writes `size` of `disk` in `bs` blocks at QD32 and reads every
     block back against its checksum."""
-    r = subprocess.run(["fio", "--name=verify", f"--filename={disk}", "--direct=1",
+    r = subprocess.run(["fio", "--name=verify", f"--filename={disk}", "--allow_file_create=0",
+                        "--direct=1",
                         "--ioengine=libaio", "--iodepth=32", f"--bs={bs}", f"--size={size}",
                         "--randseed=2612", "--verify=crc32c", "--verify_fatal=1",
                         "--do_verify=1", "--output-format=terse", *extra],
@@ -315,7 +316,8 @@ def test_host_resets_log_in_again_under_io(rdma_free):
         mark = "scst-test: srp host resets"
         mark_dmesg(mark)
         fio = subprocess.Popen(
-            ["fio", "--name=verify", f"--filename={disk}", "--direct=1", "--ioengine=libaio",
+            ["fio", "--name=verify", f"--filename={disk}", "--allow_file_create=0",
+             "--direct=1", "--ioengine=libaio",
              "--iodepth=32", "--bs=4k", "--size=64M", "--rw=randwrite", "--randseed=2612",
              "--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -405,7 +407,7 @@ def test_relogin_in_a_loop_under_io_through_multipath(rdma_free):
 
         def verifying(seed):
             return subprocess.Popen(
-                ["fio", "--name=verify", f"--filename={mp}", "--direct=1",
+                ["fio", "--name=verify", f"--filename={mp}", "--allow_file_create=0", "--direct=1",
                  "--ioengine=libaio", "--iodepth=32", "--bs=4k", "--size=32M",
                  "--rw=randwrite", f"--randseed={seed}", "--verify=crc32c",
                  "--verify_fatal=1", "--do_verify=1", "--output-format=terse"],

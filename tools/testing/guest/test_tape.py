@@ -203,7 +203,7 @@ def test_fixed_block_mode(drive):
     data = os.urandom(300 * 1024)
     with open("/tmp/tape-fixed.src", "wb") as f:
         f.write(data)
-    sh("dd", "if=/tmp/tape-fixed.src", f"of={nst}", "bs=4096", "status=none")
+    sh("dd", "if=/tmp/tape-fixed.src", f"of={nst}", "conv=nocreat", "bs=4096", "status=none")
     recs = cartridge_records(cart)
     assert recs.count(("data", 512)) == len(data) // 512 and recs[-1] == ("fm", 0), recs[-3:]
     mt(nst, "rewind")
@@ -212,7 +212,8 @@ def test_fixed_block_mode(drive):
     assert hashlib.sha256(out).digest() == hashlib.sha256(data).digest()
     # Back to variable blocks: one WRITE, one block.
     mt(nst, "setblk", "0")
-    sh("dd", "if=/tmp/tape-fixed.src", f"of={nst}", "bs=6000", "count=1", "status=none")
+    sh("dd", "if=/tmp/tape-fixed.src", f"of={nst}", "conv=nocreat",
+       "bs=6000", "count=1", "status=none")
     assert ("data", 6000) in cartridge_records(cart)
 
 
@@ -222,7 +223,7 @@ def test_end_of_medium(drive):
     data = os.urandom(8 << 20)
     with open("/tmp/tape-eom.src", "wb") as f:
         f.write(data)
-    w = subprocess.run(["dd", "if=/tmp/tape-eom.src", f"of={nst}", "bs=64k"],
+    w = subprocess.run(["dd", "if=/tmp/tape-eom.src", f"of={nst}", "conv=nocreat", "bs=64k"],
                        capture_output=True, text=True, timeout=600)
     assert w.returncode != 0 and "No space left on device" in w.stderr, w.stderr
     written = int(w.stderr.split("records out")[0].split("\n")[-1].split("+")[0]) * 65536
@@ -238,7 +239,7 @@ def test_end_of_medium(drive):
 
 def test_load_unload_and_read_position(drive):
     nst, sg, _ = drive()
-    sh("dd", "if=/dev/zero", f"of={nst}", "bs=1k", "count=3", "status=none")
+    sh("dd", "if=/dev/zero", f"of={nst}", "conv=nocreat", "bs=1k", "count=3", "status=none")
     # READ POSITION (short form) after the three blocks and the filemark.
     read_position = ["34"] + ["00"] * 9
     pos = raw_in(sg, 20, *read_position)

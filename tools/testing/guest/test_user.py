@@ -31,7 +31,8 @@ def export(dev, target, session="s1"):
 
 def fio_verify(disk, *job):
     """fio random writes to `disk`, read back and checked (crc32c)."""
-    r = subprocess.run(["fio", "--name=t", f"--filename={disk}", "--direct=1",
+    r = subprocess.run(["fio", "--name=t", f"--filename={disk}", "--allow_file_create=0",
+                        "--direct=1",
                         "--ioengine=libaio", "--iodepth=32", *job, "--rw=randwrite",
                         "--randrepeat=0", "--verify=crc32c", "--verify_fatal=1",
                         "--do_verify=1", "--output-format=terse"],
@@ -45,7 +46,7 @@ def round_trip(disk, data, bs, skip):
     src = "/tmp/round-trip.src"
     with open(src, "wb") as f:
         f.write(data)
-    sh("dd", f"if={src}", f"of={disk}", f"bs={bs}", "oflag=direct", f"seek={skip}")
+    sh("dd", f"if={src}", f"of={disk}", "conv=nocreat", f"bs={bs}", "oflag=direct", f"seek={skip}")
     return subprocess.run(["dd", f"if={disk}", f"bs={bs}", "iflag=direct", f"skip={skip}",
                            f"count={len(data) // bs}", "status=none"],
                           capture_output=True, timeout=120).stdout
@@ -187,7 +188,8 @@ def test_kill_during_fio_then_serve_again(handlers):
     path = backing_file("u4", 32 << 20)
     h = handlers("udisk", path)
     sd, _ = export("udisk", "t1")
-    fio = subprocess.Popen(["fio", "--name=t", f"--filename={sd}", "--direct=1",
+    fio = subprocess.Popen(["fio", "--name=t", f"--filename={sd}", "--allow_file_create=0",
+                            "--direct=1",
                             "--ioengine=libaio", "--iodepth=16", "--bs=4k", "--size=16M",
                             "--rw=randrw", "--time_based", "--runtime=120",
                             "--output-format=terse"],
@@ -291,7 +293,8 @@ def test_malformed_replies_fail_commands(handlers, garbage):
                         "status=none"], capture_output=True, timeout=300)
     assert r.returncode != 0, "a read with a malformed reply succeeded"
     # Writes (whose replies are sound) still work: the device lives on.
-    w = subprocess.run(["dd", "if=/dev/zero", f"of={sd}", "bs=4k", "oflag=direct", "count=1",
+    w = subprocess.run(["dd", "if=/dev/zero", f"of={sd}", "conv=nocreat",
+                        "bs=4k", "oflag=direct", "count=1",
                         "seek=9", "status=none"], capture_output=True, timeout=300)
     assert w.returncode == 0, w.stderr
     log = dmesg_since(marker)
