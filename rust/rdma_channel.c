@@ -12,9 +12,13 @@
  * reference may be dropped in any context, a completion or a CM handler
  * included, where draining the QP or destroying the id would deadlock.
  *
- * Posting and closing exclude each other (ch->lock): once a channel is
- * closing, nothing more is posted, and the drain that follows returns
- * every unit and transfer posted before.
+ * Posting takes no lock and leaves interrupts on: a poster counts itself
+ * in (ch->posting) and backs off if the channel is closing; closing marks
+ * the channel and waits until the posters that got in are out. So once a
+ * channel is closing nothing more is posted, and the drain that follows
+ * returns every unit and transfer posted before. The send queue's free
+ * entries are an atomic count and a send unit is claimed with a bit, so
+ * the completions, which run on other CPUs meanwhile, take no lock either.
  */
 #include <linux/kref.h>
 #include <linux/mm.h>
@@ -43,18 +47,24 @@ struct scst_rs_iu {
 	void *buf;
 	u64 dma;
 	u32 index;
-	/* Send units: posted, and what that took of the send queue. */
-	bool busy;
+	/* Send units: posted (IU_BUSY), what that took of the send queue. */
+	unsigned long state;
 	u32 wrs;
 	/* The RDMA WRITEs chained before the unit, freed with it. */
 	struct scst_rs_xfer *xfer;
 };
+
+enum { IU_BUSY };
+
+/* A region's slice of the buffer of up to this many pages needs no allocation. */
+#define RW_INLINE_SG 2
 
 /* One remote region's context, over its own slice of the buffer. */
 struct scst_rs_rw {
 	struct rdma_rw_ctx ctx;
 	struct scatterlist *sgl;
 	u32 nents;
+	struct scatterlist inline_sg[RW_INLINE_SG];
 };
 
 struct scst_rs_xfer {
@@ -96,10 +106,10 @@ struct scst_rs_ch {
 	struct ib_qp *qp;
 	u32 port;
 	void *owner;
-	/* Posting against closing; the send queue's free entries. */
-	spinlock_t lock;
+	/* Posts under way; no new one once closing; free send queue entries. */
+	atomic_t posting;
 	bool closing;
-	u32 sq_avail;
+	atomic_t sq_avail;
 	struct scst_rs_ch_config cfg;
 	/* The id's context before it was the channel's (the listener's). */
 	void *listener;
@@ -166,6 +176,29 @@ void scst_rs_ch_put(struct scst_rs_ch *ch)
 
 static void recv_done(struct ib_cq *cq, struct ib_wc *wc);
 static void send_done(struct ib_cq *cq, struct ib_wc *wc);
+
+static void post_end(struct scst_rs_ch *ch)
+{
+	/* A full barrier before the read of closing: see stop_posting(). */
+	if (atomic_dec_and_test(&ch->posting) && READ_ONCE(ch->closing))
+		wake_up_var(&ch->posting);
+}
+
+/*
+ * A post may start: the channel is not closing, and will not finish
+ * closing until post_end(). Any context.
+ */
+static bool post_begin(struct scst_rs_ch *ch)
+{
+	atomic_inc(&ch->posting);
+	/* Pairs with stop_posting(): one of the two sees the other. */
+	smp_mb__after_atomic();
+	if (READ_ONCE(ch->closing) || !ch->qp) {
+		post_end(ch);
+		return false;
+	}
+	return true;
+}
 
 static int post_recv(struct scst_rs_iu *iu)
 {
@@ -273,7 +306,7 @@ static int create_qp(struct scst_rs_ch *ch)
 		ret = scst_rs_rdma->rdma_create_qp(ch->id, ch->pd, &init);
 		if (!ret) {
 			ch->qp = ch->id->qp;
-			ch->sq_avail = init.cap.max_send_wr - 1;
+			atomic_set(&ch->sq_avail, init.cap.max_send_wr - 1);
 			ch->cfg.sq_size = sq;
 			return 0;
 		}
@@ -301,7 +334,6 @@ struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
 		goto out;
 	ch->kind = SCST_RS_CM_CHANNEL;
 	kref_init(&ch->ref);
-	spin_lock_init(&ch->lock);
 	ch->id = id;
 	ch->dev = id->device;
 	ch->port = id->port_num;
@@ -384,6 +416,19 @@ int scst_rs_ch_accept(struct scst_rs_ch *ch, const void *data, u8 len)
 	return scst_rs_rdma->rdma_accept(ch->id, &param);
 }
 
+/*
+ * No post starts from now on, and those under way have ended: what the
+ * drain needs (nobody else posts). Sleeps, but only for posts, which
+ * never wait.
+ */
+static void stop_posting(struct scst_rs_ch *ch)
+{
+	WRITE_ONCE(ch->closing, true);
+	/* Pairs with post_begin() and post_end(). */
+	smp_mb();
+	wait_var_event(&ch->posting, !atomic_read(&ch->posting));
+}
+
 /* The channel's QP, CQ, units and PD, now; the id is the CM's to destroy. */
 static void destroy_verbs(struct scst_rs_ch *ch)
 {
@@ -416,9 +461,7 @@ static void destroy_verbs(struct scst_rs_ch *ch)
  */
 void scst_rs_ch_abandon(struct scst_rs_ch *ch)
 {
-	spin_lock_irq(&ch->lock);
-	ch->closing = true;
-	spin_unlock_irq(&ch->lock);
+	stop_posting(ch);
 	destroy_verbs(ch);
 	/* The CM destroys the id once the handler returns. */
 	ch->id->context = ch->listener;
@@ -431,9 +474,7 @@ static void close_now(struct scst_rs_ch *ch)
 {
 	if (READ_ONCE(ch->stage) < CH_CLOSING)
 		WRITE_ONCE(ch->stage, CH_CLOSING);
-	spin_lock_irq(&ch->lock);
-	ch->closing = true;
-	spin_unlock_irq(&ch->lock);
+	stop_posting(ch);
 	if (ch->id)
 		scst_rs_rdma->rdma_disconnect(ch->id);
 	if (ch->qp && !test_and_set_bit(CH_DRAINED, &ch->flags))
@@ -542,7 +583,6 @@ static void recv_done(struct ib_cq *cq, struct ib_wc *wc)
 	struct scst_rs_iu *iu = container_of(wc->wr_cqe, struct scst_rs_iu,
 					     cqe);
 	struct scst_rs_ch *ch = iu->ch;
-	unsigned long flags;
 
 	if (wc->status != IB_WC_SUCCESS) {
 		completion_failed(ch, wc, "receive");
@@ -554,10 +594,11 @@ static void recv_done(struct ib_cq *cq, struct ib_wc *wc)
 			    min(wc->byte_len, ch->cfg.req_size));
 	ib_dma_sync_single_for_device(ch->dev, iu->dma, ch->cfg.req_size,
 				      DMA_FROM_DEVICE);
-	spin_lock_irqsave(&ch->lock, flags);
-	if (!ch->closing && post_recv(iu))
+	if (!post_begin(ch))
+		return;
+	if (post_recv(iu))
 		pr_info_ratelimited("scst: RDMA receive not reposted\n");
-	spin_unlock_irqrestore(&ch->lock, flags);
+	post_end(ch);
 }
 
 static void xfer_destroy_rw(struct scst_rs_xfer *x)
@@ -573,7 +614,8 @@ static void xfer_destroy_rw(struct scst_rs_xfer *x)
 						  rw->nents, x->dir);
 		for (j = 0; j < rw->nents; j++)
 			put_page(sg_page(&rw->sgl[j]));
-		kfree(rw->sgl);
+		if (rw->sgl != rw->inline_sg)
+			kfree(rw->sgl);
 	}
 	x->count = 0;
 }
@@ -594,21 +636,17 @@ static void send_done(struct ib_cq *cq, struct ib_wc *wc)
 					     cqe);
 	struct scst_rs_ch *ch = iu->ch;
 	struct scst_rs_xfer *x;
-	unsigned long flags;
 
 	if (wc->status != IB_WC_SUCCESS)
 		completion_failed(ch, wc, "send");
 	/*
-	 * The poster sets the unit's transfer under the lock after posting:
-	 * a completion on another CPU may come first, and must not read it
-	 * before the poster is done with the unit.
+	 * The poster filled in the unit before it posted it, and the
+	 * completion of what it posted comes after the post.
 	 */
-	spin_lock_irqsave(&ch->lock, flags);
 	x = iu->xfer;
 	iu->xfer = NULL;
-	ch->sq_avail += iu->wrs;
-	iu->busy = false;
-	spin_unlock_irqrestore(&ch->lock, flags);
+	atomic_add(iu->wrs, &ch->sq_avail);
+	clear_bit_unlock(IU_BUSY, &iu->state);
 	/* Unmapped before the owner hears: the data-in was read. */
 	if (x)
 		scst_rs_xfer_free(x);
@@ -621,13 +659,10 @@ static void read_done(struct ib_cq *cq, struct ib_wc *wc)
 					      cqe);
 	struct scst_rs_ch *ch = x->ch;
 	u64 cookie = x->cookie;
-	unsigned long flags;
 
 	if (wc->status != IB_WC_SUCCESS)
 		completion_failed(ch, wc, "RDMA READ");
-	spin_lock_irqsave(&ch->lock, flags);
-	ch->sq_avail += x->wrs;
-	spin_unlock_irqrestore(&ch->lock, flags);
+	atomic_add(x->wrs, &ch->sq_avail);
 	/* Unmapped first: the data is the CPU's. The xfer's ref holds ch. */
 	scst_rs_ch_get(ch);
 	scst_rs_xfer_free(x);
@@ -694,9 +729,13 @@ int scst_rs_xfer_add(struct scst_rs_xfer *x, struct scatterlist *sgl,
 	}
 	if (!first || left)
 		return -EINVAL;
-	rw->sgl = kmalloc_array(n, sizeof(*rw->sgl), GFP_KERNEL);
-	if (!rw->sgl)
-		return -ENOMEM;
+	if (n <= RW_INLINE_SG) {
+		rw->sgl = rw->inline_sg;
+	} else {
+		rw->sgl = kmalloc_array(n, sizeof(*rw->sgl), GFP_KERNEL);
+		if (!rw->sgl)
+			return -ENOMEM;
+	}
 	sg_init_table(rw->sgl, n);
 	left = len;
 	s = first;
@@ -716,7 +755,8 @@ int scst_rs_xfer_add(struct scst_rs_xfer *x, struct scatterlist *sgl,
 	if (ret < 0) {
 		for (i = 0; i < n; i++)
 			put_page(sg_page(&rw->sgl[i]));
-		kfree(rw->sgl);
+		if (rw->sgl != rw->inline_sg)
+			kfree(rw->sgl);
 		rw->sgl = NULL;
 		return ret;
 	}
@@ -741,17 +781,18 @@ static struct ib_send_wr *xfer_wrs(struct scst_rs_xfer *x,
 }
 
 /*
- * Takes `wrs` entries of the send queue, unless the channel is closing
- * (-ESHUTDOWN) or they are not free (-EAGAIN: try again once a send or
- * transfer completed). Called with ch->lock held.
+ * Takes `wrs` entries of the send queue, unless they are not free
+ * (-EAGAIN: try again once a send or transfer completed). Never takes
+ * some and fails another poster meanwhile.
  */
 static int take_sq(struct scst_rs_ch *ch, u32 wrs)
 {
-	if (ch->closing || !ch->qp)
-		return -ESHUTDOWN;
-	if (wrs > ch->sq_avail)
-		return -EAGAIN;
-	ch->sq_avail -= wrs;
+	int avail = atomic_read(&ch->sq_avail);
+
+	do {
+		if (avail < 0 || wrs > (u32)avail)
+			return -EAGAIN;
+	} while (!atomic_try_cmpxchg(&ch->sq_avail, &avail, avail - wrs));
 	return 0;
 }
 
@@ -763,21 +804,21 @@ static int take_sq(struct scst_rs_ch *ch, u32 wrs)
 int scst_rs_ch_read(struct scst_rs_ch *ch, struct scst_rs_xfer *x, u64 cookie)
 {
 	struct ib_send_wr *first;
-	unsigned long flags;
 	int ret;
 
 	if (x->ch != ch || !x->count || x->dir != DMA_FROM_DEVICE)
 		return -EINVAL;
 	x->cookie = cookie;
-	spin_lock_irqsave(&ch->lock, flags);
+	if (!post_begin(ch))
+		return -ESHUTDOWN;
 	ret = take_sq(ch, x->wrs);
 	if (!ret) {
 		first = xfer_wrs(x, NULL);
 		ret = ib_post_send(ch->qp, first, NULL);
 		if (ret)
-			ch->sq_avail += x->wrs;
+			atomic_add(x->wrs, &ch->sq_avail);
 	}
-	spin_unlock_irqrestore(&ch->lock, flags);
+	post_end(ch);
 	return ret;
 }
 
@@ -793,7 +834,6 @@ int scst_rs_ch_send(struct scst_rs_ch *ch, u32 slot, const void *data,
 	struct scst_rs_iu *iu;
 	struct ib_sge sge;
 	struct ib_send_wr wr = {}, *first;
-	unsigned long flags;
 	u32 wrs = 1;
 	int ret;
 
@@ -804,14 +844,18 @@ int scst_rs_ch_send(struct scst_rs_ch *ch, u32 slot, const void *data,
 	if (x)
 		wrs += x->wrs;
 	iu = &ch->send[slot];
-	spin_lock_irqsave(&ch->lock, flags);
-	if (iu->busy) {
+	if (!post_begin(ch))
+		return -ESHUTDOWN;
+	if (test_and_set_bit_lock(IU_BUSY, &iu->state)) {
 		ret = -EBUSY;
 		goto out;
 	}
 	ret = take_sq(ch, wrs);
 	if (ret)
-		goto out;
+		goto idle;
+	/* The completion may run on another CPU as soon as it is posted. */
+	iu->wrs = wrs;
+	iu->xfer = x;
 	memcpy(iu->buf, data, len);
 	ib_dma_sync_single_for_device(ch->dev, iu->dma, len, DMA_TO_DEVICE);
 	sge.addr = iu->dma;
@@ -824,14 +868,13 @@ int scst_rs_ch_send(struct scst_rs_ch *ch, u32 slot, const void *data,
 	wr.send_flags = IB_SEND_SIGNALED;
 	first = x && x->count ? xfer_wrs(x, &wr) : &wr;
 	ret = ib_post_send(ch->qp, first, NULL);
-	if (ret) {
-		ch->sq_avail += wrs;
+	if (!ret)
 		goto out;
-	}
-	iu->busy = true;
-	iu->wrs = wrs;
-	iu->xfer = x;
+	atomic_add(wrs, &ch->sq_avail);
+	iu->xfer = NULL;
+idle:
+	clear_bit_unlock(IU_BUSY, &iu->state);
 out:
-	spin_unlock_irqrestore(&ch->lock, flags);
+	post_end(ch);
 	return ret;
 }

@@ -105,7 +105,8 @@ pub(crate) struct Channel {
 }
 
 // SAFETY: the channel's functions may be called from any thread (its
-// state is under its lock, its count atomic).
+// posting is counted against its closing, its counts are atomic, its
+// send units claimed with atomic bits).
 unsafe impl Send for Channel {}
 // SAFETY: as above; `&self` methods are all safe to call concurrently.
 unsafe impl Sync for Channel {}
