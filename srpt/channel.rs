@@ -12,9 +12,12 @@
 //! Each request holds one send unit from its arrival to the completion of
 //! its response: the initiator may have as many outstanding as it has
 //! credits, and the target grants as many credits as it has send units
-//! (`req_lim_delta`, given back with each response). A post that finds
-//! the send queue full waits in the channel's FIFO until a completion
-//! frees room (SCST's XMIT_WAIT).
+//! (`req_lim_delta`, given back with each response). The initiator may
+//! use a credit again as soon as the response reaches it, before the
+//! response's send completes here: a request that finds every unit taken
+//! so is kept, in arrival order, until a send completion frees one (as
+//! ib_srpt's wait list). A post that finds the send queue full waits in
+//! the channel's FIFO until a completion frees room (SCST's XMIT_WAIT).
 
 use super::command::{self, PendingResponse, PendingWrite};
 use super::{iu, SrptShared};
@@ -27,7 +30,7 @@ use crate::scst_core::{buffer::CmdBuffer, session::Session, Scst};
 use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
-    alloc::flags::GFP_KERNEL,
+    alloc::flags::{GFP_KERNEL, GFP_NOWAIT},
     new_spinlock,
     prelude::*,
     sync::{Arc, SpinLock},
@@ -163,6 +166,9 @@ struct State {
     /// Credits of requests that ended without a response, given back
     /// with the next one.
     owed: u32,
+    /// Requests that found every send unit taken, oldest first (room for
+    /// one per unit: more would be beyond the credits granted).
+    deferred: KVec<KVec<u8>>,
 }
 
 /// What a channel's login agreed on.
@@ -210,6 +216,7 @@ impl SrpChannel {
             waiting.push(0, GFP_KERNEL)?;
         }
         let free = KVec::with_capacity(n, GFP_KERNEL)?;
+        let deferred = KVec::with_capacity(n, GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Self {
                 shared,
@@ -226,6 +233,7 @@ impl SrpChannel {
                     wait_head: 0,
                     wait_len: 0,
                     owed: 0,
+                    deferred,
                 }),
             }),
             GFP_KERNEL,
@@ -289,10 +297,8 @@ impl SrpChannel {
         }
     }
 
-    /// A free send unit for a new request, or `None` when the initiator
-    /// sent more requests than it had credits.
-    fn take_slot(&self) -> Option<u32> {
-        let mut st = self.state.lock();
+    /// A free send unit, taken.
+    fn take_free(st: &mut State) -> Option<u32> {
         let slot = st.free.pop()?;
         if let Some(s) = st.slots.get_mut(slot as usize) {
             *s = Slot::Busy;
@@ -549,38 +555,95 @@ impl SrpChannel {
         }
     }
 
-    /// A request's send unit and a reference to its channel, or `None`
-    /// when the initiator sent more requests than it had credits (or the
-    /// channel is going).
-    fn admit(&self, ch: &ChannelRef<'_>) -> Option<(u32, Channel)> {
-        let Some(slot) = self.take_slot() else {
+    /// A request (SRP_CMD or SRP_TSK_MGMT): served with a free send unit,
+    /// or kept until a send completion frees one (behind those kept
+    /// already: requests are served in the order they came).
+    fn request(self: &Arc<Self>, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
+        let slot = {
+            let mut st = self.state.lock();
+            match st.deferred.is_empty() {
+                true => Self::take_free(&mut st),
+                false => None,
+            }
+        };
+        match slot {
+            Some(slot) => self.serve(ch, slot, iu_bytes),
+            None => {
+                self.defer(iu_bytes);
+                // A unit may have come free meanwhile.
+                self.serve_deferred(ch);
+            }
+        }
+    }
+
+    /// Keeps a copy of a request that found no free send unit.
+    fn defer(&self, iu_bytes: &[u8]) {
+        let mut copy = KVec::new();
+        if copy.extend_from_slice(iu_bytes, GFP_KERNEL).is_err() {
+            pr_peer!(
+                pr_warn,
+                "ib_srpt: {}: no memory to keep a request: dropped\n",
+                &*self.session().initiator
+            );
+            return self.owe();
+        }
+        let mut st = self.state.lock();
+        if st.closed {
+            return;
+        }
+        // Room for one per send unit, reserved in `new`: more are beyond
+        // the initiator's credits.
+        if st.deferred.len() >= st.slots.len() || st.deferred.push(copy, GFP_NOWAIT).is_err() {
+            drop(st);
             pr_peer!(
                 pr_warn,
                 "ib_srpt: {}: request beyond the credits granted: dropped\n",
                 &*self.session().initiator
             );
-            return None;
-        };
-        let Some(owned) = ch.get() else {
-            self.release_slot(slot, true);
-            return None;
-        };
-        Some((slot, owned))
+        }
     }
 
-    /// An SRP_CMD.
-    fn command(self: &Arc<Self>, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
-        if let Some((slot, owned)) = self.admit(ch) {
-            command::start(self, owned, slot, iu_bytes);
+    /// Serves kept requests while send units are free; after a send
+    /// completion, and after a request was kept.
+    fn serve_deferred(self: &Arc<Self>, ch: &ChannelRef<'_>) {
+        loop {
+            let (slot, iu_bytes) = {
+                let mut st = self.state.lock();
+                if st.closed {
+                    let kept = core::mem::replace(&mut st.deferred, KVec::new());
+                    drop(st);
+                    drop(kept);
+                    return;
+                }
+                if st.deferred.is_empty() {
+                    return;
+                }
+                let Some(slot) = Self::take_free(&mut st) else {
+                    return;
+                };
+                match st.deferred.remove_ordered(0) {
+                    Some(b) => (slot, b),
+                    None => return,
+                }
+            };
+            self.serve(ch, slot, &iu_bytes);
+        }
+    }
+
+    /// A request with its send unit.
+    fn serve(self: &Arc<Self>, ch: &ChannelRef<'_>, slot: u32, iu_bytes: &[u8]) {
+        let Some(owned) = ch.get() else {
+            return self.release_slot(slot, true);
+        };
+        match iu_bytes.first().copied() {
+            Some(iu::opcode::CMD) => command::start(self, owned, slot, iu_bytes),
+            _ => self.task_mgmt(owned, slot, iu_bytes),
         }
     }
 
     /// An SRP_TSK_MGMT: run on the driver's workqueue (it waits for the
     /// commands it ends).
-    fn task_mgmt(self: &Arc<Self>, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
-        let Some((slot, owned)) = self.admit(ch) else {
-            return;
-        };
+    fn task_mgmt(self: &Arc<Self>, owned: Channel, slot: u32, iu_bytes: &[u8]) {
         let tm = match iu::TaskMgmt::parse(iu_bytes) {
             Ok(tm) => tm,
             Err(_) => {
@@ -626,8 +689,7 @@ impl ChannelHandler for Events {
     fn received(&self, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
         let this = &self.0;
         match iu_bytes.first().copied() {
-            Some(iu::opcode::CMD) => this.command(ch, iu_bytes),
-            Some(iu::opcode::TSK_MGMT) => this.task_mgmt(ch, iu_bytes),
+            Some(iu::opcode::CMD | iu::opcode::TSK_MGMT) => this.request(ch, iu_bytes),
             Some(iu::opcode::I_LOGOUT) => {
                 pr_peer!(
                     pr_info,
@@ -655,6 +717,7 @@ impl ChannelHandler for Events {
         let this = &self.0;
         // Its buffer goes with it: the data-in was read.
         this.release_slot(slot, false);
+        this.serve_deferred(ch);
         this.after_completion(ch);
     }
 
