@@ -182,8 +182,10 @@ enum { SCST_RS_CM_LISTENER = 1, SCST_RS_CM_CHANNEL = 2 };
 
 /* Connected channels (rdma_channel.c). */
 struct scst_rs_ch;
+struct scst_rs_srq;
 struct scst_rs_xfer;
 struct scatterlist;
+struct ib_device;
 
 /* What a channel is made with: asked for, then given. */
 struct scst_rs_ch_config {
@@ -197,6 +199,11 @@ struct scst_rs_ch_config {
 	u32 sq_size;
 	/* The completion vector its CQ should take; -1: the pool's choice. */
 	int comp_vector;
+	/*
+	 * The shared receive queue its requests arrive in, whose request
+	 * size is req_size; NULL: a ring of rq_size units of its own.
+	 */
+	struct scst_rs_srq *srq;
 };
 
 /* What a channel's owner is told (scst_rs_ch_event()). */
@@ -206,6 +213,11 @@ enum {
 	SCST_RS_CH_FAILED = 3,
 };
 
+struct scst_rs_srq *scst_rs_srq_create(struct ib_device *dev, u32 size,
+				       u32 req_size, int *err);
+u32 scst_rs_srq_size(const struct scst_rs_srq *srq);
+void scst_rs_srq_get(struct scst_rs_srq *srq);
+void scst_rs_srq_put(struct scst_rs_srq *srq);
 struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
 				     struct scst_rs_ch_config *cfg,
 				     void *owner, int *err);

@@ -12,7 +12,7 @@
 //! told of was removed first.
 
 use super::bindings;
-use super::rdma_channel::{Channel, ChannelConfig, ChannelHandler, PendingChannel};
+use super::rdma_channel::{Channel, ChannelConfig, ChannelHandler, PendingChannel, Srq};
 use core::ffi::c_void;
 use core::ops::RangeInclusive;
 use core::ptr::NonNull;
@@ -144,6 +144,11 @@ impl IbDevice<'_> {
         Ok(gid)
     }
 
+    /// The `ib_device`, registered while `self` lives.
+    pub(super) fn as_ptr(&self) -> *mut bindings::ib_device {
+        self.dev
+    }
+
     /// The device's identity while it is registered (its address), to
     /// tell devices apart; not a name.
     pub(crate) fn id(&self) -> usize {
@@ -232,9 +237,13 @@ impl ConnectRequest<'_> {
     /// Makes the channel that accepting the request will connect, as
     /// `cfg` asks (and says, on return, as the device gave); its `handler`
     /// is told of it once accepted. Not once rejected.
+    /// With `srq`, a shared receive queue of the request's device whose
+    /// units take `cfg.req_size` bytes, the channel's requests arrive in
+    /// it.
     pub(crate) fn create_channel(
         &self,
         cfg: &mut ChannelConfig,
+        srq: Option<&Srq>,
         handler: Arc<dyn ChannelHandler>,
     ) -> Result<PendingChannel<'_>> {
         if self.rejected.get() {
@@ -242,7 +251,7 @@ impl ConnectRequest<'_> {
         }
         // SAFETY: the id is the request's, live in its handler for the
         // request's lifetime (type invariant).
-        unsafe { super::rdma_channel::create(self.id.as_ptr(), cfg, handler) }
+        unsafe { super::rdma_channel::create(self.id.as_ptr(), cfg, srq, handler) }
     }
 
     /// Accepts the request on `ch` with `private_data` (the login

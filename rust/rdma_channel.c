@@ -6,6 +6,12 @@
  * and the transfers (RDMA READ and WRITE through the kernel's rdma_rw API)
  * of the commands on it.
  *
+ * A channel may take its requests from a shared receive queue instead
+ * of a ring of its own (SCST's use_srq): one per device, whose protection
+ * domain its channels share. A receive completion then finds its channel
+ * through the QP, and its unit goes back to the SRQ whatever became of
+ * the channel.
+ *
  * Completions run in the CQ pool's workqueue (IB_POLL_WORKQUEUE: process
  * context) and call the owner (Rust, rust/rdma.rs). A channel is counted:
  * the last reference queues its destruction on scst_rs_rdma_wq, so that a
@@ -43,7 +49,9 @@ void scst_rs_ch_released(void *owner);
 /* A receive or send unit. */
 struct scst_rs_iu {
 	struct ib_cqe cqe;
+	/* Its channel's, or (receive units only) a shared receive queue's. */
 	struct scst_rs_ch *ch;
+	struct scst_rs_srq *srq;
 	void *buf;
 	u64 dma;
 	u32 index;
@@ -79,6 +87,24 @@ struct scst_rs_xfer {
 	struct scst_rs_rw rw[];
 };
 
+/*
+ * A shared receive queue and its units. Each channel on it holds a
+ * reference, dropped once its QP is destroyed; the last destroys it. It
+ * holds its device: the device's unregistration waits for it.
+ */
+struct scst_rs_srq {
+	struct kref ref;
+	struct ib_device *dev;
+	struct ib_pd *pd;
+	struct ib_srq *srq;
+	u32 size;
+	u32 req_size;
+	struct scst_rs_iu *recv;
+};
+
+/* What an initiator waits before it retries a request the SRQ had no unit for. */
+#define SRQ_RNR_TIMER IB_RNR_TIMER_000_64
+
 enum { CH_CLOSE_QUEUED, CH_DRAINED };
 
 /* How far a channel's teardown went, for scst_rs_ch_report(). */
@@ -100,7 +126,9 @@ struct scst_rs_ch {
 	struct kref ref;
 	struct rdma_cm_id *id;
 	struct ib_device *dev;
+	/* Its own, or its shared receive queue's. */
 	struct ib_pd *pd;
+	struct scst_rs_srq *srq;
 	struct ib_cq *cq;
 	u32 cq_size;
 	struct ib_qp *qp;
@@ -216,7 +244,7 @@ static int post_recv(struct scst_rs_iu *iu)
 	return ib_post_recv(iu->ch->qp, &wr, NULL);
 }
 
-static void free_ius(struct scst_rs_ch *ch, struct scst_rs_iu *ius, u32 n,
+static void free_ius(struct ib_device *dev, struct scst_rs_iu *ius, u32 n,
 		     u32 size, enum dma_data_direction dir)
 {
 	u32 i;
@@ -226,13 +254,16 @@ static void free_ius(struct scst_rs_ch *ch, struct scst_rs_iu *ius, u32 n,
 	for (i = 0; i < n; i++) {
 		if (!ius[i].buf)
 			continue;
-		ib_dma_unmap_single(ch->dev, ius[i].dma, size, dir);
+		ib_dma_unmap_single(dev, ius[i].dma, size, dir);
 		kfree(ius[i].buf);
 	}
 	kvfree(ius);
 }
 
-static struct scst_rs_iu *alloc_ius(struct scst_rs_ch *ch, u32 n, u32 size,
+/* Units of a channel `ch`, or of a shared receive queue `srq`. */
+static struct scst_rs_iu *alloc_ius(struct ib_device *dev,
+				    struct scst_rs_ch *ch,
+				    struct scst_rs_srq *srq, u32 n, u32 size,
 				    enum dma_data_direction dir,
 				    void (*done)(struct ib_cq *, struct ib_wc *))
 {
@@ -245,13 +276,14 @@ static struct scst_rs_iu *alloc_ius(struct scst_rs_ch *ch, u32 n, u32 size,
 		struct scst_rs_iu *iu = &ius[i];
 
 		iu->ch = ch;
+		iu->srq = srq;
 		iu->index = i;
 		iu->cqe.done = done;
 		iu->buf = kzalloc(size, GFP_KERNEL);
 		if (!iu->buf)
 			goto fail;
-		iu->dma = ib_dma_map_single(ch->dev, iu->buf, size, dir);
-		if (ib_dma_mapping_error(ch->dev, iu->dma)) {
+		iu->dma = ib_dma_map_single(dev, iu->buf, size, dir);
+		if (ib_dma_mapping_error(dev, iu->dma)) {
 			kfree(iu->buf);
 			iu->buf = NULL;
 			goto fail;
@@ -259,8 +291,122 @@ static struct scst_rs_iu *alloc_ius(struct scst_rs_ch *ch, u32 n, u32 size,
 	}
 	return ius;
 fail:
-	free_ius(ch, ius, n, size, dir);
+	free_ius(dev, ius, n, size, dir);
 	return NULL;
+}
+
+static int post_srq_recv(struct scst_rs_iu *iu)
+{
+	struct ib_sge sge = {
+		.addr = iu->dma,
+		.length = iu->srq->req_size,
+		.lkey = iu->srq->pd->local_dma_lkey,
+	};
+	struct ib_recv_wr wr = {
+		.wr_cqe = &iu->cqe,
+		.sg_list = &sge,
+		.num_sge = 1,
+	};
+
+	return ib_post_srq_recv(iu->srq->srq, &wr, NULL);
+}
+
+static void srq_free(struct scst_rs_srq *srq)
+{
+	if (srq->srq)
+		scst_rs_rdma->ib_destroy_srq_user(srq->srq, NULL);
+	/* Destroyed, the SRQ holds none of its units any more. */
+	free_ius(srq->dev, srq->recv, srq->size, srq->req_size,
+		 DMA_FROM_DEVICE);
+	if (srq->pd)
+		scst_rs_rdma->ib_dealloc_pd_user(srq->pd, NULL);
+	if (srq->dev)
+		scst_rs_rdma->ib_device_put(srq->dev);
+	kfree(srq);
+	scst_rs_rdma_object_put();
+}
+
+/*
+ * A shared receive queue of up to `size` units of `req_size` bytes on
+ * `dev` (fewer where the device allows fewer), every unit posted.
+ */
+struct scst_rs_srq *scst_rs_srq_create(struct ib_device *dev, u32 size,
+				       u32 req_size, int *err)
+{
+	struct ib_srq_init_attr init = {};
+	struct scst_rs_srq *srq;
+	u32 i;
+	int ret = -ENOMEM;
+
+	srq = kzalloc(sizeof(*srq), GFP_KERNEL);
+	if (!srq)
+		goto out;
+	kref_init(&srq->ref);
+	srq->req_size = req_size;
+	srq->size = min_t(u32, size, dev->attrs.max_srq_wr);
+	scst_rs_rdma_object_get();
+	ret = -ENODEV;
+	if (!ib_device_try_get(dev))
+		goto fail;
+	srq->dev = dev;
+	ret = -EOPNOTSUPP;
+	if (!dev->attrs.max_srq || !srq->size)
+		goto fail;
+	srq->pd = scst_rs_rdma->alloc_pd(dev, 0, "scst_srpt");
+	if (IS_ERR(srq->pd)) {
+		ret = PTR_ERR(srq->pd);
+		srq->pd = NULL;
+		goto fail;
+	}
+	init.attr.max_wr = srq->size;
+	init.attr.max_sge = 1;
+	init.srq_type = IB_SRQT_BASIC;
+	srq->srq = scst_rs_rdma->ib_create_srq_user(srq->pd, &init, NULL,
+						    NULL);
+	if (IS_ERR(srq->srq)) {
+		ret = PTR_ERR(srq->srq);
+		srq->srq = NULL;
+		goto fail;
+	}
+	ret = -ENOMEM;
+	srq->recv = alloc_ius(dev, NULL, srq, srq->size, req_size,
+			      DMA_FROM_DEVICE, recv_done);
+	if (!srq->recv)
+		goto fail;
+	for (i = 0; i < srq->size; i++) {
+		ret = post_srq_recv(&srq->recv[i]);
+		if (ret)
+			goto fail;
+	}
+	return srq;
+fail:
+	srq_free(srq);
+out:
+	*err = ret;
+	return NULL;
+}
+
+/* The units the device gave. */
+u32 scst_rs_srq_size(const struct scst_rs_srq *srq)
+{
+	return srq->size;
+}
+
+static void srq_release(struct kref *ref)
+{
+	srq_free(container_of(ref, struct scst_rs_srq, ref));
+}
+
+/* Drops a reference; the last destroys the SRQ: process context. */
+void scst_rs_srq_put(struct scst_rs_srq *srq)
+{
+	might_sleep();
+	kref_put(&srq->ref, srq_release);
+}
+
+void scst_rs_srq_get(struct scst_rs_srq *srq)
+{
+	kref_get(&srq->ref);
 }
 
 static void qp_event(struct ib_event *event, void *context)
@@ -300,9 +446,13 @@ static int create_qp(struct scst_rs_ch *ch)
 		 */
 		init.cap.max_send_wr = min_t(u32, sq / 2 + 1, attrs->max_qp_wr);
 		init.cap.max_rdma_ctxs = sq / 2;
-		init.cap.max_recv_wr = ch->cfg.rq_size + 1;
 		init.cap.max_send_sge = min_t(u32, attrs->max_send_sge, 16);
-		init.cap.max_recv_sge = 1;
+		if (ch->srq) {
+			init.srq = ch->srq->srq;
+		} else {
+			init.cap.max_recv_wr = ch->cfg.rq_size + 1;
+			init.cap.max_recv_sge = 1;
+		}
 		ret = scst_rs_rdma->rdma_create_qp(ch->id, ch->pd, &init);
 		if (!ret) {
 			ch->qp = ch->id->qp;
@@ -342,11 +492,30 @@ struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
 	ch->cfg.rq_size = min_t(u32, cfg->rq_size, ch->dev->attrs.max_qp_wr - 1);
 	ch->cfg.tx_count = min(cfg->tx_count, ch->cfg.rq_size);
 
-	ch->pd = scst_rs_rdma->alloc_pd(ch->dev, 0, "scst_srpt");
-	if (IS_ERR(ch->pd)) {
-		ret = PTR_ERR(ch->pd);
-		ch->pd = NULL;
-		goto fail;
+	if (cfg->srq) {
+		ret = -EINVAL;
+		if (cfg->srq->dev != ch->dev ||
+		    cfg->srq->req_size != cfg->req_size)
+			goto fail;
+		kref_get(&cfg->srq->ref);
+		ch->srq = cfg->srq;
+		ch->pd = ch->srq->pd;
+		/*
+		 * Credits keep the queue from running out, but should a
+		 * request find it empty (a unit rxe lost), the initiator
+		 * retries it after the timer the receiver-not-ready NAK
+		 * names: by default 655 ms, its whole send queue stalled.
+		 */
+		ret = scst_rs_rdma->rdma_set_min_rnr_timer(id, SRQ_RNR_TIMER);
+		if (ret)
+			goto fail;
+	} else {
+		ch->pd = scst_rs_rdma->alloc_pd(ch->dev, 0, "scst_srpt");
+		if (IS_ERR(ch->pd)) {
+			ret = PTR_ERR(ch->pd);
+			ch->pd = NULL;
+			goto fail;
+		}
 	}
 	/* Every work request may complete (a flush completes them all). */
 	ch->cq_size = ch->cfg.rq_size + 1 + ch->cfg.sq_size * 3 + 1;
@@ -362,16 +531,21 @@ struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
 	if (ret)
 		goto fail;
 	ret = -ENOMEM;
-	ch->recv = alloc_ius(ch, ch->cfg.rq_size, ch->cfg.req_size,
-			     DMA_FROM_DEVICE, recv_done);
-	ch->send = alloc_ius(ch, ch->cfg.tx_count, ch->cfg.rsp_size,
-			     DMA_TO_DEVICE, send_done);
-	if (!ch->recv || !ch->send)
+	ch->send = alloc_ius(ch->dev, ch, NULL, ch->cfg.tx_count,
+			     ch->cfg.rsp_size, DMA_TO_DEVICE, send_done);
+	if (!ch->send)
 		goto fail;
-	for (i = 0; i < ch->cfg.rq_size; i++) {
-		ret = post_recv(&ch->recv[i]);
-		if (ret)
+	if (!ch->srq) {
+		ch->recv = alloc_ius(ch->dev, ch, NULL, ch->cfg.rq_size,
+				     ch->cfg.req_size, DMA_FROM_DEVICE,
+				     recv_done);
+		if (!ch->recv)
 			goto fail;
+		for (i = 0; i < ch->cfg.rq_size; i++) {
+			ret = post_recv(&ch->recv[i]);
+			if (ret)
+				goto fail;
+		}
 	}
 	*cfg = ch->cfg;
 	/* The CM handler finds the channel from now on. */
@@ -381,18 +555,26 @@ struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
 	ch_listed(ch);
 	return ch;
 fail:
-	/* Nothing was connected: what was posted is drained with the QP. */
+	/*
+	 * Nothing was connected: what was posted is drained with the QP,
+	 * and nothing arrived for it from a shared receive queue.
+	 */
 	if (ch->qp) {
-		scst_rs_rdma->ib_drain_qp(ch->qp);
+		if (ch->srq)
+			scst_rs_rdma->ib_drain_sq(ch->qp);
+		else
+			scst_rs_rdma->ib_drain_qp(ch->qp);
 		scst_rs_rdma->rdma_destroy_qp(id);
 	}
-	free_ius(ch, ch->recv, ch->cfg.rq_size, ch->cfg.req_size,
+	free_ius(ch->dev, ch->recv, ch->cfg.rq_size, ch->cfg.req_size,
 		 DMA_FROM_DEVICE);
-	free_ius(ch, ch->send, ch->cfg.tx_count, ch->cfg.rsp_size,
+	free_ius(ch->dev, ch->send, ch->cfg.tx_count, ch->cfg.rsp_size,
 		 DMA_TO_DEVICE);
 	if (ch->cq)
 		scst_rs_rdma->ib_cq_pool_put(ch->cq, ch->cq_size);
-	if (ch->pd)
+	if (ch->srq)
+		scst_rs_srq_put(ch->srq);
+	else if (ch->pd)
 		scst_rs_rdma->ib_dealloc_pd_user(ch->pd, NULL);
 	kfree(ch);
 	ch = NULL;
@@ -429,29 +611,68 @@ static void stop_posting(struct scst_rs_ch *ch)
 	wait_var_event(&ch->posting, !atomic_read(&ch->posting));
 }
 
+/*
+ * How long a QP on a shared receive queue is given to say that it takes
+ * no more of the queue's units (Last WQE Reached) once in the error state.
+ */
+#define LAST_WQE_TIMEOUT (10 * HZ)
+
+/*
+ * Every unit and transfer posted on the QP, and every unit it took from a
+ * shared receive queue, completes before this returns; posting stopped.
+ */
+static void drain(struct scst_rs_ch *ch)
+{
+	struct ib_qp_attr attr = { .qp_state = IB_QPS_ERR };
+
+	if (test_and_set_bit(CH_DRAINED, &ch->flags))
+		return;
+	if (!ch->srq) {
+		scst_rs_rdma->ib_drain_qp(ch->qp);
+		return;
+	}
+	/*
+	 * ib_drain_qp() would poll the CQ itself, which is the pool's. In
+	 * the error state the QP takes no more units from the SRQ once it
+	 * says Last WQE Reached; what it took before is flushed to the CQ
+	 * ahead of the send queue's drain marker. siw never says it: it
+	 * flushes the receive in progress within the state change.
+	 */
+	if (!scst_rs_rdma->ib_modify_qp(ch->qp, &attr, IB_QP_STATE) &&
+	    ch->dev->ops.driver_id != RDMA_DRIVER_SIW &&
+	    !wait_for_completion_timeout(&ch->qp->srq_completion,
+					 LAST_WQE_TIMEOUT))
+		pr_info_ratelimited("scst: RDMA channel: no Last WQE Reached from %s\n",
+				    dev_name(&ch->dev->dev));
+	scst_rs_rdma->ib_drain_sq(ch->qp);
+}
+
 /* The channel's QP, CQ, units and PD, now; the id is the CM's to destroy. */
 static void destroy_verbs(struct scst_rs_ch *ch)
 {
 	if (ch->qp) {
-		if (!test_and_set_bit(CH_DRAINED, &ch->flags))
-			scst_rs_rdma->ib_drain_qp(ch->qp);
+		drain(ch);
 		scst_rs_rdma->rdma_destroy_qp(ch->id);
 		ch->qp = NULL;
 	}
-	free_ius(ch, ch->recv, ch->cfg.rq_size, ch->cfg.req_size,
+	free_ius(ch->dev, ch->recv, ch->cfg.rq_size, ch->cfg.req_size,
 		 DMA_FROM_DEVICE);
 	ch->recv = NULL;
-	free_ius(ch, ch->send, ch->cfg.tx_count, ch->cfg.rsp_size,
+	free_ius(ch->dev, ch->send, ch->cfg.tx_count, ch->cfg.rsp_size,
 		 DMA_TO_DEVICE);
 	ch->send = NULL;
 	if (ch->cq) {
 		scst_rs_rdma->ib_cq_pool_put(ch->cq, ch->cq_size);
 		ch->cq = NULL;
 	}
-	if (ch->pd) {
+	if (ch->srq) {
+		/* Its QP, which held the SRQ, is gone. */
+		scst_rs_srq_put(ch->srq);
+		ch->srq = NULL;
+	} else if (ch->pd) {
 		scst_rs_rdma->ib_dealloc_pd_user(ch->pd, NULL);
-		ch->pd = NULL;
 	}
+	ch->pd = NULL;
 }
 
 /*
@@ -477,8 +698,8 @@ static void close_now(struct scst_rs_ch *ch)
 	stop_posting(ch);
 	if (ch->id)
 		scst_rs_rdma->rdma_disconnect(ch->id);
-	if (ch->qp && !test_and_set_bit(CH_DRAINED, &ch->flags))
-		scst_rs_rdma->ib_drain_qp(ch->qp);
+	if (ch->qp)
+		drain(ch);
 	if (READ_ONCE(ch->stage) < CH_CLOSED)
 		WRITE_ONCE(ch->stage, CH_CLOSED);
 }
@@ -578,14 +799,24 @@ static void completion_failed(struct scst_rs_ch *ch, struct ib_wc *wc,
 	scst_rs_ch_event(ch->owner, ch, SCST_RS_CH_FAILED);
 }
 
+/* A unit of a shared receive queue goes back to it. */
+static void srq_repost(struct scst_rs_iu *iu)
+{
+	if (post_srq_recv(iu))
+		pr_info_ratelimited("scst: RDMA shared receive unit not reposted\n");
+}
+
 static void recv_done(struct ib_cq *cq, struct ib_wc *wc)
 {
 	struct scst_rs_iu *iu = container_of(wc->wr_cqe, struct scst_rs_iu,
 					     cqe);
-	struct scst_rs_ch *ch = iu->ch;
+	/* A shared unit's QP is its channel's until the drain returned. */
+	struct scst_rs_ch *ch = iu->srq ? wc->qp->qp_context : iu->ch;
 
 	if (wc->status != IB_WC_SUCCESS) {
 		completion_failed(ch, wc, "receive");
+		if (iu->srq)
+			srq_repost(iu);
 		return;
 	}
 	ib_dma_sync_single_for_cpu(ch->dev, iu->dma, ch->cfg.req_size,
@@ -594,6 +825,10 @@ static void recv_done(struct ib_cq *cq, struct ib_wc *wc)
 			    min(wc->byte_len, ch->cfg.req_size));
 	ib_dma_sync_single_for_device(ch->dev, iu->dma, ch->cfg.req_size,
 				      DMA_FROM_DEVICE);
+	if (iu->srq) {
+		srq_repost(iu);
+		return;
+	}
 	if (!post_begin(ch))
 		return;
 	if (post_recv(iu))

@@ -350,9 +350,69 @@ impl Drop for PendingChannel<'_> {
     }
 }
 
+/// A device's shared receive queue (SCST's `use_srq`): the channels made
+/// with it take their requests from its units, not from rings of their
+/// own. A counted reference; dropping the last destroys the queue, which
+/// sleeps (process context).
+///
+/// # Invariants
+///
+/// `srq` is a shared receive queue of `rdma_channel.c` of which this
+/// holds a reference. The queue holds its device (whose unregistration
+/// waits for it) and counts as an RDMA object (the table stays attached).
+pub(crate) struct Srq {
+    srq: NonNull<bindings::scst_rs_srq>,
+}
+
+// SAFETY: the queue's functions may be called from any thread (its count
+// is atomic, its posts the device's).
+unsafe impl Send for Srq {}
+// SAFETY: as above; no `&self` method changes anything.
+unsafe impl Sync for Srq {}
+
+impl Srq {
+    /// A shared receive queue on `dev` of up to `size` units of
+    /// `req_size` bytes (as many as the device allows), every one posted.
+    /// `EOPNOTSUPP`: the device has none.
+    pub(crate) fn new(dev: &super::rdma::IbDevice<'_>, size: u32, req_size: u32) -> Result<Self> {
+        let mut err = 0;
+        // SAFETY: the device is registered and the table attached while
+        // `dev` lives (its invariant); the helper takes its own reference
+        // to the device.
+        let srq = unsafe { bindings::scst_rs_srq_create(dev.as_ptr(), size, req_size, &mut err) };
+        let srq = NonNull::new(srq).ok_or_else(|| Error::from_errno(err))?;
+        // INVARIANT: the creator's reference.
+        Ok(Self { srq })
+    }
+
+    /// Its units: what the device gave.
+    pub(crate) fn size(&self) -> u32 {
+        // SAFETY: the queue is live (type invariant).
+        unsafe { bindings::scst_rs_srq_size(self.srq.as_ptr()) }
+    }
+}
+
+impl Clone for Srq {
+    fn clone(&self) -> Self {
+        // SAFETY: this holds a reference (type invariant).
+        unsafe { bindings::scst_rs_srq_get(self.srq.as_ptr()) };
+        // INVARIANT: the reference just taken.
+        Self { srq: self.srq }
+    }
+}
+
+impl Drop for Srq {
+    fn drop(&mut self) {
+        // SAFETY: gives back this reference (type invariant).
+        unsafe { bindings::scst_rs_srq_put(self.srq.as_ptr()) };
+    }
+}
+
 /// Creates the channel of a connect request's `id`, its receive units
-/// posted, as `cfg` asks (and says, on return, as the device gave).
-/// Called by [`super::rdma::ConnectRequest::create_channel`].
+/// posted, as `cfg` asks (and says, on return, as the device gave); on
+/// `srq` (which must be of the request's device, its units of
+/// `cfg.req_size` bytes, else `EINVAL`) if given. Called by
+/// [`super::rdma::ConnectRequest::create_channel`].
 ///
 /// # Safety
 ///
@@ -360,6 +420,7 @@ impl Drop for PendingChannel<'_> {
 pub(super) unsafe fn create<'a>(
     id: *mut bindings::rdma_cm_id,
     cfg: &mut ChannelConfig,
+    srq: Option<&Srq>,
     handler: Arc<dyn ChannelHandler>,
 ) -> Result<PendingChannel<'a>> {
     let owner = KBox::into_raw(KBox::new(handler, GFP_KERNEL)?);
@@ -373,10 +434,13 @@ pub(super) unsafe fn create<'a>(
             .comp_vector
             .and_then(|v| i32::try_from(v).ok())
             .unwrap_or(-1),
+        srq: srq.map_or(core::ptr::null_mut(), |q| q.srq.as_ptr()),
     };
     let mut err = 0;
     // SAFETY: `id` is live in its handler (contract); `owner` is a boxed
-    // handler the channel hands back through `scst_rs_ch_released`.
+    // handler the channel hands back through `scst_rs_ch_released`;
+    // `raw.srq` is null or a live queue (which the helper checks is of
+    // the id's device, and takes a reference to).
     let ch = unsafe { bindings::scst_rs_ch_create(id, &mut raw, owner.cast(), &mut err) };
     let Some(ch) = NonNull::new(ch) else {
         // SAFETY: the channel was not made: the box is still ours.

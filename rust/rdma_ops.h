@@ -23,6 +23,10 @@ struct ib_pd;
 struct ib_cq;
 struct ib_qp;
 struct ib_qp_init_attr;
+struct ib_qp_attr;
+struct ib_srq;
+struct ib_srq_init_attr;
+struct ib_usrq_object;
 struct ib_udata;
 struct ib_cqe;
 struct ib_send_wr;
@@ -42,7 +46,7 @@ enum ib_event_type;
 enum rdma_link_layer;
 
 /* Bumped whenever the table changes, so that a stale scst_srpt.ko is told. */
-#define SCST_RDMA_OPS_VERSION 3
+#define SCST_RDMA_OPS_VERSION 4
 
 struct scst_rdma_ops {
 	unsigned int version;
@@ -63,6 +67,16 @@ struct scst_rdma_ops {
 					enum ib_poll_context poll_ctx);
 	void (*ib_cq_pool_put)(struct ib_cq *cq, unsigned int nr_cqe);
 	void (*ib_drain_qp)(struct ib_qp *qp);
+	void (*ib_drain_sq)(struct ib_qp *qp);
+	int (*ib_modify_qp)(struct ib_qp *qp, struct ib_qp_attr *qp_attr,
+			    int qp_attr_mask);
+	struct ib_srq *(*ib_create_srq_user)(struct ib_pd *pd,
+					     struct ib_srq_init_attr *init,
+					     struct ib_usrq_object *uobject,
+					     struct ib_udata *udata);
+	int (*ib_destroy_srq_user)(struct ib_srq *srq, struct ib_udata *udata);
+	void (*ib_device_put)(struct ib_device *device);
+	int (*rdma_set_min_rnr_timer)(struct rdma_cm_id *id, u8 min_rnr_timer);
 	struct rdma_cm_id *(*create_kernel_id)(
 		struct net *net,
 		int (*handler)(struct rdma_cm_id *, struct rdma_cm_event *),

@@ -20,6 +20,7 @@
 //! the channel's FIFO until a completion frees room (SCST's XMIT_WAIT).
 
 use super::command::{self, PendingResponse, PendingWrite};
+use super::srq::Credits;
 use super::{iu, SrptShared};
 use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::pr_peer;
@@ -675,19 +676,32 @@ impl SrpChannel {
     }
 }
 
-/// What the RDMA channel tells its SRP channel.
-pub(super) struct Events(pub(super) Arc<SrpChannel>);
+/// What the RDMA channel tells its SRP channel; and the units of the
+/// device's shared receive queue its credits stand for, if it is on one.
+pub(super) struct Events {
+    srp: Arc<SrpChannel>,
+    _credits: Option<Credits>,
+}
+
+impl Events {
+    pub(super) fn new(srp: Arc<SrpChannel>, credits: Option<Credits>) -> Self {
+        Self {
+            srp,
+            _credits: credits,
+        }
+    }
+}
 
 impl Drop for Events {
     /// The RDMA channel is destroyed.
     fn drop(&mut self) {
-        self.0.live.trace.released.store(true, Ordering::Relaxed);
+        self.srp.live.trace.released.store(true, Ordering::Relaxed);
     }
 }
 
 impl ChannelHandler for Events {
     fn received(&self, ch: &ChannelRef<'_>, iu_bytes: &[u8]) {
-        let this = &self.0;
+        let this = &self.srp;
         match iu_bytes.first().copied() {
             Some(iu::opcode::CMD | iu::opcode::TSK_MGMT) => this.request(ch, iu_bytes),
             Some(iu::opcode::I_LOGOUT) => {
@@ -714,7 +728,7 @@ impl ChannelHandler for Events {
     }
 
     fn sent(&self, ch: &ChannelRef<'_>, slot: u32, _ok: bool) {
-        let this = &self.0;
+        let this = &self.srp;
         // Its buffer goes with it: the data-in was read.
         this.release_slot(slot, false);
         this.serve_deferred(ch);
@@ -722,7 +736,7 @@ impl ChannelHandler for Events {
     }
 
     fn read_done(&self, ch: &ChannelRef<'_>, cookie: u64, ok: bool) {
-        let this = &self.0;
+        let this = &self.srp;
         if let Ok(slot) = u32::try_from(cookie) {
             this.data_out_done(ch, slot, ok);
         }
@@ -730,7 +744,7 @@ impl ChannelHandler for Events {
     }
 
     fn event(&self, _ch: &ChannelRef<'_>, event: ChannelEvent) {
-        let this = &self.0;
+        let this = &self.srp;
         match event {
             ChannelEvent::Established => {}
             ChannelEvent::Closed | ChannelEvent::Failed => {

@@ -120,3 +120,17 @@ pub fn target_name(gid: &[u8; 16]) -> [u8; 39] {
     }
     name
 }
+
+/// The fewest credits a channel on a shared receive queue is worth: one
+/// for a command, one for task management (ib_srp keeps that one back).
+pub const LEAST_SRQ_CREDITS: u32 = 2;
+
+/// The credits a new channel on a shared receive queue gets, of the `free`
+/// units no channel was promised yet, when it wants `want` (its own
+/// ring's size): at most half of them, so that the initiator's further
+/// channels and other initiators get some, but never fewer than the least
+/// while that many are left; `None` once fewer are.
+pub fn srq_credits(free: u32, want: u32) -> Option<u32> {
+    let n = (free / 2).max(LEAST_SRQ_CREDITS.min(free)).min(want);
+    (n >= LEAST_SRQ_CREDITS).then_some(n)
+}

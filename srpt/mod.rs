@@ -19,6 +19,7 @@
 
 mod channel;
 mod command;
+mod srq;
 // Shared with the host tests, which use all of it.
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod data;
@@ -35,7 +36,7 @@ use crate::kernel_ext::rdma::{
     CmListener, CmListenerHandler, ConnectRequest, IbClientDevice, IbDevice, Rdma, RdmaHandler,
     RdmaHost, SrptParams,
 };
-use crate::kernel_ext::rdma_channel::ChannelConfig;
+use crate::kernel_ext::rdma_channel::{ChannelConfig, Srq};
 use crate::kernel_ext::sysfs::SysfsBuf;
 use crate::kernel_ext::wq::OwnedQueue;
 use crate::scst_core::{
@@ -46,7 +47,7 @@ use crate::scst_core::{
 };
 use channel::{Events, Nexus, SrpChannel, Terms};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     c_str, new_mutex,
@@ -54,6 +55,7 @@ use kernel::{
     str::CStr,
     sync::{Arc, Mutex},
 };
+use srq::DeviceSrq;
 
 /// Receive units posted per channel: the requests an initiator may have
 /// outstanding (SCST's limit; a device with fewer work requests lowers it).
@@ -442,6 +444,11 @@ struct Handler {
     /// The RDMA/CM listener, while attached with `rdma_cm_port` set.
     #[pin]
     listener: Mutex<Option<CmListener>>,
+    /// `srpt_srq_size` with `use_srq` of the attached stack (0: without),
+    /// and `srp_max_req_size`: what each device's shared receive queue
+    /// is made of.
+    srq_size: AtomicU32,
+    req_size: AtomicU32,
 }
 
 /// The ranges SCST's ib_srpt takes its parameters in (a request unit for
@@ -454,6 +461,8 @@ const MIN_MAX_RSP_SIZE: u32 = iu::RSP_LEN as u32 + 4;
 const MAX_MAX_RSP_SIZE: u32 = 4096;
 const MIN_SQ_SIZE: u32 = 16;
 const MAX_SQ_SIZE: u32 = 16384;
+const MIN_SRQ_SIZE: u32 = 4;
+const MAX_SRQ_SIZE: u32 = 65535;
 
 /// Refuses parameters out of range, saying which.
 fn check_params(p: &SrptParams) -> Result {
@@ -471,6 +480,7 @@ fn check_params(p: &SrptParams) -> Result {
             MAX_MAX_RSP_SIZE,
         ),
         ("srpt_sq_size", p.srpt_sq_size, MIN_SQ_SIZE, MAX_SQ_SIZE),
+        ("srpt_srq_size", p.srpt_srq_size, MIN_SRQ_SIZE, MAX_SRQ_SIZE),
     ];
     for (name, value, min, max) in checks {
         if value < min || value > max {
@@ -494,6 +504,13 @@ impl RdmaHandler for Handler {
         let scst = &self.shared.scst;
         self.service_guid
             .store(params.srpt_service_guid, Ordering::Relaxed);
+        let srq_size = match params.use_srq {
+            true => params.srpt_srq_size,
+            false => 0,
+        };
+        self.srq_size.store(srq_size, Ordering::Relaxed);
+        self.req_size
+            .store(params.srp_max_req_size, Ordering::Relaxed);
         scst.register_target_driver(self.shared.driver.clone())?;
         if let Err(e) = rdma.register_client() {
             scst.unregister_target_driver(DRIVER);
@@ -566,6 +583,30 @@ impl RdmaHandler for Handler {
             }),
             GFP_KERNEL,
         )?;
+        let srq = match self.srq_size.load(Ordering::Relaxed) {
+            0 => None,
+            size => match Srq::new(dev, size, self.req_size.load(Ordering::Relaxed))
+                .and_then(DeviceSrq::new)
+            {
+                Ok(srq) => {
+                    pr_info!(
+                        "ib_srpt: {}: shared receive queue of {} units\n",
+                        dev.name(),
+                        srq.queue.size()
+                    );
+                    Some(srq)
+                }
+                Err(e) => {
+                    // As SCST's and LIO's targets do: work without.
+                    pr_warn!(
+                        "ib_srpt: {}: no shared receive queue ({:?}): a ring per channel\n",
+                        dev.name(),
+                        e
+                    );
+                    None
+                }
+            },
+        };
         let mut list = KVec::new();
         shared.devices.lock().reserve(1, GFP_KERNEL)?;
         list.reserve(4, GFP_KERNEL)?;
@@ -637,6 +678,7 @@ impl RdmaHandler for Handler {
                     removed: false,
                     list,
                     nexuses: KVec::new(),
+                    srq,
                 }),
                 live,
             }),
@@ -696,6 +738,20 @@ impl core::fmt::Display for Immediate {
 struct Accepted {
     vector: Option<u32>,
     immediate_offset: Option<usize>,
+    /// Its credits, on the device's shared receive queue.
+    srq_credits: Option<u32>,
+}
+
+/// Where a channel's requests arrive, as the log says it.
+struct Receives(Option<u32>);
+
+impl core::fmt::Display for Receives {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, ", {} credits of the shared receive queue", n),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A login's refusal: the SRP_LOGIN_REJ reason and what the log says.
@@ -727,13 +783,14 @@ impl CmListenerHandler for Logins {
         match self.login(req, &login, peer_str) {
             Ok(accepted) => pr_peer!(
                 pr_info,
-                "ib_srpt: {} logged in on {} port {} (it_iu_len {}, completion vector {}, {})\n",
+                "ib_srpt: {} logged in on {} port {} (it_iu_len {}, completion vector {}, {}{})\n",
                 peer_str,
                 req.device().name(),
                 req.port(),
                 login.req_it_iu_len,
                 Vector(accepted.vector),
-                Immediate(accepted.immediate_offset)
+                Immediate(accepted.immediate_offset),
+                Receives(accepted.srq_credits)
             ),
             Err(Refused(reason, why)) => {
                 pr_peer!(
@@ -784,6 +841,17 @@ impl Logins {
         };
         let others = device.has_channels_of(&login.initiator_port_id, port);
         let grant = login::judge(login, &limits, others).map_err(|r| Refused(r, "refused"))?;
+        // On the device's shared receive queue, if it has one: as many
+        // credits as it has units for.
+        let srq = device.channels.lock().srq.clone();
+        let credits = match &srq {
+            Some(q) => Some(q.credits(RQ_SIZE).ok_or(Refused(
+                INSUFFICIENT_RESOURCES,
+                "shared receive queue taken",
+            ))?),
+            None => None,
+        };
+        let depth = credits.as_ref().map_or(RQ_SIZE, |c| c.count());
         if grant.terminate_others {
             device.shutdown_channels_of(&login.initiator_port_id, port);
         }
@@ -832,7 +900,7 @@ impl Logins {
             immediate_offset: grant.immediate_offset.map(usize::from),
         };
         let srp = match Counted::new(&device.live, peer).and_then(|live| {
-            SrpChannel::new(self.shared.clone(), nexus.clone(), terms, RQ_SIZE, live)
+            SrpChannel::new(self.shared.clone(), nexus.clone(), terms, depth, live)
         }) {
             Ok(srp) => srp,
             Err(_) => {
@@ -841,22 +909,24 @@ impl Logins {
             }
         };
         let mut cfg = ChannelConfig {
-            rq_size: RQ_SIZE,
+            rq_size: depth,
             req_size: self.params.srp_max_req_size,
-            tx_count: RQ_SIZE,
+            tx_count: depth,
             rsp_size: self.params.srp_max_rsp_size,
             sq_size: self.params.srpt_sq_size,
             comp_vector: self.shared.driver.next_vector(&target),
         };
         let vector = cfg.comp_vector;
-        let events = match Arc::new(Events(srp.clone()), GFP_KERNEL) {
+        // The credits go back once the RDMA channel is destroyed.
+        let events = match Arc::new(Events::new(srp.clone(), credits), GFP_KERNEL) {
             Ok(e) => e,
             Err(_) => {
                 srp.shutdown();
                 return Err(Refused(INSUFFICIENT_RESOURCES, "no memory"));
             }
         };
-        let pending = match req.create_channel(&mut cfg, events) {
+        // The channel takes its own reference to the queue.
+        let pending = match req.create_channel(&mut cfg, srq.as_ref().map(|q| &q.queue), events) {
             Ok(p) => p,
             Err(e) => {
                 pr_warn!("ib_srpt: {}: no RDMA channel ({:?})\n", peer, e);
@@ -883,6 +953,7 @@ impl Logins {
                 Ok(Accepted {
                     vector,
                     immediate_offset: terms.immediate_offset,
+                    srq_credits: srq.is_some().then_some(cfg.tx_count),
                 })
             }
             Err(e) => {
@@ -906,6 +977,8 @@ struct DeviceChannels {
     removed: bool,
     list: KVec<Arc<SrpChannel>>,
     nexuses: KVec<Arc<Nexus>>,
+    /// The device's shared receive queue (`use_srq`), until it is removed.
+    srq: Option<DeviceSrq>,
 }
 
 /// An RDMA device: its targets, one per port, and its channels.
@@ -1017,6 +1090,10 @@ impl IbClientDevice for SrptDevice {
         }
         drop(list);
         self.live.wait_none(self.name());
+        // Its channels are gone, and with them their references: this
+        // destroys the queue (the device's unregistration waits for it).
+        let srq = self.channels.lock().srq.take();
+        drop(srq);
         {
             let mut devices = self.shared.devices.lock();
             if let Some(i) = devices.iter().position(|d| d.dev_id == self.dev_id) {
@@ -1064,6 +1141,8 @@ pub(crate) fn register(scst: &Arc<Scst>) -> Result<Srpt> {
             shared: handler_shared,
             service_guid: AtomicU64::new(0),
             listener <- new_mutex!(None),
+            srq_size: AtomicU32::new(0),
+            req_size: AtomicU32::new(0),
         }),
         GFP_KERNEL,
     )?;

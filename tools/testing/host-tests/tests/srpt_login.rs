@@ -132,3 +132,31 @@ fn initiators_are_named_by_their_port_id() {
     id[8..].copy_from_slice(&0x0002_c903_000f_e0c1u64.to_be_bytes());
     assert_eq!(&initiator_name(&id), b"0x00000000000000000002c903000fe0c1");
 }
+
+#[test]
+fn a_shared_receive_queue_never_promises_more_than_it_has() {
+    // A login takes at most half of what is left, and its own ring's size.
+    assert_eq!(srq_credits(4095, 128), Some(128));
+    assert_eq!(srq_credits(64, 128), Some(32));
+    assert_eq!(srq_credits(32, 128), Some(16));
+    // The least while that many are left, then nothing.
+    assert_eq!(srq_credits(3, 128), Some(2));
+    assert_eq!(srq_credits(2, 128), Some(2));
+    assert_eq!(srq_credits(1, 128), None);
+    assert_eq!(srq_credits(0, 128), None);
+    // Logins one after another: never more than the queue's units, and
+    // every login gets some until fewer than the least are left.
+    for units in [4, 16, 64, 4095, 65535] {
+        let mut free = units;
+        let mut promised = 0;
+        while let Some(n) = srq_credits(free, 128) {
+            assert!((LEAST_SRQ_CREDITS..=128).contains(&n) && n <= free);
+            free -= n;
+            promised += n;
+        }
+        assert!(
+            promised <= units && free < LEAST_SRQ_CREDITS,
+            "{units}: {free} left"
+        );
+    }
+}
