@@ -226,6 +226,17 @@ def srp_login(kind, lun_mb=64, device=None, srpt_params=()):
             srp_logout()
 
 
+def sessions_gone(sessions, seconds=10):
+    """Waits up to `seconds` for the target's `sessions` directory to
+    empty (a logout ends sessions asynchronously); returns whether it
+    did."""
+    for _ in range(seconds * 10):
+        if not os.listdir(sessions):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def fio_verify(disk, bs, size, *extra):
     """fio writes `size` of `disk` in `bs` blocks at QD32 and reads every
     block back against its checksum."""
@@ -267,10 +278,7 @@ def test_io_through_an_srp_login(rdma_free, kind):
         sh("mkfs.ext4", "-q", "-F", disk)
         sh("fsck.ext4", "-f", "-n", disk)
         srp_logout()
-        for _ in range(100):
-            if not os.listdir(sessions):
-                break
-            time.sleep(0.1)
+        sessions_gone(sessions)
         assert os.listdir(sessions) == []
         last = vectors - 1
         assert write(f"{t}/comp_v_mask", f"{1 << last:x}") == 0
@@ -353,10 +361,7 @@ def test_channels_share_a_receive_queue(rdma_free, kind):
             srp_logout()
             assert srp_hosts_gone(), "ib_srp's logout did not end"
             kill_fio(fio)
-            for _ in range(100):
-                if not os.listdir(sessions):
-                    break
-                time.sleep(0.1)
+            sessions_gone(sessions)
             assert os.listdir(sessions) == [], os.listdir(sessions)
             relogin = f"scst-test: srp relogin {round} on a shared receive queue"
             mark_dmesg(relogin)
@@ -369,10 +374,7 @@ def test_channels_share_a_receive_queue(rdma_free, kind):
             fio_verify(disk, "4k", "4M", "--rw=randwrite")
         srp_logout()
         assert srp_hosts_gone(), "ib_srp's logout did not end"
-        for _ in range(100):
-            if not os.listdir(sessions):
-                break
-            time.sleep(0.1)
+        sessions_gone(sessions)
         queues = shared_receive_queues(ibdev)
         assert len(queues) == 1 and not queues[0][1], queues
         # At QD32 on 16 credits ib_srp uses a credit again before the
@@ -544,10 +546,7 @@ def test_relogin_in_a_loop_under_io_through_multipath(rdma_free):
                 fio.communicate()
             subprocess.run(["dmsetup", "remove", "--retry", "srp-mp"], check=False)
         srp_logout()
-        for _ in range(100):
-            if not os.listdir(sessions):
-                break
-            time.sleep(0.1)
+        sessions_gone(sessions)
         assert os.listdir(sessions) == [], os.listdir(sessions)
 
 
@@ -1009,10 +1008,7 @@ def test_malformed_logins_and_units_are_answered(rdma_free):
             said = raw.send(srp_cmd(next(tags), inquiry) + bytes(max_it_iu_len), ms=10000)
             assert said == "DISCONNECTED" or said.startswith("SEND_ERROR"), said
         sessions = os.path.join(DRIVER, gid, "sessions")
-        for _ in range(100):
-            if not os.listdir(sessions):
-                break
-            time.sleep(0.1)
+        sessions_gone(sessions)
         assert os.listdir(sessions) == []
         # The target still logs a good initiator in.
         with RawSrp(ip, good) as raw:
