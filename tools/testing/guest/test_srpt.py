@@ -316,17 +316,15 @@ def srq_credits(log):
                                        log)]
 
 
-def srp_relogin(ibdev, ip):
-    """ib_srp's login again, once its last logout let go of the target
-    port (until then it refuses the same port: EEXIST)."""
-    guid = node_guid(ibdev)
-    options = f"id_ext={guid},ioc_guid={guid},dest={ip}:5000,src={ip}"
-    for _ in range(100):
-        err = srp_add_target(ibdev, options)
-        if err != errno.EEXIST:
+def srq_left_by_qps(ibdev, seconds=30):
+    """Waits up to `seconds` for the device's shared receive queue to have
+    no QP on it (every channel on it destroyed); returns the queues."""
+    for _ in range(seconds * 10):
+        queues = shared_receive_queues(ibdev)
+        if all(not qps for _, qps in queues):
             break
         time.sleep(0.1)
-    assert err == 0, os.strerror(err)
+    return queues
 
 
 @pytest.mark.parametrize("kind", ["rxe", "siw"])
@@ -338,9 +336,11 @@ def test_channels_share_a_receive_queue(rdma_free, kind):
     free again is kept, not dropped. Every channel is on it, say the log and the
     RDMA core; fio verifies 4 KiB and 1 MiB writes at QD32. Three times the
     initiator logs out under fio (its requests in flight flush back to the
-    queue) and in again: its channels get the same credits again, and fio
-    verifies. After the last logout no QP is left on the queue, and with
-    scst_srpt gone no queue is left."""
+    queue) and, once their QPs left the queue, in again (as a target port
+    of its own: ib_srp refuses the same one while it still tears the last
+    one down): its channels get the same credits again, and fio verifies.
+    After the last logout no QP is left on the queue, and with scst_srpt
+    gone no queue is left."""
     params = ("use_srq=1", "srpt_srq_size=64")
     mark = f"scst-test: srp shared receive queue over {kind}"
     mark_dmesg(mark)
@@ -354,7 +354,6 @@ def test_channels_share_a_receive_queue(rdma_free, kind):
         assert len(queues) == 1 and len(queues[0][1]) == len(logins), (queues, logins)
         fio_verify(disk, "4k", "8M", "--rw=randwrite")
         fio_verify(disk, "1M", "16M", "--rw=write")
-        ip = nic_ipv4(guest_nic())
         for round in range(3):
             fio = fio_running(disk, 60)
             time.sleep(2)
@@ -363,19 +362,24 @@ def test_channels_share_a_receive_queue(rdma_free, kind):
             kill_fio(fio)
             sessions_gone(sessions)
             assert os.listdir(sessions) == [], os.listdir(sessions)
+            # The channels' credits come back once they are destroyed,
+            # right after their QPs.
+            queues = srq_left_by_qps(ibdev)
+            assert len(queues) == 1 and not queues[0][1], queues
+            time.sleep(0.5)
             relogin = f"scst-test: srp relogin {round} on a shared receive queue"
             mark_dmesg(relogin)
-            srp_relogin(ibdev, ip)
+            # A target port of its own (initiator_ext): ib_srp refuses the
+            # same one while it still tears the last one down.
+            _, disk = srp_path_login(ibdev, round + 1)
             # The channels that left gave their credits back.
             assert srq_credits(dmesg_since(relogin)) == [32, 16], dmesg_since(relogin)[-3000:]
-            disk = device_of(srp_scsi_devices, "block/sd*")
-            assert disk, srp_scsi_devices()
             sh("udevadm", "settle", check=False)
             fio_verify(disk, "4k", "4M", "--rw=randwrite")
         srp_logout()
         assert srp_hosts_gone(), "ib_srp's logout did not end"
         sessions_gone(sessions)
-        queues = shared_receive_queues(ibdev)
+        queues = srq_left_by_qps(ibdev)
         assert len(queues) == 1 and not queues[0][1], queues
         # At QD32 on 16 credits ib_srp uses a credit again before the
         # response's send completed here: kept, never dropped.
