@@ -228,12 +228,16 @@ static bool post_begin(struct scst_rs_ch *ch)
 	return true;
 }
 
-static int post_recv(struct scst_rs_iu *iu)
+/*
+ * Posts receive unit `iu` (`len` bytes) to its shared receive queue, or
+ * else to its channel's QP.
+ */
+static int post_unit(struct scst_rs_iu *iu, u32 len, struct ib_pd *pd)
 {
 	struct ib_sge sge = {
 		.addr = iu->dma,
-		.length = iu->ch->cfg.req_size,
-		.lkey = iu->ch->pd->local_dma_lkey,
+		.length = len,
+		.lkey = pd->local_dma_lkey,
 	};
 	struct ib_recv_wr wr = {
 		.wr_cqe = &iu->cqe,
@@ -241,7 +245,14 @@ static int post_recv(struct scst_rs_iu *iu)
 		.num_sge = 1,
 	};
 
+	if (iu->srq)
+		return ib_post_srq_recv(iu->srq->srq, &wr, NULL);
 	return ib_post_recv(iu->ch->qp, &wr, NULL);
+}
+
+static int post_recv(struct scst_rs_iu *iu)
+{
+	return post_unit(iu, iu->ch->cfg.req_size, iu->ch->pd);
 }
 
 static void free_ius(struct ib_device *dev, struct scst_rs_iu *ius, u32 n,
@@ -297,18 +308,7 @@ fail:
 
 static int post_srq_recv(struct scst_rs_iu *iu)
 {
-	struct ib_sge sge = {
-		.addr = iu->dma,
-		.length = iu->srq->req_size,
-		.lkey = iu->srq->pd->local_dma_lkey,
-	};
-	struct ib_recv_wr wr = {
-		.wr_cqe = &iu->cqe,
-		.sg_list = &sge,
-		.num_sge = 1,
-	};
-
-	return ib_post_srq_recv(iu->srq->srq, &wr, NULL);
+	return post_unit(iu, iu->srq->req_size, iu->srq->pd);
 }
 
 static void srq_free(struct scst_rs_srq *srq)

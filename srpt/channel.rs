@@ -310,15 +310,22 @@ impl SrpChannel {
     /// Send unit `slot` is free again; `unanswered`, its request got no
     /// response, and its credit goes with the next one.
     pub(super) fn release_slot(&self, slot: u32, unanswered: bool) {
+        self.free_slot(slot, unanswered);
+    }
+
+    /// [`Self::release_slot`], saying whether requests wait for a unit
+    /// (under the same lock: a send completion looks only then).
+    fn free_slot(&self, slot: u32, unanswered: bool) -> bool {
         let mut st = self.state.lock();
+        let kept = !st.deferred.is_empty();
         if unanswered {
             st.owed = st.owed.saturating_add(1);
         }
         let Some(s) = st.slots.get_mut(slot as usize) else {
-            return;
+            return kept;
         };
         if matches!(s, Slot::Free) {
-            return;
+            return kept;
         }
         // What it held (a buffer a user-space handler lent) is given back
         // outside the lock.
@@ -327,6 +334,7 @@ impl SrpChannel {
         let _ = st.free.push(slot, GFP_KERNEL);
         drop(st);
         drop(held);
+        kept
     }
 
     /// A request that gets no response took a credit.
@@ -730,8 +738,9 @@ impl ChannelHandler for Events {
     fn sent(&self, ch: &ChannelRef<'_>, slot: u32, _ok: bool) {
         let this = &self.srp;
         // Its buffer goes with it: the data-in was read.
-        this.release_slot(slot, false);
-        this.serve_deferred(ch);
+        if this.free_slot(slot, false) {
+            this.serve_deferred(ch);
+        }
         this.after_completion(ch);
     }
 
