@@ -87,6 +87,11 @@ pub(crate) trait TgtCmd: Send + 'static {
         None
     }
 
+    /// Whether [`Self::refused`] has an answer (without copying it).
+    fn is_refused(&self) -> bool {
+        self.refused().is_some()
+    }
+
     /// The buffer, while it only stages the data-out until the logical
     /// unit lends its own on the worker (PREPARE_SPACE late: see
     /// [`Command::lend_staged`]).
@@ -254,12 +259,15 @@ impl<T: TgtCmd> Body<T> {
                 }
             },
         };
-        if let Some(body) = slot.take() {
+        // Answered and dropped where it lies: a body is a large value,
+        // and moving it out first would copy it.
+        if let Some(body) = slot.as_mut() {
             match done {
                 Ok(response) => body.respond(response),
                 Err(aborted) => body.end_aborted(aborted),
             }
         }
+        *slot = None;
     }
 
     /// EXEC, then DEV_DONE and PRE_XMIT_RESP of a command that completed
@@ -277,7 +285,11 @@ impl<T: TgtCmd> Body<T> {
         }
         self.command.set_state(State::Exec);
         let lent = self.tgt.lent();
-        let response = match (self.tgt.refused(), &self.command.tgt_dev) {
+        let refused = match self.tgt.is_refused() {
+            true => self.tgt.refused(),
+            false => None,
+        };
+        let response = match (refused, &self.command.tgt_dev) {
             (Some(LendRefused::Sense(s)), Some(t)) => {
                 Response::check_condition(s, t.dev.lu.sense_format())
             }
@@ -333,10 +345,11 @@ impl<T: TgtCmd> Body<T> {
         self.respond(response);
     }
 
-    /// XMIT_RESP, then FINISHED when the body drops: the INIT record ends
-    /// the command in the task set and the in-flight set. A command task
-    /// management aborted while it executed ends as one aborted before.
-    fn respond(self, response: Response) {
+    /// XMIT_RESP, then FINISHED when the body drops (its owner drops it
+    /// next): the INIT record ends the command in the task set and the
+    /// in-flight set. A command task management aborted while it executed
+    /// ends as one aborted before.
+    fn respond(&mut self, response: Response) {
         match self.command.abort_response() {
             Some(aborted) => self.end_aborted(aborted),
             None if self.command.commit_response() => self.send(response),
@@ -346,7 +359,7 @@ impl<T: TgtCmd> Body<T> {
     }
 
     /// XMIT_RESP to FINISHED.
-    fn send(mut self, response: Response) {
+    fn send(&mut self, response: Response) {
         self.command.set_state(State::XmitResp);
         self.tgt.xmit_response(response);
         self.command.set_state(State::Finished);
@@ -354,7 +367,7 @@ impl<T: TgtCmd> Body<T> {
 
     /// An aborted command ends: with `response` (TASK ABORTED, for another
     /// nexus' abort under TAS), or without one.
-    fn end_aborted(mut self, response: Option<Response>) {
+    fn end_aborted(&mut self, response: Option<Response>) {
         match response {
             Some(r) => self.send(r),
             None => {
@@ -664,7 +677,9 @@ impl Command {
         context: Context,
     ) {
         self.set_state(State::TgtPreExec);
-        let mut body = Body {
+        // Made where it stays until it ends or moves to a worker: a body
+        // is a large value, and each move copies it.
+        let mut slot = Some(Body {
             command: self,
             cdb: [0; MAX_CDB_LEN],
             cdb_len: cdb.len().min(MAX_CDB_LEN),
@@ -672,20 +687,22 @@ impl Command {
             tgt,
             deferred: None,
             tried_nowait: false,
+        });
+        let Some(body) = slot.as_mut() else {
+            return;
         };
         let n = body.cdb_len;
         body.cdb[..n].copy_from_slice(&cdb[..n]);
         let (nexus, ticket) = match (&body.command.tgt_dev, body.command.admission) {
-            (Some(t), Some(Ok(ticket))) if body.tgt.refused().is_none() => (t.clone(), ticket),
+            (Some(t), Some(Ok(ticket))) if !body.tgt.is_refused() => (t.clone(), ticket),
             // Refused, for an absent LUN, or ended while lending: the core
             // answers at once; nothing of a backend runs.
             _ => return body.answer_at_once(),
         };
-        let mut body = Some(body);
         if context == Context::Direct && nexus.dev.may_start_now(ticket) {
-            Body::try_now(&mut body, nexus.dev.exec_queue());
+            Body::try_now(&mut slot, nexus.dev.exec_queue());
         }
-        if let Some(body) = body {
+        if let Some(body) = slot {
             body.schedule(nexus, ticket);
         }
     }
@@ -695,7 +712,7 @@ impl<T: TgtCmd> Body<T> {
     /// EXEC to FINISHED of a command no logical unit executes. Not
     /// inlined, as [`Self::try_now`].
     #[inline(never)]
-    fn answer_at_once(mut self) {
+    fn answer_at_once(&mut self) {
         if let AfterExec::Now(response) = self.exec(None, false) {
             self.respond(response);
         }
@@ -705,7 +722,7 @@ impl<T: TgtCmd> Body<T> {
     /// set for its turn, then for a worker. Not inlined, as
     /// [`Self::try_now`].
     #[inline(never)]
-    fn schedule(self, nexus: Arc<TgtDev>, ticket: Ticket) {
+    fn schedule(mut self, nexus: Arc<TgtDev>, ticket: Ticket) {
         let dev = nexus.dev.clone();
         match Cmd::new(dev.exec_queue(), GFP_ATOMIC) {
             Ok(cmd) => {

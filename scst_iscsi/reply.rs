@@ -103,6 +103,12 @@ impl TgtCmd for IscsiCmd {
         self.body.as_ref().and_then(|(buf, _)| buf.refused)
     }
 
+    fn is_refused(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_some_and(|(buf, _)| buf.refused.is_some())
+    }
+
     fn staged_buffer(&mut self) -> Option<&mut CmdBuffer> {
         self.body
             .as_mut()
