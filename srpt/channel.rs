@@ -19,7 +19,7 @@
 //! ib_srpt's wait list). A post that finds the send queue full waits in
 //! the channel's FIFO until a completion frees room (SCST's XMIT_WAIT).
 
-use super::command::{self, PendingResponse, PendingWrite};
+use super::command::{self, DataIn, PendingResponse, PendingWrite, RSP_MAX};
 use super::srq::Credits;
 use super::{iu, SrptShared};
 use crate::kernel_ext::kvec_ext::VecExt;
@@ -36,6 +36,25 @@ use kernel::{
     prelude::*,
     sync::{Arc, SpinLock},
 };
+
+/// What became of work offered to the send queue.
+enum Offered<W> {
+    Posted,
+    /// Parked until a completion makes room.
+    Parked,
+    /// Neither (the channel is closing, or the post failed): the work is
+    /// back.
+    Failed(PostError, W),
+}
+
+/// What a send completion found as it freed its unit.
+struct Freed {
+    /// Requests kept for want of a send unit.
+    kept: bool,
+    closed: bool,
+    /// Work parked for want of room in the send queue.
+    parked: bool,
+}
 
 /// What a send unit is doing.
 pub(super) enum Slot {
@@ -313,19 +332,24 @@ impl SrpChannel {
         self.free_slot(slot, unanswered);
     }
 
-    /// [`Self::release_slot`], saying whether requests wait for a unit
-    /// (under the same lock: a send completion looks only then).
-    fn free_slot(&self, slot: u32, unanswered: bool) -> bool {
+    /// [`Self::release_slot`], saying what a send completion looks for,
+    /// under the same lock: requests kept for want of a unit, and work
+    /// parked for want of room.
+    fn free_slot(&self, slot: u32, unanswered: bool) -> Freed {
         let mut st = self.state.lock();
-        let kept = !st.deferred.is_empty();
+        let found = Freed {
+            kept: !st.deferred.is_empty(),
+            closed: st.closed,
+            parked: st.wait_len > 0,
+        };
         if unanswered {
             st.owed = st.owed.saturating_add(1);
         }
         let Some(s) = st.slots.get_mut(slot as usize) else {
-            return kept;
+            return found;
         };
         if matches!(s, Slot::Free) {
-            return kept;
+            return found;
         }
         // What it held (a buffer a user-space handler lent) is given back
         // outside the lock.
@@ -334,7 +358,7 @@ impl SrpChannel {
         let _ = st.free.push(slot, GFP_KERNEL);
         drop(st);
         drop(held);
-        kept
+        found
     }
 
     /// A request that gets no response took a credit.
@@ -343,36 +367,28 @@ impl SrpChannel {
         st.owed = st.owed.saturating_add(1);
     }
 
-    /// The credits a response gives back: its own request's and those
-    /// owed.
-    pub(super) fn credits(&self) -> u32 {
-        let mut st = self.state.lock();
-        1 + core::mem::take(&mut st.owed)
-    }
-
-    /// Parks `slot`'s work until the send queue has room, behind any that
-    /// waits already. Returns the work if the channel closed meanwhile.
-    fn park(&self, slot: u32, work: Slot) -> Option<Slot> {
-        let mut st = self.state.lock();
-        if st.closed {
-            return Some(work);
-        }
+    /// Parks `slot`'s work until the send queue has room: behind any that
+    /// waits already, or (`first`: it was parked before) at the head of
+    /// the line. Under the lock its post failed under, so that a
+    /// completion, which looks for parked work under it too, cannot miss
+    /// it. Returns the work if the channel closed meanwhile.
+    fn park_locked(st: &mut State, slot: u32, work: Slot, first: bool) -> Option<Slot> {
         let n = st.waiting.len();
-        if n == 0 || st.wait_len >= n {
+        if st.closed || n == 0 || st.wait_len >= n {
             return Some(work);
         }
-        let at = (st.wait_head + st.wait_len) % n;
+        let at = if first {
+            st.wait_head = (st.wait_head + n - 1) % n;
+            st.wait_head
+        } else {
+            (st.wait_head + st.wait_len) % n
+        };
         st.waiting[at] = slot;
         st.wait_len += 1;
         if let Some(s) = st.slots.get_mut(slot as usize) {
             *s = work;
         }
         None
-    }
-
-    /// Whether work waits for room: new work queues behind it.
-    fn has_waiting(&self) -> bool {
-        self.state.lock().wait_len > 0
     }
 
     /// The oldest parked work, taken out of its unit.
@@ -392,22 +408,6 @@ impl SrpChannel {
         Some((slot, work))
     }
 
-    /// Puts back parked work that still finds no room, first in line.
-    fn repark(&self, slot: u32, work: Slot) {
-        let mut st = self.state.lock();
-        let n = st.waiting.len();
-        if n == 0 {
-            return;
-        }
-        st.wait_head = (st.wait_head + n - 1) % n;
-        st.wait_len += 1;
-        let head = st.wait_head;
-        st.waiting[head] = slot;
-        if let Some(s) = st.slots.get_mut(slot as usize) {
-            *s = work;
-        }
-    }
-
     /// Takes what `slot` holds, leaving it busy.
     fn take_work(&self, slot: u32) -> Slot {
         match self.state.lock().slots.get_mut(slot as usize) {
@@ -416,80 +416,101 @@ impl SrpChannel {
         }
     }
 
-    /// Posts the RDMA READs of a command's data-out. The command is in
-    /// its unit before the completion can look for it: the post is made
-    /// under the channel's lock.
-    // The work comes back on failure, to be parked: moved, not boxed.
-    #[allow(clippy::result_large_err)]
-    fn post_read(
+    /// Posts the RDMA READs of a command's data-out, or parks the command
+    /// until there is room (`first`: it was parked before, and goes
+    /// before what waits). The command is in its unit before the
+    /// completion can look for it: the post is made under the channel's
+    /// lock.
+    fn offer_read(
         &self,
         ch: &Channel,
         slot: u32,
         mut pw: PendingWrite,
-    ) -> core::result::Result<(), (PostError, PendingWrite)> {
+        first: bool,
+    ) -> Offered<PendingWrite> {
         let xfer = match pw.xfer(ch) {
-            Ok(x) => x,
-            Err(e) => return Err((e, pw)),
+            Ok(x) => Some(x),
+            // No registration free: parked below.
+            Err(PostError::Full) => None,
+            Err(e) => return Offered::Failed(e, pw),
         };
         let mut st = self.state.lock();
-        match ch.read(xfer, u64::from(slot)) {
+        let posted = match xfer {
+            Some(x) if first || st.wait_len == 0 => {
+                ch.read(x, u64::from(slot)).map_err(|(e, x)| (e, Some(x)))
+            }
+            x => Err((PostError::Full, x)),
+        };
+        match posted {
             Ok(()) => {
                 if let Some(s) = st.slots.get_mut(slot as usize) {
                     *s = Slot::DataOut(pw);
                 }
-                Ok(())
+                Offered::Posted
             }
-            Err((e, xfer)) => {
+            Err((PostError::Full, x)) => {
+                let back = Self::park_locked(&mut st, slot, Slot::DataOut(pw), first);
                 drop(st);
-                drop(xfer);
-                Err((e, pw))
+                drop(x);
+                match back {
+                    Some(Slot::DataOut(pw)) => Offered::Failed(PostError::Closing, pw),
+                    _ => Offered::Parked,
+                }
+            }
+            Err((e, x)) => {
+                drop(st);
+                drop(x);
+                Offered::Failed(e, pw)
             }
         }
     }
 
-    /// Posts a response, its buffer kept in its unit until it completes.
-    #[allow(clippy::result_large_err)]
-    fn post_response(
+    /// Posts a parked response, its buffer kept in its unit until it
+    /// completes, or parks it again at the head of the line.
+    fn offer_parked_response(
         &self,
         ch: &Channel,
         slot: u32,
         mut pr: PendingResponse,
-    ) -> core::result::Result<(), (PostError, PendingResponse)> {
-        let xfer = match pr.xfer(ch) {
-            Ok(x) => x,
-            Err(e) => return Err((e, pr)),
+    ) -> Offered<PendingResponse> {
+        let (xfer, ready) = match pr.xfer(ch) {
+            Ok(x) => (x, true),
+            Err(PostError::Full) => (None, false),
+            Err(e) => return Offered::Failed(e, pr),
         };
         let mut st = self.state.lock();
-        match ch.send(slot, pr.bytes(), xfer) {
+        let posted = match ready {
+            true => ch.send(slot, pr.bytes(), xfer),
+            false => Err((PostError::Full, xfer)),
+        };
+        match posted {
             Ok(()) => {
                 if let Some(s) = st.slots.get_mut(slot as usize) {
                     *s = Slot::Sent(pr.take_buffer());
                 }
-                Ok(())
+                Offered::Posted
             }
-            Err((e, xfer)) => {
+            Err((PostError::Full, x)) => {
+                let back = Self::park_locked(&mut st, slot, Slot::Respond(pr), true);
                 drop(st);
-                drop(xfer);
-                Err((e, pr))
+                drop(x);
+                match back {
+                    Some(Slot::Respond(pr)) => Offered::Failed(PostError::Closing, pr),
+                    _ => Offered::Parked,
+                }
+            }
+            Err((e, x)) => {
+                drop(st);
+                drop(x);
+                Offered::Failed(e, pr)
             }
         }
     }
 
     /// Fetches a command's data-out (or parks it until there is room).
     pub(super) fn fetch(self: &Arc<Self>, ch: &Channel, slot: u32, pw: PendingWrite) {
-        let pw = if self.has_waiting() {
-            pw
-        } else {
-            match self.post_read(ch, slot, pw) {
-                Ok(()) => return,
-                Err((PostError::Full, pw)) => pw,
-                Err((e, pw)) => {
-                    command::log_post_failure("RDMA READ", e);
-                    return self.drop_write(slot, pw);
-                }
-            }
-        };
-        if let Some(Slot::DataOut(pw)) = self.park(slot, Slot::DataOut(pw)) {
+        if let Offered::Failed(e, pw) = self.offer_read(ch, slot, pw, false) {
+            command::log_post_failure("RDMA READ", e);
             self.drop_write(slot, pw);
         }
     }
@@ -501,45 +522,80 @@ impl SrpChannel {
         self.release_slot(slot, true);
     }
 
-    /// Sends a response (or parks it until there is room).
-    pub(super) fn respond(self: &Arc<Self>, ch: &Channel, slot: u32, pr: PendingResponse) {
-        let pr = if self.has_waiting() {
-            pr
-        } else {
-            match self.post_response(ch, slot, pr) {
-                Ok(()) => return,
-                Err((PostError::Full, pr)) => pr,
-                Err((e, _)) => {
-                    command::log_post_failure("send", e);
-                    return self.release_slot(slot, true);
-                }
+    /// Sends the response `rsp` in `slot`, after the data-in `data`;
+    /// the credits it gives back (its own request's, and those owed) are
+    /// filled in here. Posted at once when nothing waits for room (the
+    /// common case: one lock, and the response encoded once, on the
+    /// stack, to be copied into its unit), else parked until a completion
+    /// makes room.
+    pub(super) fn respond(
+        self: &Arc<Self>,
+        ch: &Channel,
+        slot: u32,
+        mut rsp: iu::Response<'_>,
+        mut data: Option<DataIn>,
+    ) {
+        let (xfer, ready) = match data.as_mut().map(|d| d.xfer(ch)).transpose() {
+            Ok(x) => (x, true),
+            // No registration free: encoded and parked below.
+            Err(PostError::Full) => (None, false),
+            Err(e) => {
+                command::log_post_failure("data-in", e);
+                return self.release_slot(slot, true);
             }
         };
-        if self.park(slot, Slot::Respond(pr)).is_some() {
-            self.release_slot(slot, true);
+        let mut unit = [0u8; RSP_MAX];
+        let max = self.terms.max_rsp.min(RSP_MAX);
+        let mut st = self.state.lock();
+        rsp.req_lim_delta = 1 + core::mem::take(&mut st.owed);
+        let len = rsp.encode(&mut unit[..max]);
+        let bytes = unit.get(..len).unwrap_or(&[]);
+        let posted = match ready && st.wait_len == 0 {
+            true => ch.send(slot, bytes, xfer),
+            // Behind parked work, or without its transfer.
+            false => Err((PostError::Full, xfer)),
+        };
+        match posted {
+            Ok(()) => {
+                if let Some(s) = st.slots.get_mut(slot as usize) {
+                    *s = Slot::Sent(data.map(|d| d.buf));
+                }
+            }
+            Err((PostError::Full, x)) => {
+                // Its credits go with it when it is posted.
+                let pr = PendingResponse::new(bytes, data);
+                let back = Self::park_locked(&mut st, slot, Slot::Respond(pr), false);
+                drop(st);
+                drop(x);
+                if back.is_some() {
+                    self.release_slot(slot, true);
+                }
+            }
+            Err((e, x)) => {
+                // Its credits go with the next response instead.
+                st.owed = st.owed.saturating_add(rsp.req_lim_delta - 1);
+                drop(st);
+                drop(x);
+                command::log_post_failure("send", e);
+                self.release_slot(slot, true);
+            }
         }
     }
 
     /// Posts parked work while the send queue has room; after each
-    /// completion.
+    /// completion that found some.
     fn post_waiting(&self, ch: &Channel) {
         while let Some((slot, work)) = self.unpark() {
             match work {
-                Slot::DataOut(pw) => match self.post_read(ch, slot, pw) {
-                    Ok(()) => {}
-                    Err((PostError::Full, pw)) => {
-                        self.repark(slot, Slot::DataOut(pw));
-                        return;
-                    }
-                    Err((_, pw)) => self.drop_write(slot, pw),
+                Slot::DataOut(pw) => match self.offer_read(ch, slot, pw, true) {
+                    Offered::Posted => {}
+                    Offered::Parked => return,
+                    Offered::Failed(_, pw) => self.drop_write(slot, pw),
                 },
-                Slot::Respond(pr) => match self.post_response(ch, slot, pr) {
-                    Ok(()) => {}
-                    Err((PostError::Full, pr)) => {
-                        self.repark(slot, Slot::Respond(pr));
-                        return;
-                    }
-                    Err(_) => self.release_slot(slot, true),
+                Slot::Respond(pr) => match self.offer_parked_response(ch, slot, pr) {
+                    Offered::Posted => {}
+                    Offered::Parked => return,
+                    Offered::Failed(..) => self.release_slot(slot, true),
                 },
                 _ => {}
             }
@@ -547,11 +603,21 @@ impl SrpChannel {
     }
 
     /// A completion made room in the send queue: parked work goes, or
-    /// ends if the channel closed.
+    /// ends if the channel closed. One look under the lock when there is
+    /// none.
     fn after_completion(&self, ch: &Channel) {
-        if self.closed() {
+        let (closed, parked) = {
+            let st = self.state.lock();
+            (st.closed, st.wait_len > 0)
+        };
+        self.after_completion_found(ch, closed, parked);
+    }
+
+    /// [`Self::after_completion`], with what a look under the lock found.
+    fn after_completion_found(&self, ch: &Channel, closed: bool, parked: bool) {
+        if closed {
             self.end_waiting();
-        } else {
+        } else if parked {
             self.post_waiting(ch);
         }
     }
@@ -738,10 +804,11 @@ impl ChannelHandler for Events {
     fn sent(&self, ch: &ChannelRef<'_>, slot: u32, _ok: bool) {
         let this = &self.srp;
         // Its buffer goes with it: the data-in was read.
-        if this.free_slot(slot, false) {
+        let found = this.free_slot(slot, false);
+        if found.kept {
             this.serve_deferred(ch);
         }
-        this.after_completion(ch);
+        this.after_completion_found(ch, found.closed, found.parked);
     }
 
     fn read_done(&self, ch: &ChannelRef<'_>, cookie: u64, ok: bool) {

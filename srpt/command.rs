@@ -35,7 +35,7 @@ const MAX_REGIONS: usize = 1024;
 const INVALID_FIELD_IN_IU: Sense = Sense::new(sense::key::ILLEGAL_REQUEST, 0x0e, 0x03);
 
 /// The longest SRP_RSP: the fixed part, response data, and sense.
-const RSP_MAX: usize = iu::RSP_LEN + 4 + crate::scst_core::sense::MAX_RAW_SENSE_LEN;
+pub(super) const RSP_MAX: usize = iu::RSP_LEN + 4 + crate::scst_core::sense::MAX_RAW_SENSE_LEN;
 
 /// What of a command's request outlives its receive unit.
 pub(super) struct CmdInfo {
@@ -229,12 +229,11 @@ fn submit(
 fn answer(srp: &Arc<SrpChannel>, ch: &Channel, slot: u32, tag: [u8; 8], r: Response) {
     let rsp = iu::Response {
         tag,
-        req_lim_delta: srp.credits(),
         status: r.status,
         sense: r.sense(),
         ..Default::default()
     };
-    srp.respond(ch, slot, PendingResponse::new(srp, &rsp, None));
+    srp.respond(ch, slot, rsp, None);
 }
 
 /// Says why a post failed, for a channel that is not closing.
@@ -301,29 +300,36 @@ fn transfer(
     Ok(x)
 }
 
-/// A response: the SRP_RSP, and the data-in before it.
+/// A command's data-in: its buffer, and where it goes.
+pub(super) struct DataIn {
+    pub(super) buf: CmdBuffer,
+    regions: Regions,
+    len: u32,
+}
+
+impl DataIn {
+    /// The RDMA WRITEs of the data-in.
+    pub(super) fn xfer(&mut self, ch: &Channel) -> core::result::Result<Xfer, PostError> {
+        let mut sg = self.buf.sg();
+        transfer(ch, &mut sg, self.regions.as_slice(), self.len, true)
+    }
+}
+
+/// A response parked until the send queue has room: the SRP_RSP as
+/// encoded, and the data-in before it.
 pub(super) struct PendingResponse {
     rsp: [u8; RSP_MAX],
     len: usize,
     data: Option<DataIn>,
 }
 
-struct DataIn {
-    buf: CmdBuffer,
-    regions: Regions,
-    len: u32,
-}
-
 impl PendingResponse {
-    fn new(srp: &SrpChannel, rsp: &iu::Response<'_>, data: Option<DataIn>) -> Self {
-        let mut out = [0u8; RSP_MAX];
-        let max = srp.terms.max_rsp.min(RSP_MAX);
-        let len = rsp.encode(&mut out[..max]);
-        Self {
-            rsp: out,
-            len,
-            data,
-        }
+    /// `encoded`, the SRP_RSP (at most [`RSP_MAX`] bytes), after `data`.
+    pub(super) fn new(encoded: &[u8], data: Option<DataIn>) -> Self {
+        let mut rsp = [0u8; RSP_MAX];
+        let len = encoded.len().min(RSP_MAX);
+        rsp[..len].copy_from_slice(&encoded[..len]);
+        Self { rsp, len, data }
     }
 
     /// The SRP_RSP's bytes.
@@ -333,11 +339,7 @@ impl PendingResponse {
 
     /// The RDMA WRITEs of its data-in, if it has any.
     pub(super) fn xfer(&mut self, ch: &Channel) -> core::result::Result<Option<Xfer>, PostError> {
-        let Some(d) = self.data.as_mut() else {
-            return Ok(None);
-        };
-        let mut sg = d.buf.sg();
-        transfer(ch, &mut sg, d.regions.as_slice(), d.len, true).map(Some)
+        self.data.as_mut().map(|d| d.xfer(ch)).transpose()
     }
 
     /// Its buffer, which must outlive the data-in's RDMA WRITEs.
@@ -371,6 +373,10 @@ impl TgtCmd for SrpCmd {
 
     fn refused(&self) -> Option<LendRefused> {
         self.buf.as_ref().and_then(|b| b.refused)
+    }
+
+    fn is_refused(&self) -> bool {
+        self.buf.as_ref().is_some_and(|b| b.refused.is_some())
     }
 
     fn staged_buffer(&mut self) -> Option<&mut CmdBuffer> {
@@ -407,15 +413,14 @@ impl TgtCmd for SrpCmd {
         };
         let rsp = iu::Response {
             tag: self.info.tag,
-            req_lim_delta: self.srp.credits(),
+            req_lim_delta: 0,
             status: response.status,
             data_in_residual,
             data_out_residual,
             sense: response.sense(),
             response_data: &[],
         };
-        let pr = PendingResponse::new(&self.srp, &rsp, data);
-        self.srp.respond(&self.ch, slot, pr);
+        self.srp.respond(&self.ch, slot, rsp, data);
     }
 }
 
@@ -467,9 +472,8 @@ pub(super) fn task_mgmt(srp: &Arc<SrpChannel>, ch: &Channel, slot: u32, tm: &iu:
     );
     let rsp = iu::Response {
         tag: tm.tag,
-        req_lim_delta: srp.credits(),
         response_data: &[0, 0, 0, code],
         ..Default::default()
     };
-    srp.respond(ch, slot, PendingResponse::new(srp, &rsp, None));
+    srp.respond(ch, slot, rsp, None);
 }
