@@ -401,8 +401,15 @@ def profile(out_dir, prefix, run):
     proc.wait(timeout=120)
     # scst.ko is not where perf looks for modules: its samples stay
     # addresses, each listed (resolve them with nm on the module).
-    for name, args in [("symbols.txt", ["--no-children", "--sort", "symbol"]),
+    for name, args in [("symbols.txt", ["--no-children", "--sort", "symbol",
+                                         "--percent-limit", "0.1"]),
                        ("comm.txt", ["--no-children", "--sort", "comm,dso"]),
+                       ("dso.txt", ["--no-children", "--sort", "dso",
+                                    "--percent-limit", "0.01"]),
+                       # Which thread spends it where (a completion
+                       # queue's work against the rest).
+                       ("comm-symbols.txt", ["--no-children", "--sort", "comm,dso,symbol",
+                                             "--percent-limit", "0.02"]),
                        ("scst.txt", ["--no-children", "--dsos", "[scst]", "--sort", "symbol",
                                      "--percent-limit", "0.01"])]:
         report = sh("timeout", "600", perf, "report", "-i", data, "--stdio", "-g", "none",
