@@ -152,6 +152,16 @@ pub(crate) trait FinishDeferred: Send + Sync {
     fn finish(&self, data: &mut SgList<'_>) -> Result<Completion, Sense>;
 }
 
+/// What became of a command tried in the submitting context.
+enum Tried<T> {
+    /// Not run there: it goes to a worker.
+    NotRun,
+    /// Answered there (XMIT_RESP, or ended aborted): FINISHED as it drops.
+    Answered,
+    /// Its logical unit deferred it: the body waits in this command.
+    Deferred(Arc<Cmd<T>>),
+}
+
 /// What EXEC left of a command.
 enum AfterExec {
     /// DEV_DONE is over: the response.
@@ -210,64 +220,57 @@ impl<T: TgtCmd> Body<T> {
     }
 
     /// EXEC in the submitting context (see [`Context::Direct`]): the
-    /// command runs to FINISHED here unless it would block, and then comes
-    /// back as it was, for a worker. Not inlined: its frames (and the
+    /// command runs to XMIT_RESP here unless it would block, and then
+    /// stays as it was, for a worker. Not inlined: its frames (and the
     /// logical unit's below them) are on the stack of the receive loop
     /// only while it runs.
-    /// The command is taken from `slot` only when it ran here.
     ///
     /// A logical unit may also start the command there and defer it (a
     /// block device's bios submitted with `REQ_NOWAIT`): the command then
-    /// waits for its completion as one a worker deferred, and the worker
-    /// is spared altogether. Should the completion say the device would
-    /// have blocked, a worker executes the command again.
+    /// waits for its completion as one a worker deferred (see
+    /// [`Self::deferred_here`]), and the worker is spared altogether.
+    /// Should the completion say the device would have blocked, a worker
+    /// executes the command again.
     #[inline(never)]
-    fn try_now(slot: &mut Option<Self>, queue: &Arc<ExecQueue>) {
-        let Some(body) = slot.as_mut() else {
-            return;
-        };
-        if body.tgt.staged_buffer().is_some() {
+    fn try_now(&mut self, queue: &Arc<ExecQueue>) -> Tried<T> {
+        if self.tgt.staged_buffer().is_some() {
             // Its logical unit lends memory only where it may wait.
-            return;
+            return Tried::NotRun;
         }
         let defer = DeferLater {
             cmd: core::cell::Cell::new(None),
             queue,
         };
-        body.tried_nowait = true;
-        let done = match body.command.abort_response() {
-            Some(aborted) => Err(aborted),
-            None => match body.exec(Some(&defer), true) {
-                AfterExec::WouldBlock => return,
-                AfterExec::Now(response) => Ok(response),
+        self.tried_nowait = true;
+        match self.command.abort_response() {
+            Some(aborted) => self.end_aborted(aborted),
+            None => match self.exec(Some(&defer), true) {
+                AfterExec::WouldBlock => return Tried::NotRun,
+                AfterExec::Now(response) => self.respond(response),
                 AfterExec::Later => {
-                    let (Some(body), Some(cmd)) = (slot.take(), defer.cmd.take()) else {
+                    return match defer.cmd.take() {
+                        Some(cmd) => Tried::Deferred(cmd),
                         // A deferral always comes with its command.
-                        return;
+                        None => Tried::Answered,
                     };
-                    if cmd.park(body) {
-                        // Completed already. A command that would have
-                        // blocked runs again where it may; the others end
-                        // right here, as if done at once.
-                        if cmd.ended.load(Ordering::Acquire) == ENDED_WOULD_BLOCK {
-                            queue.resume(cmd);
-                        } else {
-                            cmd.resume();
-                        }
-                    }
-                    return;
                 }
             },
-        };
-        // Answered and dropped where it lies: a body is a large value,
-        // and moving it out first would copy it.
-        if let Some(body) = slot.as_mut() {
-            match done {
-                Ok(response) => body.respond(response),
-                Err(aborted) => body.end_aborted(aborted),
+        }
+        Tried::Answered
+    }
+
+    /// A command [`Self::try_now`] deferred waits in `cmd` for its
+    /// completion, or ends now if that came already: right here, as if
+    /// done at once, or on a worker if the logical unit would have
+    /// blocked.
+    fn deferred_here(self, cmd: Arc<Cmd<T>>, queue: &Arc<ExecQueue>) {
+        if cmd.park(self) {
+            if cmd.ended.load(Ordering::Acquire) == ENDED_WOULD_BLOCK {
+                queue.resume(cmd);
+            } else {
+                cmd.resume();
             }
         }
-        *slot = None;
     }
 
     /// EXEC, then DEV_DONE and PRE_XMIT_RESP of a command that completed
@@ -679,7 +682,7 @@ impl Command {
         self.set_state(State::TgtPreExec);
         // Made where it stays until it ends or moves to a worker: a body
         // is a large value, and each move copies it.
-        let mut slot = Some(Body {
+        let mut body = Body {
             command: self,
             cdb: [0; MAX_CDB_LEN],
             cdb_len: cdb.len().min(MAX_CDB_LEN),
@@ -687,9 +690,6 @@ impl Command {
             tgt,
             deferred: None,
             tried_nowait: false,
-        });
-        let Some(body) = slot.as_mut() else {
-            return;
         };
         let n = body.cdb_len;
         body.cdb[..n].copy_from_slice(&cdb[..n]);
@@ -700,11 +700,15 @@ impl Command {
             _ => return body.answer_at_once(),
         };
         if context == Context::Direct && nexus.dev.may_start_now(ticket) {
-            Body::try_now(&mut slot, nexus.dev.exec_queue());
+            let queue = nexus.dev.exec_queue();
+            match body.try_now(queue) {
+                // FINISHED as it drops, here.
+                Tried::Answered => return,
+                Tried::Deferred(cmd) => return body.deferred_here(cmd, queue),
+                Tried::NotRun => {}
+            }
         }
-        if let Some(body) = slot {
-            body.schedule(nexus, ticket);
-        }
+        body.schedule(nexus, ticket);
     }
 }
 
