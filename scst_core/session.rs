@@ -88,9 +88,10 @@ impl UaQueue {
     }
 
     fn pop(&mut self) -> Option<Sense> {
-        let first = self.items[0].take();
+        // Every command looks: most find none, and nothing to shift.
+        let first = self.items[0].take()?;
         self.items.rotate_left(1);
-        first
+        Some(first)
     }
 
     fn clear(&mut self) {
@@ -240,6 +241,9 @@ struct InFlightEntry {
 /// Commands in flight on a session.
 struct InFlight {
     commands: KVec<InFlightEntry>,
+    /// Task management functions waiting for commands to finish: a
+    /// command that finishes wakes them only if there are any.
+    quiescing: usize,
 }
 
 /// The outcome of a command, for the target driver to send.
@@ -631,8 +635,14 @@ impl Drop for Command {
             {
                 f.commands.swap_remove(i);
             }
+            // Seen under the lock a waiter registers under before it
+            // sleeps: none is missed.
+            let quiescing = f.quiescing > 0;
+            drop(f);
+            if quiescing {
+                self.session.quiesced.notify_all();
+            }
         }
-        self.session.quiesced.notify_all();
     }
 }
 
@@ -691,7 +701,10 @@ impl Session {
                 port,
                 target,
                 luns <- new_spinlock!(KVec::new()),
-                in_flight <- new_spinlock!(InFlight { commands }),
+                in_flight <- new_spinlock!(InFlight {
+                    commands,
+                    quiescing: 0,
+                }),
                 quiesced <- new_condvar!(),
                 commands: AtomicU64::new(0),
                 abort_gen: AtomicU64::new(0),
@@ -1123,17 +1136,22 @@ impl Session {
     fn quiesce(&self, pred: impl Fn(u64, u64) -> bool) -> bool {
         let mut waited = 0u32;
         let mut f = self.in_flight.lock();
-        while f.commands.iter().any(|e| pred(e.tag, e.lun)) {
+        f.quiescing += 1;
+        let finished = loop {
+            if !f.commands.iter().any(|e| pred(e.tag, e.lun)) {
+                break true;
+            }
             if waited >= QUIESCE_TIMEOUT_MS {
-                return false;
+                break false;
             }
             // Task management runs in a kernel thread: no signals to wake it.
             let _ = self
                 .quiesced
                 .wait_interruptible_timeout(&mut f, msecs_to_jiffies(QUIESCE_POLL_MS));
             waited += QUIESCE_POLL_MS;
-        }
-        true
+        };
+        f.quiescing -= 1;
+        finished
     }
 
     /// Task management `function` on the nexuses `affected`: `mark` marks
