@@ -201,23 +201,27 @@ impl Drop for LentBuffer {
     }
 }
 
-/// Where a command's data lives.
+/// Where a command's data lives. Lent memory is described out of line:
+/// a buffer moves with its command, and most are the target's own pages.
 enum Memory {
     Own(Pages),
-    Lent { buf: LentBuffer, len: usize },
+    Lent(KBox<Lent>),
+}
+
+/// The first `len` bytes of a lent buffer.
+struct Lent {
+    buf: LentBuffer,
+    len: usize,
 }
 
 /// A command's data buffer of a fixed length.
 pub(crate) struct CmdBuffer {
     memory: Memory,
     /// The command is answered without executing (not admitted, or its
-    /// logical unit or the session's data budget refused it): the
-    /// driver need not receive its data-out.
+    /// logical unit or the session's data budget refused it, for which
+    /// see [`super::session::Command`]): the driver need not receive its
+    /// data-out.
     answered: bool,
-    /// The logical unit ended the command while lending (its handler
-    /// refused it, timed out or replied with garbage), or the session's
-    /// data budget refused it.
-    pub(crate) refused: Option<LendRefused>,
     /// The session's budget this buffer's pages take, given back with them.
     _charge: Option<Charge>,
     /// Pages that only stage the command's data-out (none for other
@@ -232,7 +236,6 @@ impl CmdBuffer {
         Ok(Self {
             memory: Memory::Own(Pages::alloc(len)?),
             answered: false,
-            refused: None,
             _charge: charge,
             staged: None,
         })
@@ -252,11 +255,10 @@ impl CmdBuffer {
         self.staged = None;
     }
 
-    /// Ends the command with `refused` rather than execute it.
-    pub(crate) fn refuse(&mut self, refused: LendRefused) {
+    /// The command is answered rather than executed.
+    pub(crate) fn refuse(&mut self) {
         self.staged = None;
         self.answered = true;
-        self.refused = Some(refused);
     }
 
     /// The command's length, while its buffer is still to be lent.
@@ -264,25 +266,26 @@ impl CmdBuffer {
         self.staged
     }
 
-    /// The buffer of a command answered without executing (with
-    /// `refused`, or by the core): `len` bytes for a data-in the core
-    /// builds, no room for data-out.
-    pub(super) fn answered(len: usize, refused: Option<LendRefused>) -> Result<Self> {
+    /// The buffer of a command answered without executing (refused, or
+    /// by the core): `len` bytes for a data-in the core builds, no room
+    /// for data-out.
+    pub(super) fn answered(len: usize) -> Result<Self> {
         let mut b = Self::own(len, None)?;
         b.answered = true;
-        b.refused = refused;
         Ok(b)
     }
 
-    /// The first `len` bytes of `buf`; `None` when it holds fewer.
+    /// The first `len` bytes of `buf`; `None` when it holds fewer (or
+    /// there is no memory to describe it), and it goes back to its
+    /// lender.
     pub(crate) fn lent(buf: LentBuffer, len: usize) -> Option<Self> {
         if buf.id().capacity < len {
             return None;
         }
+        let lent = KBox::new(Lent { buf, len }, GFP_KERNEL).ok()?;
         Some(Self {
-            memory: Memory::Lent { buf, len },
+            memory: Memory::Lent(lent),
             answered: false,
-            refused: None,
             _charge: None,
             staged: None,
         })
@@ -299,10 +302,13 @@ impl CmdBuffer {
     pub(crate) fn sg(&mut self) -> SgList<'_> {
         match &mut self.memory {
             Memory::Own(pages) => pages.sg(),
-            Memory::Lent { buf, len } => match buf.buf.as_mut() {
-                Some(b) => b.sg().limited(*len),
-                None => SgList::empty(),
-            },
+            Memory::Lent(lent) => {
+                let len = lent.len;
+                match lent.buf.buf.as_mut() {
+                    Some(b) => b.sg().limited(len),
+                    None => SgList::empty(),
+                }
+            }
         }
     }
 
@@ -318,14 +324,14 @@ impl CmdBuffer {
     pub(crate) fn lent_id(&self) -> Option<LentId> {
         match &self.memory {
             Memory::Own(_) => None,
-            Memory::Lent { buf, .. } => Some(buf.id()),
+            Memory::Lent(lent) => Some(lent.buf.id()),
         }
     }
 
     /// Tells the lender how the command ended.
     pub(crate) fn executed(&mut self, data_in: usize, status: u8) {
-        if let Memory::Lent { buf, .. } = &mut self.memory {
-            buf.ended = Some((data_in, status));
+        if let Memory::Lent(lent) = &mut self.memory {
+            lent.buf.ended = Some((data_in, status));
         }
     }
 }

@@ -82,16 +82,6 @@ pub(crate) trait TgtCmd: Send + 'static {
         None
     }
 
-    /// The logical unit already ended the command while lending it memory.
-    fn refused(&self) -> Option<LendRefused> {
-        None
-    }
-
-    /// Whether [`Self::refused`] has an answer (without copying it).
-    fn is_refused(&self) -> bool {
-        self.refused().is_some()
-    }
-
     /// The buffer, while it only stages the data-out until the logical
     /// unit lends its own on the worker (PREPARE_SPACE late: see
     /// [`Command::lend_staged`]).
@@ -288,15 +278,11 @@ impl<T: TgtCmd> Body<T> {
         }
         self.command.set_state(State::Exec);
         let lent = self.tgt.lent();
-        let refused = match self.tgt.is_refused() {
-            true => self.tgt.refused(),
-            false => None,
-        };
-        let response = match (refused, &self.command.tgt_dev) {
+        let response = match (&self.command.refused, &self.command.tgt_dev) {
             (Some(LendRefused::Sense(s)), Some(t)) => {
-                Response::check_condition(s, t.dev.lu.sense_format())
+                Response::check_condition(*s, t.dev.lu.sense_format())
             }
-            (Some(LendRefused::Status(raw)), Some(_)) => Response::from_raw(raw),
+            (Some(LendRefused::Status(raw)), Some(_)) => Response::from_raw(*raw),
             _ => {
                 let cdb = self.cdb.get(..self.cdb_len).unwrap_or(&[]);
                 let mut data = self.tgt.buffer();
@@ -694,7 +680,7 @@ impl Command {
         let n = body.cdb_len;
         body.cdb[..n].copy_from_slice(&cdb[..n]);
         let (nexus, ticket) = match (&body.command.tgt_dev, body.command.admission) {
-            (Some(t), Some(Ok(ticket))) if !body.tgt.is_refused() => (t.clone(), ticket),
+            (Some(t), Some(Ok(ticket))) if body.command.refused.is_none() => (t.clone(), ticket),
             // Refused, for an absent LUN, or ended while lending: the core
             // answers at once; nothing of a backend runs.
             _ => return body.answer_at_once(),

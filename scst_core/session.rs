@@ -333,6 +333,11 @@ pub(crate) struct Command {
     pub(super) tgt_dev: Option<Arc<TgtDev>>,
     /// The command's place in the device's task set, or why it got none.
     pub(super) admission: Option<core::result::Result<Ticket, Refusal>>,
+    /// Its logical unit ended it while lending it memory (its handler
+    /// refused it, timed out or replied with garbage), or the session's
+    /// data budget refused it: the answer, instead of executing. Kept
+    /// here rather than with the buffer, which moves more.
+    pub(super) refused: Option<LendRefused>,
 }
 
 impl Command {
@@ -380,7 +385,7 @@ impl Command {
                     DataDirection::Read => len.min(CORE_DATA_IN_MAX),
                     _ => 0,
                 };
-                return CmdBuffer::answered(data_in, None);
+                return CmdBuffer::answered(data_in);
             }
         };
         let req = BufferRequest {
@@ -404,7 +409,10 @@ impl Command {
                 };
                 Ok(self.own_buffer(data_out)?.stage(len))
             }
-            Err(s) => CmdBuffer::answered(0, Some(s)),
+            Err(s) => {
+                self.refused = Some(s);
+                CmdBuffer::answered(0)
+            }
         }
     }
 
@@ -427,7 +435,7 @@ impl Command {
         let write = direction == DataDirection::Write;
         match new {
             // Not lent after all: the staged pages hold the data-out.
-            Ok(new) if write && new.lent_id().is_none() && new.refused.is_none() => buf.unstage(),
+            Ok(new) if write && new.lent_id().is_none() && self.refused.is_none() => buf.unstage(),
             Ok(mut new) => {
                 if write && new.wants_data_out() {
                     let src = buf.sg();
@@ -437,13 +445,16 @@ impl Command {
             }
             Err(_) if write => buf.unstage(),
             // No room for the data-in.
-            Err(_) => buf.refuse(LendRefused::Status(RawStatus::bare(status::BUSY))),
+            Err(_) => {
+                buf.refuse();
+                self.refused = Some(LendRefused::Status(RawStatus::bare(status::BUSY)));
+            }
         }
     }
 
     /// `len` bytes of new pages, within the session's data budget; past
     /// it, a buffer of a command answered TASK SET FULL (or BUSY).
-    fn own_buffer(&self, len: usize) -> Result<CmdBuffer> {
+    fn own_buffer(&mut self, len: usize) -> Result<CmdBuffer> {
         match self.session.data.charge(len) {
             Ok(charge) => CmdBuffer::own(len, Some(charge)),
             Err(holds) => {
@@ -462,7 +473,8 @@ impl Command {
                     len,
                     status
                 );
-                CmdBuffer::answered(0, Some(LendRefused::Status(RawStatus::bare(status))))
+                self.refused = Some(LendRefused::Status(RawStatus::bare(status)));
+                CmdBuffer::answered(0)
             }
         }
     }
@@ -876,6 +888,7 @@ impl Session {
             nexus_epoch,
             tgt_dev,
             admission,
+            refused: None,
         }
     }
 

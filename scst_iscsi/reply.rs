@@ -12,7 +12,7 @@ use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::net::PageSend;
 use crate::kernel_ext::sg::SgList;
-use crate::scst_core::buffer::{CmdBuffer, LendRefused, LentId};
+use crate::scst_core::buffer::{CmdBuffer, LentId};
 use crate::scst_core::cmd::TgtCmd;
 use crate::scst_core::session::Response;
 use core::sync::atomic::Ordering;
@@ -97,16 +97,6 @@ impl TgtCmd for IscsiCmd {
 
     fn lent(&self) -> Option<LentId> {
         self.body.as_ref().and_then(|(buf, _)| buf.lent_id())
-    }
-
-    fn refused(&self) -> Option<LendRefused> {
-        self.body.as_ref().and_then(|(buf, _)| buf.refused)
-    }
-
-    fn is_refused(&self) -> bool {
-        self.body
-            .as_ref()
-            .is_some_and(|(buf, _)| buf.refused.is_some())
     }
 
     fn staged_buffer(&mut self) -> Option<&mut CmdBuffer> {

@@ -12,7 +12,7 @@ use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::rdma_channel::{Channel, PostError, Xfer};
 use crate::kernel_ext::sg::SgList;
 use crate::scst_core::{
-    buffer::{CmdBuffer, LendRefused, LentId},
+    buffer::{CmdBuffer, LentId},
     cdb::decode_lun,
     cmd::{Context, TgtCmd, MAX_CDB_LEN},
     device::DataDirection,
@@ -369,14 +369,6 @@ impl TgtCmd for SrpCmd {
 
     fn lent(&self) -> Option<LentId> {
         self.buf.as_ref().and_then(|b| b.lent_id())
-    }
-
-    fn refused(&self) -> Option<LendRefused> {
-        self.buf.as_ref().and_then(|b| b.refused)
-    }
-
-    fn is_refused(&self) -> bool {
-        self.buf.as_ref().is_some_and(|b| b.refused.is_some())
     }
 
     fn staged_buffer(&mut self) -> Option<&mut CmdBuffer> {
