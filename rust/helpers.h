@@ -233,7 +233,7 @@ int scst_rs_ch_send(struct scst_rs_ch *ch, u32 slot, const void *data,
 int scst_rs_ch_read(struct scst_rs_ch *ch, struct scst_rs_xfer *x,
 		    u64 cookie);
 struct scst_rs_xfer *scst_rs_xfer_alloc(struct scst_rs_ch *ch, u32 max,
-					bool write);
+					bool write, u32 slot);
 int scst_rs_xfer_add(struct scst_rs_xfer *x, struct scatterlist *sgl,
 		     u32 nents, u32 offset, u32 len, u64 remote, u32 rkey);
 void scst_rs_xfer_free(struct scst_rs_xfer *x);

@@ -80,6 +80,9 @@ struct scst_rs_xfer {
 	struct scst_rs_ch *ch;
 	u64 cookie;
 	enum dma_data_direction dir;
+	/* One of the channel's own (its send unit's), not allocated. */
+	bool pooled;
+	u32 slot;
 	/* Contexts made, of `max`; the work requests they take. */
 	u32 count;
 	u32 max;
@@ -149,7 +152,22 @@ struct scst_rs_ch {
 	struct list_head all;
 	enum ch_stage stage;
 	atomic_t xfers;
+	/*
+	 * A one-region transfer per send unit, as most commands need, so
+	 * that they allocate none; taken with a bit of xfer_busy.
+	 */
+	void *xfer_pool;
+	size_t xfer_stride;
+	unsigned long *xfer_busy;
 };
+
+/* The channel's memory, once nothing refers to it. */
+static void ch_free(struct scst_rs_ch *ch)
+{
+	bitmap_free(ch->xfer_busy);
+	kfree(ch->xfer_pool);
+	kfree(ch);
+}
 
 static void ch_listed(struct scst_rs_ch *ch)
 {
@@ -535,6 +553,12 @@ struct scst_rs_ch *scst_rs_ch_create(struct rdma_cm_id *id,
 			     ch->cfg.rsp_size, DMA_TO_DEVICE, send_done);
 	if (!ch->send)
 		goto fail;
+	ch->xfer_stride = ALIGN(struct_size_t(struct scst_rs_xfer, rw, 1),
+				sizeof(long));
+	ch->xfer_pool = kcalloc(ch->cfg.tx_count, ch->xfer_stride, GFP_KERNEL);
+	ch->xfer_busy = bitmap_zalloc(ch->cfg.tx_count, GFP_KERNEL);
+	if (!ch->xfer_pool || !ch->xfer_busy)
+		goto fail;
 	if (!ch->srq) {
 		ch->recv = alloc_ius(ch->dev, ch, NULL, ch->cfg.rq_size,
 				     ch->cfg.req_size, DMA_FROM_DEVICE,
@@ -576,7 +600,7 @@ fail:
 		scst_rs_srq_put(ch->srq);
 	else if (ch->pd)
 		scst_rs_rdma->ib_dealloc_pd_user(ch->pd, NULL);
-	kfree(ch);
+	ch_free(ch);
 	ch = NULL;
 out:
 	*err = ret;
@@ -738,7 +762,7 @@ static void destroy_work(struct work_struct *work)
 	if (ch->id)
 		scst_rs_rdma->rdma_destroy_id(ch->id);
 	ch_unlisted(ch);
-	kfree(ch);
+	ch_free(ch);
 	scst_rs_ch_released(owner);
 	scst_rs_rdma_object_put();
 }
@@ -752,7 +776,7 @@ static void ch_release(struct kref *ref)
 		void *owner = ch->owner;
 
 		ch_unlisted(ch);
-		kfree(ch);
+		ch_free(ch);
 		scst_rs_ch_released(owner);
 		scst_rs_rdma_object_put();
 		return;
@@ -860,7 +884,10 @@ void scst_rs_xfer_free(struct scst_rs_xfer *x)
 	struct scst_rs_ch *ch = x->ch;
 
 	xfer_destroy_rw(x);
-	kfree(x);
+	if (x->pooled)
+		clear_bit_unlock(x->slot, ch->xfer_busy);
+	else
+		kfree(x);
 	atomic_dec(&ch->xfers);
 	scst_rs_ch_put(ch);
 }
@@ -906,15 +933,27 @@ static void read_done(struct ib_cq *cq, struct ib_wc *wc)
 	scst_rs_ch_put(ch);
 }
 
-/* A transfer of up to `max` regions, RDMA WRITE (`write`) or READ. */
+/*
+ * A transfer of up to `max` regions, RDMA WRITE (`write`) or READ, for
+ * the command of send unit `slot` (any other number: none): that unit's
+ * own when it has one region at most and the unit's is free.
+ */
 struct scst_rs_xfer *scst_rs_xfer_alloc(struct scst_rs_ch *ch, u32 max,
-					bool write)
+					bool write, u32 slot)
 {
 	struct scst_rs_xfer *x;
 
-	x = kzalloc(struct_size(x, rw, max), GFP_KERNEL);
-	if (!x)
-		return NULL;
+	if (max <= 1 && slot < ch->cfg.tx_count &&
+	    !test_and_set_bit_lock(slot, ch->xfer_busy)) {
+		x = ch->xfer_pool + slot * ch->xfer_stride;
+		memset(x, 0, ch->xfer_stride);
+		x->pooled = true;
+		x->slot = slot;
+	} else {
+		x = kzalloc(struct_size(x, rw, max), GFP_KERNEL);
+		if (!x)
+			return NULL;
+	}
 	scst_rs_ch_get(ch);
 	atomic_inc(&ch->xfers);
 	x->ch = ch;

@@ -197,10 +197,12 @@ impl Channel {
     }
 
     /// A transfer of up to `max` remote regions: RDMA WRITE (`write`, the
-    /// data-in) or RDMA READ.
-    pub(crate) fn xfer(&self, max: u32, write: bool) -> Result<Xfer> {
-        // SAFETY: the channel is live (type invariant).
-        let x = unsafe { bindings::scst_rs_xfer_alloc(self.ch.as_ptr(), max, write) };
+    /// data-in) or RDMA READ, for the command of send unit `slot`, whose
+    /// own one-region transfer it is when it can be (allocated otherwise).
+    pub(crate) fn xfer(&self, slot: u32, max: u32, write: bool) -> Result<Xfer> {
+        // SAFETY: the channel is live (type invariant); the helper checks
+        // `slot` and takes the unit's transfer only if it is free.
+        let x = unsafe { bindings::scst_rs_xfer_alloc(self.ch.as_ptr(), max, write, slot) };
         let x = NonNull::new(x).ok_or(ENOMEM)?;
         // INVARIANT: a new transfer of this channel, holding a reference.
         Ok(Xfer {

@@ -428,7 +428,7 @@ impl SrpChannel {
         mut pw: PendingWrite,
         first: bool,
     ) -> Offered<PendingWrite> {
-        let xfer = match pw.xfer(ch) {
+        let xfer = match pw.xfer(ch, slot) {
             Ok(x) => Some(x),
             // No registration free: parked below.
             Err(PostError::Full) => None,
@@ -473,7 +473,7 @@ impl SrpChannel {
         slot: u32,
         mut pr: PendingResponse,
     ) -> Offered<PendingResponse> {
-        let (xfer, ready) = match pr.xfer(ch) {
+        let (xfer, ready) = match pr.xfer(ch, slot) {
             Ok(x) => (x, true),
             Err(PostError::Full) => (None, false),
             Err(e) => return Offered::Failed(e, pr),
@@ -535,7 +535,7 @@ impl SrpChannel {
         mut rsp: iu::Response<'_>,
         mut data: Option<DataIn>,
     ) {
-        let (xfer, ready) = match data.as_mut().map(|d| d.xfer(ch)).transpose() {
+        let (xfer, ready) = match data.as_mut().map(|d| d.xfer(ch, slot)).transpose() {
             Ok(x) => (x, true),
             // No registration free: encoded and parked below.
             Err(PostError::Full) => (None, false),

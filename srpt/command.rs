@@ -253,10 +253,15 @@ pub(super) struct PendingWrite {
 
 impl PendingWrite {
     /// The RDMA READs of its data-out, into its buffer.
-    pub(super) fn xfer(&mut self, ch: &Channel) -> core::result::Result<Xfer, PostError> {
+    pub(super) fn xfer(
+        &mut self,
+        ch: &Channel,
+        slot: u32,
+    ) -> core::result::Result<Xfer, PostError> {
         let mut sg = self.buf.sg();
         transfer(
             ch,
+            slot,
             &mut sg,
             self.info.regions.as_slice(),
             self.info.offered,
@@ -273,6 +278,7 @@ impl PendingWrite {
 /// The transfer of the first `len` bytes of `sg` to or from `regions`.
 fn transfer(
     ch: &Channel,
+    slot: u32,
     sg: &mut SgList<'_>,
     regions: &[data::Segment],
     len: u32,
@@ -282,7 +288,7 @@ fn transfer(
         .iter()
         .filter(|s| s.offset < len && s.region.len > 0)
         .count();
-    let mut x = ch.xfer(n as u32, write).map_err(PostError::Failed)?;
+    let mut x = ch.xfer(slot, n as u32, write).map_err(PostError::Failed)?;
     for s in regions {
         if s.offset >= len || s.region.len == 0 {
             continue;
@@ -309,9 +315,13 @@ pub(super) struct DataIn {
 
 impl DataIn {
     /// The RDMA WRITEs of the data-in.
-    pub(super) fn xfer(&mut self, ch: &Channel) -> core::result::Result<Xfer, PostError> {
+    pub(super) fn xfer(
+        &mut self,
+        ch: &Channel,
+        slot: u32,
+    ) -> core::result::Result<Xfer, PostError> {
         let mut sg = self.buf.sg();
-        transfer(ch, &mut sg, self.regions.as_slice(), self.len, true)
+        transfer(ch, slot, &mut sg, self.regions.as_slice(), self.len, true)
     }
 }
 
@@ -338,8 +348,12 @@ impl PendingResponse {
     }
 
     /// The RDMA WRITEs of its data-in, if it has any.
-    pub(super) fn xfer(&mut self, ch: &Channel) -> core::result::Result<Option<Xfer>, PostError> {
-        self.data.as_mut().map(|d| d.xfer(ch)).transpose()
+    pub(super) fn xfer(
+        &mut self,
+        ch: &Channel,
+        slot: u32,
+    ) -> core::result::Result<Option<Xfer>, PostError> {
+        self.data.as_mut().map(|d| d.xfer(ch, slot)).transpose()
     }
 
     /// Its buffer, which must outlive the data-in's RDMA WRITEs.
