@@ -258,15 +258,8 @@ impl PendingWrite {
         ch: &Channel,
         slot: u32,
     ) -> core::result::Result<Xfer, PostError> {
-        let mut sg = self.buf.sg();
-        transfer(
-            ch,
-            slot,
-            &mut sg,
-            self.info.regions.as_slice(),
-            self.info.offered,
-            false,
-        )
+        let to = (self.info.regions.as_slice(), self.info.offered);
+        transfer(ch, slot, &mut self.buf, to, false)
     }
 
     /// Its data-out arrived: to the core.
@@ -275,15 +268,16 @@ impl PendingWrite {
     }
 }
 
-/// The transfer of the first `len` bytes of `sg` to or from `regions`.
+/// The transfer of the first `len` bytes of `buf` to or from `regions`
+/// (`(regions, len)`), for the command of send unit `slot`.
 fn transfer(
     ch: &Channel,
     slot: u32,
-    sg: &mut SgList<'_>,
-    regions: &[data::Segment],
-    len: u32,
+    buf: &mut CmdBuffer,
+    (regions, len): (&[data::Segment], u32),
     write: bool,
 ) -> core::result::Result<Xfer, PostError> {
+    let sg = &mut buf.sg();
     let n = regions
         .iter()
         .filter(|s| s.offset < len && s.region.len > 0)
@@ -320,8 +314,13 @@ impl DataIn {
         ch: &Channel,
         slot: u32,
     ) -> core::result::Result<Xfer, PostError> {
-        let mut sg = self.buf.sg();
-        transfer(ch, slot, &mut sg, self.regions.as_slice(), self.len, true)
+        transfer(
+            ch,
+            slot,
+            &mut self.buf,
+            (self.regions.as_slice(), self.len),
+            true,
+        )
     }
 }
 
