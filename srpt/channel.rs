@@ -416,109 +416,75 @@ impl SrpChannel {
         }
     }
 
-    /// Posts the RDMA READs of a command's data-out, or parks the command
-    /// until there is room (`first`: it was parked before, and goes
-    /// before what waits). The command is in its unit before the
-    /// completion can look for it: the post is made under the channel's
-    /// lock.
-    fn offer_read(
-        &self,
-        ch: &Channel,
-        slot: u32,
-        mut pw: PendingWrite,
-        first: bool,
-    ) -> Offered<PendingWrite> {
-        let xfer = match pw.xfer(ch, slot) {
-            Ok(x) => Some(x),
+    /// Posts `work` of `slot` (a command's data-out READs, or a parked
+    /// response after its data-in), or parks it until there is room
+    /// (`first`: it was parked before, and goes before what waits). The
+    /// work is in its unit before the completion can look for it: the
+    /// post is made under the channel's lock. Other kinds of work are
+    /// given back as failed.
+    fn offer(&self, ch: &Channel, slot: u32, mut work: Slot, first: bool) -> Offered<Slot> {
+        let xfer = match &mut work {
+            Slot::DataOut(pw) => pw.xfer(ch, slot).map(Some),
+            Slot::Respond(pr) => pr.xfer(ch, slot),
+            _ => Err(PostError::Failed(EINVAL)),
+        };
+        let (xfer, ready) = match xfer {
+            Ok(x) => (x, true),
             // No registration free: parked below.
-            Err(PostError::Full) => None,
-            Err(e) => return Offered::Failed(e, pw),
+            Err(PostError::Full) => (None, false),
+            Err(e) => return Offered::Failed(e, work),
         };
         let mut st = self.state.lock();
-        let posted = match xfer {
-            Some(x) if first || st.wait_len == 0 => {
+        let posted = match (&work, xfer) {
+            (_, x) if !ready || (!first && st.wait_len > 0) => Err((PostError::Full, x)),
+            (Slot::DataOut(_), Some(x)) => {
                 ch.read(x, u64::from(slot)).map_err(|(e, x)| (e, Some(x)))
             }
-            x => Err((PostError::Full, x)),
+            (Slot::Respond(pr), x) => ch.send(slot, pr.bytes(), x),
+            (_, x) => Err((PostError::Failed(EINVAL), x)),
         };
         match posted {
             Ok(()) => {
+                let held = match work {
+                    // Its buffer stays until the send completes.
+                    Slot::Respond(mut pr) => Slot::Sent(pr.take_buffer()),
+                    w => w,
+                };
                 if let Some(s) = st.slots.get_mut(slot as usize) {
-                    *s = Slot::DataOut(pw);
+                    *s = held;
                 }
                 Offered::Posted
             }
             Err((PostError::Full, x)) => {
-                let back = Self::park_locked(&mut st, slot, Slot::DataOut(pw), first);
+                let back = Self::park_locked(&mut st, slot, work, first);
                 drop(st);
                 drop(x);
                 match back {
-                    Some(Slot::DataOut(pw)) => Offered::Failed(PostError::Closing, pw),
-                    _ => Offered::Parked,
+                    Some(work) => Offered::Failed(PostError::Closing, work),
+                    None => Offered::Parked,
                 }
             }
             Err((e, x)) => {
                 drop(st);
                 drop(x);
-                Offered::Failed(e, pw)
-            }
-        }
-    }
-
-    /// Posts a parked response, its buffer kept in its unit until it
-    /// completes, or parks it again at the head of the line.
-    fn offer_parked_response(
-        &self,
-        ch: &Channel,
-        slot: u32,
-        mut pr: PendingResponse,
-    ) -> Offered<PendingResponse> {
-        let (xfer, ready) = match pr.xfer(ch, slot) {
-            Ok(x) => (x, true),
-            Err(PostError::Full) => (None, false),
-            Err(e) => return Offered::Failed(e, pr),
-        };
-        let mut st = self.state.lock();
-        let posted = match ready {
-            true => ch.send(slot, pr.bytes(), xfer),
-            false => Err((PostError::Full, xfer)),
-        };
-        match posted {
-            Ok(()) => {
-                if let Some(s) = st.slots.get_mut(slot as usize) {
-                    *s = Slot::Sent(pr.take_buffer());
-                }
-                Offered::Posted
-            }
-            Err((PostError::Full, x)) => {
-                let back = Self::park_locked(&mut st, slot, Slot::Respond(pr), true);
-                drop(st);
-                drop(x);
-                match back {
-                    Some(Slot::Respond(pr)) => Offered::Failed(PostError::Closing, pr),
-                    _ => Offered::Parked,
-                }
-            }
-            Err((e, x)) => {
-                drop(st);
-                drop(x);
-                Offered::Failed(e, pr)
+                Offered::Failed(e, work)
             }
         }
     }
 
     /// Fetches a command's data-out (or parks it until there is room).
     pub(super) fn fetch(self: &Arc<Self>, ch: &Channel, slot: u32, pw: PendingWrite) {
-        if let Offered::Failed(e, pw) = self.offer_read(ch, slot, pw, false) {
+        if let Offered::Failed(e, work) = self.offer(ch, slot, Slot::DataOut(pw), false) {
             command::log_post_failure("RDMA READ", e);
-            self.drop_write(slot, pw);
+            self.end_unanswered(slot, work);
         }
     }
 
-    /// A command whose data-out cannot come (the channel is closing):
-    /// it ends without a response.
-    fn drop_write(&self, slot: u32, pw: PendingWrite) {
-        drop(pw);
+    /// A command that cannot go on (its data-out cannot come, its
+    /// response cannot go: the channel is closing) ends without a
+    /// response, its unit free again.
+    fn end_unanswered<W>(&self, slot: u32, work: W) {
+        drop(work);
         self.release_slot(slot, true);
     }
 
@@ -586,18 +552,13 @@ impl SrpChannel {
     /// completion that found some.
     fn post_waiting(&self, ch: &Channel) {
         while let Some((slot, work)) = self.unpark() {
-            match work {
-                Slot::DataOut(pw) => match self.offer_read(ch, slot, pw, true) {
-                    Offered::Posted => {}
-                    Offered::Parked => return,
-                    Offered::Failed(_, pw) => self.drop_write(slot, pw),
-                },
-                Slot::Respond(pr) => match self.offer_parked_response(ch, slot, pr) {
-                    Offered::Posted => {}
-                    Offered::Parked => return,
-                    Offered::Failed(..) => self.release_slot(slot, true),
-                },
-                _ => {}
+            if !matches!(work, Slot::DataOut(_) | Slot::Respond(_)) {
+                continue;
+            }
+            match self.offer(ch, slot, work, true) {
+                Offered::Posted => {}
+                Offered::Parked => return,
+                Offered::Failed(_, work) => self.end_unanswered(slot, work),
             }
         }
     }
@@ -625,8 +586,7 @@ impl SrpChannel {
     /// Ends parked work of a closed channel.
     fn end_waiting(&self) {
         while let Some((slot, work)) = self.unpark() {
-            drop(work);
-            self.release_slot(slot, true);
+            self.end_unanswered(slot, work);
         }
     }
 
@@ -745,7 +705,7 @@ impl SrpChannel {
         };
         match ch.get() {
             Some(owned) if ok && !self.closed() => pw.submit(self, owned, slot),
-            _ => self.drop_write(slot, pw),
+            _ => self.end_unanswered(slot, pw),
         }
     }
 }
