@@ -25,6 +25,10 @@ mod scst_core;
 mod scst_vdisk;
 
 #[deny(unsafe_code)]
+#[path = "scst_passthrough/mod.rs"]
+mod scst_passthrough;
+
+#[deny(unsafe_code)]
 #[path = "scst_local/mod.rs"]
 mod scst_local;
 
@@ -59,6 +63,9 @@ struct ScstModule {
     _iscsi: scst_iscsi::Iscsi,
     // Nothing attached by now (scst_srpt.ko depends on scst.ko).
     _srpt: srpt::Srpt,
+    // Dropped before the core: no device is removed for its SCSI device
+    // once the core goes.
+    _passthrough: scst_passthrough::Passthrough,
     _core: scst_core::Core,
 }
 
@@ -66,6 +73,7 @@ impl kernel::Module for ScstModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let core = scst_core::Core::new()?;
         scst_vdisk::register(core.scst())?;
+        let passthrough = scst_passthrough::register(core.scst())?;
         scst_local::register(core.scst())?;
         let iscsi = scst_iscsi::register(core.scst())?;
         let user = scst_user::register(core.scst())?;
@@ -75,6 +83,7 @@ impl kernel::Module for ScstModule {
             _user: user,
             _iscsi: iscsi,
             _srpt: srpt,
+            _passthrough: passthrough,
             _core: core,
         })
     }

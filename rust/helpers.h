@@ -77,6 +77,33 @@ struct scatterlist *scst_rs_cmd_sg(struct scsi_cmnd *cmd, unsigned int *nents,
 void scst_rs_cmd_done(struct scsi_cmnd *cmd, u8 status, const u8 *sense,
 		      unsigned int sense_len, unsigned int resid, bool error);
 
+/* Pass-through devices and their requests (scsi_pt_helpers.c). */
+struct scsi_device;
+struct scst_rs_pt;
+struct scsi_device *scst_rs_sdev_get(unsigned int host, unsigned int channel,
+				     unsigned int id, u64 lun);
+void scst_rs_sdev_put(struct scsi_device *sdev);
+u8 scst_rs_sdev_type(struct scsi_device *sdev);
+bool scst_rs_sdev_online(struct scsi_device *sdev);
+u64 scst_rs_sdev_bytes(struct scsi_device *sdev);
+struct scst_rs_pt *scst_rs_pt_new(struct scsi_device *sdev, const u8 *cdb,
+				  unsigned int cdb_len, bool write, size_t len,
+				  unsigned int timeout_ms, int retries);
+void scst_rs_pt_put(struct scst_rs_pt *pt);
+int scst_rs_pt_start(struct scst_rs_pt *pt, struct scatterlist *sgl,
+		     unsigned int nents, bool *bounced,
+		     void (*done)(void *ctx), void *ctx);
+bool scst_rs_pt_outcome(struct scst_rs_pt *pt, int *result,
+			unsigned int *resid, u8 *sense, unsigned int sense_max,
+			unsigned int *sense_len);
+size_t scst_rs_pt_copy_in(struct scst_rs_pt *pt, struct scatterlist *sgl,
+			  unsigned int nents, size_t len);
+int scst_rs_sdev_watch_start(void (*removed)(void *ctx, unsigned int host,
+					     unsigned int channel,
+					     unsigned int id, u64 lun),
+			     void *ctx);
+void scst_rs_sdev_watch_stop(void);
+
 /* Kernel TCP sockets, page buffers, owned workqueues (net_helpers.c). */
 struct socket;
 struct scst_rs_pages;

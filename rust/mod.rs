@@ -16,6 +16,7 @@ pub(crate) mod pages;
 pub(crate) mod rdma;
 pub(crate) mod rdma_channel;
 pub(crate) mod scsi_host;
+pub(crate) mod scsi_pt;
 pub(crate) mod sg;
 pub(crate) mod sysfs;
 pub(crate) mod wq;

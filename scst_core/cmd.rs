@@ -611,6 +611,17 @@ impl Deferral {
         }
     }
 
+    /// Once the logical unit completes the command ([`Self::complete`],
+    /// whichever way), `finish` says how it ended, on the worker that
+    /// resumes it; it replaces both outcomes given when it deferred. For
+    /// a completion that runs where it cannot build the outcome (a
+    /// pass-through request's end_io). Process context only.
+    pub(crate) fn will_finish(&self, finish: Arc<dyn FinishDeferred>) {
+        if let Some(cmd) = &self.cmd {
+            cmd.set_outcome(Outcome::Finish(finish));
+        }
+    }
+
     /// The command ends with `outcome`, which replaces both the logical
     /// unit gave when it deferred. Process context only: unlike
     /// [`Self::complete`], it takes a lock.

@@ -340,26 +340,66 @@ impl Scst {
             "del_device" => {
                 let name = line.name("device name")?;
                 line.end()?;
-                let state = registry
-                    .devices
-                    .find(|d| {
-                        d.name_is(name)
-                            && d.state.handler_name.as_bytes() == handler.name().as_bytes()
-                    })
-                    .map(|d| d.state.clone())
-                    .ok_or(MgmtError::NoSuchObject(name))?;
-                // As in SCST, the device leaves its device group and every
-                // LUN table first.
-                self.alua_forget_device(&state);
-                Self::unmap_device(registry, &state)?;
-                let device = registry
-                    .devices
-                    .remove(|d| d.name_is(name))
-                    .ok_or(MgmtError::NoSuchObject(name))?;
-                pr_info!("removed device {}\n", &*device.state.name);
-                Ok(())
+                match self.delete_device(registry, handler.name(), name)? {
+                    true => Ok(()),
+                    false => Err(MgmtError::NoSuchObject(name).into()),
+                }
             }
             verb => Err(MgmtError::UnknownCommand(verb).into()),
+        }
+    }
+
+    /// Removes device `name` of handler `handler_name`: it leaves its
+    /// device group and every LUN table first, as in SCST. `false`: no
+    /// such device.
+    fn delete_device(
+        &self,
+        registry: &mut Registry,
+        handler_name: &str,
+        name: &str,
+    ) -> Result<bool> {
+        let Some(state) = registry
+            .devices
+            .find(|d| d.name_is(name) && d.state.handler_name.as_bytes() == handler_name.as_bytes())
+            .map(|d| d.state.clone())
+        else {
+            return Ok(false);
+        };
+        self.alua_forget_device(&state);
+        Self::unmap_device(registry, &state)?;
+        let removed = registry.devices.remove(|d| d.name_is(name)).is_some();
+        if removed {
+            pr_info!("removed device {}\n", name);
+        }
+        Ok(removed)
+    }
+
+    /// Removes device `name` if one of the handlers `handler_names`
+    /// (say: `true`) has it, as `del_device` would: for a device whose
+    /// backing left the system. Whether it was there.
+    pub(crate) fn remove_device_of(
+        &self,
+        name: &str,
+        handler_names: impl Fn(&str) -> bool,
+    ) -> bool {
+        let mut registry = self.registry.lock();
+        let Some(state) = registry
+            .devices
+            .find(|d| d.name_is(name))
+            .map(|d| d.state.clone())
+        else {
+            return false;
+        };
+        let handler = match state.handler_name.to_str() {
+            Ok(h) if handler_names(h) => h,
+            _ => return false,
+        };
+        match self.delete_device(&mut registry, handler, name) {
+            Ok(removed) => removed,
+            Err(e) => {
+                pr_warn!("device {}: not removed ({:?})\n", name, e);
+                false
+            }
         }
     }
 

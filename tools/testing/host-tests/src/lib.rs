@@ -71,6 +71,9 @@ pub mod ioc_encoding {
     pub const WRITE: u32 = 1;
     pub const READ: u32 = 2;
 }
+#[path = "../../../../scst_passthrough/rules.rs"]
+#[doc(hidden)]
+pub mod passthrough_rules;
 #[path = "../../../../scst_vdisk/geometry.rs"]
 #[doc(hidden)]
 pub mod vdisk_geometry;
@@ -110,6 +113,11 @@ impl core_pr::RegistrantStore for Vec<core_pr::Registrant> {
 pub mod scst_vdisk {
     pub use super::vdisk_geometry as geometry;
     pub use super::vdisk_sbc as sbc;
+}
+
+/// The modules of `scst_passthrough/` that need no kernel.
+pub mod scst_passthrough {
+    pub use super::passthrough_rules as rules;
 }
 
 /// The modules of `scst_iscsi/` that need no kernel.

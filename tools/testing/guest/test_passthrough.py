@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Pass-through handlers (dev_disk, dev_disk_perf, ...): a scsi_debug disk
+of the guest's own SCSI stack exported by its H:C:I:L through scst_local,
+its data, status and sense checked against the device seen directly."""
+
+import contextlib
+import glob
+import mmap
+import os
+import struct
+import time
+
+from conftest import (ROOT, errno, fio_running, kill_fio, local_disk, mgmt, read,
+                      remove_module, sg_io, sh, write)
+
+MiB = 1 << 20
+
+
+@contextlib.contextmanager
+def scsi_debug_disk(size_mb=64):
+    """A scsi_debug disk: (its H:C:I:L, its /dev/sdX, its /dev/sgN), removed
+    afterwards."""
+    sh("modprobe", "scsi_debug", f"dev_size_mb={size_mb}")
+    try:
+        found = []
+        for _ in range(100):
+            found = glob.glob("/sys/bus/pseudo/drivers/scsi_debug/adapter*/host*/"
+                              "target*/*:*:*:*")
+            if found and glob.glob(found[0] + "/block/*") and \
+                    glob.glob(found[0] + "/scsi_generic/*"):
+                break
+            time.sleep(0.1)
+        assert found, "scsi_debug made no disk"
+        sh("udevadm", "settle", check=False)
+        sd = "/dev/" + os.path.basename(glob.glob(found[0] + "/block/*")[0])
+        sg = "/dev/" + os.path.basename(glob.glob(found[0] + "/scsi_generic/*")[0])
+        yield os.path.basename(found[0]), sd, sg
+    finally:
+        remove_module("scsi_debug")
+
+
+def refused(path, line):
+    """The errno of a mgmt line that must fail, and the reason it gave."""
+    rc = write(path, line)
+    assert rc != 0, f"{path}: {line!r} was accepted"
+    return rc, read("last_sysfs_mgmt_res")
+
+
+def read10(lba, blocks):
+    return struct.pack(">BBIBHB", 0x28, 0, lba, 0, blocks, 0)
+
+
+def sense_key_asc(sense):
+    """(key, ASC, ASCQ) of fixed or descriptor sense."""
+    if sense[0] & 0x7f in (0x72, 0x73):
+        return sense[1] & 0x0f, sense[2], sense[3]
+    return sense[2] & 0x0f, sense[12], sense[13]
+
+
+def test_add_device_is_checked(scst):
+    with scsi_debug_disk(16) as (hctl, _sd, _sg):
+        handlers = os.listdir(os.path.join(ROOT, "handlers"))
+        for h in ("dev_disk", "dev_disk_perf", "dev_tape", "dev_tape_perf", "dev_changer",
+                  "dev_processor", "dev_raid", "dev_cdrom", "dev_modisk", "dev_modisk_perf"):
+            assert h in handlers
+        # A disk is not a tape.
+        rc, why = refused("handlers/dev_tape/mgmt", f"add_device {hctl}")
+        assert rc == errno.EINVAL and "type" in why, why
+        assert not os.path.exists(os.path.join(ROOT, "devices", hctl))
+        # Not an H:C:I:L, no such device, a parameter dev_disk does not take.
+        rc, why = refused("handlers/dev_disk/mgmt", "add_device 1:2:3")
+        assert rc == errno.EINVAL, why
+        rc, why = refused("handlers/dev_disk/mgmt", "add_device 99:0:0:0")
+        assert rc == errno.EINVAL and "99:0:0:0" in why, why
+        rc, why = refused("handlers/dev_disk/mgmt", f"add_device {hctl} filename=/x")
+        assert rc == errno.EINVAL and "filename" in why, why
+
+        mgmt("handlers/dev_disk/mgmt", f"add_device {hctl}")
+        assert read(f"devices/{hctl}/type").startswith("0")
+        assert os.path.realpath(os.path.join(ROOT, "devices", hctl, "handler")).endswith(
+            "dev_disk")
+        # Assigned already, to this handler or another.
+        rc, why = refused("handlers/dev_disk_perf/mgmt", f"add_device {hctl}")
+        assert rc == errno.EEXIST, why
+        rc, why = refused("handlers/dev_disk/mgmt", f"add_device {hctl}")
+        assert rc == errno.EEXIST, why
+        # While exported, scsi_debug's module is held.
+        assert sh("rmmod", "scsi_debug", check=False).returncode != 0
+        mgmt("handlers/dev_disk/mgmt", f"del_device {hctl}")
+        assert not os.path.exists(os.path.join(ROOT, "devices", hctl))
+
+
+def test_dev_disk_data_status_and_sense(scst):
+    with scsi_debug_disk(64) as (hctl, sd, _sg):
+        mgmt("handlers/dev_disk/mgmt", f"add_device {hctl}")
+        try:
+            disk, sg = local_disk(hctl, "pt")
+            # The device's own identity, not the target's.
+            inq = sh("sg_inq", sg).stdout
+            assert "scsi_debug" in inq, inq
+            cap = sh("sg_readcap", sg).stdout
+            assert "67108864 bytes" in cap, cap
+
+            # Data written through the target is on the device, and back.
+            sh("fio", "--name=pt", f"--filename={disk}", "--direct=1", "--ioengine=libaio",
+               "--rw=randwrite", "--bs=4k", "--iodepth=16", f"--size={16 * MiB}",
+               "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--randrepeat=0")
+            pattern = os.urandom(MiB)
+            fd = os.open(disk, os.O_RDWR | os.O_DIRECT)
+            try:
+                buf = mmap.mmap(-1, MiB)
+                buf.write(pattern)
+                os.pwritev(fd, [buf], 32 * MiB)
+            finally:
+                os.close(fd)
+            with open(sd, "rb", buffering=0) as f:
+                # The page cache of the device's own sd knows nothing of it.
+                sh("blockdev", "--flushbufs", sd)
+                f.seek(32 * MiB)
+                assert f.read(MiB) == pattern
+
+            # The device's status and sense: a READ past its end.
+            blocks = 64 * MiB // 512
+            fd = os.open(sg, os.O_RDWR)
+            try:
+                status, sense, _ = sg_io(fd, read10(blocks, 1), data_in_len=512)
+                assert status == 0x02
+                assert sense_key_asc(sense)[:2] == (0x05, 0x21), sense.hex()
+                # A short transfer's residual: INQUIRY asks for 255 bytes,
+                # the device has fewer.
+                status, _, data = sg_io(fd, bytes([0x12, 0, 0, 0, 255, 0]), data_in_len=255)
+                assert status == 0 and 36 <= len(data) < 255, len(data)
+                assert data[8:16].strip() == b"Linux"
+            finally:
+                os.close(fd)
+        finally:
+            mgmt("targets/scst_local/mgmt", "del_target pt")
+            mgmt("handlers/dev_disk/mgmt", f"del_device {hctl}")
+
+
+def test_dev_disk_perf_never_reads_the_device(scst):
+    with scsi_debug_disk(16) as (hctl, sd, _sg):
+        with open(sd, "r+b", buffering=0) as f:
+            f.write(b"\xa5" * MiB)
+            os.fsync(f.fileno())
+        mgmt("handlers/dev_disk_perf/mgmt", f"add_device {hctl}")
+        try:
+            disk, _sg = local_disk(hctl, "perf")
+            fd = os.open(disk, os.O_RDONLY | os.O_DIRECT)
+            try:
+                buf = mmap.mmap(-1, 64 << 10)
+                assert os.preadv(fd, [buf], 0) == 64 << 10
+                # Zeros: what the device holds never came, nor stale pages.
+                assert bytes(buf) == bytes(64 << 10)
+            finally:
+                os.close(fd)
+            # Anything else reaches the device.
+            assert "scsi_debug" in sh("sg_inq", _sg).stdout
+        finally:
+            mgmt("targets/scst_local/mgmt", "del_target perf")
+            mgmt("handlers/dev_disk_perf/mgmt", f"del_device {hctl}")
+
+
+def test_device_removed_under_io(scst):
+    """The exported device is deleted from the local SCSI stack while fio
+    runs: the commands in flight end, the device leaves scst's devices and
+    its LUN the target, nothing hangs, and the module unloads clean."""
+    with scsi_debug_disk(64) as (hctl, _sd, _sg):
+        mgmt("handlers/dev_disk/mgmt", f"add_device {hctl}")
+        disk, sg = local_disk(hctl, "gone")
+        fd = os.open(sg, os.O_RDWR)
+        fio = fio_running(disk, 60)
+        try:
+            time.sleep(2)
+            with open(f"/sys/class/scsi_device/{hctl}/device/delete", "w") as f:
+                f.write("1")
+            # A command now fails as for a LUN that is not there, unless
+            # the LUN left the initiator's view first.
+            try:
+                status, sense, _ = sg_io(fd, read10(0, 1), data_in_len=512)
+                assert status == 0x02
+                assert sense_key_asc(sense)[:2] == (0x05, 0x25), sense.hex()
+            except (OSError, AssertionError) as e:
+                assert not os.path.exists(os.path.join(ROOT, "devices", hctl)), e
+            for _ in range(200):
+                if not os.path.exists(os.path.join(ROOT, "devices", hctl)):
+                    break
+                time.sleep(0.1)
+            assert not os.path.exists(os.path.join(ROOT, "devices", hctl))
+            assert set(os.listdir(os.path.join(ROOT, "targets/scst_local/gone/luns"))) == \
+                {"mgmt"}
+            # fio's commands all ended: it stops at its first error.
+            fio.wait(timeout=60)
+        finally:
+            os.close(fd)
+            kill_fio(fio)
+        rc, _ = refused("handlers/dev_disk/mgmt", f"del_device {hctl}")
+        assert rc == errno.EINVAL
+        mgmt("targets/scst_local/mgmt", "del_target gone")
