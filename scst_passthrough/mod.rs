@@ -193,6 +193,9 @@ impl LogicalUnit for PtDevice {
                 return Ok(self.perf(cmd, write));
             }
         }
+        if cmd.read_only && rules::writes_medium(self.handler.device_type, opcode) {
+            return Err(sense::WRITE_PROTECTED);
+        }
         let write = cmd.direction == DataDirection::Write;
         let len = cmd.data.len();
         let timeout = rules::timeout_ms(self.handler.device_type, opcode);
@@ -210,6 +213,9 @@ impl LogicalUnit for PtDevice {
                 req,
                 write,
                 len,
+                mode_select: rules::is_mode_select(opcode),
+                write_protect: rules::write_protect_byte(self.handler.device_type, opcode)
+                    .filter(|_| cmd.read_only),
                 bounced: AtomicBool::new(false),
             },
             GFP_KERNEL,
@@ -287,6 +293,11 @@ struct PtFinish {
     req: PtRequest,
     write: bool,
     len: usize,
+    /// MODE SELECT: when it succeeds, the other nexuses hear of it.
+    mode_select: bool,
+    /// MODE SENSE to a read-only LUN: the byte of its data whose WP bit
+    /// the LUN sets, whatever the device said.
+    write_protect: Option<usize>,
     bounced: AtomicBool,
 }
 
@@ -313,8 +324,17 @@ impl FinishDeferred for PtFinish {
             moved
         };
         let status = outcome.status();
+        if let Some(at) = self.write_protect.filter(|&at| at < data_in) {
+            let mut byte = [0u8];
+            if data.copy_to_slice(at, &mut byte) == 1 {
+                data.copy_from_slice(at, &[byte[0] | 0x80]);
+            }
+        }
         if status == GOOD {
-            return Ok(Completion::data_in(data_in, moved));
+            return Ok(Completion {
+                others_ua: self.mode_select.then_some(sense::MODE_PARAMETERS_CHANGED),
+                ..Completion::data_in(data_in, moved)
+            });
         }
         let mut raw = RawStatus::bare(status);
         let n = outcome.sense().len().min(raw.sense.len());

@@ -108,6 +108,24 @@ mod op {
     pub const WRITE_12: u8 = 0xaa;
     pub const VERIFY_12: u8 = 0xaf;
     pub const READ_ELEMENT_STATUS: u8 = 0xb8;
+    pub const MODE_SENSE_6: u8 = 0x1a;
+    pub const MODE_SENSE_10: u8 = 0x5a;
+    pub const MODE_SELECT_6: u8 = 0x15;
+    pub const MODE_SELECT_10: u8 = 0x55;
+    pub const WRITE_VERIFY_10: u8 = 0x2e;
+    pub const WRITE_VERIFY_12: u8 = 0xae;
+    pub const WRITE_VERIFY_16: u8 = 0x8e;
+    pub const WRITE_LONG_10: u8 = 0x3f;
+    pub const WRITE_BUFFER: u8 = 0x3b;
+    pub const UNMAP: u8 = 0x42;
+    pub const XDWRITEREAD_10: u8 = 0x53;
+    pub const WRITE_ATOMIC_16: u8 = 0x9c;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
+    pub const ORWRITE_16: u8 = 0x8b;
+    pub const SERVICE_ACTION_OUT_16: u8 = 0x9f;
+    pub const VARIABLE_LENGTH: u8 = 0x7f;
+    pub const REASSIGN_BLOCKS: u8 = 0x07;
+    pub const SET_CAPACITY: u8 = 0x0b;
 }
 
 /// Milliseconds a command may take on a device of `device_type` before
@@ -155,6 +173,69 @@ pub fn perf_rw(opcode: u8) -> Option<bool> {
     match opcode {
         op::READ_6 | op::READ_10 | op::READ_12 | op::READ_16 => Some(false),
         op::WRITE_6 | op::WRITE_10 | op::WRITE_12 | op::WRITE_16 => Some(true),
+        _ => None,
+    }
+}
+
+/// Whether a command of `opcode` to a device of `device_type` changes
+/// the medium, which a read-only LUN refuses (DATA PROTECT) before it
+/// reaches the device. Commands a device type reads differently (0x07 is
+/// REASSIGN BLOCKS on a disk and INITIALIZE ELEMENT STATUS on a changer)
+/// are taken by type.
+pub fn writes_medium(device_type: u8, opcode: u8) -> bool {
+    let common = matches!(
+        opcode,
+        op::WRITE_6
+            | op::WRITE_10
+            | op::WRITE_12
+            | op::WRITE_16
+            | op::FORMAT_UNIT
+            | op::WRITE_BUFFER
+    );
+    common
+        || match device_type {
+            0x01 => matches!(opcode, op::WRITE_FILEMARKS | op::ERASE | op::SET_CAPACITY),
+            0x08 => false,
+            _ => matches!(
+                opcode,
+                op::WRITE_VERIFY_10
+                    | op::WRITE_VERIFY_12
+                    | op::WRITE_VERIFY_16
+                    | op::WRITE_LONG_10
+                    | op::WRITE_SAME_10
+                    | op::WRITE_SAME_16
+                    | op::UNMAP
+                    | op::XDWRITEREAD_10
+                    | op::WRITE_ATOMIC_16
+                    | op::COMPARE_AND_WRITE
+                    | op::ORWRITE_16
+                    | op::SANITIZE
+                    | op::REASSIGN_BLOCKS
+                    // WRITE LONG (16) and WRITE SAME (32), and the like.
+                    | op::SERVICE_ACTION_OUT_16
+                    | op::VARIABLE_LENGTH
+            ),
+        }
+}
+
+/// Whether `opcode` is MODE SELECT, whose success the other initiators
+/// hear of (MODE PARAMETERS CHANGED).
+pub fn is_mode_select(opcode: u8) -> bool {
+    matches!(opcode, op::MODE_SELECT_6 | op::MODE_SELECT_10)
+}
+
+/// Where MODE SENSE's data of `opcode` carries the device-specific
+/// parameter of a device of `device_type` whose WP bit (0x80) says write
+/// protected (SBC-4 and SSC-4; optical memory as SBC): set for a
+/// read-only LUN so that the initiator knows. `None`: not MODE SENSE, or
+/// a type without that bit.
+pub fn write_protect_byte(device_type: u8, opcode: u8) -> Option<usize> {
+    if !matches!(device_type, 0x00 | 0x01 | 0x07) {
+        return None;
+    }
+    match opcode {
+        op::MODE_SENSE_6 => Some(2),
+        op::MODE_SENSE_10 => Some(3),
         _ => None,
     }
 }

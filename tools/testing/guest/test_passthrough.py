@@ -10,8 +10,8 @@ import os
 import struct
 import time
 
-from conftest import (ROOT, errno, fio_running, kill_fio, local_disk, mgmt, read,
-                      remove_module, sg_io, sh, write)
+from conftest import (ROOT, devices, errno, fio_running, host_of, kill_fio, local_disk,
+                      local_sessions, mgmt, read, remove_module, sg_io, sh, write)
 
 MiB = 1 << 20
 
@@ -197,3 +197,57 @@ def test_device_removed_under_io(scst):
         rc, _ = refused("handlers/dev_disk/mgmt", f"del_device {hctl}")
         assert rc == errno.EINVAL
         mgmt("targets/scst_local/mgmt", "del_target gone")
+
+
+def test_read_only_lun_and_mode_select_for_others(scst):
+    """A read-only LUN refuses the device's writes before they reach it;
+    MODE SELECT of one initiator is announced to the other (MODE
+    PARAMETERS CHANGED): the device sees one nexus, the target's, and
+    cannot tell them apart."""
+    with scsi_debug_disk(16) as (hctl, _sd, _sg):
+        mgmt("handlers/dev_disk/mgmt", f"add_device {hctl}")
+        try:
+            (_, sg_a), (_, sg_b) = local_sessions(hctl, "two", "a", "b")
+            a = os.open(sg_a, os.O_RDWR)
+            b = os.open(sg_b, os.O_RDWR)
+            try:
+                # MODE SENSE (6), caching page, no block descriptors.
+                status, _, page = sg_io(a, bytes([0x1a, 0x08, 0x08, 0, 64, 0]),
+                                        data_in_len=64)
+                assert status == 0 and len(page) >= 4 + 20, page.hex()
+                caching = bytearray(page[4:4 + 2 + page[5]])
+                caching[0] &= 0x3f  # PS is reserved in MODE SELECT
+                params = bytes(4) + bytes(caching)
+                status, sense, _ = sg_io(a, bytes([0x15, 0x10, 0, 0, len(params), 0]),
+                                         data_out=params)
+                assert status == 0, sense.hex()
+                status, sense, _ = sg_io(b, bytes(6))
+                assert status == 0x02 and sense_key_asc(sense) == (0x06, 0x2a, 0x01), \
+                    sense.hex()
+            finally:
+                os.close(a)
+                os.close(b)
+            mgmt("targets/scst_local/mgmt", "del_target two")
+
+            mgmt("targets/scst_local/mgmt", "add_target ro")
+            mgmt("targets/scst_local/ro/luns/mgmt", f"add {hctl} 0 read_only=1")
+            mgmt("targets/scst_local/mgmt", "add_session ro s1")
+            sd, sg = devices(host_of("ro", "s1"))
+            # MODE SENSE says write protected, whatever the device said.
+            with open(f"/sys/block/{os.path.basename(sd)}/ro") as f:
+                assert f.read().strip() == "1"
+            fd = os.open(sg, os.O_RDWR)
+            try:
+                write10 = struct.pack(">BBIBHB", 0x2a, 0, 8, 0, 1, 0)
+                status, sense, _ = sg_io(fd, write10, data_out=b"\x5a" * 512)
+                if status == 0x02 and sense_key_asc(sense)[0] == 0x06:
+                    status, sense, _ = sg_io(fd, write10, data_out=b"\x5a" * 512)
+                assert status == 0x02 and sense_key_asc(sense)[:2] == (0x07, 0x27), \
+                    sense.hex()
+                status, _, data = sg_io(fd, read10(8, 1), data_in_len=512)
+                assert status == 0 and data != b"\x5a" * 512
+            finally:
+                os.close(fd)
+            mgmt("targets/scst_local/mgmt", "del_target ro")
+        finally:
+            mgmt("handlers/dev_disk/mgmt", f"del_device {hctl}")

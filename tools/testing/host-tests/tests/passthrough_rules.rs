@@ -104,3 +104,41 @@ fn perf_takes_only_block_reads_and_writes() {
         assert_eq!(perf_rw(op), None, "{op:#x}");
     }
 }
+
+#[test]
+fn read_only_refuses_what_writes() {
+    // A disk: the writes of SBC-4, not its reads.
+    for op in [
+        0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0x41, 0x93, 0x42, 0x89, 0x04, 0x07, 0x48,
+    ] {
+        assert!(writes_medium(0x00, op), "{op:#x}");
+    }
+    for op in [
+        0x00, 0x08, 0x28, 0x88, 0x12, 0x25, 0x9e, 0x2f, 0x35, 0x1a, 0x5e, 0xa0,
+    ] {
+        assert!(!writes_medium(0x00, op), "{op:#x}");
+    }
+    // A tape: WRITE FILEMARKS and ERASE too; READ and SPACE are not.
+    for op in [0x0a, 0x10, 0x19] {
+        assert!(writes_medium(0x01, op), "{op:#x}");
+    }
+    for op in [0x08, 0x11, 0x01, 0x2b, 0x1b] {
+        assert!(!writes_medium(0x01, op), "{op:#x}");
+    }
+    // A changer moves media, which a read-only LUN does not forbid; 0x07
+    // is its INITIALIZE ELEMENT STATUS.
+    for op in [0xa5, 0x07, 0xb8] {
+        assert!(!writes_medium(0x08, op), "{op:#x}");
+    }
+    assert!(is_mode_select(0x15) && is_mode_select(0x55) && !is_mode_select(0x1a));
+}
+
+#[test]
+fn write_protect_bit_where_the_type_has_it() {
+    assert_eq!(write_protect_byte(0x00, 0x1a), Some(2));
+    assert_eq!(write_protect_byte(0x00, 0x5a), Some(3));
+    assert_eq!(write_protect_byte(0x01, 0x1a), Some(2));
+    assert_eq!(write_protect_byte(0x08, 0x1a), None);
+    assert_eq!(write_protect_byte(0x05, 0x5a), None);
+    assert_eq!(write_protect_byte(0x00, 0x28), None);
+}
