@@ -89,6 +89,8 @@ u64 scst_rs_sdev_bytes(struct scsi_device *sdev);
 struct scst_rs_pt *scst_rs_pt_new(struct scsi_device *sdev, const u8 *cdb,
 				  unsigned int cdb_len, bool write, size_t len,
 				  unsigned int timeout_ms, int retries);
+void scst_rs_pt_get(struct scst_rs_pt *pt);
+void scst_rs_pt_abort(struct scst_rs_pt *pt);
 void scst_rs_pt_put(struct scst_rs_pt *pt);
 int scst_rs_pt_start(struct scst_rs_pt *pt, struct scatterlist *sgl,
 		     unsigned int nents, bool *bounced,

@@ -107,9 +107,10 @@ impl PtOutcome {
 ///
 /// # Invariants
 ///
-/// `pt` is a request from `scst_rs_pt_new` of which this object holds the
-/// owner's reference; the C side holds its own while the request is in
-/// flight, so dropping this never ends or frees a request in flight.
+/// `pt` is a request from `scst_rs_pt_new` of which this object holds an
+/// owner's reference (clones hold their own); the C side holds its own
+/// while the request is in flight, so dropping this never ends or frees a
+/// request in flight.
 pub(crate) struct PtRequest {
     pt: NonNull<bindings::scst_rs_pt>,
     /// Bytes it moves, which the buffer it starts with must hold.
@@ -238,6 +239,37 @@ impl PtRequest {
         // covering `data.len()` bytes, ours to write while `data` is
         // borrowed mutably.
         unsafe { bindings::scst_rs_pt_copy_in(self.pt.as_ptr(), sgl, nents, len) }
+    }
+}
+
+impl PtRequest {
+    /// Asks the device to abort the request if it is in flight (the SCSI
+    /// error handler aborts it there; it then ends as the handler ends
+    /// it). Nothing happens to a request not started, or ended. Any
+    /// context.
+    pub(crate) fn abort(&self) {
+        // SAFETY: `pt` is valid (type invariants); the helper looks at the
+        // request under the lock its end_io clears it under.
+        unsafe { bindings::scst_rs_pt_abort(self.pt.as_ptr()) };
+    }
+
+    /// Whether `other` is this same request.
+    pub(crate) fn is(&self, other: &PtRequest) -> bool {
+        self.pt == other.pt
+    }
+}
+
+impl Clone for PtRequest {
+    /// Another owner of the same request.
+    fn clone(&self) -> Self {
+        // SAFETY: `pt` is valid (type invariants); the new reference is the
+        // clone's.
+        unsafe { bindings::scst_rs_pt_get(self.pt.as_ptr()) };
+        // INVARIANT: the clone holds a reference of its own.
+        Self {
+            pt: self.pt,
+            len: self.len,
+        }
     }
 }
 

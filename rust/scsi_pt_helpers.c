@@ -70,8 +70,12 @@ struct scst_rs_pt {
 	/* The owner's, and one while the request is in flight. */
 	refcount_t ref;
 	struct scsi_device *sdev;
-	/* Until it is started; the block layer's afterwards. */
+	/*
+	 * Until it is started; the block layer's afterwards, until its end_io
+	 * (which clears it under the lock, against an abort).
+	 */
 	struct request *rq;
+	spinlock_t lock;
 	/* Bit 0: started (at most once). */
 	unsigned long flags;
 	bool write;
@@ -118,6 +122,7 @@ struct scst_rs_pt *scst_rs_pt_new(struct scsi_device *sdev, const u8 *cdb,
 	scmd->allowed = retries;
 	rq->timeout = msecs_to_jiffies(timeout_ms);
 	refcount_set(&pt->ref, 1);
+	spin_lock_init(&pt->lock);
 	pt->sdev = sdev;
 	pt->rq = rq;
 	pt->write = write;
@@ -132,6 +137,27 @@ static void pt_free(struct scst_rs_pt *pt)
 		blk_mq_free_request(pt->rq);
 	kvfree(pt->bounce);
 	kfree(pt);
+}
+
+/* Another owner's reference. */
+void scst_rs_pt_get(struct scst_rs_pt *pt)
+{
+	refcount_inc(&pt->ref);
+}
+
+/*
+ * Asks the device to abort the request, if it is in flight: its timeout
+ * expires now, and the SCSI error handler aborts it at the device (a
+ * request the driver has not started yet is not affected). Any context.
+ */
+void scst_rs_pt_abort(struct scst_rs_pt *pt)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&pt->lock, flags);
+	if (pt->rq && test_bit(0, &pt->flags))
+		blk_abort_request(pt->rq);
+	spin_unlock_irqrestore(&pt->lock, flags);
 }
 
 void scst_rs_pt_put(struct scst_rs_pt *pt)
@@ -241,6 +267,7 @@ static enum rq_end_io_ret pt_end_io(struct request *rq, blk_status_t status)
 {
 	struct scst_rs_pt *pt = rq->end_io_data;
 	struct scsi_cmnd *scmd = blk_mq_rq_to_pdu(rq);
+	unsigned long flags;
 
 	pt->result = scmd->result;
 	/* Failed before it reached the device: gone, or another error. */
@@ -254,7 +281,9 @@ static enum rq_end_io_ret pt_end_io(struct request *rq, blk_status_t status)
 			      SCSI_SENSE_BUFFERSIZE);
 	memcpy(pt->sense, scmd->sense_buffer, pt->sense_len);
 	/* The block layer frees the request as this returns. */
+	spin_lock_irqsave(&pt->lock, flags);
 	pt->rq = NULL;
+	spin_unlock_irqrestore(&pt->lock, flags);
 	/* Publishes the outcome above to scst_rs_pt_outcome/copy_in. */
 	smp_store_release(&pt->ended, true);
 	pt->done(pt->ctx);

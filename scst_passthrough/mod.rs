@@ -13,6 +13,7 @@
 #[allow(unreachable_pub)]
 pub(crate) mod rules;
 
+use crate::kernel_ext::kvec_ext::VecExt;
 use crate::kernel_ext::net::pr_peer;
 use crate::kernel_ext::scsi_pt::{PtDone, PtRequest, ScsiDevice, SdevRemoved, SdevWatch};
 use crate::kernel_ext::sg::SgList;
@@ -22,14 +23,20 @@ use crate::scst_core::{
     cmd::{Deferral, FinishDeferred},
     device::{
         device_type_name, AttrChange, Completion, DataDirection, DevHandler, ExecCmd, Executed,
-        LogicalUnit, LuAttr, RawStatus,
+        LogicalUnit, LuAttr, RawStatus, TaskMgmt, TmFunction,
     },
     mgmt::{MgmtError, Params},
     sense::{self, Sense, SenseFormat},
     MgmtFailure, Scst,
 };
 use core::sync::atomic::{AtomicBool, Ordering};
-use kernel::{alloc::flags::GFP_KERNEL, c_str, fmt, prelude::*, str::CString, sync::Arc};
+use kernel::{
+    alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
+    c_str, fmt, new_spinlock,
+    prelude::*,
+    str::CString,
+    sync::{Arc, SpinLock},
+};
 use rules::{Handler, Hctl, HANDLERS};
 
 /// Status bytes (SAM-5).
@@ -150,11 +157,18 @@ impl DevHandler for PtHandler {
             hctl,
             device_type_name(found)
         );
+        let in_flight = Arc::pin_init(
+            pin_init!(InFlight {
+                sent <- new_spinlock!(KVec::new()),
+            }),
+            GFP_KERNEL,
+        )?;
         Ok(Arc::new(
             PtDevice {
                 sdev,
                 hctl,
                 handler: self.handler,
+                in_flight,
             },
             GFP_KERNEL,
         )?)
@@ -166,6 +180,24 @@ struct PtDevice {
     sdev: ScsiDevice,
     hctl: Hctl,
     handler: Handler,
+    in_flight: Arc<InFlight>,
+}
+
+/// The device's requests in flight, which task management aborts at the
+/// device. Process context only: a command's request joins as it is
+/// sent, from a core worker, and leaves as the command's outcome drops,
+/// on the worker that resumed it.
+#[pin_data]
+struct InFlight {
+    #[pin]
+    sent: SpinLock<KVec<Sent>>,
+}
+
+/// A request sent for the command of `tag` on nexus `nexus`.
+struct Sent {
+    nexus: u64,
+    tag: u64,
+    req: PtRequest,
 }
 
 impl PtDevice {
@@ -208,8 +240,19 @@ impl LogicalUnit for PtDevice {
                     sense::LUN_NOT_SUPPORTED
                 }
             })?;
+        // Known to task management before it can reach the device; what
+        // finds no room is not aborted at the device, only waited for.
+        let _ = self.in_flight.sent.lock().push(
+            Sent {
+                nexus: cmd.nexus,
+                tag: cmd.tag,
+                req: req.clone(),
+            },
+            GFP_ATOMIC,
+        );
         let finish = Arc::new(
             PtFinish {
+                in_flight: self.in_flight.clone(),
                 req,
                 write,
                 len,
@@ -248,6 +291,23 @@ impl LogicalUnit for PtDevice {
 
     fn sense_format(&self) -> SenseFormat {
         SenseFormat::Fixed
+    }
+
+    /// The commands the function ends are aborted at the device too, so
+    /// that the wait for them ends as soon as the device lets go (an
+    /// abort through the SCSI error handler, which escalates to a device
+    /// reset where the abort fails).
+    fn task_mgmt_received(&self, tm: &TaskMgmt) {
+        for s in self.in_flight.sent.lock().iter() {
+            let hit = match tm.function {
+                TmFunction::AbortTask(tag) => s.nexus == tm.nexus && s.tag == tag,
+                TmFunction::AbortTaskSet => s.nexus == tm.nexus,
+                TmFunction::ClearTaskSet | TmFunction::LunReset | TmFunction::TargetReset => true,
+            };
+            if hit {
+                s.req.abort();
+            }
+        }
     }
 
     fn size(&self) -> u64 {
@@ -290,6 +350,7 @@ impl PtDone for Ended {
 
 /// A command sent to the device, read back on the worker that resumes it.
 struct PtFinish {
+    in_flight: Arc<InFlight>,
     req: PtRequest,
     write: bool,
     len: usize,
@@ -354,5 +415,16 @@ impl FinishDeferred for PtFinish {
             others_ua,
             raw: Some(raw),
         })
+    }
+}
+
+impl Drop for PtFinish {
+    /// The command's outcome is taken (or it was aborted): its request
+    /// leaves the device's list.
+    fn drop(&mut self) {
+        let mut sent = self.in_flight.sent.lock();
+        if let Some(i) = sent.iter().position(|s| s.req.is(&self.req)) {
+            sent.swap_remove(i);
+        }
     }
 }

@@ -7,7 +7,9 @@ import contextlib
 import glob
 import mmap
 import os
+import re
 import struct
+import threading
 import time
 
 from conftest import (ROOT, devices, errno, fio_running, host_of, kill_fio, local_disk,
@@ -250,4 +252,76 @@ def test_read_only_lun_and_mode_select_for_others(scst):
                 os.close(fd)
             mgmt("targets/scst_local/mgmt", "del_target ro")
         finally:
+            mgmt("handlers/dev_disk/mgmt", f"del_device {hctl}")
+
+
+def scsi_debug_aborts(host):
+    """Commands scsi_debug was asked to abort (its error handler's abort)."""
+    with open(f"/proc/scsi/scsi_debug/{host}") as f:
+        return int(re.search(r"command aborts=(\d+)", f.read()).group(1))
+
+
+def scsi_debug_delay(jiffies):
+    """Sets how long scsi_debug holds each command; it refuses while it
+    holds any (EBUSY), so retried for a while."""
+    for _ in range(100):
+        try:
+            with open("/sys/bus/pseudo/drivers/scsi_debug/delay", "w") as f:
+                f.write(str(jiffies))
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("scsi_debug kept commands")
+
+
+def test_lun_reset_aborts_at_the_device(scst):
+    """A LUN RESET from the initiator aborts the command the device holds
+    (through the SCSI error handler), rather than wait for the device."""
+    with scsi_debug_disk(16) as (hctl, _sd, _sg):
+        host = hctl.split(":")[0]
+        mgmt("handlers/dev_disk/mgmt", f"add_device {hctl}")
+        try:
+            _disk, sg = local_disk(hctl, "tm")
+            before = scsi_debug_aborts(host)
+            # 20 s at the guest's HZ of 250: within the pass-through timeout.
+            scsi_debug_delay(5000)
+            ended = []
+
+            def held_read():
+                fd = os.open(sg, os.O_RDWR)
+                try:
+                    sg_io(fd, read10(0, 8), data_in_len=4096)
+                except (OSError, AssertionError):
+                    pass
+                finally:
+                    os.close(fd)
+                    ended.append(time.monotonic())
+
+            reader = threading.Thread(target=held_read)
+            reader.start()
+            for _ in range(100):
+                if int(read(f"devices/{hctl}/active_commands")) > 0:
+                    break
+                time.sleep(0.1)
+            assert int(read(f"devices/{hctl}/active_commands")) > 0
+            assert sh("sg_reset", "-d", sg, check=False).returncode == 0
+            reader.join(timeout=60)
+            assert ended, "the held READ never ended"
+            assert scsi_debug_aborts(host) > before
+            scsi_debug_delay(1)
+            # The device serves the initiator again.
+            fd = os.open(sg, os.O_RDWR)
+            try:
+                status, _, _ = sg_io(fd, bytes(6))
+                if status == 0x02:
+                    status, _, _ = sg_io(fd, bytes(6))
+                assert status == 0
+            finally:
+                os.close(fd)
+        finally:
+            scsi_debug_delay(1)
+            with contextlib.suppress(Exception):
+                mgmt("targets/scst_local/mgmt", "del_target tm")
             mgmt("handlers/dev_disk/mgmt", f"del_device {hctl}")
