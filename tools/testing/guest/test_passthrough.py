@@ -12,8 +12,9 @@ import struct
 import threading
 import time
 
-from conftest import (ROOT, devices, errno, fio_running, host_of, kill_fio, local_disk,
-                      local_sessions, mgmt, read, remove_module, sg_io, sh, write)
+from conftest import (ROOT, TAPE, device_of, devices, errno, export_tape, fio_running, fresh,
+                      host_of, iscsi_export, kill_fio, local_disk, local_sessions, mgmt, mt,
+                      open_iscsi_login, read, remove_module, sg_io, sh, sums_of, tree, write)
 
 MiB = 1 << 20
 
@@ -325,3 +326,42 @@ def test_lun_reset_aborts_at_the_device(scst):
             with contextlib.suppress(Exception):
                 mgmt("targets/scst_local/mgmt", "del_target tm")
             mgmt("handlers/dev_disk/mgmt", f"del_device {hctl}")
+
+
+def test_dev_tape_through_iscsi(handlers):
+    """The reference tape handler's drive, as the guest's SCSI stack sees it
+    through scst_local, passed through dev_tape to iSCSI: on the
+    initiator's st, tar writes two files with filemarks and reads them
+    back, spacing over the filemark."""
+    sh("modprobe", "st")
+    handlers("vtape", fresh("/tmp/pt-tape.cart"), binary=TAPE)
+    export_tape("vtape", target="local", session="s1")
+    hctl = f"{host_of('local', 's1').removeprefix('host')}:0:0:0"
+    iqn = "iqn.2026-12.org.scst-rs:pt-tape"
+    mgmt("handlers/dev_tape/mgmt", f"add_device {hctl}")
+    try:
+        assert read(f"devices/{hctl}/type").startswith("1")
+        with iscsi_export(iqn, hctl), open_iscsi_login(iqn) as scsi_devices:
+            nst = device_of(scsi_devices, "scsi_tape/nst*[0-9]")
+            assert nst, "no st device after login"
+            sh("udevadm", "settle", check=False)
+            a = tree("/tmp/pt-tape-a", 3, 5)
+            b = tree("/tmp/pt-tape-b", 4, 3)
+            sh("tar", "-cf", nst, "-C", "/tmp/pt-tape-a", ".")
+            sh("tar", "-cf", nst, "-C", "/tmp/pt-tape-b", ".")
+            assert "File number=2, block number=0" in mt(nst, "status").stdout
+            mt(nst, "rewind")
+            for d in ("/tmp/pt-tape-oa", "/tmp/pt-tape-ob"):
+                sh("rm", "-rf", d)
+                os.makedirs(d)
+            sh("tar", "-xf", nst, "-C", "/tmp/pt-tape-oa")
+            assert sums_of("/tmp/pt-tape-oa") == a
+            mt(nst, "fsf", "1")
+            assert "File number=1, block number=0" in mt(nst, "status").stdout
+            sh("tar", "-xf", nst, "-C", "/tmp/pt-tape-ob")
+            assert sums_of("/tmp/pt-tape-ob") == b
+    finally:
+        # The device holds scst_local's module, scst.ko itself, until it
+        # goes.
+        mgmt("handlers/dev_tape/mgmt", f"del_device {hctl}")
+        mgmt("targets/scst_local/mgmt", "del_target local")

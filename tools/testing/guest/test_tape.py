@@ -4,17 +4,15 @@ kernel's st driver sees it through scst_local: mt-st, tar and dd on
 /dev/nstN, checked against the data and against the cartridge file, which
 the tests parse themselves."""
 
-import errno
-import glob
 import hashlib
 import os
 import struct
 import subprocess
-import time
 
 import pytest
 
-from conftest import ROOT, TAPE, device_of, host_of, iscsi_export, mgmt, open_iscsi_login, sh
+from conftest import (ROOT, TAPE, device_of, export_tape, fresh, iscsi_export, mt, not_busy,
+                      open_iscsi_login, sh, sums_of, tree)
 
 KIND_DATA = 0x4B4C4244
 KIND_FILEMARK = 0x4B4D4646
@@ -37,88 +35,12 @@ def cartridge_records(path):
     return out
 
 
-def export_tape(dev, target="t1", session="s1"):
-    """(/dev/nstN, /dev/sgN) of `dev` exported through scst_local."""
-    sh("modprobe", "st")
-    mgmt("targets/scst_local/mgmt", f"add_target {target}")
-    mgmt(f"targets/scst_local/{target}/luns/mgmt", f"add {dev} 0")
-    mgmt("targets/scst_local/mgmt", f"add_session {target} {session}")
-    base = f"/sys/class/scsi_host/{host_of(target, session)}/device/target*:0:0/*:0:0:0"
-    for _ in range(100):
-        nst = [p for p in glob.glob(base + "/scsi_tape/nst*")
-               if os.path.basename(p)[-1].isdigit()]
-        sg = glob.glob(base + "/scsi_generic/*")
-        if nst and sg:
-            sh("udevadm", "settle", check=False)
-            nst_dev = "/dev/" + os.path.basename(nst[0])
-            for _ in range(50):
-                if os.path.exists(nst_dev):
-                    return nst_dev, "/dev/" + os.path.basename(sg[0])
-                time.sleep(0.1)
-        time.sleep(0.2)
-    raise AssertionError("no st device for the tape")
-
-
 def raw_in(sg, n, *cdb):
     """The data-in of a raw CDB (hex byte strings) sent through sg."""
     r = subprocess.run(["sg_raw", "-b", "-r", str(n), sg, *cdb], capture_output=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
     return r.stdout
-
-
-def not_busy(attempt):
-    """`attempt()` again while the tape is busy: st lets one process open
-    it, and udev's probe of a new tape may hold it for a moment."""
-    for _ in range(20):
-        try:
-            r = attempt()
-        except OSError as e:
-            if e.errno != errno.EBUSY:
-                raise
-            time.sleep(0.5)
-            continue
-        busy = getattr(r, "returncode", 0) != 0 and \
-            "resource busy" in str(getattr(r, "stderr", "")).lower()
-        if not busy:
-            return r
-        time.sleep(0.5)
-    raise AssertionError("the tape stayed busy")
-
-
-def mt(tape, *args, check=True):
-    r = not_busy(lambda: subprocess.run(["mt-st", "-f", tape, *args], capture_output=True,
-                                        text=True, timeout=300))
-    if check:
-        assert r.returncode == 0, f"mt {' '.join(args)}: {r.stdout}{r.stderr}"
-    return r
-
-
-def tree(root, seed, files):
-    """A directory of `files` files of random sizes; {name: sha256}."""
-    os.makedirs(root, exist_ok=True)
-    sums = {}
-    for i in range(files):
-        data = os.urandom(1000 + (seed * 7919 + i * 104729) % 300000)
-        name = f"f{seed}-{i}.bin"
-        with open(os.path.join(root, name), "wb") as f:
-            f.write(data)
-        sums[name] = hashlib.sha256(data).hexdigest()
-    return sums
-
-
-def sums_of(root):
-    out = {}
-    for name in os.listdir(root):
-        with open(os.path.join(root, name), "rb") as f:
-            out[name] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-
-def fresh(path):
-    if os.path.exists(path):
-        os.unlink(path)
-    return path
 
 
 @pytest.fixture
