@@ -13,10 +13,26 @@ import threading
 import time
 
 from conftest import (ROOT, TAPE, device_of, devices, errno, export_tape, fio_running, fresh,
-                      host_of, iscsi_export, kill_fio, local_disk, local_sessions, mgmt, mt,
-                      open_iscsi_login, read, remove_module, sg_io, sh, sums_of, tree, write)
+                      host_of, iscsi_export, kill_fio, libiscsi_table, local_disk,
+                      local_sessions, mgmt, mt, open_iscsi_login, read, remove_module, sg_io,
+                      sh, side_by_side, sums_of, tree, write)
 
 MiB = 1 << 20
+
+# libiscsi's suites run on scsi_debug directly and through dev_disk over
+# iSCSI: a slice in CI, every suite of iscsi-test-cu-local with
+# PASSTHROUGH_LIBISCSI=all (Documentation/testing.rst).
+LIBISCSI_SLICE = "Inquiry ReadCapacity16 Read10 Write10"
+
+# What scsi_debug does wrong that only a larger transfer than its own sg
+# node's shows: libiscsi's tests then fail through the target though they
+# pass directly, where the sg node's limit (240 blocks) stops them first.
+SCSI_DEBUG_OWN = {
+    name: "scsi_debug's Block Limits page gives no MAXIMUM COMPARE AND WRITE LENGTH, so "
+          "libiscsi assumes 256 blocks; the one-byte NUMBER OF LOGICAL BLOCKS reads that "
+          "as 0, which scsi_debug answers GOOD without comparing or writing"
+    for name in ("SCSI.CompareAndWrite.Simple", "SCSI.CompareAndWrite.Miscompare")
+}
 
 
 @contextlib.contextmanager
@@ -365,3 +381,32 @@ def test_dev_tape_through_iscsi(handlers):
         # goes.
         mgmt("handlers/dev_tape/mgmt", f"del_device {hctl}")
         mgmt("targets/scst_local/mgmt", "del_target local")
+
+
+def test_libiscsi_on_scsi_debug_directly_and_through_dev_disk(scst):
+    """libiscsi's SCSI suites on scsi_debug through its own sg node, then
+    through dev_disk over iSCSI: every test the device passes by itself
+    passes through the target. What fails directly is scsi_debug's own
+    (named in the table, not counted against the target)."""
+    suites = None if os.environ.get("PASSTHROUGH_LIBISCSI") == "all" else LIBISCSI_SLICE
+    sh("ip", "link", "set", "lo", "up")
+    with scsi_debug_disk(64) as (hctl, _sd, sg):
+        direct = libiscsi_table(sg, "passthrough-direct.txt", suites=suites)
+        iqn = "iqn.2026-12.org.scst-rs:pt-disk"
+        mgmt("handlers/dev_disk/mgmt", f"add_device {hctl}")
+        try:
+            with iscsi_export(iqn, hctl):
+                through = libiscsi_table(f"iscsi://127.0.0.1/{iqn}/0",
+                                         "passthrough-iscsi.txt", suites=suites)
+        finally:
+            mgmt("targets/iscsi/mgmt", f"del_target {iqn}")
+            mgmt("handlers/dev_disk/mgmt", f"del_device {hctl}")
+    side_by_side("passthrough-libiscsi.md", "libiscsi on scsi_debug: directly, and through "
+                 "dev_disk over iSCSI",
+                 "Skips count as not passed. A test that does not pass directly is "
+                 "scsi_debug's own.",
+                 {"scsi_debug (sg)": direct, "dev_disk over iSCSI": through})
+    assert len(through) >= (10 if suites else 40), "too few tests ran"
+    worse = sorted(t for t, v in direct.items()
+                   if v == "passed" and through.get(t) != "passed" and t not in SCSI_DEBUG_OWN)
+    assert not worse, f"pass directly, not through dev_disk: {worse}"
