@@ -5,6 +5,7 @@
 //! registration, and a command loop that replies to one command and gets
 //! the next in a single system call. Only the standard library is used.
 
+pub mod changer;
 pub mod scsi;
 pub mod tape;
 

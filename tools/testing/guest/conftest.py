@@ -1025,6 +1025,7 @@ def kill_fio(proc):
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 FILEIO = os.path.join(REPO, "tools/scst_user/target/release/scst-user-fileio")
 TAPE = os.path.join(REPO, "tools/scst_user/target/release/scst-user-tape")
+VTL = os.path.join(REPO, "tools/scst_user/target/release/scst-user-vtl")
 SCSTADMIN = os.path.join(REPO, "tools/scstadmin/target/release/scstadmin")
 
 
