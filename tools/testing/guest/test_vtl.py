@@ -8,8 +8,8 @@ import os
 import re
 import time
 
-from conftest import (ROOT, VTL, iscsi_export, mgmt, mt, open_iscsi_login, sh, sums_of,
-                      tree)
+from conftest import (ROOT, VTL, host_of, iscsi_export, mgmt, mt, open_iscsi_login, sh,
+                      sums_of, tree)
 
 
 def node(scsi_devices, lun, kind):
@@ -47,15 +47,21 @@ def drive(status, n):
     return m.group(3) if m.group(1) == "Full" else None
 
 
-def test_library_through_iscsi(handlers):
+def start_library(handlers, carts):
+    """scst-user-vtl with 2 drives and 6 slots, its devices registered."""
     sh("modprobe", "st")
-    carts = "/tmp/vtl-carts"
     handlers("vtl", carts, "--drives", "2", "--slots", "6", "--capacity", "64M", binary=VTL)
     for d in ("vtl_drive0", "vtl_drive1"):
         for _ in range(100):
             if os.path.exists(os.path.join(ROOT, "devices", d)):
                 break
             time.sleep(0.1)
+        assert os.path.exists(os.path.join(ROOT, "devices", d))
+
+
+def test_library_through_iscsi(handlers):
+    carts = "/tmp/vtl-carts"
+    start_library(handlers, carts)
     iqn = "iqn.2026-12.org.scst-rs:vtl"
     with iscsi_export(iqn, "vtl"):
         mgmt(f"targets/iscsi/{iqn}/luns/mgmt", "add vtl_drive0 1")
@@ -107,3 +113,49 @@ def test_library_through_iscsi(handlers):
             assert r.returncode != 0
     # The cartridges are the files named by their barcodes.
     assert sorted(os.listdir(carts)) == ["VT0000L5.cart", "VT0001L5.cart"]
+
+
+def test_a_drive_reserved_by_one_initiator(handlers):
+    """Initiator 1 (iSCSI) reserves a drive: initiator 2 (a scst_local
+    session) gets RESERVATION CONFLICT from it, yet drives the changer,
+    and has the drive again once it is released."""
+    start_library(handlers, "/tmp/vtl-carts-r")
+    iqn = "iqn.2026-12.org.scst-rs:vtl-r"
+    with iscsi_export(iqn, "vtl"):
+        mgmt(f"targets/iscsi/{iqn}/luns/mgmt", "add vtl_drive0 1")
+        mgmt("targets/scst_local/mgmt", "add_target other")
+        mgmt("targets/scst_local/other/luns/mgmt", "add vtl 0")
+        mgmt("targets/scst_local/other/luns/mgmt", "add vtl_drive0 1")
+        mgmt("targets/scst_local/mgmt", "add_session other s2")
+        try:
+            base = f"/sys/class/scsi_host/{host_of('other', 's2')}/device/target*:0:0"
+            local = {}
+            for _ in range(100):
+                for lun in (0, 1):
+                    found = glob.glob(f"{base}/*:0:0:{lun}/scsi_generic/*")
+                    if found and os.path.exists("/dev/" + os.path.basename(found[0])):
+                        local[lun] = "/dev/" + os.path.basename(found[0])
+                if len(local) == 2:
+                    break
+                time.sleep(0.1)
+            assert len(local) == 2, local
+            sh("udevadm", "settle", check=False)
+            with open_iscsi_login(iqn) as scsi_devices:
+                drive1 = node(scsi_devices, 1, "scsi_generic")
+                mtx(node(scsi_devices, 0, "scsi_generic"), "load", "1", "0")
+                # Power-on and medium-change unit attentions first.
+                for sg in (drive1, local[1]):
+                    for _ in range(3):
+                        sh("sg_turs", sg, check=False)
+                sh("sg_raw", drive1, "16", "00", "00", "00", "00", "00")
+                r = sh("sg_turs", local[1], check=False)
+                assert r.returncode != 0 and "conflict" in (r.stdout + r.stderr).lower(), r
+                # The changer is not reserved: initiator 2 still moves
+                # media (another cartridge, into the other slot range).
+                mtx(local[0], "transfer", "2", "5")
+                assert sh("sg_turs", drive1, check=False).returncode == 0
+                sh("sg_raw", drive1, "17", "00", "00", "00", "00", "00")
+                assert sh("sg_turs", local[1], check=False).returncode == 0
+                mtx(local[0], "unload", "1", "0")
+        finally:
+            mgmt("targets/scst_local/mgmt", "del_target other")
