@@ -178,12 +178,51 @@ static void pt_bio_end_io(struct bio *bio)
 	kfree(bio);
 }
 
+/* Ends the bios mapped so far: the request moves no data again. */
+static void pt_unmap(struct request *rq)
+{
+	struct bio *bio = rq->bio, *next;
+
+	for (; bio; bio = next) {
+		next = bio->bi_next;
+		bio->bi_next = NULL;
+		pt_bio_end_io(bio);
+	}
+	rq->bio = rq->biotail = NULL;
+	rq->__data_len = 0;
+	rq->nr_phys_segments = 0;
+}
+
+/* A bio for up to @pages more pages of the request. */
+static struct bio *pt_bio(struct scst_rs_pt *pt, unsigned int pages)
+{
+	unsigned int n = min_t(unsigned int, pages, BIO_MAX_VECS);
+	struct bio *bio = bio_kmalloc(n, GFP_KERNEL);
+
+	if (bio)
+		bio_init(bio, NULL, bio->bi_inline_vecs, n, req_op(pt->rq));
+	return bio;
+}
+
+/* Appends @bio to the request, or ends it. */
+static int pt_append(struct scst_rs_pt *pt, struct bio *bio)
+{
+	int ret;
+
+	bio->bi_end_io = pt_bio_end_io;
+	ret = blk_rq_append_bio(pt->rq, bio);
+	if (ret)
+		pt_bio_end_io(bio);
+	return ret;
+}
+
 /*
- * The command's pages as the request's one bio, unless the queue's limits
- * (segments, boundaries, alignment, size) refuse them: then nothing is
- * left mapped. Page by page, as the block layer maps kernel buffers: an
- * entry may span pages, and the queue decides which of them one segment
- * may join (a device may not let a segment cross a page).
+ * The command's pages as the request's bios, unless the queue's limits
+ * (segments, boundaries, size) refuse them: then nothing is left mapped.
+ * Page by page, as the block layer maps kernel buffers: an entry may span
+ * pages, and the queue decides which of them one segment may join (a
+ * device may not let a segment cross a page). A bio holds BIO_MAX_VECS
+ * pages at most; a larger command takes several.
  */
 static int pt_map_pages(struct scst_rs_pt *pt, struct scatterlist *sgl,
 			unsigned int nents)
@@ -204,12 +243,11 @@ static int pt_map_pages(struct scst_rs_pt *pt, struct scatterlist *sgl,
 		pages += DIV_ROUND_UP(offset_in_page(sg->offset) + l, PAGE_SIZE);
 		left -= l;
 	}
-	if (left || !pages || pages > BIO_MAX_VECS)
+	if (left || !pages)
 		return -EINVAL;
-	bio = bio_kmalloc(pages, GFP_KERNEL);
+	bio = pt_bio(pt, pages);
 	if (!bio)
 		return -ENOMEM;
-	bio_init(bio, NULL, bio->bi_inline_vecs, pages, req_op(pt->rq));
 	left = pt->len;
 	for_each_sg(sgl, sg, nents, i) {
 		size_t l = min_t(size_t, sg->length, left);
@@ -223,11 +261,28 @@ static int pt_map_pages(struct scst_rs_pt *pt, struct scatterlist *sgl,
 			unsigned int n = min_t(size_t, l, PAGE_SIZE - po);
 			unsigned short vcnt = bio->bi_vcnt;
 
+			if (vcnt == bio->bi_max_vecs &&
+			    bio_add_pc_page(q, bio, page, n, po) < n) {
+				/* Full: on to the next bio. */
+				ret = pt_append(pt, bio);
+				bio = ret ? NULL : pt_bio(pt, pages);
+				if (!bio)
+					goto fail;
+				vcnt = 0;
+				last = NULL;
+			} else if (vcnt == bio->bi_max_vecs) {
+				/* Joined the last page after all. */
+				get_page(page);
+				if (page == last)
+					put_page(page);
+				goto next;
+			}
 			get_page(page);
 			if (bio_add_pc_page(q, bio, page, n, po) < n) {
 				put_page(page);
 				pt_bio_end_io(bio);
-				return -EINVAL;
+				ret = -EINVAL;
+				goto fail;
 			}
 			/*
 			 * Joined to the page the last part ended in: the bio
@@ -235,6 +290,8 @@ static int pt_map_pages(struct scst_rs_pt *pt, struct scatterlist *sgl,
 			 */
 			if (bio->bi_vcnt == vcnt && page == last)
 				put_page(page);
+next:
+			pages -= bio->bi_vcnt != vcnt;
 			last = page;
 			off += n;
 			l -= n;
@@ -242,11 +299,12 @@ static int pt_map_pages(struct scst_rs_pt *pt, struct scatterlist *sgl,
 		if (!left)
 			break;
 	}
-	bio->bi_end_io = pt_bio_end_io;
-	ret = blk_rq_append_bio(pt->rq, bio);
-	if (ret)
-		pt_bio_end_io(bio);
-	return ret;
+	ret = pt_append(pt, bio);
+	if (!ret)
+		return 0;
+fail:
+	pt_unmap(pt->rq);
+	return ret ? ret : -ENOMEM;
 }
 
 /* A copy of the data, for a device whose limits refuse the pages. */

@@ -8,6 +8,7 @@ import errno
 import fcntl
 import glob
 import hashlib
+import mmap
 import os
 import re
 import shutil
@@ -584,14 +585,22 @@ def sg_io(fd, cdb, data_out=b"", data_in_len=0, timeout_ms=30000):
     data-in)."""
     cdb_buf = ctypes.create_string_buffer(bytes(cdb), len(cdb))
     sense = ctypes.create_string_buffer(64)
+    length = len(data_out) or data_in_len
+    if length >= 1 << 20:
+        # Page-aligned: the kernel maps it rather than copy it through a
+        # bounce of its own, which takes 4 MiB at most.
+        area = mmap.mmap(-1, length)
+        area[:len(data_out)] = bytes(data_out)
+        data = (ctypes.c_char * length).from_buffer(area)
+    elif length:
+        data = ctypes.create_string_buffer(bytes(data_out), length) if data_out else \
+            ctypes.create_string_buffer(length)
     if data_out:
-        data = ctypes.create_string_buffer(bytes(data_out), len(data_out))
-        direction, length = -2, len(data_out)  # SG_DXFER_TO_DEV
+        direction = -2  # SG_DXFER_TO_DEV
     elif data_in_len:
-        data = ctypes.create_string_buffer(data_in_len)
-        direction, length = -3, data_in_len  # SG_DXFER_FROM_DEV
+        direction = -3  # SG_DXFER_FROM_DEV
     else:
-        data, direction, length = None, -1, 0  # SG_DXFER_NONE
+        data, direction = None, -1  # SG_DXFER_NONE
     hdr = _SgIoHdr(interface_id=ord("S"), dxfer_direction=direction, cmd_len=len(cdb),
                    mx_sb_len=len(sense), dxfer_len=length,
                    dxferp=ctypes.cast(data, ctypes.c_void_p) if data is not None else None,
