@@ -10,10 +10,10 @@
 //! storage slots from 0x1000.
 
 use crate::scsi::{
-    be16, cdb_len_of, inquiry, invalid_field, invalid_opcode, mode_data, put, Identity, Outcome,
-    ILLEGAL_REQUEST, NOT_READY, SAM_5, SPC_4, SSC_3, UNIT_ATTENTION,
+    be16, cdb_len_of, inquiry, invalid_field, invalid_opcode, mode_data, put, Identity, ModeSense,
+    Outcome, ILLEGAL_REQUEST, NOT_READY, SAM_5, SPC_4, UNIT_ATTENTION,
 };
-use crate::tape::Tape;
+use crate::tape::{drive_inquiry, Tape};
 use std::fs::OpenOptions;
 use std::io;
 use std::path::PathBuf;
@@ -79,18 +79,7 @@ impl Bay {
             return tape.exec(cdb, data);
         }
         match op {
-            0x12 => inquiry(
-                cdb,
-                data,
-                &Identity {
-                    dev_type: 0x01,
-                    removable: true,
-                    product: "VIRTUAL TAPE",
-                    serial: &self.serial,
-                    versions: &[SAM_5, SPC_4, SSC_3],
-                    vpd: &[],
-                },
-            ),
+            0x12 => drive_inquiry(cdb, data, &self.serial),
             // PREVENT ALLOW MEDIUM REMOVAL: nothing to lock.
             0x1e => Outcome::good(0),
             _ if cdb.len() < cdb_len_of(op) => invalid_field(),
@@ -253,16 +242,15 @@ impl Library {
     /// MODE SENSE: the element address assignment, transport geometry
     /// and device capabilities pages.
     fn mode_sense(&self, cdb: &[u8], data: &mut [u8]) -> Outcome {
-        let ten = cdb[0] == 0x5a;
-        let page = cdb[2] & 0x3f;
-        if cdb[2] >> 6 == 3 {
-            return Outcome::check(ILLEGAL_REQUEST, 0x39, 0x00);
-        }
-        let changeable = cdb[2] >> 6 == 1;
-        let alloc = if ten {
-            be16(cdb, 7) as usize
-        } else {
-            usize::from(cdb[4])
+        let ModeSense {
+            ten,
+            page,
+            changeable,
+            alloc,
+            ..
+        } = match ModeSense::parse(cdb) {
+            Ok(m) => m,
+            Err(refused) => return refused,
         };
         let (slots, drives) = {
             let el = self.lock();

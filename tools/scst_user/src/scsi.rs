@@ -425,6 +425,51 @@ impl Disk {
     }
 }
 
+/// A size on a handler's command line: bytes, or with a K, M or G suffix;
+/// `None` if it does not parse or overflows.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let (num, mult) = match v.chars().last() {
+        Some('K' | 'k') => (&v[..v.len() - 1], 1 << 10),
+        Some('M' | 'm') => (&v[..v.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult))
+}
+
+/// What a MODE SENSE(6) or (10) CDB asks for.
+pub struct ModeSense {
+    pub ten: bool,
+    /// DBD: no block descriptors.
+    pub dbd: bool,
+    pub page: u8,
+    /// PC 01b: the changeable values' masks.
+    pub changeable: bool,
+    pub alloc: usize,
+}
+
+impl ModeSense {
+    /// The CDB's fields; saved values (PC 11b) are refused with SAVING
+    /// PARAMETERS NOT SUPPORTED.
+    pub fn parse(cdb: &[u8]) -> Result<Self, Outcome> {
+        let ten = cdb[0] == 0x5a;
+        if cdb[2] >> 6 == 3 {
+            return Err(Outcome::check(ILLEGAL_REQUEST, 0x39, 0x00));
+        }
+        Ok(Self {
+            ten,
+            dbd: cdb[1] & 0x08 != 0,
+            page: cdb[2] & 0x3f,
+            changeable: cdb[2] >> 6 == 1,
+            alloc: if ten {
+                be16(cdb, 7) as usize
+            } else {
+                usize::from(cdb[4])
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

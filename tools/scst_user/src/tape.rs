@@ -12,8 +12,8 @@
 
 use crate::scsi::{
     be16, be32, cdb_len_of, fixed_sense, inquiry, invalid_field, invalid_opcode, mode_data, put,
-    Identity, Outcome, BLANK_CHECK, ILLEGAL_REQUEST, MEDIUM_ERROR, NOT_READY, NO_SENSE, SAM_5,
-    SPC_4, SSC_3, UNIT_ATTENTION, VOLUME_OVERFLOW,
+    Identity, ModeSense, Outcome, BLANK_CHECK, ILLEGAL_REQUEST, MEDIUM_ERROR, NOT_READY, NO_SENSE,
+    SAM_5, SPC_4, SSC_3, UNIT_ATTENTION, VOLUME_OVERFLOW,
 };
 use std::fs::File;
 use std::io;
@@ -77,6 +77,23 @@ enum Stop {
     Filemark,
     EndOfData,
     BeginningOfPartition,
+}
+
+/// INQUIRY of a tape drive with serial number `serial`, whether it holds
+/// a cartridge or not.
+pub fn drive_inquiry(cdb: &[u8], data: &mut [u8], serial: &str) -> Outcome {
+    inquiry(
+        cdb,
+        data,
+        &Identity {
+            dev_type: 0x01,
+            removable: true,
+            product: "VIRTUAL TAPE",
+            serial,
+            versions: &[SAM_5, SPC_4, SSC_3],
+            vpd: &[],
+        },
+    )
 }
 
 impl Tape {
@@ -162,18 +179,7 @@ impl Tape {
             return Outcome::check(MEDIUM_ERROR, 0x44, 0x00);
         };
         if op == 0x12 {
-            return inquiry(
-                cdb,
-                data,
-                &Identity {
-                    dev_type: 0x01,
-                    removable: true,
-                    product: "VIRTUAL TAPE",
-                    serial: &self.serial,
-                    versions: &[SAM_5, SPC_4, SSC_3],
-                    vpd: &[],
-                },
-            );
+            return drive_inquiry(cdb, data, &self.serial);
         }
         if st.medium_changed {
             st.medium_changed = false;
@@ -474,17 +480,15 @@ impl Tape {
     }
 
     fn mode_sense(&self, st: &State, cdb: &[u8], data: &mut [u8]) -> Outcome {
-        let ten = cdb[0] == 0x5a;
-        let dbd = cdb[1] & 0x08 != 0;
-        let page = cdb[2] & 0x3f;
-        if cdb[2] >> 6 == 3 {
-            return Outcome::check(ILLEGAL_REQUEST, 0x39, 0x00);
-        }
-        let changeable = cdb[2] >> 6 == 1;
-        let alloc = if ten {
-            be16(cdb, 7) as usize
-        } else {
-            usize::from(cdb[4])
+        let ModeSense {
+            ten,
+            dbd,
+            page,
+            changeable,
+            alloc,
+        } = match ModeSense::parse(cdb) {
+            Ok(m) => m,
+            Err(refused) => return refused,
         };
         let mut pages = Vec::new();
         if page == 0x0f || page == 0x3f {

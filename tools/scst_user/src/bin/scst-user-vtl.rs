@@ -48,16 +48,8 @@ fn number(v: Option<String>) -> usize {
 }
 
 fn size(v: Option<String>) -> u64 {
-    let v = v.unwrap_or_else(|| usage());
-    let (num, mult) = match v.chars().last() {
-        Some('K' | 'k') => (&v[..v.len() - 1], 1 << 10),
-        Some('M' | 'm') => (&v[..v.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&v[..v.len() - 1], 1 << 30),
-        _ => (v.as_str(), 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
+    v.as_deref()
+        .and_then(scsi::parse_size)
         .unwrap_or_else(|| usage())
 }
 
