@@ -34,6 +34,8 @@ def test_tree(scst):
     assert read("version").strip() != ""
     assert read("last_sysfs_mgmt_res") == "0\n"
     assert sorted(os.listdir(os.path.join(ROOT, "handlers"))) == [
+        "dev_cdrom", "dev_changer", "dev_disk", "dev_disk_perf", "dev_modisk", "dev_modisk_perf",
+        "dev_processor", "dev_raid", "dev_tape", "dev_tape_perf",
         "vdisk_blockio", "vdisk_fileio", "vdisk_nullio"]
     assert read(f"{NULLIO}/type") == "0 - Direct-access device (e.g., magnetic disk)\n"
     assert "add_device" in read(f"{NULLIO}/mgmt")
