@@ -29,7 +29,6 @@ use crate::scst_core::{
     sense::{self, Sense, SenseFormat},
     MgmtFailure, Scst,
 };
-use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
     alloc::flags::{GFP_ATOMIC, GFP_KERNEL},
     c_str, fmt, new_spinlock,
@@ -259,7 +258,6 @@ impl LogicalUnit for PtDevice {
                 mode_select: rules::is_mode_select(opcode),
                 write_protect: rules::write_protect_byte(self.handler.device_type, opcode)
                     .filter(|_| cmd.read_only),
-                bounced: AtomicBool::new(false),
             },
             GFP_KERNEL,
         )
@@ -273,12 +271,7 @@ impl LogicalUnit for PtDevice {
         let ended = KBox::new(Ended { deferral }, GFP_KERNEL)
             .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
         match finish.req.start(cmd.data, ended) {
-            Ok(bounced) => {
-                // Read on the worker that resumes the command, after the
-                // deferral's own ordering.
-                finish.bounced.store(bounced, Ordering::Relaxed);
-                Ok(Executed::Later)
-            }
+            Ok(_) => Ok(Executed::Later),
             Err((e, ended)) => {
                 log_not_sent(self, e);
                 // Dropped, the deferral fails the command: its finish step
@@ -293,17 +286,22 @@ impl LogicalUnit for PtDevice {
         SenseFormat::Fixed
     }
 
-    /// The commands the function ends are aborted at the device too, so
-    /// that the wait for them ends as soon as the device lets go (an
-    /// abort through the SCSI error handler, which escalates to a device
-    /// reset where the abort fails).
+    /// The commands the function waits for are aborted at the device
+    /// too, so that the wait ends as soon as the device lets go (an abort
+    /// through the SCSI error handler, which escalates to a device reset
+    /// where the abort fails). Those are the requesting nexus' own: the
+    /// core waits for no other's executing commands, and an abort would
+    /// end them with an error of the device rather than as SAM has them.
     fn task_mgmt_received(&self, tm: &TaskMgmt) {
         for s in self.in_flight.sent.lock().iter() {
-            let hit = match tm.function {
-                TmFunction::AbortTask(tag) => s.nexus == tm.nexus && s.tag == tag,
-                TmFunction::AbortTaskSet => s.nexus == tm.nexus,
-                TmFunction::ClearTaskSet | TmFunction::LunReset | TmFunction::TargetReset => true,
-            };
+            let hit = s.nexus == tm.nexus
+                && match tm.function {
+                    TmFunction::AbortTask(tag) => s.tag == tag,
+                    TmFunction::AbortTaskSet
+                    | TmFunction::ClearTaskSet
+                    | TmFunction::LunReset
+                    | TmFunction::TargetReset => true,
+                };
             if hit {
                 s.req.abort();
             }
@@ -359,7 +357,6 @@ struct PtFinish {
     /// MODE SENSE to a read-only LUN: the byte of its data whose WP bit
     /// the LUN sets, whatever the device said.
     write_protect: Option<usize>,
-    bounced: AtomicBool,
 }
 
 impl FinishDeferred for PtFinish {
@@ -379,9 +376,9 @@ impl FinishDeferred for PtFinish {
         let data_in = if self.write {
             0
         } else {
-            if self.bounced.load(Ordering::Relaxed) {
-                self.req.copy_in(data, moved);
-            }
+            // A read that went through a copy lands in the command's
+            // pages now; one that did not is there already.
+            self.req.copy_in(data, moved);
             moved
         };
         let status = outcome.status();
