@@ -93,8 +93,7 @@ void scst_rs_pt_get(struct scst_rs_pt *pt);
 void scst_rs_pt_abort(struct scst_rs_pt *pt);
 void scst_rs_pt_put(struct scst_rs_pt *pt);
 int scst_rs_pt_start(struct scst_rs_pt *pt, struct scatterlist *sgl,
-		     unsigned int nents, bool *bounced,
-		     void (*done)(void *ctx), void *ctx);
+		     unsigned int nents, void (*done)(void *ctx), void *ctx);
 bool scst_rs_pt_outcome(struct scst_rs_pt *pt, int *result,
 			unsigned int *resid, u8 *sense, unsigned int sense_max,
 			unsigned int *sense_len);

@@ -158,8 +158,8 @@ impl PtRequest {
     /// Starts the request over the first bytes of `data` it was made for
     /// (the device reads them, or writes them for a read; `EINVAL` if
     /// `data` holds fewer). `done` hears when it ended; `Err` gives it
-    /// back and nothing started (a request starts once). `Ok(true)`: the
-    /// data goes through a copy (the device's limits refused the pages),
+    /// back and nothing started (a request starts once). Where the
+    /// device's limits refuse the pages, the data goes through a copy,
     /// which a read's [`Self::copy_in`] places. May sleep.
     ///
     /// The pages stay referenced until the request ended, and the device
@@ -169,37 +169,27 @@ impl PtRequest {
         &self,
         data: &mut SgList<'_>,
         done: KBox<T>,
-    ) -> core::result::Result<bool, (Error, KBox<T>)> {
+    ) -> core::result::Result<(), (Error, KBox<T>)> {
         if data.len() < self.len {
             return Err((EINVAL, done));
         }
         let (sgl, nents) = data.raw();
-        let mut bounced = false;
         let ctx = done.into_foreign() as *mut core::ffi::c_void;
+        let pt = self.pt.as_ptr();
         // The C side references every page it maps, until its bio ends.
-        // SAFETY: `pt` is ours (type invariants); `sgl` (null for no data)
-        // has `nents` entries covering `data.len()` bytes, at least the
-        // request's `len` (checked above), which is all the helper maps,
-        // valid for the call and ours to have written while `data` is
-        // borrowed mutably; `ctx` is a `KBox<T>` that `pt_ended::<T>`
-        // takes back, called at most once and only if this succeeds.
-        let ret = unsafe {
-            bindings::scst_rs_pt_start(
-                self.pt.as_ptr(),
-                sgl,
-                nents,
-                &mut bounced,
-                Some(pt_ended::<T>),
-                ctx,
-            )
-        };
+        // `sgl` (null for no data) covers at least the request's `len`
+        // (checked above), all the helper maps, and is ours to have
+        // written while `data` is borrowed mutably.
+        // SAFETY: `pt` is ours (type invariants); `sgl` is valid as above;
+        // `ctx` is a `KBox<T>` that `pt_ended::<T>` takes back, once.
+        let ret = unsafe { bindings::scst_rs_pt_start(pt, sgl, nents, Some(pt_ended::<T>), ctx) };
         if ret < 0 {
             // SAFETY: `ctx` came from `into_foreign` above, and the C side
             // did not take it: `pt_ended` never runs for it.
             let done = unsafe { KBox::<T>::from_foreign(ctx) };
             return Err((Error::from_errno(ret), done));
         }
-        Ok(bounced)
+        Ok(())
     }
 
     /// How it ended; `None` until it has.
@@ -323,10 +313,10 @@ impl<T: SdevRemoved> SdevWatch<T> {
     /// watch drops. `EBUSY` while another runs.
     pub(crate) fn start(to: Arc<T>) -> Result<Self> {
         let ctx = to.into_foreign();
+        let removed = Some(sdev_removed::<T> as _);
         // SAFETY: `sdev_removed::<T>` takes `ctx` as an `Arc<T>` it borrows,
         // valid until the watch stops (in `drop`, or here on failure).
-        let ret =
-            unsafe { bindings::scst_rs_sdev_watch_start(Some(sdev_removed::<T>), ctx as *mut _) };
+        let ret = unsafe { bindings::scst_rs_sdev_watch_start(removed, ctx as *mut _) };
         if ret < 0 {
             // SAFETY: `ctx` came from `into_foreign` and the watch did not
             // start: nothing else uses it.

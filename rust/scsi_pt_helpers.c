@@ -254,15 +254,14 @@ static int pt_map_pages(struct scst_rs_pt *pt, struct scatterlist *sgl,
 		size_t off = sg->offset;
 
 		left -= l;
-		while (l) {
+		for (; l; pages--) {
 			struct page *page = nth_page(sg_page(sg),
 						     off >> PAGE_SHIFT);
 			unsigned int po = offset_in_page(off);
 			unsigned int n = min_t(size_t, l, PAGE_SIZE - po);
 			unsigned short vcnt = bio->bi_vcnt;
 
-			if (vcnt == bio->bi_max_vecs &&
-			    bio_add_pc_page(q, bio, page, n, po) < n) {
+			if (vcnt == bio->bi_max_vecs) {
 				/* Full: on to the next bio. */
 				ret = pt_append(pt, bio);
 				bio = ret ? NULL : pt_bio(pt, pages);
@@ -270,12 +269,6 @@ static int pt_map_pages(struct scst_rs_pt *pt, struct scatterlist *sgl,
 					goto fail;
 				vcnt = 0;
 				last = NULL;
-			} else if (vcnt == bio->bi_max_vecs) {
-				/* Joined the last page after all. */
-				get_page(page);
-				if (page == last)
-					put_page(page);
-				goto next;
 			}
 			get_page(page);
 			if (bio_add_pc_page(q, bio, page, n, po) < n) {
@@ -290,8 +283,6 @@ static int pt_map_pages(struct scst_rs_pt *pt, struct scatterlist *sgl,
 			 */
 			if (bio->bi_vcnt == vcnt && page == last)
 				put_page(page);
-next:
-			pages -= bio->bi_vcnt != vcnt;
 			last = page;
 			off += n;
 			l -= n;
@@ -353,27 +344,24 @@ static enum rq_end_io_ret pt_end_io(struct request *rq, blk_status_t status)
  * Maps the first @len bytes of @sgl (those given to scst_rs_pt_new) and
  * starts the request: 0 and @done(@ctx) is called once it ended, from any
  * context; else nothing started and @done is never called. With @sgl
- * NULL, the request moves no data. *@bounced says whether the data went
- * through a copy. A request starts once at most (-EBUSY). May sleep.
+ * NULL, the request moves no data. Where the queue refuses the pages,
+ * the data goes through a copy. A request starts once at most (-EBUSY).
+ * May sleep.
  */
 int scst_rs_pt_start(struct scst_rs_pt *pt, struct scatterlist *sgl,
-		     unsigned int nents, bool *bounced,
-		     void (*done)(void *ctx), void *ctx)
+		     unsigned int nents, void (*done)(void *ctx), void *ctx)
 {
 	struct request *rq = pt->rq;
 	int ret = 0;
 
-	*bounced = false;
 	if (pt->len && !sgl)
 		return -EINVAL;
 	if (test_and_set_bit(0, &pt->flags))
 		return -EBUSY;
 	if (pt->len) {
 		ret = pt_map_pages(pt, sgl, nents);
-		if (ret) {
-			*bounced = true;
+		if (ret)
 			ret = pt_map_bounce(pt, sgl, nents);
-		}
 		if (ret)
 			return ret;
 	}

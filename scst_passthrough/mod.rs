@@ -271,7 +271,7 @@ impl LogicalUnit for PtDevice {
         let ended = KBox::new(Ended { deferral }, GFP_KERNEL)
             .map_err(|_| sense::INTERNAL_TARGET_FAILURE)?;
         match finish.req.start(cmd.data, ended) {
-            Ok(_) => Ok(Executed::Later),
+            Ok(()) => Ok(Executed::Later),
             Err((e, ended)) => {
                 log_not_sent(self, e);
                 // Dropped, the deferral fails the command: its finish step
